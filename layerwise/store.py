@@ -34,6 +34,8 @@ FORMAT_VERSION = 1
 KEY_PREFIX = {"contextualized": "layer", "local": "conv"}
 _KEY_RE = re.compile(r"^(layer|conv)_(\d+)$")
 SAVE_DTYPES = {"float32": np.float32, "float16": np.float16}
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)  # read once: mkstemp creates 0600 files, finished files get the usual 0666 & ~umask
 
 
 class FeatureFileError(Exception):
@@ -106,6 +108,7 @@ def write_features(
     # FEATURE_SUFFIX, so a crash mid-write never leaves something that looks like a feature file.
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "wb") as handle:
             np.savez(handle, **payload)
             handle.flush()
@@ -200,6 +203,7 @@ def write_json_atomic(path: str | Path, obj) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as handle:
             json.dump(obj, handle, indent=2, sort_keys=True)
             handle.write("\n")
