@@ -224,8 +224,8 @@ def safe_extract(archive: Path, root: Path) -> None:
     if archive.name.endswith(".zip"):
         with zipfile.ZipFile(archive) as zf:
             for info in zf.infolist():
-                mode = info.external_attr >> 16
-                if stat.S_ISLNK(mode) or (mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))):
+                file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix mode
+                if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
                     raise DataError(f"unsafe archive member {info.filename!r}: link or special file")
                 _check_member(info.filename, root)
             zf.extractall(root)
