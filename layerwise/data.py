@@ -20,6 +20,7 @@ Networking is the standard library (urllib) only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import logging
@@ -35,6 +36,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; run one download at a time
+    fcntl = None
 
 log = logging.getLogger(__name__)
 
@@ -246,6 +252,27 @@ def safe_extract(archive: Path, root: Path) -> None:
         raise DataError(f"cannot extract {archive}: {err}") from err
 
 
+def _is_complete(marker: Path, resource: Resource) -> bool:
+    """True when the extraction marker exists and names the resource's MD5."""
+    try:
+        return json.loads(marker.read_text()).get("md5") == resource.md5
+    except (ValueError, OSError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive advisory lock (POSIX flock) on ``path``, so parallel jobs download and extract once."""
+    with open(path, "a") as handle:
+        if fcntl is not None:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                log.info("waiting for another process holding %s", path)
+                fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, keep_archive: bool = True,
              progress: bool = True, resources: dict[str, Resource] | None = None) -> Path:
     """Fetch, verify and extract resource ``name`` (a split or ``"alignments"``) below ``dest``.
@@ -258,23 +285,21 @@ def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, k
         raise ValueError(f"unknown resource {name!r}; known: {', '.join(table)}")
     resource, dest = table[name], Path(dest)
     folder, marker = dest / resource.folder, dest / resource.folder / MARKER_NAME
-    if marker.is_file():
-        try:
-            done = json.loads(marker.read_text()).get("md5") == resource.md5
-        except (ValueError, OSError, AttributeError):
-            done = False
-        if done:
-            log.info("%s already present in %s", name, folder)
-            return folder
+    if _is_complete(marker, resource):
+        log.info("%s already present in %s", name, folder)
+        return folder
     dest.mkdir(parents=True, exist_ok=True)
-    archive = fetch_archive(resource, dest, mirrors=mirrors, progress=progress)
-    log.info("extracting %s into %s", archive, dest / resource.extract_to)
-    safe_extract(archive, dest / resource.extract_to)
-    if not folder.is_dir():
-        raise DataError(f"{archive} did not contain {resource.folder}/")
-    marker.write_text(json.dumps({"resource": name, "archive": resource.archive, "md5": resource.md5}) + "\n")
-    if not keep_archive:
-        archive.unlink()
+    with _locked(dest / f".{resource.archive}.lock"):
+        if _is_complete(marker, resource):  # another job finished it while we waited
+            return folder
+        archive = fetch_archive(resource, dest, mirrors=mirrors, progress=progress)
+        log.info("extracting %s into %s", archive, dest / resource.extract_to)
+        safe_extract(archive, dest / resource.extract_to)
+        if not folder.is_dir():
+            raise DataError(f"{archive} did not contain {resource.folder}/")
+        marker.write_text(json.dumps({"resource": name, "archive": resource.archive, "md5": resource.md5}) + "\n")
+        if not keep_archive:
+            archive.unlink()
     return folder
 
 

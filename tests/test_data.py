@@ -11,6 +11,7 @@ import subprocess
 import sys
 import tarfile
 import threading
+import time
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,6 +24,7 @@ from layerwise import data
 from layerwise.data import DataError, Resource
 
 SPLIT = "mini-2"
+LOCK = f".{SPLIT}.tar.gz.lock"  # advisory lock file left in dest (empty)
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -53,6 +55,7 @@ class RangeHandler(BaseHTTPRequestHandler):
         payload = body[start:]
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
+        time.sleep(srv.delay)
         if srv.cut_after is not None:
             payload, srv.cut_after = payload[: srv.cut_after], None
         srv.bytes_sent += len(payload)  # counted before writing: the client may finish before this thread resumes
@@ -65,7 +68,7 @@ class RangeHandler(BaseHTTPRequestHandler):
 @pytest.fixture
 def server():
     srv = ThreadingHTTPServer(("127.0.0.1", 0), RangeHandler)
-    srv.files, srv.requests, srv.bytes_sent, srv.honour_range, srv.cut_after = {}, [], 0, True, None
+    srv.files, srv.requests, srv.bytes_sent, srv.honour_range, srv.cut_after, srv.delay = {}, [], 0, True, None, 0
     srv.base = f"http://127.0.0.1:{srv.server_address[1]}"
     thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
     thread.start()
@@ -206,7 +209,7 @@ def test_bad_checksum_is_an_error_and_nothing_is_extracted(server, tmp_path, siz
         data.download_split(SPLIT, dest, progress=False,
                             resources={SPLIT: resource_for(blob, [server.base + "/a.tar.gz"], size_known=size_known)})
 
-    assert all_files(dest) == {"mini-2.tar.gz.bad"}  # no archive, no .part, nothing extracted
+    assert all_files(dest) == {"mini-2.tar.gz.bad", LOCK}  # no archive, no .part, nothing extracted
     assert (dest / "mini-2.tar.gz.bad").read_bytes() == corrupt
 
 
@@ -216,7 +219,32 @@ def test_wrong_size_is_refused_before_downloading(server, tmp_path):
     with pytest.raises(DataError, match="expected"):
         data.download_split(SPLIT, tmp_path, progress=False,
                             resources={SPLIT: resource_for(blob, [server.base + "/a.tar.gz"])})
-    assert all_files(tmp_path) == set()  # refused on Content-Length: no .part written, nothing extracted
+    assert all_files(tmp_path) == {LOCK}  # refused on Content-Length: no .part written, nothing extracted
+
+
+def test_parallel_jobs_download_once(server, tmp_path):
+    members = librispeech_members()
+    blob = make_tar(members)
+    server.files["/a.tar.gz"] = blob
+    server.delay = 0.3  # keeps the first download in flight while the second job starts
+    table = {SPLIT: resource_for(blob, [server.base + "/a.tar.gz"])}
+    results, errors = [], []
+
+    def job():
+        try:
+            results.append(data.download_split(SPLIT, tmp_path, resources=table, progress=False))
+        except Exception as err:  # surfaced below
+            errors.append(err)
+
+    threads = [threading.Thread(target=job) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=20)
+
+    assert errors == [] and len(results) == 3
+    assert len(server.requests) == 1  # the other jobs waited on the lock, then saw the marker
+    assert_extracted(tmp_path, members)
 
 
 def test_fallback_to_second_mirror_after_404(server, tmp_path):
@@ -271,8 +299,8 @@ def test_unsafe_tar_is_rejected_and_nothing_written(server, tmp_path, case):
         data.download_split(SPLIT, dest, resources={SPLIT: resource_for(blob, [server.base + "/e.tar.gz"])},
                             progress=False)
 
-    assert all_files(dest) == {"mini-2.tar.gz"}  # the verified archive only; no member extracted
-    assert all_files(tmp_path) == {"a/b/dest/mini-2.tar.gz"}  # nothing outside dest either
+    assert all_files(dest) == {"mini-2.tar.gz", LOCK}  # the verified archive only; no member extracted
+    assert all_files(tmp_path) == {"a/b/dest/mini-2.tar.gz", f"a/b/dest/{LOCK}"}  # nothing outside dest either
     assert not (dest / "LibriSpeech").exists()
 
 
