@@ -379,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, OSError) as err:
         if args.verbose:
             log.exception("failed")
-        print(f"error: {err}\nThe failed resource is not marked complete. A partial download is kept as "
+        print(f"error: {err}\nThe failed resource is not marked complete. Any partial download is kept as "
               f"<dest>/<archive>.part and resumes on the next run; check the network or pass --mirror URL.",
               file=sys.stderr)
         return 1
