@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import http.client
 import json
 import logging
 import os
@@ -144,8 +145,8 @@ def _fetch(url: str, part: Path, resource: Resource, *, progress: bool) -> None:
         if err.code == 416 and offset:  # range not satisfiable: nothing left to send (or a stale part)
             return
         raise DataError(f"{url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError) as err:
-        raise DataError(f"{url}: {getattr(err, 'reason', err)}") from err
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
+        raise DataError(f"{url}: {getattr(err, 'reason', err)!s}") from err
     with response:
         length = response.headers.get("Content-Length")
         if response.status == 206:
@@ -166,7 +167,7 @@ def _fetch(url: str, part: Path, resource: Resource, *, progress: bool) -> None:
                 while block := response.read(CHUNK_BYTES):
                     f.write(block)
                     bar.update(len(block))
-            except OSError as err:
+            except (OSError, http.client.HTTPException) as err:
                 raise DataError(f"{url}: connection lost after {f.tell():,} bytes ({err})") from err
             got = f.tell()
     if expected is not None and got < expected:
