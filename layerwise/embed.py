@@ -1,0 +1,154 @@
+"""Frames as points: reproducible subsampling, PCA from the exact covariance, t-SNE on the subsample.
+
+Subsampling is bottom-k sampling: every frame gets a uniform random key from a generator seeded by
+``(seed, crc32(stem))`` and the ``max_points`` smallest keys over all files are kept. That is a uniform sample without
+replacement of all frames, the same whatever the order in which files arrive, and bounded in memory
+(``max_points × Σ dims × 4`` bytes: 2000 points × 13 layers × 768 dims = 80 MB).
+"""
+
+from __future__ import annotations
+
+import zlib
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_PCA_FRAMES = 2  # a covariance needs two frames
+MIN_TSNE_POINTS = 10  # below this t-SNE's neighbourhoods are meaningless
+TSNE_PERPLEXITY = 30.0  # sklearn's default; lowered to (n − 1)/3 for small samples
+TSNE_PCA_DIMS = 50  # usual PCA pre-reduction before t-SNE (van der Maaten's reference implementation)
+# sklearn's Barnes-Hut gradient (OpenMP) and the PCA before it (BLAS) are multi-threaded; on 2 shared cores two
+# threads measured 4-12x slower than one (47 s vs 4 s for 1000 points while other processes ran), so t-SNE and its
+# PCA run single-threaded for predictable time.
+TSNE_THREADS = 1
+
+
+class EmbedError(ValueError):
+    """Too few points, or points that cannot be embedded (constant layer)."""
+
+
+@dataclass
+class Subsample:
+    """The sampled frames, ordered by (file order, frame index).
+
+    points : layer key -> ndarray (k, D) float32.
+    utterances : (k,) str, the stem each point comes from; frame_index : (k,) int, its row in that file.
+    labels : (k,) str span labels when the files have ``labels``, else None.
+    """
+
+    points: dict[str, np.ndarray]
+    utterances: np.ndarray
+    frame_index: np.ndarray
+    labels: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+
+class FrameSampler:
+    """Seeded uniform sample of at most ``max_points`` frames (rows) across files, one file at a time.
+
+    layers, dims : the layer keys kept for each point and their dims.
+    """
+
+    def __init__(self, layers: list[str], dims: list[int], *, max_points: int, seed: int):
+        if max_points < 1:
+            raise EmbedError(f"max_points={max_points} must be >= 1")
+        self.layers, self.max_points, self.seed = list(layers), int(max_points), int(seed)
+        self._points = {k: np.empty((self.max_points, d), np.float32) for k, d in zip(layers, dims)}
+        self._keys = np.empty(self.max_points)
+        self._file = np.empty(self.max_points, np.int64)
+        self._row = np.empty(self.max_points, np.int64)
+        self._labels = np.empty(self.max_points, dtype=object)
+        self._stems: list[str] = []
+        self.filled = 0
+        self.has_labels = False
+
+    def add(self, stem: str, arrays: dict[str, np.ndarray], labels: np.ndarray | None = None) -> None:
+        """Offer every row of one file. arrays : layer key -> (T, D); labels : (T,) or None."""
+        count = arrays[self.layers[0]].shape[0]
+        rng = np.random.default_rng([self.seed, zlib.crc32(stem.encode())])
+        new_keys = rng.random(count)
+        file_id = len(self._stems)
+        self._stems.append(stem)
+        self.has_labels |= labels is not None
+        combined = np.concatenate([self._keys[: self.filled], new_keys])
+        if len(combined) <= self.max_points:
+            old_kept = np.arange(self.filled)
+            new_rows = np.arange(count)
+        else:
+            keep = np.argpartition(combined, self.max_points - 1)[: self.max_points]
+            old_kept = keep[keep < self.filled]
+            new_rows = np.sort(keep[keep >= self.filled] - self.filled)
+        # Slots freed by evicted old points, then slots never filled.
+        free = np.setdiff1d(np.arange(self.filled), old_kept, assume_unique=True)
+        slots = np.concatenate([free, np.arange(self.filled, self.filled + len(new_rows) - len(free))]).astype(int)
+        for key in self.layers:
+            self._points[key][slots] = arrays[key][new_rows]
+        self._keys[slots] = new_keys[new_rows]
+        self._file[slots] = file_id
+        self._row[slots] = new_rows
+        self._labels[slots] = None if labels is None else np.asarray(labels)[new_rows]
+        self.filled = max(self.filled, int(slots.max()) + 1) if len(slots) else self.filled
+
+    def result(self) -> Subsample:
+        order = np.lexsort((self._row[: self.filled], self._file[: self.filled]))
+        labels = None
+        if self.has_labels:
+            labels = np.array(["" if v is None else str(v) for v in self._labels[: self.filled][order]])
+        return Subsample(
+            points={k: v[: self.filled][order] for k, v in self._points.items()},
+            utterances=np.array(self._stems, dtype=str)[self._file[: self.filled][order]]
+            if self.filled else np.array([], dtype=str),
+            frame_index=self._row[: self.filled][order],
+            labels=labels,
+        )
+
+
+def pca_from_covariance(covariance: np.ndarray, n_frames: int, n_components: int) -> tuple[np.ndarray, np.ndarray]:
+    """PCA with frames as points, from the exact (D, D) covariance over all frames.
+
+    Returns (explained_variance_ratio (k,), components (k, D)), k = min(n_components, D, n_frames − 1) (a sample of n
+    frames spans at most n − 1 directions). Component signs are fixed so the largest-magnitude entry is positive.
+    """
+    if n_frames < MIN_PCA_FRAMES:
+        raise EmbedError(f"PCA needs at least {MIN_PCA_FRAMES} frames, got {n_frames}")
+    values, vectors = np.linalg.eigh(covariance)
+    values, vectors = np.clip(values[::-1], 0.0, None), vectors[:, ::-1]
+    total = values.sum()
+    if total <= 0:
+        raise EmbedError("all frames are identical (zero variance): PCA is undefined")
+    k = min(n_components, covariance.shape[0], n_frames - 1)
+    components = vectors[:, :k].T
+    signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
+    return values[:k] / total, components * signs[:, None]
+
+
+def project(points: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """Coordinates of points (k, D) on components (c, D) around mean (D,): (k, c) float64."""
+    return (np.asarray(points, np.float64) - mean) @ components.T
+
+
+def tsne_embed(points: np.ndarray, *, seed: int, perplexity: float = TSNE_PERPLEXITY) -> np.ndarray:
+    """2-D t-SNE of points (k, D), after PCA to ``TSNE_PCA_DIMS`` dims; returns (k, 2) float64.
+
+    Perplexity is lowered to (k − 1)/3 when the sample is small; raises EmbedError below ``MIN_TSNE_POINTS`` or for
+    constant points instead of letting sklearn fail.
+    """
+    from sklearn.decomposition import PCA
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    points = np.asarray(points, np.float64)
+    count = points.shape[0]
+    if count < MIN_TSNE_POINTS:
+        raise EmbedError(f"t-SNE needs at least {MIN_TSNE_POINTS} points, got {count}")
+    if not np.ptp(points, axis=0).any():
+        raise EmbedError("all points are identical: t-SNE is undefined")
+    dims = min(TSNE_PCA_DIMS, points.shape[1], count - 1)
+    perplexity = min(perplexity, (count - 1) / 3.0)
+    model = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
+    with threadpool_limits(limits=TSNE_THREADS):
+        if dims < points.shape[1]:
+            points = PCA(n_components=dims, svd_solver="covariance_eigh").fit_transform(points)
+        return model.fit_transform(points)
