@@ -122,8 +122,7 @@ def main(argv=None) -> int:
         logging.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
         stop.set()
 
-    signal.signal(signal.SIGINT, on_signal)
-    signal.signal(signal.SIGTERM, on_signal)
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     spans = SpanOptions(alignment_dir=args.alignment_dir, phone_tier=args.phone_tier, word_tier=args.word_tier,
                         silence_labels=tuple(s.strip().lower() for s in args.silence_labels.split(",")),
                         keep_stress=args.keep_stress, frame_rule=args.frame_rule, pooling=args.pooling)
@@ -141,6 +140,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         logging.error("aborted; finished files are complete, re-run to resume")
         return 130
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if runlog.was_interrupted:
         return 130
     return 1 if runlog.failures else 0

@@ -58,7 +58,13 @@ def select_jobs(audio_dir: Path, out_dir: Path, subset_id: int, num_subsets: int
     for path, reason in errors:
         runlog.fail(path, reason)
     audio.check_unique_stems(files)
-    return [Job(p, store.feature_path(out_dir, p.stem)) for p in shard_files(files, subset_id, num_subsets)]
+    jobs = [Job(p, store.feature_path(out_dir, p.stem)) for p in shard_files(files, subset_id, num_subsets)]
+    # Temporaries of this shard's files left by a killed run (".{name}.{random}.tmp"); other shards' are not touched.
+    targets = {job.target.name for job in jobs}
+    for stale in out_dir.glob(f".*{store.FEATURE_SUFFIX}.*.tmp") if out_dir.is_dir() else ():
+        if stale.name[1:].rsplit(".", 2)[0] in targets:
+            stale.unlink(missing_ok=True)
+    return jobs
 
 
 def run_extraction(

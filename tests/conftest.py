@@ -1,0 +1,78 @@
+"""Shared fixtures: tiny checkpoints built with save_pretrained, synthetic audio written with soundfile.
+
+Nothing here touches the network: every model is a small random config saved to a temp folder.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+# Tiny but structurally faithful: 7 conv blocks with HuBERT-base kernels/strides (hop 320, field 400).
+TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
+            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+
+
+def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = 0) -> Path:
+    """Build a tiny random ``kind`` (hubert | wav2vec2 | wavlm) checkpoint and save it with its feature extractor."""
+    import torch
+    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model,
+                              WavLMConfig, WavLMModel)
+
+    config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+                             "wavlm": (WavLMConfig, WavLMModel)}[kind]
+    extra = {"num_buckets": 16, "max_bucket_distance": 64} if kind == "wavlm" else {}
+    torch.manual_seed(seed)
+    model_cls(config_cls(**TINY, **extra)).save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=do_normalize, return_attention_mask=False).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert(tmp_path_factory) -> Path:
+    """HuBERT-base-like (group-norm CNN), pre-trained on unnormalised audio: do_normalize False."""
+    return save_tiny("hubert", tmp_path_factory.mktemp("tiny-hubert"), do_normalize=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_wav2vec2(tmp_path_factory) -> Path:
+    return save_tiny("wav2vec2", tmp_path_factory.mktemp("tiny-wav2vec2"), do_normalize=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_wavlm(tmp_path_factory) -> Path:
+    return save_tiny("wavlm", tmp_path_factory.mktemp("tiny-wavlm"), do_normalize=True)
+
+
+def tone(n_samples: int, rate: int = 16000, seed: int = 0, channels: int = 1) -> np.ndarray:
+    """Speech-like test signal: a few harmonics plus noise, float32 in [-1, 1], shape (n,) or (n, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n_samples) / rate
+    base = sum(np.sin(2 * np.pi * f * t) / (i + 1) for i, f in enumerate((180 + 20 * seed, 440, 1200)))
+    x = 0.3 * base / 2 + 0.02 * rng.standard_normal(n_samples)
+    if channels > 1:
+        x = np.stack([x * (1 - 0.2 * c) for c in range(channels)], axis=1)
+    return x.astype(np.float32)
+
+
+@pytest.fixture
+def audio_dir(tmp_path) -> Path:
+    """Four 16 kHz mono files of different lengths in nested folders (LibriSpeech-like layout)."""
+    folder = tmp_path / "audio"
+    lengths = {"19/198/19-198-0000.flac": 16000, "19/198/19-198-0001.flac": 23456,
+               "26/495/26-495-0000.wav": 9000, "26/495/26-495-0001.flac": 31234}
+    for i, (rel, n) in enumerate(sorted(lengths.items())):
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sf.write(path, tone(n, seed=i), 16000)
+    return folder

@@ -1,0 +1,125 @@
+"""The model adapter against independent computations: HF's own forward pass, forward hooks, direct formulas."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from transformers import AutoModel, HubertConfig
+
+from layerwise import model as M
+from tests.conftest import tone
+
+
+def reference_hidden_states(folder, x: np.ndarray) -> list[np.ndarray]:
+    """Unbatched ``model(x, output_hidden_states=True)`` on one utterance, straight from transformers."""
+    ref = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        out = ref(torch.from_numpy(x)[None], output_hidden_states=True)
+    return [h[0].numpy() for h in out.hidden_states]
+
+
+def reference_conv_outputs(folder, x: np.ndarray) -> list[np.ndarray]:
+    """CNN block outputs captured with forward hooks on the HF model's own feature encoder, as (T_k, C)."""
+    ref = AutoModel.from_pretrained(folder).eval()
+    captured = []
+    hooks = [layer.register_forward_hook(lambda mod, inp, out: captured.append(out[0].T.numpy().copy()))
+             for layer in ref.feature_extractor.conv_layers]
+    with torch.no_grad():
+        ref(torch.from_numpy(x)[None])
+    for h in hooks:
+        h.remove()
+    return captured
+
+
+def test_hubert_base_frame_math():
+    config = HubertConfig()  # the hubert-base-ls960 architecture
+    geo = M.FrameGeometry(tuple(config.conv_kernel), tuple(config.conv_stride), 16000)
+    assert (geo.hop, geo.receptive_field, geo.frame_rate) == (320, 400, 50.0)
+    assert geo.n_frames(16000) == 49 and geo.n_frames(400) == 1 and geo.n_frames(399) == 0
+    for n in np.random.default_rng(0).integers(400, 400_000, size=200):
+        assert geo.n_frames(int(n)) == (n - 400) // 320 + 1
+    np.testing.assert_allclose(geo.centres(3), [200 / 16000, 520 / 16000, 840 / 16000])
+
+
+@pytest.mark.parametrize("kind", ["tiny_hubert", "tiny_wav2vec2", "tiny_wavlm"])
+def test_contextualized_equals_unbatched_reference(kind, request):
+    folder = request.getfixturevalue(kind)
+    model = M.SpeechModel.load(str(folder), device="cpu")
+    for n in (4000, 16000, 23457):  # different lengths, each its own forward pass
+        x = tone(n, seed=n)
+        feats = model.features(x, "contextualized", list(range(model.num_layers + 1)))
+        xin = M.SpeechModel.prepare(model, x)
+        reference = reference_hidden_states(folder, xin)
+        assert list(feats) == [f"layer_{i}" for i in range(len(reference))]
+        for i, ref in enumerate(reference):
+            assert feats[f"layer_{i}"].shape == ref.shape == (model.geometry.n_frames(n), model.hidden_size)
+            np.testing.assert_allclose(feats[f"layer_{i}"], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_local_equals_conv_block_outputs(tiny_hubert):
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
+    x = tone(12345)
+    feats = model.features(x, "local", list(range(7)))
+    reference = reference_conv_outputs(tiny_hubert, x)
+    assert list(feats) == [f"conv_{i}" for i in range(7)]
+    for i, (ref, n) in enumerate(zip(reference, model.geometry.conv_lengths(len(x)))):
+        assert feats[f"conv_{i}"].shape == ref.shape == (n, 16)
+        np.testing.assert_allclose(feats[f"conv_{i}"], ref, atol=1e-6)
+
+
+def test_padded_batch_is_not_exact(tiny_hubert):
+    """Why extraction never pads: the first conv block's GroupNorm normalises over time, so zero-padding a short
+    utterance changes its features (even on the frames that hold real audio)."""
+    ref = AutoModel.from_pretrained(tiny_hubert).eval()
+    short, long = tone(8000, seed=1), tone(16000, seed=2)
+    padded = np.zeros((2, 16000), np.float32)
+    padded[0, :8000], padded[1] = short, long
+    with torch.no_grad():
+        alone = ref(torch.from_numpy(short)[None]).last_hidden_state[0].numpy()
+        batch = ref(torch.from_numpy(padded)).last_hidden_state[0, : len(alone)].numpy()
+    assert np.abs(alone - batch).max() > 1e-3
+
+
+def test_normalize_modes(tiny_hubert, tiny_wav2vec2):
+    x = tone(8000) * 3 + 0.5
+    manual = (x - x.mean()) / np.sqrt(x.var() + 1e-7)  # the wav2vec2 feature extractor's formula
+    assert M.SpeechModel.load(str(tiny_hubert), device="cpu").normalize is False  # its extractor says so
+    assert M.SpeechModel.load(str(tiny_wav2vec2), device="cpu").normalize is True
+    on = M.SpeechModel.load(str(tiny_hubert), device="cpu", normalize="on")
+    np.testing.assert_allclose(on.prepare(x), manual, rtol=1e-5, atol=1e-5)
+    off = M.SpeechModel.load(str(tiny_wav2vec2), device="cpu", normalize="off")
+    assert off.prepare(x) is x
+
+
+def test_random_init_is_seeded_and_differs(tiny_hubert):
+    x = tone(8000)
+    a = M.SpeechModel.load(str(tiny_hubert), device="cpu", random_init=True, seed=1).features(x, "contextualized", [2])
+    b = M.SpeechModel.load(str(tiny_hubert), device="cpu", random_init=True, seed=1).features(x, "contextualized", [2])
+    trained = M.SpeechModel.load(str(tiny_hubert), device="cpu").features(x, "contextualized", [2])
+    np.testing.assert_array_equal(a["layer_2"], b["layer_2"])
+    assert not np.allclose(a["layer_2"], trained["layer_2"])
+    state = torch.random.get_rng_state()
+    M.SpeechModel.load(str(tiny_hubert), device="cpu", random_init=True, seed=5)
+    assert torch.equal(state, torch.random.get_rng_state())  # the global RNG is untouched
+
+
+def test_unreachable_model_gives_one_clear_message(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(M.ModelLoadError, match="--model_name DIR"):
+        M.SpeechModel.load("no-such-org/no-such-model-xyz", device="cpu")
+
+
+def test_too_short_input_is_an_error(tiny_hubert):
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
+    with pytest.raises(ValueError, match="shorter than one frame"):
+        model.features(tone(399), "contextualized", [0])
+
+
+def test_parse_layers():
+    assert M.parse_layers(None, 13) == list(range(13))
+    assert M.parse_layers("12,0,6,6", 13) == [0, 6, 12]
+    with pytest.raises(ValueError, match=r"layer 13 not in \[0, 12\]"):
+        M.parse_layers("0,13", 13)
+    with pytest.raises(ValueError, match="not an integer"):
+        M.parse_layers("a", 13)

@@ -1,0 +1,78 @@
+"""The feature-file contract: round trip, numeric key order, atomic writes, legacy layout, resume check."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from layerwise import store
+
+
+def test_round_trip_and_numeric_order(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {f"layer_{i}": rng.standard_normal((7, 4)) for i in (12, 0, 2, 10, 1)}
+    path = store.feature_path(tmp_path, "utt")
+    store.write_features(path, arrays, {"rep_type": "contextualized"}, labels=["a", "b"], intervals=[[0, 1], [1, 2]])
+    f = store.read_features(path)
+    assert list(f.layers) == ["layer_0", "layer_1", "layer_2", "layer_10", "layer_12"]
+    for key, value in arrays.items():
+        assert f.layers[key].dtype == np.float32
+        np.testing.assert_array_equal(f.layers[key], value.astype(np.float32))
+    assert f.labels.tolist() == ["a", "b"] and f.intervals.shape == (2, 2)
+    assert f.meta["rep_type"] == "contextualized" and f.stem == "utt"
+    with np.load(path, allow_pickle=False) as data:  # loads without pickle: no object arrays inside
+        assert set(data.files) == set(arrays) | {"labels", "intervals", "meta"}
+
+
+def test_float16_and_shape_validation(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    store.write_features(path, {"conv_0": np.ones((3, 2))}, {}, save_dtype="float16")
+    assert store.read_features(path).layers["conv_0"].dtype == np.float16
+    with pytest.raises(ValueError, match="2-D"):
+        store.write_features(path, {"layer_0": np.ones((1, 3, 2))}, {})
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    path = store.feature_path(tmp_path, "u")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
+        store.write_features(path, {"layer_0": np.ones((3, 2))}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_legacy_batch_layout_is_read(tmp_path):
+    path = tmp_path / "old_features.npz"
+    np.savez(path, layer_0=np.ones((1, 5, 3)), layer_1=np.zeros((1, 5, 3)))
+    f = store.read_features(path)
+    assert f.layers["layer_0"].shape == (5, 3) and f.meta == {}
+
+
+def test_is_complete(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    assert not store.is_complete(path, ["layer_0"])
+    store.write_features(path, {"layer_0": np.ones((3, 2))}, {"model_name": "m"})
+    assert store.is_complete(path, ["layer_0"], {"model_name": "m"})
+    assert not store.is_complete(path, ["layer_0", "layer_1"])
+    assert not store.is_complete(path, ["layer_0"], {"model_name": "other"})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated, as a crash of a non-atomic writer leaves it
+    assert not store.is_complete(path, ["layer_0"])
+    with pytest.raises(store.FeatureFileError):
+        store.read_features(path)
+
+
+def test_foreign_npz_is_rejected(tmp_path):
+    path = tmp_path / "x_features.npz"
+    np.savez(path, weights=np.ones(3))
+    with pytest.raises(store.FeatureFileError, match="no layer_k"):
+        store.read_features(path)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(store.FeatureFileError):
+        store.read_features(path)
+    assert not zipfile.is_zipfile(path)
