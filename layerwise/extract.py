@@ -151,7 +151,7 @@ def run_extraction(
                      "source_sample_rate": job.wave.source_rate, "source_channels": job.wave.source_channels}
         if span == "frame":
             return feats
-        return _pool(job, feats, model.geometry.centres(n_frames), model.geometry.frame_rate, span, span_options)
+        return _pool(job, feats, model.geometry, span, span_options)
 
     def write(job: Job, result) -> None:
         feats, labels, intervals = result if isinstance(result, tuple) else (result, None, None)
@@ -239,15 +239,25 @@ def _find_alignments(span: str, options: SpanOptions) -> dict[str, Path]:
     return spans.find_alignments(options.alignment_dir)
 
 
-def _pool(job: Job, feats, centres, frame_rate, span, options: SpanOptions):
-    """Pool frame features into the segments of the job's TextGrid: (features, labels, intervals)."""
+def _pool(job: Job, feats: dict[str, np.ndarray], geometry, span: str, options: SpanOptions):
+    """Pool frame features into the segments of the job's TextGrid: (features, labels, intervals).
+
+    Each key is pooled with the frame centres of its own layer: all ``layer_k`` share the model's frame rate,
+    ``conv_k`` has the hop and receptive field of the first k+1 conv blocks.
+    """
     from . import spans
+    from .model import FrameGeometry, parse_layer_geometry
 
     tier = options.phone_tier if span == "phone" else options.word_tier
-    segments = spans.read_segments(job.alignment, tier)
-    segments = spans.normalize_segments(segments, silence_labels=options.silence_labels,
-                                        strip_stress=span == "phone" and not options.keep_stress)
+    segments = spans.read_spans(job.alignment, tier, silence_labels=options.silence_labels,
+                                strip_stress_digits=span == "phone" and not options.keep_stress)
     if not segments:
         raise ValueError(f"no non-silence segments in tier {tier!r} of {job.alignment.name}")
-    return spans.pool_segments(feats, centres, segments, rule=options.frame_rule, pooling=options.pooling,
-                               frame_rate=frame_rate)
+    pooled, labels, intervals = {}, None, None
+    for key, value in feats.items():
+        geo: FrameGeometry = parse_layer_geometry(geometry, key)
+        out, labels, intervals = spans.pool_segments({key: value}, geo.centres(len(value)), segments,
+                                                     rule=options.frame_rule, pooling=options.pooling,
+                                                     frame_rate=geo.frame_rate)
+        pooled.update(out)
+    return pooled, labels, intervals

@@ -96,6 +96,15 @@ class FrameGeometry:
         return frame_centres(n_frames, self.hop, self.receptive_field, self.sample_rate)
 
 
+def parse_layer_geometry(geometry: FrameGeometry, key: str) -> FrameGeometry:
+    """Frame geometry of the array stored under ``key``: ``layer_k`` → the model's; ``conv_k`` → conv blocks 0..k."""
+    kind, _, index = key.partition("_")
+    if kind == "conv":
+        k = int(index) + 1
+        return FrameGeometry(geometry.kernels[:k], geometry.strides[:k], geometry.sample_rate)
+    return geometry
+
+
 def parse_layers(spec: str | None, count: int, what: str = "layer") -> list[int]:
     """``"0,6,12"`` → ``[0, 6, 12]``; ``None``/``"all"`` → ``range(count)``. Checks the range, keeps order, dedups."""
     if spec is None or spec.strip().lower() in ("", "all"):

@@ -15,7 +15,7 @@ from transformers import AutoModel
 
 import extract_features
 from layerwise import store
-from layerwise.extract import run_extraction
+from layerwise.extract import SpanOptions, run_extraction
 from tests.conftest import tone
 
 
@@ -171,3 +171,43 @@ def test_list_only_and_slurm_variables(audio_dir, tmp_path, monkeypatch, capsys)
     assert extract_features.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"]) == 0
     listed = capsys.readouterr().out.split()
     assert listed == [str(p) for p in sorted(audio_dir.rglob("*.*"))[1::2]]  # shard 1 of 2: files 1 and 3
+
+
+def write_textgrid(path, tiers: dict[str, list[tuple[float, float, str]]], end: float) -> None:
+    """An MFA-like TextGrid (silence as empty intervals) written with praatio."""
+    from praatio import textgrid
+    from praatio.data_classes.interval_tier import IntervalTier
+
+    grid = textgrid.Textgrid()
+    for name, entries in tiers.items():
+        grid.addTier(IntervalTier(name, [e for e in entries if e[2] != ""], 0.0, end))
+    grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
+
+
+def test_word_spans_are_means_of_centre_rule_frames(tiny_hubert, tmp_path):
+    n = 32000  # 2 s -> 99 frames, centres (i*320 + 200)/16000
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio/spk-ch-0001.flac", tone(n), 16000)
+    sf.write(tmp_path / "audio/spk-ch-0002.flac", tone(n, seed=3), 16000)  # no alignment: reported, skipped
+    words = [(0.0, 0.31, ""), (0.31, 0.72, "hello"), (0.72, 0.735, "a"), (0.735, 1.5, "world"), (1.5, 2.0, "sp")]
+    phones = [(0.31, 0.4, "HH"), (0.4, 0.72, "AH0")]
+    (tmp_path / "tg/spk").mkdir(parents=True)
+    write_textgrid(tmp_path / "tg/spk/spk-ch-0001.TextGrid", {"words": words, "phones": phones}, 2.0)
+    log = run_extraction(audio_dir=tmp_path / "audio", save_dir=tmp_path / "out", model_name=str(tiny_hubert),
+                         span="word", span_options=SpanOptions(alignment_dir=tmp_path / "tg"), device="cpu",
+                         progress=False)
+    assert log.n_done == 1 and [p.rsplit("/", 1)[1] for p in log.missing_alignment] == ["spk-ch-0002.flac"]
+    samples, _ = sf.read(tmp_path / "audio/spk-ch-0001.flac", dtype="float32")
+    frames = reference(tiny_hubert, samples)
+    centres = (np.arange(frames["layer_0"].shape[0]) * 320 + 200) / 16000
+    f = store.read_features(store.feature_path(out_folder(tmp_path / "out", tiny_hubert), "spk-ch-0001"))
+    assert f.labels.tolist() == ["hello", "a", "world"]
+    np.testing.assert_allclose(f.intervals, [[0.31, 0.72], [0.72, 0.735], [0.735, 1.5]])
+    for key in ("layer_0", "layer_2"):
+        assert f.layers[key].shape == (3, 32)
+        for row, (start, end, _) in enumerate(w for w in words if w[2] not in ("", "sp")):
+            inside = np.flatnonzero((centres >= start) & (centres < end))
+            if inside.size == 0:  # shorter than a frame: the frame nearest the midpoint
+                inside = [np.argmin(np.abs(centres - (start + end) / 2))]
+            np.testing.assert_allclose(f.layers[key][row], frames[key][inside].mean(axis=0), atol=1e-4, rtol=1e-4)
+    assert f.meta["span"] == "word"
