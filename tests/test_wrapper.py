@@ -1,0 +1,44 @@
+"""The bash wrapper end to end: env overrides, pass-through arguments, any working directory, analysis after."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def run_wrapper(env_overrides, args, cwd):
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", **env_overrides}
+    return subprocess.run(["bash", str(ROOT / "extract_hubert_features.sh"), *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_wrapper_end_to_end_from_another_directory(tiny_hubert, audio_dir, tmp_path):
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": "out", "MODEL_NAME": str(tiny_hubert), "DATASET_SPLIT": "test",
+           "DATA_SAMPLE": "7", "LAYERS": "0,2", "DEVICE": "cpu", "DTYPE": "float32", "NUM_FILES": "0"}
+    result = run_wrapper(env, ["--save_dtype", "float16", "--no_progress"], work)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = work / "out" / tiny_hubert.name / "librispeech_test_sample7"
+    files = sorted(folder.glob("*_features.npz"))
+    assert len(files) == 4
+    meta = json.loads((folder / "manifest.json").read_text())["run"]
+    assert meta["layers"] == ["layer_0", "layer_2"] and meta["save_dtype"] == "float16"
+    summary = json.loads((work / "out" / "visualizations" / "summary.json").read_text())
+    assert summary["layers"] == ["layer_0", "layer_2"] and len(summary["files"]) == 4
+
+
+def test_wrapper_missing_audio_without_download_is_a_usage_error(tmp_path):
+    result = run_wrapper({"AUDIO_DIR": str(tmp_path / "nope"), "DOWNLOAD_SPLIT": ""}, [], tmp_path)
+    assert result.returncode == 2 and "does not exist" in result.stderr
+
+
+def test_wrapper_passes_usage_errors_through(tiny_hubert, audio_dir, tmp_path):
+    env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": str(tmp_path), "MODEL_NAME": str(tiny_hubert), "DEVICE": "cpu"}
+    result = run_wrapper(env, ["--layers", "0,99"], tmp_path)
+    assert result.returncode == 2 and "layer 99 not in [0, 2]" in result.stderr
+    assert not (tmp_path / "visualizations").exists()  # no analysis after a usage error
