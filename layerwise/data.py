@@ -25,18 +25,16 @@ import hashlib
 import http.client
 import json
 import logging
-import os
-import stat
 import sys
-import tarfile
 import urllib.error
 import urllib.parse
 import urllib.request
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
+
+from .archive import UnsafeArchiveError, safe_extract
 
 try:
     import fcntl
@@ -211,48 +209,6 @@ def fetch_archive(resource: Resource, dest: Path, *, mirrors: list[str] | None =
     raise DataError(f"could not get a verified {resource.archive}:\n  " + "\n  ".join(errors))
 
 
-def _check_member(name: str, root: Path, *, link_target: str | None = None) -> None:
-    """Raise DataError unless archive member ``name`` (and its link target) stays inside ``root``."""
-    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":") or ".." in PurePosixPath(name).parts:
-        raise DataError(f"unsafe archive member {name!r}: absolute path or '..'")
-    target = root.joinpath(name).resolve()
-    if link_target is not None:
-        if link_target.startswith(("/", "\\")):
-            raise DataError(f"unsafe archive member {name!r}: link to absolute path {link_target!r}")
-        target = root.joinpath(name).parent.joinpath(link_target).resolve()
-    if not target.is_relative_to(root):
-        raise DataError(f"unsafe archive member {name!r}: leads outside {root}")
-
-
-def safe_extract(archive: Path, root: Path) -> None:
-    """Unpack a .tar.gz/.tgz or .zip into ``root``; every member is checked before anything is written."""
-    root.mkdir(parents=True, exist_ok=True)
-    root = root.resolve()
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                file_type = stat.S_IFMT(info.external_attr >> 16)  # 0 when the zip carries no Unix mode
-                if file_type not in (0, stat.S_IFREG, stat.S_IFDIR):
-                    raise DataError(f"unsafe archive member {info.filename!r}: link or special file")
-                _check_member(info.filename, root)
-            zf.extractall(root)
-        return
-    if not hasattr(tarfile, "data_filter"):
-        raise DataError("safe tar extraction needs Python >= 3.11.4 (tarfile filter='data')")
-    try:
-        with tarfile.open(archive, "r:*") as tf:
-            members = tf.getmembers()
-            for m in members:
-                if not (m.isfile() or m.isdir() or m.issym() or m.islnk()):
-                    raise DataError(f"unsafe archive member {m.name!r}: device, FIFO or other special file")
-                if m.islnk():  # hard link targets are relative to the archive root
-                    _check_member(m.linkname, root)
-                _check_member(m.name, root, link_target=m.linkname if m.issym() else None)
-            tf.extractall(root, members=members, filter="data")
-    except (tarfile.TarError, EOFError) as err:
-        raise DataError(f"cannot extract {archive}: {err}") from err
-
-
 def _is_complete(marker: Path, resource: Resource) -> bool:
     """True when the extraction marker exists and names the resource's MD5."""
     try:
@@ -295,7 +251,10 @@ def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, k
             return folder
         archive = fetch_archive(resource, dest, mirrors=mirrors, progress=progress)
         log.info("extracting %s into %s", archive, dest / resource.extract_to)
-        safe_extract(archive, dest / resource.extract_to)
+        try:
+            safe_extract(archive, dest / resource.extract_to)
+        except UnsafeArchiveError as err:
+            raise DataError(str(err)) from err
         if not folder.is_dir():
             raise DataError(f"{archive} did not contain {resource.folder}/")
         marker.write_text(json.dumps({"resource": name, "archive": resource.archive, "md5": resource.md5}) + "\n")
