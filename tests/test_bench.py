@@ -111,7 +111,7 @@ def test_naive_loop_and_model_only_on_tiny_checkpoint(tmp_path):
     assert len(benchlib.model_only(model_dir, waves, dtype="float32")) == len(files)
     doubled = []
     for out in outputs:
-        layers = {k: 2 * v[0] for k, v in store.read_features(out).layers.items()}  # (1, T, D) -> (T, D)
+        layers = {k: 2 * v for k, v in store.read_features(out).layers.items()}  # read as (T, D)
         doubled.append(tmp_path / out.name)
         store.write_features(doubled[-1], layers, {})
     agreement = bench_extract.compare(doubled, outputs, ["layer_0", "layer_2"])
