@@ -1,0 +1,232 @@
+"""End-to-end analysis runs on synthetic feature folders: numbers against direct numpy, outputs, bad input, memory."""
+
+import json
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+from sklearn.decomposition import PCA
+
+from layerwise import analyze, report, store
+from layerwise.analyze import AnalysisError, run_analysis
+
+ROOT = Path(__file__).resolve().parents[1]
+CLI = [sys.executable, str(ROOT / "visualize_features.py")]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+FIGURES = ["feature_statistics.png", "layer_similarity_cka.png", "layer_similarity_cosine.png", "pca.png",
+           "tsne.png", "variance_distribution.png"]
+
+
+def write_folder(folder, lengths, *, n_layers=3, dim=6, prefix="layer", seed=0, labels=False, meta=None):
+    """Files ``utt-00..`` whose layers are noisy maps of each other (layer k = tanh-chain), offset per file."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays_by_stem = {}
+    for i, t in enumerate(lengths):
+        h = rng.normal(size=(t, dim)) + i
+        arrays = {}
+        for k in range(n_layers):
+            h = np.tanh(h @ rng.normal(size=(dim, dim)) / 2) + 0.3 * rng.normal(size=(t, dim)) + 0.5 * k
+            arrays[f"{prefix}_{k}"] = h.astype(np.float32)
+        stem = f"utt-{i:02d}"
+        extra = {}
+        if labels:
+            extra = {"labels": np.array([f"ph{j % 3}" for j in range(t)]),
+                     "intervals": np.stack([np.arange(t) * 0.1, np.arange(t) * 0.1 + 0.1], axis=1)}
+        store.write_features(store.feature_path(folder, stem), arrays,
+                             meta or {"model_name": "synthetic", "rep_type": "contextualized", "span": "frame"}, **extra)
+        arrays_by_stem[stem] = arrays
+    return arrays_by_stem
+
+
+def cat(arrays_by_stem, key):
+    return np.concatenate([a[key] for a in arrays_by_stem.values()]).astype(np.float64)
+
+
+def gram_cka(x, y):
+    n = len(x)
+    h = np.eye(n) - 1.0 / n
+    k, l = h @ x @ x.T @ h, h @ y @ y.T @ h
+    return np.sum(k * l) / np.sqrt(np.sum(k * k) * np.sum(l * l))
+
+
+def check_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def test_run_matches_independent_computation_and_writes_every_output(tmp_path):
+    lengths = [2, 300, 15, 41, 7, 120, 3, 60, 9, 33, 5, 80]  # very different lengths
+    data = write_folder(tmp_path / "feat", lengths, n_layers=12)
+    out = tmp_path / "out"
+    summary = run_analysis(features_dir=tmp_path / "feat", output_dir=out, num_files=0, max_points=60, seed=1)
+    on_disk = json.loads((out / "summary.json").read_text())
+    assert set(report.CONTRACT_KEYS) <= set(on_disk)
+    keys = [f"layer_{k}" for k in range(12)]  # numeric order, layer_2 before layer_10
+    assert on_disk["layers"] == keys and list(on_disk["mean"]) == keys and list(on_disk["std"]) == keys
+    assert on_disk["files"] == sorted(data) and on_disk["n_frames"] == sum(lengths)
+    for i, key in enumerate(keys):
+        x = cat(data, key)
+        assert on_disk["mean"][key] == pytest.approx(x.mean(), rel=1e-5)
+        assert on_disk["std"][key] == pytest.approx(x.std(), rel=1e-5)
+        padded = np.zeros((len(lengths), max(lengths), 6))
+        for j, a in enumerate(data.values()):
+            padded[j, : len(a[key])] = a[key]
+        assert abs(on_disk["mean"][key] - padded.mean()) > 0.01 * abs(x.mean())  # the prototype's number differs
+        evr = PCA(n_components=len(on_disk["pca_explained_variance_ratio"][key])).fit(x).explained_variance_ratio_
+        np.testing.assert_allclose(on_disk["pca_explained_variance_ratio"][key], evr, rtol=1e-5)
+        for j in (0, 5, 11):
+            y = cat(data, keys[j])
+            assert on_disk["cka"][i][j] == pytest.approx(gram_cka(x, y), rel=1e-5)
+            assert on_disk["cosine"][i][j] == pytest.approx(np.sum(x * y) / np.linalg.norm(x) / np.linalg.norm(y),
+                                                             rel=1e-5)
+    assert summary["n_points"] == 60 and on_disk["seed"] == 1
+    for name in FIGURES:
+        check_png(out / name)
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 6 and page.count("How to read this") == 6
+    rows = (out / "summary.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows[1:]] == keys
+    with np.load(out / "per_dim_stats.npz") as per_dim:
+        np.testing.assert_allclose(per_dim["layer_10_var"], cat(data, "layer_10").var(axis=0), rtol=1e-6)
+
+
+def test_legacy_three_d_arrays_give_the_same_numbers(tmp_path):
+    data = write_folder(tmp_path / "new", [20, 35])
+    legacy = tmp_path / "legacy"
+    legacy.mkdir()
+    for stem, arrays in data.items():  # the prototype wrote (1, T, D) arrays with plain np.savez, no metadata
+        np.savez(legacy / f"{stem}_features.npz", **{k: v[None] for k, v in arrays.items()})
+    a = run_analysis(features_dir=tmp_path / "new", output_dir=tmp_path / "o1", num_files=0, max_points=20)
+    b = run_analysis(features_dir=legacy, output_dir=tmp_path / "o2", num_files=0, max_points=20)
+    assert a["mean"] == b["mean"] and a["cka"] == b["cka"] and b["n_frames"] == 55
+
+
+def test_cli_subset_of_files_and_layers_draws_only_requested_similarity(tmp_path):
+    write_folder(tmp_path / "feat", [30, 25, 40, 12], n_layers=4)
+    out = tmp_path / "out"
+    done = subprocess.run(CLI + ["--features_dir", str(tmp_path / "feat"), "--output_dir", str(out), "--num_files",
+                                 "2", "--layers", "2,0", "--similarity", "cka", "--max_points", "30"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["files"] == ["utt-00", "utt-01"] and summary["layers"] == ["layer_0", "layer_2"]
+    assert summary["n_frames"] == 55 and len(summary["cosine"]) == 2  # cosine computed though not drawn
+    assert (out / "layer_similarity_cka.png").exists() and not (out / "layer_similarity_cosine.png").exists()
+
+
+@pytest.mark.parametrize("case, message", [
+    ("missing", "does not exist"),
+    ("empty", "no \\*_features.npz"),
+    ("corrupt", "cannot read"),
+    ("foreign", "no layer_k/conv_k arrays"),
+    ("mixed_rep", "missing \\['layer_0'"),
+    ("mixed_dims", "has dim 5, but utt-00_features.npz has 6"),
+    ("mixed_model", "model_name='other'"),
+    ("too_few", "only 4 frames"),
+    ("bad_layer", "layer_9 is not in the files"),
+    ("bad_layer_text", "neither a layer index"),
+    ("negative_files", "must be >= 0"),
+    ("small_max_points", "max_points=3 must be >= 10"),
+])
+def test_bad_input_gives_a_clear_error(tmp_path, case, message):
+    feat = tmp_path / "feat"
+    kwargs = dict(features_dir=feat, output_dir=tmp_path / "out", num_files=0, max_points=20)
+    if case != "missing":
+        feat.mkdir()
+    if case in ("corrupt", "foreign", "mixed_rep", "mixed_dims", "mixed_model", "bad_layer", "bad_layer_text",
+                "negative_files", "small_max_points"):
+        write_folder(feat, [30])
+    if case == "corrupt":
+        (feat / "zz_features.npz").write_bytes(np.random.default_rng(0).bytes(500))
+    elif case == "foreign":
+        np.savez(feat / "zz_features.npz", x=np.zeros(3))
+    elif case == "mixed_rep":
+        write_folder(tmp_path / "conv", [10], prefix="conv")
+        (tmp_path / "conv" / "utt-00_features.npz").rename(feat / "zz_features.npz")
+    elif case == "mixed_dims":
+        write_folder(tmp_path / "d5", [10], dim=5)
+        (tmp_path / "d5" / "utt-00_features.npz").rename(feat / "zz_features.npz")
+    elif case == "mixed_model":
+        write_folder(tmp_path / "m", [10], meta={"model_name": "other", "rep_type": "contextualized", "span": "frame"})
+        (tmp_path / "m" / "utt-00_features.npz").rename(feat / "zz_features.npz")
+    elif case == "too_few":
+        write_folder(feat, [4])
+    kwargs.update({"bad_layer": dict(layers="0,9"), "bad_layer_text": dict(layers="first"),
+                   "negative_files": dict(num_files=-1), "small_max_points": dict(max_points=3)}.get(case, {}))
+    with pytest.raises(AnalysisError, match=message):
+        run_analysis(**kwargs)
+
+
+def test_cli_bad_input_exit_2_with_message_and_no_traceback(tmp_path):
+    feat = tmp_path / "feat"
+    write_folder(feat, [30])
+    with zipfile.ZipFile(feat / "zz_features.npz", "w") as archive:  # half-written / truncated npz
+        archive.writestr("layer_0.npy", b"\x93NUMPY garbage")
+    done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(tmp_path / "o"), "--num_files", "0"],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "zz_features.npz" in done.stderr and "Traceback" not in done.stderr
+    missing = subprocess.run(CLI + ["--features_dir", str(tmp_path / "nope")], capture_output=True, text=True,
+                             timeout=120)
+    assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
+
+
+def test_span_files_reach_the_span_plug_in_and_colour_by_label(tmp_path, monkeypatch):
+    data = write_folder(tmp_path / "feat", [12, 20], labels=True,
+                        meta={"model_name": "synthetic", "rep_type": "contextualized", "span": "phone"})
+    seen = {}
+
+    def fake_span_measures(features, labels, groups, *, seed):
+        seen.update(features=features, labels=labels, groups=groups, seed=seed)
+        return {"probe_accuracy": {k: 0.5 for k in features}}
+
+    from layerwise import probes
+    monkeypatch.setattr(probes, "span_measures", fake_span_measures)
+    summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "out", num_files=0, max_points=20,
+                           seed=4)
+    assert seen["seed"] == 4 and list(seen["groups"]) == ["utt-00"] * 12 + ["utt-01"] * 20
+    np.testing.assert_array_equal(seen["features"]["layer_1"], cat(data, "layer_1"))
+    assert list(seen["labels"][:4]) == ["ph0", "ph1", "ph2", "ph0"]
+    assert summary["probe_accuracy"]["layer_0"] == 0.5 and summary["span"] == "phone"
+
+
+def test_default_features_dir_is_the_extraction_default_and_no_torch_import():
+    probe = ("import sys, visualize_features, extract_features; from layerwise import runlog\n"
+             "a = extract_features.build_parser().parse_args([])\n"
+             "print(runlog.output_folder(a.save_dir, a.model_name, a.dataset_split, a.data_sample))\n"
+             "print(visualize_features.DEFAULT_FEATURES_DIR)\n"
+             "import layerwise.analyze, layerwise.plots, layerwise.report, layerwise.embed, layerwise.stats\n"
+             "print('torch' in sys.modules or 'transformers' in sys.modules)")
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                           timeout=60).stdout.split()
+    assert lines[0] == lines[1] and lines[2] == "False"
+
+
+def test_peak_memory_does_not_grow_with_files(tmp_path):
+    """Done-when: peak RSS over 200 files <= 1.3 × over 50. Each file is 0.3 MB of float32 (2 × 128 dims × 300
+    frames), so keeping the frames (or float64 copies) of 150 extra files would add >= 45 MB over a ~150 MB base."""
+    feat = tmp_path / "feat"
+    feat.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(200):
+        x = rng.normal(size=(300, 128)).astype(np.float32)
+        store.write_features(store.feature_path(feat, f"u{i:03d}"),
+                             {"layer_0": x, "layer_1": x * 2 + 1}, {})
+    peaks = {}
+    for n in (50, 200):
+        wrapper = ("import resource, subprocess, sys\n"
+                   f"r = subprocess.run({CLI!r} + ['--features_dir', {str(feat)!r}, '--output_dir', "
+                   f"{str(tmp_path / f'o{n}')!r}, '--num_files', '{n}', '--max_points', '40'])\n"
+                   "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
+        rss, code = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
+                                   timeout=300).stdout.split()[-2:]
+        assert code == "0"
+        peaks[n] = int(rss)
+        assert json.loads((tmp_path / f"o{n}" / "summary.json").read_text())["n_frames"] == 300 * n
+    assert peaks[200] <= 1.3 * peaks[50], peaks
