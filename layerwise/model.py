@@ -140,6 +140,24 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _freeze_parametrizations(model) -> int:
+    """Replace parametrized weights (the weight-normed positional conv of HuBERT/wav2vec2) by their value.
+
+    Exact: the stored weight is what the parametrization would compute on every forward pass (``g·v/‖v‖``, same op),
+    computed once in float32 before any cast, instead of once per utterance (≈ 15 ms per HuBERT-base forward on
+    2 CPU cores). Inference only: the model is never trained here. Returns the number of weights frozen.
+    """
+    from torch.nn.utils import parametrize
+
+    frozen = 0
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+                frozen += 1
+    return frozen
+
+
 class SpeechModel:
     """A loaded checkpoint. Use :meth:`load`; then :meth:`features` per utterance.
 
@@ -203,7 +221,8 @@ class SpeechModel:
         applied = own if normalize == "auto" else normalize == "on"
         log.info("waveform normalisation: %s (%s; the checkpoint's feature extractor says do_normalize=%s)",
                  "on" if applied else "off", f"--normalize {normalize}", own)
-        model.eval().to(device=device, dtype=getattr(torch, dtype))
+        _freeze_parametrizations(model.eval())
+        model.to(device=device, dtype=getattr(torch, dtype))
         return cls(model, feature_extractor, name=name, device=device, dtype=dtype, normalize=applied,
                    random_init=random_init)
 

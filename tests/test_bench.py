@@ -117,3 +117,27 @@ def test_naive_loop_and_model_only_on_tiny_checkpoint(tmp_path):
     agreement = bench_extract.compare(doubled, outputs, ["layer_0", "layer_2"])
     assert agreement["layer_2"] == {"max_rel_err": pytest.approx(1.0), "fro_rel_err": pytest.approx(1.0),
                                     "cka": pytest.approx(1.0)}
+
+
+def test_speed_changes_in_model_keep_fp32_bitwise(tmp_path):
+    """model.py freezes the weight-normed positional conv at load (a speed change): the features must stay bitwise
+    equal to a freshly loaded Hugging Face model's own forward pass, on utterances of different lengths."""
+    import torch
+    from transformers import AutoModel
+
+    from layerwise.model import SpeechModel
+
+    model_dir = benchlib.save_checkpoint(
+        tmp_path / "tiny", seed=1, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    model = SpeechModel.load(str(model_dir), device="cpu")
+    reference = AutoModel.from_pretrained(model_dir).eval()
+    assert type(reference.encoder.pos_conv_embed.conv).__name__.startswith("Parametrized")  # the HF original
+    rng = np.random.default_rng(0)
+    for n in (4000, 23456):
+        x = benchlib.speech_like(n, rng)
+        ours = model.features(x, "contextualized", [0, 1, 2])
+        with torch.inference_mode():
+            ref = reference(torch.from_numpy(model.prepare(x))[None], output_hidden_states=True).hidden_states
+        for i in range(3):
+            np.testing.assert_array_equal(ours[f"layer_{i}"], ref[i][0].numpy())
