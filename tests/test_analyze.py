@@ -230,3 +230,15 @@ def test_peak_memory_does_not_grow_with_files(tmp_path):
         peaks[n] = int(rss)
         assert json.loads((tmp_path / f"o{n}" / "summary.json").read_text())["n_frames"] == 300 * n
     assert peaks[200] <= 1.3 * peaks[50], peaks
+
+
+def test_parse_layers_numeric_order_and_local_prefix():
+    available = store.sort_layer_keys(f"layer_{k}" for k in range(13))
+    assert available[:4] == ["layer_0", "layer_1", "layer_2", "layer_3"] and available[-1] == "layer_12"
+    assert analyze.parse_layers("12,2,10", available) == ["layer_2", "layer_10", "layer_12"]
+    assert analyze.parse_layers("layer_11, 1", available) == ["layer_1", "layer_11"]
+    assert analyze.parse_layers(None, available) == available
+    conv = [f"conv_{k}" for k in range(7)]
+    assert analyze.parse_layers("0,6", conv) == ["conv_0", "conv_6"]
+    with pytest.raises(AnalysisError, match="conv_7 is not in the files"):
+        analyze.parse_layers("7", conv)
