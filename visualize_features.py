@@ -15,7 +15,13 @@ import argparse
 import logging
 import sys
 
-from layerwise.analyze import DEFAULT_MAX_POINTS, DEFAULT_NUM_FILES, SIMILARITY_CHOICES, AnalysisError, run_analysis
+from layerwise.analyze import (
+    DEFAULT_MAX_POINTS,
+    DEFAULT_NUM_FILES,
+    SIMILARITY_CHOICES,
+    AnalysisError,
+    run_analysis,
+)
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}
 # with its defaults (output, facebook/hubert-base-ls960, dev-clean, 1); tests/test_analyze.py checks they agree.

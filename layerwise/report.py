@@ -28,40 +28,52 @@ CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", 
 FIGURES = {
     "feature_statistics.png": (
         "Feature statistics per layer",
-        "Mean and standard deviation of all values of a layer (every real frame × every dimension). Padding never "
-        "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
-        "the CNN); scale alone says nothing about what a layer encodes.",
+        (
+            "Mean and standard deviation of all values of a layer (every real frame × every dimension). Padding never "
+            "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
+            "the CNN); scale alone says nothing about what a layer encodes."
+        ),
     ),
     "layer_similarity_cka.png": (
         "Layer similarity: linear CKA",
-        "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
-        "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
-        "high CKA as groups of layers that compute similar things; the diagonal is 1 by definition.",
+        (
+            "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
+            "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
+            "high CKA as groups of layers that compute similar things; the diagonal is 1 by definition."
+        ),
     ),
     "layer_similarity_cosine.png": (
         "Layer similarity: uncentered cosine (for comparison with the prototype)",
-        "Cosine between the two layers' whole frame matrices, frame t/dim d against frame t/dim d, without "
-        "centring. Large shared means push it towards 1 and a rotation of one layer changes it, so it is not a "
-        "similarity of representations; use the CKA heatmap for that. Undefined (n/a) for layers of different dims.",
+        (
+            "Cosine between the two layers' whole frame matrices, frame t/dim d against frame t/dim d, without "
+            "centring. Large shared means push it towards 1 and a rotation of one layer changes it, so it is not a "
+            "similarity of representations; use the CKA heatmap for that. Undefined (n/a) for layers of different dims."
+        ),
     ),
     "pca.png": (
         "PCA with frames as points",
-        "Top left: cumulative share of variance in the first principal components, from the exact covariance over "
-        "all frames (one curve per layer, dark = early). Top right: how many components hold 50 % / 90 % of the "
-        "variance, a rough effective dimensionality per layer. Below: the sampled frames on PC1/PC2; clusters by "
-        "colour mean the leading directions separate utterances (speaker/channel) or labels.",
+        (
+            "Top left: cumulative share of variance in the first principal components, from the exact covariance over "
+            "all frames (one curve per layer, dark = early). Top right: how many components hold 50 % / 90 % of the "
+            "variance, a rough effective dimensionality per layer. Below: the sampled frames on PC1/PC2; clusters by "
+            "colour mean the leading directions separate utterances (speaker/channel) or labels."
+        ),
     ),
     "tsne.png": (
         "t-SNE of sampled frames",
-        "A 2-D neighbourhood map of the seeded frame subsample per layer. Only local neighbourhoods are meaningful: "
-        "distances between clusters and cluster sizes are not. Colour by utterance shows speaker/recording "
-        "clustering; colour by phone (span folders) shows phonetic clustering.",
+        (
+            "A 2-D neighbourhood map of the seeded frame subsample per layer. Only local neighbourhoods are meaningful: "
+            "distances between clusters and cluster sizes are not. Colour by utterance shows speaker/recording "
+            "clustering; colour by phone (span folders) shows phonetic clustering."
+        ),
     ),
     "variance_distribution.png": (
         "Per-dimension variance",
-        "Histogram over dimensions of the variance of each dimension across frames (log10 scale, shared axis). "
-        "A few dimensions with variance orders of magnitude above the rest are outlier dimensions; they dominate "
-        "Euclidean distances, the uncentered cosine and the first principal components.",
+        (
+            "Histogram over dimensions of the variance of each dimension across frames (log10 scale, shared axis). "
+            "A few dimensions with variance orders of magnitude above the rest are outlier dimensions; they dominate "
+            "Euclidean distances, the uncentered cosine and the first principal components."
+        ),
     ),
 }
 
@@ -132,15 +144,20 @@ def _table(rows: list[dict]) -> str:
 def write_html(output_dir: Path, summary: dict, rows: list[dict], figures: list[str], notes: list[str]) -> Path:
     """One self-contained page: every figure drawn (base64 PNG), the per-layer table, how to read each figure."""
     output_dir = Path(output_dir)
-    parts = [
-        "<!doctype html><html><head><meta charset='utf-8'><title>Layer-wise analysis</title><style>"
+    style = (
         "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
         "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
-        ".how{background:#f4f4f4;padding:0.5em}</style></head><body>",
-        "<h1>Layer-wise analysis</h1>",
+        ".how{background:#f4f4f4;padding:0.5em}"
+    )
+    intro = (
         f"<p>{len(summary['files'])} files, {summary['n_frames']:,} frames, layers {', '.join(summary['layers'])}; "
         f"features from <code>{html.escape(str(summary.get('features_dir', '')))}</code>; seed "
-        f"{summary.get('seed')}; {summary.get('n_points', 0)} sampled points for the scatters.</p>",
+        f"{summary.get('seed')}; {summary.get('n_points', 0)} sampled points for the scatters.</p>"
+    )
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>Layer-wise analysis</title><style>{style}</style></head><body>",
+        "<h1>Layer-wise analysis</h1>",
+        intro,
     ]
     for note in notes:
         parts.append(f"<p><b>Note:</b> {html.escape(note)}</p>")

@@ -106,7 +106,7 @@ class LayerStats:
         self.mean += delta * (n_b / n)
         self.n = n
 
-    def merge(self, other: "LayerStats") -> "LayerStats":
+    def merge(self, other: LayerStats) -> LayerStats:
         """Fold ``other`` (same layers and dims) into ``self``; returns ``self``."""
         if other.layers != self.layers or other.dims != self.dims:
             raise StatsError(f"cannot merge stats of {other.layers}/{other.dims} into {self.layers}/{self.dims}")

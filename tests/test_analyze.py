@@ -112,7 +112,7 @@ def test_cli_subset_of_files_and_layers_draws_only_requested_similarity(tmp_path
     out = tmp_path / "out"
     done = subprocess.run(CLI + ["--features_dir", str(tmp_path / "feat"), "--output_dir", str(out), "--num_files",
                                  "2", "--layers", "2,0", "--similarity", "cka", "--max_points", "30"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 0, done.stderr
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == ["utt-00", "utt-01"] and summary["layers"] == ["layer_0", "layer_2"]
@@ -136,7 +136,7 @@ def test_cli_subset_of_files_and_layers_draws_only_requested_similarity(tmp_path
 ])
 def test_bad_input_gives_a_clear_error(tmp_path, case, message):
     feat = tmp_path / "feat"
-    kwargs = dict(features_dir=feat, output_dir=tmp_path / "out", num_files=0, max_points=20)
+    kwargs = {"features_dir": feat, "output_dir": tmp_path / "out", "num_files": 0, "max_points": 20}
     if case != "missing":
         feat.mkdir()
     if case in ("corrupt", "foreign", "mixed_rep", "mixed_dims", "mixed_model", "bad_layer", "bad_layer_text",
@@ -157,8 +157,8 @@ def test_bad_input_gives_a_clear_error(tmp_path, case, message):
         (tmp_path / "m" / "utt-00_features.npz").rename(feat / "zz_features.npz")
     elif case == "too_few":
         write_folder(feat, [4])
-    kwargs.update({"bad_layer": dict(layers="0,9"), "bad_layer_text": dict(layers="first"),
-                   "negative_files": dict(num_files=-1), "small_max_points": dict(max_points=3)}.get(case, {}))
+    kwargs.update({"bad_layer": {"layers": "0,9"}, "bad_layer_text": {"layers": "first"},
+                   "negative_files": {"num_files": -1}, "small_max_points": {"max_points": 3}}.get(case, {}))
     with pytest.raises(AnalysisError, match=message):
         run_analysis(**kwargs)
 
@@ -169,10 +169,10 @@ def test_cli_bad_input_exit_2_with_message_and_no_traceback(tmp_path):
     with zipfile.ZipFile(feat / "zz_features.npz", "w") as archive:  # half-written / truncated npz
         archive.writestr("layer_0.npy", b"\x93NUMPY garbage")
     done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(tmp_path / "o"), "--num_files", "0"],
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 2
     assert "zz_features.npz" in done.stderr and "Traceback" not in done.stderr
-    missing = subprocess.run(CLI + ["--features_dir", str(tmp_path / "nope")], capture_output=True, text=True,
+    missing = subprocess.run(CLI + ["--features_dir", str(tmp_path / "nope")], capture_output=True, text=True, check=False,
                              timeout=120)
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
@@ -203,7 +203,7 @@ def test_default_features_dir_is_the_extraction_default_and_no_torch_import():
              "print(visualize_features.DEFAULT_FEATURES_DIR)\n"
              "import layerwise.analyze, layerwise.plots, layerwise.report, layerwise.embed, layerwise.stats\n"
              "print('torch' in sys.modules or 'transformers' in sys.modules)")
-    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+    lines = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=False, cwd=ROOT,
                            timeout=60).stdout.split()
     assert lines[0] == lines[1] and lines[2] == "False"
 
@@ -224,7 +224,7 @@ def test_peak_memory_does_not_grow_with_files(tmp_path):
                    f"r = subprocess.run({CLI!r} + ['--features_dir', {str(feat)!r}, '--output_dir', "
                    f"{str(tmp_path / f'o{n}')!r}, '--num_files', '{n}', '--max_points', '40'])\n"
                    "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, r.returncode)")
-        rss, code = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True,
+        rss, code = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, check=False,
                                    timeout=300).stdout.split()[-2:]
         assert code == "0"
         peaks[n] = int(rss)
