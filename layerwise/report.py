@@ -10,13 +10,12 @@ from __future__ import annotations
 import base64
 import csv
 import html
-import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from . import store
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
@@ -96,17 +95,7 @@ def write_summary_json(output_dir: Path, summary: dict) -> Path:
     if missing:
         raise KeyError(f"summary lacks contract keys {missing}")
     path = Path(output_dir) / SUMMARY_JSON
-    # Not store.write_json_atomic: that sorts keys, which would put layer_10 before layer_2 inside the
-    # per-layer objects. Insertion order here is numeric layer order.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(_clean(summary), handle, indent=2, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    store.write_json_atomic(path, _clean(summary), sort_keys=False)  # insertion order = numeric layer order
     return path
 
 

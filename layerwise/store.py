@@ -198,14 +198,17 @@ def is_complete(path: str | Path, expected_keys: list[str], expected_meta: dict 
     return all(meta.get(k) == v for k, v in (expected_meta or {}).items())
 
 
-def write_json_atomic(path: str | Path, obj) -> None:
-    """Write JSON through a temporary file and ``os.replace`` (manifests, summaries)."""
+def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = True) -> None:
+    """Write strict JSON through a temporary file and ``os.replace`` (manifests, summaries).
+
+    ``sort_keys=False`` keeps insertion order (e.g. layers in numeric order, which sorting would break).
+    """
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
         with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2, sort_keys=True)
+            json.dump(obj, handle, indent=2, sort_keys=sort_keys, allow_nan=False)
             handle.write("\n")
         os.replace(tmp, path)
     except BaseException:
