@@ -20,8 +20,8 @@ CCA, as implemented in ``fit_cca`` (X: n×p features, Y: n×q one-hot labels, bo
     A = Wx U[:, :k],  B = Wy V[:, :k],  k = min(p, q_present - 1, n - 1)
 
 The one-hot columns sum to 1, so centred Y has rank q_present - 1 and its last direction carries no signal; it
-is left out. On held-out data, ``ρ_i = corr(X a_i, Y b_i)`` (Pearson). Projection weighting (Morcos et al., eq.
-in §2.3, and the reference ``pwcca.py``) uses the view with fewer columns, Z (the labels here): with Q the
+is left out. On held-out data, ``ρ_i = corr(X a_i, Y b_i)`` (Pearson). Projection weighting (Morcos et al.; the
+reference ``pwcca.py`` of google/svcca) uses the view with fewer columns, Z (the labels here): with Q the
 orthonormalised held-out canonical variates of Z (QR), ``α_i = Σ_j |⟨Q_i, z_j⟩|`` over the centred columns z_j
 of Z, and ``PWCCA = Σ_i α_i ρ_i / Σ_i α_i``. ``rx = ε · tr(Cxx⁰)/p`` with ε from the grid (features are
 standardised on the train part, so tr/p = 1); ``ry = CCA_REG_Y · tr(Cyy⁰)/q``.
@@ -36,7 +36,7 @@ import numpy as np
 from scipy import linalg
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / dev / test, as fractions of the utterances
-CCA_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # ε for the features, relative to the mean eigenvalue of Cxx
+CCA_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # ε for the features, relative to mean eig(Cxx)
 CCA_REG_Y = 1e-4  # fixed ε for the one-hot labels (only keeps Cyy invertible)
 PROBE_C = 1.0  # inverse L2 strength of the logistic regression (standardised features)
 PROBE_MAX_ITER = 300
@@ -175,8 +175,10 @@ def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     rho = _columnwise_corr(hx, hy)
     z, h = (y, hy) if y.shape[1] <= x.shape[1] else (x, hx)
     z, h = z - z.mean(axis=0), h - h.mean(axis=0)
-    q, _ = np.linalg.qr(h)
+    q, r = np.linalg.qr(h)
     alpha = np.abs(q.T @ z).sum(axis=1)
+    diag = np.abs(np.diag(r))
+    alpha[diag <= 1e-10 * max(diag.max(), 1e-300)] = 0.0  # variates that vanish here (class absent) weigh nothing
     return float(alpha @ rho / alpha.sum()) if alpha.sum() > 0 else 0.0
 
 

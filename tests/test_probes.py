@@ -114,6 +114,16 @@ def test_pwcca_linear_relation_is_one_and_independent_noise_is_low():
     assert abs(res["pwcca"]["layer_1"]) < 0.1
 
 
+def test_pwcca_stays_one_when_the_evaluation_data_lacks_a_class():
+    rng = np.random.default_rng(4)
+    idx = np.arange(400) % 5
+    onehot = np.eye(5)[idx]
+    x = onehot @ rng.normal(size=(5, 12)) + 1e-6 * rng.normal(size=(400, 12))
+    fit = probes.fit_cca(x, onehot, reg_x=1e-4)
+    present = idx != 4  # evaluation data without class 4: the variates become linearly dependent
+    assert probes.pwcca_score(fit, x[present], onehot[present]) > 0.99
+
+
 def test_span_measures_validation():
     feats, labels, groups = synthetic(snrs=(1.0,))
     with pytest.raises(ValueError, match=r"expected \(960, D\)"):
