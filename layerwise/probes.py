@@ -84,6 +84,18 @@ def utterance_splits(groups: np.ndarray, *, n_splits: int, seed: int) -> list[tu
     return splits
 
 
+def subsample_utterances(groups: np.ndarray, *, max_segments: int, seed: int) -> np.ndarray:
+    """Boolean mask (n,) keeping whole utterances, in a seeded random order, while the total stays
+    <= ``max_segments`` (at least one utterance); all True when there are no more segments than that."""
+    groups = np.asarray(groups)
+    if len(groups) <= max_segments:
+        return np.ones(len(groups), dtype=bool)
+    _, inverse, counts = np.unique(groups, return_inverse=True, return_counts=True)
+    order = np.random.default_rng(seed).permutation(len(counts))
+    chosen = order[np.cumsum(counts[order]) <= max_segments]
+    return np.isin(inverse, chosen if len(chosen) else order[:1])
+
+
 def select_classes(labels: np.ndarray, *, min_count: int, max_classes: int | None) -> np.ndarray:
     """Boolean mask (n,) of segments whose label occurs >= ``min_count`` times and is among the
     ``max_classes`` most frequent labels (ties broken alphabetically); ``None`` keeps all."""
@@ -220,6 +232,7 @@ def span_measures(
     compute_mi: bool = True,
     min_count: int = 2,
     max_classes: int | None = 200,
+    max_segments: int | None = 10_000,
     n_threads: int | None = 1,
 ) -> dict:
     """Per-layer probe accuracy, PWCCA and (optionally) clustering NMI of span features.
@@ -231,6 +244,9 @@ def span_measures(
     min_count, max_classes : segments are kept when their label occurs >= ``min_count`` times and is among
         the ``max_classes`` most frequent labels (a label seen once cannot be both trained and tested; the cap
         bounds the cost for word vocabularies). ``None`` keeps every label.
+    max_segments : above this many segments, a seeded random subset of whole utterances is used (the cost
+        grows about linearly: 3,000 segments x 13 layers x 768 dims took ~30 s, 10,000 ~90 s on one core).
+        ``None`` uses everything.
     n_threads : BLAS/OpenMP threads while computing (threadpoolctl; ``None`` leaves the libraries' default).
         The work is many medium-sized products and decompositions: on 2 shared cores one thread was 7x faster
         than the default (27 s against 189 s for 3000 segments x 13 layers x 768 dims), whose spinning
@@ -241,14 +257,16 @@ def span_measures(
     are means over the splits' test parts; ``span_measures_info`` records seed, sizes and the chosen ε.
     """
     if n_threads is None:
-        return _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes)
+        return _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes,
+                              max_segments)
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     with threadpool_limits(limits=n_threads):
-        return _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes)
+        return _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes,
+                              max_segments)
 
 
-def _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes) -> dict:
+def _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes, max_segments):
     labels, groups = np.asarray(labels).astype(np.str_), np.asarray(groups)
     if labels.ndim != 1 or groups.shape != labels.shape:
         raise ValueError(f"labels {labels.shape} and groups {groups.shape} must both be (n_segments,)")
@@ -257,7 +275,10 @@ def _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_cou
     for key, value in features.items():
         if value.ndim != 2 or value.shape[0] != len(labels):
             raise ValueError(f"{key}: shape {value.shape}, expected ({len(labels)}, D) to match the labels")
-    keep = select_classes(labels, min_count=min_count, max_classes=max_classes)
+    keep = np.ones(len(labels), dtype=bool)
+    if max_segments is not None:
+        keep = subsample_utterances(groups, max_segments=max_segments, seed=seed)
+    keep[keep] = select_classes(labels[keep], min_count=min_count, max_classes=max_classes)
     labels, groups = labels[keep], groups[keep]
     classes = np.unique(labels)
     if len(classes) < 2:
@@ -288,12 +309,13 @@ def _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_cou
     result["span_measures_info"] = {
         "seed": seed,
         "n_splits": n_splits,
-        "n_segments": int(len(labels)),
-        "n_segments_dropped": int((~keep).sum()),
-        "n_classes": int(len(classes)),
-        "n_utterances": int(len(np.unique(groups))),
+        "n_segments": len(labels),
+        "n_segments_available": len(keep),
+        "n_classes": len(classes),
+        "n_utterances": len(np.unique(groups)),
         "min_count": min_count,
         "max_classes": max_classes,
+        "max_segments": max_segments,
         "pwcca_reg_chosen": chosen_eps,
     }
     return result
