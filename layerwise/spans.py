@@ -21,7 +21,7 @@ Pooling over the selected frames ``f_0 .. f_{n-1}``:
   n=6 -> f_2, f_3. Published analyses use it for phones only; the caller decides.
 
 Label normalisation: labels are stripped of surrounding whitespace; a segment whose label is, case-insensitively,
-in ``silence_labels`` (default ``{"", "sil", "sp", "spn"}``) is skipped; for phones, trailing ARPAbet stress
+in ``silence_labels`` (default ``{"", "sil", "sp", "spn"}``) is skipped, and an empty label always is; for phones, trailing ARPAbet stress
 digits are removed (``AH0 -> AH``) unless the caller keeps stress.
 """
 
@@ -120,6 +120,8 @@ def normalise_segments(
 ) -> list[Segment]:
     """Drop silence/empty segments, strip whitespace and (phones: ``strip_stress_digits=True``) stress digits.
 
+    A label that is empty after stripping is always dropped, whether or not ``""`` is in ``silence_labels``.
+
     For phones pass ``strip_stress_digits=not keep_stress``; for words leave it False.
     Raises ``AlignmentError`` for a segment with ``end < start``.
     """
@@ -129,7 +131,7 @@ def normalise_segments(
         if seg.end < seg.start:
             raise AlignmentError(f"segment {seg.label!r} ends before it starts: [{seg.start}, {seg.end})")
         label = seg.label.strip()
-        if label.lower() in silence:
+        if not label or label.lower() in silence:
             continue
         if strip_stress_digits:
             label = strip_stress(label)

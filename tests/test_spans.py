@@ -92,11 +92,12 @@ def test_label_normalisation(grid_path):
     assert [s.label for s in kept] == ["HH", "AH0", "L", "OW1", "ER12"]
     words = spans.read_spans(grid_path, "words")
     assert [(s.start, s.end, s.label) for s in words] == [(0.30, 0.70, "hello"), (0.95, 1.10, "er2")]
-    # Configurable silence set, case-insensitive; "" stays silence only when listed.
+    # Configurable silence set, case-insensitive; an empty (whitespace-only) label is skipped even when not listed.
     custom = spans.normalise_segments(
-        [spans.Segment(0, 1, "SIL"), spans.Segment(1, 2, "L"), spans.Segment(2, 3, " ")], silence_labels={"sil"}
+        [spans.Segment(0, 1, "SIL"), spans.Segment(1, 2, "sp"), spans.Segment(2, 3, " "), spans.Segment(3, 4, "L")],
+        silence_labels={"sil"},
     )
-    assert [s.label for s in custom] == ["L", ""]
+    assert [s.label for s in custom] == ["sp", "L"]
     with pytest.raises(spans.AlignmentError, match="ends before"):
         spans.normalise_segments([spans.Segment(1.0, 0.5, "x")])
 
