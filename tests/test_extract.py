@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 
 import numpy as np
@@ -131,11 +132,22 @@ def write_bad_files(folder):
     sf.write(bad / "short.wav", tone(399), 16000)
     sf.write(bad / "stereo.flac", tone(20000, channels=2), 16000)
     sf.write(bad / "eight.wav", tone(8000, rate=8000), 8000)
+    sf.write(bad / "cd.flac", tone(44100, rate=44100, channels=2), 44100)
+    (folder / "locked").mkdir()
+    sf.write(folder / "locked" / "hidden.wav", tone(8000), 16000)
     return {"corrupt", "empty", "text", "short"}
 
 
-def test_bad_files_are_listed_and_the_rest_is_done(tiny_hubert, audio_dir, tmp_path, capsys):
+def test_bad_files_are_listed_and_the_rest_is_done(tiny_hubert, audio_dir, tmp_path, monkeypatch):
     failing = write_bad_files(audio_dir)
+    real_scandir = os.scandir
+
+    def scandir(path):  # "locked" behaves as a directory without read permission (root ignores chmod)
+        if os.fspath(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", os.fspath(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
     out = out_folder(tmp_path, tiny_hubert)
     out.mkdir(parents=True)
     good = store.feature_path(out, "19-198-0000")
@@ -145,10 +157,20 @@ def test_bad_files_are_listed_and_the_rest_is_done(tiny_hubert, audio_dir, tmp_p
     assert code == 1
     with open(out / "failures.tsv") as handle:
         rows = list(csv.DictReader(handle, delimiter="\t"))
-    assert {r["path"].rsplit("/", 1)[1].split(".")[0] for r in rows} == failing
+    assert {r["path"].rsplit("/", 1)[1].split(".")[0] for r in rows} == failing | {"locked"}
     assert all(r["reason"] for r in rows)
     done = {p.name.removesuffix("_features.npz") for p in out.glob("*_features.npz")}
-    assert done == {p.stem for p in audio_dir.rglob("*.*")} - failing
+    good_files = [p for p in audio_dir.rglob("*.*") if p.stem not in failing and p.parent.name != "locked"]
+    assert done == {p.stem for p in good_files}
+    for path in good_files:  # stereo, 8 kHz and 44.1 kHz included: the reference sees 16 kHz mono via soxr
+        samples, rate = sf.read(path, dtype="float32", always_2d=True)
+        mono = samples.mean(axis=1, dtype=np.float32)
+        if rate != 16000:
+            mono = soxr.resample(mono, rate, 16000, quality="VHQ").astype(np.float32)
+        f = store.read_features(store.feature_path(out, path.stem))
+        expected = reference(tiny_hubert, mono)
+        for key in ("layer_0", "layer_2"):
+            np.testing.assert_allclose(f.layers[key], expected[key], atol=1e-4, rtol=1e-4)
     assert store.read_features(good).layers["layer_0"].shape[0] == 49  # the broken file was recomputed
 
 
