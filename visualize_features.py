@@ -7,6 +7,10 @@ summary.json, summary.csv, per_dim_stats.npz and report.html to --output_dir. Se
 Example:
   python visualize_features.py --features_dir output/hubert-base-ls960/librispeech_dev-clean_sample1 \\
       --num_files 0 --layers 0,6,12 --similarity cka
+  # phone spans (extract_features.py --span phone --save_dir output/phones, and again with --random_init):
+  # probes, PWCCA and MI per layer; the control in the sibling hubert-base-ls960-random_init/ is found automatically
+  python visualize_features.py --features_dir output/phones/hubert-base-ls960/librispeech_dev-clean_sample1 \\
+      --num_files 0
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from layerwise.analyze import (
     AnalysisError,
     run_analysis,
 )
+from layerwise.spanalysis import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}
 # with its defaults (output, facebook/hubert-base-ls960, dev-clean, 1); tests/test_analyze.py checks they agree.
@@ -48,6 +53,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"frames sampled for the PCA/t-SNE scatters (statistics use all frames) {d}")
     p.add_argument("--similarity", choices=SIMILARITY_CHOICES, default="both",
                    help=f"which similarity heatmaps to draw; summary.json always holds both cka and cosine {d}")
+    p.add_argument("--control_dir", default=CONTROL_AUTO,
+                   help=f"span folders: features of the random-initialisation control (extract_features.py "
+                        f"--random_init), analysed with the same measures, seed and utterances (those present in "
+                        f"both) into summary.json 'random_init'; 'auto' = the sibling {{parent}}-random_init/{{name}} "
+                        f"when it exists, 'none' = no control {d}")
+    p.add_argument("--probe_splits", type=int, default=DEFAULT_PROBE_SPLITS,
+                   help=f"span folders: seeded train/dev/test utterance splits the probe and PWCCA average over {d}")
     p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
     return p
 
@@ -66,6 +78,8 @@ def main(argv=None) -> int:
             seed=args.seed,
             max_points=args.max_points,
             similarity=args.similarity,
+            control_dir=args.control_dir,
+            probe_splits=args.probe_splits,
         )
     except AnalysisError as err:
         log.error("%s", err)

@@ -2,7 +2,8 @@
 
 Each selected file is read once and folded into :class:`~layerwise.stats.LayerStats` (exact moments, CKA, cosine)
 and :class:`~layerwise.embed.FrameSampler` (bounded subsample for scatters), so memory does not grow with the number
-of files (span folders additionally keep their segment features for the span measures, see ``SpanFeatures``).
+of files (span folders additionally keep their segment features for the span measures and a random-init control, see
+``spanalysis``).
 Bad input raises :class:`AnalysisError` with a message saying what to do; the CLI prints it and exits 2.
 Never imports torch or transformers.
 """
@@ -11,12 +12,12 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from . import embed, plots, report, store
+from . import embed, plots, report, spanalysis, store
 from .stats import LayerStats
 
 log = logging.getLogger(__name__)
@@ -70,29 +71,6 @@ def parse_layers(spec: str | None, available: list[str]) -> list[str]:
 
 
 @dataclass
-class SpanFeatures:
-    """Every segment's features of span files (``labels`` present), for the span measures (issue 5).
-
-    Unlike the frame statistics this grows with the data: n_segments × Σ dims × 4 bytes.
-    """
-
-    layers: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    labels: list[np.ndarray] = field(default_factory=list)
-    groups: list[np.ndarray] = field(default_factory=list)
-
-    def add(self, stem: str, arrays: dict[str, np.ndarray], labels: np.ndarray) -> None:
-        for key, value in arrays.items():
-            self.layers.setdefault(key, []).append(np.asarray(value, np.float32))
-        self.labels.append(np.asarray(labels).astype(str))
-        self.groups.append(np.full(len(labels), stem))
-
-    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """(layer -> (n_segments, D), labels (n_segments,), utterance of each segment (n_segments,))."""
-        return ({k: np.concatenate(v) for k, v in self.layers.items()}, np.concatenate(self.labels),
-                np.concatenate(self.groups))
-
-
-@dataclass
 class Collected:
     """What the streaming pass leaves: exact statistics, the subsample, span features (or None), provenance."""
 
@@ -101,7 +79,7 @@ class Collected:
     dims: list[int]
     stats: LayerStats
     sample: embed.Subsample
-    spans: SpanFeatures | None
+    spans: spanalysis.SpanFeatures | None
     meta: dict
 
 
@@ -148,7 +126,7 @@ def collect(files: list[Path], layer_spec: str | None, *, seed: int, max_points:
     dims = [first.layers[k].shape[1] for k in layers]
     stats = LayerStats(layers, dims)
     sampler = embed.FrameSampler(layers, dims, max_points=max_points, seed=seed)
-    spans = SpanFeatures() if first.labels is not None else None
+    spans = spanalysis.SpanFeatures() if first.labels is not None else None
     stems = []
     for i, path in enumerate(tqdm(files, desc="analysing", unit="file", disable=None)):
         ff = first if i == 0 else _read(path, layers)
@@ -165,20 +143,6 @@ def collect(files: list[Path], layer_spec: str | None, *, seed: int, max_points:
     return Collected(stems, layers, dims, stats, sampler.result(), spans, first.meta)
 
 
-def span_measures(spans: SpanFeatures | None, *, seed: int) -> dict:
-    """SPAN-ANALYSIS PLUG-IN POINT (issue 5): extra summary keys from span features; {} for frame folders."""
-    if spans is None:
-        return {}
-    from . import probes
-
-    features, labels, groups = spans.arrays()
-    try:
-        return probes.span_measures(features, labels, groups, seed=seed)
-    except ValueError as err:
-        log.warning("span measures skipped: %s", err)
-        return {"span_measures_skipped": str(err)}
-
-
 def run_analysis(
     *,
     features_dir: str | Path,
@@ -188,15 +152,22 @@ def run_analysis(
     seed: int = 0,
     max_points: int = DEFAULT_MAX_POINTS,
     similarity: str = "both",
+    control_dir: str | Path | None = spanalysis.CONTROL_AUTO,
+    probe_splits: int = spanalysis.DEFAULT_PROBE_SPLITS,
 ) -> dict:
     """Analyse a folder of feature files; write figures, summary.json/csv, per_dim_stats.npz and report.html.
 
     layers : ``None``/``"all"`` or a comma list of indices/keys. similarity : which heatmaps to draw ("cka",
     "cosine", "both"); both matrices are always computed and written to summary.json.
+    control_dir, probe_splits : span folders only — the random-init control (``"auto"``: the sibling
+    ``{parent}-random_init/{name}`` when present; ``None``/``"none"``: no control; else a folder) and the number of
+    seeded utterance splits the probe/PWCCA are averaged over.
     Returns the summary dict (as written to summary.json, before NaN -> null).
     """
     if similarity not in SIMILARITY_CHOICES:
         raise AnalysisError(f"--similarity={similarity!r} not in {SIMILARITY_CHOICES}")
+    if probe_splits < 1:
+        raise AnalysisError(f"--probe_splits={probe_splits} must be >= 1")
     if max_points < embed.MIN_TSNE_POINTS:
         raise AnalysisError(f"--max_points={max_points} must be >= {embed.MIN_TSNE_POINTS} (t-SNE needs that many)")
     files = select_files(features_dir, num_files)
@@ -208,6 +179,15 @@ def run_analysis(
     if stats.n < embed.MIN_TSNE_POINTS:
         raise AnalysisError(f"only {stats.n} {unit} in {len(data.files)} files; PCA and t-SNE need at least "
                             f"{embed.MIN_TSNE_POINTS} — use more files (--num_files, 0 = all)")
+    control, control_folder = None, None
+    if data.spans is not None:  # read (and check) the control before anything is written
+        try:
+            control_folder = spanalysis.control_folder(features_dir, control_dir)
+            if control_folder is not None:
+                control = spanalysis.read_control(control_folder, data.spans, data.meta, dict(zip(keys, data.dims)))
+                log.info("random-init control: %d files from %s", len(control.stems), control_folder)
+        except spanalysis.ControlError as err:
+            raise AnalysisError(str(err)) from err
 
     notes = []
     mean, std = stats.layer_mean(), stats.layer_std()
@@ -257,8 +237,14 @@ def run_analysis(
     plots.variance_distribution(keys, dim_var, out / "variance_distribution.png", subtitle=subtitle)
     figures += ["pca.png", "tsne.png", "variance_distribution.png"]
 
-    # ---- span-analysis plug-in point (issue 5): probe accuracy, PWCCA, MI for phone/word span folders ----
-    span_summary = span_measures(data.spans, seed=seed)
+    # ---- span analysis (issue 5): probe accuracy, PWCCA, MI for phone/word span folders, and the control ----
+    span_summary, span_notes = spanalysis.analyse(data.spans, control, control_dir=control_folder, seed=seed,
+                                                  n_splits=probe_splits)
+    notes += span_notes
+    if "probe_accuracy" in span_summary:
+        plots.span_measures(keys, span_summary, span_summary.get(spanalysis.CONTROL_KEY), out / "span_measures.png",
+                            subtitle=subtitle, span=data.meta.get("span", "span"))
+        figures.append("span_measures.png")
 
     summary = {
         "files": data.files, "layers": keys, "n_frames": int(stats.n), "mean": mean, "std": std,
@@ -279,6 +265,7 @@ def run_analysis(
             "dim_var_median": float(np.median(dim_var[key])), "dim_var_max": float(dim_var[key].max()),
             "pca_evr_pc1": float(ratios[key][0]), "pca_components_90": int(np.searchsorted(cumulative, 0.9) + 1),
             "cka_with_previous": float(cka[i, i - 1]) if i else float("nan"),
+            **report.span_columns(span_summary, key),
         })
     report.write_per_dim(out, dim_mean, dim_var)
     report.write_summary_csv(out, rows)

@@ -196,3 +196,50 @@ def variance_distribution(layers, dim_var: dict, path, *, subtitle: str) -> Path
     fig.suptitle(f"Per-dimension variance over frames\n{subtitle}")
     fig.tight_layout()
     return _save(fig, path)
+
+
+SPAN_MEASURES = (("probe_accuracy", "probe accuracy", "tab:blue"), ("pwcca", "PWCCA", "tab:orange"),
+                 ("mi", "MI (k-means NMI)", "tab:green"))
+
+
+def _layer_index(key: str) -> int:
+    """``layer_10 -> 10``: x position, so gaps between selected layers stay visible."""
+    return int(key.rpartition("_")[2])
+
+
+def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle: str, span: str) -> Path:
+    """Probe accuracy, PWCCA and MI against layer on one axes: trained solid, random-init control dashed, the
+    majority baseline of the probe as a horizontal line.
+
+    trained, control : dicts as returned by ``probes.span_measures`` (layer -> float objects under
+    ``probe_accuracy``/``pwcca``/``mi``, one float ``probe_majority_baseline``, ``span_measures_info``); control
+    may be None or lack the measures (skipped).
+    """
+    x = [_layer_index(k) for k in layers]
+    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(layers) + 2.5), 4.5))
+    runs = [("trained", trained, "-", "o")]
+    if control is not None and "probe_accuracy" in control:
+        runs.append(("random init", control, "--", "x"))
+    for run, values, style, marker in runs:
+        for key, name, colour in SPAN_MEASURES:
+            if key in values:
+                ax.plot(x, [values[key][k] for k in layers], linestyle=style, marker=marker, color=colour,
+                        label=f"{name}, {run}")
+    base = trained["probe_majority_baseline"]
+    ax.axhline(base, color="0.35", linestyle=":", label=f"majority baseline ({base:.2f})")
+    if len(runs) > 1 and abs(control["probe_majority_baseline"] - base) > 1e-9:
+        ax.axhline(control["probe_majority_baseline"], color="0.6", linestyle="-.",
+                   label=f"majority baseline, random init ({control['probe_majority_baseline']:.2f})")
+    ax.set_xticks(x, [_short(k) for k in layers] if len(layers) > 8 else layers, rotation=45, ha="right")
+    ax.set_xlabel("layer (numeric order)")
+    ax.set_ylabel("accuracy / correlation / NMI")
+    low = min([0.0] + [values[key][k] for _, values, _, _ in runs for key, _, _ in SPAN_MEASURES
+                       if key in values for k in layers])
+    ax.set_ylim(low - 0.02, 1.02)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    info = trained.get("span_measures_info", {})
+    counts = ", ".join(f"{info[k]:,} {what}" for k, what in (("n_segments", f"{span} segments"),
+                       ("n_classes", "classes"), ("n_utterances", "utterances"), ("n_splits", "splits")) if k in info)
+    ax.set_title(f"Where {span} information lives: held-out measures per layer\n{counts}\n{subtitle}", fontsize=10)
+    return _save(fig, path)

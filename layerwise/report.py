@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store
+from .spanalysis import CONTROL_KEY
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
@@ -74,7 +75,34 @@ FIGURES = {
             "Euclidean distances, the uncentered cosine and the first principal components."
         ),
     ),
+    "span_measures.png": (
+        "Where label information lives: probe accuracy, PWCCA, MI per layer",
+        (
+            "Span folders only. x: layer in numeric order; y: held-out scores in [0, 1] (PWCCA can dip slightly below "
+            "0). Blue: accuracy of a linear probe predicting each segment's phone/word, trained and tested on disjoint "
+            "utterances; read it as its height above the dotted majority-class baseline (a layer at the baseline carries "
+            "no linearly decodable label information). Orange: projection-weighted CCA between the segment vectors and "
+            "the one-hot labels (the measure of the published layer-wise curves). Green: normalised mutual information "
+            "between k-means clusters and labels (no supervision; slightly above 0 even for noise). Solid lines: the "
+            "analysed model; dashed: the same measures on a randomly initialised model of the same config (same "
+            "utterances, seed and splits). The gap between solid and dashed is what training added; a peak shows where "
+            "the information is most linearly accessible, not the only place it exists."
+        ),
+    ),
 }
+SPAN_KEYS = ("probe_accuracy", "pwcca", "mi")  # per-layer span measures (summary.json: layer -> float)
+
+
+def span_columns(summary: dict, layer: str) -> dict:
+    """summary.csv columns of the span measures for one layer: the measures, the baseline, and the control's as
+    ``random_init_<measure>``; ``{}`` when the summary has none (frame folders)."""
+    if "probe_accuracy" not in summary:
+        return {}
+    row = {k: summary[k][layer] for k in SPAN_KEYS if k in summary}
+    row["probe_majority_baseline"] = summary["probe_majority_baseline"]
+    control = summary.get(CONTROL_KEY) or {}
+    row.update({f"{CONTROL_KEY}_{k}": control[k][layer] for k in SPAN_KEYS if k in control})
+    return row
 
 
 def _clean(value):
@@ -130,6 +158,22 @@ def _table(rows: list[dict]) -> str:
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
 
 
+def _span_table(summary: dict) -> str:
+    """Per-layer span measures, trained next to random init, and where they came from."""
+    rows = [{"layer": k, **span_columns(summary, k)} for k in summary["layers"]]
+    info = summary.get("span_measures_info", {})
+    text = (f"Measured on {info.get('n_segments')} segments of {info.get('n_utterances')} utterances, "
+            f"{info.get('n_classes')} classes, mean over {info.get('n_splits')} utterance splits, seed "
+            f"{info.get('seed')}.")
+    control = summary.get(CONTROL_KEY)
+    if control:
+        text += (f" Random-init control: {control.get('n_files')} files from {control.get('features_dir')}"
+                 + (f" (skipped: {control['span_measures_skipped']})" if "span_measures_skipped" in control else "."))
+    else:
+        text += " No random-init control (extract one with extract_features.py --random_init)."
+    return f"<p>{html.escape(text)}</p>" + _table(rows)
+
+
 def write_html(output_dir: Path, summary: dict, rows: list[dict], figures: list[str], notes: list[str]) -> Path:
     """One self-contained page: every figure drawn (base64 PNG), the per-layer table, how to read each figure."""
     output_dir = Path(output_dir)
@@ -138,8 +182,9 @@ def write_html(output_dir: Path, summary: dict, rows: list[dict], figures: list[
         "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
         ".how{background:#f4f4f4;padding:0.5em}"
     )
+    unit = "frames" if summary.get("span", "frame") == "frame" else f"{summary['span']} segments"
     intro = (
-        f"<p>{len(summary['files'])} files, {summary['n_frames']:,} frames, layers {', '.join(summary['layers'])}; "
+        f"<p>{len(summary['files'])} files, {summary['n_frames']:,} {unit}, layers {', '.join(summary['layers'])}; "
         f"features from <code>{html.escape(str(summary.get('features_dir', '')))}</code>; seed "
         f"{summary.get('seed')}; {summary.get('n_points', 0)} sampled points for the scatters.</p>"
     )
@@ -156,6 +201,8 @@ def write_html(output_dir: Path, summary: dict, rows: list[dict], figures: list[
         data = base64.b64encode((output_dir / name).read_bytes()).decode("ascii")
         parts.append(f"<h2>{html.escape(heading)}</h2><img alt='{name}' src='data:image/png;base64,{data}'>"
                      f"<p class='how'><b>How to read this:</b> {html.escape(how)}</p>")
+        if name == "span_measures.png":
+            parts.append(_span_table(summary))
     parts.append(f"<h2>Files</h2><p>{html.escape(', '.join(summary['files']))}</p></body></html>")
     path = output_dir / REPORT_HTML
     path.write_text("\n".join(parts), encoding="utf-8")

@@ -177,23 +177,36 @@ def test_cli_bad_input_exit_2_with_message_and_no_traceback(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 
-def test_span_files_reach_the_span_plug_in_and_colour_by_label(tmp_path, monkeypatch):
+def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkeypatch):
     data = write_folder(tmp_path / "feat", [12, 20], labels=True,
                         meta={"model_name": "synthetic", "rep_type": "contextualized", "span": "phone"})
-    seen = {}
+    seen, drawn = {}, {}
 
-    def fake_span_measures(features, labels, groups, *, seed):
-        seen.update(features=features, labels=labels, groups=groups, seed=seed)
-        return {"probe_accuracy": {k: 0.5 for k in features}}
+    def fake_span_measures(features, labels, groups, *, seed, n_splits):
+        seen.update(features=features, labels=labels, groups=groups, seed=seed, n_splits=n_splits)
+        return {"probe_accuracy": {k: 0.5 for k in features}, "probe_majority_baseline": 0.25,
+                "pwcca": {k: 0.1 for k in features}}
 
-    from layerwise import probes
+    def spy_tsne(layers, embeddings, groups, names, what, path, *, subtitle):
+        drawn.update(groups=groups, names=names, what=what)
+        return real_tsne(layers, embeddings, groups, names, what, path, subtitle=subtitle)
+
+    from layerwise import plots, probes
+    real_tsne = plots.tsne_figure
     monkeypatch.setattr(probes, "span_measures", fake_span_measures)
+    monkeypatch.setattr(plots, "tsne_figure", spy_tsne)
     summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "out", num_files=0, max_points=20,
-                           seed=4)
-    assert seen["seed"] == 4 and list(seen["groups"]) == ["utt-00"] * 12 + ["utt-01"] * 20
+                           seed=4, probe_splits=2)
+    assert seen["seed"] == 4 and seen["n_splits"] == 2 and list(seen["groups"]) == ["utt-00"] * 12 + ["utt-01"] * 20
     np.testing.assert_array_equal(seen["features"]["layer_1"], cat(data, "layer_1"))
     assert list(seen["labels"][:4]) == ["ph0", "ph1", "ph2", "ph0"]
     assert summary["probe_accuracy"]["layer_0"] == 0.5 and summary["span"] == "phone"
+    assert "random_init" not in summary  # no sibling control folder
+    assert any("only 2 utterances" in note for note in summary["notes"])
+    # The scatters are coloured by phone: the sampled points' groups are their labels ph<j % 3>.
+    assert drawn["what"] == "label" and drawn["names"] == ["ph0", "ph1", "ph2"]
+    sampled = json.loads((tmp_path / "out" / "summary.json").read_text())["n_points"]
+    assert len(drawn["groups"]) == sampled == 20 and set(drawn["groups"]) <= {0, 1, 2}
 
 
 def test_default_features_dir_is_the_extraction_default_and_no_torch_import():
