@@ -84,11 +84,16 @@ def test_relative_errors():
     assert benchlib.fro_rel_error(2 * ref, ref) == pytest.approx(1.0)
 
 
-def test_steady_state_excludes_first_file():
-    audio, wall, flops = bench_extract.steady([5.0, 1.0, 2.0], [10, 20, 30], [1, 2, 3], stamps=False)
-    assert (audio, wall, flops) == (50, 3.0, 5)
-    audio, wall, _ = bench_extract.steady([100.0, 101.5, 104.0], [10, 20, 30], [1, 2, 3], stamps=True)
-    assert (audio, wall) == (50, 4.0)
+def test_steady_state_excludes_first_file_and_keeps_fastest_round():
+    stems = ["a", "b", "c"]
+    durations = bench_extract.per_file([5.0, 1.0, 2.0], stems, stamps=False)
+    assert durations == {"b": 1.0, "c": 2.0}
+    stamps = bench_extract.per_file([100.0, 101.5, 104.0], stems, stamps=True)
+    assert stamps == {"b": 1.5, "c": 2.5}
+    by_stem = {"a": (10.0, 1.0), "b": (20.0, 2.0), "c": (30.0, 3.0)}
+    assert bench_extract.steady([durations, stamps], by_stem) == (50.0, 3.0, 5.0)  # b: 1.0, c: 2.0
+    with pytest.raises(ValueError, match="at least 2"):
+        bench_extract.per_file([1.0], ["a"], stamps=False)
 
 
 def test_naive_loop_and_model_only_on_tiny_checkpoint(tmp_path):
