@@ -123,3 +123,16 @@ def test_parse_layers():
         M.parse_layers("0,13", 13)
     with pytest.raises(ValueError, match="not an integer"):
         M.parse_layers("a", 13)
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_reduced_precision_is_close_to_float32(tiny_hubert, dtype):
+    x = tone(16000)
+    reference = reference_hidden_states(tiny_hubert, x)
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu", dtype=dtype)
+    assert next(model.model.parameters()).dtype == getattr(torch, dtype)
+    feats = model.features(x, "contextualized", [0, 1, 2])
+    for i, ref in enumerate(reference):
+        out = feats[f"layer_{i}"]
+        assert out.dtype == np.float32 and out.shape == ref.shape
+        assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 0.05  # bf16 has 8 bits of mantissa
