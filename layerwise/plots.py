@@ -109,6 +109,17 @@ def _scatter(ax, coords, groups, names):
         ax.scatter(coords[sel, 0], coords[sel, 1], s=POINT_SIZE, color=colour, label=name, linewidths=0)
 
 
+def _scatter_panel(ax, value, title: str, groups, names) -> None:
+    """One scatter panel without ticks; ``value`` is (k, 2) coordinates or a string saying why there are none."""
+    if isinstance(value, str):
+        ax.text(0.5, 0.5, value, ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
+    else:
+        _scatter(ax, value, groups, names)
+    ax.set_title(title, fontsize=9)
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
 def _legend(fig, axes, names, what):
     handles, texts = next((h for h in (ax.get_legend_handles_labels() for ax in axes) if h[0]), ([], []))
     if not handles:
@@ -149,13 +160,9 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
     for i, key in enumerate(layers):
         ax = fig.add_subplot(grid[1 + i // cols, i % cols])
         scatter_axes.append(ax)
-        if projections.get(key) is None:
-            ax.text(0.5, 0.5, "n/a", ha="center", transform=ax.transAxes)
-        else:
-            _scatter(ax, projections[key], groups, names)
-        ax.set_title(f"{key}: PC1 vs PC2", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        value = projections.get(key)
+        _scatter_panel(ax, "n/a" if value is None else value,
+                       f"{key}: PC1 vs PC2", groups, names)
     _legend(fig, scatter_axes, names, what)
     fig.suptitle(f"PCA with frames as points (spectrum from all frames, scatter of the subsample)\n{subtitle}")
     fig.tight_layout()
@@ -167,14 +174,7 @@ def tsne_figure(layers, embeddings: dict, groups, names, what, path, *, subtitle
     fig, axes = _grid(len(layers))
     axes = list(axes)
     for ax, key in zip(axes, layers):
-        value = embeddings[key]
-        if isinstance(value, str):
-            ax.text(0.5, 0.5, value, ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
-        else:
-            _scatter(ax, value, groups, names)
-        ax.set_title(key, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        _scatter_panel(ax, embeddings[key], key, groups, names)
     _legend(fig, axes, names, what)
     fig.suptitle(f"t-SNE of sampled frames, coloured by {what}\n{subtitle}")
     fig.tight_layout()
