@@ -57,6 +57,8 @@ def select_jobs(audio_dir: Path, out_dir: Path, subset_id: int, num_subsets: int
     files = audio.find_audio_files(audio_dir, errors)
     for path, reason in errors:
         runlog.fail(path, reason)
+    if not files:
+        raise ValueError(f"no .flac or .wav files below {audio_dir}")
     audio.check_unique_stems(files)
     jobs = [Job(p, store.feature_path(out_dir, p.stem)) for p in shard_files(files, subset_id, num_subsets)]
     # Temporaries of this shard's files left by a killed run (".{name}.{random}.tmp"); other shards' are not touched.

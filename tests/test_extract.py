@@ -181,6 +181,8 @@ def test_usage_errors_exit_2(tiny_hubert, audio_dir, tmp_path):
     shutil.copy(next(audio_dir.rglob("*.flac")), audio_dir / "19-198-0000.wav")  # duplicate stem
     assert extract_features.main(["--audio_dir", str(audio_dir), *base]) == 2
     assert not list(tmp_path.rglob("*_features.npz"))  # reported before any work
+    (tmp_path / "empty").mkdir()
+    assert extract_features.main(["--audio_dir", str(tmp_path / "empty"), *base]) == 2
     with pytest.raises(SystemExit) as exit_info:
         extract_features.main(["--audio_dir", str(tmp_path / "missing"), *base])
     assert exit_info.value.code == 2
