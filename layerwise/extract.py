@@ -255,11 +255,13 @@ def _pool(job: Job, feats: dict[str, np.ndarray], geometry, span: str, options: 
                                 strip_stress_digits=span == "phone" and not options.keep_stress)
     if not segments:
         raise ValueError(f"no non-silence segments in tier {tier!r} of {job.alignment.name}")
+    by_geometry: dict[FrameGeometry, dict[str, np.ndarray]] = {}
+    for key, value in feats.items():  # one pooling matrix per frame geometry, not per key
+        by_geometry.setdefault(parse_layer_geometry(geometry, key), {})[key] = value
     pooled, labels, intervals = {}, None, None
-    for key, value in feats.items():
-        geo: FrameGeometry = parse_layer_geometry(geometry, key)
-        out, labels, intervals = spans.pool_segments({key: value}, geo.centres(len(value)), segments,
+    for geo, group in by_geometry.items():
+        out, labels, intervals = spans.pool_segments(group, geo.centres(len(next(iter(group.values())))), segments,
                                                      rule=options.frame_rule, pooling=options.pooling,
                                                      frame_rate=geo.frame_rate)
         pooled.update(out)
-    return pooled, labels, intervals
+    return {key: pooled[key] for key in feats}, labels, intervals

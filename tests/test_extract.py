@@ -235,3 +235,29 @@ def test_word_spans_are_means_of_centre_rule_frames(tiny_hubert, tmp_path):
                 inside = [np.argmin(np.abs(centres - (start + end) / 2))]
             np.testing.assert_allclose(f.layers[key][row], frames[key][inside].mean(axis=0), atol=1e-4, rtol=1e-4)
     assert f.meta["span"] == "word"
+
+
+def test_conv_spans_pool_each_block_with_its_own_frame_centres(tiny_hubert, tmp_path):
+    """--rep_type local --span word: conv_k is pooled with the centres of blocks 0..k (hop Π strides, field from
+    the kernels), written out here from HuBERT's kernels (10,3,3,3,3,2,2) and strides (5,2,2,2,2,2,2)."""
+    n = 16000
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio/spk-ch-0001.flac", tone(n), 16000)
+    words = [(0.05, 0.3, "one"), (0.3, 0.3004, "tick"), (0.3004, 0.9, "two")]
+    (tmp_path / "tg").mkdir()
+    write_textgrid(tmp_path / "tg/spk-ch-0001.TextGrid", {"words": words, "phones": []}, 1.0)
+    log = run_extraction(audio_dir=tmp_path / "audio", save_dir=tmp_path / "out", model_name=str(tiny_hubert),
+                         rep_type="local", layers="0,3,6", span="word",
+                         span_options=SpanOptions(alignment_dir=tmp_path / "tg"), device="cpu", progress=False)
+    assert (log.n_done, log.failures) == (1, [])
+    samples, _ = sf.read(tmp_path / "audio/spk-ch-0001.flac", dtype="float32")
+    frames = reference(tiny_hubert, samples)
+    f = store.read_features(store.feature_path(out_folder(tmp_path / "out", tiny_hubert), "spk-ch-0001"))
+    assert list(f.layers) == ["conv_0", "conv_3", "conv_6"] and f.labels.tolist() == ["one", "tick", "two"]
+    for key, hop, field in (("conv_0", 5, 10), ("conv_3", 40, 80), ("conv_6", 320, 400)):
+        centres = (np.arange(frames[key].shape[0]) * hop + field / 2) / 16000
+        for row, (start, end, _) in enumerate(words):
+            inside = np.flatnonzero((centres >= start) & (centres < end))
+            if inside.size == 0:
+                inside = [np.argmin(np.abs(centres - (start + end) / 2))]
+            np.testing.assert_allclose(f.layers[key][row], frames[key][inside].mean(axis=0), atol=1e-4, rtol=1e-4)
