@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -104,15 +105,22 @@ def write_features(
     if intervals is not None:
         payload[INTERVALS_KEY] = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
     payload[META_KEY] = np.array(json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True))
-    # Temporary name in the same folder (same filesystem, so os.replace is atomic); it does not end in
-    # FEATURE_SUFFIX, so a crash mid-write never leaves something that looks like a feature file.
+    with _atomic(path, "wb") as handle:
+        np.savez(handle, **payload)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+@contextmanager
+def _atomic(path: Path, mode: str):
+    """An open handle on a temporary file in ``path``'s folder, moved onto ``path`` with ``os.replace`` on success
+    and removed on any failure (also KeyboardInterrupt). Same folder = same filesystem, so the move is atomic; the
+    name ``.{name}.{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike file."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **payload)
-            handle.flush()
-            os.fsync(handle.fileno())
+        with os.fdopen(fd, mode) as handle:
+            yield handle
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -203,14 +211,6 @@ def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = True) -> None:
 
     ``sort_keys=False`` keeps insertion order (e.g. layers in numeric order, which sorting would break).
     """
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, "w") as handle:
-            json.dump(obj, handle, indent=2, sort_keys=sort_keys, allow_nan=False)
-            handle.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with _atomic(Path(path), "w") as handle:
+        json.dump(obj, handle, indent=2, sort_keys=sort_keys, allow_nan=False)
+        handle.write("\n")
