@@ -86,7 +86,8 @@ def write_features(
 ) -> None:
     """Atomically write one feature file.
 
-    arrays : layer key -> ndarray of shape (n_frames, dim); cast to ``save_dtype``.
+    arrays : layer key -> ndarray of shape (n_frames, dim); cast to ``save_dtype`` (a finite value that float16
+        cannot hold, |x| > 65504, is an error rather than a silent inf).
     meta : JSON-serialisable dict, stored under ``meta``.
     labels, intervals : for spans, shapes (n,) and (n, 2) in seconds.
     """
@@ -99,7 +100,13 @@ def write_features(
             raise ValueError(f"not a layer key: {key!r}")
         if value.ndim != 2:
             raise ValueError(f"{key}: expected a 2-D (T, D) array, got shape {value.shape}")
-        payload[key] = np.ascontiguousarray(value, dtype=SAVE_DTYPES[save_dtype])
+        with np.errstate(over="ignore"):  # overflow is checked, with a clearer message, just below
+            stored = np.ascontiguousarray(value, dtype=SAVE_DTYPES[save_dtype])
+        if stored.dtype == np.float16 and np.any(np.isinf(stored) & np.isfinite(value)):
+            raise ValueError(f"{key}: values up to {np.nanmax(np.abs(value[np.isfinite(value)])):.6g} overflow "
+                             f"float16 (max {np.finfo(np.float16).max:.6g}); save this model with "
+                             f"--save_dtype float32")
+        payload[key] = stored
     if labels is not None:
         payload[LABELS_KEY] = np.asarray(labels, dtype=np.str_)
     if intervals is not None:

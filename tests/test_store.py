@@ -34,6 +34,18 @@ def test_float16_and_shape_validation(tmp_path):
         store.write_features(path, {"layer_0": np.ones((1, 3, 2))}, {})
 
 
+def test_float16_overflow_is_an_error_not_a_silent_inf(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    big = np.array([[1.0, 65504.0], [-70000.0, 2.0]], dtype=np.float32)  # 65504 = float16 max; 70000 overflows
+    with pytest.raises(ValueError, match="layer_1: values up to 70000 overflow float16"):
+        store.write_features(path, {"layer_0": np.ones((2, 2)), "layer_1": big}, {}, save_dtype="float16")
+    assert list(tmp_path.iterdir()) == []
+    store.write_features(path, {"layer_1": big}, {}, save_dtype="float32")  # float32 holds it
+    assert store.read_features(path).layers["layer_1"][1, 0] == -70000.0
+    store.write_features(path, {"layer_1": big[:, 1:] * 1.0}, {}, save_dtype="float16")  # 65504 fits exactly
+    assert store.read_features(path).layers["layer_1"][0, 0] == 65504.0
+
+
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
     path = store.feature_path(tmp_path, "u")
 
