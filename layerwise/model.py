@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .store import layer_key, parse_layer_key
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/hubert-base-ls960"
@@ -98,10 +100,12 @@ class FrameGeometry:
 
 def parse_layer_geometry(geometry: FrameGeometry, key: str) -> FrameGeometry:
     """Frame geometry of the array stored under ``key``: ``layer_k`` → the model's; ``conv_k`` → conv blocks 0..k."""
-    kind, _, index = key.partition("_")
+    parsed = parse_layer_key(key)
+    if parsed is None:
+        raise ValueError(f"not a layer key: {key!r}")
+    kind, index = parsed
     if kind == "conv":
-        k = int(index) + 1
-        return FrameGeometry(geometry.kernels[:k], geometry.strides[:k], geometry.sample_rate)
+        return FrameGeometry(geometry.kernels[: index + 1], geometry.strides[: index + 1], geometry.sample_rate)
     return geometry
 
 
@@ -235,8 +239,6 @@ class SpeechModel:
 
     def keys(self, rep_type: str) -> list[str]:
         """Every key this model produces for ``rep_type``, in layer order."""
-        from .store import layer_key
-
         count = self.num_layers + 1 if rep_type == "contextualized" else self.num_conv_layers
         return [layer_key(rep_type, i) for i in range(count)]
 
@@ -253,8 +255,6 @@ class SpeechModel:
         samples : ndarray (n_samples,), float32 at ``self.sample_rate`` (before normalisation; :meth:`prepare` runs here).
         Returns key -> ndarray (T, D) float32, only for ``layers`` (indices into :meth:`keys`).
         """
-        from .store import layer_key
-
         torch = _torch()
         if rep_type not in REP_TYPES:
             raise ValueError(f"rep_type={rep_type!r} not in {REP_TYPES}")

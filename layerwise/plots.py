@@ -15,6 +15,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from . import store
+
 DPI = 110
 MAX_COLOUR_GROUPS = 10  # utterances/labels beyond the most frequent ones are drawn grey as "other"
 POINT_SIZE = 4
@@ -28,7 +30,7 @@ def _save(fig, path: Path) -> Path:
 
 def _short(key: str) -> str:
     """``layer_10 -> L10``, ``conv_3 -> C3`` for crowded axes."""
-    prefix, _, index = key.partition("_")
+    prefix, index = store.parse_layer_key(key)
     return f"{'L' if prefix == 'layer' else 'C'}{index}"
 
 
@@ -204,7 +206,7 @@ SPAN_MEASURES = (("probe_accuracy", "probe accuracy", "tab:blue"), ("pwcca", "PW
 
 def _layer_index(key: str) -> int:
     """``layer_10 -> 10``: x position, so gaps between selected layers stay visible."""
-    return int(key.rpartition("_")[2])
+    return store.parse_layer_key(key)[1]
 
 
 def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle: str, span: str) -> Path:
