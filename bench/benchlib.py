@@ -14,21 +14,14 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
+from layerwise.model import FrameGeometry
+
 SAMPLE_RATE = 16000  # Hz, HuBERT/wav2vec2 input rate
 MIN_UTT_S, MAX_UTT_S = 2.0, 20.0  # LibriSpeech utterance lengths lie in about this range
 MEAN_UTT_S, SD_UTT_S = 12.3, 4.0  # LibriSpeech dev-clean: mean ≈ 12.3 s per utterance
 
 
 # ---------------------------------------------------------------------------------------------------- FLOPs
-def conv_lengths(n_samples: int, kernels, strides) -> list[int]:
-    """Output length after each conv layer, ``(L − k)//s + 1`` layer by layer (the frame math of model.py)."""
-    lengths, length = [], n_samples
-    for k, s in zip(kernels, strides):
-        length = max((length - k) // s + 1, 0)
-        lengths.append(length)
-    return lengths
-
-
 def forward_flops(config, n_samples: int) -> dict[str, float]:
     """Multiply-add FLOPs (2 per MAC) of one forward pass of a wav2vec2-style model on ``n_samples`` samples.
 
@@ -43,7 +36,7 @@ def forward_flops(config, n_samples: int) -> dict[str, float]:
     audio for an 11 s utterance (the T² attention term makes longer utterances cost slightly more per second).
     """
     kernels, strides, dims = list(config.conv_kernel), list(config.conv_stride), list(config.conv_dim)
-    lengths = conv_lengths(n_samples, kernels, strides)
+    lengths = FrameGeometry(tuple(kernels), tuple(strides), SAMPLE_RATE).conv_lengths(n_samples)
     c_in = [1] + dims[:-1]
     cnn = sum(2.0 * t * ci * co * k for t, ci, co, k in zip(lengths, c_in, dims, kernels))
     t, h, i = float(lengths[-1]), config.hidden_size, config.intermediate_size

@@ -12,6 +12,7 @@ import soundfile as sf
 
 from bench import bench_extract, benchlib
 from layerwise import store
+from layerwise.model import FrameGeometry
 
 
 def test_forward_flops_matches_torch_flop_counter():
@@ -42,7 +43,7 @@ def test_forward_flops_hubert_base_per_second():
     assert 14.0e9 < flops["total"] / 11 < 15.5e9
     assert 0.3 < flops["cnn"] / flops["total"] < 0.4
     # the first conv layer by hand: 512 filters of 10 taps on (176000 − 10)//5 + 1 = 35199 positions
-    assert benchlib.conv_lengths(176000, (10, 3), (5, 2)) == [35199, 17599]
+    assert FrameGeometry((10, 3), (5, 2), 16000).conv_lengths(176000) == [35199, 17599]
 
 
 def test_utterance_lengths_librispeech_like_and_seeded():
