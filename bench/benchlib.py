@@ -15,6 +15,7 @@ import numpy as np
 import soundfile as sf
 
 from layerwise.model import FrameGeometry
+from layerwise.stats import LayerStats
 
 SAMPLE_RATE = 16000  # Hz, HuBERT/wav2vec2 input rate
 MIN_UTT_S, MAX_UTT_S = 2.0, 20.0  # LibriSpeech utterance lengths lie in about this range
@@ -169,15 +170,13 @@ def model_only(model_dir: Path, waves: list[np.ndarray], *, dtype: str, device: 
 
 # ---------------------------------------------------------------------------------------------------- agreement
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA of (n, d1) and (n, d2) features: centre columns, ``‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)``, float64."""
+    """Linear CKA of (n, d1) and (n, d2) features, by the project's one CKA (``layerwise.stats.LayerStats``:
+    centred columns, ``‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)``, float64)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA needs the same number of rows, got {x.shape[0]} and {y.shape[0]}")
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
-    x = x - x.mean(axis=0)
-    y = y - y.mean(axis=0)
-    cross = np.linalg.norm(y.T @ x) ** 2
-    return float(cross / (np.linalg.norm(x.T @ x) * np.linalg.norm(y.T @ y)))
+    stats = LayerStats(["x", "y"], [x.shape[1], y.shape[1]])
+    stats.update({"x": x, "y": y})
+    return float(stats.cka()[0, 1])
 
 
 def max_rel_error(a: np.ndarray, ref: np.ndarray) -> float:
