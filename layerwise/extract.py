@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -207,7 +206,7 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
         while writes:
             _collect(writes.popleft(), runlog, bar)
     if stop and stop.is_set():
-        runlog.interrupted(len(queue))
+        runlog.interrupted(len(queue) + sum(1 for _ in upcoming))  # decoded ahead + never started
 
 
 def _collect(item, runlog: RunLog, bar) -> None:

@@ -91,7 +91,7 @@ class RunLog:
 
     def interrupted(self, n_left: int) -> None:
         self.was_interrupted = True
-        log.warning("interrupted: the file in progress was written; %d queued file(s) left for a re-run", n_left)
+        log.warning("interrupted: the file in progress was written; %d file(s) left for a re-run", n_left)
 
     @property
     def wall_seconds(self) -> float:

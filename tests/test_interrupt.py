@@ -55,6 +55,7 @@ def test_sigint_finishes_cleanly_and_resumes(tiny_hubert, tmp_path):
     assert proc.returncode == 130, out
     done = list(folder.glob("*_features.npz"))
     assert 1 <= len(done) < N_FILES
+    assert f"{N_FILES - len(done)} file(s) left for a re-run" in out  # every file not written, not just the queue
     assert not list(folder.glob(".*.tmp"))
     for path in done:
         assert store.is_complete(path, [f"conv_{i}" for i in range(7)])
