@@ -19,6 +19,8 @@ from pathlib import Path
 
 from layerwise.extract import SPANS, SpanOptions
 from layerwise.model import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
+from layerwise.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, POOLINGS
+from layerwise.store import SAVE_DTYPES
 
 EXAMPLE = """examples:
   python extract_features.py --audio_dir content/data/LibriSpeech/dev-clean-2
@@ -50,11 +52,11 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--alignment_dir", type=Path, default=None, help="folder with one TextGrid per utterance (by stem)")
     g.add_argument("--phone_tier", default="phones", help=f"TextGrid tier of phones {d}")
     g.add_argument("--word_tier", default="words", help=f"TextGrid tier of words {d}")
-    g.add_argument("--silence_labels", default=",sil,sp,spn",
+    g.add_argument("--silence_labels", default=",".join(sorted(DEFAULT_SILENCE_LABELS)),
                    help=f"comma-separated labels skipped as silence (empty label always skipped) {d}")
     g.add_argument("--keep_stress", action="store_true", help="keep ARPAbet stress digits (AH0 stays AH0)")
-    g.add_argument("--frame_rule", choices=("centre", "pasad"), default="centre", help=f"frame-to-segment rule {d}")
-    g.add_argument("--pooling", choices=("mean", "middle_third"), default="mean", help=f"pooling within a segment {d}")
+    g.add_argument("--frame_rule", choices=FRAME_RULES, default=FRAME_RULES[0], help=f"frame-to-segment rule {d}")
+    g.add_argument("--pooling", choices=POOLINGS, default=POOLINGS[0], help=f"pooling within a segment {d}")
     p.add_argument("--subset_id", type=int, default=None,
                    help="shard K: file i of the sorted list goes to shard i mod N (default 0, or "
                         "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN when set)")
@@ -63,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=f"auto = cuda when available {d}")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help=f"compute precision {d}")
-    p.add_argument("--save_dtype", choices=("float32", "float16"), default="float32", help=f"stored precision {d}")
+    p.add_argument("--save_dtype", choices=tuple(SAVE_DTYPES), default="float32", help=f"stored precision {d}")
     p.add_argument("--normalize", choices=NORMALIZE_MODES, default="auto",
                    help="waveform zero-mean/unit-variance normalisation; auto = the checkpoint's feature extractor "
                         f"setting {d}")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import audio, store
+from . import audio, spans, store
 from .runlog import RunLog, output_folder, shard_files
 
 log = logging.getLogger(__name__)
@@ -32,10 +32,10 @@ class SpanOptions:
     alignment_dir: Path | None = None
     phone_tier: str = "phones"
     word_tier: str = "words"
-    silence_labels: tuple[str, ...] = ("", "sil", "sp", "spn")
+    silence_labels: tuple[str, ...] = tuple(sorted(spans.DEFAULT_SILENCE_LABELS))
     keep_stress: bool = False
-    frame_rule: str = "centre"
-    pooling: str = "mean"
+    frame_rule: str = spans.FRAME_RULES[0]
+    pooling: str = spans.POOLINGS[0]
 
 
 @dataclass
@@ -233,8 +233,6 @@ def _settings_differ(path: Path, identity: dict) -> bool:
 
 
 def _find_alignments(span: str, options: SpanOptions) -> dict[str, Path]:
-    from . import spans
-
     if options.alignment_dir is None:
         raise ValueError(f"--span {span} needs --alignment_dir (a folder of TextGrid files; see docs/spans.md)")
     return spans.find_alignments(options.alignment_dir)
@@ -246,7 +244,6 @@ def _pool(job: Job, feats: dict[str, np.ndarray], geometry, span: str, options: 
     Each key is pooled with the frame centres of its own layer: all ``layer_k`` share the model's frame rate,
     ``conv_k`` has the hop and receptive field of the first k+1 conv blocks.
     """
-    from . import spans
     from .model import FrameGeometry, parse_layer_geometry
 
     tier = options.phone_tier if span == "phone" else options.word_tier

@@ -107,11 +107,6 @@ def strip_stress(label: str) -> str:
     return _STRESS_RE.sub("", label)
 
 
-def is_silence(label: str, silence_labels=DEFAULT_SILENCE_LABELS) -> bool:
-    """True when the stripped label matches one of ``silence_labels`` case-insensitively."""
-    return label.strip().lower() in {s.strip().lower() for s in silence_labels}
-
-
 def normalise_segments(
     segments: list[Segment],
     *,
