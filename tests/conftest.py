@@ -65,6 +65,19 @@ def tone(n_samples: int, rate: int = 16000, seed: int = 0, channels: int = 1) ->
     return x.astype(np.float32)
 
 
+def write_textgrid(path: Path, tiers: dict[str, list[tuple[float, float, str]]], end: float) -> Path:
+    """An MFA-like TextGrid written with praatio: tiers name -> (start, end, label) intervals in seconds; intervals
+    labelled ``""`` and gaps are left out, so they appear as empty intervals in the file."""
+    from praatio import textgrid
+    from praatio.data_classes.interval_tier import IntervalTier
+
+    grid = textgrid.Textgrid()
+    for name, entries in tiers.items():
+        grid.addTier(IntervalTier(name, [e for e in entries if e[2] != ""], 0.0, end))
+    grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
+    return Path(path)
+
+
 @pytest.fixture
 def audio_dir(tmp_path) -> Path:
     """Four 16 kHz mono files of different lengths in nested folders (LibriSpeech-like layout)."""

@@ -17,7 +17,7 @@ from transformers import AutoModel
 import extract_features
 from layerwise import store
 from layerwise.extract import SpanOptions, run_extraction
-from tests.conftest import tone
+from tests.conftest import tone, write_textgrid
 
 
 def out_folder(save_dir, model_folder):
@@ -195,17 +195,6 @@ def test_list_only_and_slurm_variables(audio_dir, tmp_path, monkeypatch, capsys)
     assert extract_features.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"]) == 0
     listed = capsys.readouterr().out.split()
     assert listed == [str(p) for p in sorted(audio_dir.rglob("*.*"))[1::2]]  # shard 1 of 2: files 1 and 3
-
-
-def write_textgrid(path, tiers: dict[str, list[tuple[float, float, str]]], end: float) -> None:
-    """An MFA-like TextGrid (silence as empty intervals) written with praatio."""
-    from praatio import textgrid
-    from praatio.data_classes.interval_tier import IntervalTier
-
-    grid = textgrid.Textgrid()
-    for name, entries in tiers.items():
-        grid.addTier(IntervalTier(name, [e for e in entries if e[2] != ""], 0.0, end))
-    grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
 
 
 def test_word_spans_are_means_of_centre_rule_frames(tiny_hubert, tmp_path):

@@ -5,12 +5,12 @@ from math import ceil, floor
 
 import numpy as np
 import pytest
-from praatio import textgrid
-from praatio.data_classes.interval_tier import IntervalTier
 
 from layerwise import spans
+from tests.conftest import write_textgrid
 
 HOP, FIELD, SR, RATE = 320, 400, 16000, 50.0
+GRID_END = 1.2  # seconds: the TextGrids' xmax
 
 
 def hubert_centres(n_frames):
@@ -30,17 +30,9 @@ PHONES = [  # (start, end, label); gaps become empty intervals in the file
 WORDS = [(0.00, 0.30, ""), (0.30, 0.70, "hello"), (0.70, 0.80, "sil"), (0.95, 1.10, "er2")]
 
 
-def write_grid(path, tiers, end=1.2):
-    grid = textgrid.Textgrid()
-    for name, entries in tiers.items():
-        grid.addTier(IntervalTier(name, [e for e in entries if e[2] != ""], 0.0, end))
-    grid.save(str(path), format="long_textgrid", includeBlankSpaces=True)
-    return path
-
-
 @pytest.fixture
 def grid_path(tmp_path):
-    return write_grid(tmp_path / "84-121123-0000.TextGrid", {"phones": PHONES, "words": WORDS})
+    return write_textgrid(tmp_path / "84-121123-0000.TextGrid", {"phones": PHONES, "words": WORDS}, GRID_END)
 
 
 def direct_centre(centres, start, end):
@@ -62,12 +54,12 @@ def direct_pasad(n_frames, start, end):
 def test_find_alignments_nested_and_duplicates(tmp_path):
     (tmp_path / "dev-clean" / "84" / "121123").mkdir(parents=True)
     (tmp_path / "dev-clean" / "174" / "50561").mkdir(parents=True)
-    a = write_grid(tmp_path / "dev-clean" / "84" / "121123" / "84-121123-0000.TextGrid", {"words": WORDS})
-    b = write_grid(tmp_path / "dev-clean" / "174" / "50561" / "174-50561-0001.textgrid", {"words": WORDS})
+    a = write_textgrid(tmp_path / "dev-clean" / "84" / "121123" / "84-121123-0000.TextGrid", {"words": WORDS}, GRID_END)
+    b = write_textgrid(tmp_path / "dev-clean" / "174" / "50561" / "174-50561-0001.textgrid", {"words": WORDS}, GRID_END)
     (tmp_path / "notes.txt").write_text("not an alignment")
     assert spans.find_alignments(tmp_path) == {"174-50561-0001": b, "84-121123-0000": a}
 
-    write_grid(tmp_path / "84-121123-0000.TextGrid", {"words": WORDS})
+    write_textgrid(tmp_path / "84-121123-0000.TextGrid", {"words": WORDS}, GRID_END)
     with pytest.raises(spans.AlignmentError, match="84-121123-0000"):
         spans.find_alignments(tmp_path)
     with pytest.raises(spans.AlignmentError, match="not a folder"):
