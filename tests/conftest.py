@@ -32,8 +32,10 @@ def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = 0) -> Pat
     config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
                              "wavlm": (WavLMConfig, WavLMModel)}[kind]
     extra = {"num_buckets": 16, "max_bucket_distance": 64} if kind == "wavlm" else {}
-    torch.manual_seed(seed)
-    model_cls(config_cls(**TINY, **extra)).save_pretrained(folder)
+    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the session's global RNG
+        torch.manual_seed(seed)
+        model = model_cls(config_cls(**TINY, **extra))
+    model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=do_normalize, return_attention_mask=False).save_pretrained(folder)
     return folder
 
