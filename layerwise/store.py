@@ -203,12 +203,11 @@ def is_complete(path: str | Path, expected_keys: list[str], expected_meta: dict 
     if not path.is_file():
         return False
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = {n[:-4] for n in archive.namelist() if n.endswith(".npy")}
-            if not set(expected_keys) <= names or META_KEY not in names:
+        with np.load(path, allow_pickle=False) as data:  # one open: the key list and the metadata
+            if not set(expected_keys) <= set(data.files) or META_KEY not in data.files:
                 return False
-        meta = read_meta(path)
-    except (OSError, zipfile.BadZipFile, FeatureFileError, ValueError):
+            meta = json.loads(str(data[META_KEY]))
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError):
         return False
     return all(meta.get(k) == v for k, v in (expected_meta or {}).items())
 

@@ -75,6 +75,8 @@ def test_is_complete(tmp_path):
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated, as a crash of a non-atomic writer leaves it
     assert not store.is_complete(path, ["layer_0"])
+    path.write_text("not a zip file")
+    assert not store.is_complete(path, ["layer_0"])
     with pytest.raises(store.FeatureFileError):
         store.read_features(path)
 
