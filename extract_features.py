@@ -19,6 +19,8 @@ from pathlib import Path
 
 from layerwise.extract import SPANS, SpanOptions
 from layerwise.model import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
+
+log = logging.getLogger("extract_features")
 from layerwise.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, POOLINGS
 from layerwise.store import SAVE_DTYPES
 
@@ -63,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_subsets", type=int, default=None,
                    help="number of shards N (default 1, or SLURM_ARRAY_TASK_COUNT when set)")
     p.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit")
+    p.add_argument("--print_output_dir", action="store_true",
+                   help="print the output folder these arguments select, and exit (used by the wrapper)")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=f"auto = cuda when available {d}")
     p.add_argument("--dtype", choices=DTYPES, default="float32", help=f"compute precision {d}")
     p.add_argument("--save_dtype", choices=tuple(SAVE_DTYPES), default="float32", help=f"stored precision {d}")
@@ -89,7 +93,7 @@ def shard_from_env(args, parser) -> tuple[int, int]:
             count = int(env["SLURM_ARRAY_TASK_COUNT"])
         except ValueError:
             parser.error("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT are not integers")
-        logging.info("shard %d of %d from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT", subset, count)
+        log.info("shard %d of %d from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT", subset, count)
     subset, count = (0 if subset is None else subset), (1 if count is None else count)
     if count < 1 or not 0 <= subset < count:
         parser.error(f"--subset_id {subset} not in [0, {count - 1}] for --num_subsets {count}")
@@ -104,6 +108,12 @@ def main(argv=None) -> int:
     for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     subset_id, num_subsets = shard_from_env(args, parser)
+    if args.print_output_dir:
+        from layerwise.runlog import output_folder
+
+        print(output_folder(args.save_dir, args.model_name, args.dataset_split, args.data_sample,
+                            random_init=args.random_init))
+        return 0
     if not Path(args.audio_dir).is_dir():
         parser.error(f"--audio_dir {args.audio_dir} does not exist (download it: python -m layerwise.data download "
                      "--split dev-clean-2 --dest content/data)")
@@ -121,7 +131,7 @@ def main(argv=None) -> int:
     def on_signal(signum, frame):
         if stop.is_set():  # second signal: abort now; write_features removes its temporary file
             raise KeyboardInterrupt
-        logging.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
+        log.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -137,10 +147,10 @@ def main(argv=None) -> int:
             overwrite=args.overwrite, random_init=args.random_init, revision=args.revision, seed=args.seed,
             list_only=args.list_only, stop=stop, progress=not args.no_progress)
     except (ValueError, FileNotFoundError, DuplicateStemError, ModelLoadError) as err:
-        logging.error("%s", err, exc_info=args.verbose)
+        log.error("%s", err, exc_info=args.verbose)
         return 2
     except KeyboardInterrupt:
-        logging.error("aborted; finished files are complete, re-run to resume")
+        log.error("aborted; finished files are complete, re-run to resume")
         return 130
     finally:
         for sig, handler in previous.items():

@@ -43,14 +43,15 @@ if [[ ! -d "${AUDIO_DIR}" ]]; then
   fi
 fi
 
-model_tag="$(basename "${MODEL_NAME%/}")"
-features_dir="${SAVE_DIR}/${model_tag}/librispeech_${DATASET_SPLIT}_sample${DATA_SAMPLE}"
+extract_args=(--audio_dir "${AUDIO_DIR}" --save_dir "${SAVE_DIR}" --model_name "${MODEL_NAME}"
+  --dataset_split "${DATASET_SPLIT}" --data_sample "${DATA_SAMPLE}" --rep_type "${REP_TYPE}"
+  --span "${SPAN}" --layers "${LAYERS}" --device "${DEVICE}" --dtype "${DTYPE}" "$@")
+# The folder the extraction writes, as extract_features.py itself derives it (extra arguments such as --save_dir or
+# --random_init included).
+features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)"
 
 status=0
-"${PYTHON}" "${HERE}/extract_features.py" \
-  --audio_dir "${AUDIO_DIR}" --save_dir "${SAVE_DIR}" --model_name "${MODEL_NAME}" \
-  --dataset_split "${DATASET_SPLIT}" --data_sample "${DATA_SAMPLE}" --rep_type "${REP_TYPE}" \
-  --span "${SPAN}" --layers "${LAYERS}" --device "${DEVICE}" --dtype "${DTYPE}" "$@" || status=$?
+"${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" || status=$?
 if [[ ${status} -ne 0 && ${status} -ne 1 ]]; then
   exit "${status}"   # usage error or interrupted: nothing to analyse
 fi

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from bench import benchlib  # noqa: E402
-from layerwise import store  # noqa: E402
+from bench import benchlib
+from layerwise import store
 
 NAIVE, MODEL_ONLY, END_TO_END = "naive loop", "model only (SpeechModel.features)", "extract_features.py end to end"
 TARGETS = {"fp32_vs_naive": 1.0, "fp32_max_rel_err": 1e-4, "fp32_peak_frac": 0.70, "low_vs_naive": 1.8,
@@ -78,7 +78,7 @@ def run_cli(model_dir: Path, audio_dir: Path, save_dir: Path, dtype: str, device
            str(audio_dir), "--save_dir", str(save_dir), "--dtype", dtype, "--device", device, "--num_threads",
            str(threads), "--no_progress", "--overwrite"]
     t0 = time.time()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=False)
     total = time.time() - t0
     if proc.returncode != 0:
         raise RuntimeError(f"extract_features.py failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
@@ -204,7 +204,7 @@ def main(argv=None) -> int:
 
     naive_files = sorted(naive_out.glob(f"*{store.FEATURE_SUFFIX}"))
     keys = [f"layer_{i}" for i in range(config.num_hidden_layers + 1)]
-    by_name = lambda r: sorted(r["outputs"], key=lambda p: p.name)  # noqa: E731
+    by_name = lambda r: sorted(r["outputs"], key=lambda p: p.name)
     agreement = {"float32_vs_naive": compare(by_name(results["float32"]), naive_files, keys)}
     for d in dtypes[1:]:
         agreement[f"{d}_vs_float32"] = compare(by_name(results[d]), by_name(results["float32"]), keys)
@@ -254,7 +254,7 @@ def evaluate(rows, agreement, dtypes) -> dict:
 def print_table(rows, agreement, info) -> None:
     fmt = "{:<34} {:<9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7}"
     print(fmt.format("row", "dtype", "audio s", "wall s", "start s", "x realtm", "x naive", "GFLOP/s", "% peak"))
-    num = lambda v, f: "-" if v is None or v != v else format(v, f)  # noqa: E731
+    num = lambda v, f: "-" if v is None or v != v else format(v, f)
     for r in rows:
         print(fmt.format(r["name"], r["dtype"], num(r["audio_s"], ".1f"), num(r["wall_s"], ".2f"),
                          num(r["startup_s"], ".1f"), num(r["realtime_factor"], ".2f"), num(r["vs_naive_fp32"], ".2f"),

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from bench import benchlib  # noqa: E402
+from bench import benchlib
 
 
 def build_variants(model, device: str, compile_model: bool) -> dict:

@@ -195,7 +195,7 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
                              job.wave.source_rate, job.wave.source_channels, sample_rate)
                 result = compute(job)
                 writes.append((job, writer.submit(write, job, result), job.wave.duration))
-            except Exception as err:  # one bad file must not stop the run; the reason goes to failures.tsv
+            except Exception as err:  # noqa: BLE001 -- one bad file must not stop the run; reason to failures.tsv
                 runlog.fail(job.source, _reason(err), exc=err)
                 bar.update(1)
             job.wave = None  # free the samples; the writer keeps only the features
@@ -214,7 +214,7 @@ def _collect(item, runlog: RunLog, bar) -> None:
     try:
         future.result()
         runlog.done(job.source, job.target, duration, job.extra)
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 -- a failed write is that file's failure, not the run's
         runlog.fail(job.source, f"cannot write {job.target.name}: {_reason(err)}", exc=err)
     bar.update(1)
 

@@ -185,11 +185,16 @@ class SpeechModel:
 
     @classmethod
     def load(cls, name: str, *, device: str = "auto", dtype: str = "float32", normalize: str = "auto",
-             random_init: bool = False, revision: str | None = None, seed: int = 0) -> "SpeechModel":
+             random_init: bool = False, revision: str | None = None, seed: int = 0) -> SpeechModel:
         """Load ``name`` (hub id or local folder). ``random_init`` builds the same config with fresh weights
         (seeded by ``seed`` without touching the global RNG): the control for every layer-wise analysis."""
         torch = _torch()
-        from transformers import AutoConfig, AutoFeatureExtractor, AutoModel, Wav2Vec2FeatureExtractor
+        from transformers import (
+            AutoConfig,
+            AutoFeatureExtractor,
+            AutoModel,
+            Wav2Vec2FeatureExtractor,
+        )
 
         if dtype not in DTYPES:
             raise ModelLoadError(f"--dtype {dtype!r} not in {'|'.join(DTYPES)}")

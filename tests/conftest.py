@@ -26,8 +26,15 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermed
 def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = 0) -> Path:
     """Build a tiny random ``kind`` (hubert | wav2vec2 | wavlm) checkpoint and save it with its feature extractor."""
     import torch
-    from transformers import (HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2FeatureExtractor, Wav2Vec2Model,
-                              WavLMConfig, WavLMModel)
+    from transformers import (
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
 
     config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
                              "wavlm": (WavLMConfig, WavLMModel)}[kind]

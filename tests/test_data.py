@@ -31,7 +31,7 @@ class RangeHandler(BaseHTTPRequestHandler):
     """Serves ``server.files[path]``; honours ``Range: bytes=N-`` unless ``server.honour_range`` is False;
     with ``server.cut_after`` set, announces the full length but sends only that many bytes and hangs up."""
 
-    def do_GET(self):  # noqa: N802 (http.server naming)
+    def do_GET(self):
         srv = self.server
         srv.requests.append((self.path, self.headers.get("Range")))
         body = srv.files.get(self.path)
@@ -344,7 +344,7 @@ def test_table_matches_published_facts():
 
 def run_cli(*args: str, code: str | None = None) -> subprocess.CompletedProcess:
     cmd = [sys.executable, "-c", code, *args] if code else [sys.executable, "-m", "layerwise.data", *args]
-    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=60, check=False)
 
 
 def test_cli_exit_codes(server, tmp_path):

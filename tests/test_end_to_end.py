@@ -26,7 +26,7 @@ def test_summary_equals_numpy_on_extracted_frames(tiny_hubert, audio_dir, tmp_pa
     folder = tmp_path / "out" / tiny_hubert.name / "librispeech_dev-clean_sample1"
     result = subprocess.run([sys.executable, str(ROOT / "visualize_features.py"), "--features_dir", str(folder),
                              "--output_dir", str(tmp_path / "vis"), "--num_files", "0", "--max_points", "100"],
-                            capture_output=True, text=True, timeout=300)
+                            capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "vis" / "summary.json").read_text())
 

@@ -45,7 +45,7 @@ def test_outputs_equal_unbatched_reference(tiny_hubert, audio_dir, tmp_path, rep
     assert sorted(p.name for p in folder.glob("*_features.npz")) == sorted(f"{p.stem}_features.npz" for p in files)
     prefix, count = ("layer", 3) if rep_type == "contextualized" else ("conv", 7)
     for path in files:
-        samples, rate = sf.read(path, dtype="float32")
+        samples, _ = sf.read(path, dtype="float32")
         expected = reference(tiny_hubert, samples)  # tiny_hubert has do_normalize=False
         with np.load(folder / f"{path.stem}_features.npz", allow_pickle=False) as data:
             keys = [k for k in data.files if k.startswith(prefix)]

@@ -13,7 +13,7 @@ from tests.conftest import ROOT
 def run_wrapper(env_overrides, args, cwd):
     env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", **env_overrides}
     return subprocess.run(["bash", str(ROOT / "extract_hubert_features.sh"), *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=300, check=False)
 
 
 def test_wrapper_end_to_end_from_another_directory(tiny_hubert, audio_dir, tmp_path):
@@ -42,3 +42,14 @@ def test_wrapper_passes_usage_errors_through(tiny_hubert, audio_dir, tmp_path):
     result = run_wrapper(env, ["--layers", "0,99"], tmp_path)
     assert result.returncode == 2 and "layer 99 not in [0, 2]" in result.stderr
     assert not (tmp_path / "visualizations").exists()  # no analysis after a usage error
+
+
+def test_wrapper_analyses_the_folder_that_extra_arguments_select(tiny_hubert, audio_dir, tmp_path):
+    env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": str(tmp_path / "ignored"), "MODEL_NAME": str(tiny_hubert),
+           "DEVICE": "cpu", "VIS_DIR": str(tmp_path / "vis"), "NUM_FILES": "2"}
+    result = run_wrapper(env, ["--save_dir", str(tmp_path / "real"), "--random_init", "--no_progress"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = tmp_path / "real" / f"{tiny_hubert.name}-random_init" / "librispeech_dev-clean_sample1"
+    assert len(list(folder.glob("*_features.npz"))) == 4 and not (tmp_path / "ignored").exists()
+    summary = json.loads((tmp_path / "vis" / "summary.json").read_text())
+    assert summary["features_dir"] == str(folder) and len(summary["files"]) == 2
