@@ -112,6 +112,9 @@ def run_extraction(
         for job in jobs:
             print(job.source)
         return runlog
+    if not jobs:  # more shards than files: nothing to do, and no reason to load (or download) the model
+        log.warning("shard %d of %d holds no files (%s)", subset_id, num_subsets, audio_dir)
+        return runlog
     alignments = _find_alignments(span, span_options) if span != "frame" else {}
 
     model = SpeechModel.load(model_name, device=device, dtype=dtype, normalize=normalize, random_init=random_init,

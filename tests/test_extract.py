@@ -103,6 +103,9 @@ def test_shards_are_disjoint_and_complete(tiny_hubert, audio_dir, tmp_path):
     everything = {f"{p.stem}_features.npz" for p in audio_dir.rglob("*.*")}
     assert set().union(*shards) == everything and sum(map(len, shards)) == len(everything)
     assert {p.name for p in folder.glob("*_features.npz")} == everything
+    empty = run_extraction(audio_dir=audio_dir, save_dir=tmp_path, model_name="not/loaded", subset_id=7,
+                           num_subsets=10, progress=False)  # more shards than files: no model load, no error
+    assert (empty.n_done, empty.failures) == (0, [])
 
 
 def test_resume_skips_and_overwrite_redoes(tiny_hubert, audio_dir, tmp_path):
