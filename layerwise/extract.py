@@ -138,11 +138,12 @@ def run_extraction(
     todo = []
     for job in jobs:
         job.alignment = alignments.get(job.source.stem)
+        state = "missing" if overwrite else store.resume_state(job.target, keys, identity)
         if span != "frame" and job.alignment is None:
             runlog.no_alignment(job.source)
-        elif not overwrite and store.is_complete(job.target, keys, identity):
+        elif state == "complete":
             runlog.skip(job.source, job.target)
-        elif not overwrite and job.target.exists() and _settings_differ(job.target, identity):
+        elif state == "other_settings":
             runlog.fail(job.source, f"{job.target.name} exists from a run with other settings; pass --overwrite "
                                     "to replace it or choose another --save_dir")
         else:
@@ -224,15 +225,6 @@ def _collect(item, runlog: RunLog, bar) -> None:
 
 def _reason(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-
-
-def _settings_differ(path: Path, identity: dict) -> bool:
-    """True when ``path`` is a readable feature file written with other settings (so overwriting would lose it)."""
-    try:
-        meta = store.read_meta(path)
-    except store.FeatureFileError:
-        return False  # damaged (e.g. half-written by a crash of an older tool): recompute it
-    return any(meta.get(k) != v for k, v in identity.items())
 
 
 def _find_alignments(span: str, options: SpanOptions) -> dict[str, Path]:

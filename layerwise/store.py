@@ -193,23 +193,31 @@ def read_features(path: str | Path, layers: list[str] | None = None) -> FeatureF
     return FeatureFile(stem_of(path), path, arrays, labels, intervals, meta)
 
 
-def is_complete(path: str | Path, expected_keys: list[str], expected_meta: dict | None = None) -> bool:
-    """True when ``path`` is a readable feature file holding every expected key, with metadata matching.
+def resume_state(path: str | Path, expected_keys: list[str], expected_meta: dict | None = None) -> str:
+    """What an existing output means for a resumed run, from one read of the file:
 
-    Used for resume: a file from another configuration (other layers, rep_type, model) or a damaged one is
-    not complete and gets recomputed.
+    ``"missing"`` (no file), ``"damaged"`` (unreadable, e.g. half-written by a crash of an older tool: recompute it),
+    ``"other_settings"`` (readable, but its metadata differs from ``expected_meta`` or it has none, as prototype
+    files: overwriting would lose it),
+    ``"incomplete"`` (same settings, an expected key or ``meta`` missing) or ``"complete"``.
     """
     path = Path(path)
     if not path.is_file():
-        return False
+        return "missing"
     try:
         with np.load(path, allow_pickle=False) as data:  # one open: the key list and the metadata
-            if not set(expected_keys) <= set(data.files) or META_KEY not in data.files:
-                return False
-            meta = json.loads(str(data[META_KEY]))
+            files = set(data.files)
+            meta = json.loads(str(data[META_KEY])) if META_KEY in files else {}  # {}: a prototype file
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError):
-        return False
-    return all(meta.get(k) == v for k, v in (expected_meta or {}).items())
+        return "damaged"
+    if any(meta.get(k) != v for k, v in (expected_meta or {}).items()):
+        return "other_settings"
+    return "complete" if set(expected_keys) <= files and META_KEY in files else "incomplete"
+
+
+def is_complete(path: str | Path, expected_keys: list[str], expected_meta: dict | None = None) -> bool:
+    """True when ``path`` is a readable feature file holding every expected key, with metadata matching."""
+    return resume_state(path, expected_keys, expected_meta) == "complete"
 
 
 def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = True) -> None:

@@ -90,3 +90,16 @@ def test_foreign_npz_is_rejected(tmp_path):
     with pytest.raises(store.FeatureFileError):
         store.read_features(path)
     assert not zipfile.is_zipfile(path)
+
+
+def test_resume_state(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "missing"
+    store.write_features(path, {"layer_0": np.ones((3, 2))}, {"model_name": "m"})
+    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "complete"
+    assert store.resume_state(path, ["layer_0", "layer_1"], {"model_name": "m"}) == "incomplete"
+    assert store.resume_state(path, ["layer_0"], {"model_name": "other"}) == "other_settings"
+    np.savez(path, layer_0=np.ones((1, 3, 2)))  # a prototype file: no metadata, never silently replaced
+    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "other_settings"
+    path.write_bytes(b"PK\x03\x04 half-written")
+    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "damaged"
