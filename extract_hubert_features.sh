@@ -29,7 +29,7 @@ if [[ -z "${DOWNLOAD_SPLIT+x}" && "${AUDIO_DIR}" == "content/data/LibriSpeech/de
 fi
 DOWNLOAD_SPLIT="${DOWNLOAD_SPLIT:-}"
 
-export PYTHONPATH="${HERE}${PYTHONPATH:+:${PYTHONPATH}}"
+
 
 if [[ ! -d "${AUDIO_DIR}" ]]; then
   if [[ -n "${DOWNLOAD_SPLIT}" ]]; then

@@ -19,6 +19,7 @@ import numpy as np
 
 from . import embed, plots, report, spanalysis, store
 from .stats import LayerStats
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -29,7 +30,7 @@ SIMILARITY_CHOICES = ("cka", "cosine", "both")
 IDENTITY_META = ("model_name", "rep_type", "span", "random_init")  # must agree across the files analysed
 
 
-class AnalysisError(Exception):
+class AnalysisError(UsageError):
     """Bad usage or input (missing folder, corrupt or inconsistent files, too few frames): a message, exit 2."""
 
 

@@ -10,9 +10,10 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+from .errors import InputError
 
 
-class UnsafeArchiveError(Exception):
+class UnsafeArchiveError(InputError):
     """An archive member would land outside the destination, or cannot be extracted."""
 
 

@@ -15,16 +15,18 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from .errors import InputError, UsageError
+
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
 
 
-class AudioLoadError(Exception):
+class AudioLoadError(InputError):
     """An audio file that cannot be decoded (corrupt, empty, not audio, unreadable)."""
 
 
-class DuplicateStemError(Exception):
+class DuplicateStemError(UsageError):
     """Two audio files share a stem, so their feature files would collide."""
 
 

@@ -35,6 +35,7 @@ from pathlib import Path, PurePosixPath
 from tqdm import tqdm
 
 from .archive import UnsafeArchiveError, safe_extract
+from .errors import UsageError
 
 try:
     import fcntl
@@ -53,7 +54,7 @@ _OPENSLR_HOSTS = ("https://www.openslr.org", "https://us.openslr.org",
                   "https://openslr.elda.org", "https://openslr.trmal.net")
 
 
-class DataError(Exception):
+class DataError(UsageError):
     """A download, verification or extraction failure (CLI exit status 1)."""
 
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import LayerwiseError
+
 MIN_PCA_FRAMES = 2  # a covariance needs two frames
 MIN_TSNE_POINTS = 10  # below this t-SNE's neighbourhoods are meaningless
 TSNE_PERPLEXITY = 30.0  # sklearn's default; lowered to (n − 1)/3 for small samples
@@ -23,7 +25,7 @@ TSNE_PCA_DIMS = 50  # usual PCA pre-reduction before t-SNE (van der Maaten's ref
 TSNE_THREADS = 1  # also used for the eigendecomposition in pca_from_covariance
 
 
-class EmbedError(ValueError):
+class EmbedError(LayerwiseError, ValueError):
     """Too few points, or points that cannot be embedded (constant layer)."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .store import layer_key, parse_layer_key
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,7 @@ DTYPES = ("float32", "bfloat16", "float16")
 NORMALIZE_MODES = ("auto", "on", "off")
 
 
-class ModelLoadError(Exception):
+class ModelLoadError(UsageError):
     """The checkpoint cannot be loaded (offline and not cached, not a speech SSL model, ...)."""
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from . import store
 from .runlog import RANDOM_INIT_SUFFIX
+from .errors import UsageError
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +29,7 @@ CONTROL_KEY = "random_init"  # summary.json key holding the control's measures
 MATCH_META = ("model_name", "rep_type", "span", "span_options")  # must agree between trained and control
 
 
-class ControlError(Exception):
+class ControlError(UsageError):
     """The control folder is missing, foreign or does not match the analysed features."""
 
 

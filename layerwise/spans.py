@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from .errors import InputError
 
 TEXTGRID_SUFFIXES = (".textgrid",)  # compared lower-case: matches .TextGrid and .textgrid
 DEFAULT_SILENCE_LABELS = frozenset({"", "sil", "sp", "spn"})
@@ -42,7 +43,7 @@ _STRESS_RE = re.compile(r"(?<=\D)[0-9]+$")  # trailing stress digits after a non
 _PASAD_DECIMALS = 6  # rounding of time * frame_rate before floor/ceil
 
 
-class AlignmentError(Exception):
+class AlignmentError(InputError):
     """An alignment folder or TextGrid file that cannot be used."""
 
 

@@ -29,9 +29,10 @@ from __future__ import annotations
 
 import numpy as np
 from scipy.linalg import blas
+from .errors import UsageError
 
 
-class StatsError(ValueError):
+class StatsError(UsageError, ValueError):
     """Inputs that do not fit the accumulated statistics (other layers, dims, too few frames)."""
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from .errors import InputError
 
 FEATURE_SUFFIX = "_features.npz"
 META_KEY = "meta"
@@ -39,7 +40,7 @@ _UMASK = os.umask(0o022)
 os.umask(_UMASK)  # read once: mkstemp creates 0600 files, finished files get the usual 0666 & ~umask
 
 
-class FeatureFileError(Exception):
+class FeatureFileError(InputError):
     """A feature file that cannot be read or does not follow the format."""
 
 

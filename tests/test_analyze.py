@@ -210,7 +210,7 @@ def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkey
 
 
 def test_default_features_dir_is_the_extraction_default_and_no_torch_import():
-    probe = ("import sys, visualize_features, extract_features; from layerwise import runlog\n"
+    probe = ("import sys; from layerwise.cli import visualize as visualize_features, extract as extract_features; from layerwise import runlog\n"
              "a = extract_features.build_parser().parse_args([])\n"
              "print(runlog.output_folder(a.save_dir, a.model_name, a.dataset_split, a.data_sample))\n"
              "print(visualize_features.DEFAULT_FEATURES_DIR)\n"

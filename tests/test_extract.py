@@ -14,7 +14,7 @@ import soxr
 import torch
 from transformers import AutoModel
 
-import extract_features
+from layerwise.cli import extract as extract_features
 from layerwise import store
 from layerwise.extract import SpanOptions, run_extraction
 from tests.conftest import tone, write_textgrid
