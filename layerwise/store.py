@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from .errors import InputError
+from .errors import InputError, UsageError
 
 FEATURE_SUFFIX = "_features.npz"
 META_KEY = "meta"
@@ -36,12 +36,107 @@ FORMAT_VERSION = 1
 KEY_PREFIX = {"contextualized": "layer", "local": "conv"}
 _KEY_RE = re.compile(r"^(layer|conv)_(\d+)$")
 SAVE_DTYPES = {"float32": np.float32, "float16": np.float16}
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)  # read once: mkstemp creates 0600 files, finished files get the usual 0666 & ~umask
+FBANK_KEY = "fbank"  # optional log-mel filterbank frames (T_fbank, 80) of the utterance, written with --fbank
+DEFAULT_REP_TYPE, DEFAULT_SPAN = "contextualized", "frame"
+RANDOM_INIT_SUFFIX = "-random_init"  # keeps the control's features away from the trained model's
+
+# The identity of a run: every setting that changes the stored numbers. Written flat into each file's ``meta`` and
+# the manifest's ``run``; resume, the analysis' consistency check and the random-init control check compare these
+# keys and nothing else (``options.ExtractionOptions.identity`` builds them).
+IDENTITY_KEYS = (
+    "model_name", "model_revision", "rep_type", "span", "span_options", "layers", "normalize", "compute_dtype",
+    "save_dtype", "random_init", "seed", "sample_rate", "fbank",
+)
+# What may differ between a model's folder and its random-initialisation control (everything else must agree).
+CONTROL_DIFFERS = ("model_revision", "random_init", "seed")
 
 
 class FeatureFileError(InputError):
     """A feature file that cannot be read or does not follow the format."""
+
+
+def identity_of(meta: dict) -> dict:
+    """The identity part of a file's (or manifest's) metadata; keys it lacks are ``None``."""
+    return {key: meta.get(key) for key in IDENTITY_KEYS}
+
+
+def identity_diff(a: dict, b: dict, *, ignore: tuple[str, ...] = ()) -> list[str]:
+    """Identity keys on which metadata ``a`` and ``b`` differ, e.g. ``["normalize"]`` (``ignore`` left out)."""
+    ia, ib = identity_of(a), identity_of(b)
+    return [key for key in IDENTITY_KEYS if key not in ignore and ia[key] != ib[key]]
+
+
+def describe_diff(a: dict, b: dict, keys: list[str]) -> str:
+    """``"normalize: True vs False, layers: [...] vs [...]"`` for messages."""
+    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
+
+
+def model_tag(model_name: str) -> str:
+    """Last path component of a hub id or folder: ``facebook/hubert-base-ls960 -> hubert-base-ls960``."""
+    return Path(str(model_name).rstrip("/")).name
+
+
+def output_folder(save_dir, model_name: str, dataset_split: str, data_sample, *, rep_type: str = DEFAULT_REP_TYPE,
+                  span: str = DEFAULT_SPAN, random_init: bool = False) -> Path:
+    """Where an extraction writes. The default run (contextualized, frame) keeps the original folder
+    ``{save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}``; every other rep type and span gets
+    its own by suffix (``..._sample1_local``, ``..._sample1_phone``, ``..._sample1_local_word``), and the
+    random-initialisation control its own model folder (``{model_tag}-random_init``), so runs never collide."""
+    tag = model_tag(model_name) + (RANDOM_INIT_SUFFIX if random_init else "")
+    suffix = "".join(f"_{part}" for part, default in ((rep_type, DEFAULT_REP_TYPE), (span, DEFAULT_SPAN))
+                     if part != default)
+    return Path(save_dir) / tag / f"librispeech_{dataset_split}_sample{data_sample}{suffix}"
+
+
+def layer_grid(meta: dict, key: str):
+    """The frame grid (:class:`~layerwise.timematch.Grid`, in samples) of the array ``key`` of a file with ``meta``:
+    ``layer_k`` → the whole conv stack's; ``conv_k`` → blocks 0..k. From ``model_config.conv_kernel/conv_stride``
+    (files of older versions: ``hop_samples``/``receptive_field_samples`` for ``layer_k``). None when unknown."""
+    from .timematch import Grid, conv_grid
+
+    parsed = parse_layer_key(key)
+    config = meta.get("model_config") or {}
+    kernels, strides = config.get("conv_kernel"), config.get("conv_stride")
+    if parsed is None:
+        return None
+    if kernels and strides:
+        depth = parsed[1] + 1 if parsed[0] == "conv" else len(kernels)
+        return conv_grid(kernels[:depth], strides[:depth])
+    if parsed[0] == "layer" and meta.get("hop_samples") and meta.get("receptive_field_samples"):
+        return Grid(int(meta["hop_samples"]), int(meta["receptive_field_samples"]))
+    return None
+
+
+def parse_layer_spec(spec: str | None, available: list[str]) -> list[str]:
+    """Layer keys selected by ``spec``, in numeric order, from the keys a model or a folder ``available`` has.
+
+    ``None``/``"all"`` → all; comma-separated items, each an index (``6``), an inclusive range (``0-12``) or a key
+    (``layer_3``, ``conv_0``). Indices and ranges index the one kind of key present (``layer`` or ``conv``).
+    Raises :class:`~layerwise.errors.UsageError` naming ``layers`` and the valid range.
+    """
+    if spec is None or spec.strip().lower() in ("", "all"):
+        return list(available)
+    kinds = sorted({parse_layer_key(k)[0] for k in available})
+    by_index = {parse_layer_key(k)[1]: k for k in available}
+    last = max(by_index) if by_index else -1
+    chosen: set[str] = set()
+    for item in (part.strip() for part in spec.split(",")):
+        if parse_layer_key(item) is not None:
+            if item not in available:
+                raise UsageError(f"layers: {item} is not available; choose from {available[0]} … {available[-1]}")
+            chosen.add(item)
+            continue
+        bounds = item.split("-") if "-" in item[1:] else [item]
+        if not all(b.strip().isdigit() for b in bounds) or len(bounds) > 2:
+            raise UsageError(f"layers: {item!r} is not an index (6), a range (0-12) or a key (layer_3); "
+                             f"e.g. layers=0,6,12")
+        lo, hi = int(bounds[0]), int(bounds[-1])
+        if len(kinds) != 1:
+            raise UsageError(f"layers: index {item!r} is ambiguous with keys {available}; name the key")
+        if lo > hi or lo not in by_index or hi not in by_index:
+            raise UsageError(f"layers: {item} not in [0, {last}] ({kinds[0]}_0 … {kinds[0]}_{last})")
+        chosen.update(by_index[i] for i in range(lo, hi + 1) if i in by_index)
+    return sort_layer_keys(chosen)
 
 
 def layer_key(rep_type: str, index: int) -> str:
@@ -84,13 +179,16 @@ def write_features(
     save_dtype: str = "float32",
     labels: np.ndarray | None = None,
     intervals: np.ndarray | None = None,
+    fbank: np.ndarray | None = None,
 ) -> None:
-    """Atomically write one feature file.
+    """Atomically write one feature file. Nothing is written when any check fails.
 
     arrays : layer key -> ndarray of shape (n_frames, dim); cast to ``save_dtype`` (a finite value that float16
         cannot hold, |x| > 65504, is an error rather than a silent inf).
     meta : JSON-serialisable dict, stored under ``meta``.
     labels, intervals : for spans, shapes (n,) and (n, 2) in seconds.
+    fbank : optional log-mel frames (T_fbank, n_mels), stored float32 under ``fbank``.
+    Raises :class:`FeatureFileError` (an input error: the file fails, the run goes on) for NaN/inf features.
     """
     path = Path(path)
     if save_dtype not in SAVE_DTYPES:
@@ -101,10 +199,13 @@ def write_features(
             raise ValueError(f"not a layer key: {key!r}")
         if value.ndim != 2:
             raise ValueError(f"{key}: expected a 2-D (T, D) array, got shape {value.shape}")
+        if not np.isfinite(value).all():
+            raise FeatureFileError(f"{key} contains NaN or inf (compute_dtype={meta.get('compute_dtype')!r}); "
+                                   f"nothing written — extract with float32 compute")
         with np.errstate(over="ignore"):  # overflow is checked, with a clearer message, just below
             stored = np.ascontiguousarray(value, dtype=SAVE_DTYPES[save_dtype])
         if stored.dtype == np.float16 and np.any(np.isinf(stored) & np.isfinite(value)):
-            raise ValueError(f"{key}: values up to {np.nanmax(np.abs(value[np.isfinite(value)])):.6g} overflow "
+            raise FeatureFileError(f"{key}: values up to {np.nanmax(np.abs(value[np.isfinite(value)])):.6g} overflow "
                              f"float16 (max {np.finfo(np.float16).max:.6g}); save this model with "
                              f"--save_dtype float32")
         payload[key] = stored
@@ -112,23 +213,40 @@ def write_features(
         payload[LABELS_KEY] = np.asarray(labels, dtype=np.str_)
     if intervals is not None:
         payload[INTERVALS_KEY] = np.asarray(intervals, dtype=np.float64).reshape(-1, 2)
+    if fbank is not None:
+        payload[FBANK_KEY] = np.ascontiguousarray(fbank, dtype=np.float32)
     payload[META_KEY] = np.array(json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True))
-    with _atomic(path, "wb") as handle:
+    with atomic_open(path, "wb") as handle:
         np.savez(handle, **payload)
-        handle.flush()
-        os.fsync(handle.fileno())
+
+
+def _process_umask() -> int:
+    """The process umask, read without changing it (``os.umask`` can only be read by setting it, a process-wide side
+    effect racing other threads): from /proc on Linux, else the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
 
 
 @contextmanager
-def _atomic(path: Path, mode: str):
+def atomic_open(path: str | Path, mode: str = "w", **kwargs):
     """An open handle on a temporary file in ``path``'s folder, moved onto ``path`` with ``os.replace`` on success
     and removed on any failure (also KeyboardInterrupt). Same folder = same filesystem, so the move is atomic; the
-    name ``.{name}.{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    name ``.{name}.{pid}.{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike file,
+    and the pid tells a stale temporary (writer gone) from a live one. Every output of the package goes through here.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)
-        with os.fdopen(fd, mode) as handle:
+        os.fchmod(fd, 0o666 & ~_process_umask())
+        with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -142,6 +260,7 @@ class FeatureFile:
     layers : layer key -> ndarray (n_frames, dim), in numeric key order, as stored (float32 or float16).
     labels, intervals : span labels (n,) and [start, end) seconds (n, 2), or None for frame features.
     meta : the stored metadata (empty for prototype files).
+    fbank : log-mel frames (T_fbank, n_mels) float32 when extracted with ``fbank``, else None.
     """
 
     stem: str
@@ -150,15 +269,7 @@ class FeatureFile:
     labels: np.ndarray | None = None
     intervals: np.ndarray | None = None
     meta: dict = field(default_factory=dict)
-
-
-def read_meta(path: str | Path) -> dict:
-    """The metadata of a feature file without loading its arrays ({} for prototype files)."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            return json.loads(str(data[META_KEY])) if META_KEY in data.files else {}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise FeatureFileError(f"cannot read {path}: {err}") from err
+    fbank: np.ndarray | None = None
 
 
 def read_features(path: str | Path, layers: list[str] | None = None) -> FeatureFile:
@@ -187,38 +298,44 @@ def read_features(path: str | Path, layers: list[str] | None = None) -> FeatureF
             labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
             intervals = data[INTERVALS_KEY] if INTERVALS_KEY in data.files else None
             meta = json.loads(str(data[META_KEY])) if META_KEY in data.files else {}
+            fbank = data[FBANK_KEY] if FBANK_KEY in data.files else None
     except FeatureFileError:
         raise
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
         raise FeatureFileError(f"cannot read {path}: {err}") from err
-    return FeatureFile(stem_of(path), path, arrays, labels, intervals, meta)
+    return FeatureFile(stem_of(path), path, arrays, labels, intervals, meta, fbank)
 
 
-def resume_state(path: str | Path, expected_keys: list[str], expected_meta: dict | None = None) -> str:
-    """What an existing output means for a resumed run, from one read of the file:
+def resume_state(path: str | Path, expected_keys: list[str], identity: dict) -> tuple[str, str]:
+    """What an existing output means for a resumed run: ``(state, detail)``, from one full read of the file.
 
-    ``"missing"`` (no file), ``"damaged"`` (unreadable, e.g. half-written by a crash of an older tool: recompute it),
-    ``"other_settings"`` (readable, but its metadata differs from ``expected_meta`` or it has none, as prototype
-    files: overwriting would lose it),
-    ``"incomplete"`` (same settings, an expected key or ``meta`` missing) or ``"complete"``.
+    ``"missing"`` (no file); ``"damaged"`` (unreadable, CRC error, an array with NaN/inf, or an expected key
+    missing: recompute it); ``"other_settings"`` (readable, but its identity differs from ``identity`` — detail names
+    the differing settings — or it has no metadata, as prototype files: never overwritten without ``overwrite``);
+    ``"complete"``. Every array is read, so a file is complete only when all of it decodes and is finite.
     """
     path = Path(path)
     if not path.is_file():
-        return "missing"
+        return "missing", ""
     try:
-        with np.load(path, allow_pickle=False) as data:  # one open: the key list and the metadata
+        with np.load(path, allow_pickle=False) as data:
             files = set(data.files)
-            meta = json.loads(str(data[META_KEY])) if META_KEY in files else {}  # {}: a prototype file
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError):
-        return "damaged"
-    if any(meta.get(k) != v for k, v in (expected_meta or {}).items()):
-        return "other_settings"
-    return "complete" if set(expected_keys) <= files and META_KEY in files else "incomplete"
-
-
-def is_complete(path: str | Path, expected_keys: list[str], expected_meta: dict | None = None) -> bool:
-    """True when ``path`` is a readable feature file holding every expected key, with metadata matching."""
-    return resume_state(path, expected_keys, expected_meta) == "complete"
+            if META_KEY not in files:
+                return "other_settings", "no metadata (a file of an older tool)"
+            meta = json.loads(str(data[META_KEY]))
+            differ = identity_diff(meta, identity)
+            if differ:
+                return "other_settings", describe_diff(meta, identity, differ)
+            missing = [k for k in expected_keys if k not in files]
+            if missing:
+                return "damaged", f"missing {missing}"
+            for key in sorted(files - {META_KEY, LABELS_KEY}):
+                value = data[key]
+                if value.dtype.kind == "f" and not np.isfinite(value).all():
+                    return "damaged", f"{key} holds NaN or inf"
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+        return "damaged", str(err)
+    return "complete", ""
 
 
 def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = True) -> None:
@@ -226,6 +343,12 @@ def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = True) -> None:
 
     ``sort_keys=False`` keeps insertion order (e.g. layers in numeric order, which sorting would break).
     """
-    with _atomic(Path(path), "w") as handle:
+    with atomic_open(path, "w") as handle:
         json.dump(obj, handle, indent=2, sort_keys=sort_keys, allow_nan=False)
         handle.write("\n")
+
+
+def write_text_atomic(path: str | Path, text: str) -> None:
+    """Write a text file (csv, tsv, html) atomically."""
+    with atomic_open(path, "w", newline="") as handle:
+        handle.write(text)

@@ -32,6 +32,16 @@ class Grid:
     field: int
 
 
+def conv_grid(kernels, strides) -> Grid:
+    """Grid of a conv stack: hop = prod(strides), field = k0 + Σ_i (k_i − 1)·prod(s_0..s_{i−1}) (320/400 for
+    HuBERT-base's 7 blocks; 5/10 for its first block alone)."""
+    hop, field = 1, 1
+    for kernel, stride in zip(kernels, strides):
+        field += (kernel - 1) * hop
+        hop *= stride
+    return Grid(hop, field)
+
+
 def pool_plan(fine: Grid, coarse: Grid) -> tuple[int, int]:
     """``(kernel, stride)`` that maps ``fine`` frames onto ``coarse`` frames (see the module docstring)."""
     if coarse.hop % fine.hop:
