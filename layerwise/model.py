@@ -1,113 +1,44 @@
 """The model adapter: a Hugging Face speech SSL checkpoint as "audio in, every layer out".
 
 What s3prl calls an upstream. Loads HuBERT / wav2vec 2.0 / WavLM by hub id or local ``save_pretrained`` folder
-(never remote code), applies the checkpoint's own waveform normalisation, and returns for ONE utterance either
+(never remote code; finding and describing the checkpoint is ``checkpoint.py``), applies the checkpoint's own
+waveform normalisation, and returns for ONE utterance either
 
 - ``contextualized``: ``layer_0`` ... ``layer_L`` = ``model(x, output_hidden_states=True).hidden_states``, or
 - ``local``: ``conv_0`` ... ``conv_{K-1}`` = the output of each CNN feature-encoder block (after its activation),
 
 each as a time-major ``(T, D)`` float32 array. One utterance per forward pass: HuBERT-base's first conv block
 normalises over time (GroupNorm), so zero-padded batches change the numbers. The frame math (hop, receptive field,
-frame counts, frame centre times) lives here and nowhere else.
-
-HuBERT-base frame math, derived from the config (``conv_kernel``/``conv_stride``):
-    HOP = prod(strides) = 5·2·2·2·2·2·2 = 320 samples (20 ms at 16 kHz, 50 frames/s)
-    RECEPTIVE_FIELD = k0 + Σ_i (k_i − 1)·prod(s_0..s_{i-1}) = 400 samples (25 ms)
-    n_frames(L) = ((L − k)//s + 1 applied layer by layer) = floor((L − 400)/320) + 1
+frame counts, frame centre times) lives in ``frames.py`` (re-exported here).
 """
 
 from __future__ import annotations
 
 import logging
-import math
-from dataclasses import dataclass
 
 import numpy as np
 
-from .store import layer_key, parse_layer_key
-from .errors import UsageError
+from .checkpoint import (  # noqa: F401  (public names of the adapter)
+    DEFAULT_MODEL,
+    DTYPES,
+    NORMALIZE_MODES,
+    REP_TYPES,
+    ModelInfo,
+    ModelLoadError,
+    describe,
+    load_base_model,
+    read_checkpoint,
+)
+from .frames import (  # noqa: F401
+    FrameGeometry,
+    conv_output_length,
+    frame_centres,
+    parse_layer_geometry,
+    receptive_field,
+)
+from .store import layer_key
 
 log = logging.getLogger(__name__)
-
-DEFAULT_MODEL = "facebook/hubert-base-ls960"
-REP_TYPES = ("contextualized", "local")
-DTYPES = ("float32", "bfloat16", "float16")
-NORMALIZE_MODES = ("auto", "on", "off")
-
-
-class ModelLoadError(UsageError):
-    """The checkpoint cannot be loaded (offline and not cached, not a speech SSL model, ...)."""
-
-
-def conv_output_length(n_samples: int, kernels, strides) -> int:
-    """Frames after the conv stack: ``(L − k)//s + 1`` layer by layer; 0 when the input is too short."""
-    length = n_samples
-    for kernel, stride in zip(kernels, strides):
-        if length < kernel:
-            return 0
-        length = (length - kernel) // stride + 1
-    return length
-
-
-def receptive_field(kernels, strides) -> int:
-    """Samples seen by one output frame: ``k0 + Σ_i (k_i − 1)·prod(s_0..s_{i−1})`` (400 for HuBERT-base)."""
-    field, jump = 1, 1
-    for kernel, stride in zip(kernels, strides):
-        field += (kernel - 1) * jump
-        jump *= stride
-    return field
-
-
-def frame_centres(n_frames: int, hop: int, field: int, sample_rate: int) -> np.ndarray:
-    """Centre time of each frame in seconds, shape (n_frames,): ``(i·hop + field/2) / sample_rate``.
-
-    For HuBERT-base at 16 kHz: ``(i·320 + 200) / 16000``.
-    """
-    return (np.arange(n_frames) * hop + field / 2) / sample_rate
-
-
-@dataclass(frozen=True)
-class FrameGeometry:
-    """Frame math of a checkpoint, read from its config."""
-
-    kernels: tuple[int, ...]
-    strides: tuple[int, ...]
-    sample_rate: int
-
-    @property
-    def hop(self) -> int:
-        """Samples between frames (320 for HuBERT-base)."""
-        return math.prod(self.strides)
-
-    @property
-    def receptive_field(self) -> int:
-        return receptive_field(self.kernels, self.strides)
-
-    @property
-    def frame_rate(self) -> float:
-        """Frames per second (50.0 for HuBERT-base at 16 kHz)."""
-        return self.sample_rate / self.hop
-
-    def n_frames(self, n_samples: int) -> int:
-        return conv_output_length(n_samples, self.kernels, self.strides)
-
-    def conv_lengths(self, n_samples: int) -> list[int]:
-        """Frames after each conv block, e.g. [3199, 1599, ...] for 16000 samples."""
-        return [conv_output_length(n_samples, self.kernels[: i + 1], self.strides[: i + 1]) for i in range(len(self.kernels))]
-
-    def centres(self, n_frames: int) -> np.ndarray:
-        return frame_centres(n_frames, self.hop, self.receptive_field, self.sample_rate)
-
-
-def parse_layer_geometry(geometry: FrameGeometry, key: str) -> FrameGeometry:
-    """Frame geometry of the array stored under ``key``: ``layer_k`` → the model's; ``conv_k`` → conv blocks 0..k."""
-    parsed = parse_layer_key(key)
-    if parsed is None:
-        raise ValueError(f"not a layer key: {key!r}")
-    kind, index = parsed
-    if kind == "conv":
-        return FrameGeometry(geometry.kernels[: index + 1], geometry.strides[: index + 1], geometry.sample_rate)
-    return geometry
 
 
 def parse_layers(spec: str | None, count: int, what: str = "layer") -> list[int]:
@@ -170,83 +101,40 @@ class SpeechModel:
     ``hidden_size``, ``geometry`` (hop, receptive field, frame rate), ``normalize`` (bool actually applied).
     """
 
-    def __init__(self, model, feature_extractor, *, name: str, device: str, dtype: str, normalize: bool, random_init: bool):
+    def __init__(self, model, feature_extractor, info: ModelInfo, *, device: str, dtype: str, random_init: bool):
         torch = _torch()
-        self.model, self.name, self.device, self.dtype = model, name, device, dtype
-        self.normalize, self.random_init = normalize, random_init
+        self.model, self.info, self.device, self.dtype = model, info, device, dtype
+        self.name, self.revision, self.normalize, self.random_init = info.name, info.revision, info.normalize, random_init
         self.torch_dtype = getattr(torch, dtype)
-        config = model.config
-        self.sample_rate = int(getattr(feature_extractor, "sampling_rate", 16000))
-        self.geometry = FrameGeometry(tuple(config.conv_kernel), tuple(config.conv_stride), self.sample_rate)
-        self.num_layers = int(config.num_hidden_layers)
-        self.num_conv_layers = len(config.conv_kernel)
-        self.hidden_size = int(config.hidden_size)
-        self.revision = getattr(config, "_commit_hash", None)
+        self.sample_rate, self.geometry = info.sample_rate, info.geometry
+        self.num_layers, self.num_conv_layers, self.hidden_size = info.num_layers, info.num_conv_layers, info.hidden_size
         self._normalizer = feature_extractor
 
     @classmethod
     def load(cls, name: str, *, device: str = "auto", dtype: str = "float32", normalize: str = "auto",
              random_init: bool = False, revision: str | None = None, seed: int = 0) -> SpeechModel:
         """Load ``name`` (hub id or local folder). ``random_init`` builds the same config with fresh weights
-        (seeded by ``seed`` without touching the global RNG): the control for every layer-wise analysis."""
+        (seeded by ``seed`` without touching the global RNG): the control for every layer-wise analysis.
+        Raises :class:`ModelLoadError` (offline and not cached, missing folder, missing or mis-shaped weights)."""
         torch = _torch()
-        from transformers import (
-            AutoConfig,
-            AutoFeatureExtractor,
-            AutoModel,
-            Wav2Vec2FeatureExtractor,
-        )
-
         if dtype not in DTYPES:
-            raise ModelLoadError(f"--dtype {dtype!r} not in {'|'.join(DTYPES)}")
-        if normalize not in NORMALIZE_MODES:
-            raise ModelLoadError(f"--normalize {normalize!r} not in {'|'.join(NORMALIZE_MODES)}")
+            raise ModelLoadError(f"dtype={dtype!r} not in {'|'.join(DTYPES)}")
         device = resolve_device(device)
-        kwargs = {"revision": revision, "trust_remote_code": False}
-        try:
-            config = AutoConfig.from_pretrained(name, **kwargs)
-            if random_init:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    model = AutoModel.from_config(config)
-            else:
-                model = AutoModel.from_pretrained(name, **kwargs)
-        except (OSError, ValueError) as err:
-            raise ModelLoadError(
-                f"cannot load model {name!r}: {err}\n"
-                "If this machine is offline, download the checkpoint elsewhere (e.g. `hf download "
-                f"{name} --local-dir DIR`, or `model.save_pretrained(DIR)` plus the feature extractor) and pass "
-                "the folder: --model_name DIR"
-            ) from err
-        if not hasattr(model, "feature_extractor") or not hasattr(model.config, "conv_kernel"):
-            raise ModelLoadError(f"{name!r} ({type(model).__name__}) is not a wav2vec2-style model with a CNN "
-                                 "feature encoder (HuBERT, wav2vec 2.0, WavLM, ...)")
-        try:
-            feature_extractor = AutoFeatureExtractor.from_pretrained(name, **kwargs)
-        except (OSError, ValueError):
-            log.warning("%s has no preprocessor_config.json; using Wav2Vec2FeatureExtractor defaults "
-                        "(16 kHz, do_normalize=True)", name)
-            feature_extractor = Wav2Vec2FeatureExtractor()
-        own = bool(getattr(feature_extractor, "do_normalize", True))
-        applied = own if normalize == "auto" else normalize == "on"
-        log.info("waveform normalisation: %s (%s; the checkpoint's feature extractor says do_normalize=%s)",
-                 "on" if applied else "off", f"--normalize {normalize}", own)
-        _freeze_parametrizations(model.eval())
+        info, config, extractor, kwargs = read_checkpoint(name, revision=revision, normalize=normalize)
+        log.info("waveform normalisation: %s (normalize=%s; the checkpoint's feature extractor says do_normalize=%s)",
+                 "on" if info.normalize else "off", normalize, getattr(extractor, "do_normalize", True))
+        model = load_base_model(name, config, kwargs, random_init=random_init, seed=seed)
+        _freeze_parametrizations(model)
         model.to(device=device, dtype=getattr(torch, dtype))
-        return cls(model, feature_extractor, name=name, device=device, dtype=dtype, normalize=applied,
-                   random_init=random_init)
+        return cls(model, extractor, info, device=device, dtype=dtype, random_init=random_init)
 
     def config_summary(self) -> dict:
         """The config facts that define the features (for the metadata)."""
-        c = self.model.config
-        keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
-                "conv_dim", "conv_kernel", "conv_stride", "feat_extract_norm", "do_stable_layer_norm")
-        return {k: (list(v) if isinstance(v, (list, tuple)) else v) for k in keys if (v := getattr(c, k, None)) is not None}
+        return dict(self.info.config_summary)
 
     def keys(self, rep_type: str) -> list[str]:
         """Every key this model produces for ``rep_type``, in layer order."""
-        count = self.num_layers + 1 if rep_type == "contextualized" else self.num_conv_layers
-        return [layer_key(rep_type, i) for i in range(count)]
+        return self.info.keys(rep_type)
 
     def prepare(self, samples: np.ndarray) -> np.ndarray:
         """The model input for one utterance, shape (n_samples,) float32: the checkpoint's own zero-mean/unit-variance

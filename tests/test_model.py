@@ -136,3 +136,31 @@ def test_reduced_precision_is_close_to_float32(tiny_hubert, dtype):
         out = feats[f"layer_{i}"]
         assert out.dtype == np.float32 and out.shape == ref.shape
         assert np.linalg.norm(out - ref) / np.linalg.norm(ref) < 0.05  # bf16 has 8 bits of mantissa
+
+
+def test_describe_reads_config_only(tiny_wav2vec2, monkeypatch):
+    """describe() gives the facts of config.json/preprocessor_config.json (read here with json) and loads no weights."""
+    import json
+
+    import transformers
+
+    def no_weights(*args, **kwargs):
+        raise AssertionError("describe() must not load weights")
+
+    monkeypatch.setattr(transformers.AutoModel, "from_pretrained", no_weights)
+    config = json.loads((tiny_wav2vec2 / "config.json").read_text())
+    info = M.describe(str(tiny_wav2vec2))
+    assert (info.num_layers, info.num_conv_layers, info.hidden_size) == (
+        config["num_hidden_layers"], len(config["conv_kernel"]), config["hidden_size"])
+    assert info.geometry.kernels == tuple(config["conv_kernel"]) and info.sample_rate == 16000
+    assert info.normalize is True and info.revision is None  # local folder: no hub commit
+    assert M.describe(str(tiny_wav2vec2), normalize="off").normalize is False
+    assert info.keys("contextualized") == [f"layer_{i}" for i in range(config["num_hidden_layers"] + 1)]
+    assert info.keys("local") == [f"conv_{i}" for i in range(7)]
+    assert info.config_summary["model_type"] == "wav2vec2"
+
+
+def test_loaded_model_carries_the_same_info(tiny_hubert):
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
+    assert model.info == M.describe(str(tiny_hubert))
+    assert model.keys("local") == model.info.keys("local")
