@@ -1,106 +1,68 @@
-"""Forced alignments -> segments -> frame selection -> one pooled vector per segment.
+"""Segments -> frame selection -> one pooled vector per segment.
 
-Pure functions of (frame features, frame centre times, segments); no model, no files written. The frame math
-(hop, receptive field, frame rate) lives in ``model.py``: callers pass the frame centre times it computes,
-``centres[i] = (i * hop + receptive_field / 2) / sample_rate`` seconds (HuBERT-base: ``(i * 320 + 200) / 16000``).
+Pure functions of (frame features, frame centre times, segments, audio length); no model, no files written. Reading
+alignment files (TextGrid, CTM, LibriSpeech word lines, the reference JSON) is ``alignments.py``; its entry points
+are re-exported here. The frame math (hop, receptive field, frame rate) lives in ``model.py``: callers pass the frame
+centre times it computes, ``centres[i] = (i * hop + receptive_field / 2) / sample_rate`` seconds (HuBERT-base:
+``(i * 320 + 200) / 16000``).
 
-Frame-selection rules for a segment ``[start, end)`` (seconds), with ``T`` frames:
+Frame-selection rules for a segment ``[start, end)`` (seconds), with ``T`` frames (docs/spans.md has the tables):
 
-- ``centre`` (default): frames whose centre lies in ``[start, end)``; if there is none (a segment shorter than
-  a frame hop), the single frame whose centre is nearest the segment midpoint ``(start + end) / 2``
-  (ties go to the earlier frame).
-- ``pasad`` (the rule of Pasad et al.'s fairseq-based code): frames ``floor(start * frame_rate)`` ...
-  ``ceil(end * frame_rate) - 1`` inclusive, clipped to ``[0, T - 1]``, at least one frame. The products are
-  rounded to 6 decimals first so that e.g. ``0.3 * 50 = 15.000000000000002`` counts as 15.
+- ``centre`` (default): frames whose centre lies in ``[start, end)``; if there is none (a segment shorter than a
+  frame hop), the single frame whose centre is nearest the segment midpoint ``(start + end) / 2``; distances within
+  ``TIE_SECONDS`` of each other count as a tie, which goes to the earlier frame.
+- ``pasad`` (exactly the rule of Pasad et al.'s code, ``get_segment_idx``): with ``period = 1 / frame_rate``,
+  ``first = floor(start / period)``, ``end = ceil(end / period)`` in float64 on the times as read, no rounding
+  (``0.14 / 0.02 = 7.000000000000001``, so ``[0, 0.14)`` takes frames 0..7); pooling ``middle_third`` then trims
+  ``k = floor((end - first + 1) / 3)`` frames from each side; then ``end == first -> end + 1`` and
+  ``end == T + 1 -> T``; frames ``first .. end - 1``. Where the reference would index past the last frame (a
+  segment inside the audio but starting in its last ``period``, or ending up to one frame after it), only existing
+  frames are used: the range is cut at ``T`` and, if that leaves nothing, frame ``T - 1`` (whose receptive field
+  covers the end of the audio) is taken.
 
 Pooling over the selected frames ``f_0 .. f_{n-1}``:
 
 - ``mean`` (default): the mean of all n frames.
-- ``middle_third``: the mean of frames ``f_{n//3} .. f_{n - n//3 - 1}``, i.e. the half-open range
-  ``[n//3, n - n//3)``. Never empty: n=1 -> f_0; n=2 -> both; n=3 -> f_1; n=4 -> f_1, f_2; n=5 -> f_1..f_3;
-  n=6 -> f_2, f_3. Published analyses use it for phones only; the caller decides.
+- ``middle_third``: the reference's trim ``k = floor((n + 1) / 3)`` from each side, frames ``[k, n - k)``, or
+  ``f_k`` alone when that is empty (n = 2). For ``pasad`` the trim is applied before the end-of-audio fix, as there.
+
+Out-of-range segments (:func:`check_segments`): a segment that is empty or reversed, starts at or after the end of
+the audio, or ends more than ``tolerance_s`` (one frame) after it is an ``InputError`` naming it, or is dropped and
+counted with ``out_of_range="drop"``. :func:`pool_segments` re-checks with ``"fail"``, so no segment is ever pooled
+from frames made up at the end of the audio.
 
 Label normalisation: labels are stripped of surrounding whitespace; a segment whose label is, case-insensitively,
-in ``silence_labels`` (default ``{"", "sil", "sp", "spn"}``) is skipped, and an empty label always is; for phones, trailing ARPAbet stress
-digits are removed (``AH0 -> AH``) unless the caller keeps stress.
+in ``silence_labels`` (default ``{"", "sil", "sp", "spn"}``) is skipped, and an empty label always is; for phones,
+trailing ARPAbet stress digits are removed (``AH0 -> AH``) unless the caller keeps stress.
 """
 
 from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
+
+from .alignments import (  # noqa: F401 - re-exported: the extraction reads alignments through this module
+    ALIGNMENT_FORMATS,
+    AlignmentError,
+    Segment,
+    Source,
+    find_alignments,
+    read_segments,
+)
 from .errors import InputError
 
-TEXTGRID_SUFFIXES = (".textgrid",)  # compared lower-case: matches .TextGrid and .textgrid
 DEFAULT_SILENCE_LABELS = frozenset({"", "sil", "sp", "spn"})
 FRAME_RULES = ("centre", "pasad")
 POOLINGS = ("mean", "middle_third")
+OUT_OF_RANGE_POLICIES = ("fail", "drop")
+TIE_SECONDS = 1e-9  # centre-rule fallback: distances to the midpoint closer than 1 ns are a tie (earlier frame wins)
 _STRESS_RE = re.compile(r"(?<=\D)[0-9]+$")  # trailing stress digits after a non-digit: AH0 -> AH, ER12 -> ER
-_PASAD_DECIMALS = 6  # rounding of time * frame_rate before floor/ceil
 
 
-class AlignmentError(InputError):
-    """An alignment folder or TextGrid file that cannot be used."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    """One aligned interval: ``[start, end)`` in seconds and its label."""
-
-    start: float
-    end: float
-    label: str
-
-
-def find_alignments(alignment_dir: str | Path) -> dict[str, Path]:
-    """TextGrid files anywhere below ``alignment_dir``, by utterance stem (file name without suffix).
-
-    Returns stem -> path, sorted by stem. Raises ``AlignmentError`` when the folder does not exist or when two
-    files share a stem (both paths named), since the utterance they belong to would be ambiguous.
-    """
-    root = Path(alignment_dir)
-    if not root.is_dir():
-        raise AlignmentError(f"alignment_dir {str(root)!r} is not a folder")
-    found: dict[str, Path] = {}
-    for path in sorted(root.rglob("*")):
-        if path.suffix.lower() not in TEXTGRID_SUFFIXES or not path.is_file():
-            continue
-        stem = path.stem
-        if stem in found:
-            raise AlignmentError(
-                f"two alignments for utterance {stem!r}: {found[stem]} and {path}; keep one per utterance"
-            )
-        found[stem] = path
-    return dict(sorted(found.items()))
-
-
-def read_segments(textgrid_path: str | Path, tier: str) -> list[Segment]:
-    """All labelled intervals of interval tier ``tier`` in a TextGrid, in time order (parsed with praatio).
-
-    Empty intervals are dropped here already (praatio ``includeEmptyIntervals=False``); other silence labels
-    are left for ``normalise_segments``. Raises ``AlignmentError`` when the file cannot be parsed or the tier
-    is missing (naming the tiers present) or is a point tier.
-    """
-    from praatio import textgrid  # deferred: only extraction with --span needs it
-
-    path = Path(textgrid_path)
-    try:
-        grid = textgrid.openTextgrid(str(path), includeEmptyIntervals=False, reportingMode="silence")
-    except Exception as err:  # praatio raises a variety of types for malformed files
-        raise AlignmentError(f"cannot read TextGrid {path}: {err}") from err
-    if tier not in grid.tierNames:
-        raise AlignmentError(f"{path}: no tier {tier!r}; tiers present: {list(grid.tierNames)}")
-    entries = grid.getTier(tier).entries
-    segments = []
-    for entry in entries:
-        if len(entry) != 3:
-            raise AlignmentError(f"{path}: tier {tier!r} is a point tier, expected an interval tier")
-        segments.append(Segment(float(entry[0]), float(entry[1]), str(entry[2])))
-    return sorted(segments, key=lambda s: (s.start, s.end))
+class SegmentRangeError(InputError):
+    """A segment outside the audio (or empty/reversed): the alignment does not belong to this audio."""
 
 
 def strip_stress(label: str) -> str:
@@ -114,18 +76,15 @@ def normalise_segments(
     silence_labels=DEFAULT_SILENCE_LABELS,
     strip_stress_digits: bool = False,
 ) -> list[Segment]:
-    """Drop silence/empty segments, strip whitespace and (phones: ``strip_stress_digits=True``) stress digits.
+    """Drop silence/empty-label segments, strip whitespace and (phones: ``strip_stress_digits=True``) stress digits.
 
     A label that is empty after stripping is always dropped, whether or not ``""`` is in ``silence_labels``.
-
-    For phones pass ``strip_stress_digits=not keep_stress``; for words leave it False.
-    Raises ``AlignmentError`` for a segment with ``end < start``.
+    For phones pass ``strip_stress_digits=not keep_stress``; for words leave it False. Times are not checked here
+    (:func:`check_segments` does, against the audio).
     """
     silence = {s.strip().lower() for s in silence_labels}
     kept = []
     for seg in segments:
-        if seg.end < seg.start:
-            raise AlignmentError(f"segment {seg.label!r} ends before it starts: [{seg.start}, {seg.end})")
         label = seg.label.strip()
         if not label or label.lower() in silence:
             continue
@@ -136,55 +95,111 @@ def normalise_segments(
 
 
 def read_spans(
-    textgrid_path: str | Path,
+    source: Source | str,
     tier: str,
     *,
     silence_labels=DEFAULT_SILENCE_LABELS,
     strip_stress_digits: bool = False,
 ) -> list[Segment]:
-    """``read_segments`` then ``normalise_segments``: the non-silent, normalised segments of one tier."""
+    """``read_segments`` then ``normalise_segments``: the non-silent, normalised segments of one tier.
+
+    source : a :class:`Source` from :func:`find_alignments` (or a TextGrid path).
+    """
     return normalise_segments(
-        read_segments(textgrid_path, tier), silence_labels=silence_labels, strip_stress_digits=strip_stress_digits
+        read_segments(source, tier), silence_labels=silence_labels, strip_stress_digits=strip_stress_digits
     )
 
 
+def check_segments(
+    segments: list[Segment],
+    *,
+    audio_seconds: float,
+    tolerance_s: float,
+    out_of_range: str = "fail",
+    source: str = "alignment",
+) -> tuple[list[Segment], int]:
+    """The segments that lie in the audio, and how many were dropped.
+
+    audio_seconds : length of the audio (n_samples / sample_rate). tolerance_s : how far (seconds) a segment may
+    end after the audio (one frame of the model: hop / sample_rate; alignments are rounded to 10 ms).
+    out_of_range : ``"fail"`` raises :class:`SegmentRangeError` for the first bad segment (naming it, the alignment's
+    length and the audio's); ``"drop"`` leaves bad segments out and counts them. ``source`` names the file.
+    """
+    if out_of_range not in OUT_OF_RANGE_POLICIES:
+        raise ValueError(f"out_of_range={out_of_range!r} not in {OUT_OF_RANGE_POLICIES}")
+    aligned = max((s.end for s in segments), default=0.0)
+    kept = []
+    for seg in segments:
+        if not seg.end > seg.start:
+            problem = "is empty or reversed"
+        elif seg.start >= audio_seconds:
+            problem = "starts after the end of the audio"
+        elif seg.end > audio_seconds + tolerance_s:
+            problem = f"ends more than {tolerance_s * 1000:g} ms (one frame) after the end of the audio"
+        else:
+            kept.append(seg)
+            continue
+        if out_of_range == "fail":
+            raise SegmentRangeError(
+                f"{source}: segment {seg.label!r} [{seg.start}, {seg.end}) s {problem}: the alignment runs to "
+                f"{aligned} s, the audio is {audio_seconds} s long; check that the alignment belongs to this audio "
+                f"(or drop such segments with out_of_range='drop')")
+    return kept, len(segments) - len(kept)
+
+
+def _middle_third(first: int, end: int) -> tuple[int, int]:
+    """The reference's trim of the frame range ``[first, end)``: ``k = floor((end - first + 1) / 3)`` per side."""
+    k = (end - first + 1) // 3
+    return first + k, end - k
+
+
 def select_frames(
-    centres: np.ndarray, start: float, end: float, *, rule: str = "centre", frame_rate: float | None = None
+    centres: np.ndarray,
+    start: float,
+    end: float,
+    *,
+    rule: str = "centre",
+    frame_rate: float | None = None,
+    pooling: str = "mean",
 ) -> np.ndarray:
-    """Indices (int64, ascending, never empty) of the frames that belong to segment ``[start, end)``.
+    """Indices (int64, ascending, never empty) of the frames that segment ``[start, end)`` averages.
 
     centres : ndarray (T,), float seconds, increasing — frame centre times from the model adapter.
-    rule : ``centre`` or ``pasad`` (see the module docstring); ``pasad`` needs ``frame_rate`` (Hz).
+    rule : ``centre`` or ``pasad``; ``pasad`` needs ``frame_rate`` (Hz). pooling : ``mean`` or ``middle_third``
+    (module docstring). The segment is assumed inside the audio (:func:`check_segments`).
     """
     n_frames = len(centres)
     if n_frames == 0:
         raise ValueError("no frames: centres is empty")
+    if pooling not in POOLINGS:
+        raise ValueError(f"pooling={pooling!r} not in {POOLINGS}")
     if rule == "centre":
         lo = int(np.searchsorted(centres, start, side="left"))  # first centre >= start
         hi = int(np.searchsorted(centres, end, side="left"))  # first centre >= end
-        if hi > lo:
-            return np.arange(lo, hi, dtype=np.int64)
-        midpoint = 0.5 * (start + end)
-        return np.array([int(np.argmin(np.abs(centres - midpoint)))], dtype=np.int64)  # argmin: earliest tie
+        if hi <= lo:
+            distance = np.abs(np.asarray(centres, np.float64) - 0.5 * (start + end))
+            return np.array([int(np.flatnonzero(distance <= distance.min() + TIE_SECONDS)[0])], dtype=np.int64)
+        if pooling == "middle_third":
+            lo, hi = _middle_third(lo, hi)
+            hi = max(hi, lo + 1)  # n = 2: the trim leaves nothing; f_1 as in the reference
+        return np.arange(lo, hi, dtype=np.int64)
     if rule == "pasad":
         if frame_rate is None or frame_rate <= 0:
             raise ValueError(f"rule='pasad' needs a positive frame_rate, got {frame_rate!r}")
-        first = math.floor(round(start * frame_rate, _PASAD_DECIMALS))
-        last = math.ceil(round(end * frame_rate, _PASAD_DECIMALS)) - 1
-        first = min(max(first, 0), n_frames - 1)
-        last = min(max(last, first), n_frames - 1)
-        return np.arange(first, last + 1, dtype=np.int64)
+        period = 1.0 / frame_rate  # 1 / 50.0 == 0.02 == 320 / 16000 as float64: the reference's stride_sec
+        first, last = math.floor(float(start) / period), math.ceil(float(end) / period)
+        if pooling == "middle_third":
+            first, last = _middle_third(first, last)
+        if last == first:
+            last += 1
+        if last == n_frames + 1:
+            last = n_frames
+        # Beyond the reference (which fails here): never a frame that does not exist.
+        first, last = max(first, 0), min(last, n_frames)
+        if last <= first:
+            first, last = min(first, n_frames - 1), min(first, n_frames - 1) + 1
+        return np.arange(first, last, dtype=np.int64)
     raise ValueError(f"rule={rule!r} not in {FRAME_RULES}")
-
-
-def pooled_indices(indices: np.ndarray, pooling: str = "mean") -> np.ndarray:
-    """The subset of selected frame indices that pooling averages: all (``mean``) or ``[n//3, n - n//3)``."""
-    if pooling == "mean":
-        return indices
-    if pooling == "middle_third":
-        n = len(indices)
-        return indices[n // 3 : n - n // 3]
-    raise ValueError(f"pooling={pooling!r} not in {POOLINGS}")
 
 
 def pool_segments(
@@ -192,16 +207,21 @@ def pool_segments(
     centres: np.ndarray,
     segments: list[Segment],
     *,
+    audio_seconds: float,
+    tolerance_s: float,
     rule: str = "centre",
     pooling: str = "mean",
     frame_rate: float | None = None,
+    source: str = "alignment",
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Pool frame features into one vector per segment.
 
     frame_feats : layer key -> ndarray (T, D), any float dtype; every array must have T == len(centres)
         (layers with other frame counts, e.g. ``conv_k`` outputs, need their own call with their own centres).
     centres : ndarray (T,), frame centre times in seconds (increasing).
-    segments : already normalised (see ``normalise_segments``), in the order wanted in the output.
+    segments : normalised (``normalise_segments``) and in range (``check_segments``), in the output order.
+    audio_seconds, tolerance_s : the audio length and one model frame (seconds); a segment outside raises
+        :class:`SegmentRangeError` (``check_segments`` with ``"fail"``): pooling never makes up a frame.
     rule, pooling, frame_rate : see the module docstring; ``frame_rate`` (Hz) is required for ``pasad``.
 
     Returns ``(pooled, labels, intervals)``: pooled key -> ndarray (n_segments, D) float32 (means accumulated
@@ -220,12 +240,14 @@ def pool_segments(
     for key, value in frame_feats.items():
         if value.ndim != 2 or value.shape[0] != len(centres):
             raise ValueError(f"{key}: shape {value.shape} does not match {len(centres)} frame centres (T, D)")
+    check_segments(segments, audio_seconds=audio_seconds, tolerance_s=tolerance_s, out_of_range="fail",
+                   source=source)
 
     # Averaging matrix W (n_segments, T): row s holds 1/m on the m frames pooled for segment s,
     # so pooled = W @ feats for every layer with one matrix product.
     weights = np.zeros((len(segments), len(centres)), dtype=np.float64)
     for row, seg in enumerate(segments):
-        chosen = pooled_indices(select_frames(centres, seg.start, seg.end, rule=rule, frame_rate=frame_rate), pooling)
+        chosen = select_frames(centres, seg.start, seg.end, rule=rule, frame_rate=frame_rate, pooling=pooling)
         weights[row, chosen] = 1.0 / len(chosen)
     pooled = {
         key: (weights @ np.asarray(value, dtype=np.float64)).astype(np.float32) for key, value in frame_feats.items()
