@@ -9,9 +9,9 @@ is imported when the first figure is drawn, not when this module is imported).
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
