@@ -1,247 +1,229 @@
-"""Figures from already-computed numbers (matplotlib, Agg backend). Nothing is computed here but layout.
+"""Figures from already-computed numbers (seaborn on matplotlib, Agg backend). Nothing is computed here but layout.
 
-Every figure: layers in the order given (numeric), axis labels, and a title line saying how many files and frames.
-Each function writes one PNG and returns its path.
+Every figure: layers in numeric order under their display names (``naming.display_name``: L0 … L12, C0 … C6),
+axis labels with units, a title whose second line is the caller's subtitle (model tag, files, frames). Each function
+writes one PNG atomically and returns its path, or None when there is nothing worth drawing (a 1×1 heatmap).
+Scatter figures (PCA, t-SNE) and their colour groups are in :mod:`layerwise.scatter`; shared drawing helpers in
+:mod:`layerwise.plotkit`. matplotlib and seaborn are imported inside the functions (the CLIs import this module).
 """
 
 from __future__ import annotations
 
-import math
-from pathlib import Path
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 
-from . import store
+from . import plotkit
+from .naming import display_name
+from .plotkit import caption, layer_positions, style
+from .scatter import MAX_COLOUR_GROUPS, pca_figure, point_groups, tsne_figure  # noqa: F401  (public API)
 
-DPI = 110
-MAX_COLOUR_GROUPS = 10  # utterances/labels beyond the most frequent ones are drawn grey as "other"
-POINT_SIZE = 4
-
-
-def _save(fig, path: Path) -> Path:
-    fig.savefig(path, dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
-    return Path(path)
-
-
-def _short(key: str) -> str:
-    """``layer_10 -> L10``, ``conv_3 -> C3`` for crowded axes."""
-    prefix, index = store.parse_layer_key(key)
-    return f"{'L' if prefix == 'layer' else 'C'}{index}"
-
-
-def _grid(count: int):
-    cols = min(4, count)
-    rows = math.ceil(count / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 3.0 * rows), squeeze=False)
-    for ax in axes.flat[count:]:
-        ax.axis("off")
-    return fig, axes.flat
+ANNOTATE_UP_TO = 16  # heatmap cells carry their value up to 16 × 16 layers; beyond, the text would not fit
+FLAT_RANGE = 1e-3  # a heatmap whose values span less than this gets a colour range of ±FLAT_RANGE/2 around them
+HEATMAP_TITLES = {
+    "cka": "Linear CKA between layers (centred, over frames)",
+    "cosine": "Uncentered cosine between layers' frame matrices",
+}
+HEATMAP_CAPTIONS = {
+    "cosine": "Caveat: the uncentered cosine is dominated by the layers' means and changes under a rotation of one "
+              "layer; it is not a similarity of representations. Use the CKA heatmap for that. n/a: layers of "
+              "different dimensions.",
+}
 
 
-def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str) -> Path:
-    """Mean ± std over all frames × dims, per layer."""
-    x = np.arange(len(layers))
-    m = np.array([mean[k] for k in layers])
-    s = np.array([std[k] for k in layers])
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.55 * len(layers)), 4.0))
-    ax.errorbar(x, m, yerr=s, fmt="o-", capsize=4)
-    ax.fill_between(x, m - s, m + s, alpha=0.15)
-    ax.set_xticks(x, layers, rotation=45, ha="right")
-    ax.set_xlabel("layer (numeric order)")
-    ax.set_ylabel("feature value: mean ± std over frames × dims")
-    ax.set_title(f"Per-layer feature statistics\n{subtitle}")
-    ax.grid(alpha=0.3)
-    return _save(fig, path)
+def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str):
+    """Mean ± std over all frames × dims, per layer (error bars), x = layer index (gaps between selected layers
+    stay visible). mean, std : layer key -> float."""
+    with style() as (plt, _sns):
+        x = layer_positions(layers)
+        m = np.array([mean[k] for k in layers], dtype=float)
+        s = np.array([std[k] for k in layers], dtype=float)
+        fig, ax = plt.subplots(figsize=(max(6.0, 0.5 * len(layers) + 3.0), 4.0))
+        ax.errorbar(x, m, yerr=s, fmt="o-", capsize=4, color="tab:blue", label="mean ± std")
+        ax.fill_between(x, m - s, m + s, alpha=0.15, color="tab:blue")
+        ax.set_xticks(x, [display_name(k) for k in layers])
+        ax.set_xlabel("layer")
+        ax.set_ylabel("feature value (mean ± std over frames × dims)")
+        ax.set_title(f"Per-layer feature statistics\n{subtitle}", fontsize=10)
+        return plotkit.save(fig, path)
 
 
-def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle: str) -> Path:
-    """Layer × layer heatmap. kind : "cka" (linear CKA, centred) or "cosine" (uncentered cosine)."""
-    titles = {
-        "cka": "Linear CKA between layers (centred, over frames)",
-        "cosine": "Uncentered cosine between layers' frame matrices (not CKA; dominated by means)",
-    }
-    matrix = np.asarray(matrix, dtype=float)
-    size = max(5.0, 0.5 * len(layers) + 2.0)
-    fig, ax = plt.subplots(figsize=(size + 1.0, size))
-    low = 0.0 if kind == "cka" else min(0.0, np.nanmin(matrix))
-    image = ax.imshow(np.ma.masked_invalid(matrix), vmin=low, vmax=1.0, cmap="viridis")
-    labels = [_short(k) for k in layers] if len(layers) > 8 else layers
-    ax.set_xticks(range(len(layers)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(layers)), labels)
-    if len(layers) <= 16:
-        for i in range(len(layers)):
-            for j in range(len(layers)):
-                value = matrix[i, j]
-                text = "n/a" if np.isnan(value) else f"{value:.2f}"
-                ax.text(j, i, text, ha="center", va="center", fontsize=7,
-                        color="black" if np.isfinite(value) and value > 0.6 else "white")
-    fig.colorbar(image, ax=ax, fraction=0.046, label=kind)
-    ax.set_xlabel("layer")
-    ax.set_ylabel("layer")
-    ax.set_title(f"{titles[kind]}\n{subtitle}", fontsize=10)
-    return _save(fig, path)
-
-
-def point_groups(utterances: np.ndarray, labels: np.ndarray | None) -> tuple[np.ndarray, list[str], str]:
-    """Colour group index per point, group names and what they are. Labels (phones/words) win over utterances;
-    beyond ``MAX_COLOUR_GROUPS`` the rarer groups share one grey "other" group (its index = len(names) − 1)."""
-    values, what = (labels, "label") if labels is not None else (utterances, "utterance")
-    names, counts = np.unique(values, return_counts=True)
-    if len(names) > MAX_COLOUR_GROUPS:
-        top = names[np.argsort(-counts, kind="stable")[: MAX_COLOUR_GROUPS - 1]]
-        names = list(np.sort(top)) + ["other"]
+def _colour_range(matrix: np.ndarray, vmin: float | None) -> tuple[float, float, str]:
+    """(low, high, how) of a heatmap's colour scale: the finite values' range, or ``vmin`` as the lower end."""
+    finite = matrix[np.isfinite(matrix)]
+    high = float(finite.max()) if finite.size else 1.0
+    if vmin is not None:
+        low, how = float(vmin), f"lower end set to {vmin:g}; lower values get the lowest colour"
+        high = max(high, low + FLAT_RANGE)
     else:
-        names = list(names)
-    index = {n: i for i, n in enumerate(names)}
-    other = len(names) - 1
-    groups = np.array([index.get(v, other) for v in values], dtype=int)
-    return groups, names, what
+        low, how = (float(finite.min()) if finite.size else 0.0), "from the data"
+    if high - low < FLAT_RANGE:
+        centre = (high + low) / 2
+        low, high = centre - FLAT_RANGE / 2, centre + FLAT_RANGE / 2
+    return low, high, how
 
 
-def _scatter(ax, coords, groups, names):
-    colours = plt.get_cmap("tab10")
-    for g, name in enumerate(names):
-        sel = groups == g
-        colour = "0.7" if name == "other" else colours(g % 10)
-        ax.scatter(coords[sel, 0], coords[sel, 1], s=POINT_SIZE, color=colour, label=name, linewidths=0)
+def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle: str, vmin: float | None = None):
+    """Layer × layer heatmap with each cell's value written in it (up to ANNOTATE_UP_TO layers).
 
-
-def _scatter_panel(ax, value, title: str, groups, names) -> None:
-    """One scatter panel without ticks; ``value`` is (k, 2) coordinates or a string saying why there are none."""
-    if isinstance(value, str):
-        ax.text(0.5, 0.5, value, ha="center", va="center", wrap=True, fontsize=8, transform=ax.transAxes)
-    else:
-        _scatter(ax, value, groups, names)
-    ax.set_title(title, fontsize=9)
-    ax.set_xticks([])
-    ax.set_yticks([])
-
-
-def _legend(fig, axes, names, what):
-    handles, texts = next((h for h in (ax.get_legend_handles_labels() for ax in axes) if h[0]), ([], []))
-    if not handles:
-        return
-    fig.legend(handles, texts, title=what, loc="center left", bbox_to_anchor=(1.0, 0.5), markerscale=3,
-               fontsize=8)
-
-
-def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, path, *, subtitle: str,
-               n_show: int) -> Path:
-    """Explained-variance curves (first ``n_show`` components, all frames) and PC1/PC2 scatters of the subsample.
-
-    ratios : layer -> full explained-variance-ratio spectrum (descending); projections : layer -> (k, 2) or None.
+    matrix : (L, L) float, NaN where undefined (drawn grey, "n/a"). kind : "cka" (linear CKA, centred) or "cosine"
+    (uncentered cosine; its caveat is printed as a caption). The colour scale spans the values present (the range is
+    in the colour bar label), or [vmin, max] with an explicit ``vmin``. Returns None for fewer than two layers (a 1×1
+    heatmap says nothing).
     """
-    count = len(layers)
-    cols = min(4, count)
-    rows = 1 + math.ceil(count / cols)
-    fig = plt.figure(figsize=(3.2 * max(cols, 3), 3.0 * rows + 0.5))
-    grid = fig.add_gridspec(rows, max(cols, 2))
-    cmap = plt.get_cmap("viridis")
-    ax_curve = fig.add_subplot(grid[0, : max(cols, 2) // 2])
-    ax_dim = fig.add_subplot(grid[0, max(cols, 2) // 2:])
-    for i, key in enumerate(layers):
-        r = np.asarray(ratios[key])[:n_show]
-        ax_curve.plot(np.arange(1, len(r) + 1), np.cumsum(r), color=cmap(i / max(count - 1, 1)), label=key)
-    ax_curve.set_xlabel("number of principal components")
-    ax_curve.set_ylabel("cumulative explained variance")
-    ax_curve.set_ylim(0, 1.01)
-    ax_curve.legend(fontsize=6, ncol=2)
-    for level, marker in ((0.5, "o"), (0.9, "s")):
-        needed = [int(np.searchsorted(np.cumsum(ratios[k]), level) + 1) for k in layers]
-        ax_dim.plot(range(count), needed, marker=marker, label=f"{int(level * 100)} % of variance")
-    ax_dim.set_xticks(range(count), [_short(k) for k in layers], rotation=45)
-    ax_dim.set_xlabel("layer")
-    ax_dim.set_ylabel("components needed")
-    ax_dim.legend(fontsize=8)
-    scatter_axes = []
-    for i, key in enumerate(layers):
-        ax = fig.add_subplot(grid[1 + i // cols, i % cols])
-        scatter_axes.append(ax)
-        value = projections.get(key)
-        _scatter_panel(ax, "n/a" if value is None else value,
-                       f"{key}: PC1 vs PC2", groups, names)
-    _legend(fig, scatter_axes, names, what)
-    fig.suptitle(f"PCA with frames as points (spectrum from all frames, scatter of the subsample)\n{subtitle}")
-    fig.tight_layout()
-    return _save(fig, path)
+    matrix = np.asarray(matrix, dtype=float)
+    if len(layers) < 2:
+        return None
+    low, high, how = _colour_range(matrix, vmin)
+    names = [display_name(k) for k in layers]
+    annotate = len(layers) <= ANNOTATE_UP_TO
+    digits = 3 if high - low < 0.1 else 2
+    with style() as (plt, sns):
+        size = max(5.0, 0.45 * len(layers) + 2.5)
+        fig, ax = plt.subplots(figsize=(size + 1.2, size))
+        ax.set_facecolor("0.85")  # undefined cells
+        sns.heatmap(matrix, mask=~np.isfinite(matrix), vmin=low, vmax=high, cmap="viridis", square=True,
+                    annot=annotate, fmt=f".{digits}f", annot_kws={"fontsize": 7}, xticklabels=names,
+                    yticklabels=names, linewidths=0.5, linecolor="white", ax=ax,
+                    cbar_kws={"label": f"{kind}, colour range {low:.{digits}f} – {high:.{digits}f} ({how})",
+                              "shrink": 0.8})
+        if annotate:
+            for i, j in zip(*np.nonzero(~np.isfinite(matrix))):
+                ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.3")
+        ax.set_xlabel("layer")
+        ax.set_ylabel("layer")
+        ax.tick_params(axis="y", rotation=0)
+        ax.set_title(f"{HEATMAP_TITLES.get(kind, kind)}\n{subtitle}", fontsize=10)
+        if kind in HEATMAP_CAPTIONS:
+            caption(fig, HEATMAP_CAPTIONS[kind])
+        return plotkit.save(fig, path)
 
 
-def tsne_figure(layers, embeddings: dict, groups, names, what, path, *, subtitle: str) -> Path:
-    """One t-SNE scatter per layer; embeddings : layer -> (k, 2) or an explanatory string when not computed."""
-    fig, axes = _grid(len(layers))
-    axes = list(axes)
-    for ax, key in zip(axes, layers):
-        _scatter_panel(ax, embeddings[key], key, groups, names)
-    _legend(fig, axes, names, what)
-    fig.suptitle(f"t-SNE of sampled frames, coloured by {what}\n{subtitle}")
-    fig.tight_layout()
-    return _save(fig, path)
-
-
-def variance_distribution(layers, dim_var: dict, path, *, subtitle: str) -> Path:
-    """Histogram of log10 per-dimension variance (over frames), one panel per layer, shared x axis."""
-    logs = {k: np.log10(np.maximum(np.asarray(dim_var[k]), 1e-12)) for k in layers}
+def variance_distribution(layers, dim_var: dict, path, *, subtitle: str):
+    """Histogram (with a KDE) of log10 per-dimension variance over frames, one panel per layer, shared x axis.
+    dim_var : layer key -> (D,) variances; the median is marked and given in the panel title."""
+    logs = {k: np.log10(np.maximum(np.asarray(dim_var[k], dtype=float), 1e-12)) for k in layers}
     low = min(v.min() for v in logs.values())
     high = max(v.max() for v in logs.values())
     bins = np.linspace(low, high + 1e-9, 40)
-    fig, axes = _grid(len(layers))
-    for ax, key in zip(axes, layers):
-        ax.hist(logs[key], bins=bins, color="tab:blue")
-        ax.set_title(f"{key} (median {np.median(dim_var[key]):.3g})", fontsize=9)
-        ax.set_xlabel("log10 variance of a dimension")
-        ax.set_ylabel("dimensions")
-    fig.suptitle(f"Per-dimension variance over frames\n{subtitle}")
-    fig.tight_layout()
-    return _save(fig, path)
+    with style() as (plt, sns):
+        fig, axes = plotkit.grid(plt, len(layers))
+        for ax, key in zip(axes, layers):
+            values = logs[key]
+            kde = values.size > 2 and np.ptp(values) > 0
+            sns.histplot(x=values, bins=bins, kde=kde, color="tab:blue", ax=ax)
+            median = float(np.median(dim_var[key]))
+            ax.axvline(np.log10(max(median, 1e-12)), color="tab:red", linestyle="--", linewidth=1)
+            ax.set_title(f"{display_name(key)}: median {median:.3g} (red)", fontsize=9)
+            ax.set_xlabel("log10 variance of a dimension")
+            ax.set_ylabel("dimensions")
+        plotkit.finish(fig, f"Per-dimension variance over frames\n{subtitle}")
+        return plotkit.save(fig, path)
 
 
 SPAN_MEASURES = (("probe_accuracy", "probe accuracy", "tab:blue"), ("pwcca", "PWCCA", "tab:orange"),
                  ("mi", "MI (k-means NMI)", "tab:green"))
 
 
-def _layer_index(key: str) -> int:
-    """``layer_10 -> 10``: x position, so gaps between selected layers stay visible."""
-    return store.parse_layer_key(key)[1]
+def _values(per_layer: dict, layers) -> list[float]:
+    """Per-layer values in ``layers`` order, None -> NaN (a gap in the line)."""
+    return [np.nan if per_layer.get(k) is None else float(per_layer[k]) for k in layers]
 
 
-def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle: str, span: str) -> Path:
+def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle: str, span: str):
     """Probe accuracy, PWCCA and MI against layer on one axes: trained solid, random-init control dashed, the
     majority baseline of the probe as a horizontal line.
 
-    trained, control : dicts as returned by ``probes.span_measures`` (layer -> float objects under
+    trained, control : dicts as returned by ``spanalysis.analyse`` (layer -> float or None under
     ``probe_accuracy``/``pwcca``/``mi``, one float ``probe_majority_baseline``, ``span_measures_info``); control
-    may be None or lack the measures (skipped).
+    may be None or lack the measures (not drawn).
     """
-    x = [_layer_index(k) for k in layers]
-    fig, ax = plt.subplots(figsize=(max(7.0, 0.55 * len(layers) + 2.5), 4.5))
+    x = layer_positions(layers)
     runs = [("trained", trained, "-", "o")]
     if control is not None and "probe_accuracy" in control:
         runs.append(("random init", control, "--", "x"))
-    for run, values, style, marker in runs:
-        for key, name, colour in SPAN_MEASURES:
-            if key in values:
-                ax.plot(x, [values[key][k] for k in layers], linestyle=style, marker=marker, color=colour,
-                        label=f"{name}, {run}")
-    base = trained["probe_majority_baseline"]
-    ax.axhline(base, color="0.35", linestyle=":", label=f"majority baseline ({base:.2f})")
-    if len(runs) > 1 and abs(control["probe_majority_baseline"] - base) > 1e-9:
-        ax.axhline(control["probe_majority_baseline"], color="0.6", linestyle="-.",
-                   label=f"majority baseline, random init ({control['probe_majority_baseline']:.2f})")
-    ax.set_xticks(x, [_short(k) for k in layers] if len(layers) > 8 else layers, rotation=45, ha="right")
-    ax.set_xlabel("layer (numeric order)")
-    ax.set_ylabel("accuracy / correlation / NMI")
-    low = min([0.0] + [values[key][k] for _, values, _, _ in runs for key, _, _ in SPAN_MEASURES
-                       if key in values for k in layers])
-    ax.set_ylim(low - 0.02, 1.02)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
-    info = trained.get("span_measures_info", {})
-    counts = ", ".join(f"{info[k]:,} {what}" for k, what in (("n_segments", f"{span} segments"),
-                       ("n_classes", "classes"), ("n_utterances", "utterances"), ("n_splits", "splits")) if k in info)
-    ax.set_title(f"Where {span} information lives: held-out measures per layer\n{counts}\n{subtitle}", fontsize=10)
-    return _save(fig, path)
+    with style() as (plt, _sns):
+        fig, ax = plt.subplots(figsize=(max(7.0, 0.5 * len(layers) + 3.0), 4.5))
+        drawn = []
+        for run, values, line_style, marker in runs:
+            for key, name, colour in SPAN_MEASURES:
+                if key in values:
+                    ys = _values(values[key], layers)
+                    drawn += ys
+                    ax.plot(x, ys, linestyle=line_style, marker=marker, color=colour, label=f"{name}, {run}")
+        base = trained["probe_majority_baseline"]
+        ax.axhline(base, color="0.35", linestyle=":", label=f"majority baseline ({base:.2f})")
+        if len(runs) > 1 and abs(control["probe_majority_baseline"] - base) > 1e-9:
+            ax.axhline(control["probe_majority_baseline"], color="0.6", linestyle="-.",
+                       label=f"majority baseline, random init ({control['probe_majority_baseline']:.2f})")
+        ax.set_xticks(x, [display_name(k) for k in layers])
+        ax.set_xlabel("layer")
+        ax.set_ylabel("accuracy / correlation / NMI")
+        ax.set_ylim(min([0.0] + [v for v in drawn if np.isfinite(v)]) - 0.02, 1.02)
+        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        info = trained.get("span_measures_info", {})
+        counts = ", ".join(f"{info[k]:,} {what}" for k, what in (
+            ("n_segments", f"{span} segments"), ("n_classes", "classes"), ("n_utterances", "utterances"),
+            ("n_splits", "splits")) if k in info)
+        ax.set_title(f"Where {span} information lives: held-out measures per layer\n{counts}\n{subtitle}",
+                     fontsize=10)
+        return plotkit.save(fig, path)
+
+
+# measure key -> (legend name, colour); baselines (constant reference lines) are drawn dotted
+ENCODES_MEASURES = {
+    "cca_mel": ("CCA with the log-mel filterbank", "tab:brown"),
+    "cca_intra": ("CCA with the first layer", "tab:gray"),
+    "speaker_probe_accuracy": ("speaker probe accuracy", "tab:purple"),
+    "speaker_majority_baseline": ("speaker majority baseline", "tab:pink"),
+    "speaker_pwcca": ("speaker PWCCA", "tab:red"),
+    "probe_accuracy": ("label probe accuracy", "tab:blue"),
+    "pwcca": ("label PWCCA", "tab:orange"),
+    "mi": ("label MI (k-means NMI)", "tab:green"),
+}
+RUN_STYLES = {"trained": ("-", "o"), "random init": ("--", "x")}
+
+
+def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, *, subtitle: str):
+    """Every available measure against layer on one axes: trained solid, random-init control dashed (same colour).
+
+    measures, control : measure key (ENCODES_MEASURES) -> {layer key -> float or None}; None = not computed for that
+    layer (a gap). Measures absent or None for every layer are not drawn and are named in a caption. Returns None
+    when no measure has a value.
+    """
+    x = layer_positions(layers)
+    runs = [("trained", measures)] + ([("random init", control)] if control else [])
+    missing = [ENCODES_MEASURES[k][0] for k in ENCODES_MEASURES
+               if not any(v is not None for v in (measures.get(k) or {}).values())]
+    if len(missing) == len(ENCODES_MEASURES):
+        return None
+    with style() as (plt, _sns):
+        from matplotlib.lines import Line2D
+
+        fig, ax = plt.subplots(figsize=(max(7.5, 0.5 * len(layers) + 4.0), 4.8))
+        handles, drawn = [], []
+        for key, (name, colour) in ENCODES_MEASURES.items():
+            shown = False
+            for run, values in runs:
+                ys = _values((values or {}).get(key) or {}, layers)
+                if not np.isfinite(ys).any():
+                    continue
+                line_style, marker = (":", None) if key.endswith("baseline") else RUN_STYLES[run]
+                if key.endswith("baseline") and run != "trained":
+                    line_style = "-."
+                ax.plot(x, ys, linestyle=line_style, marker=marker, color=colour, label=f"{key}, {run}")
+                drawn += [v for v in ys if np.isfinite(v)]
+                shown = True
+            if shown:
+                handles.append(Line2D([], [], color=colour, linestyle=":" if key.endswith("baseline") else "-",
+                                      label=name))
+        handles += [Line2D([], [], color="0.2", linestyle=s, marker=m, label=f"{run} ({'solid' if s == '-' else 'dashed'})")
+                    for run, (s, m) in RUN_STYLES.items() if run == "trained" or control]
+        ax.legend(handles=handles, fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_xticks(x, [display_name(k) for k in layers])
+        ax.set_xlabel("layer")
+        ax.set_ylabel("score (accuracy, correlation, NMI)")
+        ax.set_ylim(min([0.0] + drawn) - 0.02, max([1.0] + drawn) + 0.02)
+        ax.set_title(f"What each layer encodes\n{subtitle}", fontsize=10)
+        if missing:
+            caption(fig, "Not computed (see the report's notes for why): " + ", ".join(missing) + ".")
+        return plotkit.save(fig, path)
+
