@@ -29,6 +29,7 @@ from .checkpoint import (  # noqa: F401  (public names of the adapter)
     load_base_model,
     read_checkpoint,
 )
+from .errors import InputError
 from .frames import (  # noqa: F401
     FrameGeometry,
     conv_output_length,
@@ -36,7 +37,7 @@ from .frames import (  # noqa: F401
     parse_layer_geometry,
     receptive_field,
 )
-from .store import layer_key
+from .memory import check_memory, memory_needed, out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -117,6 +118,9 @@ class SpeechModel:
         (seeded by ``seed`` without touching the global RNG): the control for every layer-wise analysis.
         Raises :class:`ModelLoadError` (offline and not cached, missing folder, missing or mis-shaped weights)."""
         torch = _torch()
+        from .longaudio import ChunkedFeatureEncoder
+        from .machine import check_bf16
+
         if dtype not in DTYPES:
             raise ModelLoadError(f"dtype={dtype!r} not in {'|'.join(DTYPES)}")
         device = resolve_device(device)
@@ -125,7 +129,11 @@ class SpeechModel:
                  "on" if info.normalize else "off", normalize, getattr(extractor, "do_normalize", True))
         model = load_base_model(name, config, kwargs, random_init=random_init, seed=seed)
         _freeze_parametrizations(model)
+        model.feature_extractor = ChunkedFeatureEncoder(model.feature_extractor, info.geometry.kernels,
+                                                        info.geometry.strides, info.sample_rate)
         model.to(device=device, dtype=getattr(torch, dtype))
+        if dtype == "bfloat16":
+            check_bf16(device)
         return cls(model, extractor, info, device=device, dtype=dtype, random_init=random_init)
 
     def config_summary(self) -> dict:
@@ -147,28 +155,75 @@ class SpeechModel:
         """Features of ONE utterance.
 
         samples : ndarray (n_samples,), float32 at ``self.sample_rate`` (before normalisation; :meth:`prepare` runs here).
-        Returns key -> ndarray (T, D) float32, only for ``layers`` (indices into :meth:`keys`).
+        Returns key -> ndarray (T, D) float32, only for ``layers`` (indices into :meth:`keys`), in that order.
+
+        Runs only as deep as the deepest requested layer (``layers=[0, 3, 6]`` runs transformer layers 1..6, not 12;
+        exact: each array equals ``model(x, output_hidden_states=True).hidden_states[k]``). Inputs longer than
+        ``longaudio.LONG_AUDIO_SECONDS`` run the CNN in exact chunks (bounded memory). Raises :class:`InputError`
+        when the input is shorter than one frame, would need more memory than is available, or gives NaN/inf
+        (named by layer key and compute dtype).
         """
         torch = _torch()
         if rep_type not in REP_TYPES:
             raise ValueError(f"rep_type={rep_type!r} not in {REP_TYPES}")
-        n_frames = self.geometry.n_frames(len(samples))
-        if n_frames < 1:
-            raise ValueError(f"{len(samples)} samples are shorter than one frame ({self.geometry.receptive_field} samples)")
+        keys = self.keys(rep_type)
+        if not layers or not all(0 <= i < len(keys) for i in layers):
+            raise ValueError(f"layers={list(layers)} must be a non-empty list of indices in [0, {len(keys) - 1}]")
+        if self.geometry.n_frames(len(samples)) < 1:
+            raise InputError(f"{len(samples)} samples are shorter than one frame "
+                             f"({self.geometry.receptive_field} samples)")
+        needed = memory_needed(self, len(samples), rep_type, layers)
+        check_memory(needed, len(samples) / self.sample_rate, self.device)
         x = torch.from_numpy(self.prepare(samples))[None].to(self.device, self.torch_dtype, non_blocking=True)
-        with torch.inference_mode():
-            if rep_type == "contextualized":
-                outputs = self.model(x, output_hidden_states=True).hidden_states
-                states = {layer_key(rep_type, i): outputs[i][0] for i in layers}
-            else:
-                states = {layer_key(rep_type, i): h[0].transpose(0, 1) for i, h in enumerate(self._conv_outputs(x)) if i in layers}
-        return {k: v.float().cpu().numpy() for k, v in states.items()}
+        try:
+            with torch.inference_mode():
+                if rep_type == "contextualized":
+                    states = self._encoder_states(x, layers)
+                else:
+                    outputs = self.model.feature_extractor.block_outputs(x, set(layers))
+                    states = {i: h[0].transpose(0, 1) for i, h in outputs.items()}
+                for i in layers:  # on the device, before any copy
+                    if not bool(torch.isfinite(states[i]).all()):
+                        raise InputError(f"{keys[i]} holds NaN or inf values with dtype {self.dtype}: the model "
+                                         f"overflows on this input in {self.dtype}; extract it with dtype float32")
+                return {keys[i]: states[i].float().cpu().numpy() for i in layers}
+        except MemoryError as err:
+            raise out_of_memory(needed, len(samples) / self.sample_rate, self.device) from err
+        except RuntimeError as err:
+            if "memory" not in str(err).lower():
+                raise
+            raise out_of_memory(needed, len(samples) / self.sample_rate, self.device) from err
 
-    def _conv_outputs(self, x):
-        """Outputs (1, C, T_k) of every CNN block, after its activation, for input x of shape (1, n_samples)."""
-        hidden = x[:, None]
-        outputs = []
-        for block in self.model.feature_extractor.conv_layers:
-            hidden = block(hidden)
-            outputs.append(hidden)
-        return outputs
+    def _encoder_states(self, x, layers: list[int]) -> dict:
+        """Hidden states ``{k: (T, D) tensor}`` for k in ``layers``, from the transformers forward pass stopped right
+        after the deepest one. As transformers' ``output_hidden_states``: state 0 is the input of the first encoder
+        layer, state k the output of layer k (hooks on the encoder layers; other states are not kept)."""
+        wanted, deepest = set(layers), max(layers)
+        blocks, states = self.model.encoder.layers, {}
+
+        def keep(index: int, value) -> None:
+            if index in wanted:
+                states[index] = value[0]
+            if index == deepest:
+                raise _StopForward
+
+        def before_first(module, args, kwargs):
+            keep(0, args[0] if args else kwargs["hidden_states"])
+
+        def after(index):
+            return lambda module, args, output: keep(index, output[0] if isinstance(output, tuple) else output)
+
+        handles = [blocks[0].register_forward_pre_hook(before_first, with_kwargs=True)]
+        handles += [blocks[k - 1].register_forward_hook(after(k)) for k in range(1, deepest + 1)]
+        try:
+            self.model(x)
+        except _StopForward:
+            pass
+        finally:
+            for handle in handles:
+                handle.remove()
+        return states
+
+
+class _StopForward(Exception):
+    """Raised by a hook once the deepest requested layer is computed: the rest of the forward pass is skipped."""

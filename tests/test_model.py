@@ -8,6 +8,7 @@ import torch
 from transformers import AutoModel, HubertConfig
 
 from layerwise import model as M
+from layerwise.errors import InputError
 from tests.conftest import tone
 
 
@@ -112,7 +113,7 @@ def test_unreachable_model_gives_one_clear_message(monkeypatch):
 
 def test_too_short_input_is_an_error(tiny_hubert):
     model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
-    with pytest.raises(ValueError, match="shorter than one frame"):
+    with pytest.raises(InputError, match="shorter than one frame"):
         model.features(tone(399), "contextualized", [0])
 
 
@@ -164,3 +165,97 @@ def test_loaded_model_carries_the_same_info(tiny_hubert):
     model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
     assert model.info == M.describe(str(tiny_hubert))
     assert model.keys("local") == model.info.keys("local")
+
+
+def save_custom(kind: str, folder, seed: int = 0, scale_last_ffn: float = 1.0, **overrides):
+    """A tiny checkpoint with config overrides (e.g. pre-LN wav2vec2: do_stable_layer_norm, layer-norm CNN), built
+    here with transformers; ``scale_last_ffn`` multiplies the last layer's feed-forward output weights."""
+    from transformers import (
+        HubertConfig,
+        HubertModel,
+        Wav2Vec2Config,
+        Wav2Vec2FeatureExtractor,
+        Wav2Vec2Model,
+        WavLMConfig,
+        WavLMModel,
+    )
+
+    from tests.conftest import TINY
+
+    config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+                             "wavlm": (WavLMConfig, WavLMModel)}[kind]
+    extra = {"num_buckets": 16, "max_bucket_distance": 64} if kind == "wavlm" else {}
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = model_cls(config_cls(**(TINY | {"num_hidden_layers": 3} | extra | overrides))).eval()
+    with torch.no_grad():
+        model.encoder.layers[-1].feed_forward.output_dense.weight.mul_(scale_last_ffn)
+    model.save_pretrained(folder)
+    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
+    return folder
+
+
+EARLY_EXIT_MODELS = {
+    "hubert": ("hubert", {}),
+    "wav2vec2": ("wav2vec2", {}),
+    "wav2vec2-stable-layer-norm": ("wav2vec2", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
+    "wavlm": ("wavlm", {}),  # relative position bias computed in layer 0 and passed on to later layers
+    "wavlm-stable-layer-norm": ("wavlm", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(EARLY_EXIT_MODELS))
+def test_early_exit_equals_full_forward_and_skips_deeper_layers(variant, tmp_path):
+    """layers up to k run the encoder only through layer k; each array equals the FULL transformers forward's
+    hidden_states[k] (whatever that forward returns at each index, e.g. no final LayerNorm on the last state of a
+    stable-layer-norm model in transformers 5)."""
+    kind, overrides = EARLY_EXIT_MODELS[variant]
+    folder = save_custom(kind, tmp_path / variant, **overrides)
+    x = tone(9000, seed=3)
+    model = M.SpeechModel.load(str(folder), device="cpu")
+    reference = reference_hidden_states(folder, model.prepare(x))
+    assert len(reference) == 4
+    calls = [0, 0, 0]
+    for i, layer in enumerate(model.model.encoder.layers):
+        layer.register_forward_hook(lambda *a, i=i: calls.__setitem__(i, calls[i] + 1))
+    for layers, ran in (([0], [0, 0, 0]), ([1], [1, 0, 0]), ([0, 2], [1, 1, 0]), ([3, 1], [1, 1, 1])):
+        calls[:] = [0, 0, 0]
+        feats = model.features(x, "contextualized", layers)
+        assert calls == ran, layers
+        assert list(feats) == [f"layer_{k}" for k in layers]
+        for k in layers:
+            np.testing.assert_allclose(feats[f"layer_{k}"], reference[k], atol=1e-5, rtol=1e-4)
+
+
+def test_non_finite_features_are_an_input_error_naming_layer_and_dtype(tmp_path):
+    """A pre-LN wav2vec2 whose last feed-forward overflows float16: transformers itself gives NaN/inf there in
+    float16 and finite values in float32; the adapter refuses the float16 features, naming layer and dtype."""
+    folder = save_custom("wav2vec2", tmp_path / "big", scale_last_ffn=1e7, do_stable_layer_norm=True,
+                         feat_extract_norm="layer")
+    x = tone(16000)
+    ref = AutoModel.from_pretrained(folder).eval().half()
+    xin = M.SpeechModel.load(str(folder), device="cpu").prepare(x)
+    with torch.no_grad():
+        states = ref(torch.from_numpy(xin)[None].half(), output_hidden_states=True).hidden_states
+    assert torch.isfinite(states[2]).all() and not torch.isfinite(states[3]).all()  # the premise, from transformers
+    half = M.SpeechModel.load(str(folder), device="cpu", dtype="float16")
+    assert np.isfinite(half.features(x, "contextualized", [0, 2])["layer_2"]).all()  # shallower layers are fine
+    with pytest.raises(InputError, match=r"layer_3 holds NaN or inf values with dtype float16.*float32"):
+        half.features(x, "contextualized", [0, 3])
+    full = M.SpeechModel.load(str(folder), device="cpu").features(x, "contextualized", [3])
+    assert np.isfinite(full["layer_3"]).all()
+
+
+def test_file_that_cannot_fit_fails_alone_with_the_memory_it_needs(tiny_hubert, monkeypatch):
+    from layerwise import memory
+
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
+    x = tone(48000)
+    needed = memory.memory_needed(model, len(x), "contextualized", [0, 1, 2])
+    frames = model.geometry.n_frames(len(x))
+    assert needed >= 3 * frames * 32 * 4  # at least the kept float32 states themselves
+    monkeypatch.setattr(memory, "available", lambda device: needed - 1)
+    with pytest.raises(InputError, match=r"3\.0 s of audio needs about .* GiB .* available"):
+        model.features(x, "contextualized", [0, 1, 2])
+    monkeypatch.setattr(memory, "available", lambda device: needed)
+    assert model.features(x, "contextualized", [2])["layer_2"].shape == (frames, 32)
