@@ -13,14 +13,14 @@ The centred comoment is ``M = Xcᵀ Xc = W − n·d·dᵀ`` with ``d = shift / n
 (``ref ← mean``, ``shift ← 0``) before any result is read, so the state stays valid for further updates.
 
 One file (T frames) is added as ``W += Xc_fᵀ Xc_f + n_f·d_f·d_fᵀ`` (``Xc_f`` centred on the file's own mean,
-``d_f = mean_f − ref``), which is exact. With ``precision="float32"`` (the default) the within-file products are
+``d_f = mean_f − ref``), which is exact. With ``precision="float32"`` (what the analysis uses) the within-file products are
 float32 GEMMs summed into float32 accumulators, which are added into the float64 state every ``FLUSH_FRAMES``
 frames and at :meth:`LayerStats.end_group`; the diagonal (per-dimension sums of squares) is accumulated separately
 and exactly in float64, and the between-file terms ``√n_f·d_f`` are buffered and added ``MEAN_BATCH`` at a time by
 one float64 product. Because every file is centred on its own mean before the float32 products, large offsets (a
 dimension at 1e4 with std 1e-2) cost no precision; against the pure float64 computation: per-dimension variances
-within 1e-6 relative (exact in fact), CKA within 1e-6 absolute (tests/test_stats.py). ``precision="float64"``
-gives float64 products at about half the speed. Partial statistics (:meth:`state`) merge exactly
+within 1e-6 relative (exact in fact), CKA within 1e-6 absolute (tests/test_stats.py). ``precision="float64"`` (the
+default) gives float64 products at about half the speed. Partial statistics (:meth:`state`) merge exactly
 (:meth:`merge`); a run that ends its groups of files where the partial runs ended theirs gives the merged numbers
 to float64 rounding.
 
@@ -52,7 +52,7 @@ class LayerStats:
     dims : feature dimension of each layer, same order. precision : "float32" (block products) or "float64".
     """
 
-    def __init__(self, layers: list[str], dims: list[int], *, precision: str = "float32"):
+    def __init__(self, layers: list[str], dims: list[int], *, precision: str = "float64"):
         if len(layers) != len(dims) or not layers:
             raise StatsError(f"need one dim per layer, got layers={layers} dims={dims}")
         if precision not in PRECISIONS:
@@ -193,7 +193,7 @@ class LayerStats:
 
     @classmethod
     def from_state(cls, layers: list[str], dims: list[int], state: dict[str, np.ndarray], *,
-                   precision: str = "float32") -> LayerStats:
+                   precision: str = "float64") -> LayerStats:
         """Inverse of :meth:`state` (shapes checked)."""
         stats = cls(layers, dims, precision=precision)
         try:

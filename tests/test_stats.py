@@ -140,7 +140,7 @@ def test_large_mean_small_variance_stays_accurate():
     rng = np.random.default_rng(8)
     x = 1e4 + 1e-2 * rng.normal(size=(300, 3))
     y = x @ rng.normal(size=(3, 3))
-    stats = LayerStats(["layer_0", "layer_1"], [3, 3])
+    stats = LayerStats(["layer_0", "layer_1"], [3, 3], precision="float32")
     for part in np.array_split(np.arange(300), 7):
         stats.update({"layer_0": x[part], "layer_1": y[part]})
     np.testing.assert_allclose(stats.dim_var("layer_0"), x.var(axis=0), rtol=1e-6)
@@ -203,14 +203,14 @@ def test_state_round_trip_and_merge_of_partials_equal_one_pass():
              accumulate(files[5:], precision="float32")]
     for part in parts:
         part.end_group()
-    whole_grouped = LayerStats(LAYERS, [6] * 3)
+    whole_grouped = LayerStats(LAYERS, [6] * 3, precision="float32")
     for group in (files[:2], files[2:5], files[5:]):
         for f in group:
             whole_grouped.update(f)
         whole_grouped.end_group()
-    merged = LayerStats.from_state(LAYERS, [6] * 3, parts[0].state())
+    merged = LayerStats.from_state(LAYERS, [6] * 3, parts[0].state(), precision="float32")
     for part in parts[1:]:
-        merged.merge(LayerStats.from_state(LAYERS, [6] * 3, part.state()))
+        merged.merge(LayerStats.from_state(LAYERS, [6] * 3, part.state(), precision="float32"))
     assert merged.n == whole.n == sum(len(f["layer_0"]) for f in files)
     np.testing.assert_allclose(merged.cka(), whole_grouped.cka(), rtol=1e-9)
     np.testing.assert_allclose(merged.cosine(), whole_grouped.cosine(), rtol=1e-9)
