@@ -1,0 +1,71 @@
+"""Compare extraction folders layer by layer: cross-model linear CKA, same-index curves, per-folder sweeps, report.
+
+Reads two or more folders written by extract_features.py (utterances matched by file name; only those present in
+every folder are used) and writes one heatmap per pair of folders, cka_same_layer.png, sweep.png, summary.json,
+summary.csv and report.html to --output_dir. See docs/analysis.md, "Comparing models and checkpoints".
+
+Example:
+  python compare_features.py \\
+      --features_dirs output/hubert-base-ls960/librispeech_dev-clean_sample1 \\
+                      output/wav2vec2-base/librispeech_dev-clean_sample1 \\
+                      output/hubert-base-ls960-random_init/librispeech_dev-clean_sample1 \\
+      --output_dir output/comparison --layers 0-12
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from layerwise.compare import DEFAULT_NUM_FILES, run_comparison
+from layerwise.errors import LayerwiseError
+
+DEFAULT_OUTPUT_DIR = "output/comparison"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog=__doc__[__doc__.index("Example:"):],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    d = "(default: %(default)s)"
+    p.add_argument("--features_dirs", nargs="+", required=True, metavar="DIR",
+                   help="two or more folders of *_features.npz files (extract_features.py output folders)")
+    p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help=f"where figures and reports go {d}")
+    p.add_argument("--num_files", type=int, default=DEFAULT_NUM_FILES,
+                   help=f"compare the first N utterances present in every folder, in file-name order; 0 = all {d}")
+    p.add_argument("--layers", default="all",
+                   help=f"layers compared in every folder: indices, ranges or keys, e.g. 0,6,12 or 0-12 or "
+                        f"layer_3 {d}")
+    p.add_argument("--labels", nargs="+", metavar="NAME",
+                   help="one legend name per folder, in the same order (default: each folder's model tag from its "
+                        "metadata, '-random_init' appended for a control)")
+    p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log = logging.getLogger("compare_features")
+    try:
+        run_comparison(features_dirs=args.features_dirs, output_dir=args.output_dir, num_files=args.num_files,
+                       layers=None if args.layers == "all" else args.layers, labels=args.labels)
+    except LayerwiseError as err:
+        log.error("%s", err)
+        if args.verbose:
+            raise
+        return 2
+    except Exception as err:  # unexpected: a one-line message; the traceback with --verbose
+        if args.verbose:
+            raise
+        log.error("comparison failed: %s: %s (run with --verbose for the traceback)", type(err).__name__, err)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
