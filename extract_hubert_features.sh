@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Extract per-layer features, then analyse them. Every setting is an environment variable; extra arguments go
-# to extract_features.py. Works from any working directory (relative paths are taken from where you call it).
+# Extract per-layer features, then analyse exactly the files this extraction completed (and, with COMPARE_DIRS,
+# compare folders). Every setting is an environment variable; extra arguments go to extract_features.py. Works from
+# any working directory (relative paths are taken from where you call it).
 #
 #   AUDIO_DIR=content/data/LibriSpeech/dev-clean-2 LAYERS=0,6,12 ./extract_hubert_features.sh --overwrite
+#   REP_TYPE=local ./extract_hubert_features.sh                 # conv blocks, in their own ..._local folder
+#   COMPARE_DIRS="output/wav2vec2-base/librispeech_dev-clean_sample1" ./extract_hubert_features.sh
 #
 # When AUDIO_DIR does not exist and DOWNLOAD_SPLIT is set (default dev-clean-2 for the default AUDIO_DIR), the
 # split is downloaded first with `python -m layerwise.data download` (checksummed, resumable).
+# Exit status: that of the extraction (0 ok, 1 some files failed, 2 usage error, 130 interrupted), else that of the
+# analysis or comparison when they fail.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
+start_s=${SECONDS}
 
 AUDIO_DIR="${AUDIO_DIR:-content/data/LibriSpeech/dev-clean-2}"
 SAVE_DIR="${SAVE_DIR:-output}"
@@ -21,21 +27,21 @@ SPAN="${SPAN:-frame}"
 LAYERS="${LAYERS:-all}"
 DEVICE="${DEVICE:-auto}"
 DTYPE="${DTYPE:-float32}"
-NUM_FILES="${NUM_FILES:-3}"                       # files analysed by visualize_features.py (0 = all)
-VIS_DIR="${VIS_DIR:-${SAVE_DIR}/visualizations}"
-RUN_VISUALIZE="${RUN_VISUALIZE:-1}"               # 0 to extract only
+NUM_FILES="${NUM_FILES:-0}"                      # files analysed (0 = every file this extraction completed)
+VIS_DIR="${VIS_DIR:-}"                           # default: {features folder}_analysis, beside the features
+COMPARE_DIRS="${COMPARE_DIRS:-}"                 # space-separated folders compared with the one just extracted
+RUN_VISUALIZE="${RUN_VISUALIZE:-1}"              # 0 to extract only
 if [[ -z "${DOWNLOAD_SPLIT+x}" && "${AUDIO_DIR}" == "content/data/LibriSpeech/dev-clean-2" ]]; then
   DOWNLOAD_SPLIT="dev-clean-2"
 fi
 DOWNLOAD_SPLIT="${DOWNLOAD_SPLIT:-}"
-
-
 
 if [[ ! -d "${AUDIO_DIR}" ]]; then
   if [[ -n "${DOWNLOAD_SPLIT}" ]]; then
     # data.py extracts to DEST/LibriSpeech/<split>; AUDIO_DIR is expected to be that folder.
     dest="$(dirname "$(dirname "${AUDIO_DIR}")")"
     echo "[wrapper] ${AUDIO_DIR} not found: downloading ${DOWNLOAD_SPLIT} into ${dest}" >&2
+    echo "[wrapper] (already have the audio? set AUDIO_DIR=/path/to/LibriSpeech/<split>)" >&2
     "${PYTHON}" -m layerwise.data download --split "${DOWNLOAD_SPLIT}" --dest "${dest}"
   else
     echo "[wrapper] AUDIO_DIR=${AUDIO_DIR} does not exist (set DOWNLOAD_SPLIT to fetch a LibriSpeech split)" >&2
@@ -46,21 +52,40 @@ fi
 extract_args=(--audio_dir "${AUDIO_DIR}" --save_dir "${SAVE_DIR}" --model_name "${MODEL_NAME}"
   --dataset_split "${DATASET_SPLIT}" --data_sample "${DATA_SAMPLE}" --rep_type "${REP_TYPE}"
   --span "${SPAN}" --layers "${LAYERS}" --device "${DEVICE}" --dtype "${DTYPE}" "$@")
-# The folder the extraction writes, as extract_features.py itself derives it (extra arguments such as --save_dir or
-# --random_init included).
+# The folder the extraction writes, as extract_features.py itself derives it (extra arguments included).
 features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)"
+VIS_DIR="${VIS_DIR:-${features_dir}_analysis}"
+
+# The files this extraction completed (written now or found complete with the same settings), nothing else.
+file_list="$(mktemp "${TMPDIR:-/tmp}/layerwise-files.XXXXXX")"
+trap 'rm -f "${file_list}"' EXIT
 
 status=0
-"${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" || status=$?
+"${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --write_file_list "${file_list}" || status=$?
 if [[ ${status} -ne 0 && ${status} -ne 1 ]]; then
   exit "${status}"   # usage error or interrupted: nothing to analyse
 fi
+n_complete=$(wc -l < "${file_list}" | tr -d ' ')
 if [[ ${status} -eq 1 ]]; then
-  echo "[wrapper] some files failed (see ${features_dir}/failures*.tsv); analysing the rest" >&2
+  echo "[wrapper] some files failed (see the summary above and ${features_dir}/failures*.tsv)" >&2
+fi
+if [[ "${n_complete}" -eq 0 ]]; then
+  echo "[wrapper] the extraction completed no file; nothing to analyse" >&2
+  exit "${status}"
 fi
 
-if [[ "${RUN_VISUALIZE}" == "1" && -f "${HERE}/visualize_features.py" ]]; then
-  "${PYTHON}" "${HERE}/visualize_features.py" --features_dir "${features_dir}" --output_dir "${VIS_DIR}" \
-    --num_files "${NUM_FILES}"
+report=""
+if [[ "${RUN_VISUALIZE}" == "1" ]]; then
+  "${PYTHON}" "${HERE}/visualize_features.py" --features_dir "${features_dir}" --file_list "${file_list}" \
+    --output_dir "${VIS_DIR}" --num_files "${NUM_FILES}" || exit $?
+  report="${VIS_DIR}/report.html"
 fi
+if [[ -n "${COMPARE_DIRS}" ]]; then
+  read -r -a compare_dirs <<< "${COMPARE_DIRS}"
+  "${PYTHON}" "${HERE}/compare_features.py" --features_dirs "${features_dir}" "${compare_dirs[@]}" \
+    --output_dir "${features_dir}_compare" --num_files "${NUM_FILES}" || exit $?
+  echo "[wrapper] comparison: ${features_dir}_compare/report.html" >&2
+fi
+echo "[wrapper] done in $((SECONDS - start_s)) s: ${n_complete} feature files in ${features_dir}" >&2
+[[ -n "${report}" ]] && echo "[wrapper] report: ${report}" >&2
 exit "${status}"

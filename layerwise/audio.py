@@ -20,6 +20,7 @@ from .errors import InputError, UsageError
 log = logging.getLogger(__name__)
 
 AUDIO_EXTENSIONS = (".flac", ".wav")
+UNREADABLE = "cannot read directory"  # reason prefix of folders that could not be scanned (failures, not skips)
 
 
 class AudioLoadError(InputError):
@@ -49,34 +50,80 @@ class Waveform:
         return len(self.samples) / self.sample_rate
 
 
-def find_audio_files(audio_dir: str | Path, errors: list[tuple[Path, str]] | None = None) -> list[Path]:
-    """Every ``.flac``/``.wav`` below ``audio_dir`` (recursive, case-insensitive extension), sorted, each once.
+@dataclass
+class AudioScan:
+    """What a folder scan found: ``files`` (sorted, each real file once) and what was NOT taken, with the reason:
+    ``skipped`` maps a reason (``"extension .mp3 not selected"``, ``"hidden file"``, ``"same file as ..."``,
+    ``"cannot read directory: ..."``) to the paths, so the run can say how many and why."""
 
-    Sub-directories that cannot be read are appended to ``errors`` as ``(path, reason)`` (or logged) and skipped,
-    so one bad folder does not stop a run. Symlinked duplicates are listed once (by resolved path).
+    files: list[Path]
+    skipped: dict[str, list[Path]]
+
+    def skipped_summary(self) -> list[str]:
+        """One line per reason: ``"3 files: extension .mp3 not selected (e.g. a/x.mp3)"``."""
+        return [f"{len(paths)} file(s): {reason} (e.g. {paths[0]})" for reason, paths in sorted(self.skipped.items())]
+
+
+def decodable_extensions() -> set[str]:
+    """Lower-case extensions libsndfile can decode here (``flac``, ``wav``, ``ogg``, ``mp3``, ``aiff`` ...)."""
+    known = {name.lower() for name in sf.available_formats()}  # format names double as extensions: WAV, FLAC, OGG
+    aliases = {"aiff": ("aif",), "ogg": ("oga", "opus"), "mpeg": ("mp3",)}
+    return known | {alias for name, extra in aliases.items() if name in known for alias in extra}
+
+
+def parse_extensions(spec: str | tuple[str, ...]) -> tuple[str, ...]:
+    """``"flac,WAV"`` → ``(".flac", ".wav")``; each must be one libsndfile decodes (:class:`UsageError` if not)."""
+    items = spec.split(",") if isinstance(spec, str) else spec
+    exts = tuple(sorted({"." + e.strip().lower().lstrip(".") for e in items if e.strip()}))
+    known = decodable_extensions()
+    unknown = [e for e in exts if e[1:] not in known]
+    if not exts or unknown:
+        raise UsageError(f"extensions={spec!r}: {unknown or 'none given'} not decodable by libsndfile here; "
+                         f"choose from {','.join(sorted(known))}")
+    return exts
+
+
+def find_audio_files(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_EXTENSIONS) -> AudioScan:
+    """Every audio file below ``audio_dir`` with one of ``extensions`` (case-insensitive), sorted.
+
+    Symbolic links to folders are followed (each real folder visited once, so loops end); a file reached twice
+    (a link and its target) is taken once. Everything not taken is recorded in :attr:`AudioScan.skipped` with the
+    reason: other extensions, hidden files, duplicates, unreadable folders.
     """
     audio_dir = Path(audio_dir)
     if not audio_dir.is_dir():
-        raise FileNotFoundError(f"audio folder not found: {audio_dir}")
+        raise UsageError(f"audio_dir {audio_dir} does not exist or is not a folder")
+    skipped: dict[str, list[Path]] = defaultdict(list)
 
     def on_error(err: OSError) -> None:
-        reason = f"cannot read directory: {err.strerror or err}"
-        if errors is not None:
-            errors.append((Path(err.filename), reason))
-        log.warning("%s: %s", err.filename, reason)
+        skipped[f"{UNREADABLE}: {err.strerror or err}"].append(Path(err.filename))
+        log.warning("%s: cannot read directory: %s", err.filename, err.strerror or err)
 
-    seen: set[Path] = set()
+    visited: set[Path] = set()
+    seen: dict[Path, Path] = {}
     found: list[Path] = []
-    for root, dirs, files in os.walk(audio_dir, onerror=on_error, followlinks=False):
+    for root, dirs, files in os.walk(audio_dir, onerror=on_error, followlinks=True):
+        real_root = Path(root).resolve()
+        if real_root in visited:  # a link back to a folder already scanned: do not descend again
+            dirs[:] = []
+            skipped["folder reached twice through a symbolic link"].append(Path(root))
+            continue
+        visited.add(real_root)
         dirs.sort()
         for name in files:
-            if name.lower().endswith(AUDIO_EXTENSIONS) and not name.startswith("."):
-                path = Path(root) / name
-                real = path.resolve()
-                if real not in seen:
-                    seen.add(real)
-                    found.append(path)
-    return sorted(found)
+            path = Path(root) / name
+            ext = os.path.splitext(name)[1].lower()
+            if name.startswith("."):
+                skipped["hidden file"].append(path)
+            elif ext not in extensions:
+                skipped[f"extension {ext or '(none)'} not selected (extensions={','.join(e[1:] for e in extensions)})"
+                        ].append(path)
+            elif (real := path.resolve()) in seen:
+                skipped["same file as an earlier path (link)"].append(path)
+            else:
+                seen[real] = path
+                found.append(path)
+    return AudioScan(sorted(found), dict(skipped))
 
 
 def check_unique_stems(paths: list[Path]) -> None:

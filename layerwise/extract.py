@@ -1,8 +1,9 @@
-"""The extraction run: files → shard → decode ahead / compute / write behind → manifest, failures, summary.
+"""The extraction run: jobs → resume check → (load the model only if work remains) → decode ahead / compute /
+write behind → manifest, failures.
 
 One utterance per forward pass (exact: see model.py). Decoding of the next files and writing of finished ones run on
 background threads so the model does not wait on I/O. Every per-file problem becomes a line in ``failures.tsv``;
-the run always finishes the remaining files.
+the run always finishes the remaining files. Nothing here prints: the CLI does.
 """
 
 from __future__ import annotations
@@ -10,162 +11,137 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from . import audio, spans, store
-from .runlog import RunLog, output_folder, shard_files
+from . import audio, jobs, spans, store
+from .jobs import Job
+from .options import ExtractionOptions
+from .runlog import RunLog
 
 log = logging.getLogger(__name__)
 
-SPANS = ("frame", "phone", "word")
 LOOKAHEAD = 3  # files decoded ahead of the model; bounds memory to a few utterances
+OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --save_dir"
 
 
-@dataclass
-class SpanOptions:
-    """How phone/word spans are built from alignments (see docs/spans.md)."""
+def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOptions, *, info, runlog: RunLog,
+                   overwrite: bool = False, stop: threading.Event | None = None, progress: bool = True) -> RunLog:
+    """Extract the features of ``jobs`` into ``out_dir`` and return ``runlog`` with counts and failures.
 
-    alignment_dir: Path | None = None
-    phone_tier: str = "phones"
-    word_tier: str = "words"
-    silence_labels: tuple[str, ...] = tuple(sorted(spans.DEFAULT_SILENCE_LABELS))
-    keep_stress: bool = False
-    frame_rule: str = spans.FRAME_RULES[0]
-    pooling: str = spans.POOLINGS[0]
-
-
-@dataclass
-class Job:
-    """One audio file of this shard and where its features go."""
-
-    source: Path
-    target: Path
-    wave: audio.Waveform | None = None
-    alignment: Path | None = None
-    extra: dict = field(default_factory=dict)
-
-
-def select_jobs(audio_dir: Path, out_dir: Path, subset_id: int, num_subsets: int, runlog: RunLog) -> list[Job]:
-    """Every audio file of this shard, with unreadable folders recorded as failures. Duplicate stems are an error
-    raised before any work (over the WHOLE folder, so all shards agree)."""
-    errors: list[tuple[Path, str]] = []
-    files = audio.find_audio_files(audio_dir, errors)
-    for path, reason in errors:
-        runlog.fail(path, reason)
-    if not files:
-        raise ValueError(f"no .flac or .wav files below {audio_dir}")
-    audio.check_unique_stems(files)
-    jobs = [Job(p, store.feature_path(out_dir, p.stem)) for p in shard_files(files, subset_id, num_subsets)]
-    # Temporaries of this shard's files left by a killed run (".{name}.{random}.tmp"); other shards' are not touched.
-    targets = {job.target.name for job in jobs}
-    for stale in out_dir.glob(f".*{store.FEATURE_SUFFIX}.*.tmp") if out_dir.is_dir() else ():
-        if stale.name[1:].rsplit(".", 2)[0] in targets:
-            stale.unlink(missing_ok=True)
-    return jobs
-
-
-def run_extraction(
-    *,
-    audio_dir: str | Path,
-    save_dir: str | Path = "output",
-    model_name: str,
-    dataset_split: str = "dev-clean",
-    data_sample: int | str = 1,
-    rep_type: str = "contextualized",
-    layers: str | None = None,
-    span: str = "frame",
-    span_options: SpanOptions | None = None,
-    subset_id: int = 0,
-    num_subsets: int = 1,
-    device: str = "auto",
-    dtype: str = "float32",
-    save_dtype: str = "float32",
-    normalize: str = "auto",
-    overwrite: bool = False,
-    random_init: bool = False,
-    revision: str | None = None,
-    seed: int = 0,
-    list_only: bool = False,
-    stop: threading.Event | None = None,
-    progress: bool = True,
-) -> RunLog:
-    """Extract features for shard ``subset_id`` of ``num_subsets`` and return the run log (counts, failures).
-
-    Output: ``{save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}/{stem}_features.npz``.
-    ``stop`` (set by a SIGINT/SIGTERM handler) ends the run after the file in progress is written.
+    model : a loaded :class:`~layerwise.model.SpeechModel`, or a callable returning one — called only when some file
+        needs computing (a resumed run whose files are all complete loads nothing).
+    info : the checkpoint's config-only :class:`~layerwise.model.ModelInfo` (identity, layer keys, frame math).
+    An existing output with another identity is a per-file failure naming the differing settings; damaged or
+    non-finite ones are recomputed. ``stop`` (set by a signal handler) ends the run after the file in progress.
+    Raises :class:`~layerwise.errors.UsageError` for unusable settings (bad layers, missing alignments).
     """
-    from .model import SpeechModel, parse_layers
-
-    if span not in SPANS:
-        raise ValueError(f"--span {span!r} not in {'|'.join(SPANS)}")
-    if not 0 <= subset_id < num_subsets:
-        raise ValueError(f"--subset_id {subset_id} not in [0, {num_subsets - 1}] (--num_subsets {num_subsets})")
-    span_options = span_options or SpanOptions()
-    out_dir = output_folder(save_dir, model_name, dataset_split, data_sample, random_init=random_init)
-    runlog = RunLog(out_dir, subset_id, num_subsets)
-    jobs = select_jobs(Path(audio_dir), out_dir, subset_id, num_subsets, runlog)
-    if list_only:
-        for job in jobs:
-            print(job.source)
-        return runlog
-    if not jobs:  # more shards than files: nothing to do, and no reason to load (or download) the model
-        log.warning("shard %d of %d holds no files (%s)", subset_id, num_subsets, audio_dir)
-        return runlog
-    alignments = _find_alignments(span, span_options) if span != "frame" else {}
-
-    model = SpeechModel.load(model_name, device=device, dtype=dtype, normalize=normalize, random_init=random_init,
-                             revision=revision, seed=seed)
-    all_keys = model.keys(rep_type)
-    indices = parse_layers(layers, len(all_keys), "conv layer" if rep_type == "local" else "layer")
-    keys = [all_keys[i] for i in indices]
-    run_meta = {
-        "model_name": model_name, "model_revision": model.revision, "model_config": model.config_summary(),
-        "random_init": random_init, "seed": seed if random_init else None, "rep_type": rep_type, "span": span,
-        "layers": keys, "sample_rate": model.sample_rate, "frame_rate": model.geometry.frame_rate,
-        "hop_samples": model.geometry.hop, "receptive_field_samples": model.geometry.receptive_field,
-        "compute_dtype": dtype, "save_dtype": save_dtype, "normalize": model.normalize, "device": model.device,
-    }
-    if span != "frame":
-        run_meta["span_options"] = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(span_options).items()}
-    identity = {k: run_meta[k] for k in ("model_name", "rep_type", "span", "layers", "save_dtype", "random_init")}
-    runlog.start(run_meta, n_files=len(jobs))
-    log.info("%d files in shard %d/%d -> %s", len(jobs), subset_id, num_subsets, out_dir)
+    keys = options.layer_keys(info)
+    identity = options.identity(info)
+    alignments = (spans.find_alignments(options.spans.alignment_dir, options.spans.alignment_format)
+                  if options.span != "frame" else {})
+    run_meta = {**identity, "options": options.to_meta(), "model_config": info.config_summary,
+                "frame_rate": info.geometry.frame_rate, "hop_samples": info.geometry.hop,
+                "receptive_field_samples": info.geometry.receptive_field}
+    runlog.start(run_meta, n_files=len(jobs), overwrite=overwrite)
 
     todo = []
     for job in jobs:
         job.alignment = alignments.get(job.source.stem)
-        state = "missing" if overwrite else store.resume_state(job.target, keys, identity)
-        if span != "frame" and job.alignment is None:
+        state, detail = ("missing", "") if overwrite else store.resume_state(job.target, keys, identity)
+        if options.span != "frame" and job.alignment is None:
             runlog.no_alignment(job.source)
         elif state == "complete":
             runlog.skip(job.source, job.target)
         elif state == "other_settings":
-            runlog.fail(job.source, f"{job.target.name} exists from a run with other settings; pass --overwrite "
-                                    "to replace it or choose another --save_dir")
+            runlog.fail(job.source, f"{job.target.name} exists from a run with other settings ({detail}); "
+                                    f"{OVERWRITE_HINT}")
         else:
+            if state == "damaged":
+                log.info("%s is damaged (%s): recomputing it", job.target.name, detail)
             todo.append(job)
+    if not todo:
+        runlog.finish()
+        return runlog
 
-    def compute(job: Job) -> dict[str, np.ndarray]:
-        feats = model.features(job.wave.samples, rep_type, indices)
-        n_frames = model.geometry.n_frames(len(job.wave.samples))
-        job.extra = {"source_path": str(job.source), "duration_s": job.wave.duration, "n_frames": n_frames,
-                     "source_sample_rate": job.wave.source_rate, "source_channels": job.wave.source_channels}
-        if span == "frame":
-            return feats
-        return _pool(job, feats, model.geometry, span, span_options)
+    if callable(model) and not hasattr(model, "features"):
+        model = model()
+    run_meta["device"] = model.device
+    indices = [int(k.rsplit("_", 1)[1]) for k in keys]
+    fbank = _fbank_function() if options.fbank else None
+
+    def compute(job: Job):
+        samples = job.wave.samples
+        feats = model.features(samples, options.rep_type, indices)
+        job.extra = {"source_path": str(job.source), "duration_s": job.wave.duration,
+                     "n_frames": info.geometry.n_frames(len(samples)), "source_sample_rate": job.wave.source_rate,
+                     "source_channels": job.wave.source_channels}
+        extra = {"fbank": fbank(samples, info.sample_rate)} if fbank else {}
+        if options.span == "frame":
+            return feats, None, None, extra
+        pooled, labels, intervals = _pool(job, feats, info.geometry, len(samples), options)
+        return pooled, labels, intervals, extra
 
     def write(job: Job, result) -> None:
-        feats, labels, intervals = result if isinstance(result, tuple) else (result, None, None)
-        store.write_features(job.target, feats, {**run_meta, **job.extra}, save_dtype=save_dtype,
-                             labels=labels, intervals=intervals)
+        feats, labels, intervals, extra = result
+        store.write_features(job.target, feats, {**run_meta, **job.extra}, save_dtype=options.save_dtype,
+                             labels=labels, intervals=intervals, **extra)
 
-    _pipeline(todo, model.sample_rate, model.geometry.receptive_field, compute, write, runlog, stop, progress)
+    _pipeline(todo, info.sample_rate, info.geometry.receptive_field, compute, write, runlog, stop, progress)
     runlog.finish()
     return runlog
+
+
+def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: ExtractionOptions, *, subset_id: int = 0,
+                   num_subsets: int = 1, extensions: tuple[str, ...] = audio.AUDIO_EXTENSIONS, overwrite: bool = False,
+                   model=None, stop: threading.Event | None = None, progress: bool = False,
+                   num_threads: int | None = None) -> RunLog:
+    """The whole extraction of one shard as a library call: select the files → describe the checkpoint (config only;
+    bad ``layers`` fail here) → :func:`run_extraction`, loading the weights only when some file needs computing.
+
+    model : an already loaded SpeechModel to reuse (tests, notebooks), else it is loaded from ``options``.
+    Returns the run log (``n_done``, ``n_skipped``, ``failures``, ``complete_files``, ``summary_lines()``).
+    Raises :class:`~layerwise.errors.UsageError` for bad settings or folders, before any file is written.
+    """
+    from .model import SpeechModel, describe
+
+    out_dir = options.output_dir(save_dir)
+    selection = jobs.select(audio_dir, out_dir, options, subset_id, num_subsets, extensions)
+    runlog = RunLog(out_dir, subset_id, num_subsets, not_taken=selection.scan.skipped, sample=selection.sample)
+    for reason, paths in selection.scan.skipped.items():
+        for path in paths if reason.startswith(audio.UNREADABLE) else ():
+            runlog.fail(path, reason)
+    if not selection.jobs:  # more shards than files: nothing to do, and no reason to load (or download) the model
+        log.warning("shard %d of %d holds no files (%s)", subset_id, num_subsets, audio_dir)
+        return runlog
+    info = model.info if model is not None else describe(options.model_name, revision=options.revision,
+                                                          normalize=options.normalize)
+    options.layer_keys(info)  # a bad layer spec fails here, before any weights load
+
+    def load() -> SpeechModel:
+        if num_threads:
+            import torch
+
+            torch.set_num_threads(num_threads)
+        return SpeechModel.load(options.model_name, device=options.device, dtype=options.dtype,
+                                normalize=options.normalize, random_init=options.random_init,
+                                revision=options.revision, seed=options.seed)
+
+    removed = jobs.remove_stale_temporaries(out_dir, selection.jobs)
+    if removed:
+        log.info("removed %d stale temporary file(s) of killed runs in %s", removed, out_dir)
+    log.info("%d files in shard %d/%d -> %s", len(selection.jobs), subset_id, num_subsets, out_dir)
+    return run_extraction(model if model is not None else load, selection.jobs, out_dir, options, info=info,
+                          runlog=runlog, overwrite=overwrite, stop=stop, progress=progress)
+
+
+def _fbank_function() -> Callable:
+    from .fbank import log_mel  # librosa, imported only when --fbank is asked for
+
+    return log_mel
 
 
 def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, stop, progress) -> None:
@@ -209,8 +185,9 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
             pending.cancel()
         while writes:
             _collect(writes.popleft(), runlog, bar)
-    if stop and stop.is_set():
-        runlog.interrupted(len(queue) + sum(1 for _ in upcoming))  # decoded ahead + never started
+    left = len(queue) + sum(1 for _ in upcoming)  # decoded ahead + never started
+    if stop and stop.is_set() and left:
+        runlog.interrupted(left)
 
 
 def _collect(item, runlog: RunLog, bar) -> None:
@@ -219,7 +196,7 @@ def _collect(item, runlog: RunLog, bar) -> None:
         future.result()
         runlog.done(job.source, job.target, duration, job.extra)
     except Exception as err:  # noqa: BLE001 -- a failed write is that file's failure, not the run's
-        runlog.fail(job.source, f"cannot write {job.target.name}: {_reason(err)}", exc=err)
+        runlog.fail(job.source, f"not written: {_reason(err)}", exc=err)
     bar.update(1)
 
 
@@ -227,32 +204,35 @@ def _reason(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _find_alignments(span: str, options: SpanOptions) -> dict[str, Path]:
-    if options.alignment_dir is None:
-        raise ValueError(f"--span {span} needs --alignment_dir (a folder of TextGrid files; see docs/spans.md)")
-    return spans.find_alignments(options.alignment_dir)
+def _pool(job: Job, feats: dict[str, np.ndarray], geometry, n_samples: int, options: ExtractionOptions):
+    """Pool frame features into the segments of the job's alignment: (features, labels, intervals).
 
-
-def _pool(job: Job, feats: dict[str, np.ndarray], geometry, span: str, options: SpanOptions):
-    """Pool frame features into the segments of the job's TextGrid: (features, labels, intervals).
-
-    Each key is pooled with the frame centres of its own layer: all ``layer_k`` share the model's frame rate,
-    ``conv_k`` has the hop and receptive field of the first k+1 conv blocks.
+    Each key is pooled with the frames of its own layer: all ``layer_k`` share the model's frame rate, ``conv_k``
+    has the hop and receptive field of the first k+1 conv blocks. Segments beyond the audio fail the file (or, with
+    ``out_of_range="drop"``, are dropped and counted in the file's metadata).
     """
     from .model import FrameGeometry, parse_layer_geometry
 
-    tier = options.phone_tier if span == "phone" else options.word_tier
-    segments = spans.read_spans(job.alignment, tier, silence_labels=options.silence_labels,
-                                strip_stress_digits=span == "phone" and not options.keep_stress)
+    span_options = options.spans
+    tier = span_options.phone_tier if options.span == "phone" else span_options.word_tier
+    segments = spans.read_spans(job.alignment, tier, silence_labels=span_options.silence_labels,
+                                strip_stress_digits=options.span == "phone" and not span_options.keep_stress)
+    audio_seconds, frame_seconds = n_samples / geometry.sample_rate, geometry.hop / geometry.sample_rate
+    segments, dropped = spans.check_segments(segments, audio_seconds=audio_seconds, tolerance_s=frame_seconds,
+                                             out_of_range=span_options.out_of_range, source=str(job.alignment))
+    if dropped:
+        job.extra["segments_dropped_out_of_range"] = dropped
+        log.warning("%s: %d segment(s) outside the audio dropped (out_of_range=drop)", job.source.name, dropped)
     if not segments:
-        raise ValueError(f"no non-silence segments in tier {tier!r} of {job.alignment.name}")
+        raise spans.AlignmentError(f"no non-silence segments in tier {tier!r} of {job.alignment}")
     by_geometry: dict[FrameGeometry, dict[str, np.ndarray]] = {}
     for key, value in feats.items():  # one pooling matrix per frame geometry, not per key
         by_geometry.setdefault(parse_layer_geometry(geometry, key), {})[key] = value
     pooled, labels, intervals = {}, None, None
     for geo, group in by_geometry.items():
         out, labels, intervals = spans.pool_segments(group, geo.centres(len(next(iter(group.values())))), segments,
-                                                     rule=options.frame_rule, pooling=options.pooling,
-                                                     frame_rate=geo.frame_rate)
+                                                     audio_seconds=audio_seconds, tolerance_s=frame_seconds,
+                                                     rule=span_options.frame_rule, pooling=span_options.pooling,
+                                                     frame_rate=geo.frame_rate, source=str(job.alignment))
         pooled.update(out)
     return {key: pooled[key] for key in feats}, labels, intervals

@@ -1,54 +1,54 @@
-"""Bookkeeping of an extraction run: output folder, sharding, per-shard manifest, failures.tsv, end summary.
+"""Bookkeeping of an extraction run: per-shard manifest, failures.tsv, counts and the end summary.
 
 Several shards may write into one folder at once, so every file here is per shard:
 ``manifest.json`` / ``failures.tsv`` for an unsharded run, ``manifest.shard-K-of-N.json`` /
-``failures.shard-K-of-N.tsv`` for shard K of N. :func:`merge_manifests` joins them.
+``failures.shard-K-of-N.tsv`` for shard K of N. Both are written atomically. A run never replaces the manifest
+of an earlier run with another identity (its files stay what that manifest says) unless it ran with overwrite.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import platform
+import sys
 import time
 from pathlib import Path
 
 from . import __version__, store
+from .store import RANDOM_INIT_SUFFIX  # noqa: F401 -- re-exported for older imports
 
 log = logging.getLogger(__name__)
 
-RANDOM_INIT_SUFFIX = "-random_init"  # keeps the control's features away from the trained model's
-
-
-def model_tag(model_name: str) -> str:
-    """Last path component of a hub id or folder: ``facebook/hubert-base-ls960 -> hubert-base-ls960``."""
-    return Path(str(model_name).rstrip("/")).name
-
-
-def output_folder(save_dir, model_name: str, dataset_split: str, data_sample, *, random_init: bool = False) -> Path:
-    """``{save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}`` (tag + ``-random_init`` for the
-    random-initialisation control)."""
-    tag = model_tag(model_name) + (RANDOM_INIT_SUFFIX if random_init else "")
-    return Path(save_dir) / tag / f"librispeech_{dataset_split}_sample{data_sample}"
-
-
-def shard_files(files: list, subset_id: int, num_subsets: int) -> list:
-    """File i of the sorted list belongs to shard ``i mod num_subsets``: disjoint shards whose union is all files."""
-    return files[subset_id::num_subsets]
+VERSIONED_PACKAGES = ("torch", "transformers", "numpy", "soundfile", "soxr", "scikit-learn", "scipy")
 
 
 def shard_suffix(subset_id: int, num_subsets: int) -> str:
     return "" if num_subsets == 1 else f".shard-{subset_id}-of-{num_subsets}"
 
 
+def format_duration(seconds: float) -> str:
+    """``42.0 s``, ``3.5 min``, ``2.25 h``: audio and wall time in units a person reads."""
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
 class RunLog:
     """Counts, failures and per-file records of one shard's run; writes manifest and failures at the end."""
 
-    def __init__(self, out_dir: Path, subset_id: int, num_subsets: int):
+    def __init__(self, out_dir: Path, subset_id: int = 0, num_subsets: int = 1, *, command: list[str] | None = None,
+                 not_taken: dict[str, list] | None = None, sample: dict | None = None):
         self.out_dir = Path(out_dir)
         self.suffix = shard_suffix(subset_id, num_subsets)
         self.subset_id, self.num_subsets = subset_id, num_subsets
+        self.command = command if command is not None else list(sys.argv)
+        self.not_taken = {reason: [str(p) for p in paths] for reason, paths in (not_taken or {}).items()}
+        self.sample = sample
         self.failures: list[tuple[str, str]] = []
         self.missing_alignment: list[str] = []
         self.files: dict[str, dict] = {}
@@ -56,7 +56,9 @@ class RunLog:
         self.audio_seconds = 0.0
         self.meta: dict = {}
         self.n_files = 0
+        self.overwrite = False
         self.was_interrupted = False
+        self.manifest_kept: str | None = None  # why an earlier run's manifest was left in place
         self._t0 = time.perf_counter()
 
     @property
@@ -67,9 +69,9 @@ class RunLog:
     def failures_path(self) -> Path:
         return self.out_dir / f"failures{self.suffix}.tsv"
 
-    def start(self, meta: dict, n_files: int) -> None:
+    def start(self, meta: dict, n_files: int, *, overwrite: bool = False) -> None:
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        self.meta, self.n_files = meta, n_files
+        self.meta, self.n_files, self.overwrite = meta, n_files, overwrite
         self._t0 = time.perf_counter()
 
     def done(self, source: Path, target: Path, duration: float, extra: dict) -> None:
@@ -97,74 +99,89 @@ class RunLog:
     def wall_seconds(self) -> float:
         return time.perf_counter() - self._t0
 
+    @property
+    def complete_files(self) -> list[Path]:
+        """Feature files of this run that are complete now (written or found complete)."""
+        return [self.out_dir / name for name, rec in sorted(self.files.items())]
+
+    def _earlier_identity_differs(self) -> str | None:
+        """Why this run must not replace the folder's manifests (another run's identity), or None."""
+        for path in sorted(self.out_dir.glob("manifest*.json")):
+            try:
+                earlier = json.loads(path.read_text()).get("run", {})
+            except (OSError, ValueError):
+                continue
+            differ = store.identity_diff(earlier, self.meta)
+            if differ:
+                return f"{path.name} describes a run with other settings ({store.describe_diff(earlier, self.meta, differ)})"
+        return None
+
     def finish(self) -> None:
-        """Write the manifest and failures file of this shard, then log the end summary."""
+        """Write the manifest and failures file of this shard (atomically), unless they belong to an earlier run
+        with other settings and this run did not overwrite."""
         if not self.meta:
             return
-        with open(self.failures_path, "w", newline="") as handle:
-            writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
-            writer.writerow(["path", "reason"])
-            writer.writerows(self.failures)
+        if not self.overwrite and (why := self._earlier_identity_differs()):
+            self.manifest_kept = why
+            log.warning("%s: kept as it is (this run was refused for those files)", why)
+            return
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, delimiter="\t", lineterminator="\n")
+        writer.writerow(["path", "reason"])
+        writer.writerows(self.failures)
+        store.write_text_atomic(self.failures_path, buffer.getvalue())
         store.write_json_atomic(self.manifest_path, {
             "tool": {"name": "layerwise", "version": __version__, "python": platform.python_version(),
-                     "versions": _library_versions()},
+                     "versions": library_versions()},
+            "command": self.command,
             "run": self.meta,
             "shard": {"subset_id": self.subset_id, "num_subsets": self.num_subsets},
+            "sample": self.sample,
             "counts": self.counts(),
             "files": self.files,
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
             "missing_alignment": self.missing_alignment,
+            "not_taken": self.not_taken,
         })
-        for line in self.summary_lines():
-            log.info(line)
 
     def counts(self) -> dict:
         return {"files": self.n_files, "done": self.n_done, "skipped": self.n_skipped, "failed": len(self.failures),
                 "missing_alignment": len(self.missing_alignment), "audio_hours": self.audio_seconds / 3600,
                 "wall_seconds": self.wall_seconds, "interrupted": self.was_interrupted,
+                "not_taken": sum(len(v) for v in self.not_taken.values()),
                 "realtime_factor": self.audio_seconds / self.wall_seconds if self.wall_seconds > 0 else None}
 
     def summary_lines(self) -> list[str]:
+        """The end summary the CLI prints: files done/skipped/failed, audio, wall time, realtime factor."""
         c = self.counts()
-        rtf = f"{c['realtime_factor']:.1f}x realtime" if c["realtime_factor"] else "n/a"
-        lines = [f"done {c['done']}, skipped {c['skipped']} (already complete), failed {c['failed']}"
-                 + (f", no alignment {c['missing_alignment']}" if c["missing_alignment"] else "")
-                 + f" | {c['audio_hours']:.3f} h of audio in {c['wall_seconds']:.1f} s ({rtf})",
+        rtf = f"{c['realtime_factor']:.1f}× realtime" if c["realtime_factor"] else "no audio computed"
+        lines = [f"files: {c['done']} done, {c['skipped']} skipped (already complete), {c['failed']} failed"
+                 + (f", {c['missing_alignment']} without alignment" if c["missing_alignment"] else "")
+                 + f" | {format_duration(self.audio_seconds)} of audio in {format_duration(c['wall_seconds'])} "
+                 + f"({rtf})",
                  f"outputs: {self.out_dir}"]
+        for reason, paths in sorted(self.not_taken.items()):
+            lines.append(f"not taken: {len(paths)} file(s): {reason} (e.g. {paths[0]})")
         if self.failures:
-            lines.append(f"failures ({len(self.failures)}), listed in {self.failures_path}:")
+            where = self.failures_path if self.manifest_kept is None else "the log above"
+            lines.append(f"failures ({len(self.failures)}), listed in {where}:")
             lines += [f"  {p}: {r}" for p, r in self.failures[:50]]
         if self.missing_alignment:
-            lines.append("files without an alignment (skipped): " + ", ".join(Path(p).name for p in self.missing_alignment[:20]))
+            lines.append("files without an alignment (skipped): "
+                         + ", ".join(Path(p).name for p in self.missing_alignment[:20]))
+        if self.manifest_kept:
+            lines.append(f"{self.manifest_kept}: kept; nothing of this run was recorded there")
         return lines
 
 
-def _library_versions() -> dict:
+def library_versions() -> dict:
+    """Installed versions of the packages that shape the numbers (recorded in manifests and reports)."""
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "transformers", "numpy", "soundfile", "soxr"):
+    for name in VERSIONED_PACKAGES:
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             pass
     return out
-
-
-def merge_manifests(out_dir: str | Path) -> dict:
-    """Join the manifests of every shard in ``out_dir`` into one dict (``files`` and ``failures`` concatenated).
-
-    Raises ValueError when the shards were run with different settings.
-    """
-    paths = sorted(Path(out_dir).glob("manifest*.json"))
-    if not paths:
-        raise FileNotFoundError(f"no manifest*.json in {out_dir}")
-    manifests = [json.loads(p.read_text()) for p in paths]
-    runs = {json.dumps({k: v for k, v in m["run"].items() if k != "device"}, sort_keys=True) for m in manifests}
-    if len(runs) > 1:
-        raise ValueError(f"{out_dir}: shards were run with different settings ({len(runs)} variants)")
-    merged = {"run": manifests[0]["run"], "shards": [m["shard"] for m in manifests], "files": {}, "failures": []}
-    for m in manifests:
-        merged["files"].update(m["files"])
-        merged["failures"] += m["failures"]
-    return merged

@@ -1,129 +1,172 @@
 """Extract every layer's features of a speech SSL model (HuBERT by default) from a folder of audio.
 
-Writes one {stem}_features.npz per audio file into
-{save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}/ . See README.md and docs/format.md.
-Exit status: 0 all files done (or already complete), 1 some files failed (the rest were done), 2 usage error,
-130 interrupted (finished files are complete; re-run to resume).
+Writes one {stem}_features.npz per audio file into the folder --print_output_dir shows:
+{save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}/ for the default contextualized frame run;
+other rep types/spans add a suffix (_local, _phone, _word, _local_word), --random_init the model tag
+{model_tag}-random_init. See README.md, docs/extraction.md (format, identity, folders) and docs/spans.md.
+
+Exit status: 0 all files done (or already complete), 1 some files failed (the rest were done; see failures.tsv),
+2 usage error (nothing done), 130 interrupted with files left (finished files are complete; re-run to resume).
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import sys
 import threading
 from pathlib import Path
 
-from layerwise.extract import SPANS, SpanOptions
-from layerwise.model import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
-
-log = logging.getLogger("extract_features")
-from layerwise.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, POOLINGS
+from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env
+from layerwise.errors import LayerwiseError, UsageError
+from layerwise.options import (
+    ALIGNMENT_FORMATS,
+    DEFAULT_MODEL,
+    DEVICES,
+    DTYPES,
+    FRAME_RULES,
+    NORMALIZE_MODES,
+    OUT_OF_RANGE,
+    POOLINGS,
+    REP_TYPES,
+    SPANS,
+    ExtractionOptions,
+    SpanOptions,
+)
+from layerwise.spans import DEFAULT_SILENCE_LABELS
 from layerwise.store import SAVE_DTYPES
 
+log = logging.getLogger("layerwise.extract")
+
 EXAMPLE = """examples:
-  python extract_features.py --audio_dir content/data/LibriSpeech/dev-clean-2
-  python extract_features.py --model_name /path/to/saved_checkpoint --layers 0,6,12 --dtype bfloat16
-  python extract_features.py --rep_type local --subset_id 3 --num_subsets 8
-  python extract_features.py --span phone --alignment_dir content/data/librispeech_alignments
+  layerwise-extract --audio_dir content/data/LibriSpeech/dev-clean-2
+  layerwise-extract --model_name /path/to/saved_checkpoint --layers 0-4,12 --dtype bfloat16
+  layerwise-extract --rep_type local --subset_id 3 --num_subsets 8
+  layerwise-extract --span phone --alignment_dir content/data/librispeech_alignments
+  layerwise-extract --num_utterances 500 --data_sample 2 --fbank      # sample set 2: 500 seeded random files
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__, epilog=EXAMPLE,
+    p = argparse.ArgumentParser(prog="layerwise-extract", description=__doc__, epilog=EXAMPLE,
                                 formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=110))
     d = "(default: %(default)s)"
     p.add_argument("--audio_dir", default="content/data/LibriSpeech/dev-clean-2",
-                   help=f"folder searched recursively for .flac/.wav files {d}")
+                   help=f"folder searched recursively (symbolic links followed) for audio files {d}")
+    p.add_argument("--extensions", default="flac,wav",
+                   help=f"comma-separated audio extensions taken (any libsndfile decodes, e.g. flac,wav,ogg) {d}")
     p.add_argument("--save_dir", default="output", help=f"root of the output folders {d}")
     p.add_argument("--model_name", default=DEFAULT_MODEL,
                    help=f"Hugging Face id or local save_pretrained folder (HuBERT, wav2vec 2.0, WavLM) {d}")
     p.add_argument("--revision", default=None, help="hub revision (branch, tag or commit) to load (default: main)")
     p.add_argument("--dataset_split", default="dev-clean", help=f"split name used in the output folder {d}")
-    p.add_argument("--data_sample", default="1", help=f"sample id used in the output folder {d}")
+    p.add_argument("--data_sample", default="1",
+                   help=f"sample id in the output folder; with --num_utterances, which seeded sample set {d}")
+    p.add_argument("--num_utterances", type=int, default=None,
+                   help="sample set --data_sample K = utterances (K-1)N..KN-1 of a seeded permutation of the folder "
+                        "(disjoint sets while the folder is large enough); default: every file")
     p.add_argument("--rep_type", choices=REP_TYPES, default="contextualized",
                    help="contextualized: layer_0..layer_L = hidden_states; local: conv_0..conv_6 = CNN block "
                         f"outputs {d}")
-    p.add_argument("--layers", default="all", help=f"comma-separated layer indices to save, e.g. 0,6,12 {d}")
+    p.add_argument("--layers", default="all",
+                   help=f"layers to save: indices, inclusive ranges or keys, e.g. 0,6,12 or 0-4,12 or layer_3 {d}")
     p.add_argument("--span", choices=SPANS, default="frame",
                    help=f"frame: every frame; phone/word: mean-pooled per aligned segment (needs --alignment_dir) {d}")
+    p.add_argument("--fbank", action="store_true",
+                   help="also store the 80-band log-mel filterbank under key 'fbank' (for the cca_mel measure)")
     g = p.add_argument_group("phone/word spans (see docs/spans.md)")
-    g.add_argument("--alignment_dir", type=Path, default=None, help="folder with one TextGrid per utterance (by stem)")
-    g.add_argument("--phone_tier", default="phones", help=f"TextGrid tier of phones {d}")
-    g.add_argument("--word_tier", default="words", help=f"TextGrid tier of words {d}")
+    g.add_argument("--alignment_dir", type=Path, default=None,
+                   help="folder of alignments, one per utterance (by stem), or one-line-per-utterance files")
+    g.add_argument("--alignment_format", choices=ALIGNMENT_FORMATS, default="auto",
+                   help=f"TextGrid, CTM, LibriSpeech one-line word alignments, JSON; auto = by extension {d}")
+    g.add_argument("--phone_tier", default="phones", help=f"tier of phones {d}")
+    g.add_argument("--word_tier", default="words", help=f"tier of words {d}")
     g.add_argument("--silence_labels", default=",".join(sorted(DEFAULT_SILENCE_LABELS)),
                    help=f"comma-separated labels skipped as silence (empty label always skipped) {d}")
     g.add_argument("--keep_stress", action="store_true", help="keep ARPAbet stress digits (AH0 stays AH0)")
     g.add_argument("--frame_rule", choices=FRAME_RULES, default=FRAME_RULES[0], help=f"frame-to-segment rule {d}")
     g.add_argument("--pooling", choices=POOLINGS, default=POOLINGS[0], help=f"pooling within a segment {d}")
-    p.add_argument("--subset_id", type=int, default=None,
+    g.add_argument("--out_of_range", choices=OUT_OF_RANGE, default=OUT_OF_RANGE[0],
+                   help="a segment beyond the audio (more than one frame), empty or reversed: fail the file, or "
+                        f"drop it and count it in the file's metadata {d}")
+    s = p.add_argument_group("sharding and queries")
+    s.add_argument("--subset_id", type=int, default=None,
                    help="shard K: file i of the sorted list goes to shard i mod N (default 0, or "
                         "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN when set)")
-    p.add_argument("--num_subsets", type=int, default=None,
+    s.add_argument("--num_subsets", type=int, default=None,
                    help="number of shards N (default 1, or SLURM_ARRAY_TASK_COUNT when set)")
-    p.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit")
-    p.add_argument("--print_output_dir", action="store_true",
+    s.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit "
+                                                            "(writes and deletes nothing)")
+    s.add_argument("--print_output_dir", action="store_true",
                    help="print the output folder these arguments select, and exit (used by the wrapper)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help=f"auto = cuda when available {d}")
-    p.add_argument("--dtype", choices=DTYPES, default="float32", help=f"compute precision {d}")
-    p.add_argument("--save_dtype", choices=tuple(SAVE_DTYPES), default="float32", help=f"stored precision {d}")
-    p.add_argument("--normalize", choices=NORMALIZE_MODES, default="auto",
+    s.add_argument("--write_file_list", type=Path, default=None,
+                   help="after the run, write the feature files this run completed (done or already complete), one "
+                        "per line (used by the wrapper to analyse exactly what it extracted)")
+    c = p.add_argument_group("compute")
+    c.add_argument("--device", choices=DEVICES, default="auto", help=f"auto = cuda when available {d}")
+    c.add_argument("--dtype", choices=DTYPES, default="float32", help=f"compute precision {d}")
+    c.add_argument("--save_dtype", choices=tuple(SAVE_DTYPES), default="float32", help=f"stored precision {d}")
+    c.add_argument("--normalize", choices=NORMALIZE_MODES, default="auto",
                    help="waveform zero-mean/unit-variance normalisation; auto = the checkpoint's feature extractor "
                         f"setting {d}")
-    p.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
-    p.add_argument("--overwrite", action="store_true", help="recompute files whose output is already complete")
-    p.add_argument("--random_init", action="store_true",
+    c.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    c.add_argument("--overwrite", action="store_true",
+                   help="recompute every file, also those complete or from a run with other settings")
+    c.add_argument("--random_init", action="store_true",
                    help="same config with random weights (the control); writes to {model_tag}-random_init/")
-    p.add_argument("--seed", type=int, default=0, help=f"seed of the random initialisation {d}")
+    c.add_argument("--seed", type=int, default=0, help=f"seed of the random initialisation {d}")
     p.add_argument("--no_progress", action="store_true", help="no progress bar")
     p.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     return p
 
 
-def shard_from_env(args, parser) -> tuple[int, int]:
-    """--subset_id/--num_subsets, else the SLURM job-array variables, else shard 0 of 1."""
-    env = os.environ
-    subset, count = args.subset_id, args.num_subsets
-    if subset is None and count is None and "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        try:
-            subset = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
-            count = int(env["SLURM_ARRAY_TASK_COUNT"])
-        except ValueError:
-            parser.error("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT are not integers")
-        log.info("shard %d of %d from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT", subset, count)
-    subset, count = (0 if subset is None else subset), (1 if count is None else count)
-    if count < 1 or not 0 <= subset < count:
-        parser.error(f"--subset_id {subset} not in [0, {count - 1}] for --num_subsets {count}")
-    return subset, count
+def options_from_args(args) -> ExtractionOptions:
+    """Flags → the run's options (validated there; the messages name the same parameters as the flags)."""
+    spans = SpanOptions(alignment_dir=args.alignment_dir, alignment_format=args.alignment_format,
+                        phone_tier=args.phone_tier, word_tier=args.word_tier,
+                        silence_labels=tuple(args.silence_labels.split(",")), keep_stress=args.keep_stress,
+                        frame_rule=args.frame_rule, pooling=args.pooling, out_of_range=args.out_of_range)
+    return ExtractionOptions(model_name=args.model_name, revision=args.revision, rep_type=args.rep_type,
+                             layers=args.layers, span=args.span, spans=spans, normalize=args.normalize,
+                             dtype=args.dtype, save_dtype=args.save_dtype, random_init=args.random_init,
+                             seed=args.seed, fbank=args.fbank, dataset_split=args.dataset_split,
+                             data_sample=args.data_sample, num_utterances=args.num_utterances, device=args.device)
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    for noisy in ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
-    subset_id, num_subsets = shard_from_env(args, parser)
-    if args.print_output_dir:
-        from layerwise.runlog import output_folder
+    setup_logging(args.verbose)
+    subset_id, num_subsets = shard_from_env(args.subset_id, args.num_subsets, parser)
+    try:
+        options = options_from_args(args)
+        out_dir = options.output_dir(args.save_dir)
+        if args.print_output_dir:
+            print(out_dir)
+            return EXIT_OK
+        return _run(args, options, out_dir, subset_id, num_subsets)
+    except LayerwiseError as err:
+        log.error("%s", err, exc_info=args.verbose)
+        return EXIT_USAGE
 
-        print(output_folder(args.save_dir, args.model_name, args.dataset_split, args.data_sample,
-                            random_init=args.random_init))
-        return 0
+
+def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_subsets: int) -> int:
+    from layerwise import audio, jobs
+
     if not Path(args.audio_dir).is_dir():
-        parser.error(f"--audio_dir {args.audio_dir} does not exist (download it: python -m layerwise.data download "
-                     "--split dev-clean-2 --dest content/data)")
-    if args.num_threads:
-        import torch
+        raise UsageError(f"audio_dir {args.audio_dir} does not exist. Download LibriSpeech with: python -m "
+                         f"layerwise.data download --split dev-clean-2 --dest content/data, or point --audio_dir "
+                         f"(AUDIO_DIR= for the wrapper) at audio you have")
+    extensions = audio.parse_extensions(args.extensions)
+    if args.list_only:  # a query: selects and prints, writes and deletes nothing
+        selection = jobs.select(args.audio_dir, out_dir, options, subset_id, num_subsets, extensions)
+        for line in selection.scan.skipped_summary():
+            log.info("not taken: %s", line)
+        for job in selection.jobs:
+            print(job.source)
+        return EXIT_OK
 
-        torch.set_num_threads(args.num_threads)
-
-    from layerwise.audio import DuplicateStemError
-    from layerwise.extract import run_extraction
-    from layerwise.model import ModelLoadError
+    from layerwise.extract import extract_folder
 
     stop = threading.Event()
 
@@ -134,30 +177,22 @@ def main(argv=None) -> int:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
-    spans = SpanOptions(alignment_dir=args.alignment_dir, phone_tier=args.phone_tier, word_tier=args.word_tier,
-                        silence_labels=tuple(s.strip().lower() for s in args.silence_labels.split(",")),
-                        keep_stress=args.keep_stress, frame_rule=args.frame_rule, pooling=args.pooling)
     try:
-        runlog = run_extraction(
-            audio_dir=args.audio_dir, save_dir=args.save_dir, model_name=args.model_name,
-            dataset_split=args.dataset_split, data_sample=args.data_sample, rep_type=args.rep_type,
-            layers=args.layers, span=args.span, span_options=spans, subset_id=subset_id, num_subsets=num_subsets,
-            device=args.device, dtype=args.dtype, save_dtype=args.save_dtype, normalize=args.normalize,
-            overwrite=args.overwrite, random_init=args.random_init, revision=args.revision, seed=args.seed,
-            list_only=args.list_only, stop=stop, progress=not args.no_progress)
-    except (ValueError, FileNotFoundError, DuplicateStemError, ModelLoadError) as err:
-        log.error("%s", err, exc_info=args.verbose)
-        return 2
+        runlog = extract_folder(args.audio_dir, args.save_dir, options, subset_id=subset_id, num_subsets=num_subsets,
+                                extensions=extensions, overwrite=args.overwrite, stop=stop,
+                                progress=not args.no_progress, num_threads=args.num_threads)
     except KeyboardInterrupt:
         log.error("aborted; finished files are complete, re-run to resume")
-        return 130
+        return EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+    for line in runlog.summary_lines():
+        log.info(line)
+    if args.write_file_list is not None:
+        from layerwise.store import write_text_atomic
+
+        write_text_atomic(args.write_file_list, "".join(f"{p}\n" for p in runlog.complete_files))
     if runlog.was_interrupted:
-        return 130
-    return 1 if runlog.failures else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED_INPUTS if runlog.failures else EXIT_OK

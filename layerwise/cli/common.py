@@ -1,0 +1,38 @@
+"""What every CLI shares: one logging format, SLURM job-array shards, exit codes, quiet third-party loggers."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%H:%M:%S"
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "transformers", "matplotlib",
+                 "PIL", "numba")
+
+
+def setup_logging(verbose: bool) -> None:
+    """Time of day, level, logger, message — the same for every CLI; third-party chatter at WARNING."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def shard_from_env(subset_id: int | None, num_subsets: int | None, parser) -> tuple[int, int]:
+    """``--subset_id/--num_subsets``, else the SLURM job-array variables (TASK_ID − TASK_MIN of TASK_COUNT), else
+    shard 0 of 1. A bad combination is a usage error through ``parser.error`` (exit 2)."""
+    env = os.environ
+    subset, count = subset_id, num_subsets
+    if subset is None and count is None and "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
+        try:
+            subset = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+            count = int(env["SLURM_ARRAY_TASK_COUNT"])
+        except ValueError:
+            parser.error("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT are not integers")
+        logging.getLogger(parser.prog).info("shard %d of %d from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT",
+                                            subset, count)
+    subset, count = (0 if subset is None else subset), (1 if count is None else count)
+    if count < 1 or not 0 <= subset < count:
+        parser.error(f"--subset_id {subset} not in [0, {count - 1}] for --num_subsets {count}")
+    return subset, count

@@ -1,0 +1,308 @@
+"""No silent wrong results on the extraction side: every path gives the model's exact numbers or says why.
+
+One test per kind of fault, each built from a small input (tiny checkpoint, synthesized audio); expected values come
+from transformers / numpy / the file system directly.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from transformers import AutoModel
+
+from layerwise import jobs, store
+from layerwise.cli import extract as cli
+from layerwise.extract import extract_folder
+from layerwise.options import ExtractionOptions, SpanOptions
+from tests.conftest import ROOT, tone
+
+BASE = ["--device", "cpu", "--no_progress"]
+
+
+def hidden_states(model_folder, samples: np.ndarray) -> list[np.ndarray]:
+    """Independent reference: the HF model on one utterance."""
+    model = AutoModel.from_pretrained(model_folder).eval()
+    with torch.no_grad():
+        return [h[0].numpy() for h in model(torch.from_numpy(samples)[None], output_hidden_states=True).hidden_states]
+
+
+def default_folder(save_dir, model_folder, suffix=""):
+    return save_dir / model_folder.name / f"librispeech_dev-clean_sample1{suffix}"
+
+
+# ---- 1. a file made with other settings never counts as complete; its manifest is not rewritten ----------------
+
+@pytest.mark.parametrize("first, second, differing", [
+    (["--normalize", "off"], ["--normalize", "on"], "normalize"),
+    ([], ["--dtype", "bfloat16"], "compute_dtype"),
+    (["--random_init", "--seed", "1"], ["--random_init", "--seed", "2"], "seed"),
+])
+def test_other_settings_are_failures_named_and_the_manifest_is_kept(tiny_hubert, audio_dir, tmp_path, first, second,
+                                                                    differing):
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]
+    assert cli.main(args + first) == 0
+    folder = next(tmp_path.glob("*/librispeech_dev-clean_sample1"))
+    manifest_before = (folder / "manifest.json").read_bytes()
+    files_before = {p.name: p.read_bytes() for p in folder.glob("*_features.npz")}
+    failures_before = (folder / "failures.tsv").read_bytes()
+    assert cli.main(args + second) == 1  # every file fails, none is "skipped (already complete)"
+    assert (folder / "manifest.json").read_bytes() == manifest_before
+    assert (folder / "failures.tsv").read_bytes() == failures_before
+    assert {p.name: p.read_bytes() for p in folder.glob("*_features.npz")} == files_before
+    log = extract_folder(audio_dir, tmp_path, cli.options_from_args(cli.build_parser().parse_args(args + second)))
+    assert log.n_skipped == 0 and len(log.failures) == 4
+    assert all(differing in reason and "--overwrite" in reason and "--save_dir" in reason
+               for _, reason in log.failures)
+
+
+def test_normalize_on_after_off_gives_the_normalised_reference_with_overwrite(tiny_hubert, tmp_path):
+    sf.write(tmp_path / "a.wav", tone(12000) * 3, 16000, subtype="FLOAT")
+    args = ["--audio_dir", str(tmp_path), "--save_dir", str(tmp_path / "o"), "--model_name", str(tiny_hubert), *BASE]
+    assert cli.main(args + ["--normalize", "off"]) == 0
+    assert cli.main(args + ["--normalize", "on", "--overwrite"]) == 0
+    x, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    expected = hidden_states(tiny_hubert, ((x - x.mean()) / np.sqrt(x.var() + 1e-7)).astype(np.float32))
+    f = store.read_features(store.feature_path(default_folder(tmp_path / "o", tiny_hubert), "a"))
+    assert f.meta["normalize"] is True
+    np.testing.assert_allclose(f.layers["layer_2"], expected[2], atol=1e-4, rtol=1e-4)
+    manifest = json.loads((default_folder(tmp_path / "o", tiny_hubert) / "manifest.json").read_text())
+    assert manifest["run"]["normalize"] is True
+
+
+def test_identity_holds_every_setting_that_changes_numbers(tiny_hubert, tmp_path):
+    from layerwise.model import describe
+
+    options = ExtractionOptions(model_name=str(tiny_hubert), layers="0-1", dtype="float16", random_init=True,
+                                seed=3, fbank=True)
+    identity = options.identity(describe(str(tiny_hubert)))
+    assert tuple(identity) == store.IDENTITY_KEYS
+    assert identity["layers"] == ["layer_0", "layer_1"] and identity["compute_dtype"] == "float16"
+    assert (identity["seed"], identity["sample_rate"], identity["normalize"]) == (3, 16000, False)
+
+
+# ---- 2. default output folders never collide; the wrapper analyses only what it extracted ---------------------
+
+def test_each_rep_type_and_span_has_its_own_default_folder(tmp_path):
+    rule = {(rep, span): store.output_folder("out", "org/m", "dev-clean", 1, rep_type=rep, span=span)
+            for rep in ("contextualized", "local") for span in ("frame", "phone", "word")}
+    assert rule["contextualized", "frame"].as_posix() == "out/m/librispeech_dev-clean_sample1"
+    assert rule["local", "word"].as_posix() == "out/m/librispeech_dev-clean_sample1_local_word"
+    assert len(set(rule.values())) == 6
+
+
+def test_print_output_dir_shows_the_rule(capsys):
+    assert cli.main(["--rep_type", "local", "--print_output_dir"]) == 0
+    assert capsys.readouterr().out.strip() == "output/hubert-base-ls960/librispeech_dev-clean_sample1_local"
+
+
+def run_wrapper(env, args, cwd):
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", "DEVICE": "cpu", **env}
+    return subprocess.run(["bash", str(ROOT / "extract_hubert_features.sh"), *args, "--no_progress"], cwd=cwd,
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_wrapper_does_not_analyse_a_folder_its_extraction_did_not_write(tiny_hubert, audio_dir, tmp_path):
+    env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": str(tmp_path), "MODEL_NAME": str(tiny_hubert),
+           "VIS_DIR": str(tmp_path / "vis")}
+    first = run_wrapper({**env, "RUN_VISUALIZE": "0"}, ["--normalize", "off"], tmp_path)
+    assert first.returncode == 0, first.stderr[-2000:]
+    second = run_wrapper(env, ["--normalize", "on"], tmp_path)  # refused for every file
+    assert second.returncode == 1 and "nothing to analyse" in second.stderr
+    assert not (tmp_path / "vis").exists()
+
+
+# ---- 6. inputs are never dropped in silence ------------------------------------------------------------------
+
+def test_symlinked_folders_are_followed_once_and_skips_are_counted(tmp_path, capsys):
+    real = tmp_path / "elsewhere" / "spk2"
+    real.mkdir(parents=True)
+    sf.write(real / "2-1-0000.flac", tone(8000), 16000)
+    audio = tmp_path / "audio"
+    (audio / "spk1").mkdir(parents=True)
+    sf.write(audio / "spk1" / "1-1-0000.flac", tone(8000), 16000)
+    sf.write(audio / "spk1" / "1-1-0001.ogg", tone(8000), 16000, format="OGG")
+    (audio / "spk1" / "1-1.trans.txt").write_text("HELLO\n")
+    (audio / "spk2").symlink_to(real, target_is_directory=True)
+    (audio / "spk1" / "loop").symlink_to(audio, target_is_directory=True)  # a cycle: must end
+    assert cli.main(["--audio_dir", str(audio), "--list_only"]) == 0
+    listed = capsys.readouterr().out.split()
+    assert [os.path.basename(p) for p in listed] == ["1-1-0000.flac", "2-1-0000.flac"]
+    scan = jobs.audio.find_audio_files(audio)
+    reasons = " | ".join(scan.skipped_summary())
+    assert "extension .ogg not selected" in reasons and "extension .txt not selected" in reasons
+    assert cli.main(["--audio_dir", str(audio), "--extensions", "flac,ogg", "--list_only"]) == 0
+    assert len(capsys.readouterr().out.split()) == 3
+    assert cli.main(["--audio_dir", str(audio), "--extensions", "flac,docx", "--list_only"]) == 2
+
+
+# ---- 7. a query changes no file; stale temporaries go only when no live writer can own them -------------------
+
+def test_queries_write_and_delete_nothing(audio_dir, tmp_path):
+    folder = default_folder(tmp_path, type("M", (), {"name": "hubert-base-ls960"}))
+    folder.mkdir(parents=True)
+    tmp = folder / f".19-198-0000_features.npz.{os.getpid()}.abc.tmp"
+    tmp.write_bytes(b"a live writer's partial file")
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    for query in (["--list_only"], ["--print_output_dir"]):
+        assert cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), *query]) == 0
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before
+
+
+def test_only_old_temporaries_are_stale(tmp_path):
+    target = tmp_path / "u_features.npz"
+    young, old = (tmp_path / f".u_features.npz.{pid}.x.tmp" for pid in (1, 2))
+    young.write_bytes(b"")
+    old.write_bytes(b"")
+    hour_ago = time.time() - jobs.STALE_TMP_AGE_S - 10
+    os.utime(old, (hour_ago, hour_ago))
+    assert jobs.remove_stale_temporaries(tmp_path, [jobs.Job(tmp_path / "u.flac", target)]) == 1
+    assert young.exists() and not old.exists()
+
+
+# ---- 4. non-finite or damaged outputs are never complete -----------------------------------------------------
+
+def test_non_finite_features_are_refused_and_an_existing_non_finite_file_is_recomputed(tiny_hubert, tmp_path):
+    with pytest.raises(store.FeatureFileError, match="layer_1.*NaN or inf"):
+        store.write_features(tmp_path / "x_features.npz", {"layer_1": np.array([[np.nan, 1.0]])}, {})
+    assert not (tmp_path / "x_features.npz").exists()
+    sf.write(tmp_path / "a.wav", tone(9000), 16000)
+    args = ["--audio_dir", str(tmp_path), "--save_dir", str(tmp_path / "o"), "--model_name", str(tiny_hubert), *BASE]
+    assert cli.main(args) == 0
+    path = store.feature_path(default_folder(tmp_path / "o", tiny_hubert), "a")
+    with np.load(path) as data:  # the same identity, but one value became NaN on disk
+        payload = {k: data[k] for k in data.files}
+    payload["layer_1"] = payload["layer_1"].copy()
+    payload["layer_1"][0, 0] = np.nan
+    np.savez(path, **payload)
+    assert store.resume_state(path, ["layer_0", "layer_1", "layer_2"],
+                              store.identity_of(json.loads(str(payload["meta"]))))[0] == "damaged"
+    log = extract_folder(tmp_path, tmp_path / "o", ExtractionOptions(model_name=str(tiny_hubert), device="cpu"))
+    assert log.n_done == 1 and np.isfinite(store.read_features(path).layers["layer_1"]).all()
+
+
+# ---- 10. exit status and messages that do not mislead ---------------------------------------------------------
+
+def test_missing_alignment_dir_is_a_usage_error(audio_dir, tmp_path, caplog):
+    code = cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--span", "phone",
+                     "--alignment_dir", str(tmp_path / "nope"), *BASE])
+    err = caplog.text
+    assert code == 2 and "alignment_dir" in err and "does not exist" in err
+    assert cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--span", "word", *BASE]) == 2
+
+
+def test_bad_layers_fail_before_weights_load_and_complete_folders_load_nothing(tiny_hubert, audio_dir, tmp_path,
+                                                                             monkeypatch):
+    from layerwise import model
+
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]
+    assert cli.main(args) == 0
+
+    def no_load(*a, **k):
+        raise AssertionError("weights loaded")
+
+    monkeypatch.setattr(model.SpeechModel, "load", no_load)
+    assert cli.main(args + ["--layers", "0,7"]) == 2  # validated from the config alone
+    assert cli.main(args) == 0  # every file complete: nothing to compute, nothing loaded
+
+
+def test_stop_during_the_last_file_is_not_an_interruption(tiny_hubert, audio_dir, tmp_path):
+    import threading
+
+    from layerwise.model import SpeechModel
+
+    model = SpeechModel.load(str(tiny_hubert), device="cpu")
+    stop, calls, real = threading.Event(), [], model.features
+
+    def features(*a, **k):
+        calls.append(1)
+        if len(calls) == 4:  # the signal arrives while the last file is computed
+            stop.set()
+        return real(*a, **k)
+
+    model.features = features
+    log = extract_folder(audio_dir, tmp_path, ExtractionOptions(model_name=str(tiny_hubert)), model=model, stop=stop)
+    assert log.n_done == 4 and not log.was_interrupted
+
+
+# ---- 11. outputs are atomic; importing the package changes no process state ----------------------------------
+
+def test_importing_the_package_does_not_touch_the_umask(tmp_path):
+    probe = ("import os\n"
+             "def boom(*a): raise SystemExit('umask changed')\n"
+             "os.umask = boom\n"
+             "import layerwise, layerwise.store, layerwise.extract, layerwise.runlog, layerwise.options\n"
+             "from layerwise import store\n"
+             "store.write_json_atomic('x.json', {'a': 1})\n"
+             "print(oct(os.stat('x.json').st_mode & 0o777))\n")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == oct(0o666 & ~current_umask())
+
+
+def current_umask() -> int:
+    for line in open("/proc/self/status"):
+        if line.startswith("Umask:"):
+            return int(line.split()[1], 8)
+    return 0o022
+
+
+def test_failures_file_is_replaced_atomically(tiny_hubert, tmp_path, monkeypatch):
+    sf.write(tmp_path / "a.wav", tone(9000), 16000)
+    (tmp_path / "bad.wav").write_text("not audio")
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu")
+    log = extract_folder(tmp_path, tmp_path / "o", options)
+    failures = log.failures_path.read_bytes()
+    assert b"bad.wav" in failures
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        extract_folder(tmp_path, tmp_path / "o", options, overwrite=True)
+    assert log.failures_path.read_bytes() == failures  # the old file is intact, no partial one
+    assert not list(log.failures_path.parent.glob(".failures*.tmp"))
+
+
+def test_span_options_are_part_of_the_identity(tmp_path):
+    a = ExtractionOptions(span="phone", spans=SpanOptions(alignment_dir=tmp_path, frame_rule="pasad"))
+    b = ExtractionOptions(span="phone", spans=SpanOptions(alignment_dir=tmp_path, frame_rule="centre"))
+    info = type("Info", (), {"revision": None, "normalize": False, "sample_rate": 16000,
+                             "keys": lambda self, rep: ["layer_0"]})()
+    assert store.identity_diff(a.identity(info), b.identity(info)) == ["span_options"]
+
+
+# ---- 5. alignments beyond the audio fail the file, never a made-up frame --------------------------------------
+
+def test_alignment_beyond_the_audio_fails_the_file_or_is_dropped_and_counted(tiny_hubert, tmp_path, caplog):
+    from tests.conftest import write_textgrid
+
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(24000), 16000)  # 1.5 s
+    phones = [(0.1, 0.5, "AA"), (0.5, 1.4, "B"), (1.6, 2.0, "C"), (2.0, 2.5, "D"), (2.5, 3.0, "E")]
+    (tmp_path / "tg").mkdir()
+    write_textgrid(tmp_path / "tg" / "s-c-0001.TextGrid", {"phones": phones, "words": []}, 3.0)
+    args = ["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / "o"), "--model_name",
+            str(tiny_hubert), "--span", "phone", "--alignment_dir", str(tmp_path / "tg"), *BASE]
+    assert cli.main(args) == 1
+    err = caplog.text
+    assert "'C'" in err and "3.0 s" in err and "1.5 s" in err
+    assert not list((tmp_path / "o").rglob("*_features.npz"))
+    assert cli.main(args + ["--out_of_range", "drop"]) == 0
+    f = store.read_features(next((tmp_path / "o").rglob("*_features.npz")))
+    assert f.labels.tolist() == ["AA", "B"] and f.meta["segments_dropped_out_of_range"] == 3
+    frames = hidden_states(tiny_hubert, sf.read(tmp_path / "audio" / "s-c-0001.flac", dtype="float32")[0])
+    centres = (np.arange(frames[0].shape[0]) * 320 + 200) / 16000
+    inside = (centres >= 0.5) & (centres < 1.4)
+    np.testing.assert_allclose(f.layers["layer_2"][1], frames[2][inside].mean(axis=0), atol=1e-4, rtol=1e-4)
