@@ -1,0 +1,140 @@
+"""Loading checks: incomplete checkpoints, unused heads, offline hub, paths that do not exist, quiet transformers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from layerwise import checkpoint as C
+from layerwise import model as M
+from tests.conftest import ROOT, tone
+
+
+def rewrite_weights(src, dst, edit) -> dict:
+    """Copy checkpoint folder ``src`` to ``dst`` with its safetensors passed through ``edit(dict) -> dict``."""
+    shutil.copytree(src, dst)
+    tensors = load_file(src / "model.safetensors")
+    save_file(edit(dict(tensors)), dst / "model.safetensors", metadata={"format": "pt"})
+    return tensors
+
+
+def test_missing_encoder_layer_is_a_load_error_naming_the_parameters(tiny_hubert, tmp_path):
+    tensors = rewrite_weights(tiny_hubert, tmp_path / "ckpt",
+                              lambda t: {k: v for k, v in t.items() if not k.startswith("encoder.layers.1.")})
+    dropped = sorted(k for k in tensors if k.startswith("encoder.layers.1."))
+    assert len(dropped) == 16
+    with pytest.raises(M.ModelLoadError, match=r"16 parameters missing: encoder\.layers\.1\.") as err:
+        M.SpeechModel.load(str(tmp_path / "ckpt"), device="cpu")
+    assert dropped[0] in str(err.value) and "--random_init" in str(err.value)
+    assert isinstance(err.value, C.UsageError)  # exit 2 in the CLIs
+
+
+def test_mismatched_shape_is_a_load_error(tiny_hubert, tmp_path):
+    key = "encoder.layers.0.attention.q_proj.weight"
+
+    def shrink(t):
+        t[key] = t[key][:, :16].contiguous()
+        return t
+
+    rewrite_weights(tiny_hubert, tmp_path / "ckpt", shrink)
+    with pytest.raises(M.ModelLoadError, match=rf"1 with another shape: {key} \(checkpoint \(32, 16\), model \(32, 32\)\)"):
+        M.SpeechModel.load(str(tmp_path / "ckpt"), device="cpu")
+
+
+def test_unused_heads_load_with_one_log_line(tiny_wav2vec2, tmp_path, caplog, capsys):
+    """A CTC checkpoint (prefixed base weights plus lm_head) gives the base model's exact features; the head is
+    mentioned once in the log, and transformers prints no load report or progress bar."""
+    from transformers import AutoModel, Wav2Vec2Config, Wav2Vec2ForCTC
+
+    config = Wav2Vec2Config.from_pretrained(tiny_wav2vec2)
+    config.vocab_size = 12
+    ctc = Wav2Vec2ForCTC(config).eval()
+    ctc.wav2vec2.load_state_dict(AutoModel.from_pretrained(tiny_wav2vec2).state_dict())
+    ctc.save_pretrained(tmp_path / "ctc")
+    shutil.copy(tiny_wav2vec2 / "preprocessor_config.json", tmp_path / "ctc")
+    capsys.readouterr()
+    with caplog.at_level("INFO", logger="layerwise"):
+        model = M.SpeechModel.load(str(tmp_path / "ctc"), device="cpu")
+    lines = [r.getMessage() for r in caplog.records if "lm_head" in r.getMessage()]
+    assert len(lines) == 1 and "2 tensors of heads the base model does not use" in lines[0]
+    out = capsys.readouterr()
+    assert "LOAD REPORT" not in out.out + out.err and "Loading weights" not in out.out + out.err
+    x = tone(8000)
+    ours = model.features(x, "contextualized", [2])["layer_2"]
+    with torch.no_grad():
+        ref = ctc(torch.from_numpy(model.prepare(x))[None], output_hidden_states=True).hidden_states[2][0].numpy()
+    np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["./no/such/model", "/no/such/folder", "~/no-such-folder-xyz", "a/b/c"])
+def test_path_that_does_not_exist_is_folder_not_found(name):
+    with pytest.raises(M.ModelLoadError, match="model folder not found") as err:
+        M.describe(name)
+    assert "Repo id" not in str(err.value)
+
+
+def test_folder_without_config_is_named(tmp_path):
+    with pytest.raises(M.ModelLoadError, match="no config.json"):
+        M.describe(str(tmp_path))
+
+
+def test_hub_probe_gives_up_within_its_timeout(monkeypatch):
+    import socket
+
+    def hang(*args, **kwargs):
+        time.sleep(30)
+
+    monkeypatch.setattr(socket, "create_connection", hang)
+    t0 = time.perf_counter()
+    assert C.hub_reachable("https://huggingface.co", timeout=0.5) is False
+    assert time.perf_counter() - t0 < 2
+
+
+def test_offline_failure_is_fast_and_says_what_to_do(tmp_path):
+    """With the hub unreachable (connection refused), HF_HUB_OFFLINE unset and an empty cache, loading a hub id
+    fails in seconds (transformers alone retries for ≈ 25 s), once, naming the ways out."""
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
+    code = ("import logging; logging.basicConfig(level=logging.INFO)\n"
+            "from layerwise.model import SpeechModel, ModelLoadError\n"
+            "try:\n    SpeechModel.load('facebook/hubert-base-ls960', device='cpu')\n"
+            "except ModelLoadError as err:\n    print('ERROR', err)\n")
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    elapsed = time.perf_counter() - t0
+    assert elapsed < 10, elapsed
+    assert proc.stdout.startswith("ERROR model 'facebook/hubert-base-ls960' is not in the local Hugging Face cache")
+    for hint in ("cannot be reached", "--model_name DIR", "MODEL_NAME=DIR", "HF_HUB_OFFLINE=1"):
+        assert hint in proc.stdout
+    assert proc.stderr.count("cannot reach the Hugging Face hub") == 1
+    assert "Retrying" not in proc.stderr
+
+
+def test_offline_mode_uses_the_cache_only(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(M.ModelLoadError, match="HF_HUB_OFFLINE=1 is set.*--model_name DIR"):
+        M.describe("no-such-org/no-such-model-xyz")
+
+
+def test_quiet_transformers_restores_settings():
+    from transformers.utils import logging as hf_logging
+
+    before = (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled())
+    with C.quiet_transformers():
+        assert not hf_logging.is_progress_bar_enabled()
+    assert (hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()) == before
+
+
+def test_config_summary_matches_config_json(tiny_hubert):
+    config = json.loads((tiny_hubert / "config.json").read_text())
+    summary = M.describe(str(tiny_hubert)).config_summary
+    assert summary["conv_kernel"] == config["conv_kernel"] and summary["hidden_size"] == config["hidden_size"]
