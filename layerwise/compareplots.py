@@ -14,8 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.ticker import MaxNLocator
 
 from . import store
+from .naming import display_name
 
 DPI = 110
 ANNOTATE_MAX = 16  # write the value in each heatmap cell up to this many layers per axis
@@ -37,12 +39,6 @@ def pair_png(a: int, b: int) -> str:
     return f"cka_between_{a + 1}_{b + 1}.png"
 
 
-def short(key: str) -> str:
-    """``layer_10 -> L10``, ``conv_3 -> C3`` for crowded axes."""
-    prefix, index = store.parse_layer_key(key)
-    return f"{'L' if prefix == 'layer' else 'C'}{index}"
-
-
 def _index(key: str) -> int:
     return store.parse_layer_key(key)[1]
 
@@ -58,8 +54,8 @@ def cka_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], label_a: s
     """(L_a, L_b) CKA matrix: layers of folder a down, layers of folder b across."""
     fig, ax = plt.subplots(figsize=(max(5.0, 0.5 * len(cols) + 3.0), max(4.0, 0.5 * len(rows) + 2.0)))
     image = ax.imshow(np.ma.masked_invalid(matrix), vmin=0.0, vmax=1.0, cmap="viridis", aspect="auto")
-    ax.set_xticks(range(len(cols)), [short(k) for k in cols], rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), [short(k) for k in rows])
+    ax.set_xticks(range(len(cols)), [display_name(k) for k in cols], rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), [display_name(k) for k in rows])
     if max(len(rows), len(cols)) <= ANNOTATE_MAX:
         for i in range(len(rows)):
             for j in range(len(cols)):
@@ -82,6 +78,7 @@ def same_layer(result, path: Path, *, subtitle: str) -> None:
         a, b = result.folders[pair.a], result.folders[pair.b]
         ax.plot([_index(k) for k in a.layers], pair.same_layer, marker="o", label=f"{a.label} vs {b.label}")
     ax.set_xlabel("layer index k (numeric order)")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("linear CKA of layer k with layer k")
     ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
@@ -103,6 +100,7 @@ def sweep(result, path: Path, *, subtitle: str) -> None:
             ax.plot([_index(k) for k in folder.layers], values, marker="o", label=folder.label)
         ax.set_title(title, fontsize=10)
         ax.set_xlabel("layer index (numeric order)")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"Per-folder layer sweeps on the compared frames\n{subtitle}", fontsize=11)
