@@ -19,9 +19,9 @@ MIN_PCA_FRAMES = 2  # a covariance needs two frames
 MIN_TSNE_POINTS = 10  # below this t-SNE's neighbourhoods are meaningless
 TSNE_PERPLEXITY = 30.0  # sklearn's default; lowered to (n − 1)/3 for small samples
 TSNE_PCA_DIMS = 50  # usual PCA pre-reduction before t-SNE (van der Maaten's reference implementation)
-# sklearn's Barnes-Hut gradient (OpenMP) and the PCA before it (BLAS) are multi-threaded; on 2 shared cores two
-# threads measured 4-12x slower than one (47 s vs 4 s for 1000 points while other processes ran), so t-SNE and its
-# PCA run single-threaded for predictable time.
+# The Barnes-Hut gradient and the PCA before it (BLAS) can be multi-threaded; on 2 shared cores two threads measured
+# 2.5x slower than one (openTSNE, 500 points: 2.2 s vs 0.86 s while other processes ran), so t-SNE and its PCA run
+# single-threaded for predictable time.
 TSNE_THREADS = 1  # also used for the eigendecomposition in pca_from_covariance
 
 
@@ -93,16 +93,64 @@ class FrameSampler:
         self._labels[slots] = None if labels is None else np.asarray(labels)[new_rows]
         self.filled = max(self.filled, int(slots.max()) + 1) if len(slots) else self.filled
 
-    def result(self) -> Subsample:
-        order = np.lexsort((self._row[: self.filled], self._file[: self.filled]))
+    def merge(self, other: FrameSampler) -> FrameSampler:
+        """Fold another sampler (same layers, seed and max_points; other files) into this one; returns ``self``.
+        Bottom-k samples merge exactly: the union keeps the ``max_points`` smallest keys of both."""
+        if other.layers != self.layers or other.seed != self.seed or other.max_points != self.max_points:
+            raise EmbedError("cannot merge samplers with other layers, seed or max_points")
+        offset = len(self._stems)
+        self._stems += other._stems
+        self.has_labels |= other.has_labels
+        keys = np.concatenate([self._keys[: self.filled], other._keys[: other.filled]])
+        keep = np.sort(np.argsort(keys, kind="stable")[: self.max_points])
+        def pick(mine, theirs):
+            return np.concatenate([mine[: self.filled], theirs[: other.filled]])[keep]
+        for key in self.layers:
+            self._points[key][: len(keep)] = pick(self._points[key], other._points[key])
+        self._keys[: len(keep)] = keys[keep]
+        self._file[: len(keep)] = pick(self._file, other._file + offset)
+        self._row[: len(keep)] = pick(self._row, other._row)
+        self._labels[: len(keep)] = pick(self._labels, other._labels)
+        self.filled = len(keep)
+        return self
+
+    def state(self) -> dict[str, np.ndarray]:
+        """The sample as plain arrays (no pickling): points per layer, keys, file ids, rows, labels, stems."""
+        n = self.filled
+        labels = np.array(["" if v is None else str(v) for v in self._labels[:n]], dtype=str)
+        return {**{f"points_{i}": self._points[k][:n] for i, k in enumerate(self.layers)},
+                "keys": self._keys[:n], "file": self._file[:n], "row": self._row[:n], "labels": labels,
+                "has_labels": np.array(self.has_labels), "stems": np.array(self._stems, dtype=str)}
+
+    def load_state(self, arrays: dict[str, np.ndarray]) -> FrameSampler:
+        """Replace this (empty) sampler's contents by a saved :meth:`state`."""
+        n = len(arrays["keys"])
+        if n > self.max_points:
+            raise EmbedError(f"saved sample of {n} points exceeds max_points={self.max_points}")
+        for i, key in enumerate(self.layers):
+            self._points[key][:n] = arrays[f"points_{i}"]
+        self._keys[:n], self._file[:n], self._row[:n] = arrays["keys"], arrays["file"], arrays["row"]
+        self.has_labels = bool(arrays["has_labels"])
+        self._labels[:n] = [str(v) if self.has_labels else None for v in arrays["labels"]]
+        self._stems = [str(s) for s in arrays["stems"]]
+        self.filled = n
+        return self
+
+    def result(self, order: list[str] | None = None) -> Subsample:
+        """The sample ordered by (file, row); files in the order they were added, or in ``order`` (stems)."""
+        files = self._file[: self.filled]
+        if order is not None:
+            position = {stem: i for i, stem in enumerate(order)}
+            files = np.array([position[self._stems[f]] for f in files], dtype=np.int64)
+        order_ = np.lexsort((self._row[: self.filled], files))
         labels = None
         if self.has_labels:
-            labels = np.array(["" if v is None else str(v) for v in self._labels[: self.filled][order]])
+            labels = np.array(["" if v is None else str(v) for v in self._labels[: self.filled][order_]])
         return Subsample(
-            points={k: v[: self.filled][order] for k, v in self._points.items()},
-            utterances=np.array(self._stems, dtype=str)[self._file[: self.filled][order]]
+            points={k: v[: self.filled][order_] for k, v in self._points.items()},
+            utterances=np.array(self._stems, dtype=str)[self._file[: self.filled][order_]]
             if self.filled else np.array([], dtype=str),
-            frame_index=self._row[: self.filled][order],
+            frame_index=self._row[: self.filled][order_],
             labels=labels,
         )
 
@@ -111,7 +159,7 @@ def pca_from_covariance(covariance: np.ndarray, n_frames: int, n_components: int
     """PCA with frames as points, from the exact (D, D) covariance over all frames.
 
     Returns (explained_variance_ratio (k,), components (k, D)), k = min(n_components, D, n_frames − 1) (a sample of n
-    frames spans at most n − 1 directions). Component signs are fixed so the largest-magnitude entry is positive.
+    frames spans at most n − 1 directions). Signs by scikit-learn's ``svd_flip`` (largest-magnitude entry positive).
     """
     if n_frames < MIN_PCA_FRAMES:
         raise EmbedError(f"PCA needs at least {MIN_PCA_FRAMES} frames, got {n_frames}")
@@ -124,9 +172,10 @@ def pca_from_covariance(covariance: np.ndarray, n_frames: int, n_components: int
     if total <= 0:
         raise EmbedError("all frames are identical (zero variance): PCA is undefined")
     k = min(n_components, covariance.shape[0], n_frames - 1)
-    components = vectors[:, :k].T
-    signs = np.sign(components[np.arange(k), np.abs(components).argmax(axis=1)])
-    return values[:k] / total, components * signs[:, None]
+    from sklearn.utils.extmath import svd_flip
+
+    _, components = svd_flip(vectors[:, :k], vectors[:, :k].T, u_based_decision=False)  # largest |entry| > 0
+    return values[:k] / total, components
 
 
 def project(points: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:
@@ -137,11 +186,12 @@ def project(points: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.
 def tsne_embed(points: np.ndarray, *, seed: int, perplexity: float = TSNE_PERPLEXITY) -> np.ndarray:
     """2-D t-SNE of points (k, D), after PCA to ``TSNE_PCA_DIMS`` dims; returns (k, 2) float64.
 
-    Perplexity is lowered to (k − 1)/3 when the sample is small; raises EmbedError below ``MIN_TSNE_POINTS`` or for
-    constant points instead of letting sklearn fail.
+    openTSNE's Barnes-Hut t-SNE (PCA initialisation, its default 250 early-exaggeration + 500 iterations), one
+    thread: 500 points × 768 dims take about 0.9 s on one busy core (sklearn's TSNE: 2.9 s). Perplexity is lowered to
+    (k − 1)/3 when the sample is small; raises EmbedError below ``MIN_TSNE_POINTS`` or for constant points.
     """
+    import openTSNE
     from sklearn.decomposition import PCA
-    from sklearn.manifold import TSNE
     from threadpoolctl import threadpool_limits
 
     points = np.asarray(points, np.float64)
@@ -152,8 +202,9 @@ def tsne_embed(points: np.ndarray, *, seed: int, perplexity: float = TSNE_PERPLE
         raise EmbedError("all points are identical: t-SNE is undefined")
     dims = min(TSNE_PCA_DIMS, points.shape[1], count - 1)
     perplexity = min(perplexity, (count - 1) / 3.0)
-    model = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
     with threadpool_limits(limits=TSNE_THREADS):
         if dims < points.shape[1]:
             points = PCA(n_components=dims, svd_solver="covariance_eigh").fit_transform(points)
-        return model.fit_transform(points)
+        model = openTSNE.TSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
+                              n_jobs=TSNE_THREADS, negative_gradient_method="bh", verbose=False)
+        return np.asarray(model.fit(points), dtype=np.float64)
