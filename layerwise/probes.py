@@ -12,45 +12,27 @@ Analysis side: numpy/scipy/scikit-learn only, never torch or transformers. One e
   regularisation picked on the dev part from ``CCA_REG_GRID``, score on the test part, averaged over splits.
 - **MI** (optional): normalised mutual information between k-means clusters of the features and the labels.
 
-CCA, as implemented in ``fit_cca`` (X: n×p features, Y: n×q one-hot labels, both centred on the train part)::
-
-    Cxx = XᵀX/(n-1) + rx·I,  Cyy = YᵀY/(n-1) + ry·I,  Cxy = XᵀY/(n-1)
-    Wx = Cxx^(-1/2), Wy = Cyy^(-1/2)            (eigh: V diag(w^-1/2) Vᵀ)
-    Wx Cxy Wy = U S Vᵀ                          (SVD; S = canonical correlations on the fit data)
-    A = Wx U[:, :k],  B = Wy V[:, :k],  k = min(p, q_present - 1, n - 1)
-
-The one-hot columns sum to 1, so centred Y has rank q_present - 1 and its last direction carries no signal; it
-is left out. On held-out data, ``ρ_i = corr(X a_i, Y b_i)`` (Pearson). Projection weighting (Morcos et al.; the
-reference ``pwcca.py`` of google/svcca) uses the view with fewer columns, Z (the labels here): with Q the
-orthonormalised held-out canonical variates of Z (QR), ``α_i = Σ_j |⟨Q_i, z_j⟩|`` over the centred columns z_j
-of Z, and ``PWCCA = Σ_i α_i ρ_i / Σ_i α_i``. ``rx = ε · tr(Cxx⁰)/p`` with ε from the grid (features are
-standardised on the train part, so tr/p = 1); ``ry = CCA_REG_Y · tr(Cyy⁰)/q``.
+CCA (centred PWCCA, the default ``cca_protocol="centred"``) is ``pwcca.py``; the published protocol
+(``cca_protocol="pasad"``, ``mi_protocol="pasad"``) is ``pasad.py``. A measure that cannot be computed is reported
+under ``unavailable`` with its reason; the other measures are still computed.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
+
+from . import pasad
+from .pasad import pasad_cca_score  # noqa: F401 - public here: the published protocol next to the project's
+from .pwcca import CCAFit, fit_cca, pwcca_heldout, pwcca_score, standardise  # noqa: F401 - re-exported
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / dev / test, as fractions of the utterances
-CCA_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # ε for the features, relative to mean eig(Cxx)
-CCA_REG_Y = 1e-4  # fixed ε for the one-hot labels (only keeps Cyy invertible)
 PROBE_C = 1.0  # inverse L2 strength of the logistic regression (standardised features)
 PROBE_MAX_ITER = 300
-
-
-@dataclass
-class CCAFit:
-    """Regularised CCA fitted on one data part: centring means and canonical directions A (p, k), B (q, k)."""
-
-    mean_x: np.ndarray
-    mean_y: np.ndarray
-    a: np.ndarray
-    b: np.ndarray
-    rho_fit: np.ndarray  # canonical correlations on the fit data, (k,)
+CCA_PROTOCOLS = ("centred", "pasad")  # centred PWCCA on utterance splits (pwcca.py) | the published one (pasad.py)
+MI_PROTOCOLS = ("project", "pasad")  # NMI of k = n_classes clusters | MI / H(labels), fitted on one set (pasad.py)
+UNITS = ("phone", "word")
 
 
 def utterance_splits(groups: np.ndarray, *, n_splits: int, seed: int) -> list[tuple[np.ndarray, ...]]:
@@ -113,14 +95,6 @@ def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> float:
     return float(np.mean(y_test == values[np.argmax(counts)]))
 
 
-def _standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """z-score with the train part's mean/std (float64); constant columns are only centred."""
-    mean = train.mean(axis=0)
-    std = train.std(axis=0)
-    std[std == 0] = 1.0
-    return [(x - mean) / std for x in (train, *others)]
-
-
 def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray, y_test: np.ndarray) -> float:
     """Test accuracy of a logistic-regression probe (standardised features, L2, C=PROBE_C).
 
@@ -131,7 +105,7 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
     if len(np.unique(y_train)) < 2:  # nothing to learn: the only training label is the prediction
         return majority_baseline(y_train, y_test)
-    x_train, x_test = _standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
+    x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
     model = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # an unconverged probe is still a valid lower bound
@@ -139,85 +113,12 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     return float(np.mean(model.predict(x_test) == y_test))
 
 
-class _CCAMoments:
-    """Centred covariances of one fit part and their eigendecompositions, reused across the ε grid."""
-
-    def __init__(self, x: np.ndarray, y: np.ndarray):
-        n = len(x)
-        self.mean_x, self.mean_y = x.mean(axis=0), y.mean(axis=0)
-        xc, yc = x - self.mean_x, y - self.mean_y
-        cxx, cyy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1)
-        self.cxy = xc.T @ yc / (n - 1)
-        self.wx, self.vx = linalg.eigh(cxx)  # Cxx = Vx diag(wx) Vxᵀ
-        self.wy, self.vy = linalg.eigh(cyy)
-        self.wx, self.wy = np.clip(self.wx, 0, None), np.clip(self.wy, 0, None)
-        self.scale_x = max(self.wx.mean(), 1e-12)  # tr(Cxx)/p
-        self.scale_y = max(self.wy.mean(), 1e-12)
-        self.rank_y = int(np.sum(self.wy > 1e-10 * self.wy.max())) if self.wy.max() > 0 else 0
-        self.k_max = max(1, min(x.shape[1], self.rank_y, n - 1))
-
-    def fit(self, reg_x: float, reg_y: float) -> CCAFit:
-        # (C + r I)^(-1/2) = V diag((w + r)^(-1/2)) Vᵀ, applied as products so no p×p inverse is formed.
-        dx = (self.wx + reg_x * self.scale_x) ** -0.5
-        dy = (self.wy + reg_y * self.scale_y) ** -0.5
-        wx_cxy = self.vx @ (dx[:, None] * (self.vx.T @ self.cxy))  # Wx Cxy
-        t = (wx_cxy @ self.vy) * dy[None, :] @ self.vy.T  # Wx Cxy Wy
-        u, s, vt = linalg.svd(t, full_matrices=False)
-        k = min(self.k_max, len(s))
-        a = self.vx @ (dx[:, None] * (self.vx.T @ u[:, :k]))  # Wx U_k
-        b = self.vy @ (dy[:, None] * (self.vy.T @ vt[:k].T))  # Wy V_k
-        return CCAFit(self.mean_x, self.mean_y, a, b, s[:k])
-
-
-def fit_cca(x: np.ndarray, y: np.ndarray, *, reg_x: float, reg_y: float = CCA_REG_Y) -> CCAFit:
-    """Regularised CCA of x (n, p) and y (n, q) (formulas in the module docstring); reg_* relative to tr/dim."""
-    return _CCAMoments(np.asarray(x, np.float64), np.asarray(y, np.float64)).fit(reg_x, reg_y)
-
-
-def _columnwise_corr(hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
-    hx, hy = hx - hx.mean(axis=0), hy - hy.mean(axis=0)
-    denom = np.sqrt((hx**2).sum(axis=0) * (hy**2).sum(axis=0))
-    num = (hx * hy).sum(axis=0)
-    return np.divide(num, denom, out=np.zeros_like(num), where=denom > 1e-12 * max(denom.max(), 1e-300))
-
-
-def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
-    """Projection-weighted mean of the canonical correlations of ``fit`` on data (x, y) (held-out or not)."""
-    hx, hy = (x - fit.mean_x) @ fit.a, (y - fit.mean_y) @ fit.b
-    rho = _columnwise_corr(hx, hy)
-    z, h = (y, hy) if y.shape[1] <= x.shape[1] else (x, hx)
-    z, h = z - z.mean(axis=0), h - h.mean(axis=0)
-    q, r = np.linalg.qr(h)
-    alpha = np.abs(q.T @ z).sum(axis=1)
-    diag = np.abs(np.diag(r))
-    alpha[diag <= 1e-10 * max(diag.max(), 1e-300)] = 0.0  # variates that vanish here (class absent) weigh nothing
-    return float(alpha @ rho / alpha.sum()) if alpha.sum() > 0 else 0.0
-
-
-def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:
-    """PWCCA on the test part with ε chosen on the dev part; returns (score, chosen ε).
-
-    x : ndarray (n, p) features (standardised here on the train part); onehot : (n, q); split : (train, dev, test).
-    """
-    train, dev, test = split
-    x_train, x_dev, x_test = _standardise(x[train], x[dev], x[test])
-    moments = _CCAMoments(x_train, onehot[train])
-    best = (-np.inf, None, None)
-    for eps in CCA_REG_GRID:
-        fit = moments.fit(eps, CCA_REG_Y)
-        score = pwcca_score(fit, x_dev, onehot[dev])
-        if score > best[0]:
-            best = (score, fit, eps)
-    _, fit, eps = best
-    return pwcca_score(fit, x_test, onehot[test]), eps
-
-
 def cluster_nmi(x: np.ndarray, labels: np.ndarray, *, n_clusters: int, seed: int) -> float:
     """NMI (arithmetic normalisation) between MiniBatchKMeans clusters of standardised x (n, D) and labels."""
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics import normalized_mutual_info_score
 
-    (xs,) = _standardise(np.asarray(x, np.float64))
+    (xs,) = standardise(np.asarray(x, np.float64))
     km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=1, batch_size=2048)
     return float(normalized_mutual_info_score(labels, km.fit_predict(xs)))
 
@@ -234,13 +135,16 @@ def span_measures(
     max_classes: int | None = 200,
     max_segments: int | None = 10_000,
     n_threads: int | None = 1,
+    cca_protocol: str = "centred",
+    mi_protocol: str = "project",
+    unit: str = "phone",
 ) -> dict:
-    """Per-layer probe accuracy, PWCCA and (optionally) clustering NMI of span features.
+    """Per-layer probe accuracy, PWCCA and (optionally) MI of span features; a measure that fails is reported.
 
     features : layer key -> ndarray (n_segments, D), any float dtype; all with the same n_segments.
     labels : ndarray (n_segments,) of str — the phone or word of each segment.
     groups : ndarray (n_segments,) — the utterance id of each segment (splits never share an utterance).
-    seed : the one source of randomness (splits, k-means). n_splits : seeded utterance splits averaged over.
+    seed : the one source of randomness (splits, parts, k-means). n_splits : seeded utterance splits averaged over.
     min_count, max_classes : segments are kept when their label occurs >= ``min_count`` times and is among
         the ``max_classes`` most frequent labels (a label seen once cannot be both trained and tested; the cap
         bounds the cost for word vocabularies). ``None`` keeps every label.
@@ -251,22 +155,54 @@ def span_measures(
         The work is many medium-sized products and decompositions: on 2 shared cores one thread was 7x faster
         than the default (27 s against 189 s for 3000 segments x 13 layers x 768 dims), whose spinning
         threads fight other processes.
+    cca_protocol : ``"centred"`` (default; ``pwcca.py``) or ``"pasad"`` (``pasad.pasad_cca_score`` on 10 seeded
+        label-stratified parts of the segments, 3 trials, 6 ε pairs; comparable with the published curves).
+    mi_protocol : ``"project"`` (NMI of k = n_classes clusters of standardised features) or ``"pasad"``
+        (``pasad.pasad_mi`` fitted on the train+dev utterances of each split, applied to its test utterances).
+    unit : ``"phone"`` or ``"word"``: the reference's cluster count for ``mi_protocol="pasad"``.
 
     Returns ``{"probe_accuracy": {layer: float}, "probe_majority_baseline": float, "pwcca": {layer: float},
-    "mi": {layer: float} (only when compute_mi), "span_measures_info": {...}}`` — accuracies and the baseline
-    are means over the splits' test parts; ``span_measures_info`` records seed, sizes and the chosen ε.
+    "mi": {layer: float} (when compute_mi), "span_measures_info": {...}, "unavailable": {measure: reason}}``. A
+    measure that cannot be computed (for any layer) is left out and its reason is under ``unavailable``; the
+    others are still there. Accuracies and the baseline are means over the splits' test parts;
+    ``span_measures_info`` records seed, sizes, protocols, chosen ε and (pasad) the parts, trials and ε pairs.
+    Raises ``ValueError`` only when no measure can be computed at all (fewer than 2 classes or 3 utterances).
     """
+    if cca_protocol not in CCA_PROTOCOLS:
+        raise ValueError(f"cca_protocol={cca_protocol!r} not in {CCA_PROTOCOLS}")
+    if mi_protocol not in MI_PROTOCOLS:
+        raise ValueError(f"mi_protocol={mi_protocol!r} not in {MI_PROTOCOLS}")
+    if unit not in UNITS:
+        raise ValueError(f"unit={unit!r} not in {UNITS}")
+    options = {"seed": seed, "n_splits": n_splits, "compute_mi": compute_mi, "min_count": min_count,
+                   "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
+                   "mi_protocol": mi_protocol, "unit": unit}
     if n_threads is None:
-        return _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes,
-                              max_segments)
+        return _span_measures(features, labels, groups, **options)
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
     with threadpool_limits(limits=n_threads):
-        return _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes,
-                              max_segments)
+        return _span_measures(features, labels, groups, **options)
 
 
-def _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_count, max_classes, max_segments):
+_MEASURE_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)  # data a measure cannot handle
+
+
+def _per_layer(name, features, compute, result, unavailable, extra=None):
+    """``result[name][layer] = compute(layer, x)`` for every layer; on a failure the measure becomes unavailable
+    (reason names the layer) and the layers done so far are dropped: a measure is reported whole or not at all."""
+    values = {}
+    for key, x in features.items():
+        try:
+            values[key] = compute(key, x)
+        except _MEASURE_ERRORS as err:
+            unavailable[name] = f"{key}: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+            return
+    result[name] = values
+
+
+def _span_measures(features, labels, groups, *, seed, n_splits, compute_mi, min_count, max_classes, max_segments,
+                   cca_protocol, mi_protocol, unit):
     labels, groups = np.asarray(labels).astype(np.str_), np.asarray(groups)
     if labels.ndim != 1 or groups.shape != labels.shape:
         raise ValueError(f"labels {labels.shape} and groups {groups.shape} must both be (n_segments,)")
@@ -285,37 +221,53 @@ def _span_measures(features, labels, groups, seed, n_splits, compute_mi, min_cou
         raise ValueError(f"need >= 2 label classes with >= {min_count} segments each, got {len(classes)}")
     splits = utterance_splits(groups, n_splits=n_splits, seed=seed)
     onehot = (labels[:, None] == classes[None, :]).astype(np.float64)
+    xs = {key: np.asarray(value[keep], dtype=np.float64) for key, value in features.items()}
 
     baseline = float(np.mean([majority_baseline(labels[np.r_[tr, dv]], labels[te]) for tr, dv, te in splits]))
-    result = {"probe_accuracy": {}, "probe_majority_baseline": baseline, "pwcca": {}}
-    if compute_mi:
-        result["mi"] = {}
-    chosen_eps = {}
-    for key, value in features.items():
-        x = np.asarray(value[keep], dtype=np.float64)
-        accs, scores, epss = [], [], []
-        for split in splits:
-            train, dev, test = split
-            fit_idx = np.r_[train, dev]
-            accs.append(probe_accuracy(x[fit_idx], labels[fit_idx], x[test], labels[test]))
-            score, eps = pwcca_heldout(x, onehot, split)
-            scores.append(score)
-            epss.append(eps)
-        result["probe_accuracy"][key] = float(np.mean(accs))
-        result["pwcca"][key] = float(np.mean(scores))
-        chosen_eps[key] = epss
-        if compute_mi:
-            result["mi"][key] = cluster_nmi(x, labels, n_clusters=min(len(classes), len(x)), seed=seed)
-    result["span_measures_info"] = {
-        "seed": seed,
-        "n_splits": n_splits,
-        "n_segments": len(labels),
-        "n_segments_available": len(keep),
-        "n_classes": len(classes),
-        "n_utterances": len(np.unique(groups)),
-        "min_count": min_count,
-        "max_classes": max_classes,
-        "max_segments": max_segments,
-        "pwcca_reg_chosen": chosen_eps,
-    }
+    result: dict = {"probe_majority_baseline": baseline}
+    unavailable: dict[str, str] = {}
+    info = {"seed": seed, "n_splits": n_splits, "n_segments": len(labels), "n_segments_available": len(keep),
+            "n_classes": len(classes), "n_utterances": len(np.unique(groups)), "min_count": min_count,
+            "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
+            "mi_protocol": mi_protocol if compute_mi else None}
+
+    def probe(_, x):
+        return float(np.mean([probe_accuracy(x[np.r_[tr, dv]], labels[np.r_[tr, dv]], x[te], labels[te])
+                              for tr, dv, te in splits]))
+
+    _per_layer("probe_accuracy", xs, probe, result, unavailable)
+    if cca_protocol == "centred":
+        chosen = {}
+
+        def cca(key, x):
+            scores = [pwcca_heldout(x, onehot, split) for split in splits]
+            chosen[key] = [eps for _, eps in scores]
+            return float(np.mean([score for score, _ in scores]))
+
+        _per_layer("pwcca", xs, cca, result, unavailable)
+        info["pwcca_reg_chosen"] = chosen
+    else:
+        parts = pasad.stratified_parts(labels, len(labels), seed=seed)
+        trials, eps_pairs = pasad.draw_trials(seed=seed), pasad.draw_eps_pairs(seed=seed)
+        chosen = {}
+
+        def cca(key, x):
+            score, details = pasad.pasad_cca_score(x, onehot, parts, trials, eps_pairs)
+            chosen[key] = [t["best_eps"] for t in details["trials"]]
+            return score
+
+        _per_layer("pwcca", xs, cca, result, unavailable)
+        info["pasad_cca"] = {"parts": [p.tolist() for p in parts], "trials": [list(t) for t in trials],
+                             "eps_pairs": [list(p) for p in eps_pairs], "best_eps": chosen}
+    if compute_mi and mi_protocol == "project":
+        _per_layer("mi", xs, lambda _, x: cluster_nmi(x, labels, n_clusters=min(len(classes), len(x)), seed=seed),
+                   result, unavailable)
+    elif compute_mi:
+        def mi(_, x):
+            return float(np.mean([pasad.pasad_mi(x[np.r_[tr, dv]], x[te], labels[te], span=unit, seed=seed)
+                                  for tr, dv, te in splits]))
+
+        _per_layer("mi", xs, mi, result, unavailable)
+    result["span_measures_info"] = info
+    result["unavailable"] = unavailable
     return result

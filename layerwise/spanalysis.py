@@ -1,4 +1,4 @@
-"""The span part of an analysis run (issue 5): segment features -> probe/PWCCA/MI, with a random-init control.
+"""The span part of an analysis run: segment features -> probe/PWCCA/MI, with a random-init control.
 
 ``analyze`` collects the segment features of a span folder (``labels`` present) into :class:`SpanFeatures`;
 this module finds and reads the random-initialisation control (only the layers and files needed: the control's
@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from . import store
-from .runlog import RANDOM_INIT_SUFFIX
 from .errors import UsageError
+from .runlog import RANDOM_INIT_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -116,35 +116,61 @@ def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str
     return control
 
 
-def measures(spans: SpanFeatures, *, seed: int, n_splits: int) -> dict:
-    """probe_accuracy / probe_majority_baseline / pwcca / mi / span_measures_info, or span_measures_skipped."""
+SPAN_MEASURES = ("probe_accuracy", "pwcca", "mi")  # per-layer span measures (summary.json keys)
+
+
+def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str = "centred",
+             mi_protocol: str = "project", unit: str = "phone") -> dict:
+    """The span measures of :func:`layerwise.probes.span_measures` (its return value), always with ``unavailable``.
+
+    When no measure can be computed (fewer than 2 classes with 2 segments, fewer than 3 utterances), every measure
+    is under ``unavailable`` with that reason (logged as a warning) and nothing else is returned.
+    """
     from . import probes  # scipy/sklearn only when there are spans
 
     features, labels, groups = spans.arrays()
     try:
-        return probes.span_measures(features, labels, groups, seed=seed, n_splits=n_splits)
+        result = probes.span_measures(features, labels, groups, seed=seed, n_splits=n_splits,
+                                      cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
     except ValueError as err:
-        log.warning("span measures skipped: %s", err)
-        return {"span_measures_skipped": str(err)}
+        log.warning("span measures could not be computed: %s", err)
+        return {"unavailable": dict.fromkeys(SPAN_MEASURES, str(err))}
+    for name, reason in result["unavailable"].items():
+        log.warning("span measure %s could not be computed: %s", name, reason)
+    return result
 
 
 def analyse(spans: SpanFeatures | None, control: SpanFeatures | None, *, control_dir: Path | None, seed: int,
-            n_splits: int) -> tuple[dict, list[str]]:
+            n_splits: int, cca_protocol: str = "centred", mi_protocol: str = "project",
+            unit: str = "phone") -> tuple[dict, list[str]]:
     """Summary keys for span folders (``{}`` for frame folders) and notes for the report.
 
-    The control gets the same seed and measures; its results go under ``random_init`` together with its folder and
-    the number of utterances used (those of the analysed selection that the control also has).
+    Returns ``(summary, notes)``. ``summary`` holds what :func:`measures` returns for the trained features —
+    per-layer objects ``probe_accuracy``, ``pwcca``, ``mi`` (measure -> layer -> float), the scalar
+    ``probe_majority_baseline``, ``span_measures_info`` (seed, sizes, protocols, chosen ε, pasad parts/trials) and
+    ``unavailable`` (measure -> reason; a measure listed there is absent, the others are present) — and, with a
+    control, the same for the control under ``random_init`` plus its ``features_dir`` and ``n_files``. ``notes``
+    are sentences for the report. cca_protocol, mi_protocol, unit : passed to ``probes.span_measures``.
+
+    The control gets the same seed, protocols and measures; its utterances are those of the analysed selection
+    that the control also has.
     """
     if spans is None:
         return {}, []
-    result = measures(spans, seed=seed, n_splits=n_splits)
+    options = {"seed": seed, "n_splits": n_splits, "cca_protocol": cca_protocol, "mi_protocol": mi_protocol,
+               "unit": unit}
+    result = measures(spans, **options)
     notes = []
     if len(spans.stems) < FEW_UTTERANCES:
         notes.append(f"span measures from only {len(spans.stems)} utterances (test parts of one or two "
                      f"utterances): noisy; analyse more files (--num_files 0 = all)")
+    for name, reason in result["unavailable"].items():
+        notes.append(f"{name} could not be computed: {reason}")
     if control is not None:
-        result[CONTROL_KEY] = {**measures(control, seed=seed, n_splits=n_splits),
+        result[CONTROL_KEY] = {**measures(control, **options),
                                "features_dir": str(control_dir), "n_files": len(control.stems)}
+        for name, reason in result[CONTROL_KEY]["unavailable"].items():
+            notes.append(f"random-init control: {name} could not be computed: {reason}")
         if len(control.stems) < len(spans.stems):
             missing = sorted(set(spans.stems) - set(control.stems))
             notes.append(f"random-init control lacks {len(missing)} of the {len(spans.stems)} analysed utterances "

@@ -149,3 +149,26 @@ def test_span_measures_validation():
         probes.span_measures(feats, labels, groups[:5])
     with pytest.raises(ValueError, match=">= 2 label classes"):
         probes.span_measures(feats, np.full(960, "a"), groups)
+
+
+def test_pasad_protocols_rise_with_snr_and_record_their_parts():
+    feats, labels, groups = synthetic(n=480, n_utts=24, snrs=(0.0, 0.5, 2.0))
+    res = probes.span_measures(feats, labels, groups, seed=0, n_splits=2, cca_protocol="pasad", mi_protocol="pasad")
+    assert res["unavailable"] == {}
+    pw, mi = res["pwcca"], res["mi"]
+    assert pw["layer_0"] < pw["layer_1"] < pw["layer_2"] and pw["layer_2"] > 0.8
+    assert mi["layer_0"] < mi["layer_1"] < mi["layer_2"]
+    info = res["span_measures_info"]
+    assert info["cca_protocol"] == "pasad" and info["mi_protocol"] == "pasad"
+    parts = [np.array(p) for p in info["pasad_cca"]["parts"]]
+    assert len(parts) == 10 and sorted(np.concatenate(parts).tolist()) == list(range(480))
+    for cls in np.unique(labels):  # label-stratified: every part holds 1/10 of each class (±1)
+        counts = [int(np.sum(labels[p] == cls)) for p in parts]
+        assert max(counts) - min(counts) <= 1
+    # replaying the recorded parts, trials and ε pairs gives the reported score
+    onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(float)
+    again, _ = probes.pasad_cca_score(feats["layer_2"], onehot, parts, info["pasad_cca"]["trials"],
+                                      info["pasad_cca"]["eps_pairs"])
+    assert again == pytest.approx(pw["layer_2"], abs=1e-12)
+    with pytest.raises(ValueError, match="cca_protocol='svcca'"):
+        probes.span_measures(feats, labels, groups, cca_protocol="svcca")

@@ -169,3 +169,53 @@ def test_cli_detects_the_control_and_rejects_a_mismatched_one(folders, tmp_path)
     done = subprocess.run(CLI + args + ["--output_dir", str(tmp_path / "cli2"), "--control_dir", str(bad)],
                           capture_output=True, text=True, check=False, timeout=120)
     assert done.returncode == 2 and "dim 8" in done.stderr and "Traceback" not in done.stderr
+
+
+def word_like(n_utts=12, dim=32, seed=0):
+    """A word-span-like set: 12 utterances of 6-10 words from a 40-word Zipf-ish vocabulary, so after dropping
+    words seen once there are more canonical variates (classes - 1) than segments in a 2-utterance test part."""
+    rng = np.random.default_rng(seed)
+    vocab = np.array([f"w{i}" for i in range(40)])
+    p = 1.0 / np.arange(1, 41)
+    spans = spanalysis.SpanFeatures()
+    means = rng.normal(size=(40, dim))
+    for u in range(n_utts):
+        idx = rng.choice(40, size=int(rng.integers(6, 11)), p=p / p.sum())
+        spans.add(f"84-121123-{u:04d}", {"layer_0": rng.normal(size=(len(idx), dim)),
+                                         "layer_1": means[idx] + 0.3 * rng.normal(size=(len(idx), dim))}, vocab[idx])
+    return spans
+
+
+def test_word_spans_of_12_utterances_give_every_measure():
+    """Fewer held-out segments than canonical variates is valid input: PWCCA is computed and nothing is dropped."""
+    spans = word_like()
+    _features, labels, groups = spans.arrays()
+    result, _notes = spanalysis.analyse(spans, None, control_dir=None, seed=0, n_splits=3, unit="word")
+    n_classes = result["span_measures_info"]["n_classes"]
+    tests = [te for _, _, te in probes.utterance_splits(groups[probes.select_classes(labels, min_count=2,
+                                                                                      max_classes=200)],
+                                                          n_splits=3, seed=0)]
+    assert min(len(te) for te in tests) < n_classes - 1  # the situation that used to fail
+    assert result["unavailable"] == {}
+    for name in ("probe_accuracy", "pwcca", "mi"):
+        assert set(result[name]) == {"layer_0", "layer_1"}
+    assert result["pwcca"]["layer_1"] > result["pwcca"]["layer_0"]
+    assert result["probe_accuracy"]["layer_1"] > result["probe_accuracy"]["layer_0"]
+
+
+def test_a_measure_that_fails_is_reported_and_the_others_stay(monkeypatch):
+    def broken(*args, **kwargs):
+        raise np.linalg.LinAlgError("SVD did not converge")
+
+    monkeypatch.setattr(probes, "pwcca_heldout", broken)
+    result, notes = spanalysis.analyse(word_like(), None, control_dir=None, seed=0, n_splits=2)
+    assert "pwcca" not in result and result["unavailable"]["pwcca"].startswith("layer_0: LinAlgError: SVD")
+    assert set(result["probe_accuracy"]) == {"layer_0", "layer_1"} and set(result["mi"]) == {"layer_0", "layer_1"}
+    assert any(n.startswith("pwcca could not be computed") for n in notes)
+    # nothing computable at all (one class): every measure unavailable with the reason, no exception
+    one = spanalysis.SpanFeatures()
+    for u in range(4):
+        one.add(f"s-{u}", {"layer_0": np.ones((3, 2))}, np.array(["a"] * 3))
+    result, notes = spanalysis.analyse(one, None, control_dir=None, seed=0, n_splits=2)
+    assert set(result["unavailable"]) == {"probe_accuracy", "pwcca", "mi"}
+    assert "2 label classes" in result["unavailable"]["pwcca"]
