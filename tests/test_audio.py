@@ -18,8 +18,10 @@ def test_find_audio_files_sorted_recursive_unique(tmp_path):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"")
     os.symlink(tmp_path / "b/2.flac", tmp_path / "c/link.flac")  # same file twice: listed once
-    found = [p.relative_to(tmp_path).as_posix() for p in audio.find_audio_files(tmp_path)]
-    assert found == ["a/1.wav", "a/x/3.FLAC", "b/2.flac"]
+    scan = audio.find_audio_files(tmp_path)
+    assert [p.relative_to(tmp_path).as_posix() for p in scan.files] == ["a/1.wav", "a/x/3.FLAC", "b/2.flac"]
+    assert {reason.split(" (")[0]: len(paths) for reason, paths in scan.skipped.items()} == {
+        "hidden file": 1, "extension .txt not selected": 1, "same file as an earlier path": 1}
 
 
 def test_unreadable_subdirectory_is_reported(tmp_path, monkeypatch):
@@ -36,9 +38,9 @@ def test_unreadable_subdirectory_is_reported(tmp_path, monkeypatch):
         return real_scandir(path)
 
     monkeypatch.setattr(os, "scandir", scandir)
-    errors = []
-    assert [p.name for p in audio.find_audio_files(tmp_path, errors)] == ["a.wav"]
-    assert errors == [(locked, "cannot read directory: Permission denied")]
+    scan = audio.find_audio_files(tmp_path)
+    assert [p.name for p in scan.files] == ["a.wav"]
+    assert scan.skipped == {"cannot read directory: Permission denied": [locked]}
 
 
 def test_duplicate_stems_are_an_error(tmp_path):

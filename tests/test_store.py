@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from layerwise import store
+from layerwise.errors import UsageError
+from layerwise.timematch import Grid
 
 
 def test_round_trip_and_numeric_order(tmp_path):
@@ -37,7 +39,7 @@ def test_float16_and_shape_validation(tmp_path):
 def test_float16_overflow_is_an_error_not_a_silent_inf(tmp_path):
     path = store.feature_path(tmp_path, "u")
     big = np.array([[1.0, 65504.0], [-70000.0, 2.0]], dtype=np.float32)  # 65504 = float16 max; 70000 overflows
-    with pytest.raises(ValueError, match="layer_1: values up to 70000 overflow float16"):
+    with pytest.raises(store.FeatureFileError, match="layer_1: values up to 70000 overflow float16"):
         store.write_features(path, {"layer_0": np.ones((2, 2)), "layer_1": big}, {}, save_dtype="float16")
     assert list(tmp_path.iterdir()) == []
     store.write_features(path, {"layer_1": big}, {}, save_dtype="float32")  # float32 holds it
@@ -65,18 +67,16 @@ def test_legacy_batch_layout_is_read(tmp_path):
     assert f.layers["layer_0"].shape == (5, 3) and f.meta == {}
 
 
-def test_is_complete(tmp_path):
+def test_truncated_or_foreign_files_are_damaged(tmp_path):
     path = store.feature_path(tmp_path, "u")
-    assert not store.is_complete(path, ["layer_0"])
-    store.write_features(path, {"layer_0": np.ones((3, 2))}, {"model_name": "m"})
-    assert store.is_complete(path, ["layer_0"], {"model_name": "m"})
-    assert not store.is_complete(path, ["layer_0", "layer_1"])
-    assert not store.is_complete(path, ["layer_0"], {"model_name": "other"})
+    identity = {"model_name": "m"}
+    store.write_features(path, {"layer_0": np.ones((3, 2))}, identity)
+    assert store.resume_state(path, ["layer_0"], identity)[0] == "complete"
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # truncated, as a crash of a non-atomic writer leaves it
-    assert not store.is_complete(path, ["layer_0"])
+    assert store.resume_state(path, ["layer_0"], identity)[0] == "damaged"
     path.write_text("not a zip file")
-    assert not store.is_complete(path, ["layer_0"])
+    assert store.resume_state(path, ["layer_0"], identity)[0] == "damaged"
     with pytest.raises(store.FeatureFileError):
         store.read_features(path)
 
@@ -94,12 +94,35 @@ def test_foreign_npz_is_rejected(tmp_path):
 
 def test_resume_state(tmp_path):
     path = store.feature_path(tmp_path, "u")
-    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "missing"
-    store.write_features(path, {"layer_0": np.ones((3, 2))}, {"model_name": "m"})
-    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "complete"
-    assert store.resume_state(path, ["layer_0", "layer_1"], {"model_name": "m"}) == "incomplete"
-    assert store.resume_state(path, ["layer_0"], {"model_name": "other"}) == "other_settings"
+    same = {"model_name": "m", "normalize": False}
+    assert store.resume_state(path, ["layer_0"], same)[0] == "missing"
+    store.write_features(path, {"layer_0": np.ones((3, 2))}, same)
+    assert store.resume_state(path, ["layer_0"], same) == ("complete", "")
+    assert store.resume_state(path, ["layer_0", "layer_1"], same)[0] == "damaged"  # a key missing: recompute
+    state, detail = store.resume_state(path, ["layer_0"], {**same, "normalize": True})
+    assert state == "other_settings" and detail == "normalize: False vs True"
     np.savez(path, layer_0=np.ones((1, 3, 2)))  # a prototype file: no metadata, never silently replaced
-    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "other_settings"
+    assert store.resume_state(path, ["layer_0"], same)[0] == "other_settings"
     path.write_bytes(b"PK\x03\x04 half-written")
-    assert store.resume_state(path, ["layer_0"], {"model_name": "m"}) == "damaged"
+    assert store.resume_state(path, ["layer_0"], same)[0] == "damaged"
+
+
+def test_layer_spec_indices_ranges_and_keys():
+    keys = [f"layer_{i}" for i in range(13)]
+    assert store.parse_layer_spec("12,0-2,layer_6", keys) == ["layer_0", "layer_1", "layer_2", "layer_6", "layer_12"]
+    assert store.parse_layer_spec("all", keys) == keys
+    for bad in ("13", "0-13", "3-1", "x", "conv_0", "1.5"):
+        with pytest.raises(UsageError, match="layers"):
+            store.parse_layer_spec(bad, keys)
+    convs = [f"conv_{i}" for i in range(7)]
+    assert store.parse_layer_spec("0,6", convs) == ["conv_0", "conv_6"]
+    with pytest.raises(UsageError, match="ambiguous"):
+        store.parse_layer_spec("0", ["layer_0", "conv_0"])
+
+
+def test_layer_grids_follow_the_conv_stack():
+    meta = {"model_config": {"conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2]}}
+    # hop = product of strides, field = k0 + sum (k_i - 1) * hop_before_i, written out by hand
+    assert store.layer_grid(meta, "layer_4") == Grid(320, 400)
+    assert [store.layer_grid(meta, f"conv_{i}") for i in range(7)] == [
+        Grid(5, 10), Grid(10, 20), Grid(20, 40), Grid(40, 80), Grid(80, 160), Grid(160, 240), Grid(320, 400)]

@@ -28,8 +28,9 @@ def test_wrapper_end_to_end_from_another_directory(tiny_hubert, audio_dir, tmp_p
     assert len(files) == 4
     meta = json.loads((folder / "manifest.json").read_text())["run"]
     assert meta["layers"] == ["layer_0", "layer_2"] and meta["save_dtype"] == "float16"
-    summary = json.loads((work / "out" / "visualizations" / "summary.json").read_text())
+    summary = json.loads((folder.parent / "librispeech_test_sample7_analysis" / "summary.json").read_text())
     assert summary["layers"] == ["layer_0", "layer_2"] and len(summary["files"]) == 4
+    assert f"report: out/{tiny_hubert.name}/librispeech_test_sample7_analysis/report.html" in result.stderr
 
 
 def test_wrapper_missing_audio_without_download_is_a_usage_error(tmp_path):
@@ -40,8 +41,9 @@ def test_wrapper_missing_audio_without_download_is_a_usage_error(tmp_path):
 def test_wrapper_passes_usage_errors_through(tiny_hubert, audio_dir, tmp_path):
     env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": str(tmp_path), "MODEL_NAME": str(tiny_hubert), "DEVICE": "cpu"}
     result = run_wrapper(env, ["--layers", "0,99"], tmp_path)
-    assert result.returncode == 2 and "layer 99 not in [0, 2]" in result.stderr
-    assert not (tmp_path / "visualizations").exists()  # no analysis after a usage error
+    assert result.returncode == 2 and "layers: 0,99" not in result.stderr and "99" in result.stderr
+    assert "not in [0, 2]" in result.stderr
+    assert not list(tmp_path.rglob("*_analysis"))  # no analysis after a usage error
 
 
 def test_wrapper_analyses_the_folder_that_extra_arguments_select(tiny_hubert, audio_dir, tmp_path):
