@@ -2,17 +2,22 @@
 """Extraction benchmark, offline, in one run on the machine at hand (see docs/benchmarks.md).
 
 Builds a randomly initialised HuBERT-base (real config, so real FLOPs) saved with save_pretrained, synthesizes
-``--seconds`` of LibriSpeech-like audio (2–20 s utterances, FLAC), and times:
+``--seconds`` of LibriSpeech-like audio (2–20 s utterances, FLAC), and times, as ratios within this one run:
   (a) the naive per-file loop (soundfile → HF feature extractor → model(x, output_hidden_states=True) → np.savez),
-  (b) extract_features.py end to end, per --dtypes (a subprocess; start-up reported separately, steady state from
+  (b) model-only time of layerwise.model.SpeechModel.features on decoded audio (no file I/O), per --dtypes, and
+      with --subset_layers (early exit: the transformer runs only through the deepest requested layer),
+  (c) extract_features.py end to end, per --dtypes (a subprocess; start-up reported separately, steady state from
       the output files' write times, first file excluded),
-  (c) model-only time of layerwise.model.SpeechModel.features on decoded audio (no file I/O),
-  (d) the peak GFLOP/s of a large matmul per dtype.
-With --repeats R every measurement runs R times in alternation and each row keeps its fastest round (a shared
-machine's background load only slows a round down). Checks fp32 equality with the naive loop and, for lower precisions, per-layer relative error and linear CKA vs fp32.
-Prints a table and writes JSON (default bench/results/).
+  (d) the peak GFLOP/s of a large matmul per dtype,
+  (e) the peak RSS of one --long_seconds utterance, all layers, in a fresh process (bench_long.py): the automatic
+      chunked CNN, and with --long_compare also the whole-utterance CNN.
+With --repeats R every timing runs R times in alternation and each row keeps its fastest round (a shared
+machine's background load only slows a round down). Checks fp32 equality with the naive loop and, for lower
+precisions, per-layer relative error and linear CKA vs fp32. Prints the CPU kind (from /proc/cpuinfo), a table,
+and writes JSON (default bench/results/). The defaults take ≈ 3–4 min on 2 idle cores.
 
-example:  python bench/bench_extract.py --seconds 120 --repeats 3
+example:  python bench/bench_extract.py                          # reduced default: 60 s corpus, 300 s long file
+          python bench/bench_extract.py --seconds 120 --repeats 3 --long_compare
           python bench/bench_extract.py --device cuda --dtypes float32,float16,bfloat16 --seconds 600
 """
 
@@ -21,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -30,37 +34,19 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-
-from bench import benchlib
 from layerwise import store
 
+if __package__ in (None, ""):  # run as a script (python bench/bench_extract.py): this folder is on sys.path
+    import benchlib
+else:
+    from . import benchlib
+
+ROOT = Path(__file__).resolve().parents[1]
+
 NAIVE, MODEL_ONLY, END_TO_END = "naive loop", "model only (SpeechModel.features)", "extract_features.py end to end"
+SUBSET = "model only, --layers {}"
 TARGETS = {"fp32_vs_naive": 1.0, "fp32_max_rel_err": 1e-4, "fp32_peak_frac": 0.70, "low_vs_naive": 1.8,
            "low_peak_frac": 0.40, "low_cka": 0.999, "e2e_vs_model": 0.9}
-
-
-def machine_info(device: str) -> dict:
-    import torch
-
-    flags = set()
-    model = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
-            elif line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    info = {"cpu": model, "cpu_count": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
-            "isa": sorted(flags & {"avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile"}),
-            "torch_threads": torch.get_num_threads(), "loadavg_start": list(os.getloadavg())}
-    if device == "cuda":
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
 
 
 def row(name, dtype, audio_s, wall_s, flops, peak, naive_rate=None, startup_s=None, **extra) -> dict:
@@ -117,7 +103,11 @@ def compare(files_a: list[Path], files_b: list[Path], keys: list[str]) -> dict[s
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--seconds", type=float, default=120, help="seconds of synthetic audio (default: %(default)s)")
+    p.add_argument("--seconds", type=float, default=60, help="seconds of synthetic audio (default: %(default)s)")
+    p.add_argument("--subset_layers", default="0,3,6", help="layers of the early-exit row (default: %(default)s)")
+    p.add_argument("--long_seconds", type=float, default=300,
+                   help="length of the long-file memory row; 0 skips it (default: %(default)s)")
+    p.add_argument("--long_compare", action="store_true", help="also measure the long file with the unchunked CNN")
     p.add_argument("--dtypes", default="float32,bfloat16", help="compute dtypes; float32 first (default: %(default)s)")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="(default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -131,7 +121,10 @@ def main(argv=None) -> int:
     dtypes = [d.strip() for d in args.dtypes.split(",")]
     if dtypes[0] != "float32":
         p.error("--dtypes must start with float32 (the reference)")
+    subset = sorted({int(i) for i in args.subset_layers.split(",")})
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     import torch
     from transformers.utils import logging as hf_logging
 
@@ -141,9 +134,9 @@ def main(argv=None) -> int:
     threads = torch.get_num_threads()
     tmp = None if args.workdir else tempfile.TemporaryDirectory(prefix="bench-extract-")
     work = args.workdir or Path(tmp.name)
-    info = machine_info(args.device)
-    print(f"# {info['cpu']} | {info.get('gpu', 'no GPU')} | torch {info['torch']} | {threads} threads | "
-          f"load {info['loadavg_start'][0]:.2f} | ISA {','.join(info['isa'])}", flush=True)
+    info = benchlib.machine_info(args.device)
+    print(f"# {info['cpu']} ({info['cpu_kind']}) | {info.get('gpu', 'no GPU')} | torch {info['torch']} | "
+          f"{threads} threads | load {info['loadavg_start'][0]:.2f} | ISA {','.join(info['isa'])}", flush=True)
 
     model_dir = benchlib.save_checkpoint(work / "hubert-base-random", seed=args.seed)
     corpus = benchlib.write_corpus(work / "audio", args.seconds, seed=args.seed)
@@ -177,6 +170,8 @@ def main(argv=None) -> int:
         for d in dtypes:
             times = benchlib.model_only(model_dir, waves, dtype=d, device=args.device)
             timings.setdefault((MODEL_ONLY, d), []).append(per_file(times, stems, stamps=False))
+        times = benchlib.model_only(model_dir, waves, dtype="float32", device=args.device, layers=subset)
+        timings.setdefault((SUBSET.format(args.subset_layers), "float32"), []).append(per_file(times, stems, stamps=False))
         for d in dtypes:
             res = results[d] = run_cli(model_dir, work / "audio", work / f"out-{d}", d, args.device, threads)
             order = [store.stem_of(o) for o in res["outputs"]]
@@ -200,6 +195,10 @@ def main(argv=None) -> int:
     for r in rows:
         if r["name"] == END_TO_END:
             r["vs_model_only"] = r["realtime_factor"] / model_rates[r["dtype"]]
+        if r["name"].startswith("model only, --layers"):
+            r["vs_all_layers"] = r["realtime_factor"] / model_rates[r["dtype"]]
+    long_rows = [long_file(model_dir, args.long_seconds, unchunked, threads)
+                 for unchunked in ((False, True) if args.long_compare else (False,)) if args.long_seconds > 0]
 
     naive_files = sorted(naive_out.glob(f"*{store.FEATURE_SUFFIX}"))
     keys = [f"layer_{i}" for i in range(config.num_hidden_layers + 1)]
@@ -209,7 +208,7 @@ def main(argv=None) -> int:
         agreement[f"{d}_vs_float32"] = compare(by_name(results[d]), by_name(results["float32"]), keys)
     info["loadavg_end"] = list(os.getloadavg())
 
-    print_table(rows, agreement, info)
+    print_table(rows, agreement, info, long_rows)
     checks = evaluate(rows, agreement, dtypes)
     for name, (value, target, ok) in checks.items():
         print(f"  {'PASS' if ok else 'MISS'} {name}: {value:.4g} (target {target})")
@@ -218,7 +217,7 @@ def main(argv=None) -> int:
     out.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "machine": info,
                                "corpus": {"utterances": len(corpus), "seconds": sum(seconds),
                                           "gflop_per_audio_second": sum(flops) / sum(seconds) / 1e9},
-                               "rows": rows, "agreement": agreement,
+                               "rows": rows, "long_file": long_rows, "agreement": agreement,
                                "checks": {k: {"value": v, "target": t, "ok": ok} for k, (v, t, ok) in checks.items()}},
                               indent=1, default=str))
     print(f"# wrote {out}")
@@ -250,10 +249,21 @@ def evaluate(rows, agreement, dtypes) -> dict:
     return checks
 
 
-def print_table(rows, agreement, info) -> None:
+def long_file(model_dir: Path, seconds: float, unchunked: bool, threads: int) -> dict:
+    """Peak RSS of one long utterance, all layers, in a fresh process (bench_long.py)."""
+    cmd = [sys.executable, str(Path(__file__).with_name("bench_long.py")), "--model_dir", str(model_dir),
+           "--seconds", str(seconds), "--threads", str(threads)] + (["--unchunked"] if unchunked else [])
+    print(f"# long file: {seconds:.0f} s, {'unchunked' if unchunked else 'chunked'} CNN ...", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        return {"seconds": seconds, "unchunked": unchunked, "error": proc.stderr.strip().splitlines()[-1:]}
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_table(rows, agreement, info, long_rows=()) -> None:
     fmt = "{:<34} {:<9} {:>8} {:>8} {:>8} {:>9} {:>8} {:>9} {:>7}"
     print(fmt.format("row", "dtype", "audio s", "wall s", "start s", "x realtm", "x naive", "GFLOP/s", "% peak"))
-    num = lambda v, f: "-" if v is None or v != v else format(v, f)
+    num = lambda v, f: "-" if v is None or np.isnan(v) else format(v, f)
     for r in rows:
         print(fmt.format(r["name"], r["dtype"], num(r["audio_s"], ".1f"), num(r["wall_s"], ".2f"),
                          num(r["startup_s"], ".1f"), num(r["realtime_factor"], ".2f"), num(r["vs_naive_fp32"], ".2f"),
@@ -261,6 +271,17 @@ def print_table(rows, agreement, info) -> None:
     for name, layers in agreement.items():
         print(f"# {name}: " + "  ".join(f"{k.split('_')[1]}: err {v['fro_rel_err']:.1e}/{v['max_rel_err']:.1e} "
                                         f"cka {v['cka']:.5f}" for k, v in layers.items()))
+    for r in rows:
+        if "vs_all_layers" in r:
+            print(f"# {r['name']}: {r['vs_all_layers']:.2f}× the speed of all layers")
+    for r in long_rows:
+        cnn = "unchunked CNN" if r["unchunked"] else "chunked CNN"
+        if "error" in r:
+            print(f"# long file {r['seconds']:.0f} s, {cnn}: FAILED {r['error']}")
+            continue
+        print(f"# long file {r['seconds']:.0f} s, {r['layers']} layers, {cnn}: peak RSS {r['peak_rss_gib']:.2f} GiB "
+              f"(after load {r['rss_after_load_gib']:.2f}, estimate +{r['estimate_gib']:.2f}), {r['wall_s']:.1f} s "
+              f"({r['seconds'] / r['wall_s']:.2f}× realtime)")
     print(f"# load average start {info['loadavg_start'][0]:.2f}, end {info['loadavg_end'][0]:.2f}")
     if max(info["loadavg_start"][0], info["loadavg_end"][0]) > 0.75 * (info["cpu_count"] or 1):
         print("# WARNING: other processes were using the CPU; timings are noisy (rerun when the machine is idle)")

@@ -21,7 +21,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from bench import benchlib
+if __package__ in (None, ""):  # run as a script: this folder is on sys.path
+    import benchlib
+else:
+    from . import benchlib
 
 
 def build_variants(model, device: str, compile_model: bool) -> dict:

@@ -8,12 +8,15 @@ checkpoint) saved with ``save_pretrained``; the audio is synthesized with a seed
 from __future__ import annotations
 
 import math
+import os
+import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import soundfile as sf
 
+from layerwise import machine
 from layerwise.model import FrameGeometry
 from layerwise.stats import LayerStats
 
@@ -81,7 +84,7 @@ def write_corpus(folder: str | Path, total_seconds: float, seed: int) -> list[tu
     files = []
     for n, seconds in enumerate(utterance_lengths(total_seconds, seed)):
         path = folder / f"1000-100-{n:04d}.flac"
-        sf.write(path, speech_like(int(round(seconds * SAMPLE_RATE)), rng), SAMPLE_RATE, subtype="PCM_16")
+        sf.write(path, speech_like(round(seconds * SAMPLE_RATE), rng), SAMPLE_RATE, subtype="PCM_16")
         files.append((path, seconds))
     return files
 
@@ -99,6 +102,36 @@ def save_checkpoint(folder: str | Path, seed: int, **config_overrides) -> Path:
     model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
     return Path(folder)
+
+
+# ---------------------------------------------------------------------------------------------------- machine
+ISA_FLAGS = ("avx2", "avx512f", "avx512_bf16", "avx512_fp16", "amx_bf16", "amx_tile")
+
+
+def cpu_kind(flags: set[str]) -> str:
+    """The CPU kind that decides extraction speed, from /proc/cpuinfo flags (the tables in docs/benchmarks.md)."""
+    if "amx_bf16" in flags:
+        return "AVX-512 + AMX (native bf16)"
+    if "avx512_bf16" in flags:
+        return "AVX-512 + AVX512_BF16 (native bf16, no AMX)"
+    if "avx512f" in flags:
+        return "AVX-512 without bf16 (emulated bf16)"
+    if "avx2" in flags:
+        return "AVX2 only (no AVX-512, emulated bf16)"
+    return "no AVX2"
+
+
+def machine_info(device: str) -> dict:
+    """CPU name and kind, ISA flags, core count, torch version and threads, load average (and the GPU's name)."""
+    import torch
+
+    flags = machine.cpu_flags()
+    info = {"cpu": machine.cpu_name(), "cpu_kind": cpu_kind(flags), "cpu_count": os.cpu_count(),
+            "torch": torch.__version__, "python": platform.python_version(), "isa": sorted(flags & set(ISA_FLAGS)),
+            "torch_threads": torch.get_num_threads(), "loadavg_start": list(os.getloadavg())}
+    if device == "cuda":
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 # ---------------------------------------------------------------------------------------------------- timing
@@ -152,13 +185,14 @@ def naive_loop(model_dir: Path, files: list[Path], out_dir: Path, *, dtype: str 
     return load_s, times
 
 
-def model_only(model_dir: Path, waves: list[np.ndarray], *, dtype: str, device: str = "cpu") -> list[float]:
-    """Seconds per utterance of ``SpeechModel.features`` (all layers, contextualized) on decoded audio: no file I/O.
-    The first call includes warm-up."""
+def model_only(model_dir: Path, waves: list[np.ndarray], *, dtype: str, device: str = "cpu",
+               layers: list[int] | None = None) -> list[float]:
+    """Seconds per utterance of ``SpeechModel.features`` (contextualized; ``layers``, default all) on decoded audio:
+    no file I/O. The first call includes warm-up."""
     from layerwise.model import SpeechModel
 
     model = SpeechModel.load(str(model_dir), device=device, dtype=dtype)
-    layers = list(range(model.num_layers + 1))
+    layers = list(range(model.num_layers + 1)) if layers is None else layers
     times = []
     for wave in waves:
         t0 = time.perf_counter()

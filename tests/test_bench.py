@@ -147,3 +147,38 @@ def test_speed_changes_in_model_keep_fp32_bitwise(tmp_path):
             ref = reference(torch.from_numpy(model.prepare(x))[None], output_hidden_states=True).hidden_states
         for i in range(3):
             np.testing.assert_array_equal(ours[f"layer_{i}"], ref[i][0].numpy())
+
+
+@pytest.mark.parametrize("script", ["bench_extract.py", "bench_options.py", "bench_long.py"])
+def test_bench_scripts_run_from_the_repo_root_without_path_edits(script):
+    """`python bench/<script> --help` works as documented (bench modules import benchlib beside their own file)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    proc = subprocess.run([sys.executable, f"bench/{script}", "--help"], cwd=ROOT, capture_output=True, text=True,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "example:" in proc.stdout
+
+
+@pytest.mark.parametrize("flags, kind", [({"avx2", "fma"}, "AVX2 only"), ({"avx2", "avx512f"}, "AVX-512 without"),
+                                         ({"avx512f", "avx512_bf16"}, "AVX512_BF16"),
+                                         ({"avx512f", "avx512_bf16", "amx_bf16"}, "AMX")])
+def test_cpu_kind_from_flags(flags, kind):
+    assert kind in benchlib.cpu_kind(flags)
+
+
+def test_long_file_measurement_on_tiny_checkpoint(tmp_path):
+    """bench_long measures one utterance in its own process: frames by the conv formula, RSS and estimate > 0;
+    chunked and unchunked runs report which CNN they used."""
+    from bench import bench_long
+
+    model_dir = benchlib.save_checkpoint(
+        tmp_path / "tiny", seed=0, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    for unchunked in (False, True):
+        r = bench_long.measure(model_dir, 41.0, dtype="float32", layers=[0, 2], unchunked=unchunked)
+        assert r["frames"] == (41 * 16000 - 400) // 320 + 1 and r["layers"] == 2 and r["unchunked"] is unchunked
+        assert r["peak_rss_gib"] >= r["rss_after_load_gib"] > 0 and r["estimate_gib"] > 0
