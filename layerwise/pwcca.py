@@ -128,3 +128,23 @@ def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ..
     return pwcca_score(fit, x_test, onehot[test]), eps
 
 
+
+
+def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:
+    """PWCCA of two continuous views on the test part, one ε for both views chosen on the dev part.
+
+    x : (n, p), y : (n, q) (e.g. a layer and the filterbanks, or two layers), both standardised on the train part;
+    split : (train, dev, test) index arrays. Weights use the view with fewer columns. Returns (score, chosen ε).
+    """
+    train, dev, test = split
+    x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
+    y_train, y_dev, y_test = standardise(y[train], y[dev], y[test])
+    moments = _CCAMoments(x_train, y_train)
+    best = (-np.inf, None, None)
+    for eps in CCA_REG_GRID:
+        fit = moments.fit(eps, eps)
+        score = pwcca_score(fit, x_dev, y_dev)
+        if score > best[0]:
+            best = (score, fit, eps)
+    _, fit, eps = best
+    return pwcca_score(fit, x_test, y_test), eps
