@@ -262,3 +262,22 @@ def test_conv_spans_pool_each_block_with_its_own_frame_centres(tiny_hubert, tmp_
             if inside.size == 0:
                 inside = [np.argmin(np.abs(centres - (start + end) / 2))]
             np.testing.assert_allclose(f.layers[key][row], frames[key][inside].mean(axis=0), atol=1e-4, rtol=1e-4)
+
+
+def test_fbank_is_stored_beside_the_layers(tiny_hubert, tmp_path):
+    """--fbank: key ``fbank`` = the reference's log-mel recipe on the decoded audio, computed here with librosa."""
+    import librosa
+    from scipy.signal import lfilter
+
+    sf.write(tmp_path / "a.wav", tone(20000), 16000, subtype="FLOAT")
+    log = run_extraction(audio_dir=tmp_path, save_dir=tmp_path / "o", model_name=str(tiny_hubert), fbank=True,
+                         device="cpu")
+    assert log.n_done == 1
+    f = store.read_features(store.feature_path(out_folder(tmp_path / "o", tiny_hubert), "a"))
+    x, _ = sf.read(tmp_path / "a.wav", dtype="float32")
+    x = lfilter([1, -0.97], [1], x / np.abs(x).max() * 0.999)
+    mel = librosa.feature.melspectrogram(y=x, sr=16000, n_fft=2048, n_mels=80, hop_length=160, win_length=400,
+                                         fmin=50, power=1)
+    expected = (librosa.amplitude_to_db(mel, top_db=80.0) / 80.0 + 1).T
+    assert f.fbank.shape == (1 + 20000 // 160, 80) and f.meta["fbank"] is True
+    np.testing.assert_allclose(f.fbank, expected, atol=1e-5)
