@@ -65,7 +65,7 @@ def finish(fig, title: str) -> None:
     """Figure title (two lines: what, then the subtitle) above a tight layout that leaves it room."""
     fig.suptitle(title, fontsize=10)
     lines = title.count("\n") + 1
-    fig.tight_layout(rect=(0, 0, 1, 1 - (0.18 * lines + 0.1) / fig.get_figheight()))
+    fig.tight_layout(rect=(0, 0, 1, 1 - (0.16 * lines + 0.05) / fig.get_figheight()))
 
 
 def layer_positions(layers) -> list[int]:

@@ -84,7 +84,7 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
                     annot=annotate, fmt=f".{digits}f", annot_kws={"fontsize": 7}, xticklabels=names,
                     yticklabels=names, linewidths=0.5, linecolor="white", ax=ax,
                     cbar_kws={"label": f"{kind}, colour range {low:.{digits}f} – {high:.{digits}f} ({how})",
-                              "shrink": 0.8})
+                              "shrink": 0.8, "format": f"%.{digits + 1 if high - low < 0.01 else digits}f"})
         if annotate:
             for i, j in zip(*np.nonzero(~np.isfinite(matrix))):
                 ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.3")

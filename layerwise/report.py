@@ -1,8 +1,10 @@
-"""Written outputs of an analysis run: summary.json, summary.csv, per_dim_stats.npz, report.html.
+"""Written outputs of an analysis run: summary.json, summary.csv, per_dim_stats.npz, report.html — each atomically.
 
-Nothing is computed here; numbers come from ``stats``/``embed`` via ``analyze``. ``summary.json`` keeps the contract
-keys (files, layers, n_frames, mean, std, cka, cosine, pca_explained_variance_ratio) plus a few extra keys.
-NaN (e.g. cosine between layers of different dims) is written as JSON ``null``.
+Nothing is computed here: numbers come from a ``results.AnalysisResult``, figure titles and captions from the
+registry in ``figures``, the run card from ``runcard``. ``summary.json`` keeps the contract keys (files, layers,
+n_frames, mean, std, cka, cosine, pca_explained_variance_ratio) plus extra keys; NaN is written as JSON ``null``.
+report.html is one self-contained page (figures embedded as base64 PNG) that opens offline: the run card first,
+then every note and every measure that could not be computed with its reason, the per-layer table, the figures.
 """
 
 from __future__ import annotations
@@ -10,12 +12,14 @@ from __future__ import annotations
 import base64
 import csv
 import html
+import io
 import math
 from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import runcard, store
+from .naming import display_name, model_label
 from .spanalysis import CONTROL_KEY
 
 SUMMARY_JSON = "summary.json"
@@ -23,86 +27,24 @@ SUMMARY_CSV = "summary.csv"
 PER_DIM_NPZ = "per_dim_stats.npz"
 REPORT_HTML = "report.html"
 CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", "pca_explained_variance_ratio")
-
-# figure file -> (heading, how to read it)
-FIGURES = {
-    "feature_statistics.png": (
-        "Feature statistics per layer",
-        (
-            "Mean and standard deviation of all values of a layer (every real frame × every dimension). Padding never "
-            "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
-            "the CNN); scale alone says nothing about what a layer encodes."
-        ),
-    ),
-    "layer_similarity_cka.png": (
-        "Layer similarity: linear CKA",
-        (
-            "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
-            "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
-            "high CKA as groups of layers that compute similar things; the diagonal is 1 by definition."
-        ),
-    ),
-    "layer_similarity_cosine.png": (
-        "Layer similarity: uncentered cosine (for comparison with the prototype)",
-        (
-            "Cosine between the two layers' whole frame matrices, frame t/dim d against frame t/dim d, without "
-            "centring. Large shared means push it towards 1 and a rotation of one layer changes it, so it is not a "
-            "similarity of representations; use the CKA heatmap for that. Undefined (n/a) for layers of different dims."
-        ),
-    ),
-    "pca.png": (
-        "PCA with frames as points",
-        (
-            "Top left: cumulative share of variance in the first principal components, from the exact covariance over "
-            "all frames (one curve per layer, dark = early). Top right: how many components hold 50 % / 90 % of the "
-            "variance, a rough effective dimensionality per layer. Below: the sampled frames on PC1/PC2; clusters by "
-            "colour mean the leading directions separate utterances (speaker/channel) or labels."
-        ),
-    ),
-    "tsne.png": (
-        "t-SNE of sampled frames",
-        (
-            "A 2-D neighbourhood map of the seeded frame subsample per layer. Only local neighbourhoods are meaningful: "
-            "distances between clusters and cluster sizes are not. Colour by utterance shows speaker/recording "
-            "clustering; colour by phone (span folders) shows phonetic clustering."
-        ),
-    ),
-    "variance_distribution.png": (
-        "Per-dimension variance",
-        (
-            "Histogram over dimensions of the variance of each dimension across frames (log10 scale, shared axis). "
-            "A few dimensions with variance orders of magnitude above the rest are outlier dimensions; they dominate "
-            "Euclidean distances, the uncentered cosine and the first principal components."
-        ),
-    ),
-    "span_measures.png": (
-        "Where label information lives: probe accuracy, PWCCA, MI per layer",
-        (
-            "Span folders only. x: layer in numeric order; y: held-out scores in [0, 1] (PWCCA can dip slightly below "
-            "0). Blue: accuracy of a linear probe predicting each segment's phone/word, trained and tested on disjoint "
-            "utterances; read it as its height above the dotted majority-class baseline (a layer at the baseline carries "
-            "no linearly decodable label information). Orange: projection-weighted CCA between the segment vectors and "
-            "the one-hot labels (the measure of the published layer-wise curves). Green: normalised mutual information "
-            "between k-means clusters and labels (no supervision; slightly above 0 even for noise). Solid lines: the "
-            "analysed model; dashed: the same measures on a randomly initialised model of the same config (same "
-            "utterances, seed and splits). The gap between solid and dashed is what training added; a peak shows where "
-            "the information is most linearly accessible, not the only place it exists."
-        ),
-    ),
-}
+COLUMNS_HELP = (
+    "<p class='how'><b>Columns:</b> dim = dimensions; n_frames, frame_rate = frames of the layer and frames per "
+    "second; mean, std = over all frames × dimensions; dim_var_median, dim_var_max = of the per-dimension variances; "
+    "pca_evr_pc1 = share of variance on the first principal component; pca_components_90 = components holding 90 % "
+    "of the variance (— when PCA is undefined or needs more than the kept components); cka_with_previous = linear "
+    "CKA with the layer above in the table; random_init_… = the same measure on the random-initialisation control; "
+    "— = not computed (see the notes). The same numbers are in summary.csv and summary.json.</p>")
 SPAN_KEYS = ("probe_accuracy", "pwcca", "mi")  # per-layer span measures (summary.json: layer -> float)
-
-
-def span_columns(summary: dict, layer: str) -> dict:
-    """summary.csv columns of the span measures for one layer: the measures, the baseline, and the control's as
-    ``random_init_<measure>``; ``{}`` when the summary has none (frame folders)."""
-    if "probe_accuracy" not in summary:
-        return {}
-    row = {k: summary[k][layer] for k in SPAN_KEYS if k in summary}
-    row["probe_majority_baseline"] = summary["probe_majority_baseline"]
-    control = summary.get(CONTROL_KEY) or {}
-    row.update({f"{CONTROL_KEY}_{k}": control[k][layer] for k in SPAN_KEYS if k in control})
-    return row
+STYLE = (
+    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:auto;padding:1em;color:#222}"
+    "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;font-size:0.85em}"
+    "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}"
+    "table.card{width:100%;background:#f7f9fc}table.card th{width:9em;background:#e8eef7}"
+    "pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:0.95em}"
+    ".notes{background:#fff6e0;border-left:5px solid #e0a000;padding:0.4em 1em}"
+    ".ok{background:#eaf6ea;border-left:5px solid #3a3;padding:0.4em 1em}"
+    ".how{background:#f4f4f4;padding:0.5em}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+)
 
 
 def _clean(value):
@@ -118,23 +60,37 @@ def _clean(value):
     return value
 
 
+def _empty_if_missing(value):
+    """A csv cell: None, NaN and inf are empty."""
+    if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
+        return ""
+    return value
+
+
 def write_summary_json(output_dir: Path, summary: dict) -> Path:
+    """``summary.json`` in insertion order (layers stay in numeric order); raises KeyError without a contract key."""
     missing = [k for k in CONTRACT_KEYS if k not in summary]
     if missing:
         raise KeyError(f"summary lacks contract keys {missing}")
     path = Path(output_dir) / SUMMARY_JSON
-    store.write_json_atomic(path, _clean(summary), sort_keys=False)  # insertion order = numeric layer order
+    store.write_json_atomic(path, _clean(summary), sort_keys=False)
     return path
 
 
 def write_summary_csv(output_dir: Path, rows: list[dict]) -> Path:
-    """One row per layer; columns from the first row's keys."""
+    """One row per layer; columns from the first row's keys, plus ``name`` (L0 …) after ``layer`` (the stored key).
+    None/NaN/inf are written as empty cells."""
+    buffer = io.StringIO()
+    columns = list(rows[0])
+    if "layer" in columns and "name" not in columns:
+        columns.insert(columns.index("layer") + 1, "name")
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        full = {"name": display_name(str(row.get("layer", ""))), **row}
+        writer.writerow({k: _empty_if_missing(full.get(k)) for k in columns})
     path = Path(output_dir) / SUMMARY_CSV
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: ("" if isinstance(v, float) and not math.isfinite(v) else v) for k, v in row.items()})
+    store.write_text_atomic(path, buffer.getvalue())
     return path
 
 
@@ -143,67 +99,156 @@ def write_per_dim(output_dir: Path, dim_mean: dict, dim_var: dict) -> Path:
     path = Path(output_dir) / PER_DIM_NPZ
     arrays = {f"{k}_mean": np.asarray(v) for k, v in dim_mean.items()}
     arrays.update({f"{k}_var": np.asarray(v) for k, v in dim_var.items()})
-    np.savez(path, **arrays)
+    with store.atomic_open(path, "wb") as handle:
+        np.savez(handle, **arrays)
     return path
 
 
+# ---------------------------------------------------------------------------------------------- report.html
+def _cell(value) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "<td class='num' title='not computed'>—</td>"
+    if isinstance(value, (float, np.floating)):
+        return f"<td class='num'>{value:.4g}</td>"
+    if isinstance(value, (int, np.integer)):
+        return f"<td class='num'>{value:,}</td>"
+    return f"<td>{html.escape(str(value))}</td>"
+
+
 def _table(rows: list[dict]) -> str:
+    """Rows as an HTML table; a ``layer`` column shows the display name (L0 …)."""
     head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = []
-    for row in rows:
-        cells = "".join(
-            f"<td>{v:.4g}</td>" if isinstance(v, float) else f"<td>{html.escape(str(v))}</td>" for v in row.values()
-        )
-        body.append(f"<tr>{cells}</tr>")
-    return f"<table><tr>{head}</tr>{''.join(body)}</table>"
+    body = "".join("<tr>" + "".join(_cell(display_name(v) if k == "layer" else v) for k, v in row.items()) + "</tr>"
+                   for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _span_table(summary: dict) -> str:
-    """Per-layer span measures, trained next to random init, and where they came from."""
-    rows = [{"layer": k, **span_columns(summary, k)} for k in summary["layers"]]
-    info = summary.get("span_measures_info", {})
-    text = (f"Measured on {info.get('n_segments')} segments of {info.get('n_utterances')} utterances, "
+def _card(rows: list[tuple[str, str]]) -> str:
+    cells = "".join(f"<tr><th>{html.escape(label)}</th><td><pre>{html.escape(text)}</pre></td></tr>"
+                    if label == "Commands" else f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
+                    for label, text in rows)
+    return f"<table class='card'>{cells}</table>"
+
+
+def notes_of(result, problems: list[str]) -> list[str]:
+    """Every note and every measure that could not be computed, with its reason, in one list: the run's notes,
+    ``unavailable`` (measure -> reason), each layer's reasons, the control's, then the extraction's problems."""
+    lines = list(result.notes)
+    lines += [f"{measure} not computed: {reason}" for measure, reason in result.unavailable.items()]
+    for layer in result.layers:
+        lines += [f"{display_name(layer.key)}: {what} not computed: {reason}" for what, reason in layer.reasons.items()]
+    if result.control is not None:
+        lines += [f"random-init control: {measure} not computed: {reason}"
+                  for measure, reason in result.control.unavailable.items()]
+    if len(result.layers) == 1:
+        lines.append("a single layer was selected: no layer-similarity heatmap")
+    return lines + problems
+
+
+def _notes_html(lines: list[str]) -> str:
+    if not lines:
+        return ("<div class='ok'><h2>Notes</h2><p>None: every requested measure was computed and the extraction "
+                "recorded no failure.</p></div>")
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return (f"<div class='notes'><h2>Notes and what could not be computed ({len(lines)})</h2>"
+            f"<ul>{items}</ul></div>")
+
+
+def _measures_text(result) -> str:
+    info = result.measure_info.get("span_measures_info") or {}
+    if not info:
+        return ""
+    text = (f"Span measures on {info.get('n_segments')} segments of {info.get('n_utterances')} utterances, "
             f"{info.get('n_classes')} classes, mean over {info.get('n_splits')} utterance splits, seed "
             f"{info.get('seed')}.")
-    control = summary.get(CONTROL_KEY)
-    if control:
-        text += (f" Random-init control: {control.get('n_files')} files from {control.get('features_dir')}"
-                 + (f" (skipped: {control['span_measures_skipped']})" if "span_measures_skipped" in control else "."))
+    if result.control is not None:
+        text += (f" Random-init control ({CONTROL_KEY}_… columns): {result.control.n_files} files from "
+                 f"{result.control.features_dir}.")
     else:
         text += " No random-init control (extract one with extract_features.py --random_init)."
-    return f"<p>{html.escape(text)}</p>" + _table(rows)
+    return f"<p>{html.escape(text)}</p>"
+
+
+def _figure_html(drawn) -> str:
+    data = base64.b64encode(Path(drawn.path).read_bytes()).decode("ascii")
+    figure = drawn.figure
+    anchor = html.escape(Path(figure.name).stem)
+    return (f"<section id='{anchor}'><h2>{html.escape(figure.title)}</h2>"
+            f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>"
+            f"<p class='how'><b>How to read this:</b> {html.escape(figure.caption)}</p></section>")
+
+
+def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[str]) -> str:
+    """The page: title, run card, notes, contents, per-layer table, figures, files (all text escaped)."""
+    title = f"Layer-wise analysis: {model_label(result.meta.get('model_name'))}"
+    contents = "".join(f"<li><a href='#{html.escape(Path(d.figure.name).stem)}'>{html.escape(d.figure.title)}"
+                       f"</a></li>" for d in drawn)
+    files = html.escape(", ".join(result.files))
+    return "\n".join([
+        (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{STYLE}</style></head><body>"),
+        f"<h1>{html.escape(title)}</h1>",
+        "<h2>Run card</h2>" + _card(card),
+        _notes_html(notes),
+        f"<h2>Figures</h2><ol>{contents}</ol>",
+        "<h2>Summary per layer</h2>" + _measures_text(result) + _table(result.rows()) + COLUMNS_HELP,
+        *[_figure_html(d) for d in drawn],
+        f"<details><summary>Files analysed ({len(result.files)})</summary><p>{files}</p></details></body></html>",
+    ])
+
+
+def write_report_html(output_dir: Path, result, drawn: list) -> Path:
+    """``report.html`` for ``result`` with the figures ``drawn`` (``figures.Drawn``: registry entry + PNG path)."""
+    extraction = runcard.read_extraction(result.run.features_dir)
+    card = runcard.run_card(result, extraction)
+    notes = notes_of(result, runcard.extraction_problems(extraction, result.run.features_dir))
+    path = Path(output_dir) / REPORT_HTML
+    store.write_text_atomic(path, render_html(result, drawn, card, notes))
+    return path
+
+
+def write_outputs(result, drawn: list, output_dir: str | Path) -> list[Path]:
+    """Everything an analysis writes besides the figures: per_dim_stats.npz, summary.csv, summary.json (with the
+    figure names), report.html. Returns their paths."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    summary = {**result.summary(), "figures": [d.figure.name for d in drawn], "per_dim_stats": PER_DIM_NPZ}
+    return [
+        write_per_dim(out, {x.key: x.dim_mean for x in result.layers}, {x.key: x.dim_var for x in result.layers}),
+        write_summary_csv(out, result.rows()),
+        write_summary_json(out, summary),
+        write_report_html(out, result, drawn),
+    ]
+
+
+# ------------------------------------------------------------------------ summary-dict form (transitional)
+def span_columns(summary: dict, layer: str) -> dict:
+    """summary.csv columns of the span measures for one layer from a summary dict (``{}`` for frame folders).
+    Transitional: used while ``analyze`` builds dicts; ``results.AnalysisResult.rows`` replaces it."""
+    if "probe_accuracy" not in summary:
+        return {}
+    row = {k: summary[k][layer] for k in SPAN_KEYS if k in summary}
+    row["probe_majority_baseline"] = summary["probe_majority_baseline"]
+    control = summary.get(CONTROL_KEY) or {}
+    row.update({f"{CONTROL_KEY}_{k}": control[k][layer] for k in SPAN_KEYS if k in control})
+    return row
 
 
 def write_html(output_dir: Path, summary: dict, rows: list[dict], figures: list[str], notes: list[str]) -> Path:
-    """One self-contained page: every figure drawn (base64 PNG), the per-layer table, how to read each figure."""
+    """report.html from a summary dict (transitional, for ``analyze`` until it passes an AnalysisResult to
+    :func:`write_outputs`): notes, the per-layer table, each figure with the registry's title and caption."""
+    from .figures import BY_NAME
+
     output_dir = Path(output_dir)
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
-        "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
-        ".how{background:#f4f4f4;padding:0.5em}"
-    )
-    unit = "frames" if summary.get("span", "frame") == "frame" else f"{summary['span']} segments"
-    intro = (
-        f"<p>{len(summary['files'])} files, {summary['n_frames']:,} {unit}, layers {', '.join(summary['layers'])}; "
-        f"features from <code>{html.escape(str(summary.get('features_dir', '')))}</code>; seed "
-        f"{summary.get('seed')}; {summary.get('n_points', 0)} sampled points for the scatters.</p>"
-    )
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>Layer-wise analysis</title><style>{style}</style></head><body>",
-        "<h1>Layer-wise analysis</h1>",
-        intro,
-    ]
-    for note in notes:
-        parts.append(f"<p><b>Note:</b> {html.escape(note)}</p>")
-    parts.append("<h2>Summary per layer</h2>" + _table(rows))
+    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>Layer-wise analysis</title>"
+             f"<style>{STYLE}</style></head><body><h1>Layer-wise analysis</h1>"),
+             _notes_html([*notes]), "<h2>Summary per layer</h2>" + _table(rows)]
     for name in figures:
-        heading, how = FIGURES[name]
+        figure = BY_NAME[name]
         data = base64.b64encode((output_dir / name).read_bytes()).decode("ascii")
-        parts.append(f"<h2>{html.escape(heading)}</h2><img alt='{name}' src='data:image/png;base64,{data}'>"
-                     f"<p class='how'><b>How to read this:</b> {html.escape(how)}</p>")
-        if name == "span_measures.png":
-            parts.append(_span_table(summary))
+        parts.append(f"<h2>{html.escape(figure.title)}</h2><img alt='{name}' src='data:image/png;base64,{data}'>"
+                     f"<p class='how'><b>How to read this:</b> {html.escape(figure.caption)}</p>")
     parts.append(f"<h2>Files</h2><p>{html.escape(', '.join(summary['files']))}</p></body></html>")
     path = output_dir / REPORT_HTML
-    path.write_text("\n".join(parts), encoding="utf-8")
+    store.write_text_atomic(path, "\n".join(parts))
     return path

@@ -1,31 +1,201 @@
-"""report.py: summary.csv span columns and the span table of report.html, from hand-written summaries."""
+"""report.py and runcard.py: the files an analysis writes, from a hand-built AnalysisResult and a hand-written
+extraction manifest; every value checked against those inputs (or numpy / importlib.metadata directly)."""
 
+from __future__ import annotations
+
+import base64
 import csv
+import json
+import re
+import shlex
+from html.parser import HTMLParser
+from importlib.metadata import version
+from pathlib import Path
 
-from layerwise import report
+import numpy as np
+import pytest
+
+from layerwise import figures, report, results
+
+LAYERS = ["layer_0", "layer_1", "layer_2"]
+MANIFEST = {
+    "tool": {"name": "layerwise", "version": "0.1.0", "python": "3.11.2", "versions": {"torch": "2.13.0",
+                                                                                        "transformers": "5.23.0"}},
+    "command": ["extract_features.py", "--audio_dir", "/data/my audio", "--layers", "0-2"],
+    "run": {"model_name": "/home/me/ckpt/hubert-tiny"},
+    "counts": {"files": 5, "done": 3, "skipped": 1, "failed": 1, "missing_alignment": 0, "audio_hours": 0.5,
+               "wall_seconds": 900.0, "interrupted": False, "not_taken": 2, "realtime_factor": 2.0},
+    "failures": [{"path": "/data/my audio/19-198-0002.flac", "reason": "cannot decode: <bad header>"}],
+}
 
 
-def test_span_columns_and_csv():
-    summary = {"probe_accuracy": {"layer_0": 0.5, "layer_1": 0.75}, "probe_majority_baseline": 0.25,
-               "pwcca": {"layer_0": 0.1, "layer_1": float("nan")},
-               "random_init": {"probe_accuracy": {"layer_0": 0.3, "layer_1": 0.35}, "pwcca": {"layer_0": 0.0,
-                                                                                            "layer_1": 0.05}}}
-    row = report.span_columns(summary, "layer_1")
-    assert list(row) == ["probe_accuracy", "pwcca", "probe_majority_baseline", "random_init_probe_accuracy",
-                         "random_init_pwcca"] and row["pwcca"] != row["pwcca"]  # NaN kept (written empty)
-    row = report.span_columns(summary, "layer_0")
-    assert row == {"probe_accuracy": 0.5, "pwcca": 0.1, "probe_majority_baseline": 0.25,
-                   "random_init_probe_accuracy": 0.3, "random_init_pwcca": 0.0}  # no mi: not computed
-    assert report.span_columns({"mean": {"layer_0": 1.0}}, "layer_0") == {}  # frame folders: no columns
-    assert report.span_columns({**summary, "random_init": {"span_measures_skipped": "x"}}, "layer_0") == {
-        "probe_accuracy": 0.5, "pwcca": 0.1, "probe_majority_baseline": 0.25}
+def make_result(features_dir: Path, *, seed: int = 0) -> results.AnalysisResult:
+    rng = np.random.default_rng(seed)
+    n_points = 40
+    layers = []
+    for i, key in enumerate(LAYERS):
+        spectrum = np.sort(rng.random(8))[::-1]
+        ratios = spectrum / spectrum.sum()
+        layers.append(results.LayerResult(
+            key=key, dim=8, n_frames=1000, frame_rate=50.0, mean=float(i), std=1.0 + i, dim_mean=rng.normal(size=8),
+            dim_var=rng.random(8) + 0.1, explained_variance_ratio=ratios,
+            components_90=int(np.argmax(np.cumsum(ratios) >= 0.9)) + 1,
+            projection=rng.normal(size=(n_points, 2)), embedding=None if i == 2 else rng.normal(size=(n_points, 2)),
+            cka_with_previous=None if i == 0 else 0.9, reasons={"tsne": "too few points"} if i == 2 else {}))
+    cka = np.array([[1.0, 0.95, 0.91], [0.95, 1.0, 0.97], [0.91, 0.97, 1.0]])
+    stems = np.repeat(["19-198-0000", "19-198-0001", "26-495-0000", "26-495-0001"], n_points // 4)
+    sample = results.SampleInfo(utterances=stems, frame_index=np.arange(n_points), labels=None,
+                                speakers=np.array([s.split("-")[0] for s in stems]))
+    run = results.RunInfo(features_dir=str(features_dir), output_dir=None, seed=seed, max_points=500, num_files=0,
+                          similarity="both", wall_s={"read": 1.5, "tsne": 150.0, "total": 160.0},
+                          command="visualize_features.py --features_dir x --color_by speaker")
+    meta = {"model_name": "/home/me/ckpt/hubert-tiny", "model_revision": "abc123", "rep_type": "contextualized",
+            "span": "frame", "normalize": False, "compute_dtype": "float32", "save_dtype": "float32",
+            "random_init": False, "seed": None, "sample_rate": 16000}
+    return results.AnalysisResult(
+        files=sorted(set(stems)), layers=layers, cka=cka, cosine=np.where(np.eye(3) > 0, 1.0, np.nan),
+        similarity_frames=np.full((3, 3), 1000), similarity_rule="same rate", sample=sample, meta=meta, run=run,
+        notes=["only 4 utterances: <few>"], unavailable={"cca_mel": "the files hold no fbank (extract with --fbank)"})
 
 
-def test_csv_writes_nan_as_empty(tmp_path):
-    rows = [{"layer": k, **report.span_columns({"probe_accuracy": {"layer_0": 0.5}, "pwcca": {"layer_0":
-                                                float("nan")}, "probe_majority_baseline": 0.2}, k)}
-            for k in ("layer_0",)]
-    report.write_summary_csv(tmp_path, rows)
+class Page(HTMLParser):
+    """Run card rows, list items, headings and images of report.html."""
+
+    def __init__(self):
+        super().__init__()
+        self.card, self.items, self.headings, self.images, self.links = {}, [], [], [], []
+        self._stack, self._text, self._label = [], "", None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        for name in ("src", "href"):
+            if name in attrs:
+                self.links.append(attrs[name])
+        self._stack.append(tag)
+        self._text = ""
+
+    def handle_endtag(self, tag):
+        text = self._text.strip()
+        if tag == "th":
+            self._label = text
+        elif tag == "td" and self._label is not None:
+            self.card.setdefault(self._label, text)
+            self._label = None
+        elif tag == "li":
+            self.items.append(text)
+        elif tag in ("h1", "h2"):
+            self.headings.append(text)
+        self._stack.pop()
+
+    def handle_data(self, data):
+        self._text += data
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """One analysis output folder shared by the tests that read it (drawing the figures takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("report")
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "manifest.json").write_text(json.dumps(MANIFEST))
+    result = make_result(features)
+    out = tmp_path / "analysis"
+    drawn = figures.draw_all(result, out)
+    paths = report.write_outputs(result, drawn, out)
+    page = Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    return result, drawn, out, paths, page
+
+
+def test_run_card_matches_the_run(written):
+    result, _, _, _, page = written
+    card = page.card
+    assert card["Model"] == "/home/me/ckpt/hubert-tiny (revision abc123)"
+    assert card["Representation"] == "rep_type contextualized, span frame"
+    assert card["Layers"].startswith("L0, L1, L2 — L0 … L2 = stored keys layer_0 … layer_2")
+    assert card["Settings"] == ("waveform normalisation off, compute dtype float32, stored as float32, sample "
+                                 "rate 16000 Hz")
+    # 4 files, 1000 frames at 50 frames/s = 20 s; the manifest: 3 + 1 of 5 complete, 1 failed, 0.5 h = 30.0 min
+    assert card["Data"].startswith("4 files analysed, 1,000 frames (≈ 20.0 s of audio at 50 frames/s)")
+    assert ("4 of 5 files complete (3 written, 1 already complete), 1 failed, 2 not taken, 30.0 min of audio"
+            in card["Data"])
+    assert card["Seeds"].startswith("analysis seed 0 (frame subsample of 40 points")
+    assert card["Seeds"].endswith("no extraction seed (trained weights)")
+    assert card["Analysis"] == "all files, similarity both, max_points 500, color_by auto"
+    assert card["Wall time"] == ("extraction 15.0 min, 2.0× realtime; analysis 2.7 min (read 1.5 s, tsne 2.5 min)")
+    assert f"numpy {version('numpy')}" in card["Versions"] and f"seaborn {version('seaborn')}" in card["Versions"]
+    assert "extraction: torch 2.13.0, transformers 5.23.0, python 3.11.2" in card["Versions"]
+    assert card["Commands"] == (f"extraction: {shlex.join(MANIFEST['command'])}\n"
+                                f"analysis: {result.run.command}")
+    assert re.match(r"report \d{4}-\d\d-\d\d \d\d:\d\d UTC; extraction finished \d{4}-", card["Date"])
+    assert page.headings[:2] == ["Layer-wise analysis: hubert-tiny", "Run card"]  # the tag; the card has the path
+
+
+def test_every_note_and_unavailable_measure_is_listed_with_its_reason(written):
+    _, _, out, _, page = written
+    assert "only 4 utterances: <few>" in page.items  # escaped in the file, read back as text
+    assert "cca_mel not computed: the files hold no fbank (extract with --fbank)" in page.items
+    assert "L2: tsne not computed: too few points" in page.items
+    assert "extraction failed for /data/my audio/19-198-0002.flac: cannot decode: <bad header>" in page.items
+    assert any(h.startswith("Notes and what could not be computed (4)") for h in page.headings)
+    assert "<few>" not in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_figures_embedded_with_registry_titles_and_page_is_offline(written):
+    _, drawn, out, _, page = written
+    assert [d.name for d in drawn] == [f.name for f in figures.FIGURES if f.name in {d.name for d in drawn}]
+    for d in drawn:
+        image = next(i for i in page.images if i["alt"] == d.figure.title)
+        assert base64.b64decode(image["src"].split(",", 1)[1]) == (out / d.name).read_bytes()
+        assert d.figure.title in page.headings
+    assert len(page.images) == len(drawn) >= 5
+    assert all(link.startswith(("data:image/png;base64,", "#")) for link in page.links)  # nothing fetched
+
+
+def test_summary_files(written):
+    result, drawn, out, paths, _ = written
+    assert sorted(p.name for p in paths) == ["per_dim_stats.npz", "report.html", "summary.csv", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layers"] == LAYERS and summary["figures"] == [d.name for d in drawn]
+    assert summary["cosine"][0][1] is None and summary["cka"][0][2] == 0.91
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["layer"] for r in rows] == LAYERS and [r["name"] for r in rows] == ["L0", "L1", "L2"]
+    assert rows[0]["cka_with_previous"] == "" and float(rows[1]["cka_with_previous"]) == 0.9
+    assert [float(r["std"]) for r in rows] == [x.std for x in result.layers]
+    with np.load(out / "per_dim_stats.npz") as npz:
+        for x in result.layers:
+            assert np.array_equal(npz[f"{x.key}_var"], x.dim_var) and np.array_equal(npz[f"{x.key}_mean"], x.dim_mean)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_failed_write_keeps_the_previous_report(written, monkeypatch):
+    result, drawn, out, _, _ = written
+    before = (out / "report.html").read_bytes()
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(report, "_figure_html", broken)
+    with pytest.raises(RuntimeError):
+        report.write_report_html(out, result, drawn)
+    assert (out / "report.html").read_bytes() == before
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_report_without_manifest_says_not_recorded(tmp_path):
+    result = make_result(tmp_path / "nowhere")
+    page = Page()
+    page.feed(report.render_html(result, [], report.runcard.run_card(result, report.runcard.Extraction()), []))
+    assert page.card["Wall time"] == "extraction not recorded; analysis 2.7 min (read 1.5 s, tsne 2.5 min)"
+    assert page.card["Features"].endswith("(no extraction manifest found: prototype or copied files)")
+    assert page.card["Commands"].startswith("extraction: not recorded")
+
+
+def test_csv_writes_nan_and_none_as_empty(tmp_path):
+    report.write_summary_csv(tmp_path, [{"layer": "conv_3", "a": float("nan"), "b": None, "c": 0.5}])
     with open(tmp_path / "summary.csv", newline="") as handle:
         (read,) = list(csv.DictReader(handle))
-    assert read == {"layer": "layer_0", "probe_accuracy": "0.5", "pwcca": "", "probe_majority_baseline": "0.2"}
+    assert read == {"layer": "conv_3", "name": "C3", "a": "", "b": "", "c": "0.5"}
