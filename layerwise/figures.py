@@ -13,12 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from .results import N_PCA_COMPONENTS, AnalysisResult
 
-COLOR_BY = ("auto", "utterance", "speaker", "label")  # auto: label for span folders, else utterance
-SIMILARITY_CHOICES = ("cka", "cosine", "both")
 SPAN_MEASURE_KEYS = ("probe_accuracy", "pwcca", "mi")
 PROPERTY_MEASURE_KEYS = ("cca_mel", "cca_intra", "speaker_probe_accuracy", "speaker_majority_baseline",
                          "speaker_pwcca")
@@ -62,28 +58,15 @@ def _call(func, *args, **optional):
 
 def subtitle(result: AnalysisResult) -> str:
     """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path."""
-    from .store import model_tag
+    from .naming import model_label
 
-    name = model_tag(result.meta["model_name"]) if result.meta.get("model_name") else "unknown model (no metadata)"
-    return f"{name}: {len(result.files)} files, {result.n_frames:,} {result.unit}"
-
-
-def colour_values(result: AnalysisResult) -> tuple[np.ndarray, str]:
-    """The category each sampled point is coloured by, and its name, from ``result.run.color_by``."""
-    sample, choice = result.sample, result.run.color_by
-    if choice == "auto":
-        choice = "label" if sample.labels is not None else "utterance"
-    if choice == "label" and sample.labels is not None:
-        return sample.labels, "label"
-    if choice == "speaker" and sample.speakers is not None:
-        return sample.speakers, "speaker"
-    return sample.utterances, "utterance"
+    return f"{model_label(result.meta.get('model_name'))}: {len(result.files)} files, {result.n_frames:,} {result.unit}"
 
 
 def _groups(result: AnalysisResult):
-    values, what = colour_values(result)
-    groups, names, _ = _plots().point_groups(values, None)
-    return groups, names, what
+    """(group per point, group names, what) for the scatters, from ``result.run.color_by``."""
+    choice = None if result.run.color_by == "auto" else result.run.color_by
+    return _plots().point_groups(result.sample.utterances, result.sample.labels, color_by=choice)
 
 
 def _draw_statistics(result: AnalysisResult, path: Path):
@@ -109,12 +92,10 @@ def _similarity(kind: str):
 
 def _draw_pca(result: AnalysisResult, path: Path):
     groups, names, what = _groups(result)
-    ratios = {x.key: (np.array([np.nan]) if x.explained_variance_ratio is None else x.explained_variance_ratio)
-              for x in result.layers}
+    ratios = {x.key: x.explained_variance_ratio for x in result.layers}
     projections = {x.key: x.projection for x in result.layers}
     return _call(_plots().pca_figure, result.keys, ratios, projections, groups, names, what, path,
-                 subtitle=f"{subtitle(result)}; scatter: {len(result.sample)} sampled", n_show=N_PCA_COMPONENTS,
-                 color_by=what)
+                 subtitle=f"{subtitle(result)}; scatter: {len(result.sample)} sampled", n_show=N_PCA_COMPONENTS)
 
 
 def _draw_tsne(result: AnalysisResult, path: Path):
@@ -123,7 +104,7 @@ def _draw_tsne(result: AnalysisResult, path: Path):
                   for x in result.layers}
     return _call(_plots().tsne_figure, result.keys, embeddings, groups, names, what, path,
                  subtitle=f"{len(result.sample)} of {result.n_frames:,} {result.unit} sampled (seed "
-                          f"{result.run.seed}); {subtitle(result)}", color_by=what)
+                          f"{result.run.seed}); {subtitle(result)}")
 
 
 def _draw_variance(result: AnalysisResult, path: Path):
@@ -212,26 +193,13 @@ FIGURE_NAMES = tuple(f.name for f in FIGURES)
 BY_NAME = {f.name: f for f in FIGURES}
 
 
-def draw_all(result: AnalysisResult, out: str | Path, *, progress: bool | None = None) -> list[Drawn]:
+def draw_all(result: AnalysisResult, out: str | Path) -> list[Drawn]:
     """Draw every figure of :data:`FIGURES` that applies to ``result`` into ``out``; returns those drawn, in order.
-
-    PNGs are written through a temporary name and moved into place (a crash never leaves half an image).
-    """
-    import os
-
+    (``plots`` writes each PNG atomically.)"""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
     for figure in FIGURES:
-        if not figure.applies(result):
-            continue
-        tmp = out / f".{figure.name}.{os.getpid()}.tmp.png"
-        try:
-            written = figure.draw(result, tmp)
-            if written is None:
-                continue
-            os.replace(tmp, out / figure.name)
-        finally:
-            tmp.unlink(missing_ok=True)
-        drawn.append(Drawn(figure, out / figure.name))
+        if figure.applies(result) and figure.draw(result, out / figure.name) is not None:
+            drawn.append(Drawn(figure, out / figure.name))
     return drawn

@@ -11,7 +11,6 @@ A value that could not be computed is ``None`` and its reason is a string in ``L
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,13 +19,6 @@ N_PCA_COMPONENTS = 20  # explained-variance ratios kept per layer (summary.json,
 VARIANCE_TARGET = 0.9  # components_90: the fewest principal components holding this share of the variance
 CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", "pca_explained_variance_ratio")
 CONTROL_KEY = "random_init"  # summary.json key holding the random-init control's measures
-_LIBRISPEECH_STEM = re.compile(r"^(\d+)-(\d+)-(\d+)$")  # {speaker}-{chapter}-{utterance}
-
-
-def speaker_of(stem: str) -> str | None:
-    """``"19-198-0001" -> "19"`` for LibriSpeech-style names; ``None`` when the name does not follow the pattern."""
-    match = _LIBRISPEECH_STEM.match(stem)
-    return match.group(1) if match else None
 
 
 def components_for(ratios: np.ndarray | None, target: float = VARIANCE_TARGET) -> int | None:

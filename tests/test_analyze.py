@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from layerwise import analyze, report, store
-from layerwise.analyze import AnalysisError, run_analysis
+from layerwise import report, store
+from layerwise.errors import LayerwiseError
+from layerwise.analyze import run_analysis
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, str(ROOT / "visualize_features.py")]
@@ -127,11 +128,11 @@ def test_cli_subset_of_files_and_layers_draws_only_requested_similarity(tmp_path
     ("foreign", "no layer_k/conv_k arrays"),
     ("mixed_rep", "missing \\['layer_0'"),
     ("mixed_dims", "has dim 5, but utt-00_features.npz has 6"),
-    ("mixed_model", "model_name='other'"),
+    ("mixed_model", "model_name: 'other' vs 'synthetic'"),
     ("too_few", "only 4 frames"),
-    ("bad_layer", "layer_9 is not in the files"),
-    ("bad_layer_text", "neither a layer index"),
-    ("negative_files", "must be >= 0"),
+    ("bad_layer", "layers: 9 not in \\[0, 2\\]"),
+    ("bad_layer_text", "is not an index"),
+    ("negative_files", "num_files=-1 must be >= 0"),
     ("small_max_points", "max_points=3 must be >= 10"),
 ])
 def test_bad_input_gives_a_clear_error(tmp_path, case, message):
@@ -159,8 +160,9 @@ def test_bad_input_gives_a_clear_error(tmp_path, case, message):
         write_folder(feat, [4])
     kwargs.update({"bad_layer": {"layers": "0,9"}, "bad_layer_text": {"layers": "first"},
                    "negative_files": {"num_files": -1}, "small_max_points": {"max_points": 3}}.get(case, {}))
-    with pytest.raises(AnalysisError, match=message):
+    with pytest.raises(LayerwiseError, match=message):
         run_analysis(**kwargs)
+    assert not (tmp_path / "out" / "summary.json").exists()
 
 
 def test_cli_bad_input_exit_2_with_message_and_no_traceback(tmp_path):
@@ -182,10 +184,10 @@ def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkey
                         meta={"model_name": "synthetic", "rep_type": "contextualized", "span": "phone"})
     seen, drawn = {}, {}
 
-    def fake_span_measures(features, labels, groups, *, seed, n_splits):
+    def fake_span_measures(features, labels, groups, *, seed, n_splits, **protocols):
         seen.update(features=features, labels=labels, groups=groups, seed=seed, n_splits=n_splits)
         return {"probe_accuracy": {k: 0.5 for k in features}, "probe_majority_baseline": 0.25,
-                "pwcca": {k: 0.1 for k in features}}
+                "pwcca": {k: 0.1 for k in features}, "unavailable": {"mi": "planted reason"}}
 
     def spy_tsne(layers, embeddings, groups, names, what, path, *, subtitle):
         drawn.update(groups=groups, names=names, what=what)
@@ -202,6 +204,7 @@ def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkey
     assert list(seen["labels"][:4]) == ["ph0", "ph1", "ph2", "ph0"]
     assert summary["probe_accuracy"]["layer_0"] == 0.5 and summary["span"] == "phone"
     assert "random_init" not in summary  # no sibling control folder
+    assert summary["unavailable"] == {"mi": "planted reason"}  # reported; the other measures still appear
     assert any("only 2 utterances" in note for note in summary["notes"])
     # The scatters are coloured by phone: the sampled points' groups are their labels ph<j % 3>.
     assert drawn["what"] == "label" and drawn["names"] == ["ph0", "ph1", "ph2"]
@@ -210,9 +213,9 @@ def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkey
 
 
 def test_default_features_dir_is_the_extraction_default_and_no_torch_import():
-    probe = ("import sys; from layerwise.cli import visualize as visualize_features, extract as extract_features; from layerwise import runlog\n"
+    probe = ("import sys; from layerwise.cli import visualize as visualize_features, extract as extract_features; from layerwise import store\n"
              "a = extract_features.build_parser().parse_args([])\n"
-             "print(runlog.output_folder(a.save_dir, a.model_name, a.dataset_split, a.data_sample))\n"
+             "print(store.output_folder(a.save_dir, a.model_name, a.dataset_split, a.data_sample))\n"
              "print(visualize_features.DEFAULT_FEATURES_DIR)\n"
              "import layerwise.analyze, layerwise.plots, layerwise.report, layerwise.embed, layerwise.stats\n"
              "print('torch' in sys.modules or 'transformers' in sys.modules)")
@@ -243,15 +246,3 @@ def test_peak_memory_does_not_grow_with_files(tmp_path):
         peaks[n] = int(rss)
         assert json.loads((tmp_path / f"o{n}" / "summary.json").read_text())["n_frames"] == 300 * n
     assert peaks[200] <= 1.3 * peaks[50], peaks
-
-
-def test_parse_layers_numeric_order_and_local_prefix():
-    available = store.sort_layer_keys(f"layer_{k}" for k in range(13))
-    assert available[:4] == ["layer_0", "layer_1", "layer_2", "layer_3"] and available[-1] == "layer_12"
-    assert analyze.parse_layers("12,2,10", available) == ["layer_2", "layer_10", "layer_12"]
-    assert analyze.parse_layers("layer_11, 1", available) == ["layer_1", "layer_11"]
-    assert analyze.parse_layers(None, available) == available
-    conv = [f"conv_{k}" for k in range(7)]
-    assert analyze.parse_layers("0,6", conv) == ["conv_0", "conv_6"]
-    with pytest.raises(AnalysisError, match="conv_7 is not in the files"):
-        analyze.parse_layers("7", conv)

@@ -1,15 +1,16 @@
-"""Layer-wise analysis of extracted features: statistics, CKA/cosine similarity, PCA, t-SNE, report.
+"""Layer-wise analysis of extracted features: statistics, CKA/cosine similarity, PCA, t-SNE, span measures, report.
 
 Reads a folder written by extract_features.py (one {stem}_features.npz per utterance) and writes PNG figures,
 summary.json, summary.csv, per_dim_stats.npz and report.html to --output_dir. See docs/analysis.md.
 
 Example:
   python visualize_features.py --features_dir output/hubert-base-ls960/librispeech_dev-clean_sample1 \\
-      --num_files 0 --layers 0,6,12 --similarity cka
-  # phone spans (extract_features.py --span phone --save_dir output/phones, and again with --random_init):
-  # probes, PWCCA and MI per layer; the control in the sibling hubert-base-ls960-random_init/ is found automatically
-  python visualize_features.py --features_dir output/phones/hubert-base-ls960/librispeech_dev-clean_sample1 \\
-      --num_files 0
+      --num_files 0 --layers 0-12 --similarity cka --color_by speaker
+  # local (CNN) features: each conv block over its own frames, pairs matched in time
+  python visualize_features.py --features_dir output/hubert-base-ls960/librispeech_dev-clean_sample1_local
+  # on a cluster: one shard per array task, then one merge (docs/scaling.md)
+  python visualize_features.py --features_dir F --output_dir O --num_files 0 --subset_id 3 --num_subsets 8
+  python visualize_features.py --features_dir F --output_dir O --merge
 """
 
 from __future__ import annotations
@@ -18,23 +19,33 @@ import argparse
 import logging
 import sys
 
-from layerwise.analyze import (
+from layerwise.analysis_options import (
+    COLOR_BY_CHOICES,
+    DEFAULT_CCA_PROTOCOL,
     DEFAULT_MAX_POINTS,
+    DEFAULT_MI_PROTOCOL,
     DEFAULT_NUM_FILES,
     SIMILARITY_CHOICES,
-    AnalysisError,
-    run_analysis,
+    AnalysisOptions,
+    command_line,
 )
+from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env
+from layerwise.errors import LayerwiseError
 from layerwise.spanalysis import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}
 # with its defaults (output, facebook/hubert-base-ls960, dev-clean, 1); tests/test_analyze.py checks they agree.
 DEFAULT_FEATURES_DIR = "output/hubert-base-ls960/librispeech_dev-clean_sample1"
 DEFAULT_OUTPUT_DIR = "output/visualizations"
+# parameter names in library messages -> the flags a user types
+FLAGS = {name: f"--{name}" for name in ("features_dir", "output_dir", "num_files", "layers", "seed", "max_points",
+                                         "similarity", "cka_vmin", "color_by", "control_dir", "probe_splits",
+                                         "cca_protocol", "mi_protocol", "subset_id", "num_subsets", "merge")}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
+        prog="visualize_features.py",
         description=__doc__.split("\n\n")[0],
         epilog=__doc__[__doc__.index("Example:"):],
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -45,52 +56,75 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_files", type=int, default=DEFAULT_NUM_FILES,
                    help=f"analyse the first N files in file-name order; 0 = all {d}")
     p.add_argument("--layers", default="all",
-                   help=f"comma-separated layer indices or keys, e.g. 0,6,12 (layer_k, or conv_k for local "
-                        f"features) {d}")
-    p.add_argument("--seed", type=int, default=0, help=f"seed of the frame subsample and t-SNE {d}")
+                   help=f"layers as in extract_features.py: indices (0,6,12), ranges (0-12) or keys (layer_3, "
+                        f"conv_0) {d}")
+    p.add_argument("--seed", type=int, default=0, help=f"seed of the frame subsample, t-SNE and splits {d}")
     p.add_argument("--max_points", type=int, default=DEFAULT_MAX_POINTS,
                    help=f"frames sampled for the PCA/t-SNE scatters (statistics use all frames) {d}")
     p.add_argument("--similarity", choices=SIMILARITY_CHOICES, default="both",
                    help=f"which similarity heatmaps to draw; summary.json always holds both cka and cosine {d}")
-    p.add_argument("--control_dir", default=CONTROL_AUTO,
-                   help=f"span folders: features of the random-initialisation control (extract_features.py "
-                        f"--random_init), analysed with the same measures, seed and utterances (those present in "
-                        f"both) into summary.json 'random_init'; 'auto' = the sibling {{parent}}-random_init/{{name}} "
-                        f"when it exists, 'none' = no control {d}")
-    p.add_argument("--probe_splits", type=int, default=DEFAULT_PROBE_SPLITS,
-                   help=f"span folders: seeded train/dev/test utterance splits the probe and PWCCA average over {d}")
+    p.add_argument("--cka_vmin", type=float, default=None,
+                   help="lower end of the CKA colour scale (default: the range of the values present)")
+    p.add_argument("--color_by", choices=COLOR_BY_CHOICES, default="auto",
+                   help=f"scatter colours: utterance, speaker (LibriSpeech names), label (span folders); auto = "
+                        f"label for span folders, else utterance {d}")
+    g = p.add_argument_group("span and property measures")
+    g.add_argument("--control_dir", default=CONTROL_AUTO,
+                   help=f"features of the random-initialisation control (extract_features.py --random_init), "
+                        f"analysed with the same measures, seed and utterances into summary.json 'random_init'; "
+                        f"'auto' = the sibling {{parent}}-random_init/{{name}} when it exists, 'none' = no control {d}")
+    g.add_argument("--probe_splits", type=int, default=DEFAULT_PROBE_SPLITS,
+                   help=f"seeded train/dev/test utterance splits the probe and PWCCA average over {d}")
+    g.add_argument("--cca_protocol", default=DEFAULT_CCA_PROTOCOL,
+                   help=f"CCA measure: centred (PWCCA on utterance splits) or pasad (the published protocol) {d}")
+    g.add_argument("--mi_protocol", default=DEFAULT_MI_PROTOCOL,
+                   help=f"MI measure: project (k-means NMI) or pasad (the published protocol) {d}")
+    s = p.add_argument_group("analysis across machines (docs/scaling.md)")
+    s.add_argument("--subset_id", type=int, default=None,
+                   help="shard K: analyse groups of files g with g mod N == K and write partial statistics to "
+                        "OUTPUT_DIR/partials (default 0, or SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN when set)")
+    s.add_argument("--num_subsets", type=int, default=None,
+                   help="number of shards N (default 1, or SLURM_ARRAY_TASK_COUNT when set)")
+    s.add_argument("--merge", action="store_true",
+                   help="merge every shard's partial statistics in OUTPUT_DIR/partials into the full summary, "
+                        "figures and report")
     p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
     return p
 
 
+def _flags(message: str) -> str:
+    """A library message with parameter names replaced by the flags (``max_points=3`` -> ``--max_points=3``)."""
+    for name, flag in FLAGS.items():
+        message = message.replace(f"{name}=", f"{flag}=").replace(f"{name}: ", f"{flag}: ")
+    return message
+
+
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.verbose)
     log = logging.getLogger("visualize_features")
+    subset_id, num_subsets = (0, 1) if args.merge else shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
-        run_analysis(
-            features_dir=args.features_dir,
-            output_dir=args.output_dir,
-            num_files=args.num_files,
-            layers=None if args.layers == "all" else args.layers,
-            seed=args.seed,
-            max_points=args.max_points,
-            similarity=args.similarity,
-            control_dir=args.control_dir,
-            probe_splits=args.probe_splits,
-        )
-    except AnalysisError as err:
-        log.error("%s", err)
+        from layerwise.analyze import run_analysis
+
+        options = AnalysisOptions(
+            features_dir=args.features_dir, output_dir=args.output_dir, num_files=args.num_files,
+            layers=None if args.layers == "all" else args.layers, seed=args.seed, max_points=args.max_points,
+            similarity=args.similarity, cka_vmin=args.cka_vmin, color_by=args.color_by, control_dir=args.control_dir,
+            probe_splits=args.probe_splits, cca_protocol=args.cca_protocol, mi_protocol=args.mi_protocol,
+            subset_id=subset_id, num_subsets=num_subsets, merge=args.merge, command=command_line(argv))
+        summary = run_analysis(options)
+    except LayerwiseError as err:
+        log.error("%s", _flags(str(err)))
         if args.verbose:
             raise
-        return 2
-    except Exception as err:  # unexpected: a one-line message; the traceback with --verbose
-        if args.verbose:
-            raise
-        log.error("analysis failed: %s: %s (run with --verbose for the traceback)", type(err).__name__, err)
-        return 1
-    return 0
+        return EXIT_USAGE
+    unavailable = summary.get("unavailable") or {}
+    if unavailable:  # something requested could not be produced: say so in the exit status too
+        log.error("not computed: %s (see report.html)", "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+        return EXIT_FAILED_INPUTS
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -1,0 +1,177 @@
+"""From the streaming pass to the typed result: every derived number of an analysis, computed once.
+
+Per layer (over its own frames): mean, std, per-dimension mean and variance, PCA from the exact covariance
+(explained-variance ratios up to the components holding 90 % of the variance, at least ``N_PCA_COMPONENTS``), the
+sampled points on PC1/PC2, their t-SNE; between layers: CKA, cosine, frames compared; span measures (span folders,
+with the random-init control) and alignment-free property measures when the package has them. What cannot be
+computed is ``None`` with its reason, never a placeholder number.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+import time
+
+import numpy as np
+
+from . import embed, spanalysis
+from .analysis_options import AnalysisOptions
+from .collect import Collected
+from .errors import UsageError
+from .naming import speaker_of
+from .results import (
+    N_PCA_COMPONENTS,
+    AnalysisResult,
+    ControlResult,
+    LayerResult,
+    RunInfo,
+    SampleInfo,
+    components_for,
+)
+
+log = logging.getLogger(__name__)
+
+
+def _speakers(utterances: np.ndarray) -> np.ndarray | None:
+    try:
+        return np.array([speaker_of(u) for u in utterances], dtype=str)
+    except UsageError:
+        return None
+
+
+def _pca(stats, key: str, n: int, dim: int, sample_points: np.ndarray):
+    """(ratios (k,), components_90, projection (n_points, 2)) of one layer, or raises EmbedError."""
+    ratios, components = embed.pca_from_covariance(stats.covariance(key), n, dim)
+    needed = components_for(ratios)
+    keep = max(N_PCA_COMPONENTS, needed or 0)
+    coords = embed.project(sample_points, stats.dim_mean(key), components[:2])
+    return ratios[:keep], needed, np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+
+
+def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[LayerResult]:
+    from tqdm import tqdm
+
+    out = []
+    for i, key in enumerate(tqdm(state.layers, desc="PCA + t-SNE", unit="layer", disable=None)):
+        stats, reasons = state.stats.stats_of(key), {}
+        ratios = needed = projection = embedding = None
+        try:
+            ratios, needed, projection = _pca(stats, key, stats.n, state.dims[i], sample.points[key])
+            if needed is None:
+                reasons["components_90"] = "the spectrum never reaches 90 % (numerically degenerate covariance)"
+        except embed.EmbedError as err:
+            reasons["pca"] = str(err)
+        try:
+            embedding = embed.tsne_embed(sample.points[key], seed=seed)
+        except embed.EmbedError as err:
+            reasons["tsne"] = str(err)
+        previous = None
+        if i:
+            previous = float(cka[i, i - 1]) if np.isfinite(cka[i, i - 1]) else None
+            if previous is None:
+                reasons["cka_with_previous"] = "undefined (a constant layer, or no frames to match in time)"
+        var = stats.dim_var(key)
+        out.append(LayerResult(
+            key=key, dim=state.dims[i], n_frames=stats.n, frame_rate=state.stats.frame_rate(key, rate),
+            mean=stats.layer_mean()[key], std=stats.layer_std()[key], dim_mean=stats.dim_mean(key), dim_var=var,
+            explained_variance_ratio=ratios, components_90=needed, projection=projection, embedding=embedding,
+            cka_with_previous=previous, reasons=reasons))
+    return out
+
+
+def _call(func, *args, **kwargs):
+    """Call with the keyword arguments ``func`` accepts (protocol options of the span/property measures)."""
+    accepted = inspect.signature(func).parameters
+    return func(*args, **{k: v for k, v in kwargs.items() if k in accepted})
+
+
+def _span_part(state: Collected, options: AnalysisOptions):
+    """(measures, measure_info, unavailable, control, notes) of a span folder; empty for frame folders."""
+    if state.spans is None:
+        return {}, {}, {}, None, []
+    try:
+        folder = spanalysis.control_folder(options.features_dir, options.control_dir)
+        control = None
+        if folder is not None:
+            control = spanalysis.read_control(folder, state.spans, state.meta, dict(zip(state.layers, state.dims)))
+            log.info("random-init control: %d files from %s", len(control.stems), folder)
+    except spanalysis.ControlError as err:
+        from .analyze import AnalysisError
+
+        raise AnalysisError(str(err)) from err
+    summary, notes = _call(spanalysis.analyse, state.spans, control, control_dir=folder, seed=options.seed,
+                           n_splits=options.probe_splits, cca_protocol=options.cca_protocol,
+                           mi_protocol=options.mi_protocol, unit=state.meta.get("span", "phone"))
+    control_summary = summary.pop(spanalysis.CONTROL_KEY, None)
+    measures, info, unavailable = _split(summary)
+    control_result = None
+    if control_summary is not None:
+        c_measures, c_info, c_unavailable = _split(control_summary)
+        control_result = ControlResult(str(c_info.pop("features_dir", folder)), int(c_info.pop("n_files", 0)),
+                                       c_measures, c_info, c_unavailable)
+    notes = [n for n in notes if "could not be computed" not in n]  # listed from ``unavailable`` instead
+    return measures, info, unavailable, control_result, notes
+
+
+def _split(summary: dict) -> tuple[dict, dict, dict]:
+    """A measures dict as returned by the span/property functions -> (per-layer measures, scalars/info,
+    unavailable)."""
+    summary = dict(summary)
+    unavailable = dict(summary.pop("unavailable", {}) or {})
+    if "span_measures_skipped" in summary:
+        unavailable["span measures"] = str(summary.pop("span_measures_skipped"))
+    measures = {k: v for k, v in summary.items() if isinstance(v, dict) and k != "span_measures_info"}
+    info = {k: v for k, v in summary.items() if k not in measures}
+    return measures, info, unavailable
+
+
+def _notes(state: Collected, result_layers: list[LayerResult]) -> list[str]:
+    notes = []
+    if len(set(state.dims)) > 1:
+        notes.append("cosine is undefined (null) between layers of different dims")
+    if len(state.stats.groups) > 1:
+        notes.append(state.stats.rule())
+    if state.empty:
+        notes.append(f"{len(state.empty)} files without frames were skipped: {', '.join(state.empty[:5])}")
+    return notes
+
+
+def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall: dict[str, float],
+           shards: int = 1) -> AnalysisResult:
+    """The typed result of a finished streaming pass (``order``: stems in file-name order, for the sample)."""
+    unit = "frames" if state.meta.get("span", "frame") == "frame" else f"{state.meta['span']} segments"
+    counts = {k: state.stats.n_frames(k) for k in state.layers}
+    if min(counts.values(), default=0) < embed.MIN_TSNE_POINTS:
+        raise UsageError(f"only {min(counts.values(), default=0)} {unit} in {len(state.files)} files; PCA and "
+                         f"t-SNE need at least {embed.MIN_TSNE_POINTS} — use more files (num_files, 0 = all)")
+    sample = state.sampler.result(order=order)
+    speakers = _speakers(sample.utterances)
+    if options.color_by == "speaker" and speakers is None:
+        raise UsageError("color_by=speaker needs LibriSpeech file names {speaker}-{chapter}-{utterance}; these "
+                         "files are named otherwise — colour by utterance")
+    if options.color_by == "label" and sample.labels is None:
+        raise UsageError("color_by=label needs a span folder (extracted with span=phone or word)")
+    span_measures, info, unavailable, control, span_notes = _span_part(state, options)
+    start = time.perf_counter()
+    cka = state.stats.cka()
+    layers = _layers(state, sample, cka, options.seed, state.meta.get("sample_rate"))
+    wall = {**wall, "pca_tsne": time.perf_counter() - start}
+    log.info("PCA and t-SNE of %d points × %d layers in %.1f s", len(sample), len(layers), wall["pca_tsne"])
+    if state.properties is not None:
+        from . import properties
+
+        props, props_unavailable = _call(properties.analyse, state.properties, None, seed=options.seed,
+                                         cca_protocol=options.cca_protocol)
+        span_measures.update({k: v for k, v in props.items() if k != spanalysis.CONTROL_KEY})
+        unavailable.update(props_unavailable)
+    run = RunInfo(features_dir=str(options.features_dir), output_dir=str(options.output_dir), seed=options.seed,
+                  max_points=options.max_points, num_files=options.num_files, similarity=options.similarity,
+                  cka_vmin=options.cka_vmin, color_by=options.color_by, cca_protocol=options.cca_protocol,
+                  mi_protocol=options.mi_protocol, wall_s=wall, command=options.command, shards=shards)
+    return AnalysisResult(
+        files=list(order), layers=layers, cka=cka, cosine=state.stats.cosine(), similarity_frames=state.stats.frames(),
+        similarity_rule=state.stats.rule(),
+        sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
+        meta=state.meta, run=run, unit=unit, notes=_notes(state, layers) + span_notes, unavailable=unavailable,
+        measures=span_measures, measure_info=info, control=control)
