@@ -24,12 +24,14 @@ Why not one :class:`~layerwise.stats.LayerStats` over all folders' layers: it ke
 (8·N² bytes), of which the comparison needs only the diagonal and first off-diagonal blocks. Memory here:
 8·(Σ_{f<g} N_f·N_g + Σ_f Σ_k (D_k² + D_{k−1}·D_k)) bytes; two HuBERT-base folders with all 13 layers × 768 dims:
 797 MB for ``between`` + 2 × 118 MB within/adjacent; three folders: 3 × 797 MB + 3 × 118 MB. ``--layers`` cuts
-this quadratically. Time per file: one (N_f × T × N_g) product per pair, about 1.5 s for T = 350 frames and
-N_f = N_g = 9984 on 2 cores.
+this quadratically (measured peak RSS for two such folders: 1.2 GB). Time per file: one (N_f × T × N_g) product per
+pair, 2·N_f·N_g·T = 70 GFLOP for T = 350 frames and N_f = N_g = 9984, measured 5.2 s on 2 cores shared with other
+jobs, plus about 1.3 s per folder for the per-layer blocks.
 """
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from itertools import pairwise
 
 import numpy as np
@@ -38,6 +40,11 @@ from scipy.linalg import blas
 from .errors import UsageError
 
 MIN_FRAMES = 2  # a centred cross-product needs two frames
+# Below this many flops per utterance (≈ 2·T·(Σ_f N_f)²) the products run on one BLAS thread: starting and
+# spinning threads costs more than they save. Measured on 2 cores shared with other jobs: 200 utterances of
+# 20 frames × 256 dims per folder took 5.8 s with 2 threads and 0.46 s with 1; 350 × 1536: 439 vs 153 ms per update.
+# Larger products keep the library's threads (on an idle many-core machine they are what makes 13-layer models fast).
+SINGLE_THREAD_FLOPS = 1e9
 
 
 class CrossStatsError(UsageError, ValueError):
@@ -67,6 +74,7 @@ class CrossStats:
         # Fortran order: dgemm/dger accumulate into it in place (no (N_f, N_g) temporary per file).
         self.between = {(f, g): np.zeros((self.offsets[f][-1], self.offsets[g][-1]), order="F")
                         for f in range(count) for g in range(f + 1, count)}
+        self._threads = None  # threadpoolctl controller, made on the first small update
 
     def _slice(self, folder: int, index: int) -> slice:
         return slice(self.offsets[folder][index], self.offsets[folder][index + 1])
@@ -85,6 +93,19 @@ class CrossStats:
         t = shapes[0][0]
         if t == 0:
             return
+        small = 2.0 * t * sum(int(o[-1]) for o in self.offsets) ** 2 < SINGLE_THREAD_FLOPS
+        with self._one_thread() if small else nullcontext():
+            self._accumulate(frames, t)
+
+    def _one_thread(self):
+        """A context limiting BLAS to one thread (the controller is made once: 0.03 ms per use, not 0.9 ms)."""
+        if self._threads is None:
+            from threadpoolctl import ThreadpoolController
+
+            self._threads = ThreadpoolController()
+        return self._threads.limit(limits=1, user_api="blas")
+
+    def _accumulate(self, frames: list[np.ndarray], t: int) -> None:
         # Centre each folder's frames on the file's own mean; float64 copies (T, N_f).
         centred, file_means = [], []
         for x in frames:

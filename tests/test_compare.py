@@ -269,7 +269,7 @@ def test_peak_memory_does_not_grow_with_the_number_of_files(tmp_path):
     folder = tmp_path / "a"
     folder.mkdir()
     for i in range(200):
-        arrays = {k: rng.normal(size=(30, 256)).astype(np.float32) for k in keys}
+        arrays = {k: rng.normal(size=(20, 128)).astype(np.float32) for k in keys}
         store.write_features(store.feature_path(folder, f"u{i:04d}"), arrays, meta_for("m/a", keys))
 
     def peak(num_files: int) -> int:
