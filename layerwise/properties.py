@@ -35,7 +35,7 @@ from .naming import LIBRISPEECH_STEM
 MEASURES = ("cca_mel", "cca_intra", "speaker_probe_accuracy", "speaker_majority_baseline", "speaker_pwcca")
 BASE_LAYER = "layer_0"  # cca_intra's reference layer
 CCA_PROTOCOLS = ("centred", "pasad")
-DEFAULT_MAX_FRAMES = 40  # frames kept per file and grid; 500 files × 40 = 20,000 frames per layer
+DEFAULT_MAX_FRAMES_PER_FILE = 50  # frames kept per file and grid; 500 files × 50 = 25,000 frames per layer
 N_SPLITS = 3  # seeded held-out splits (centred protocol; the speaker probe)
 
 
@@ -57,7 +57,7 @@ class PropertyCollector:
     """
 
     def __init__(self, layers: list[str], grids: dict[str, timematch.Grid], *, seed: int,
-                 max_frames_per_file: int = DEFAULT_MAX_FRAMES):
+                 max_frames_per_file: int = DEFAULT_MAX_FRAMES_PER_FILE):
         missing = [k for k in layers if k not in grids]
         if missing:
             raise ValueError(f"no frame grid for layers {missing}")
@@ -223,12 +223,24 @@ def measure(c: PropertyCollector, *, seed: int, cca_protocol: str = "centred") -
     return out
 
 
+CONTROL_KEY = "random_init"  # where the control's measures go (summary.json)
+
+
 def analyse(trained: PropertyCollector, control: PropertyCollector | None, *, seed: int,
-            cca_protocol: str = "centred") -> tuple[PropertyMeasures, PropertyMeasures | None]:
+            cca_protocol: str = "centred") -> tuple[dict[str, dict], dict[str, str]]:
     """The measures of the trained model and, with the same seed and protocol, of the random-init control.
 
-    Returns ``(trained, control)`` :class:`PropertyMeasures` (control ``None`` without one): ``measures`` under the
-    keys of ``MEASURES`` (summary.json; the control's under ``random_init``), ``unavailable`` and ``info``.
+    Returns ``(measures, unavailable)``: ``measures`` maps each computed measure of ``MEASURES`` to ``{layer: float
+    or None}`` (``None``: undefined for that layer, e.g. ``cca_intra`` of ``layer_0``), and with a control
+    ``measures["random_init"]`` holds the control's measures in the same form; ``unavailable`` maps a measure that
+    could not be computed to the reason (the control's as ``"random_init.<measure>"``). :func:`measure` gives the
+    same with the run's provenance (``PropertyMeasures.info``: seed, protocol, files, frames kept per file).
     """
     result = measure(trained, seed=seed, cca_protocol=cca_protocol)
-    return result, (measure(control, seed=seed, cca_protocol=cca_protocol) if control is not None else None)
+    measures: dict[str, dict] = dict(result.measures)
+    unavailable = dict(result.unavailable)
+    if control is not None:
+        other = measure(control, seed=seed, cca_protocol=cca_protocol)
+        measures[CONTROL_KEY] = dict(other.measures)
+        unavailable.update({f"{CONTROL_KEY}.{name}": reason for name, reason in other.unavailable.items()})
+    return measures, unavailable

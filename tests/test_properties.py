@@ -55,6 +55,19 @@ def test_measures_rise_with_the_planted_signal(protocol):
     assert result.info["n_speakers"] == N_SPK and result.info["cca_protocol"] == protocol
 
 
+def test_analyse_puts_the_control_under_random_init():
+    data = files()
+    trained = collect(data)
+    control = collect([(stem, {k: np.random.default_rng(i).normal(size=v.shape) for k, v in arrays.items()}, fb)
+                       for i, (stem, arrays, fb) in enumerate(data[:2])])  # 2 files: too few for held-out scores
+    measures, unavailable = properties.analyse(trained, control, seed=0)
+    assert set(measures) == {*properties.MEASURES, "random_init"} and measures["random_init"] == {}
+    assert set(unavailable) == {f"random_init.{m}" for m in properties.MEASURES}
+    assert "needs >= 3 files" in unavailable["random_init.cca_mel"]
+    alone, none = properties.analyse(trained, None, seed=0)
+    assert none == {} and alone["cca_mel"] == measures["cca_mel"]
+
+
 def test_shuffled_speakers_and_unpaired_fbank_sit_at_chance():
     data = files(shuffle_speakers=True)
     # pair every file's layers with another file's filterbanks: no acoustic relation left
