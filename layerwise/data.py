@@ -8,71 +8,44 @@ Usage (see ``--help``)::
 ``download_split("dev-clean-2", "content/data")`` returns ``content/data/LibriSpeech/dev-clean-2`` holding
 ``<spk>/<chapter>/<spk>-<chapter>-<utt>.flac`` and one ``<spk>-<chapter>.trans.txt`` per chapter.
 
-Steps for one resource: (1) skip if ``<dest>/<folder>/.download_complete`` names the resource's MD5;
-(2) reuse ``<dest>/<archive>`` if it verifies, else download to ``<dest>/<archive>.part`` (resumed with an HTTP
-Range request; a server answering 200 instead of 206 restarts it), trying each mirror in turn; (3) verify size and
-MD5, then rename ``.part`` to the archive name (a mismatch moves it to ``<archive>.bad`` and tries the next mirror);
+Steps for one resource: (1) skip if ``{dest}/{folder}/.download_complete`` names the resource's MD5;
+(2) take an exclusive lock ``{dest}/.{archive}.lock`` (removed again when done, also after a failure);
+(3) get a verified ``{dest}/{archive}`` (``download.fetch_archive``: mirrors in turn, resume, size and MD5);
 (4) check every member (no absolute path, no ``..``, no link leaving the destination, no device file) before
 extracting anything, and extract tars with ``filter="data"`` as a second guard; (5) write the marker.
+A failure prints the real paths of what was kept and how to use data one already has (``failure_advice``).
 Networking is the standard library (urllib) only.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import hashlib
-import http.client
 import json
 import logging
 import sys
-import urllib.error
-import urllib.parse
-import urllib.request
-from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from tqdm import tqdm
-
 from .archive import UnsafeArchiveError, safe_extract
-from .errors import UsageError
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock; run one download at a time
-    fcntl = None
+from .download import (  # noqa: F401  (re-exported: the public names of the downloader)
+    CHUNK_BYTES,
+    DataError,
+    Resource,
+    fetch_archive,
+    file_md5,
+    locked,
+    mirror_url,
+    verify,
+)
 
 log = logging.getLogger(__name__)
 
-CHUNK_BYTES = 1 << 20  # 1 MiB per read
-TIMEOUT_S = 60.0  # socket timeout for one read, seconds
 MARKER_NAME = ".download_complete"
-USER_AGENT = "layerwise-data/1 (python urllib)"
 DEFAULT_SPLIT = "dev-clean-2"
+DEFAULT_DEST = "content/data"
 ALIGNMENTS = "alignments"
 _OPENSLR_HOSTS = ("https://www.openslr.org", "https://us.openslr.org",
                   "https://openslr.elda.org", "https://openslr.trmal.net")
 
-
-class DataError(UsageError):
-    """A download, verification or extraction failure (CLI exit status 1)."""
-
-
-@dataclass(frozen=True)
-class Resource:
-    """One downloadable archive.
-
-    archive : file name on the mirrors; size : bytes, or None when unpublished; md5 : hex digest;
-    mirrors : full URLs tried in order; extract_to : folder below dest the archive is unpacked into;
-    folder : folder below dest that must exist afterwards (what ``download_split`` returns).
-    """
-
-    archive: str
-    size: int | None
-    md5: str
-    mirrors: tuple[str, ...]
-    extract_to: str
-    folder: str
 
 
 def _openslr(resource_id: int, split: str, size: int | None, md5: str) -> Resource:
@@ -97,138 +70,12 @@ RESOURCES: dict[str, Resource] = {
 }
 
 
-def mirror_url(mirror: str, archive: str) -> str:
-    """A full URL for ``archive``: ``mirror`` itself if its path ends with the archive name, else ``mirror/archive``."""
-    if PurePosixPath(urllib.parse.urlsplit(mirror).path).name == archive:
-        return mirror
-    return mirror.rstrip("/") + "/" + archive
-
-
-def file_md5(path: Path) -> str:
-    """Hex MD5 of a file, read in CHUNK_BYTES blocks."""
-    digest = hashlib.md5()
-    with open(path, "rb") as f:
-        while block := f.read(CHUNK_BYTES):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def verify(path: Path, resource: Resource) -> str | None:
-    """None when ``path`` has the resource's size and MD5, else the reason it does not."""
-    size = path.stat().st_size
-    if resource.size is not None and size != resource.size:
-        return f"size {size:,} bytes, expected {resource.size:,}"
-    md5 = file_md5(path)
-    if md5 != resource.md5:
-        return f"MD5 {md5}, expected {resource.md5}"
-    return None
-
-
-def _fetch(url: str, part: Path, resource: Resource, *, progress: bool) -> None:
-    """Download ``url`` into ``part``, resuming from its current length when the server honours Range.
-
-    Raises DataError on HTTP/network errors or a short or wrong-sized body; ``part`` is kept for resuming.
-    """
-    offset = part.stat().st_size if part.exists() else 0
-    if resource.size is not None and offset > resource.size:
-        part.unlink()
-        offset = 0
-    if resource.size is not None and offset == resource.size:
-        return  # complete already; verification decides
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT})
-    if offset:
-        request.add_header("Range", f"bytes={offset}-")
-    try:
-        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
-    except urllib.error.HTTPError as err:
-        if err.code == 416 and offset:  # range not satisfiable: nothing left to send (or a stale part)
-            return
-        raise DataError(f"{url}: HTTP {err.code} {err.reason}") from err
-    except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise DataError(f"{url}: {getattr(err, 'reason', err)!s}") from err
-    with response:
-        length = response.headers.get("Content-Length")
-        if response.status == 206:
-            content_range = response.headers.get("Content-Range", "")
-            if not content_range.startswith(f"bytes {offset}-"):
-                raise DataError(f"{url}: unexpected Content-Range {content_range!r} for offset {offset}")
-            mode = "ab"
-        else:  # 200: the server ignored Range (or none was sent): start again
-            if offset:
-                log.info("%s ignored the Range request; restarting from byte 0", url)
-            offset, mode = 0, "wb"
-        expected = offset + int(length) if length is not None else resource.size
-        if resource.size is not None and expected != resource.size:
-            raise DataError(f"{url}: server offers {expected:,} bytes, expected {resource.size:,}")
-        with open(part, mode) as f, tqdm(total=expected, initial=offset, unit="B", unit_scale=True,
-                                         unit_divisor=1024, desc=resource.archive, disable=not progress) as bar:
-            try:
-                while block := response.read(CHUNK_BYTES):
-                    f.write(block)
-                    bar.update(len(block))
-            except (OSError, http.client.HTTPException) as err:
-                raise DataError(f"{url}: connection lost after {f.tell():,} bytes ({err})") from err
-            got = f.tell()
-    if expected is not None and got < expected:
-        raise DataError(f"{url}: connection closed after {got:,} of {expected:,} bytes")
-
-
-def fetch_archive(resource: Resource, dest: Path, *, mirrors: list[str] | None = None,
-                  progress: bool = True) -> Path:
-    """Return ``dest/<archive>`` verified against the resource's size and MD5, downloading it if needed.
-
-    Each mirror is tried in order; a partial ``.part`` carries over between mirrors (same bytes, same MD5).
-    A file failing verification is moved to ``<archive>.bad``; if it was a resumed download the same mirror is
-    tried once more from byte 0. Raises DataError when every mirror fails.
-    """
-    final = dest / resource.archive
-    if final.exists():
-        if (problem := verify(final, resource)) is None:
-            return final
-        log.warning("existing %s does not verify (%s); downloading again", final, problem)
-        final.replace(final.with_name(final.name + ".bad"))
-    part = final.with_name(final.name + ".part")
-    urls = [mirror_url(m, resource.archive) for m in mirrors] if mirrors else list(resource.mirrors)
-    errors = []
-    for url in urls:
-        for _attempt in range(2):
-            resumed = part.exists() and part.stat().st_size > 0
-            log.info("downloading %s", url)
-            try:
-                _fetch(url, part, resource, progress=progress)
-            except DataError as err:
-                errors.append(str(err))
-                break
-            problem = verify(part, resource)
-            if problem is None:
-                part.replace(final)
-                return final
-            part.replace(final.with_name(final.name + ".bad"))
-            errors.append(f"{url}: downloaded file failed verification: {problem}")
-            if not resumed:
-                break
-    raise DataError(f"could not get a verified {resource.archive}:\n  " + "\n  ".join(errors))
-
-
 def _is_complete(marker: Path, resource: Resource) -> bool:
     """True when the extraction marker exists and names the resource's MD5."""
     try:
         return json.loads(marker.read_text()).get("md5") == resource.md5
     except (ValueError, OSError, AttributeError):
         return False
-
-
-@contextlib.contextmanager
-def _locked(path: Path):
-    """Hold an exclusive advisory lock (POSIX flock) on ``path``, so parallel jobs download and extract once."""
-    with open(path, "a") as handle:
-        if fcntl is not None:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another process holding %s", path)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-        yield
 
 
 def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, keep_archive: bool = True,
@@ -247,7 +94,7 @@ def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, k
         log.info("%s already present in %s", name, folder)
         return folder
     dest.mkdir(parents=True, exist_ok=True)
-    with _locked(dest / f".{resource.archive}.lock"):
+    with locked(dest / f".{resource.archive}.lock"):
         if _is_complete(marker, resource):  # another job finished it while we waited
             return folder
         archive = fetch_archive(resource, dest, mirrors=mirrors, progress=progress)
@@ -276,12 +123,37 @@ def download_alignments(dest: str | Path, **options) -> Path:
     return download(ALIGNMENTS, dest, **options)
 
 
-def format_table(resources: dict[str, Resource] | None = None) -> str:
-    """The resource table as text: name, archive, size, MD5, folder, mirrors."""
+def failure_advice(name: str, dest: str | Path, *, resources: dict[str, Resource] | None = None) -> str:
+    """What to read after resource ``name`` failed below ``dest``: the real paths of what was kept, how the next run
+    resumes, and how to use data one already has instead of downloading it."""
+    resource = (RESOURCES if resources is None else resources)[name]
+    dest = Path(dest).absolute()
+    part, bad = dest / f"{resource.archive}.part", dest / f"{resource.archive}.bad"
+    total = f" of {resource.size:,}" if resource.size is not None else ""
+    lines = [f"{dest / resource.folder} is not there or not marked complete."]
+    if part.is_file():
+        lines.append(f"The partial download {part} ({part.stat().st_size:,}{total} bytes) is kept; the same command "
+                     f"resumes it.")
+    else:
+        lines.append(f"Nothing of {resource.archive} was kept; the same command starts it again.")
+    if bad.is_file():
+        lines.append(f"{bad} failed verification; it is kept for inspection (delete it freely).")
+    lines.append("Check the network, or pass --mirror URL (python -m layerwise.data --list shows every mirror).")
+    if name == ALIGNMENTS:
+        lines.append("Already have the MFA TextGrids? Skip this download and pass their folder as --alignment_dir.")
+    else:
+        example = f"/path/to/LibriSpeech/{PurePosixPath(resource.folder).name}"
+        lines.append(f"Already have the audio? Skip the download: AUDIO_DIR={example} ./extract_hubert_features.sh "
+                     f"(or extract_features.py --audio_dir {example}).")
+    return "\n".join(lines)
+
+
+def format_table(resources: dict[str, Resource] | None = None, dest: str | Path = DEFAULT_DEST) -> str:
+    """The resource table as text: name, archive, size, MD5, the folder it unpacks to below ``dest``, mirrors."""
     lines = []
     for name, r in (RESOURCES if resources is None else resources).items():
         size = f"{r.size:,} bytes" if r.size is not None else "size unpublished"
-        lines.append(f"{name:14s} {r.archive}  {size}  md5 {r.md5}  -> <dest>/{r.folder}")
+        lines.append(f"{name:14s} {r.archive}  {size}  md5 {r.md5}  -> {Path(dest) / r.folder}")
         lines += [f"{'':14s}   {url}" for url in r.mirrors]
     return "\n".join(lines)
 
@@ -302,7 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=parser.epilog)
     dl.add_argument("--split", action="append", choices=splits + ["none"],
                     help=f"split to fetch, repeatable; 'none' for alignments only (default: {DEFAULT_SPLIT})")
-    dl.add_argument("--dest", default="content/data", help="folder the archives are downloaded and unpacked into (default: %(default)s)")
+    dl.add_argument("--dest", default=DEFAULT_DEST,
+                    help="folder the archives are downloaded and unpacked into (default: %(default)s)")
     dl.add_argument("--alignments", action="store_true", help="also fetch the MFA alignments (Zenodo 2619474)")
     dl.add_argument("--mirror", action="append", metavar="URL",
                     help="mirror to use instead of the built-in list, repeatable; a base URL (archive name "
@@ -332,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return 2
+    name = names[0]
     try:
         for name in names:
             folder = download(name, args.dest, mirrors=args.mirror, keep_archive=not args.delete_archive,
@@ -340,12 +214,11 @@ def main(argv: list[str] | None = None) -> int:
     except (DataError, OSError) as err:
         if args.verbose:
             log.exception("failed")
-        print(f"error: {err}\nThe failed resource is not marked complete. Any partial download is kept as "
-              f"<dest>/<archive>.part and resumes on the next run; check the network or pass --mirror URL.",
-              file=sys.stderr)
+        print(f"error: {err}\n{failure_advice(name, args.dest)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the partial download resumes on the next run", file=sys.stderr)
+        part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
+        print(f"interrupted; the partial download {part} resumes with the same command", file=sys.stderr)
         return 130
     return 0
 

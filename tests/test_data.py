@@ -23,7 +23,7 @@ from layerwise import data
 from layerwise.data import DataError, Resource
 
 SPLIT = "mini-2"
-LOCK = f".{SPLIT}.tar.gz.lock"  # advisory lock file left in dest (empty)
+LOCK = f".{SPLIT}.tar.gz.lock"  # advisory lock file, held during a download and removed after it
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -151,6 +151,7 @@ def test_download_verify_extract_and_idempotent(server, tmp_path):
     assert len(server.requests) == n_requests
     assert_extracted(dest, members)
     assert not (dest / "mini-2.tar.gz").exists()
+    assert not (dest / LOCK).exists()
 
 
 def test_resume_after_connection_drop(server, tmp_path):
@@ -208,7 +209,7 @@ def test_bad_checksum_is_an_error_and_nothing_is_extracted(server, tmp_path, siz
         data.download_split(SPLIT, dest, progress=False,
                             resources={SPLIT: resource_for(blob, [server.base + "/a.tar.gz"], size_known=size_known)})
 
-    assert all_files(dest) == {"mini-2.tar.gz.bad", LOCK}  # no archive, no .part, nothing extracted
+    assert all_files(dest) == {"mini-2.tar.gz.bad"}  # no archive, no .part, no lock, nothing extracted
     assert (dest / "mini-2.tar.gz.bad").read_bytes() == corrupt
 
 
@@ -218,7 +219,7 @@ def test_wrong_size_is_refused_before_downloading(server, tmp_path):
     with pytest.raises(DataError, match="expected"):
         data.download_split(SPLIT, tmp_path, progress=False,
                             resources={SPLIT: resource_for(blob, [server.base + "/a.tar.gz"])})
-    assert all_files(tmp_path) == {LOCK}  # refused on Content-Length: no .part written, nothing extracted
+    assert all_files(tmp_path) == set()  # refused on Content-Length: no .part, no lock, nothing extracted
 
 
 def test_parallel_jobs_download_once(server, tmp_path):
@@ -232,7 +233,7 @@ def test_parallel_jobs_download_once(server, tmp_path):
     def job():
         try:
             results.append(data.download_split(SPLIT, tmp_path, resources=table, progress=False))
-        except Exception as err:  # surfaced below
+        except Exception as err:  # noqa: BLE001 -- surfaced by the assertion below
             errors.append(err)
 
     threads = [threading.Thread(target=job) for _ in range(3)]
@@ -244,6 +245,7 @@ def test_parallel_jobs_download_once(server, tmp_path):
     assert errors == [] and len(results) == 3
     assert len(server.requests) == 1  # the other jobs waited on the lock, then saw the marker
     assert_extracted(tmp_path, members)
+    assert not (tmp_path / LOCK).exists()
 
 
 def test_fallback_to_second_mirror_after_404(server, tmp_path):
@@ -298,8 +300,8 @@ def test_unsafe_tar_is_rejected_and_nothing_written(server, tmp_path, case):
         data.download_split(SPLIT, dest, resources={SPLIT: resource_for(blob, [server.base + "/e.tar.gz"])},
                             progress=False)
 
-    assert all_files(dest) == {"mini-2.tar.gz", LOCK}  # the verified archive only; no member extracted
-    assert all_files(tmp_path) == {"a/b/dest/mini-2.tar.gz", f"a/b/dest/{LOCK}"}  # nothing outside dest either
+    assert all_files(dest) == {"mini-2.tar.gz"}  # the verified archive only; no member extracted, no lock
+    assert all_files(tmp_path) == {"a/b/dest/mini-2.tar.gz"}  # nothing outside dest either
     assert not (dest / "LibriSpeech").exists()
 
 
@@ -328,7 +330,7 @@ def test_mirror_url():
 
 
 def test_table_matches_published_facts():
-    facts = {  # issue 7 / issue 5, typed in independently of the module
+    facts = {  # as published by OpenSLR and Zenodo, typed in independently of the module
         "dev-clean-2": (126_046_265, "6d7ab67ac6a1d2c993d050e16d61080d"),
         "train-clean-5": (332_954_390, "5df7d4e78065366204ca6845bb08f490"),
         "dev-clean": (337_926_286, "42e2234ba48799c1f50f24a7926300a1"),
@@ -377,3 +379,62 @@ def test_cli_exit_codes(server, tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(dest / "LibriSpeech" / "dev-clean-2")
     assert_extracted(dest, members)
+
+
+def test_stale_lock_file_of_an_older_run_is_used_and_removed(server, tmp_path):
+    members = librispeech_members()
+    blob = make_tar(members)
+    server.files["/a.tar.gz"] = blob
+    (tmp_path / LOCK).write_text("")  # left by a crashed run of an older version (nobody holds it)
+    data.download_split(SPLIT, tmp_path, resources={SPLIT: resource_for(blob, [server.base + "/a.tar.gz"])},
+                        progress=False)
+    assert_extracted(tmp_path, members)
+    assert not (tmp_path / LOCK).exists()
+
+
+def test_lock_is_exclusive_while_held_and_removed_after(tmp_path):
+    """A second holder waits until the first releases; the file is gone afterwards."""
+    path, order = tmp_path / "x.lock", []
+
+    def second():
+        with data.locked(path):
+            order.append("second")
+
+    with data.locked(path):
+        thread = threading.Thread(target=second)
+        thread.start()
+        time.sleep(0.3)
+        order.append("first")
+    thread.join(timeout=10)
+    assert order == ["first", "second"] and not path.exists()
+
+
+def test_failed_download_names_real_paths_and_the_way_around_it(server, tmp_path):
+    """The CLI against a local server that hangs up mid-transfer: exit 1, the real .part path and its size, how to
+    resume, AUDIO_DIR for users who have the audio; no placeholder, no lock file."""
+    blob = make_tar(librispeech_members("dev-clean-2"))
+    server.files["/m/dev-clean-2.tar.gz"] = blob
+    server.cut_after = 1000
+    dest = tmp_path / "my data"
+    code = ("import sys; from layerwise import data; "
+            f"data.RESOURCES['dev-clean-2'] = data.Resource('dev-clean-2.tar.gz', {len(blob)}, "
+            f"'{hashlib.md5(blob).hexdigest()}', ('{server.base}/m/dev-clean-2.tar.gz',), '', "
+            "'LibriSpeech/dev-clean-2'); sys.exit(data.main(sys.argv[1:]))")
+    failed = run_cli("download", "--split", "dev-clean-2", "--dest", str(dest), "--no-progress", code=code)
+    assert failed.returncode == 1, failed.stderr
+    part = dest.absolute() / "dev-clean-2.tar.gz.part"
+    assert part.stat().st_size == 1000
+    assert f"The partial download {part} (1,000 of {len(blob):,} bytes) is kept" in failed.stderr
+    assert f"{dest.absolute() / 'LibriSpeech' / 'dev-clean-2'} is not there" in failed.stderr
+    assert "AUDIO_DIR=/path/to/LibriSpeech/dev-clean-2 ./extract_hubert_features.sh" in failed.stderr
+    assert "<dest>" not in failed.stderr and "<archive>" not in failed.stderr and "Traceback" not in failed.stderr
+    assert all_files(dest) == {"dev-clean-2.tar.gz.part"}
+
+
+def test_failure_advice_for_alignments_and_for_nothing_kept(tmp_path):
+    text = data.failure_advice("alignments", tmp_path)
+    assert f"{tmp_path.absolute() / 'alignments'} is not there" in text
+    assert "Nothing of librispeech_alignments.zip was kept" in text and "--alignment_dir" in text
+    (tmp_path / "librispeech_alignments.zip.bad").write_bytes(b"x")
+    assert f"{tmp_path.absolute() / 'librispeech_alignments.zip.bad'} failed verification" in (
+        data.failure_advice("alignments", tmp_path))
