@@ -25,8 +25,9 @@ from pathlib import Path
 import numpy as np
 
 from . import store
+from .compareframes import CompareError, align, common_grid
 from .errors import UsageError
-from .timematch import Grid, pool_frames, pool_plan
+from .timematch import Grid, pool_plan
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ DEFAULT_NUM_FILES = 0  # all utterances present in every folder: CKA is biased u
 N_PCA_COMPONENTS = 20  # explained-variance ratios kept per layer in summary.json
 VARIANCE_TARGET = 0.9  # pca_components_90: the fewest principal components holding this share of the variance
 FRAME_SPAN = "frame"
-# Pooling maps coarse frame j onto fine frames j·stride … j·stride + kernel − 1; the last one can end up to
-# hop_fine − 1 samples after the coarse window, so a pooled layer has the coarse count or one frame less.
-MAX_POOLING_SHORTFALL = 1
-
-
-class CompareError(UsageError):
-    """Folders that cannot be compared as asked (missing, no common utterance, other audio, other dims): exit 2."""
 
 
 @dataclass(frozen=True)
@@ -163,67 +157,6 @@ def describe_folders(dirs: list[Path], firsts: list[store.FeatureFile], layer_sp
     return folders
 
 
-def common_grid(folders: list[Folder]) -> Grid | None:
-    """The coarsest grid (largest hop, then largest receptive field) among all compared layers; None when a layer's
-    grid is unknown (then every grid that is known must be the same)."""
-    grids = [g for f in folders for g in f.grids.values()]
-    known = {g for g in grids if g is not None}
-    if None in grids:
-        if len(known) > 1:
-            raise CompareError(f"some files lack frame-geometry metadata and the others have several grids {known}: "
-                               f"cannot match them in time; re-extract with the current extract_features.py")
-        return None
-    return max(known, key=lambda g: (g.hop, g.field))
-
-
-# ---------------------------------------------------------------------------------------------- one utterance
-def align(files: list[store.FeatureFile], folders: list[Folder], grid: Grid | None,
-          plans: list[dict[str, tuple[int, int]]]) -> tuple[list[np.ndarray], int]:
-    """Every compared layer of one utterance on the common grid: per folder (T, N_f) float64 (layers side by side,
-    in ``Folder.layers`` order), and the number of frames cut at the end (see the module docstring)."""
-    direct = {}  # (folder, layer) -> raw count of layers on the common grid
-    pooled = {}  # (folder, layer) -> count after pooling
-    for f, (ff, folder) in enumerate(zip(files, folders)):
-        for key in folder.layers:
-            rows = ff.layers[key].shape[0]
-            if key in plans[f]:
-                kernel, stride = plans[f][key]
-                pooled[f, key] = max(0, (rows - kernel) // stride + 1)
-            else:
-                direct[f, key] = rows
-    (f0, k0), n_ref = next(iter(direct.items()))
-    for (f, key), rows in direct.items():
-        if rows != n_ref:
-            where = "" if grid is None else f" on the same {grid.hop}-sample grid"
-            raise CompareError(
-                f"{files[f].path}: {key} has {rows} frames but {files[f0].path} has {n_ref} ({k0}){where}; the "
-                f"folders must hold features of the same audio — re-extract {files[f].path.name} or remove it")
-    for (f, key), rows in pooled.items():
-        if not n_ref - MAX_POOLING_SHORTFALL <= rows <= n_ref:
-            raise CompareError(
-                f"{files[f].path}: {key} gives {rows} frames when pooled onto the {grid.hop}-sample grid, but "
-                f"{files[f0].path} has {n_ref} ({k0}); they do not describe the same audio — re-extract "
-                f"{files[f].path.name} or remove it")
-    count = min([n_ref, *pooled.values()])
-    if files[0].intervals is not None:
-        for ff in files[1:]:
-            if ff.intervals is None or not np.array_equal(ff.intervals, files[0].intervals):
-                raise CompareError(f"{ff.path}: its segments differ from {files[0].path}; span folders must be "
-                                   f"extracted with the same alignments")
-    frames = []
-    for f, (ff, folder) in enumerate(zip(files, folders)):
-        blocks = []
-        for key in folder.layers:
-            x = ff.layers[key]
-            blocks.append(pool_frames(x, *plans[f][key], n_out=count) if key in plans[f]
-                          else np.asarray(x[:count], dtype=np.float64))
-        stacked = np.concatenate(blocks, axis=1)
-        if not np.isfinite(stacked).all():
-            raise CompareError(f"{ff.path}: contains NaN or inf; re-extract it")
-        frames.append(stacked)
-    return frames, n_ref - count
-
-
 def _read(path: Path, layers: list[str] | None, first: store.FeatureFile | None, dims=None) -> store.FeatureFile:
     try:
         ff = store.read_features(path, layers)
@@ -264,14 +197,14 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
     firsts = [_read(p[stems[0]], None, None) for p in paths]
     folders = describe_folders(dirs, firsts, layers, labels)
     span = folders[0].meta.get("span", FRAME_SPAN)
-    grid = common_grid(folders) if span == FRAME_SPAN else None
+    grid = common_grid([g for f in folders for g in f.grids.values()]) if span == FRAME_SPAN else None
     plans = [{k: pool_plan(g, grid) for k, g in f.grids.items() if grid is not None and g != grid} for f in folders]
     stats = CrossStats([f.layers for f in folders], [f.dims for f in folders])
     dropped = 0
     for stem in tqdm(stems, desc="comparing", unit="utterance", disable=None):
         files = [first if first.stem == stem else _read(p[stem], f.layers, first, f.dims)
                  for first, p, f in zip(firsts, paths, folders)]
-        frames, cut = align(files, folders, grid, plans)
+        frames, cut = align(files, [f.layers for f in folders], grid, plans)
         stats.update(frames)
         dropped += cut
     if stats.n < MIN_FRAMES:

@@ -285,3 +285,48 @@ def test_peak_memory_does_not_grow_with_the_number_of_files(tmp_path):
     small, large = peak(50), peak(200)
     print(f"peak traced memory: {small / 1e6:.2f} MB over 50 files, {large / 1e6:.2f} MB over 200")
     assert large < 1.3 * small, (small, large)
+
+
+def test_span_folders_are_compared_segment_by_segment(tmp_path):
+    rng = np.random.default_rng(7)
+    files = synthetic(rng, (6, 9, 8))
+    keys = list(files["19-198-0000"])
+    intervals = {s: np.cumsum(rng.uniform(0.05, 0.2, size=(len(a["layer_0"]), 2)), axis=None).reshape(-1, 2)
+                 for s, a in files.items()}
+    labels = {s: np.array(["a", "b", "c"] * 3)[: len(a["layer_0"])] for s, a in files.items()}
+
+    def span_folder(name, arrays, meta, shift=0.0):
+        folder = tmp_path / name
+        folder.mkdir()
+        for stem, arr in arrays.items():
+            store.write_features(store.feature_path(folder, stem), arr, {**meta, "span": "phone"},
+                                 labels=labels[stem], intervals=intervals[stem] + (shift if stem.endswith("2") else 0))
+        return folder
+
+    trained = span_folder("trained", files, meta_for("org/model-a", keys))
+    noisy = {s: {k: v + rng.normal(size=v.shape).astype(np.float32) for k, v in a.items()} for s, a in files.items()}
+    control = span_folder("control", noisy, {**meta_for("org/model-a", keys), "random_init": True})
+    result = compare([trained, control])
+    assert [f.label for f in result.folders] == ["model-a", "model-a-random_init"]
+    assert result.span == "phone" and result.grid is None and result.n_frames == 6 + 9 + 8
+    stems = sorted(files)
+    expected = [[gram_cka(concat(files, stems, p), concat(noisy, stems, q)) for q in keys] for p in keys]
+    np.testing.assert_allclose(result.pairs[0].cka, expected, atol=1e-9)
+
+    moved = span_folder("moved", files, meta_for("org/model-a", keys), shift=0.01)
+    with pytest.raises(CompareError, match="19-198-0002_features.npz.*segments differ"):
+        compare([trained, moved])
+    frames = write_folder(tmp_path / "frames", files, meta_for("org/model-b", keys))
+    with pytest.raises(CompareError, match="different units"):
+        compare([trained, frames])
+
+
+def test_a_folder_mixing_extractions_is_refused(tmp_path):
+    rng = np.random.default_rng(8)
+    files = synthetic(rng, (5, 6))
+    keys = list(files["19-198-0000"])
+    a = write_folder(tmp_path / "a", files, meta_for("m/a", keys))
+    b = write_folder(tmp_path / "b", {"19-198-0000": files["19-198-0000"]}, meta_for("m/b", keys))
+    write_folder(b, {"19-198-0001": files["19-198-0001"]}, meta_for("m/other", keys))
+    with pytest.raises(CompareError, match="19-198-0001_features.npz: other settings.*model_name"):
+        compare([a, b])
