@@ -27,13 +27,12 @@ import numpy as np
 from . import store
 from .compareframes import CompareError, align, common_grid
 from .errors import UsageError
+from .results import components_for
 from .timematch import Grid, pool_plan
 
 log = logging.getLogger(__name__)
 
 DEFAULT_NUM_FILES = 0  # all utterances present in every folder: CKA is biased upwards on few frames
-N_PCA_COMPONENTS = 20  # explained-variance ratios kept per layer in summary.json
-VARIANCE_TARGET = 0.9  # pca_components_90: the fewest principal components holding this share of the variance
 FRAME_SPAN = "frame"
 
 
@@ -157,6 +156,21 @@ def describe_folders(dirs: list[Path], firsts: list[store.FeatureFile], layer_sp
     return folders
 
 
+def pooling_plan(folder: Folder, grid: Grid | None) -> dict[str, tuple[int, int]]:
+    """layer -> (kernel, stride) for each layer of ``folder`` not on ``grid`` (see :mod:`layerwise.timematch`)."""
+    plan = {}
+    for key, own in folder.grids.items():
+        if grid is None or own == grid:
+            continue
+        try:
+            plan[key] = pool_plan(own, grid)
+        except UsageError as err:
+            raise CompareError(f"{folder.label} {key} (hop {own.hop}, field {own.field} samples) cannot be matched "
+                               f"in time with the common grid (hop {grid.hop}, field {grid.field}): {err}; compare "
+                               f"other layers (layers)") from err
+    return plan
+
+
 def _read(path: Path, layers: list[str] | None, first: store.FeatureFile | None, dims=None) -> store.FeatureFile:
     try:
         ff = store.read_features(path, layers)
@@ -198,7 +212,7 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
     folders = describe_folders(dirs, firsts, layers, labels)
     span = folders[0].meta.get("span", FRAME_SPAN)
     grid = common_grid([g for f in folders for g in f.grids.values()]) if span == FRAME_SPAN else None
-    plans = [{k: pool_plan(g, grid) for k, g in f.grids.items() if grid is not None and g != grid} for f in folders]
+    plans = [pooling_plan(f, grid) for f in folders]
     stats = CrossStats([f.layers for f in folders], [f.dims for f in folders])
     dropped = 0
     for stem in tqdm(stems, desc="comparing", unit="utterance", disable=None):
@@ -237,7 +251,7 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
                 needed.append(None)
                 continue
             ratios.append(ratio)
-            needed.append(int(np.searchsorted(np.cumsum(ratio), VARIANCE_TARGET - 1e-12) + 1))
+            needed.append(components_for(ratio))
         measures.append(FolderMeasures(stats.layer_mean(f), stats.layer_std(f), stats.cka_previous(f), ratios,
                                        needed))
     return Comparison(folders, stems, {f.label: s for f, s in zip(folders, left)}, int(stats.n), span, grid,

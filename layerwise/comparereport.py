@@ -14,8 +14,8 @@ import math
 from pathlib import Path
 
 from . import store
-from .compare import N_PCA_COMPONENTS
 from .report import REPORT_HTML, SUMMARY_CSV, SUMMARY_JSON
+from .results import N_PCA_COMPONENTS
 
 
 def _num(value):

@@ -18,10 +18,12 @@ import argparse
 import logging
 import sys
 
-from layerwise.compare import DEFAULT_NUM_FILES, run_comparison
+from layerwise.cli.common import EXIT_OK, EXIT_USAGE, setup_logging
+from layerwise.compare import DEFAULT_NUM_FILES
 from layerwise.errors import LayerwiseError
 
 DEFAULT_OUTPUT_DIR = "output/comparison"
+FLAGS = {name: f"--{name}" for name in ("features_dirs", "output_dir", "num_files", "layers", "labels")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -46,25 +48,28 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _flags(message: str) -> str:
+    """A library message with parameter names replaced by the flags (``num_files=-1`` -> ``--num_files=-1``)."""
+    for name, flag in FLAGS.items():
+        message = message.replace(f"{name}=", f"{flag}=").replace(f"{name}: ", f"{flag}: ")
+    return message
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    setup_logging(args.verbose)
     log = logging.getLogger("compare_features")
     try:
+        from layerwise.compare import run_comparison
+
         run_comparison(features_dirs=args.features_dirs, output_dir=args.output_dir, num_files=args.num_files,
                        layers=None if args.layers == "all" else args.layers, labels=args.labels)
     except LayerwiseError as err:
-        log.error("%s", err)
+        log.error("%s", _flags(str(err)))
         if args.verbose:
             raise
-        return 2
-    except Exception as err:  # unexpected: a one-line message; the traceback with --verbose
-        if args.verbose:
-            raise
-        log.error("comparison failed: %s: %s (run with --verbose for the traceback)", type(err).__name__, err)
-        return 1
-    return 0
+        return EXIT_USAGE
+    return EXIT_OK
 
 
 if __name__ == "__main__":
