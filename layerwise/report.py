@@ -20,13 +20,12 @@ import numpy as np
 
 from . import runcard, store
 from .naming import display_name, model_label
-from .spanalysis import CONTROL_KEY
+from .results import CONTRACT_KEYS, CONTROL_KEY
 
 SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 PER_DIM_NPZ = "per_dim_stats.npz"
 REPORT_HTML = "report.html"
-CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", "pca_explained_variance_ratio")
 COLUMNS_HELP = (
     "<p class='how'><b>Columns:</b> dim = dimensions; n_frames, frame_rate = frames of the layer and frames per "
     "second; mean, std = over all frames × dimensions; dim_var_median, dim_var_max = of the per-dimension variances; "
@@ -34,7 +33,6 @@ COLUMNS_HELP = (
     "of the variance (— when PCA is undefined or needs more than the kept components); cka_with_previous = linear "
     "CKA with the layer above in the table; random_init_… = the same measure on the random-initialisation control; "
     "— = not computed (see the notes). The same numbers are in summary.csv and summary.json.</p>")
-SPAN_KEYS = ("probe_accuracy", "pwcca", "mi")  # per-layer span measures (summary.json: layer -> float)
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1150px;margin:auto;padding:1em;color:#222}"
     "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;font-size:0.85em}"
@@ -220,35 +218,3 @@ def write_outputs(result, drawn: list, output_dir: str | Path) -> list[Path]:
         write_report_html(out, result, drawn),
     ]
 
-
-# ------------------------------------------------------------------------ summary-dict form (transitional)
-def span_columns(summary: dict, layer: str) -> dict:
-    """summary.csv columns of the span measures for one layer from a summary dict (``{}`` for frame folders).
-    Transitional: used while ``analyze`` builds dicts; ``results.AnalysisResult.rows`` replaces it."""
-    if "probe_accuracy" not in summary:
-        return {}
-    row = {k: summary[k][layer] for k in SPAN_KEYS if k in summary}
-    row["probe_majority_baseline"] = summary["probe_majority_baseline"]
-    control = summary.get(CONTROL_KEY) or {}
-    row.update({f"{CONTROL_KEY}_{k}": control[k][layer] for k in SPAN_KEYS if k in control})
-    return row
-
-
-def write_html(output_dir: Path, summary: dict, rows: list[dict], figures: list[str], notes: list[str]) -> Path:
-    """report.html from a summary dict (transitional, for ``analyze`` until it passes an AnalysisResult to
-    :func:`write_outputs`): notes, the per-layer table, each figure with the registry's title and caption."""
-    from .figures import BY_NAME
-
-    output_dir = Path(output_dir)
-    parts = [(f"<!doctype html><html><head><meta charset='utf-8'><title>Layer-wise analysis</title>"
-             f"<style>{STYLE}</style></head><body><h1>Layer-wise analysis</h1>"),
-             _notes_html([*notes]), "<h2>Summary per layer</h2>" + _table(rows)]
-    for name in figures:
-        figure = BY_NAME[name]
-        data = base64.b64encode((output_dir / name).read_bytes()).decode("ascii")
-        parts.append(f"<h2>{html.escape(figure.title)}</h2><img alt='{name}' src='data:image/png;base64,{data}'>"
-                     f"<p class='how'><b>How to read this:</b> {html.escape(figure.caption)}</p>")
-    parts.append(f"<h2>Files</h2><p>{html.escape(', '.join(summary['files']))}</p></body></html>")
-    path = output_dir / REPORT_HTML
-    store.write_text_atomic(path, "\n".join(parts))
-    return path
