@@ -85,20 +85,30 @@ class PropertyCollector:
             self.n_fbank_files += 1
         for key in self.layers:
             x, grid = np.asarray(arrays[key]), self.grids[key]
-            self.means[key].append(x.astype(np.float64).mean(axis=0))
+            self.means[key].append(x.mean(axis=0, dtype=np.float64))
             idx = self._sample(len(x), stem, f"own/{grid}")
             self.frames[key].append(x[idx].astype(np.float32))
             self.frame_file[key].append(np.full(len(idx), index))
             if fbank_frames is not None:
-                fb, lay = timematch.match(fbank_frames, fbank.GRID, x, grid)
-                idx = self._sample(len(fb), stem, f"mel/{grid}")
-                self.mel[key].append((fb[idx].astype(np.float32), lay[idx].astype(np.float32)))
-                self.mel_file[key].append(np.full(len(idx), index))
+                pair = self._matched(fbank_frames, fbank.GRID, x, grid, stem, "mel")
+                self.mel[key].append(pair)
+                self.mel_file[key].append(np.full(len(pair[0]), index))
             if base is not None and key != BASE_LAYER:
-                b, lay = timematch.match(base, self.grids[BASE_LAYER], x, grid)
-                idx = self._sample(len(b), stem, f"intra/{grid}")
-                self.intra[key].append((b[idx].astype(np.float32), lay[idx].astype(np.float32)))
-                self.intra_file[key].append(np.full(len(idx), index))
+                pair = self._matched(base, self.grids[BASE_LAYER], x, grid, stem, "intra")
+                self.intra[key].append(pair)
+                self.intra_file[key].append(np.full(len(pair[0]), index))
+
+    def _matched(self, a, grid_a, b, grid_b, stem, what) -> tuple[np.ndarray, np.ndarray]:
+        """Sampled rows of ``timematch.match(a, grid_a, b, grid_b)``, pooling only the sampled windows (a conv_0
+        layer of a long file has ~10^5 frames; pooling them all would hold a float64 copy per file)."""
+        (fine, g_fine), (coarse, g_coarse) = sorted(((a, grid_a), (b, grid_b)), key=lambda p: p[1].hop)
+        kernel, stride = timematch.pool_plan(g_fine, g_coarse)
+        n = min(max(0, (len(fine) - kernel) // stride + 1), len(coarse))
+        idx = self._sample(n, stem, f"{what}/{grid_b}")
+        windows = idx[:, None] * stride + np.arange(kernel)[None, :]  # (m, kernel) fine-frame indices
+        pooled = np.asarray(fine)[windows].mean(axis=1, dtype=np.float64).astype(np.float32)
+        picked = np.asarray(coarse)[idx].astype(np.float32)
+        return (pooled, picked) if fine is a else (picked, pooled)
 
     def speakers(self) -> tuple[np.ndarray | None, str | None]:
         """(speaker of each file (n_files,), None) or (None, reason) when a name is not LibriSpeech-style."""
