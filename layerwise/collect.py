@@ -176,3 +176,26 @@ def property_collector(state: Collected, *, seed: int):
         return None
     return collector(state.layers, state.grids, seed=seed,
                      max_frames_per_file=getattr(properties, "DEFAULT_MAX_FRAMES_PER_FILE", 50))
+
+
+def collect_control(folder: Path, state: Collected, *, seed: int):
+    """The random-init control's property collector: the analysed stems that ``folder`` also has, their selected
+    layers (and filterbanks), checked with the extraction identity except ``store.CONTROL_DIFFERS``; None when the
+    folder has none of them. Raises UsageError for a control made with other settings or not random-init."""
+    files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
+    collector = property_collector(state, seed=seed)
+    common = [stem for stem in state.files if stem in files]
+    if collector is None or not common:
+        return None
+    for stem in common:
+        ff = read(files[stem], state.layers)
+        differ = store.identity_diff(ff.meta, state.meta, ignore=store.CONTROL_DIFFERS)
+        if differ:
+            raise UsageError(f"control file {ff.path} was made with other settings than the analysed files: "
+                             f"{store.describe_diff(ff.meta, state.meta, differ)}; extract the control with the same "
+                             f"settings plus --random_init, or pass control_dir=none")
+        if ff.meta.get("random_init") is False:
+            raise UsageError(f"control file {ff.path} is not from a --random_init extraction; pass the folder "
+                             f"written with --random_init, or control_dir=none")
+        collector.add(ff.stem, {k: ff.layers[k] for k in state.layers}, ff.fbank)
+    return collector

@@ -126,6 +126,35 @@ def _split(summary: dict) -> tuple[dict, dict, dict]:
     return measures, info, unavailable
 
 
+def _properties(state: Collected, options: AnalysisOptions) -> tuple[dict, dict, ControlResult | None, list]:
+    """Alignment-free property measures of a frame folder, with the random-init control when there is one:
+    (measures, unavailable, the control's result or None, notes)."""
+    from . import collect, properties
+
+    folder = spanalysis.control_folder(options.features_dir, options.control_dir)
+    control = collect.collect_control(folder, state, seed=options.seed) if folder is not None else None
+    measures, unavailable = _call(properties.analyse, state.properties, control, seed=options.seed,
+                                  cca_protocol=options.cca_protocol)
+    control_measures = measures.pop(spanalysis.CONTROL_KEY, None)
+    notes, result = [], None
+    if control is not None:
+        prefix = f"{spanalysis.CONTROL_KEY}."
+        result = ControlResult(str(folder), len(control.stems), control_measures or {},
+                               unavailable={k[len(prefix):]: v for k, v in unavailable.items() if k.startswith(prefix)})
+        unavailable = {k: v for k, v in unavailable.items() if not k.startswith(prefix)}
+        if len(control.stems) < len(state.files):
+            notes.append(f"random-init control: {len(control.stems)} of the {len(state.files)} analysed utterances "
+                         f"in {folder}; its measures use those")
+    return measures, unavailable, result, notes
+
+
+def _requested(state: Collected) -> list[str]:
+    """Measures this run is expected to produce (a span folder: the span measures); an unavailable one makes the
+    CLI exit non-zero. Alignment-free property measures are opportunistic (e.g. cca_mel needs stored filterbanks)."""
+    return list(spanalysis.SPAN_MEASURES) if state.spans is not None and hasattr(spanalysis, "SPAN_MEASURES") \
+        else []
+
+
 def _notes(state: Collected, result_layers: list[LayerResult]) -> list[str]:
     notes = []
     if len(set(state.dims)) > 1:
@@ -158,13 +187,12 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
     layers = _layers(state, sample, cka, options.seed, state.meta.get("sample_rate"))
     wall = {**wall, "pca_tsne": time.perf_counter() - start}
     log.info("PCA and t-SNE of %d points × %d layers in %.1f s", len(sample), len(layers), wall["pca_tsne"])
+    control_notes = []
     if state.properties is not None:
-        from . import properties
-
-        props, props_unavailable = _call(properties.analyse, state.properties, None, seed=options.seed,
-                                         cca_protocol=options.cca_protocol)
-        span_measures.update({k: v for k, v in props.items() if k != spanalysis.CONTROL_KEY})
+        props, props_unavailable, props_control, control_notes = _properties(state, options)
+        span_measures.update(props)
         unavailable.update(props_unavailable)
+        control = control or props_control
     run = RunInfo(features_dir=str(options.features_dir), output_dir=str(options.output_dir), seed=options.seed,
                   max_points=options.max_points, num_files=options.num_files, similarity=options.similarity,
                   cka_vmin=options.cka_vmin, color_by=options.color_by, cca_protocol=options.cca_protocol,
@@ -173,5 +201,6 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         files=list(order), layers=layers, cka=cka, cosine=state.stats.cosine(), similarity_frames=state.stats.frames(),
         similarity_rule=state.stats.rule(),
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
-        meta=state.meta, run=run, unit=unit, notes=_notes(state, layers) + span_notes, unavailable=unavailable,
+        meta=state.meta, run=run, unit=unit, notes=_notes(state, layers) + span_notes + control_notes,
+        unavailable=unavailable, requested=_requested(state),
         measures=span_measures, measure_info=info, control=control)

@@ -147,7 +147,8 @@ class AnalysisResult:
     measures : per-layer span/property measures, measure -> layer -> value or None (probe_accuracy, pwcca, mi,
         cca_mel, cca_intra, speaker_probe_accuracy, speaker_pwcca, ...); measure_info : scalars and provenance of
         those measures (probe_majority_baseline, span_measures_info, ...); control : the random-init control's
-        :class:`ControlResult`, or None.
+        :class:`ControlResult`, or None. requested : measures this run was expected to produce; one of them in
+        ``unavailable`` makes the CLI exit non-zero.
     """
 
     files: list[str]
@@ -165,6 +166,7 @@ class AnalysisResult:
     measures: dict[str, dict[str, float | None]] = field(default_factory=dict)
     measure_info: dict = field(default_factory=dict)
     control: ControlResult | None = None
+    requested: list[str] = field(default_factory=list)
 
     # ------------------------------------------------------------------ views
     @property
@@ -209,6 +211,7 @@ class AnalysisResult:
             "rep_type": self.meta.get("rep_type"), "span": self.meta.get("span", "frame"), "unit": self.unit,
             "shards": self.run.shards, "wall_seconds": dict(self.run.wall_s), "command": self.run.command,
             "notes": list(self.notes), "unavailable": dict(self.unavailable),
+            "requested_measures": list(self.requested),
         }
         out.update({name: dict(values) for name, values in self.measures.items()})
         out.update(self.measure_info)

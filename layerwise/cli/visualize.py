@@ -103,6 +103,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    logging.getLogger("openTSNE").setLevel(logging.WARNING)  # one INFO line per t-SNE otherwise
     log = logging.getLogger("visualize_features")
     subset_id, num_subsets = (0, 1) if args.merge else shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
@@ -120,7 +121,8 @@ def main(argv=None) -> int:
         if args.verbose:
             raise
         return EXIT_USAGE
-    unavailable = summary.get("unavailable") or {}
+    unavailable = {k: v for k, v in (summary.get("unavailable") or {}).items()
+                   if k in summary.get("requested_measures", ())}
     if unavailable:  # something requested could not be produced: say so in the exit status too
         log.error("not computed: %s (see report.html)", "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
         return EXIT_FAILED_INPUTS
