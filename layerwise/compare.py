@@ -114,12 +114,16 @@ def match_stems(dirs: list[Path]) -> tuple[list[str], list[dict[str, Path]], lis
 
 
 def default_labels(metas: list[dict], dirs: list[Path]) -> list[str]:
-    """Each folder's model tag (``hubert-base-ls960``, ``…-random_init`` for the control), else its folder name;
-    repeated names get ``#2``, ``#3`` in folder order."""
+    """Each folder's model tag (``hubert-base-ls960``; ``…-random_init`` for the control; ``…-local``, ``…-phone``
+    for other rep types and spans, as in the output folder names), else its folder name; names that still repeat
+    get ``#1``, ``#2`` … in folder order."""
     raw = []
     for meta, folder in zip(metas, dirs):
         tag = store.model_tag(meta["model_name"]) if meta.get("model_name") else folder.name
-        raw.append(tag + (store.RANDOM_INIT_SUFFIX if meta.get("random_init") else ""))
+        tag += store.RANDOM_INIT_SUFFIX if meta.get("random_init") else ""
+        for part, default in ((meta.get("rep_type"), store.DEFAULT_REP_TYPE), (meta.get("span"), store.DEFAULT_SPAN)):
+            tag += f"-{part}" if part and part != default else ""
+        raw.append(tag)
     seen: dict[str, int] = {}
     out = []
     for name in raw:

@@ -149,6 +149,32 @@ def test_cross_model_cka_equals_numpy_on_model_frames(tiny_hubert, tiny_wav2vec2
     assert sweep["cka_with_previous"]["layer_0"] is None
 
 
+def test_folders_written_by_extract_features(tiny_hubert, audio_dir, tmp_path):
+    """extract_features.py (trained, --random_init, --rep_type local) -> compare: default labels from the metadata,
+    conv_0 pooled onto the transformer grid from the stored config, CKA equal to numpy on the stored frames."""
+    from layerwise.cli.extract import main as extract
+
+    common = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "out"), "--model_name", str(tiny_hubert),
+              "--device", "cpu", "--no_progress"]
+    for extra in ([], ["--random_init", "--seed", "3"], ["--rep_type", "local", "--layers", "0,6"]):
+        assert extract(common + extra) == 0
+    tag = tiny_hubert.name
+    trained = tmp_path / "out" / tag / "librispeech_dev-clean_sample1"
+    control = tmp_path / "out" / f"{tag}-random_init" / "librispeech_dev-clean_sample1"
+    local = tmp_path / "out" / tag / "librispeech_dev-clean_sample1_local"
+    result = compare([trained, control, local])
+    assert [f.label for f in result.folders] == [tag, f"{tag}-random_init", f"{tag}-local"]
+    assert result.pooling[f"{tag}-local"] == {"conv_0": (79, 64)} and result.edge_frames_dropped == 0
+    stems = sorted(store.stem_of(p) for p in store.list_feature_files(trained))
+    read = {d: [store.read_features(store.feature_path(d, s)) for s in stems] for d in (trained, local)}
+    hidden = np.concatenate([ff.layers["layer_2"] for ff in read[trained]]).astype(np.float64)
+    pooled = np.concatenate([covering_pool(ff.layers["conv_0"], 5, 10, 320, 400, len(h.layers["layer_2"]))
+                             for ff, h in zip(read[local], read[trained])])
+    assert result.n_frames == len(hidden) == len(pooled)
+    np.testing.assert_allclose(result.pairs[1].cka[2, 0], gram_cka(hidden, pooled), atol=1e-6)
+    assert np.all(result.pairs[0].same_layer < 0.999)  # another seed: the control differs from the checkpoint
+
+
 # ---------------------------------------------------------------------------------------------- invariances
 def test_folder_with_itself_and_a_rotated_scaled_copy(tmp_path):
     rng = np.random.default_rng(1)
@@ -307,7 +333,7 @@ def test_span_folders_are_compared_segment_by_segment(tmp_path):
     noisy = {s: {k: v + rng.normal(size=v.shape).astype(np.float32) for k, v in a.items()} for s, a in files.items()}
     control = span_folder("control", noisy, {**meta_for("org/model-a", keys), "random_init": True})
     result = compare([trained, control])
-    assert [f.label for f in result.folders] == ["model-a", "model-a-random_init"]
+    assert [f.label for f in result.folders] == ["model-a-phone", "model-a-random_init-phone"]
     assert result.span == "phone" and result.grid is None and result.n_frames == 6 + 9 + 8
     stems = sorted(files)
     expected = [[gram_cka(concat(files, stems, p), concat(noisy, stems, q)) for q in keys] for p in keys]
