@@ -9,6 +9,8 @@ Scatter figures (PCA, t-SNE) and their colour groups are in :mod:`layerwise.scat
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import plotkit
@@ -17,7 +19,8 @@ from .plotkit import caption, layer_positions, style
 from .scatter import MAX_COLOUR_GROUPS, pca_figure, point_groups, tsne_figure  # noqa: F401  (public API)
 
 ANNOTATE_UP_TO = 16  # heatmap cells carry their value up to 16 × 16 layers; beyond, the text would not fit
-FLAT_RANGE = 1e-3  # a heatmap whose values span less than this gets a colour range of ±FLAT_RANGE/2 around them
+FLAT_RANGE = 1e-5  # values spanning less than this are one colour: the colour range is [max − FLAT_RANGE, max]
+MAX_DIGITS = 5  # decimals written in heatmap cells: enough to tell apart values that differ by 1e-5
 HEATMAP_TITLES = {
     "cka": "Linear CKA between layers (centred, over frames)",
     "cosine": "Uncentered cosine between layers' frame matrices",
@@ -56,9 +59,14 @@ def _colour_range(matrix: np.ndarray, vmin: float | None) -> tuple[float, float,
     else:
         low, how = (float(finite.min()) if finite.size else 0.0), "from the data"
     if high - low < FLAT_RANGE:
-        centre = (high + low) / 2
-        low, high = centre - FLAT_RANGE / 2, centre + FLAT_RANGE / 2
+        low = high - FLAT_RANGE
     return low, high, how
+
+
+def _digits(low: float, high: float) -> int:
+    """Decimals that show the differences inside [low, high]: 2 for a range of 0.1 or more, one more per decade
+    below, at most MAX_DIGITS (a CKA range of 0.9990–1.0000 gets 4)."""
+    return int(min(MAX_DIGITS, max(2, math.ceil(-math.log10(high - low)) + 1)))
 
 
 def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle: str, vmin: float | None = None):
@@ -75,7 +83,7 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
     low, high, how = _colour_range(matrix, vmin)
     names = [display_name(k) for k in layers]
     annotate = len(layers) <= ANNOTATE_UP_TO
-    digits = 3 if high - low < 0.1 else 2
+    digits = _digits(low, high)
     with style() as (plt, sns):
         size = max(5.0, 0.45 * len(layers) + 2.5)
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
@@ -84,7 +92,7 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
                     annot=annotate, fmt=f".{digits}f", annot_kws={"fontsize": 7}, xticklabels=names,
                     yticklabels=names, linewidths=0.5, linecolor="white", ax=ax,
                     cbar_kws={"label": f"{kind}, colour range {low:.{digits}f} – {high:.{digits}f} ({how})",
-                              "shrink": 0.8, "format": f"%.{digits + 1 if high - low < 0.01 else digits}f"})
+                              "shrink": 0.8, "format": f"%.{digits}f"})
         if annotate:
             for i, j in zip(*np.nonzero(~np.isfinite(matrix))):
                 ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.3")
@@ -179,6 +187,9 @@ ENCODES_MEASURES = {
     "pwcca": ("label PWCCA", "tab:orange"),
     "mi": ("label MI (k-means NMI)", "tab:green"),
 }
+ENCODES_GROUPS = (("cca_mel", "cca_intra"),
+                  ("speaker_probe_accuracy", "speaker_majority_baseline", "speaker_pwcca"),
+                  ("probe_accuracy", "pwcca", "mi"))
 RUN_STYLES = {"trained": ("-", "o"), "random init": ("--", "x")}
 
 
@@ -186,15 +197,18 @@ def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, 
     """Every available measure against layer on one axes: trained solid, random-init control dashed (same colour).
 
     measures, control : measure key (ENCODES_MEASURES) -> {layer key -> float or None}; None = not computed for that
-    layer (a gap). Measures absent or None for every layer are not drawn and are named in a caption. Returns None
-    when no measure has a value.
+    layer (a gap). Measures absent or None for every layer are not drawn; those of a group (ENCODES_GROUPS: mel,
+    speaker, label) of which another measure is drawn are named in a caption as not computed. Returns None when no
+    measure has a value.
     """
     x = layer_positions(layers)
     runs = [("trained", measures)] + ([("random init", control)] if control else [])
-    missing = [ENCODES_MEASURES[k][0] for k in ENCODES_MEASURES
-               if not any(v is not None for v in (measures.get(k) or {}).values())]
-    if len(missing) == len(ENCODES_MEASURES):
+    present = {k for k in ENCODES_MEASURES if any(v is not None for v in (measures.get(k) or {}).values())}
+    if not present:
         return None
+    # a group none of whose measures applies (no labels in a frame folder, no speakers) is not "missing"
+    missing = [ENCODES_MEASURES[k][0] for group in ENCODES_GROUPS if present & set(group)
+               for k in group if k not in present]
     with style() as (plt, _sns):
         from matplotlib.lines import Line2D
 

@@ -26,13 +26,27 @@ SUMMARY_JSON = "summary.json"
 SUMMARY_CSV = "summary.csv"
 PER_DIM_NPZ = "per_dim_stats.npz"
 REPORT_HTML = "report.html"
-COLUMNS_HELP = (
-    "<p class='how'><b>Columns:</b> dim = dimensions; n_frames, frame_rate = frames of the layer and frames per "
-    "second; mean, std = over all frames × dimensions; dim_var_median, dim_var_max = of the per-dimension variances; "
-    "pca_evr_pc1 = share of variance on the first principal component; pca_components_90 = components holding 90 % "
-    "of the variance (— when PCA is undefined or needs more than the kept components); cka_with_previous = linear "
-    "CKA with the layer above in the table; random_init_… = the same measure on the random-initialisation control; "
-    "— = not computed (see the notes). The same numbers are in summary.csv and summary.json.</p>")
+# summary.csv / table column -> what it holds (shown under the table for the columns present)
+COLUMN_HELP = {
+    "dim": "dimensions of the layer",
+    "n_frames": "frames (segments for span folders) of the layer over all files analysed",
+    "frame_rate": "frames per second of the layer",
+    "mean": "mean over all frames × dimensions", "std": "standard deviation over all frames × dimensions",
+    "dim_var_median": "median of the per-dimension variances", "dim_var_max": "largest per-dimension variance",
+    "pca_evr_pc1": "share of the variance on the first principal component",
+    "pca_components_90": "fewest principal components holding 90 % of the variance (— when PCA is undefined or "
+                         "needs more than the components kept)",
+    "cka_with_previous": "linear CKA with the row above",
+    "probe_accuracy": "held-out accuracy of a linear probe predicting each segment's label",
+    "probe_majority_baseline": "accuracy of always answering the most frequent label",
+    "pwcca": "projection-weighted CCA between segment vectors and one-hot labels",
+    "mi": "normalised mutual information between k-means clusters of the segments and their labels",
+    "cca_mel": "CCA with the log-mel filterbank frames (time-matched)",
+    "cca_intra": "CCA with the first selected layer",
+    "speaker_probe_accuracy": "held-out accuracy of a linear probe predicting the speaker from utterance means",
+    "speaker_majority_baseline": "accuracy of always answering the most frequent speaker",
+    "speaker_pwcca": "projection-weighted CCA between frames and one-hot speaker",
+}
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1150px;margin:auto;padding:1em;color:#222}"
     "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;font-size:0.85em}"
@@ -41,7 +55,8 @@ STYLE = (
     "pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:0.95em}"
     ".notes{background:#fff6e0;border-left:5px solid #e0a000;padding:0.4em 1em}"
     ".ok{background:#eaf6ea;border-left:5px solid #3a3;padding:0.4em 1em}"
-    ".how{background:#f4f4f4;padding:0.5em}td.num{text-align:right;font-variant-numeric:tabular-nums}"
+    ".how{background:#f4f4f4;padding:0.5em}td.num{text-align:right;font-variant-numeric:tabular-nums;"
+    "white-space:nowrap}.wide{overflow-x:auto}"
 )
 
 
@@ -114,11 +129,21 @@ def _cell(value) -> str:
 
 
 def _table(rows: list[dict]) -> str:
-    """Rows as an HTML table; a ``layer`` column shows the display name (L0 …)."""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
+    """Rows as an HTML table that scrolls sideways when wide; a ``layer`` column shows the display name (L0 …);
+    headers may break after an underscore."""
+    head = "".join(f"<th>{html.escape(str(k)).replace('_', '_<wbr>')}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(_cell(display_name(v) if k == "layer" else v) for k, v in row.items()) + "</tr>"
                    for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
+
+
+def _columns_help(columns) -> str:
+    """What each column present holds, then the random-init and missing-value conventions."""
+    known = [f"<b>{html.escape(c)}</b>: {html.escape(COLUMN_HELP[c])}" for c in columns if c in COLUMN_HELP]
+    if any(str(c).startswith(f"{CONTROL_KEY}_") for c in columns):
+        known.append(f"<b>{CONTROL_KEY}_…</b>: the same measure on the random-initialisation control")
+    known.append("<b>—</b>: not computed (see the notes). The same numbers are in summary.csv and summary.json")
+    return "<p class='how'><b>Columns.</b> " + "; ".join(known) + ".</p>"
 
 
 def _card(rows: list[tuple[str, str]]) -> str:
@@ -182,6 +207,7 @@ def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[st
     contents = "".join(f"<li><a href='#{html.escape(Path(d.figure.name).stem)}'>{html.escape(d.figure.title)}"
                        f"</a></li>" for d in drawn)
     files = html.escape(", ".join(result.files))
+    rows = result.rows()
     return "\n".join([
         (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>"),
@@ -189,7 +215,7 @@ def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[st
         "<h2>Run card</h2>" + _card(card),
         _notes_html(notes),
         f"<h2>Figures</h2><ol>{contents}</ol>",
-        "<h2>Summary per layer</h2>" + _measures_text(result) + _table(result.rows()) + COLUMNS_HELP,
+        "<h2>Summary per layer</h2>" + _measures_text(result) + _table(rows) + _columns_help(rows[0]),
         *[_figure_html(d) for d in drawn],
         f"<details><summary>Files analysed ({len(result.files)})</summary><p>{files}</p></details></body></html>",
     ])

@@ -134,6 +134,17 @@ def test_cosine_heatmap_caveat_is_a_caption_and_nan_cells_say_na(tmp_path, captu
     assert ax.collections[0].norm.vmin == pytest.approx(0.2)
 
 
+def test_heatmap_of_nearly_equal_values_shows_their_differences(tmp_path, captured):
+    m = np.array([[1.0, 0.99993, 0.99981], [0.99993, 1.0, 0.99996], [0.99981, 0.99996, 1.0]])
+    plots.similarity_heatmap(m, ["layer_0", "layer_1", "layer_2"], tmp_path / "h.png", kind="cka", subtitle="s")
+    ax = captured[-1].axes[0]
+    assert ax.collections[0].norm.vmin == pytest.approx(0.99981)
+    assert {t.get_text() for t in ax.texts} == {"1.00000", "0.99993", "0.99981", "0.99996"}  # not all "1.000"
+    plots.similarity_heatmap(np.ones((2, 2)), ["layer_0", "layer_1"], tmp_path / "o.png", kind="cka", subtitle="s")
+    norm = captured[-1].axes[0].collections[0].norm
+    assert norm.vmax == 1.0 and norm.vmin == pytest.approx(1.0 - plots.FLAT_RANGE)  # never above the maximum
+
+
 def test_single_layer_gets_no_heatmap(tmp_path):
     assert plots.similarity_heatmap(np.ones((1, 1)), ["layer_6"], tmp_path / "h.png", kind="cka", subtitle="s") is None
     assert not (tmp_path / "h.png").exists()
@@ -246,7 +257,8 @@ def test_what_each_layer_encodes(tmp_path, captured):
     _, texts = legend_entries(fig)
     assert "CCA with the log-mel filterbank" in texts and "random init (dashed)" in texts
     notes = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
-    assert "label MI (k-means NMI)" in notes and "speaker PWCCA" in notes  # not computed: named
+    assert "speaker PWCCA" in notes and "CCA with the first layer" in notes  # not computed in a drawn group: named
+    assert "label" not in notes  # no label measure at all (a frame folder): not applicable, not "missing"
     assert plots.what_each_layer_encodes(layers, {"mi": {k: None for k in layers}}, None, tmp_path / "n.png",
                                          subtitle="s") is None
     assert not (tmp_path / "n.png").exists()

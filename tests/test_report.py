@@ -8,6 +8,8 @@ import csv
 import json
 import re
 import shlex
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from importlib.metadata import version
 from pathlib import Path
@@ -199,3 +201,29 @@ def test_csv_writes_nan_and_none_as_empty(tmp_path):
     with open(tmp_path / "summary.csv", newline="") as handle:
         (read,) = list(csv.DictReader(handle))
     assert read == {"layer": "conv_3", "name": "C3", "a": "", "b": "", "c": "0.5"}
+
+
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_headless_chromium_renders_the_report_offline(written, tmp_path):
+    """report.html opened from disk by a real browser with networking off: the run card's styles, the notes box and
+    the embedded heatmap (viridis yellow of its diagonal) are on the screenshot."""
+    from PIL import Image
+
+    _, _, out, _, _ = written
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1400,6000", (out / "report.html").as_uri()],
+                   cwd=tmp_path, capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    assert len(pixels) == 1400 * 6000
+
+    def count(rgb, tolerance=6):
+        return int((np.abs(pixels - np.array(rgb)).max(axis=1) <= tolerance).sum())
+
+    assert count((0xE8, 0xEE, 0xF7), 0) > 10_000  # run card label cells (CSS applied)
+    assert count((0xFF, 0xF6, 0xE0), 0) > 10_000  # the notes box
+    assert count((253, 231, 37)) > 2_000  # viridis at 1.0: the CKA heatmap's diagonal, from an embedded PNG
