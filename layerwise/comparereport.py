@@ -14,6 +14,7 @@ import math
 from pathlib import Path
 
 from . import store
+from .naming import naming_legend
 from .report import REPORT_HTML, SUMMARY_CSV, SUMMARY_JSON
 from .results import N_PCA_COMPONENTS
 
@@ -38,6 +39,7 @@ def summary_dict(result, figures) -> dict:
             "rep_type": folder.meta.get("rep_type"), "random_init": folder.meta.get("random_init"),
             "layers": folder.layers, "dims": dict(zip(folder.layers, folder.dims)),
             "pooled_onto_grid": {k: {"kernel": kern, "stride": stride} for k, (kern, stride) in pooled.items()},
+            "identity": store.identity_of(folder.meta),
         })
     between, same = [], []
     for pair in result.pairs:
@@ -126,6 +128,8 @@ def html_text(result, figures, out: Path) -> str:
                       f"{f.layers[0]} … {f.layers[-1]} ({len(f.layers)})",
                       ", ".join(f"{k} (kernel {a}, stride {b})" for k, (a, b) in result.pooling[f.label].items())
                       or "none", len(result.left_out[f.label])] for f in result.folders])]
+    legend = naming_legend({k for f in result.folders for k in f.layers})
+    parts += [f"<p>Layer names: {html.escape(legend)}.</p>"] if legend else []
     parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in result.notes]
     for figure in figures:
         data = base64.b64encode((out / figure.name).read_bytes()).decode("ascii")

@@ -281,6 +281,8 @@ def test_cli_outputs_and_usage_errors(tmp_path):
     assert html.count("data:image/png;base64,") == 5
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cka_between"][0]["layers_a"] == ["layer_0", "layer_2"]
+    assert [f["identity"]["model_name"] for f in summary["folders"]] == ["m/a", "m/b", "m/c"]
+    assert "L0 … L2 = stored keys layer_0 … layer_2" in html
     assert main(["--features_dirs", str(dirs[0]), "--output_dir", str(out)]) == 2
     assert main([*args, "--labels", "x", "y"]) == 2
     assert main([*args, "--labels", "x", "x", "y"]) == 2
