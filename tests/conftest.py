@@ -22,8 +22,14 @@ TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermed
             num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
 
 
-def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = 0) -> Path:
-    """Build a tiny random ``kind`` (hubert | wav2vec2 | wavlm) checkpoint and save it with its feature extractor."""
+TRAINED_SEED = 1234  # the "trained" tiny checkpoints; never 0, the default --random_init --seed of the control
+
+
+def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = TRAINED_SEED) -> Path:
+    """Build a tiny random ``kind`` (hubert | wav2vec2 | wavlm) checkpoint and save it with its feature extractor.
+
+    Its weights differ from a ``--random_init --seed 0`` control of the same config (seed ≠ 0), so tests comparing
+    a model with its control compare two different networks."""
     import torch
     from transformers import (
         HubertConfig,
