@@ -149,7 +149,7 @@ def test_speed_changes_in_model_keep_fp32_bitwise(tmp_path):
             np.testing.assert_array_equal(ours[f"layer_{i}"], ref[i][0].numpy())
 
 
-@pytest.mark.parametrize("script", ["bench_extract.py", "bench_options.py", "bench_long.py"])
+@pytest.mark.parametrize("script", ["bench_extract.py", "bench_options.py", "bench_long.py", "bench_threads.py"])
 def test_bench_scripts_run_from_the_repo_root_without_path_edits(script):
     """`python bench/<script> --help` works as documented (bench modules import benchlib beside their own file)."""
     import subprocess
@@ -182,3 +182,26 @@ def test_long_file_measurement_on_tiny_checkpoint(tmp_path):
         r = bench_long.measure(model_dir, 41.0, dtype="float32", layers=[0, 2], unchunked=unchunked)
         assert r["frames"] == (41 * 16000 - 400) // 320 + 1 and r["layers"] == 2 and r["unchunked"] is unchunked
         assert r["peak_rss_gib"] >= r["rss_after_load_gib"] > 0 and r["estimate_gib"] > 0
+
+
+def test_thread_modes_write_every_file_once(tmp_path):
+    """bench_threads: every mode times every utterance; the writing modes leave one readable file per utterance
+    holding the features of a separate forward pass (equal arrays), the compute-only mode writes nothing."""
+    from bench import bench_threads
+    from layerwise.model import SpeechModel
+
+    model_dir = benchlib.save_checkpoint(
+        tmp_path / "tiny", seed=0, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    model = SpeechModel.load(str(model_dir), device="cpu")
+    rng = np.random.default_rng(0)
+    waves = [benchlib.speech_like(n, rng) for n in (4000, 9000, 6000)]
+    for mode in bench_threads.MODES:
+        out = tmp_path / mode.replace(" ", "_")
+        out.mkdir()
+        assert len(bench_threads.run_mode(model, waves, mode, out)) == 3
+        files = sorted(out.glob(f"*{store.FEATURE_SUFFIX}"))
+        assert len(files) == (0 if mode == "compute only" else 3)
+        for path, wave in zip(files, waves):
+            expected = model.features(wave, "contextualized", [2])["layer_2"]
+            np.testing.assert_array_equal(store.read_features(path).layers["layer_2"], expected)
