@@ -27,7 +27,7 @@ from .timematch import Grid
 
 log = logging.getLogger(__name__)
 
-GROUP_FILES = 16  # files per group (float32 accumulators flushed; the unit of an analysis shard)
+GROUP_FILES = 64  # files per group (float32 accumulators flushed; the unit of an analysis shard)
 
 
 @dataclass

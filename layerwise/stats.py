@@ -14,7 +14,8 @@ The centred comoment is ``M = Xcᵀ Xc = W − n·d·dᵀ`` with ``d = shift / n
 
 One file (T frames) is added as ``W += Xc_fᵀ Xc_f + n_f·d_f·d_fᵀ`` (``Xc_f`` centred on the file's own mean,
 ``d_f = mean_f − ref``), which is exact. With ``precision="float32"`` (what the analysis uses) the within-file products are
-float32 GEMMs summed into float32 accumulators, which are added into the float64 state every ``FLUSH_FRAMES``
+float32 GEMMs over blocks of ``BLOCK_FRAMES`` centred rows (rows of consecutive files queued together, each file
+centred on its own mean) summed into float32 accumulators, which are added into the float64 state every ``FLUSH_FRAMES``
 frames and at :meth:`LayerStats.end_group`; the diagonal (per-dimension sums of squares) is accumulated separately
 and exactly in float64, and the between-file terms ``√n_f·d_f`` are buffered and added ``MEAN_BATCH`` at a time by
 one float64 product. Because every file is centred on its own mean before the float32 products, large offsets (a
@@ -35,10 +36,11 @@ import numpy as np
 
 from .errors import UsageError
 
-BLOCK_FRAMES = 2048  # frames centred at a time (bounds the float64 temporary of long files: 2048 × N × 8 bytes)
+BLOCK_FRAMES = 2048  # rows per product (GEMM K): 2048 × 9984 float32 = 82 MB queued; K = 256 ran at a quarter of the
+#                     GEMM peak, K = 2048 near it (2 cores, AVX-512)
 MEAN_BATCH = 64  # file means buffered before their float64 rank-k update
 PRECISIONS = {"float32": np.float32, "float64": np.float64}
-FLUSH_FRAMES = 4096  # frames summed in the float32 accumulators before they are added to the float64 state  # plus one "rows_{l}" array per layer (see state())
+FLUSH_FRAMES = 16384  # frames summed in float32 before they are added to the float64 state (an N²/2 add: keep rare)  # plus one "rows_{l}" array per layer (see state())
 
 
 class StatsError(UsageError, ValueError):
@@ -70,6 +72,9 @@ class LayerStats:
         self._acc = self.rows if precision == "float64" else [np.zeros(r.shape, np.float32, order="F")
                                                                for r in self.rows]
         self._acc_frames = 0
+        self._acc_stale = precision != "float64"  # float32 accumulators hold nothing yet (rows do in float64 mode)
+        self._buf: np.ndarray | None = None  # (BLOCK_FRAMES, N) centred rows waiting for their product
+        self._buf_rows = 0
         self._pending: list[np.ndarray] = []
 
     # ---------------------------------------------------------------- accumulation
@@ -101,19 +106,39 @@ class LayerStats:
         for start in range(0, t, BLOCK_FRAMES):
             centred = x[start:start + BLOCK_FRAMES] - file_mean  # float64 (B, N)
             self.sq += np.einsum("ij,ij->j", centred, centred)  # exact float64 diagonal
-            self._product(np.asfortranarray(centred, dtype=PRECISIONS[self.precision]))
+            self._buffer_rows(centred)
         self._add_mean(t, file_mean)
 
-    def _product(self, block: np.ndarray) -> None:
-        """acc_l += block_lᵀ · block_{l:} for every layer l (one GEMM each, in the block's dtype, into ``acc``).
+    def _buffer_rows(self, centred: np.ndarray) -> None:
+        """Queue centred rows (of any files) for the products: one GEMM per layer per ``BLOCK_FRAMES`` rows, whose
+        efficiency grows with the rows (K) of the product — one short file alone would leave most of it unused."""
+        if self._buf is None:
+            self._buf = np.empty((BLOCK_FRAMES, int(self.offsets[-1])), PRECISIONS[self.precision], order="F")
+        done = 0
+        while done < len(centred):
+            take = min(len(centred) - done, BLOCK_FRAMES - self._buf_rows)
+            self._buf[self._buf_rows:self._buf_rows + take] = centred[done:done + take]
+            self._buf_rows += take
+            done += take
+            if self._buf_rows == BLOCK_FRAMES:
+                self._drain()
+
+    def _drain(self) -> None:
+        """Multiply out the queued rows: acc_l += block_lᵀ · block_{l:} for every layer l (one GEMM each).
 
         block : (B, N) Fortran-ordered, so every column slice is contiguous and BLAS reads it without a copy.
         """
+        if not self._buf_rows:
+            return
         from scipy.linalg import blas
 
+        block = self._buf if self._buf_rows == BLOCK_FRAMES else np.asfortranarray(self._buf[: self._buf_rows])
+        self._buf_rows = 0
         gemm = blas.sgemm if block.dtype == np.float32 else blas.dgemm
+        beta = 0.0 if self._acc_stale else 1.0  # beta = 0 overwrites stale accumulators: no zero fill needed
+        self._acc_stale = False
         for i, (off, end) in enumerate(zip(self.offsets[:-1], self.offsets[1:])):
-            self._acc[i] = gemm(1.0, block[:, off:end], block[:, off:], trans_a=1, beta=1.0, c=self._acc[i],
+            self._acc[i] = gemm(1.0, block[:, off:end], block[:, off:], trans_a=1, beta=beta, c=self._acc[i],
                                 overwrite_c=1)
         self._acc_frames += block.shape[0]
         if self._acc_frames >= FLUSH_FRAMES:
@@ -125,13 +150,15 @@ class LayerStats:
         self._flush_acc()
 
     def _flush_acc(self) -> None:
-        """Add the float32 accumulators into the float64 rows and clear them."""
+        """Multiply out queued rows, add the float32 accumulators into the float64 rows and clear them."""
+        if self._buf_rows:
+            self._drain()
         if self._acc is self.rows or not self._acc_frames:
             self._acc_frames = 0
             return
         for rows, acc in zip(self.rows, self._acc):
             rows += acc
-            acc[...] = 0.0
+        self._acc_stale = True
         self._acc_frames = 0
 
     def _add_mean(self, count: int, mean: np.ndarray) -> None:
@@ -152,19 +179,24 @@ class LayerStats:
         self._flush_acc()
         if not self._pending:
             return
-        batch = np.stack(self._pending)
+        from scipy.linalg import blas
+
+        batch = np.asfortranarray(np.stack(self._pending))
         self._pending = []
-        for rows, off, end in zip(self.rows, self.offsets[:-1], self.offsets[1:]):
-            rows += batch[:, off:end].T @ batch[:, off:]
+        for i, (off, end) in enumerate(zip(self.offsets[:-1], self.offsets[1:])):  # in place: no N² temporary
+            self.rows[i] = blas.dgemm(1.0, batch[:, off:end], batch[:, off:], trans_a=1, beta=1.0, c=self.rows[i],
+                                      overwrite_c=1)
 
     def _settle(self) -> None:
         """Move the reference to the mean: ``W ← W − n·d·dᵀ``, ``ref ← mean``, ``shift ← 0``."""
         self._flush()
         if self.n == 0 or not self.shift.any():
             return
+        from scipy.linalg import blas
+
         d = self.shift / self.n
-        for rows, off, end in zip(self.rows, self.offsets[:-1], self.offsets[1:]):
-            rows -= self.n * np.outer(d[off:end], d[off:])
+        for i, (off, end) in enumerate(zip(self.offsets[:-1], self.offsets[1:])):  # rank-1 update in place
+            self.rows[i] = blas.dger(-float(self.n), d[off:end], d[off:], a=self.rows[i], overwrite_a=1)
         self.sq -= self.n * d * d
         self.ref = self.ref + d
         self.shift = np.zeros_like(self.shift)

@@ -1,0 +1,173 @@
+#!/usr/bin/env python3
+"""Analysis benchmark, offline, in one run on the machine at hand (see docs/benchmarks.md and docs/scaling.md).
+
+Times, as ratios within this one run:
+  (a) fp32 extraction throughput: ``SpeechModel.features`` (all 13 layers, no file I/O — the extraction's upper
+      bound) of a randomly initialised HuBERT-base built from ``HubertConfig()`` on a few synthesized utterances,
+  (b) the analysis' streaming pass (``collect.collect``: read, check, exact moments + CKA + cosine of all 13 layers,
+      subsample) over a folder of HuBERT-base-sized random features (768 dims, layer k a noisy map of layer k − 1
+      with outlier dimensions), in float32 products (the default) and with ``--float64`` also pure float64,
+  (c) the PCA/t-SNE stage (``measures.finish``: 13 layers × ``--max_points`` points) and the figures,
+  (d) the peak GFLOP/s of a float32 (and float64) GEMM with numpy's BLAS (the library the pass uses).
+Prints frames/s, × realtime (50 frames/s), the ratio to (a), GFLOP/s of the pass and its fraction of (d); writes
+JSON (default bench/results/). The defaults take about 1–2 min on 2 idle cores.
+
+example:  python bench/bench_analysis.py                      # 40 files × 250 frames, 4 utterances for (a)
+          python bench/bench_analysis.py --files 200 --frames 300 --float64
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from layerwise import store
+
+if __package__ in (None, ""):  # run as a script (python bench/bench_analysis.py): this folder is on sys.path
+    import benchlib
+else:
+    from . import benchlib
+
+FRAME_RATE = 50.0  # HuBERT-base frames per second of audio (16 kHz / hop 320): "× realtime" of a frame rate
+TARGETS = {"pass_vs_extraction": 3.0, "pca_tsne_s": 15.0}  # issue targets: ≥ 3× the fp32 extraction, ≤ 15 s
+BASE_META = {"model_name": "bench/hubert-base-random", "rep_type": "contextualized", "span": "frame",
+             "sample_rate": 16000, "hop_samples": 320, "receptive_field_samples": 400}
+
+
+def write_features(folder: Path, n_files: int, frames: int, *, layers: int = 13, dim: int = 768, seed: int = 0):
+    """HuBERT-base-sized feature files: layer k = tanh-free noisy linear map of layer k − 1, a few outlier dims."""
+    rng = np.random.default_rng(seed)
+    mix = (rng.normal(size=(dim, dim)) / np.sqrt(dim)).astype(np.float32)
+    outliers = rng.choice(dim, 4, replace=False)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(n_files):
+        t = int(frames * rng.uniform(0.6, 1.4))
+        h = rng.normal(size=(t, dim)).astype(np.float32)
+        arrays = {}
+        for k in range(layers):
+            h = 0.8 * h @ mix + 0.6 * rng.normal(size=(t, dim)).astype(np.float32)
+            x = h.copy()
+            x[:, outliers] = x[:, outliers] * 20 + 50  # HuBERT-like outlier dimensions
+            arrays[f"layer_{k}"] = x
+        store.write_features(store.feature_path(folder, f"1000-100-{i:04d}"), arrays, BASE_META)
+
+
+def gemm_peak(dtype, n: int = 2048, repeats: int = 3) -> float:
+    """Best-of GFLOP/s of an n×n @ n×n product with numpy's BLAS in ``dtype``."""
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(n, n)).astype(dtype), rng.normal(size=(n, n)).astype(dtype)
+    a @ b
+    best = min(_timed(lambda: a @ b) for _ in range(repeats))
+    return 2 * n**3 / best / 1e9
+
+
+def _timed(func) -> float:
+    t0 = time.perf_counter()
+    func()
+    return time.perf_counter() - t0
+
+
+def extraction_rate(work: Path, seconds: float, seed: int) -> dict:
+    """fp32 frames/s of SpeechModel.features (all layers) on synthesized audio; the first utterance is warm-up."""
+    import soundfile as sf
+    from transformers import HubertConfig
+
+    from layerwise.frames import FrameGeometry
+
+    model_dir = benchlib.save_checkpoint(work / "model", seed)
+    files = benchlib.write_corpus(work / "audio", seconds, seed)
+    waves = [sf.read(p, dtype="float32")[0] for p, _ in files]
+    waves = [waves[0], *waves]  # warm-up copy of the first utterance, excluded below
+    times = benchlib.model_only(model_dir, waves, dtype="float32")[1:]
+    config = HubertConfig()  # the checkpoint's config: frames from its conv kernels and strides
+    geometry = FrameGeometry(tuple(config.conv_kernel), tuple(config.conv_stride), 16000)
+    frames = sum(geometry.n_frames(len(w)) for w in waves[1:])
+    return {"audio_s": sum(s for _, s in files), "frames": frames, "wall_s": sum(times),
+            "frames_per_s": frames / sum(times)}
+
+
+def streaming_pass(files: list[Path], precision: str, max_points: int) -> tuple[dict, object]:
+    from layerwise import collect
+
+    t0 = time.perf_counter()
+    state = collect.collect(files, list(range(len(files))), layer_spec=None, seed=0, max_points=max_points,
+                            precision=precision, progress=False)
+    wall = time.perf_counter() - t0
+    frames = state.stats.n_frames("layer_0")
+    offsets = np.cumsum([0, *state.dims])
+    flops_per_frame = sum(2 * d * (offsets[-1] - off) for d, off in zip(state.dims, offsets[:-1]))
+    return {"precision": precision, "frames": frames, "wall_s": wall, "frames_per_s": frames / wall,
+            "x_realtime": frames / wall / FRAME_RATE, "gflops": frames * flops_per_frame / wall / 1e9}, state
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__[__doc__.index("example:"):],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--files", type=int, default=40, help="feature files (default: %(default)s)")
+    p.add_argument("--frames", type=int, default=250, help="mean frames per file (default: %(default)s)")
+    p.add_argument("--max_points", type=int, default=500, help="points per layer for PCA/t-SNE (default: 500)")
+    p.add_argument("--extract_seconds", type=float, default=20.0, help="audio for the extraction rate (default 20)")
+    p.add_argument("--float64", action="store_true", help="also time the pure float64 pass")
+    p.add_argument("--no_figures", action="store_true", help="skip drawing the figures")
+    p.add_argument("--out", type=Path, default=None, help="JSON path (default: bench/results/analysis-<time>.json)")
+    args = p.parse_args(argv)
+
+    from dataclasses import replace
+
+    from layerwise import analyze, measures
+    from layerwise.analysis_options import AnalysisOptions
+
+    results = {"machine": benchlib.machine_info("cpu"), "args": vars(args) | {"out": str(args.out)}}
+    results["gemm_peak_gflops"] = {"float32": gemm_peak(np.float32), "float64": gemm_peak(np.float64)}
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        results["extraction"] = extraction_rate(work, args.extract_seconds, seed=0)
+        write_features(work / "features", args.files, args.frames)
+        files = store.list_feature_files(work / "features")
+        rows = []
+        for precision in ("float32", "float64") if args.float64 else ("float32",):
+            row, state = streaming_pass(files, precision, args.max_points)
+            row["vs_extraction"] = row["frames_per_s"] / results["extraction"]["frames_per_s"]
+            row["peak_fraction"] = row["gflops"] / results["gemm_peak_gflops"][precision]
+            rows.append(row)
+            if precision == "float32":
+                kept = state
+        results["streaming_pass"] = rows
+        options = AnalysisOptions(features_dir=work / "features", output_dir=work / "vis", num_files=0,
+                                  max_points=args.max_points)
+        t0 = time.perf_counter()
+        result = measures.finish(kept, options, order=kept.files, wall={})
+        results["pca_tsne_s"] = time.perf_counter() - t0
+        if not args.no_figures:
+            results["figures_s"] = _timed(lambda: analyze.draw(replace(result), work / "vis"))
+    print(f"machine: {results['machine']['cpu']} ({results['machine']['cpu_kind']}), {os.cpu_count()} cores")
+    print(f"GEMM peak: float32 {results['gemm_peak_gflops']['float32']:.0f} GFLOP/s, "
+          f"float64 {results['gemm_peak_gflops']['float64']:.0f} GFLOP/s")
+    ex = results["extraction"]
+    print(f"fp32 extraction (model only, 13 layers): {ex['frames_per_s']:.0f} frames/s "
+          f"({ex['frames_per_s'] / FRAME_RATE:.1f}× realtime) on {ex['audio_s']:.0f} s of audio")
+    print(f"{'streaming pass':<16}{'frames':>8}{'wall s':>8}{'frames/s':>10}{'× rt':>8}{'vs extr':>9}"
+          f"{'GFLOP/s':>9}{'of peak':>9}")
+    for r in rows:
+        print(f"{r['precision']:<16}{r['frames']:>8}{r['wall_s']:>8.2f}{r['frames_per_s']:>10.0f}"
+              f"{r['x_realtime']:>8.1f}{r['vs_extraction']:>9.2f}{r['gflops']:>9.0f}{r['peak_fraction']:>9.0%}")
+    print(f"PCA + t-SNE, 13 layers × {args.max_points} points: {results['pca_tsne_s']:.1f} s"
+          + (f"; figures {results['figures_s']:.1f} s" if "figures_s" in results else ""))
+    ok = rows[0]["vs_extraction"] >= TARGETS["pass_vs_extraction"] and results["pca_tsne_s"] <= TARGETS["pca_tsne_s"]
+    print(f"targets (pass ≥ {TARGETS['pass_vs_extraction']}× extraction, PCA+t-SNE ≤ {TARGETS['pca_tsne_s']} s): "
+          f"{'met' if ok else 'NOT met'}")
+    out = args.out or Path(__file__).resolve().parent / "results" / f"analysis-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=2, default=str))
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
