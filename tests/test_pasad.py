@@ -56,6 +56,55 @@ def test_phone_onehot_determined_part_matches_and_the_rest_is_rounding_noise(mea
     assert norms[-1] < 1e-6 * norms[:-1].min()
 
 
+PHONE_EXACT = r"""
+import json, sys
+import numpy as np
+from threadpoolctl import threadpool_info
+arch = {i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"}
+if arch != {"Haswell"}:
+    sys.exit(f"SKIP OpenBLAS kernels {arch}, not Haswell")
+from layerwise import probes
+R = np.load(sys.argv[1])
+RES = json.loads(str(R["results"]))
+parts = [R[f"split{i}"] for i in range(10)]
+trials = [tuple(int(v) for v in t) for t in R["trials"]]
+eps = [tuple(float(v) for v in e) for e in R["eps_pairs"]]
+worst = 0.0
+for mean_score in (False, True):
+    ref = RES[f"phone_onehot/mean_score={mean_score}"]
+    score, details = probes.pasad_cca_score(R["X"], R["Y"], parts, trials, eps, mean_score=mean_score)
+    for got, train, dev, best, test in zip(details["trials"], ref["train_scores"], ref["dev_scores"],
+                                           ref["best_eps"], ref["test_scores"]):
+        assert got["best_eps"] == best, (got["best_eps"], best)
+        worst = max(worst, np.abs(np.subtract(got["train_scores"], train)).max(),
+                    np.abs(np.subtract(got["dev_scores"], dev)).max(), abs(got["test_score"] - test))
+    worst = max(worst, abs(score - ref["score"]))
+print(worst)
+"""
+
+
+def test_phone_onehot_reproduces_every_stored_number_with_the_fixtures_blas_kernels():
+    """The held-out phone scores are rounding noise of the data (test above), yet deterministic for one BLAS kernel
+    set: the fixture was made with OpenBLAS's Haswell (AVX2) kernels, which this machine's OpenBLAS picks when told
+    to (``OPENBLAS_CORETYPE=Haswell``, in a child process so this one's BLAS is untouched). Then every stored number
+    of both phone cases — train, dev, chosen ε, test, score — is reproduced to ≤ 1e-8."""
+    import os
+    import subprocess
+    import sys
+
+    flags = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    if " avx2" not in flags or " fma" not in flags:
+        pytest.skip("OpenBLAS's Haswell kernels need an x86 CPU with AVX2 and FMA")
+    env = dict(os.environ, OPENBLAS_CORETYPE="Haswell")
+    out = subprocess.run([sys.executable, "-c", PHONE_EXACT, str(Path(__file__).parent / "data" /
+                          "pasad_pwcca_reference.npz")], env=env, capture_output=True, text=True, timeout=300,
+                         check=False)
+    if out.returncode != 0 and "SKIP" in out.stderr:
+        pytest.skip(out.stderr.strip())
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert float(out.stdout.strip()) <= 1e-8
+
+
 def test_fit_matches_independent_cca_and_linear_views_score_one():
     rng = np.random.default_rng(0)
     x = rng.normal(size=(400, 5)) + 3.0
