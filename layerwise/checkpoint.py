@@ -41,6 +41,7 @@ HUB_PROBE_TIMEOUT_S = 3.0
 # Config facts that define the features (written to the metadata of every feature file).
 CONFIG_SUMMARY_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size",
                        "conv_dim", "conv_kernel", "conv_stride", "feat_extract_norm", "do_stable_layer_norm")
+_REACHABLE: dict[str, bool] = {}  # hub endpoint -> answered the probe (once per process)
 _OFFLINE_HELP = ("Pass a local checkpoint folder instead: --model_name DIR (wrapper: MODEL_NAME=DIR), made on a "
                  "machine with network by `hf download {name} --local-dir DIR` (or save_pretrained of the model and "
                  "its feature extractor). On machines without network set HF_HUB_OFFLINE=1, so no time is spent "
@@ -153,8 +154,11 @@ def source_kwargs(name: str, revision: str | None) -> dict:
         return kwargs | {"local_files_only": True, "_offline_reason": "HF_HUB_OFFLINE=1 is set"}
     from huggingface_hub import constants
 
-    if not hub_reachable(constants.ENDPOINT):
-        log.warning("cannot reach the Hugging Face hub (%s): using the local cache only", constants.ENDPOINT)
+    if constants.ENDPOINT not in _REACHABLE:  # probed and said once per process (describe() and load() both ask)
+        _REACHABLE[constants.ENDPOINT] = hub_reachable(constants.ENDPOINT)
+        if not _REACHABLE[constants.ENDPOINT]:
+            log.warning("cannot reach the Hugging Face hub (%s): using the local cache only", constants.ENDPOINT)
+    if not _REACHABLE[constants.ENDPOINT]:
         return kwargs | {"local_files_only": True,
                          "_offline_reason": f"the hub ({constants.ENDPOINT}) cannot be reached from this machine"}
     return kwargs
