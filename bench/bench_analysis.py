@@ -5,7 +5,7 @@ Times, as ratios within this one run:
   (a) fp32 extraction throughput: ``SpeechModel.features`` (all 13 layers, no file I/O — the extraction's upper
       bound) of a randomly initialised HuBERT-base built from ``HubertConfig()`` on a few synthesized utterances,
   (b) the analysis' streaming pass (``collect.collect``: read, check, exact moments + CKA + cosine of all 13 layers,
-      subsample) over a folder of HuBERT-base-sized random features (768 dims, layer k a noisy map of layer k − 1
+      subsample; the alignment-free property collector is left out, as in sharded runs) over a folder of HuBERT-base-sized random features (768 dims, layer k a noisy map of layer k − 1
       with outlier dimensions), in float32 products (the default) and with ``--float64`` also pure float64,
   (c) the PCA/t-SNE stage (``measures.finish``: 13 layers × ``--max_points`` points) and the figures,
   (d) the peak GFLOP/s of a float32 (and float64) GEMM with numpy's BLAS (the library the pass uses).
@@ -97,7 +97,7 @@ def streaming_pass(files: list[Path], precision: str, max_points: int) -> tuple[
 
     t0 = time.perf_counter()
     state = collect.collect(files, list(range(len(files))), layer_spec=None, seed=0, max_points=max_points,
-                            precision=precision, progress=False)
+                            precision=precision, progress=False, properties=False)
     wall = time.perf_counter() - t0
     frames = state.stats.n_frames("layer_0")
     offsets = np.cumsum([0, *state.dims])

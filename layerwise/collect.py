@@ -142,8 +142,9 @@ def add(state: Collected, ff: store.FeatureFile) -> None:
 
 
 def collect(files: list[Path], indices: list[int], *, layer_spec: str | None, seed: int, max_points: int,
-            precision: str, progress: bool | None = None) -> Collected:
-    """The streaming pass over ``files`` (global positions ``indices`` in the selection, for the groups).
+            precision: str, progress: bool | None = None, properties: bool = True) -> Collected:
+    """The streaming pass over ``files`` (global positions ``indices`` in the selection, for the groups);
+    ``properties=False`` leaves out the alignment-free property collector (sharded runs, benchmarks).
 
     Raises UsageError (mixed extractions, bad layers) or InputError (a damaged file), each naming the file.
     """
@@ -151,7 +152,7 @@ def collect(files: list[Path], indices: list[int], *, layer_spec: str | None, se
 
     first = read(files[0], None)
     state = start(first, layer_spec, seed=seed, max_points=max_points, precision=precision)
-    state.properties = property_collector(state, seed=seed)
+    state.properties = property_collector(state, seed=seed) if properties else None
     for n, (path, index) in enumerate(zip(tqdm(files, desc="reading", unit="file", disable=progress is False
                                                or None), indices)):
         ff = first if n == 0 else read(path, state.layers)

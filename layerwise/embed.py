@@ -23,6 +23,9 @@ TSNE_PCA_DIMS = 50  # usual PCA pre-reduction before t-SNE (van der Maaten's ref
 # 2.5x slower than one (openTSNE, 500 points: 2.2 s vs 0.86 s while other processes ran), so t-SNE and its PCA run
 # single-threaded for predictable time.
 TSNE_THREADS = 1  # also used for the eigendecomposition in pca_from_covariance
+# Iterations after PCA initialisation: 100 early-exaggeration + 250 (openTSNE's defaults are 250 + 500). Measured on
+# 500 points in 10 planted clusters of 768 dims: KL 0.317 vs 0.311, silhouette 0.925 vs 0.934, in 53 % of the time.
+TSNE_EXAGGERATION_ITER, TSNE_ITER = 100, 250
 
 
 class EmbedError(LayerwiseError, ValueError):
@@ -186,8 +189,8 @@ def project(points: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.
 def tsne_embed(points: np.ndarray, *, seed: int, perplexity: float = TSNE_PERPLEXITY) -> np.ndarray:
     """2-D t-SNE of points (k, D), after PCA to ``TSNE_PCA_DIMS`` dims; returns (k, 2) float64.
 
-    openTSNE's Barnes-Hut t-SNE (PCA initialisation, its default 250 early-exaggeration + 500 iterations), one
-    thread: 500 points × 768 dims take about 0.9 s on one busy core (sklearn's TSNE: 2.9 s). Perplexity is lowered to
+    openTSNE's Barnes-Hut t-SNE (PCA initialisation, ``TSNE_EXAGGERATION_ITER`` + ``TSNE_ITER`` iterations), one
+    thread: 500 points × 768 dims take about 0.5 s on one core (sklearn's TSNE: 2.9 s). Perplexity is lowered to
     (k − 1)/3 when the sample is small; raises EmbedError below ``MIN_TSNE_POINTS`` or for constant points.
     """
     import openTSNE
@@ -206,5 +209,6 @@ def tsne_embed(points: np.ndarray, *, seed: int, perplexity: float = TSNE_PERPLE
         if dims < points.shape[1]:
             points = PCA(n_components=dims, svd_solver="covariance_eigh").fit_transform(points)
         model = openTSNE.TSNE(n_components=2, perplexity=perplexity, initialization="pca", random_state=seed,
-                              n_jobs=TSNE_THREADS, negative_gradient_method="bh", verbose=False)
+                              n_jobs=TSNE_THREADS, negative_gradient_method="bh", verbose=False,
+                              early_exaggeration_iter=TSNE_EXAGGERATION_ITER, n_iter=TSNE_ITER)
         return np.asarray(model.fit(points), dtype=np.float64)

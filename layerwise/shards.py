@@ -57,7 +57,7 @@ def write_partial(files: list[Path], options: AnalysisOptions) -> Path:
     arrays: dict[str, np.ndarray] = {}
     if indices:
         state = collect.collect([files[i] for i in indices], indices, layer_spec=options.layers, seed=options.seed,
-                                max_points=options.max_points, precision=options.precision)
+                                max_points=options.max_points, precision=options.precision, properties=False)
         header.update(files=state.files, empty=state.empty, meta=state.meta, keys=state.layers, dims=state.dims)
         arrays.update({f"stats_{k}": v for k, v in state.stats.state().items()})
         arrays.update({f"sample_{k}": v for k, v in state.sampler.state().items()})

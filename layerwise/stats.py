@@ -259,14 +259,18 @@ class LayerStats:
         i = self.layers.index(key)
         return slice(self.offsets[i], self.offsets[i + 1])
 
+    def _view(self, i: int, j: int) -> np.ndarray:
+        """The stored (D_i, D_j) block for i ≤ j, no copy (a diagonal block's diagonal is the product's, not sq)."""
+        start = self.offsets[j] - self.offsets[i]
+        return self.rows[i][:, start:start + self.dims[j]]
+
     def block(self, a: str, b: str) -> np.ndarray:
         """``Xc_aᵀ Xc_b`` (D_a, D_b), float64: the centred cross-product of layers ``a`` and ``b``."""
         self._settle()
         ia, ib = self.layers.index(a), self.layers.index(b)
         if ia > ib:
             return self.block(b, a).T
-        start = self.offsets[ib] - self.offsets[ia]
-        out = self.rows[ia][:, start:start + self.dims[ib]].copy()
+        out = self._view(ia, ib).copy()
         if ia == ib:  # the diagonal block: symmetric, with the exact float64 diagonal
             out = np.triu(out) + np.triu(out, 1).T
             np.fill_diagonal(out, self.sq[self._slice(a)])
@@ -309,13 +313,16 @@ class LayerStats:
         """
         self._check(2)
         count = len(self.layers)
-        self_norm = np.array([np.linalg.norm(self.block(k, k)) for k in self.layers])
+        sq = [self.sq[self._slice(k)] for k in self.layers]
+        # ‖Xcᵀ Xc‖²_F from the stored block with its diagonal replaced by the exact sums of squares (no copies)
+        self_norm = np.sqrt([np.vdot(v, v) - np.vdot(np.diagonal(v), np.diagonal(v)) + s @ s
+                             for v, s in ((self._view(i, i), sq[i]) for i in range(count))])
         out = np.eye(count)
         for i in range(count):
             for j in range(i + 1, count):
-                cross = np.linalg.norm(self.block(self.layers[i], self.layers[j])) ** 2
+                view = self._view(i, j)
                 denom = self_norm[i] * self_norm[j]
-                out[i, j] = out[j, i] = cross / denom if denom > 0 else np.nan
+                out[i, j] = out[j, i] = np.vdot(view, view) / denom if denom > 0 else np.nan
         out[np.diag_indices(count)] = np.where(self_norm > 0, 1.0, np.nan)
         return out
 
@@ -329,12 +336,13 @@ class LayerStats:
         self._check()
         count = len(self.layers)
         mus = [self.dim_mean(k) for k in self.layers]
-        sq = np.array([np.trace(self.block(k, k)) + self.n * m @ m for k, m in zip(self.layers, mus)])
+        sq = np.array([self.sq[self._slice(k)].sum() + self.n * m @ m for k, m in zip(self.layers, mus)])
         out = np.full((count, count), np.nan)
         for i in range(count):
             for j in range(i, count):
                 if self.dims[i] != self.dims[j] or sq[i] <= 0 or sq[j] <= 0:
                     continue
-                inner = np.trace(self.block(self.layers[i], self.layers[j])) + self.n * mus[i] @ mus[j]
+                trace = np.trace(self._view(i, j)) if i != j else self.sq[self._slice(self.layers[i])].sum()
+                inner = trace + self.n * mus[i] @ mus[j]
                 out[i, j] = out[j, i] = inner / np.sqrt(sq[i] * sq[j])
         return out
