@@ -156,7 +156,11 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
                        num_files=int(header["num_files"]), precision=header["precision"],
                        features_dir=header["features_dir"])
     wall = {"streaming_pass": sum(h["wall_s"] for h, _ in loaded), "merge": time.perf_counter() - start}
-    return finish(state, recorded, order=order, wall=wall, shards=len(loaded))
+    result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
+    if state.grids and not state.is_span:
+        result = replace(result, notes=[*result.notes, "alignment-free property measures (cca_mel, cca_intra, "
+                                        "speaker) are not computed in sharded runs; run one process for them"])
+    return result
 
 
 def _state_from(header: dict, arrays: dict[str, np.ndarray], options: AnalysisOptions) -> collect.Collected:
