@@ -85,7 +85,7 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
     annotate = len(layers) <= ANNOTATE_UP_TO
     digits = _digits(low, high)
     with style() as (plt, sns):
-        size = max(5.0, 0.45 * len(layers) + 2.5)
+        size = max(5.0, (0.45 + 0.07 * (digits - 2)) * len(layers) + 2.5)  # wider cells for longer numbers
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
         ax.set_facecolor("0.85")  # undefined cells
         sns.heatmap(matrix, mask=~np.isfinite(matrix), vmin=low, vmax=high, cmap="viridis", square=True,

@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import __version__
+from . import __version__, runlog
 from .naming import display_name, naming_legend
 
 log = logging.getLogger(__name__)
@@ -78,14 +78,8 @@ def read_extraction(features_dir: str | Path) -> Extraction:
 
 
 def format_duration(seconds: float | None) -> str:
-    """``42.0 s``, ``3.5 min``, ``2.25 h`` (None -> "not recorded")."""
-    if seconds is None:
-        return NOT_RECORDED
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
+    """``runlog.format_duration`` (``42.0 s``, ``3.5 min``, ``2.25 h``), or "not recorded" for None."""
+    return NOT_RECORDED if seconds is None else runlog.format_duration(seconds)
 
 
 def analysis_versions() -> dict[str, str]:
@@ -199,9 +193,9 @@ def run_card(result, extraction: Extraction, *, now: dt.datetime | None = None) 
         ("Model", model),
         ("Representation", f"rep_type {_value(meta, 'rep_type')}, span {span}"),
         ("Layers", _layers_text(result)),
-        ("Settings", f"waveform normalisation {_on_off(meta.get('normalize'))}, compute dtype "
+        ("Settings", (f"waveform normalisation {_on_off(meta.get('normalize'))}, compute dtype "
                      f"{_value(meta, 'compute_dtype')}, stored as {_value(meta, 'save_dtype')}, sample rate "
-                     f"{_value(meta, 'sample_rate')} Hz"),
+                     f"{_value(meta, 'sample_rate')} Hz")),
         ("Data", _data_text(result, extraction)),
         ("Seeds", f"analysis seed {run.seed} (frame subsample of {len(result.sample)} points, t-SNE, splits); "
                   + (f"random-initialisation seed {_value(meta, 'seed')}" if random_init

@@ -107,7 +107,7 @@ def components_needed(ratio, level: float) -> int | None:
 
 def _variance_panels(fig, ax_curve, ax_dim, layers, ratios, n_show) -> None:
     """Cumulative explained variance per layer (colour = depth, colour bar) and components needed per layer."""
-    import matplotlib
+    import matplotlib.ticker
 
     x = plotkit.layer_positions(layers)
     norm = matplotlib.colors.Normalize(min(x), max(max(x), min(x) + 1))
@@ -138,6 +138,7 @@ def _variance_panels(fig, ax_curve, ax_dim, layers, ratios, n_show) -> None:
     ax_dim.set_xticks(x, [display_name(k) for k in layers], fontsize=7)
     ax_dim.set_xlabel("layer")
     ax_dim.set_ylabel("components needed")
+    ax_dim.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax_dim.legend(fontsize=8)
 
 
@@ -184,5 +185,5 @@ def tsne_figure(layers, embeddings: dict, groups, names, what, path, *, subtitle
             ax.set_xticks([])
             ax.set_yticks([])
         _legend(fig, names, what, colours)
-        plotkit.finish(fig, f"t-SNE of sampled frames, coloured by {what}\n{subtitle}")
+        plotkit.finish(fig, f"t-SNE of the sampled points, coloured by {what}\n{subtitle}")
         return plotkit.save(fig, path)
