@@ -25,6 +25,7 @@ HEATMAP_TITLES = {
     "cka": "Linear CKA between layers (centred, over frames)",
     "cosine": "Uncentered cosine between layers' frame matrices",
 }
+HEATMAP_MEASURES = {"cka": "linear CKA", "cosine": "uncentered cosine"}  # colour bar label
 HEATMAP_CAPTIONS = {
     "cosine": "Caveat: the uncentered cosine is dominated by the layers' means and changes under a rotation of one "
               "layer; it is not a similarity of representations. Use the CKA heatmap for that. n/a: layers of "
@@ -91,7 +92,8 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
         sns.heatmap(matrix, mask=~np.isfinite(matrix), vmin=low, vmax=high, cmap="viridis", square=True,
                     annot=annotate, fmt=f".{digits}f", annot_kws={"fontsize": 7}, xticklabels=names,
                     yticklabels=names, linewidths=0.5, linecolor="white", ax=ax,
-                    cbar_kws={"label": f"{kind}, colour range {low:.{digits}f} – {high:.{digits}f} ({how})",
+                    cbar_kws={"label": f"{HEATMAP_MEASURES.get(kind, kind)}, colour range {low:.{digits}f} – "
+                                       f"{high:.{digits}f} ({how})",
                               "shrink": 0.8, "format": f"%.{digits}f"})
         if annotate:
             for i, j in zip(*np.nonzero(~np.isfinite(matrix))):

@@ -204,6 +204,8 @@ def _figure_html(drawn) -> str:
 def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[str]) -> str:
     """The page: title, run card, notes, contents, per-layer table, figures, files (all text escaped)."""
     title = f"Layer-wise analysis: {model_label(result.meta.get('model_name'))}"
+    if result.meta.get("random_init"):
+        title += " (random initialisation, not the trained weights)"
     contents = "".join(f"<li><a href='#{html.escape(Path(d.figure.name).stem)}'>{html.escape(d.figure.title)}"
                        f"</a></li>" for d in drawn)
     files = html.escape(", ".join(result.files))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import csv
+import dataclasses
 import json
 import re
 import shlex
@@ -194,6 +195,16 @@ def test_report_without_manifest_says_not_recorded(tmp_path):
     assert page.card["Wall time"] == "extraction not recorded; analysis 2.7 min (read 1.5 s, tsne 2.5 min)"
     assert page.card["Features"].endswith("(no extraction manifest found: prototype or copied files)")
     assert page.card["Commands"].startswith("extraction: not recorded")
+
+
+def test_random_initialisation_is_said_in_the_title_and_the_card(tmp_path):
+    result = make_result(tmp_path)
+    result = dataclasses.replace(result, meta={**result.meta, "random_init": True, "seed": 7})
+    page = Page()
+    page.feed(report.render_html(result, [], report.runcard.run_card(result, report.runcard.Extraction()), []))
+    assert page.headings[0] == "Layer-wise analysis: hubert-tiny (random initialisation, not the trained weights)"
+    assert page.card["Model"].endswith("RANDOM INITIALISATION (seed 7), not the trained weights")
+    assert page.card["Seeds"].endswith("random-initialisation seed 7")
 
 
 def test_csv_writes_nan_and_none_as_empty(tmp_path):
