@@ -38,7 +38,9 @@ class AnalysisOptions:
     scatters. similarity : heatmaps drawn. cka_vmin : lower end of the CKA colour scale (None: from the data).
     color_by : scatter colours. control_dir, probe_splits, cca_protocol, mi_protocol : span/property measures.
     subset_id, num_subsets : this process analyses one shard and writes partial statistics (num_subsets > 1);
-    merge : combine the partials of ``output_dir`` instead of reading features. precision : streaming products.
+    merge : combine the partials of ``output_dir`` instead of reading features. file_list : a text file naming the
+    feature files to analyse, one path per line (the wrapper passes the files its extraction completed); None = the
+    folder's files. precision : streaming products.
     command : the command line, for the run card.
     """
 
@@ -58,6 +60,7 @@ class AnalysisOptions:
     subset_id: int = 0
     num_subsets: int = 1
     merge: bool = False
+    file_list: str | Path | None = None
     precision: str = "float32"
     command: str | None = None
 

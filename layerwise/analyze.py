@@ -26,16 +26,30 @@ class AnalysisError(UsageError):
     """A folder that cannot be analysed as asked (missing, empty, too few frames, a mismatched control)."""
 
 
-def select_files(features_dir: str | Path, num_files: int) -> list[Path]:
-    """The first ``num_files`` ``*_features.npz`` of the folder in file-name order (0 = all)."""
+def select_files(features_dir: str | Path, num_files: int, file_list: str | Path | None = None) -> list[Path]:
+    """The first ``num_files`` ``*_features.npz`` of the folder in file-name order (0 = all); with ``file_list``
+    (one path per line, as ``extract_features.py --write_file_list`` writes them: absolute or relative to the
+    current directory) only the files it names."""
     folder = Path(features_dir)
     if not folder.is_dir():
         raise AnalysisError(f"features folder {folder} does not exist; run extract_features.py first or pass "
                             f"features_dir with its output folder")
-    files = store.list_feature_files(folder)
+    if file_list is not None:
+        try:
+            lines = [line.strip() for line in Path(file_list).read_text().splitlines() if line.strip()]
+        except OSError as err:
+            raise AnalysisError(f"cannot read file_list {file_list}: {err}") from err
+        files = sorted((Path(line) for line in lines), key=lambda p: p.name)
+        missing = [str(p) for p in files if not p.is_file()]
+        if missing:
+            raise AnalysisError(f"file_list {file_list} names {len(missing)} missing files ({missing[0]} …); "
+                                f"re-run the extraction or pass the folder without file_list")
+    else:
+        files = store.list_feature_files(folder)
     if not files:
-        raise AnalysisError(f"no *{store.FEATURE_SUFFIX} files in {folder}; run extract_features.py first or pass "
-                            f"features_dir with its output folder")
+        raise AnalysisError(f"no *{store.FEATURE_SUFFIX} files in {folder}"
+                            + (f" named by {file_list}" if file_list is not None else "")
+                            + "; run extract_features.py first or pass features_dir with its output folder")
     return files if num_files == 0 else files[:num_files]
 
 
@@ -82,7 +96,7 @@ def run_analysis(options: AnalysisOptions | None = None, **settings) -> dict:
     if options.merge:
         result = shards.merge(options)
     else:
-        files = select_files(options.features_dir, options.num_files)
+        files = select_files(options.features_dir, options.num_files, options.file_list)
         if options.sharded:
             return {"partial": str(shards.write_partial(files, options))}
         result = compute(files, options)

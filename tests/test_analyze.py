@@ -246,3 +246,15 @@ def test_peak_memory_does_not_grow_with_files(tmp_path):
         peaks[n] = int(rss)
         assert json.loads((tmp_path / f"o{n}" / "summary.json").read_text())["n_frames"] == 300 * n
     assert peaks[200] <= 1.3 * peaks[50], peaks
+
+
+def test_file_list_selects_exactly_the_named_files(tmp_path):
+    write_folder(tmp_path / "feat", [30, 25, 40, 12])
+    listing = tmp_path / "files.txt"
+    listing.write_text(f"{tmp_path / 'feat' / 'utt-02_features.npz'}\n{tmp_path / 'feat' / 'utt-00_features.npz'}\n")
+    summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o", num_files=0, max_points=20,
+                           file_list=listing)
+    assert summary["files"] == ["utt-00", "utt-02"] and summary["n_frames"] == 70
+    listing.write_text(f"{tmp_path / 'feat' / 'gone_features.npz'}\n")
+    with pytest.raises(LayerwiseError, match="names 1 missing files"):
+        run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o2", num_files=0, file_list=listing)

@@ -40,7 +40,7 @@ DEFAULT_OUTPUT_DIR = "output/visualizations"
 # parameter names in library messages -> the flags a user types
 FLAGS = {name: f"--{name}" for name in ("features_dir", "output_dir", "num_files", "layers", "seed", "max_points",
                                          "similarity", "cka_vmin", "color_by", "control_dir", "probe_splits",
-                                         "cca_protocol", "mi_protocol", "subset_id", "num_subsets", "merge")}
+                                         "cca_protocol", "mi_protocol", "subset_id", "num_subsets", "merge", "file_list")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help=f"where figures and reports go {d}")
     p.add_argument("--num_files", type=int, default=DEFAULT_NUM_FILES,
                    help=f"analyse the first N files in file-name order; 0 = all {d}")
+    p.add_argument("--file_list", default=None,
+                   help="a text file naming the feature files to analyse, one path per line (the wrapper passes the "
+                        "files its extraction completed); default: every file of --features_dir")
     p.add_argument("--layers", default="all",
                    help=f"layers as in extract_features.py: indices (0,6,12), ranges (0-12) or keys (layer_3, "
                         f"conv_0) {d}")
@@ -111,6 +114,7 @@ def main(argv=None) -> int:
 
         options = AnalysisOptions(
             features_dir=args.features_dir, output_dir=args.output_dir, num_files=args.num_files,
+            file_list=args.file_list,
             layers=None if args.layers == "all" else args.layers, seed=args.seed, max_points=args.max_points,
             similarity=args.similarity, cka_vmin=args.cka_vmin, color_by=args.color_by, control_dir=args.control_dir,
             probe_splits=args.probe_splits, cca_protocol=args.cca_protocol, mi_protocol=args.mi_protocol,
