@@ -56,7 +56,7 @@ STYLE = (
     ".notes{background:#fff6e0;border-left:5px solid #e0a000;padding:0.4em 1em}"
     ".ok{background:#eaf6ea;border-left:5px solid #3a3;padding:0.4em 1em}"
     ".how{background:#f4f4f4;padding:0.5em}td.num{text-align:right;font-variant-numeric:tabular-nums;"
-    "white-space:nowrap}.wide{overflow-x:auto}"
+    "white-space:nowrap}.wide{overflow-x:auto}.wide th{overflow-wrap:anywhere;min-width:3.6em;vertical-align:bottom}"
 )
 
 
@@ -130,8 +130,8 @@ def _cell(value) -> str:
 
 def _table(rows: list[dict]) -> str:
     """Rows as an HTML table that scrolls sideways when wide; a ``layer`` column shows the display name (L0 …);
-    headers may break after an underscore."""
-    head = "".join(f"<th>{html.escape(str(k)).replace('_', '_<wbr>')}</th>" for k in rows[0])
+    long headers may wrap (CSS)."""
+    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
     body = "".join("<tr>" + "".join(_cell(display_name(v) if k == "layer" else v) for k, v in row.items()) + "</tr>"
                    for row in rows)
     return f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
