@@ -14,49 +14,20 @@ layers form one group and must have equal row counts.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
+from . import store
 from .errors import InputError
 from .stats import LayerStats
 from .timematch import Grid, pool_frames, pool_plan
 
 
-def layer_grid(meta: dict, key: str) -> Grid | None:
-    """The frame grid of the array stored under ``key``, from a feature file's metadata; None if it lacks the facts.
-
-    ``layer_k``: the model's grid, ``Grid(hop_samples, receptive_field_samples)`` (320, 400 for HuBERT-base);
-    ``conv_k``: conv blocks 0..k of ``model_config.conv_kernel``/``conv_stride``: hop = Π stride_i, field =
-    k_0 + Σ_i (k_i − 1)·Π_{j<i} stride_j (``conv_0`` of HuBERT-base: hop 5, field 10 samples).
-    """
-    from . import store
-
-    if hasattr(store, "layer_grid"):  # the contract module's definition when it has one
-        try:
-            return store.layer_grid(meta, key)
-        except (KeyError, TypeError, ValueError):
-            return None
-    kind, index = store.parse_layer_key(key)
-    if kind == "layer":
-        hop, field = meta.get("hop_samples"), meta.get("receptive_field_samples")
-        return Grid(int(hop), int(field)) if hop and field else None
-    config = meta.get("model_config") or {}
-    kernels, strides = config.get("conv_kernel"), config.get("conv_stride")
-    if not kernels or not strides or index >= len(kernels):
-        return None
-    field, jump = 1, 1
-    for kernel, stride in zip(kernels[: index + 1], strides[: index + 1]):
-        field += (kernel - 1) * jump
-        jump *= stride
-    return Grid(math.prod(strides[: index + 1]), field)
-
-
 def grids_for(meta: dict, keys: list[str]) -> dict[str, Grid] | None:
-    """Grid of every key for frame folders; None for span folders or when any grid is unknown (one group)."""
+    """Grid of every key (``store.layer_grid``: from the file's metadata) for frame folders; None for span folders
+    or when any grid is unknown (then all layers form one group)."""
     if meta.get("span", "frame") != "frame":
         return None
-    grids = {key: layer_grid(meta, key) for key in keys}
+    grids = {key: store.layer_grid(meta, key) for key in keys}
     return None if any(g is None for g in grids.values()) else grids
 
 

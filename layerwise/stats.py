@@ -1,33 +1,25 @@
 """Mergeable running statistics of per-layer frame features: moments, linear CKA, uncentered cosine.
 
 Layers are accumulated side by side over frames they share (equal frame counts in every update). The state does
-not grow with the number of frames:
+not grow with the number of frames: ``n``; a reference point ``ref`` (N,) float64 (N = Σ dims); ``shift =
+Σ_t (x_t − ref)``; ``sq``, the diagonal of W, exact in float64; and ``W = Σ_t (x_t − ref)(x_t − ref)ᵀ`` in float64,
+stored as one row block per layer — ``rows[l]`` (D_l, N − off_l): layer l against itself and every later layer.
+The centred comoment is ``M = Xcᵀ Xc = W − n·d·dᵀ`` with ``d = shift / n``; it is settled in place (``ref ← mean``)
+before a result is read, and the state stays valid for further updates.
 
-- ``n`` : frames seen; ``ref`` : a reference point (N,) float64, N = Σ dims of the selected layers;
-- ``shift`` : ``Σ_t (x_t − ref)`` (N,) float64;
-- ``W`` : ``Σ_t (x_t − ref)(x_t − ref)ᵀ`` in float64, stored as one row block per layer — ``rows[l]`` of shape
-  (D_l, N − off_l) holds layer l against itself and every later layer (the upper block triangle; the lower one is
-  its transpose).
+A file adds ``Xc_fᵀ Xc_f + n_f·d_f·d_fᵀ`` (``Xc_f`` centred on the file's own mean, ``d_f = mean_f − ref``), which
+is exact. With ``precision="float32"`` (what the analysis uses) ``Xc_fᵀ Xc_f`` is float32 GEMMs over blocks of
+``BLOCK_FRAMES`` centred rows (rows of consecutive files queued together) summed in float32 accumulators that are
+added into the float64 state every ``FLUSH_FRAMES`` frames and at :meth:`LayerStats.end_group`; the between-file
+terms are float64 (``MEAN_BATCH`` files per BLAS call). Each file being centred on its own mean, large offsets (mean
+1e4, std 1e-2) cost no precision: per-dimension variances are exact float64, CKA within 1e-6 absolute of the pure
+float64 computation (tests/test_stats.py). ``precision="float64"`` (the default) uses float64 products, about half
+as fast. Partial states merge exactly (:meth:`merge`: another state is one more "file"); a run that ends its groups
+where the partial runs ended theirs gives the merged numbers to float64 rounding.
 
-The centred comoment is ``M = Xcᵀ Xc = W − n·d·dᵀ`` with ``d = shift / n = mean − ref``; it is settled in place
-(``ref ← mean``, ``shift ← 0``) before any result is read, so the state stays valid for further updates.
-
-One file (T frames) is added as ``W += Xc_fᵀ Xc_f + n_f·d_f·d_fᵀ`` (``Xc_f`` centred on the file's own mean,
-``d_f = mean_f − ref``), which is exact. With ``precision="float32"`` (what the analysis uses) the within-file products are
-float32 GEMMs over blocks of ``BLOCK_FRAMES`` centred rows (rows of consecutive files queued together, each file
-centred on its own mean) summed into float32 accumulators, which are added into the float64 state every ``FLUSH_FRAMES``
-frames and at :meth:`LayerStats.end_group`; the diagonal (per-dimension sums of squares) is accumulated separately
-and exactly in float64, and the between-file terms ``√n_f·d_f`` are buffered and added ``MEAN_BATCH`` at a time by
-one float64 product. Because every file is centred on its own mean before the float32 products, large offsets (a
-dimension at 1e4 with std 1e-2) cost no precision; against the pure float64 computation: per-dimension variances
-within 1e-6 relative (exact in fact), CKA within 1e-6 absolute (tests/test_stats.py). ``precision="float64"`` (the
-default) gives float64 products at about half the speed. Partial statistics (:meth:`state`) merge exactly
-(:meth:`merge`); a run that ends its groups of files where the partial runs ended theirs gives the merged numbers
-to float64 rounding.
-
-Memory: ``12·Σ_l D_l·(N − off_l)`` bytes ≈ ``6·N²`` (float64 state + float32 accumulators): HuBERT-base,
-13 layers × 768 dims (N = 9984): 650 MB (float64 precision: 430 MB).
-Time per frame: ``Σ_l 2·D_l·(N − off_l)`` ≈ N² flops (1e8 for HuBERT-base), in float32 GEMMs.
+Memory: ``8·Σ_l D_l·(N − off_l)`` ≈ ``4·N²`` bytes float64, half that again for the float32 accumulators, plus the
+row queue (``BLOCK_FRAMES × N × 4``): HuBERT-base, 13 layers × 768 dims (N = 9984): about 730 MB.
+Time per frame: ``Σ_l 2·D_l·(N − off_l)`` ≈ N² flops (1e8 for HuBERT-base) in float32 GEMMs.
 """
 
 from __future__ import annotations
