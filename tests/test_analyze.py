@@ -258,3 +258,28 @@ def test_file_list_selects_exactly_the_named_files(tmp_path):
     listing.write_text(f"{tmp_path / 'feat' / 'gone_features.npz'}\n")
     with pytest.raises(LayerwiseError, match="names 1 missing files"):
         run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o2", num_files=0, file_list=listing)
+
+
+def test_cli_exit_1_when_a_requested_measure_cannot_be_computed_and_the_rest_is_written(tmp_path, monkeypatch):
+    """A span folder requests the span measures: one that cannot be computed is in summary.json ``unavailable`` and
+    the report with its reason, the others and every figure are still written, and the exit status is 1."""
+    from layerwise import probes
+    from layerwise.cli import visualize
+
+    write_folder(tmp_path / "feat", [12, 20, 15], labels=True,
+                 meta={"model_name": "synthetic", "rep_type": "contextualized", "span": "phone"})
+
+    def partly(features, labels, groups, *, seed, n_splits, **protocols):
+        return {"probe_accuracy": {k: 0.5 for k in features}, "probe_majority_baseline": 0.25,
+                "mi": {k: 0.2 for k in features}, "unavailable": {"pwcca": "held-out part too small (planted)"}}
+
+    monkeypatch.setattr(probes, "span_measures", partly)
+    out = tmp_path / "out"
+    code = visualize.main(["--features_dir", str(tmp_path / "feat"), "--output_dir", str(out), "--num_files", "0",
+                           "--max_points", "20", "--control_dir", "none"])
+    summary = json.loads((out / "summary.json").read_text())
+    assert code == 1
+    assert summary["unavailable"] == {"pwcca": "held-out part too small (planted)"}
+    assert summary["probe_accuracy"]["layer_0"] == 0.5 and "pwcca" not in summary
+    assert "span_measures.png" in summary["figures"] and "held-out part too small (planted)" in (
+        out / "report.html").read_text()
