@@ -56,7 +56,11 @@ def select_files(features_dir: str | Path, num_files: int, file_list: str | Path
 def compute(files: list[Path], options: AnalysisOptions) -> AnalysisResult:
     """One streaming pass over ``files`` and every derived number. Raises LayerwiseError subclasses."""
     from . import collect, measures
+    from .naming import speaker_of
 
+    if options.color_by == "speaker":  # before the pass: a name that has no speaker is known from the file names
+        for path in files:
+            speaker_of(store.stem_of(path))
     start = time.perf_counter()
     state = collect.collect(files, list(range(len(files))), layer_spec=options.layers, seed=options.seed,
                             max_points=options.max_points, precision=options.precision)

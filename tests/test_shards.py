@@ -11,7 +11,7 @@ import time
 import numpy as np
 import pytest
 
-from layerwise import store
+from layerwise import collect, shards, store
 from layerwise.analysis_options import AnalysisOptions
 from layerwise.analyze import run_analysis
 from layerwise.errors import LayerwiseError, UsageError
@@ -54,9 +54,11 @@ def close(a, b, rtol=1e-9):
         assert a == b
 
 
-def test_merged_shards_equal_one_process(tmp_path):
-    """Three shards of 40 files (groups of 16), partials written atomically, merged: every number of summary.json
-    equals the single-process run to 1e-9 relative, and the same sample is drawn."""
+def test_merged_shards_equal_one_process(tmp_path, monkeypatch):
+    """Three shards of 40 files (groups of 8 here, so shards interleave: groups 0, 3 / 1, 4 / 2), partials written
+    atomically, merged: every number of summary.json equals the single-process run to 1e-9 relative, and the same
+    sample is drawn."""
+    monkeypatch.setattr(collect, "GROUP_FILES", 8)
     feat = write_files(tmp_path / "feat", 40)
     common = {"features_dir": feat, "num_files": 0, "max_points": 30, "seed": 2, "similarity": "cka"}
     single = run_analysis(output_dir=tmp_path / "single", **common)
@@ -71,6 +73,29 @@ def test_merged_shards_equal_one_process(tmp_path):
     # the merge read no feature file: its numbers come from the partials alone
     on_disk = json.loads((tmp_path / "sharded" / "summary.json").read_text())
     assert on_disk["n_frames"] == single["n_frames"] and (tmp_path / "sharded" / "report.html").exists()
+    assert shards.shard_indices(40, 0, 3) == [*range(0, 8), *range(24, 32)]
+
+
+def test_merged_span_shards_equal_one_process(tmp_path, monkeypatch):
+    """Span folders: the partials carry the segments, so the span measures after the merge are those of one run."""
+    monkeypatch.setattr(collect, "GROUP_FILES", 4)
+    feat = tmp_path / "feat"
+    feat.mkdir()
+    rng = np.random.default_rng(3)
+    for i in range(18):
+        labels = rng.choice(["a", "b", "c"], size=int(rng.integers(8, 16)))
+        signal = (labels[:, None] == np.array(["a", "b", "c"])).astype(float) @ rng.normal(size=(3, 4))
+        arrays = {f"layer_{k}": (signal * k + rng.normal(size=signal.shape)).astype(np.float32) for k in range(2)}
+        store.write_features(store.feature_path(feat, f"{10 + i % 3}-100-{i:04d}"), arrays, {**META, "span": "phone"},
+                             labels=labels, intervals=np.stack([np.arange(len(labels)), np.arange(len(labels)) + 1], 1))
+    common = {"features_dir": feat, "num_files": 0, "max_points": 20, "control_dir": "none", "probe_splits": 1}
+    single = run_analysis(output_dir=tmp_path / "single", **common)
+    for k in range(2):
+        run_analysis(output_dir=tmp_path / "sharded", subset_id=k, num_subsets=2, **common)
+    merged = run_analysis(output_dir=tmp_path / "sharded", merge=True, features_dir=feat, control_dir="none",
+                          probe_splits=1)
+    for key in ("probe_accuracy", "pwcca", "mi", "probe_majority_baseline", "files", "n_frames"):
+        close(merged[key], single[key])
 
 
 def test_merge_refuses_missing_or_foreign_partials(tmp_path):
