@@ -125,15 +125,16 @@ def _layers_text(result) -> str:
 
 def _data_text(result, extraction: Extraction) -> str:
     layers = result.layers
-    rates = {x.frame_rate for x in layers}
     if len({x.n_frames for x in layers}) == 1:
         frames = f"{layers[0].n_frames:,} {result.unit}"
     else:
         frames = ", ".join(f"{display_name(x.key)}: {x.n_frames:,}" for x in layers) + f" {result.unit}"
     text = f"{len(result.files)} files analysed, {frames}"
-    if result.unit == "frames" and len(rates) == 1 and None not in rates:
-        seconds = layers[0].n_frames / next(iter(rates))
-        text += f" (≈ {format_duration(seconds)} of audio at {next(iter(rates)):g} frames/s)"
+    timed = [x for x in layers if x.frame_rate]
+    if result.unit == "frames" and timed:  # the coarsest layer's frames × its hop ≈ the audio analysed
+        coarse = min(timed, key=lambda x: x.frame_rate)
+        text += (f" (≈ {format_duration(coarse.n_frames / coarse.frame_rate)} of audio: "
+                 f"{display_name(coarse.key)} at {coarse.frame_rate:g} frames/s)")
     c = extraction.counts
     if extraction.paths:
         text += (f"; the extraction: {c.get('done', 0) + c.get('skipped', 0)} of {c.get('files', '?')} files "

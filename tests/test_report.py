@@ -121,7 +121,7 @@ def test_run_card_matches_the_run(written):
     assert card["Settings"] == ("waveform normalisation off, compute dtype float32, stored as float32, sample "
                                  "rate 16000 Hz")
     # 4 files, 1000 frames at 50 frames/s = 20 s; the manifest: 3 + 1 of 5 complete, 1 failed, 0.5 h = 30.0 min
-    assert card["Data"].startswith("4 files analysed, 1,000 frames (≈ 20.0 s of audio at 50 frames/s)")
+    assert card["Data"].startswith("4 files analysed, 1,000 frames (≈ 20.0 s of audio: L0 at 50 frames/s)")
     assert ("4 of 5 files complete (3 written, 1 already complete), 1 failed, 2 not taken, 30.0 min of audio"
             in card["Data"])
     assert card["Seeds"].startswith("analysis seed 0 (frame subsample of 40 points")
@@ -205,6 +205,18 @@ def test_random_initialisation_is_said_in_the_title_and_the_card(tmp_path):
     assert page.headings[0] == "Layer-wise analysis: hubert-tiny (random initialisation, not the trained weights)"
     assert page.card["Model"].endswith("RANDOM INITIALISATION (seed 7), not the trained weights")
     assert page.card["Seeds"].endswith("random-initialisation seed 7")
+
+
+def test_layers_at_different_frame_rates(tmp_path):
+    """conv blocks (local features): counts per layer, the audio from the coarsest layer (C2: 250 frames at 50/s)."""
+    result = make_result(tmp_path)
+    layers = [dataclasses.replace(x, key=f"conv_{i}", n_frames=1000 // 2 ** i, frame_rate=200.0 / 2 ** i)
+              for i, x in enumerate(result.layers)]
+    result = dataclasses.replace(result, layers=layers, meta={**result.meta, "rep_type": "local"})
+    card = report.runcard.run_card(result, report.runcard.Extraction())
+    data = dict(card)["Data"]
+    assert data.startswith("4 files analysed, C0: 1,000, C1: 500, C2: 250 frames (≈ 5.0 s of audio: C2 at 50 frames/s)")
+    assert dict(card)["Layers"].startswith("C0, C1, C2 — C0 … C2 = stored keys conv_0 … conv_2")
 
 
 def test_csv_writes_nan_and_none_as_empty(tmp_path):

@@ -46,8 +46,8 @@ def test_report_of_a_real_run_describes_it(tiny_hubert, audio_dir, tmp_path):
     n_frames = sum(frames(n) for n in samples)
     assert card["Model"].startswith(f"{tiny_hubert} (revision ")
     assert card["Layers"].startswith("L0, L2 — ")
-    assert card["Data"].startswith(f"4 files analysed, {n_frames:,} frames (≈ {n_frames / 50:.1f} s of audio at "
-                                   f"50 frames/s)")
+    assert card["Data"].startswith(f"4 files analysed, {n_frames:,} frames (≈ {n_frames / 50:.1f} s of audio: L0 "
+                                   f"at 50 frames/s)")
     assert (f"the extraction: 4 of 4 files complete (4 written, 0 already complete), 0 failed, "
             f"{sum(samples) / 16000:.1f} s of audio computed in this run") in card["Data"]
     assert card["Seeds"].startswith("analysis seed 3 ")
