@@ -160,6 +160,10 @@ def main(argv=None) -> int:
     print(f"PCA + t-SNE, 13 layers × {args.max_points} points: {results['pca_tsne_s']:.1f} s"
           + (f"; figures {results['figures_s']:.1f} s" if "figures_s" in results else ""))
     ok = rows[0]["vs_extraction"] >= TARGETS["pass_vs_extraction"] and results["pca_tsne_s"] <= TARGETS["pca_tsne_s"]
+    import resource
+
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
+    print(f"peak RSS of this process (model, features, statistics, figures): {results['peak_rss_mb']:.0f} MB")
     print(f"targets (pass ≥ {TARGETS['pass_vs_extraction']}× extraction, PCA+t-SNE ≤ {TARGETS['pca_tsne_s']} s): "
           f"{'met' if ok else 'NOT met'}")
     out = args.out or Path(__file__).resolve().parent / "results" / f"analysis-{time.strftime('%Y%m%d-%H%M%S')}.json"
