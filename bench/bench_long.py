@@ -33,10 +33,18 @@ def peak_rss() -> int:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
-def measure(model_dir: Path, seconds: float, *, dtype: str, layers: list[int] | None, unchunked: bool,
-            seed: int = 0) -> dict:
+def long_wave(seconds: float, seed: int, piece_s: float = 10.0):
+    """Speech-like float32 audio built in ``piece_s`` pieces: synthesizing 300 s at once takes ≈ 1.8 GB of float64
+    temporaries, which would set the peak RSS this script exists to measure."""
     import numpy as np
 
+    rng, n = np.random.default_rng(seed), round(seconds * benchlib.SAMPLE_RATE)
+    step = round(piece_s * benchlib.SAMPLE_RATE)
+    return np.concatenate([benchlib.speech_like(min(step, n - i), rng) for i in range(0, n, step)])
+
+
+def measure(model_dir: Path, seconds: float, *, dtype: str, layers: list[int] | None, unchunked: bool,
+            seed: int = 0) -> dict:
     from layerwise import memory
     from layerwise.model import SpeechModel
 
@@ -44,7 +52,7 @@ def measure(model_dir: Path, seconds: float, *, dtype: str, layers: list[int] | 
     if unchunked:
         model.model.feature_extractor.long_samples = sys.maxsize
     layers = list(range(model.num_layers + 1)) if layers is None else layers
-    wave = benchlib.speech_like(int(seconds * benchlib.SAMPLE_RATE), np.random.default_rng(seed))
+    wave = long_wave(seconds, seed)
     after_load = peak_rss()
     t0 = time.perf_counter()
     feats = model.features(wave, "contextualized", layers)
