@@ -8,7 +8,6 @@ is imported when the first figure is drawn, not when this module is imported).
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,12 +49,6 @@ def _plots():
     return plots
 
 
-def _call(func, *args, **optional):
-    """Call a plots function with the keyword-only options it accepts (``vmin``, ``color_by``, ...)."""
-    accepted = inspect.signature(func).parameters
-    return func(*args, **{k: v for k, v in optional.items() if k in accepted and v is not None})
-
-
 def subtitle(result: AnalysisResult) -> str:
     """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path."""
     from .naming import model_label
@@ -81,8 +74,8 @@ def _similarity(kind: str):
             return None  # a single layer has no heatmap worth drawing
         matrix = result.cka if kind == "cka" else result.cosine
         vmin = result.run.cka_vmin if kind == "cka" else None
-        return _call(_plots().similarity_heatmap, matrix, result.keys, path, kind=kind, subtitle=subtitle(result),
-                     vmin=vmin)
+        return _plots().similarity_heatmap(matrix, result.keys, path, kind=kind, subtitle=subtitle(result),
+                                           vmin=vmin)
 
     def applies(result: AnalysisResult) -> bool:
         return result.run.similarity in (kind, "both") and len(result.layers) > 1
@@ -94,17 +87,18 @@ def _draw_pca(result: AnalysisResult, path: Path):
     groups, names, what = _groups(result)
     ratios = {x.key: x.explained_variance_ratio for x in result.layers}
     projections = {x.key: x.projection for x in result.layers}
-    return _call(_plots().pca_figure, result.keys, ratios, projections, groups, names, what, path,
-                 subtitle=f"{subtitle(result)}; scatter: {len(result.sample)} sampled", n_show=N_PCA_COMPONENTS)
+    return _plots().pca_figure(result.keys, ratios, projections, groups, names, what, path,
+                               subtitle=f"{subtitle(result)}; scatter: {len(result.sample)} sampled",
+                               n_show=N_PCA_COMPONENTS)
 
 
 def _draw_tsne(result: AnalysisResult, path: Path):
     groups, names, what = _groups(result)
     embeddings = {x.key: x.embedding if x.embedding is not None else f"t-SNE not computed:\n{x.reasons.get('tsne')}"
                   for x in result.layers}
-    return _call(_plots().tsne_figure, result.keys, embeddings, groups, names, what, path,
-                 subtitle=f"{len(result.sample)} of {result.n_frames:,} {result.unit} sampled (seed "
-                          f"{result.run.seed}); {subtitle(result)}")
+    return _plots().tsne_figure(result.keys, embeddings, groups, names, what, path,
+                                subtitle=f"{len(result.sample)} of {result.n_frames:,} {result.unit} sampled (seed "
+                                         f"{result.run.seed}); {subtitle(result)}")
 
 
 def _draw_variance(result: AnalysisResult, path: Path):

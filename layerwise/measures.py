@@ -9,7 +9,6 @@ computed is ``None`` with its reason, never a placeholder number.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 
@@ -80,12 +79,6 @@ def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[
     return out
 
 
-def _call(func, *args, **kwargs):
-    """Call with the keyword arguments ``func`` accepts (protocol options of the span/property measures)."""
-    accepted = inspect.signature(func).parameters
-    return func(*args, **{k: v for k, v in kwargs.items() if k in accepted})
-
-
 def _span_part(state: Collected, options: AnalysisOptions):
     """(measures, measure_info, unavailable, control, notes) of a span folder; empty for frame folders."""
     if state.spans is None:
@@ -100,9 +93,9 @@ def _span_part(state: Collected, options: AnalysisOptions):
         from .analyze import AnalysisError
 
         raise AnalysisError(str(err)) from err
-    summary, notes = _call(spanalysis.analyse, state.spans, control, control_dir=folder, seed=options.seed,
-                           n_splits=options.probe_splits, cca_protocol=options.cca_protocol,
-                           mi_protocol=options.mi_protocol, unit=state.meta.get("span", "phone"))
+    summary, notes = spanalysis.analyse(state.spans, control, control_dir=folder, seed=options.seed,
+                                        n_splits=options.probe_splits, cca_protocol=options.cca_protocol,
+                                        mi_protocol=options.mi_protocol, unit=state.meta.get("span", "phone"))
     control_summary = summary.pop(spanalysis.CONTROL_KEY, None)
     measures, info, unavailable = _split(summary)
     control_result = None
@@ -133,8 +126,8 @@ def _properties(state: Collected, options: AnalysisOptions) -> tuple[dict, dict,
 
     folder = spanalysis.control_folder(options.features_dir, options.control_dir)
     control = collect.collect_control(folder, state, seed=options.seed) if folder is not None else None
-    measures, unavailable = _call(properties.analyse, state.properties, control, seed=options.seed,
-                                  cca_protocol=options.cca_protocol)
+    measures, unavailable = properties.analyse(state.properties, control, seed=options.seed,
+                                               cca_protocol=options.cca_protocol)
     control_measures = measures.pop(spanalysis.CONTROL_KEY, None)
     notes, result = [], None
     if control is not None:
