@@ -190,13 +190,27 @@ def collect_control(folder: Path, state: Collected, *, seed: int):
         return None
     for stem in common:
         ff = read(files[stem], state.layers)
-        differ = store.identity_diff(ff.meta, state.meta, ignore=store.CONTROL_DIFFERS)
-        if differ:
-            raise UsageError(f"control file {ff.path} was made with other settings than the analysed files: "
-                             f"{store.describe_diff(ff.meta, state.meta, differ)}; extract the control with the same "
-                             f"settings plus --random_init, or pass control_dir=none")
-        if ff.meta.get("random_init") is False:
-            raise UsageError(f"control file {ff.path} is not from a --random_init extraction; pass the folder "
-                             f"written with --random_init, or control_dir=none")
+        check_control(ff, state)
         collector.add(ff.stem, {k: ff.layers[k] for k in state.layers}, ff.fbank)
     return collector
+
+
+def check_control(ff: store.FeatureFile, state: Collected) -> None:
+    """A random-init control file must have the analysed files' extraction identity except
+    ``store.CONTROL_DIFFERS`` (revision, random_init, seed) and come from a --random_init extraction."""
+    differ = store.identity_diff(ff.meta, state.meta, ignore=store.CONTROL_DIFFERS)
+    if differ:
+        raise UsageError(f"control file {ff.path} was made with other settings than the analysed files: "
+                         f"{store.describe_diff(ff.meta, state.meta, differ)}; extract the control with the same "
+                         f"settings plus --random_init, or pass control_dir=none")
+    if ff.meta.get("random_init") is False:
+        raise UsageError(f"control file {ff.path} is not from a --random_init extraction; pass the folder written "
+                         f"with --random_init, or control_dir=none")
+
+
+def check_control_folder(folder: Path, state: Collected) -> None:
+    """:func:`check_control` for every file of ``folder`` whose stem is analysed (reads one layer of each)."""
+    analysed = set(state.files)
+    for path in store.list_feature_files(folder):
+        if store.stem_of(path) in analysed:
+            check_control(read(path, state.layers[:1]), state)

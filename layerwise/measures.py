@@ -87,9 +87,12 @@ def _span_part(state: Collected, options: AnalysisOptions):
         folder = spanalysis.control_folder(options.features_dir, options.control_dir)
         control = None
         if folder is not None:
+            from .collect import check_control_folder
+
             control = spanalysis.read_control(folder, state.spans, state.meta, dict(zip(state.layers, state.dims)))
+            check_control_folder(folder, state)  # then every other setting of the extraction identity
             log.info("random-init control: %d files from %s", len(control.stems), folder)
-    except spanalysis.ControlError as err:
+    except UsageError as err:  # spanalysis.ControlError or a control of another extraction identity
         from .analyze import AnalysisError
 
         raise AnalysisError(str(err)) from err

@@ -190,3 +190,23 @@ def test_every_error_is_a_layerwise_error(tmp_path):
     (tmp_path / "feat" / "x_features.npz").write_bytes(b"not a zip")
     with pytest.raises(LayerwiseError, match="x_features.npz.*Remove the file, or re-extract it"):
         run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o", num_files=0)
+
+
+@pytest.mark.parametrize("span", ["frame", "phone"])
+def test_control_with_another_identity_is_refused_naming_the_setting(tmp_path, span):
+    """The random-init control may differ only in revision, random_init and seed (store.CONTROL_DIFFERS). Frame
+    folders read it for the alignment-free property measures (which need the frame grid in the metadata)."""
+    meta = {**META, "span": span, "hop_samples": 320, "receptive_field_samples": 400, "sample_rate": 16000}
+    rng = np.random.default_rng(4)
+    for folder, extra in ((tmp_path / "model" / "f", {}),
+                          (tmp_path / "model-random_init" / "f", {"random_init": True, "normalize": True})):
+        folder.mkdir(parents=True)
+        for i in range(4):
+            arrays = {f"layer_{k}": rng.normal(size=(30, 4)).astype(np.float32) for k in range(2)}
+            labels = {} if span == "frame" else {"labels": np.array(["a", "b", "c"] * 10),
+                                                 "intervals": np.stack([np.arange(30), np.arange(30) + 1], 1)}
+            store.write_features(store.feature_path(folder, f"{10 + i}-100-{i:04d}"), arrays, {**meta, **extra},
+                                 **labels)
+    with pytest.raises(UsageError, match="control file .* other settings .*normalize: True vs False"):
+        run_analysis(features_dir=tmp_path / "model" / "f", output_dir=tmp_path / "o", num_files=0, max_points=20)
+    assert not (tmp_path / "o" / "summary.json").exists()
