@@ -177,7 +177,10 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
                          "files are named otherwise — colour by utterance")
     if options.color_by == "label" and sample.labels is None:
         raise UsageError("color_by=label needs a span folder (extracted with span=phone or word)")
+    start = time.perf_counter()
     span_measures, info, unavailable, control, span_notes = _span_part(state, options)
+    if state.spans is not None:
+        wall = {**wall, "span_measures": time.perf_counter() - start}
     start = time.perf_counter()
     cka = state.stats.cka()
     layers = _layers(state, sample, cka, options.seed, state.meta.get("sample_rate"))
@@ -185,7 +188,10 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
     log.info("PCA and t-SNE of %d points × %d layers in %.1f s", len(sample), len(layers), wall["pca_tsne"])
     control_notes = []
     if state.properties is not None:
+        start = time.perf_counter()
         props, props_unavailable, props_control, control_notes = _properties(state, options)
+        wall["property_measures"] = time.perf_counter() - start
+        log.info("alignment-free property measures in %.1f s", wall["property_measures"])
         span_measures.update(props)
         unavailable.update(props_unavailable)
         control = control or props_control
