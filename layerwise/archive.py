@@ -10,6 +10,7 @@ import stat
 import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
+
 from .errors import InputError
 
 

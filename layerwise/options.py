@@ -14,9 +14,9 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from . import store
+from .alignments import ALIGNMENT_FORMATS  # auto = by file extension
 from .errors import UsageError
 from .model import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
-from .alignments import ALIGNMENT_FORMATS  # auto = by file extension
 from .spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, POOLINGS
 from .spans import OUT_OF_RANGE_POLICIES as OUT_OF_RANGE  # a segment beyond the audio: fail the file, or drop it
 

@@ -158,8 +158,8 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
     wall = {"streaming_pass": sum(h["wall_s"] for h, _ in loaded), "merge": time.perf_counter() - start}
     result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
     if state.grids and not state.is_span:
-        result = replace(result, notes=[*result.notes, "alignment-free property measures (cca_mel, cca_intra, "
-                                        "speaker) are not computed in sharded runs; run one process for them"])
+        result = replace(result, notes=[*result.notes, ("alignment-free property measures (cca_mel, cca_intra, "
+                                        "speaker) are not computed in sharded runs; run one process for them")])
     return result
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from .errors import InputError, UsageError
 
 FEATURE_SUFFIX = "_features.npz"

@@ -6,7 +6,6 @@ Nothing here touches the network: every model is a small random config saved to 
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach a hub
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
 # Tiny but structurally faithful: 7 conv blocks with HuBERT-base kernels/strides (hop 320, field 400).
-TINY = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, conv_dim=(16,) * 7,
-            num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64, "conv_dim": (16,) * 7,
+            "num_conv_pos_embeddings": 16, "num_conv_pos_embedding_groups": 2}
 
 
 TRAINED_SEED = 1234  # the "trained" tiny checkpoints; never 0, the default --random_init --seed of the control

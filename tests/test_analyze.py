@@ -12,8 +12,8 @@ import pytest
 from sklearn.decomposition import PCA
 
 from layerwise import report, store
-from layerwise.errors import LayerwiseError
 from layerwise.analyze import run_analysis
+from layerwise.errors import LayerwiseError
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, str(ROOT / "visualize_features.py")]

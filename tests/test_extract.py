@@ -14,8 +14,8 @@ import soxr
 import torch
 from transformers import AutoModel
 
-from layerwise.cli import extract as extract_features
 from layerwise import store
+from layerwise.cli import extract as extract_features
 from layerwise.extract import extract_folder
 from layerwise.options import ExtractionOptions, SpanOptions
 from tests.conftest import tone, write_textgrid
@@ -119,7 +119,7 @@ def test_shards_are_disjoint_and_complete(tiny_hubert, audio_dir, tmp_path):
 
 
 def test_resume_skips_and_overwrite_redoes(tiny_hubert, audio_dir, tmp_path):
-    kwargs = dict(audio_dir=audio_dir, save_dir=tmp_path, model_name=str(tiny_hubert), device="cpu", progress=False)
+    kwargs = {"audio_dir": audio_dir, "save_dir": tmp_path, "model_name": str(tiny_hubert), "device": "cpu", "progress": False}
     run_extraction(**kwargs)
     folder = out_folder(tmp_path, tiny_hubert)
     mtimes = {p.name: p.stat().st_mtime_ns for p in folder.glob("*_features.npz")}

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 LOG_DATEFMT = "%H:%M:%S"
 NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "transformers", "matplotlib",
-                 "PIL", "numba")
+                 "PIL", "numba", "openTSNE")
 
 
 def setup_logging(verbose: bool) -> None:
@@ -36,3 +37,12 @@ def shard_from_env(subset_id: int | None, num_subsets: int | None, parser) -> tu
     if count < 1 or not 0 <= subset < count:
         parser.error(f"--subset_id {subset} not in [0, {count - 1}] for --num_subsets {count}")
     return subset, count
+
+
+def with_flags(message: str, names) -> str:
+    """A library message (which names parameters) as the CLI user reads it: ``layers: 0-9 not in …`` →
+    ``--layers: 0-9 not in …``, ``max_points=3`` → ``--max_points=3``, for each parameter in ``names`` (e.g.
+    ``vars(args)``); names already written as flags are left alone."""
+    for name in sorted(names, key=len, reverse=True):
+        message = re.sub(rf"(?<![-\w.]){re.escape(name)}(?=[=:])", f"--{name}", message)
+    return message

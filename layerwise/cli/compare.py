@@ -18,12 +18,11 @@ import argparse
 import logging
 import sys
 
-from layerwise.cli.common import EXIT_OK, EXIT_USAGE, setup_logging
+from layerwise.cli.common import EXIT_OK, EXIT_USAGE, setup_logging, with_flags
 from layerwise.compare import DEFAULT_NUM_FILES
 from layerwise.errors import LayerwiseError
 
 DEFAULT_OUTPUT_DIR = "output/comparison"
-FLAGS = {name: f"--{name}" for name in ("features_dirs", "output_dir", "num_files", "layers", "labels")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,13 +47,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _flags(message: str) -> str:
-    """A library message with parameter names replaced by the flags (``num_files=-1`` -> ``--num_files=-1``)."""
-    for name, flag in FLAGS.items():
-        message = message.replace(f"{name}=", f"{flag}=").replace(f"{name}: ", f"{flag}: ")
-    return message
-
-
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
@@ -65,7 +57,7 @@ def main(argv=None) -> int:
         run_comparison(features_dirs=args.features_dirs, output_dir=args.output_dir, num_files=args.num_files,
                        layers=None if args.layers == "all" else args.layers, labels=args.labels)
     except LayerwiseError as err:
-        log.error("%s", _flags(str(err)))
+        log.error("%s", with_flags(str(err), vars(args)))
         if args.verbose:
             raise
         return EXIT_USAGE

@@ -17,7 +17,15 @@ import signal
 import threading
 from pathlib import Path
 
-from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env
+from layerwise.cli.common import (
+    EXIT_FAILED_INPUTS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    setup_logging,
+    shard_from_env,
+    with_flags,
+)
 from layerwise.errors import LayerwiseError, UsageError
 from layerwise.options import (
     ALIGNMENT_FORMATS,
@@ -146,7 +154,7 @@ def main(argv=None) -> int:
             return EXIT_OK
         return _run(args, options, out_dir, subset_id, num_subsets)
     except LayerwiseError as err:
-        log.error("%s", err, exc_info=args.verbose)
+        log.error("%s", with_flags(str(err), vars(args)), exc_info=args.verbose)
         return EXIT_USAGE
 
 

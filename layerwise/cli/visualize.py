@@ -29,7 +29,7 @@ from layerwise.analysis_options import (
     AnalysisOptions,
     command_line,
 )
-from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env
+from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env, with_flags
 from layerwise.errors import LayerwiseError
 from layerwise.spanalysis import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 
@@ -38,9 +38,6 @@ from layerwise.spanalysis import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 DEFAULT_FEATURES_DIR = "output/hubert-base-ls960/librispeech_dev-clean_sample1"
 DEFAULT_OUTPUT_DIR = "output/visualizations"
 # parameter names in library messages -> the flags a user types
-FLAGS = {name: f"--{name}" for name in ("features_dir", "output_dir", "num_files", "layers", "seed", "max_points",
-                                         "similarity", "cka_vmin", "color_by", "control_dir", "probe_splits",
-                                         "cca_protocol", "mi_protocol", "subset_id", "num_subsets", "merge", "file_list")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -95,18 +92,10 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _flags(message: str) -> str:
-    """A library message with parameter names replaced by the flags (``max_points=3`` -> ``--max_points=3``)."""
-    for name, flag in FLAGS.items():
-        message = message.replace(f"{name}=", f"{flag}=").replace(f"{name}: ", f"{flag}: ")
-    return message
-
-
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
-    logging.getLogger("openTSNE").setLevel(logging.WARNING)  # one INFO line per t-SNE otherwise
     log = logging.getLogger("visualize_features")
     subset_id, num_subsets = (0, 1) if args.merge else shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
@@ -121,7 +110,7 @@ def main(argv=None) -> int:
             subset_id=subset_id, num_subsets=num_subsets, merge=args.merge, command=command_line(argv))
         summary = run_analysis(options)
     except LayerwiseError as err:
-        log.error("%s", _flags(str(err)))
+        log.error("%s", with_flags(str(err), vars(args)))
         if args.verbose:
             raise
         return EXIT_USAGE
