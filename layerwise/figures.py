@@ -12,11 +12,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from .contract import PROPERTY_MEASURES, SPAN_MEASURES
 from .results import N_PCA_COMPONENTS, AnalysisResult
 
-SPAN_MEASURE_KEYS = ("probe_accuracy", "pwcca", "mi")
-PROPERTY_MEASURE_KEYS = ("cca_mel", "cca_intra", "speaker_probe_accuracy", "speaker_majority_baseline",
-                         "speaker_pwcca")
+SPAN_MEASURE_KEYS, PROPERTY_MEASURE_KEYS = SPAN_MEASURES, PROPERTY_MEASURES  # defined in contract.py
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ import math
 
 import numpy as np
 
-from . import plotkit
+from . import contract, plotkit
+from .contract import MEASURE
 from .naming import display_name
 from .plotkit import caption, layer_positions, style
 from .scatter import MAX_COLOUR_GROUPS, pca_figure, point_groups, tsne_figure  # noqa: F401  (public API)
@@ -129,8 +130,7 @@ def variance_distribution(layers, dim_var: dict, path, *, subtitle: str):
         return plotkit.save(fig, path)
 
 
-SPAN_MEASURES = (("probe_accuracy", "probe accuracy", "tab:blue"), ("pwcca", "PWCCA", "tab:orange"),
-                 ("mi", "MI (k-means NMI)", "tab:green"))
+SPAN_MEASURES = tuple((key, MEASURE[key].label, MEASURE[key].colour) for key in contract.SPAN_MEASURES)
 
 
 def _values(per_layer: dict, layers) -> list[float]:
@@ -179,19 +179,9 @@ def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle
 
 
 # measure key -> (legend name, colour); baselines (constant reference lines) are drawn dotted
-ENCODES_MEASURES = {
-    "cca_mel": ("CCA with the log-mel filterbank", "tab:brown"),
-    "cca_intra": ("CCA with the first layer", "tab:gray"),
-    "speaker_probe_accuracy": ("speaker probe accuracy", "tab:purple"),
-    "speaker_majority_baseline": ("speaker majority baseline", "tab:pink"),
-    "speaker_pwcca": ("speaker PWCCA", "tab:red"),
-    "probe_accuracy": ("label probe accuracy", "tab:blue"),
-    "pwcca": ("label PWCCA", "tab:orange"),
-    "mi": ("label MI (k-means NMI)", "tab:green"),
-}
-ENCODES_GROUPS = (("cca_mel", "cca_intra"),
-                  ("speaker_probe_accuracy", "speaker_majority_baseline", "speaker_pwcca"),
-                  ("probe_accuracy", "pwcca", "mi"))
+ENCODES_MEASURES = {m.key: (m.label, m.colour) for m in contract.MEASURES}  # the registry in contract.py
+ENCODES_GROUPS = tuple(tuple(m.key for m in contract.MEASURES if m.group == group)
+                       for group in ("acoustic", "speaker", "label"))
 RUN_STYLES = {"trained": ("-", "o"), "random init": ("--", "x")}
 
 

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import fbank, timematch
+from .contract import PROPERTY_MEASURES
 from .naming import LIBRISPEECH_STEM
 
-MEASURES = ("cca_mel", "cca_intra", "speaker_probe_accuracy", "speaker_majority_baseline", "speaker_pwcca")
+MEASURES = PROPERTY_MEASURES  # cca_mel, cca_intra, speaker_* (keys defined in contract.py)
 BASE_LAYER = "layer_0"  # cca_intra's reference layer
 CCA_PROTOCOLS = ("centred", "pasad")
 DEFAULT_MAX_FRAMES_PER_FILE = 50  # frames kept per file and grid; 500 files × 50 = 25,000 frames per layer

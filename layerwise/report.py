@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from . import runcard, store
+from .contract import MEASURES
 from .naming import display_name, model_label
 from .results import CONTRACT_KEYS, CONTROL_KEY
 
@@ -37,15 +38,8 @@ COLUMN_HELP = {
     "pca_components_90": "fewest principal components holding 90 % of the variance (— when PCA is undefined or "
                          "needs more than the components kept)",
     "cka_with_previous": "linear CKA with the row above",
-    "probe_accuracy": "held-out accuracy of a linear probe predicting each segment's label",
     "probe_majority_baseline": "accuracy of always answering the most frequent label",
-    "pwcca": "projection-weighted CCA between segment vectors and one-hot labels",
-    "mi": "normalised mutual information between k-means clusters of the segments and their labels",
-    "cca_mel": "CCA with the log-mel filterbank frames (time-matched)",
-    "cca_intra": "CCA with the first selected layer",
-    "speaker_probe_accuracy": "held-out accuracy of a linear probe predicting the speaker from utterance means",
-    "speaker_majority_baseline": "accuracy of always answering the most frequent speaker",
-    "speaker_pwcca": "projection-weighted CCA between frames and one-hot speaker",
+    **{m.key: m.description for m in MEASURES},  # the measure registry (contract.py)
 }
 STYLE = (
     "body{font-family:system-ui,sans-serif;max-width:1150px;margin:auto;padding:1em;color:#222}"

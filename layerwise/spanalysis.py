@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import contract, store
+from .contract import RANDOM_INIT_SUFFIX
 from .errors import UsageError
-from .runlog import RANDOM_INIT_SUFFIX
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str
     return control
 
 
-SPAN_MEASURES = ("probe_accuracy", "pwcca", "mi")  # per-layer span measures (summary.json keys)
+SPAN_MEASURES = contract.SPAN_MEASURES  # per-layer span measures (summary.json keys)
 
 
 def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str = "centred",

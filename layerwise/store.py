@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -26,135 +25,37 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
+from .contract import (  # noqa: F401 -- the contract's names, re-exported where the file format is used
+    CONTROL_DIFFERS,
+    DEFAULT_REP_TYPE,
+    DEFAULT_SPAN,
+    IDENTITY_KEYS,
+    KEY_PREFIX,
+    RANDOM_INIT_SUFFIX,
+    describe_diff,
+    identity_diff,
+    identity_of,
+    layer_grid,
+    layer_key,
+    model_tag,
+    output_folder,
+    parse_layer_key,
+    parse_layer_spec,
+    sort_layer_keys,
+)
+from .errors import InputError
 
 FEATURE_SUFFIX = "_features.npz"
 META_KEY = "meta"
 LABELS_KEY = "labels"
 INTERVALS_KEY = "intervals"
 FORMAT_VERSION = 1
-# rep_type -> key prefix; a key is f"{prefix}_{index}".
-KEY_PREFIX = {"contextualized": "layer", "local": "conv"}
-_KEY_RE = re.compile(r"^(layer|conv)_(\d+)$")
 SAVE_DTYPES = {"float32": np.float32, "float16": np.float16}
 FBANK_KEY = "fbank"  # optional log-mel filterbank frames (T_fbank, 80) of the utterance, written with --fbank
-DEFAULT_REP_TYPE, DEFAULT_SPAN = "contextualized", "frame"
-RANDOM_INIT_SUFFIX = "-random_init"  # keeps the control's features away from the trained model's
-
-# The identity of a run: every setting that changes the stored numbers. Written flat into each file's ``meta`` and
-# the manifest's ``run``; resume, the analysis' consistency check and the random-init control check compare these
-# keys and nothing else (``options.ExtractionOptions.identity`` builds them).
-IDENTITY_KEYS = (
-    "model_name", "model_revision", "rep_type", "span", "span_options", "layers", "normalize", "compute_dtype",
-    "save_dtype", "random_init", "seed", "sample_rate", "fbank",
-)
-# What may differ between a model's folder and its random-initialisation control (everything else must agree).
-CONTROL_DIFFERS = ("model_revision", "random_init", "seed")
 
 
 class FeatureFileError(InputError):
     """A feature file that cannot be read or does not follow the format."""
-
-
-def identity_of(meta: dict) -> dict:
-    """The identity part of a file's (or manifest's) metadata; keys it lacks are ``None``."""
-    return {key: meta.get(key) for key in IDENTITY_KEYS}
-
-
-def identity_diff(a: dict, b: dict, *, ignore: tuple[str, ...] = ()) -> list[str]:
-    """Identity keys on which metadata ``a`` and ``b`` differ, e.g. ``["normalize"]`` (``ignore`` left out)."""
-    ia, ib = identity_of(a), identity_of(b)
-    return [key for key in IDENTITY_KEYS if key not in ignore and ia[key] != ib[key]]
-
-
-def describe_diff(a: dict, b: dict, keys: list[str]) -> str:
-    """``"normalize: True vs False, layers: [...] vs [...]"`` for messages."""
-    return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
-
-
-def model_tag(model_name: str) -> str:
-    """Last path component of a hub id or folder: ``facebook/hubert-base-ls960 -> hubert-base-ls960``."""
-    return Path(str(model_name).rstrip("/")).name
-
-
-def output_folder(save_dir, model_name: str, dataset_split: str, data_sample, *, rep_type: str = DEFAULT_REP_TYPE,
-                  span: str = DEFAULT_SPAN, random_init: bool = False) -> Path:
-    """Where an extraction writes. The default run (contextualized, frame) keeps the original folder
-    ``{save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}``; every other rep type and span gets
-    its own by suffix (``..._sample1_local``, ``..._sample1_phone``, ``..._sample1_local_word``), and the
-    random-initialisation control its own model folder (``{model_tag}-random_init``), so runs never collide."""
-    tag = model_tag(model_name) + (RANDOM_INIT_SUFFIX if random_init else "")
-    suffix = "".join(f"_{part}" for part, default in ((rep_type, DEFAULT_REP_TYPE), (span, DEFAULT_SPAN))
-                     if part != default)
-    return Path(save_dir) / tag / f"librispeech_{dataset_split}_sample{data_sample}{suffix}"
-
-
-def layer_grid(meta: dict, key: str):
-    """The frame grid (:class:`~layerwise.timematch.Grid`, in samples) of the array ``key`` of a file with ``meta``:
-    ``layer_k`` → the whole conv stack's; ``conv_k`` → blocks 0..k. From ``model_config.conv_kernel/conv_stride``
-    (files of older versions: ``hop_samples``/``receptive_field_samples`` for ``layer_k``). None when unknown."""
-    from .timematch import Grid, conv_grid
-
-    parsed = parse_layer_key(key)
-    config = meta.get("model_config") or {}
-    kernels, strides = config.get("conv_kernel"), config.get("conv_stride")
-    if parsed is None:
-        return None
-    if kernels and strides:
-        depth = parsed[1] + 1 if parsed[0] == "conv" else len(kernels)
-        return conv_grid(kernels[:depth], strides[:depth])
-    if parsed[0] == "layer" and meta.get("hop_samples") and meta.get("receptive_field_samples"):
-        return Grid(int(meta["hop_samples"]), int(meta["receptive_field_samples"]))
-    return None
-
-
-def parse_layer_spec(spec: str | None, available: list[str]) -> list[str]:
-    """Layer keys selected by ``spec``, in numeric order, from the keys a model or a folder ``available`` has.
-
-    ``None``/``"all"`` → all; comma-separated items, each an index (``6``), an inclusive range (``0-12``) or a key
-    (``layer_3``, ``conv_0``). Indices and ranges index the one kind of key present (``layer`` or ``conv``).
-    Raises :class:`~layerwise.errors.UsageError` naming ``layers`` and the valid range.
-    """
-    if spec is None or spec.strip().lower() in ("", "all"):
-        return list(available)
-    kinds = sorted({parse_layer_key(k)[0] for k in available})
-    by_index = {parse_layer_key(k)[1]: k for k in available}
-    last = max(by_index) if by_index else -1
-    chosen: set[str] = set()
-    for item in (part.strip() for part in spec.split(",")):
-        if parse_layer_key(item) is not None:
-            if item not in available:
-                raise UsageError(f"layers: {item} is not available; choose from {available[0]} … {available[-1]}")
-            chosen.add(item)
-            continue
-        bounds = item.split("-") if "-" in item[1:] else [item]
-        if not all(b.strip().isdigit() for b in bounds) or len(bounds) > 2:
-            raise UsageError(f"layers: {item!r} is not an index (6), a range (0-12) or a key (layer_3); "
-                             f"e.g. layers=0,6,12")
-        lo, hi = int(bounds[0]), int(bounds[-1])
-        if len(kinds) != 1:
-            raise UsageError(f"layers: index {item!r} is ambiguous with keys {available}; name the key")
-        if lo > hi or lo not in by_index or hi not in by_index:
-            raise UsageError(f"layers: {item} not in [0, {last}] ({kinds[0]}_0 … {kinds[0]}_{last})")
-        chosen.update(by_index[i] for i in range(lo, hi + 1) if i in by_index)
-    return sort_layer_keys(chosen)
-
-
-def layer_key(rep_type: str, index: int) -> str:
-    """``layer_key("contextualized", 3) == "layer_3"``; ``layer_key("local", 0) == "conv_0"``."""
-    return f"{KEY_PREFIX[rep_type]}_{index}"
-
-
-def parse_layer_key(key: str) -> tuple[str, int] | None:
-    """``"layer_10" -> ("layer", 10)``; ``None`` for keys that are not layer arrays (``meta``, ``labels``...)."""
-    match = _KEY_RE.match(key)
-    return (match.group(1), int(match.group(2))) if match else None
-
-
-def sort_layer_keys(keys) -> list[str]:
-    """Layer keys in numeric order (``layer_2`` before ``layer_10``), non-layer keys dropped."""
-    parsed = [(parse_layer_key(k), k) for k in keys]
-    return [k for p, k in sorted((p, k) for p, k in parsed if p is not None)]
 
 
 def feature_path(out_dir: str | Path, stem: str) -> Path:

@@ -216,15 +216,15 @@ def test_span_measures_figure_trained_solid_control_dashed_baseline_line(tmp_pat
     assert path.read_bytes()[:4] == b"\x89PNG"
     ax = captured[-1].axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    for label, values, style in (("probe accuracy, trained", trained["probe_accuracy"], "-"),
-                                 ("PWCCA, trained", trained["pwcca"], "-"),
-                                 ("MI (k-means NMI), trained", trained["mi"], "-"),
-                                 ("probe accuracy, random init", control["probe_accuracy"], "--"),
-                                 ("PWCCA, random init", control["pwcca"], "--")):
+    for label, values, style in (("label probe accuracy, trained", trained["probe_accuracy"], "-"),
+                                 ("label PWCCA, trained", trained["pwcca"], "-"),
+                                 ("label MI, trained", trained["mi"], "-"),
+                                 ("label probe accuracy, random init", control["probe_accuracy"], "--"),
+                                 ("label PWCCA, random init", control["pwcca"], "--")):
         line = lines[label]
         assert np.asarray(line.get_xdata()).tolist() == [0, 6, 12]  # numeric layer index, gaps kept
         assert np.asarray(line.get_ydata()).tolist() == [values[k] for k in layers] and line.get_linestyle() == style
-    assert "MI (k-means NMI), random init" not in lines  # not computed for the control: not drawn
+    assert "label MI, random init" not in lines  # not computed for the control: not drawn
     baseline = lines["majority baseline (0.20)"]
     assert np.asarray(baseline.get_ydata()).tolist() == [0.2, 0.2]
     assert ax.get_ylim()[0] < -0.05  # a negative PWCCA stays visible
