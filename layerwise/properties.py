@@ -43,7 +43,8 @@ N_SPLITS = 3  # seeded held-out splits (centred protocol; the speaker probe)
 @dataclass(frozen=True)
 class PropertyMeasures:
     """measures : measure -> layer -> value (``None`` where undefined for that layer); unavailable : measure ->
-    why it could not be computed (absent from ``measures``); info : seed, protocol, sizes."""
+    why it could not be computed (absent from ``measures``, or ``None`` on the layers it names); info : seed,
+    protocol, sizes."""
 
     measures: dict[str, dict[str, float | None]] = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
@@ -160,14 +161,19 @@ def _cca(view1, view2, row_file, *, file_groups, labels, protocol, seed) -> floa
 
 
 def _measure(name, layers, compute, out: PropertyMeasures):
-    values = {}
+    """``compute(key)`` for every layer; a layer where it fails is ``None`` (a gap) with its reason in
+    ``out.unavailable[name]``, the other layers keep their values. No layer computed: the measure is left out."""
+    values, failed = {}, []
     for key in layers:
         try:
             values[key] = compute(key)
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
-            out.unavailable[name] = f"{key}: {type(err).__name__}: {err}"
-            return
-    out.measures[name] = values
+            values[key] = None
+            failed.append(f"{key}: {type(err).__name__}: {err}")
+    if failed:
+        out.unavailable[name] = "; ".join(failed)
+    if any(v is not None for v in values.values()):
+        out.measures[name] = values
 
 
 def measure(c: PropertyCollector, *, seed: int, cca_protocol: str = "centred") -> PropertyMeasures:

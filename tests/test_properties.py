@@ -119,3 +119,16 @@ def test_collector_time_matches_like_explicit_pooling():
     again.add("1-2-0003", {"layer_0": l0}, None)
     assert small.frames["layer_0"][0].shape == (7, 4)
     np.testing.assert_array_equal(small.frames["layer_0"][0], again.frames["layer_0"][1])
+
+
+def test_a_layer_that_fails_is_a_gap_with_its_reason_and_the_other_layers_stay():
+    out = properties.PropertyMeasures({}, {}, {})
+
+    def compute(key):
+        if key == "layer_1":
+            raise np.linalg.LinAlgError("SVD did not converge")
+        return 0.5
+
+    properties._measure("cca_intra", ["layer_0", "layer_1", "layer_2"], compute, out)
+    assert out.measures["cca_intra"] == {"layer_0": 0.5, "layer_1": None, "layer_2": 0.5}
+    assert "layer_1" in out.unavailable["cca_intra"] and "SVD did not converge" in out.unavailable["cca_intra"]
