@@ -108,11 +108,27 @@ def _cgroup_available() -> int | None:
     return None
 
 
-def available_memory() -> int:
-    """Bytes this process can still allocate: the smaller of the system's available memory and the cgroup's room."""
-    import psutil
+def _meminfo_available(meminfo: str | Path = "/proc/meminfo") -> int | None:
+    """``MemAvailable`` of /proc/meminfo in bytes (Linux), None elsewhere."""
+    try:
+        for line in Path(meminfo).read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024  # the kernel reports kB
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
 
-    free = psutil.virtual_memory().available
+
+def available_memory() -> int:
+    """Bytes this process can still allocate: the smaller of the system's available memory (/proc/meminfo, else
+    psutil) and the cgroup's room (SLURM job, container). Without either source: no limit is assumed."""
+    free = _meminfo_available()
+    if free is None:
+        try:
+            import psutil
+
+            free = psutil.virtual_memory().available
+        except ImportError:
+            free = 1 << 62
     cgroup = _cgroup_available()
     return min(free, cgroup) if cgroup is not None else free
-

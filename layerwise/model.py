@@ -98,8 +98,9 @@ def _freeze_parametrizations(model) -> int:
 class SpeechModel:
     """A loaded checkpoint. Use :meth:`load`; then :meth:`features` per utterance.
 
-    Read-only facts: ``num_layers`` (L transformer layers, so keys layer_0..layer_L), ``num_conv_layers``,
-    ``hidden_size``, ``geometry`` (hop, receptive field, frame rate), ``normalize`` (bool actually applied).
+    Read-only facts: ``info`` (the :class:`ModelInfo` that :func:`describe` gives without weights), and from it
+    ``num_layers`` (L transformer layers, so keys layer_0..layer_L), ``num_conv_layers``, ``hidden_size``,
+    ``geometry`` (hop, receptive field, frame rate), ``normalize`` (bool actually applied), ``revision``.
     """
 
     def __init__(self, model, feature_extractor, info: ModelInfo, *, device: str, dtype: str, random_init: bool):

@@ -46,3 +46,10 @@ def test_available_memory_respects_a_cgroup_limit(monkeypatch):
     assert machine.available_memory() == min(3 * 2**30, psutil.virtual_memory().available)
     monkeypatch.setattr(machine, "_cgroup_available", lambda: None)
     assert machine.available_memory() == pytest.approx(psutil.virtual_memory().available, rel=0.2)
+
+
+def test_meminfo_parsing(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n")
+    assert machine._meminfo_available(meminfo) == 20000000 * 1024
+    assert machine._meminfo_available(tmp_path / "missing") is None
