@@ -205,3 +205,12 @@ def test_thread_modes_write_every_file_once(tmp_path):
         for path, wave in zip(files, waves):
             expected = model.features(wave, "contextualized", [2])["layer_2"]
             np.testing.assert_array_equal(store.read_features(path).layers["layer_2"], expected)
+
+
+def test_long_file_row_runs_bench_long_in_a_fresh_process(tmp_path):
+    model_dir = benchlib.save_checkpoint(
+        tmp_path / "tiny", seed=0, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,
+        conv_dim=(8,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=2)
+    r = bench_extract.long_file(model_dir, 42.0, unchunked=False, threads=1)
+    assert "error" not in r, r
+    assert r["frames"] == (42 * 16000 - 400) // 320 + 1 and r["layers"] == 3 and r["unchunked"] is False

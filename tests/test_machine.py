@@ -53,3 +53,16 @@ def test_meminfo_parsing(tmp_path):
     meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n")
     assert machine._meminfo_available(meminfo) == 20000000 * 1024
     assert machine._meminfo_available(tmp_path / "missing") is None
+
+
+def test_bf16_on_an_old_gpu_names_the_gpus_that_have_it(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(machine, "_warned", set())
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 5))
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla T4")
+    message = machine.check_bf16("cuda")
+    assert "Tesla T4 (compute capability 7.5) has no native bf16" in message
+    assert "A100" in message and "H100" in message and "float16" in message
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (8, 0))
+    assert machine.check_bf16("cuda") is None
