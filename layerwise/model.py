@@ -42,23 +42,6 @@ from .memory import check_memory, memory_needed, out_of_memory
 log = logging.getLogger(__name__)
 
 
-def parse_layers(spec: str | None, count: int, what: str = "layer") -> list[int]:
-    """``"0,6,12"`` → ``[0, 6, 12]``; ``None``/``"all"`` → ``range(count)``. Checks the range, keeps order, dedups."""
-    if spec is None or spec.strip().lower() in ("", "all"):
-        return list(range(count))
-    layers: list[int] = []
-    for part in spec.split(","):
-        part = part.strip()
-        if not part.lstrip("-").isdigit():
-            raise ValueError(f"--layers: {part!r} is not an integer (expected e.g. 0,6,12)")
-        index = int(part)
-        if not 0 <= index < count:
-            raise ValueError(f"--layers: {what} {index} not in [0, {count - 1}]")
-        if index not in layers:
-            layers.append(index)
-    return sorted(layers)
-
-
 def _torch():
     import torch  # deferred: `--help` and the analysis side stay free of torch
 

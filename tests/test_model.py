@@ -117,15 +117,6 @@ def test_too_short_input_is_an_error(tiny_hubert):
         model.features(tone(399), "contextualized", [0])
 
 
-def test_parse_layers():
-    assert M.parse_layers(None, 13) == list(range(13))
-    assert M.parse_layers("12,0,6,6", 13) == [0, 6, 12]
-    with pytest.raises(ValueError, match=r"layer 13 not in \[0, 12\]"):
-        M.parse_layers("0,13", 13)
-    with pytest.raises(ValueError, match="not an integer"):
-        M.parse_layers("a", 13)
-
-
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_reduced_precision_is_close_to_float32(tiny_hubert, dtype):
     x = tone(16000)
