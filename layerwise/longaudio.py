@@ -156,5 +156,7 @@ class ChunkedFeatureEncoder(nn.Module):
         norm = block.layer_norm
         scale = norm.weight.double() / torch.sqrt(var + norm.eps)  # w · rstd, as torch's GroupNorm
         h = block.conv(hidden)
-        h = (h - mean.to(h.dtype)[:, None]) * scale.to(h.dtype)[:, None] + norm.bias.to(h.dtype)[:, None]
-        return block.activation(h)
+        # in float32 at least, as torch's GroupNorm computes internally for bf16/fp16 inputs
+        work = torch.promote_types(h.dtype, torch.float32)
+        out = (h.to(work) - mean.to(work)[:, None]) * scale.to(work)[:, None] + norm.bias.to(work)[:, None]
+        return block.activation(out.to(h.dtype))

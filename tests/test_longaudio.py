@@ -79,3 +79,19 @@ def test_chunking_is_automatic_above_the_threshold(tiny_hubert):
     assert not used
     model.features(tone(20001), "contextualized", [1])
     assert used
+
+
+def test_chunked_bfloat16_is_as_close_to_float32_as_unchunked_bfloat16(tiny_hubert):
+    """Reduced precision: the chunked CNN normalises in float32 (as torch's GroupNorm does inside), so its bf16
+    features deviate from the float32 forward no more than the unchunked bf16 forward does."""
+    x = tone(23457, seed=5) + 0.25
+    layers = [0, 1, 2]
+    reference = M.SpeechModel.load(str(tiny_hubert), device="cpu").features(x, "contextualized", layers)
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu", dtype="bfloat16")
+    plain = model.features(x, "contextualized", layers)
+    chunk_everything(model, chunk_frames=7)
+    chunked = model.features(x, "contextualized", layers)
+    for key, ref in reference.items():
+        err_plain = np.linalg.norm(plain[key] - ref) / np.linalg.norm(ref)
+        err_chunked = np.linalg.norm(chunked[key] - ref) / np.linalg.norm(ref)
+        assert err_chunked <= 1.5 * err_plain + 1e-3, (key, err_chunked, err_plain)
