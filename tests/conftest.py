@@ -24,28 +24,28 @@ TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "in
 TRAINED_SEED = 1234  # the "trained" tiny checkpoints; never 0, the default --random_init --seed of the control
 
 
-def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = TRAINED_SEED) -> Path:
-    """Build a tiny random ``kind`` (hubert | wav2vec2 | wavlm) checkpoint and save it with its feature extractor.
-
-    Its weights differ from a ``--random_init --seed 0`` control of the same config (seed ≠ 0), so tests comparing
-    a model with its control compare two different networks."""
+def build_tiny(kind: str, seed: int = TRAINED_SEED, **overrides):
+    """A tiny random ``kind`` (hubert | wav2vec2 | wavlm) model in eval mode: :data:`TINY` plus ``overrides``
+    (e.g. ``do_stable_layer_norm=True``), its weights seeded without touching the session's global RNG."""
     import torch
-    from transformers import (
-        HubertConfig,
-        HubertModel,
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2Model,
-        WavLMConfig,
-        WavLMModel,
-    )
+    from transformers import HubertConfig, HubertModel, Wav2Vec2Config, Wav2Vec2Model, WavLMConfig, WavLMModel
 
     config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
                              "wavlm": (WavLMConfig, WavLMModel)}[kind]
     extra = {"num_buckets": 16, "max_bucket_distance": 64} if kind == "wavlm" else {}
-    with torch.random.fork_rng(devices=[]):  # seeded weights without touching the session's global RNG
+    with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = model_cls(config_cls(**TINY, **extra))
+        return model_cls(config_cls(**(TINY | extra | overrides))).eval()
+
+
+def save_tiny(kind: str, folder: Path, do_normalize: bool, seed: int = TRAINED_SEED, model=None) -> Path:
+    """Save a tiny checkpoint (``model``, or :func:`build_tiny` of ``kind``) with its feature extractor.
+
+    Its weights differ from a ``--random_init --seed 0`` control of the same config (seed ≠ 0), so tests comparing
+    a model with its control compare two different networks."""
+    from transformers import Wav2Vec2FeatureExtractor
+
+    model = build_tiny(kind, seed) if model is None else model
     model.save_pretrained(folder)
     Wav2Vec2FeatureExtractor(do_normalize=do_normalize, return_attention_mask=False).save_pretrained(folder)
     return folder

@@ -371,14 +371,19 @@ def test_cli_exit_codes(server, tmp_path):
     assert "126,046,265" in failed.stderr and "Traceback" not in failed.stderr
     assert not (dest / "LibriSpeech").exists()
     # 0: a real process whose table entry is swapped for the test archive; prints the folder.
-    code = ("import sys; from layerwise import data; "
-            f"data.RESOURCES['dev-clean-2'] = data.Resource('dev-clean-2.tar.gz', {len(blob)}, "
-            f"'{hashlib.md5(blob).hexdigest()}', ('{server.base}/m/dev-clean-2.tar.gz',), '', "
-            "'LibriSpeech/dev-clean-2'); sys.exit(data.main(sys.argv[1:]))")
+    code = cli_with_test_archive(blob, server)
     ok = run_cli("download", "--split", "dev-clean-2", "--dest", str(dest), "--no-progress", code=code)
     assert ok.returncode == 0, ok.stderr
     assert ok.stdout.strip() == str(dest / "LibriSpeech" / "dev-clean-2")
     assert_extracted(dest, members)
+
+
+def cli_with_test_archive(blob: bytes, server) -> str:
+    """Python code running the data CLI with the dev-clean-2 entry swapped for ``blob`` served by ``server``."""
+    return ("import sys; from layerwise import data; "
+            f"data.RESOURCES['dev-clean-2'] = data.Resource('dev-clean-2.tar.gz', {len(blob)}, "
+            f"'{hashlib.md5(blob).hexdigest()}', ('{server.base}/m/dev-clean-2.tar.gz',), '', "
+            "'LibriSpeech/dev-clean-2'); sys.exit(data.main(sys.argv[1:]))")
 
 
 def test_stale_lock_file_of_an_older_run_is_used_and_removed(server, tmp_path):
@@ -416,10 +421,7 @@ def test_failed_download_names_real_paths_and_the_way_around_it(server, tmp_path
     server.files["/m/dev-clean-2.tar.gz"] = blob
     server.cut_after = 1000
     dest = tmp_path / "my data"
-    code = ("import sys; from layerwise import data; "
-            f"data.RESOURCES['dev-clean-2'] = data.Resource('dev-clean-2.tar.gz', {len(blob)}, "
-            f"'{hashlib.md5(blob).hexdigest()}', ('{server.base}/m/dev-clean-2.tar.gz',), '', "
-            "'LibriSpeech/dev-clean-2'); sys.exit(data.main(sys.argv[1:]))")
+    code = cli_with_test_archive(blob, server)
     failed = run_cli("download", "--split", "dev-clean-2", "--dest", str(dest), "--no-progress", code=code)
     assert failed.returncode == 1, failed.stderr
     part = dest.absolute() / "dev-clean-2.tar.gz.part"

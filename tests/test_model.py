@@ -9,7 +9,7 @@ from transformers import AutoModel, HubertConfig
 
 from layerwise import model as M
 from layerwise.errors import InputError
-from tests.conftest import tone
+from tests.conftest import build_tiny, save_tiny, tone
 
 
 def reference_hidden_states(folder, x: np.ndarray) -> list[np.ndarray]:
@@ -161,29 +161,10 @@ def test_loaded_model_carries_the_same_info(tiny_hubert):
 def save_custom(kind: str, folder, seed: int = 0, scale_last_ffn: float = 1.0, **overrides):
     """A tiny checkpoint with config overrides (e.g. pre-LN wav2vec2: do_stable_layer_norm, layer-norm CNN), built
     here with transformers; ``scale_last_ffn`` multiplies the last layer's feed-forward output weights."""
-    from transformers import (
-        HubertConfig,
-        HubertModel,
-        Wav2Vec2Config,
-        Wav2Vec2FeatureExtractor,
-        Wav2Vec2Model,
-        WavLMConfig,
-        WavLMModel,
-    )
-
-    from tests.conftest import TINY
-
-    config_cls, model_cls = {"hubert": (HubertConfig, HubertModel), "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
-                             "wavlm": (WavLMConfig, WavLMModel)}[kind]
-    extra = {"num_buckets": 16, "max_bucket_distance": 64} if kind == "wavlm" else {}
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = model_cls(config_cls(**(TINY | {"num_hidden_layers": 3} | extra | overrides))).eval()
+    model = build_tiny(kind, seed, num_hidden_layers=3, **overrides)
     with torch.no_grad():
         model.encoder.layers[-1].feed_forward.output_dense.weight.mul_(scale_last_ffn)
-    model.save_pretrained(folder)
-    Wav2Vec2FeatureExtractor(do_normalize=True, return_attention_mask=False).save_pretrained(folder)
-    return folder
+    return save_tiny(kind, folder, do_normalize=True, model=model)
 
 
 EARLY_EXIT_MODELS = {
