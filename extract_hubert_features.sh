@@ -17,6 +17,17 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 PYTHON="${PYTHON:-python3}"
 start_s=${SECONDS}
 
+for arg in "$@"; do
+  if [[ "${arg}" == "-h" || "${arg}" == "--help" ]]; then   # usage, then extract_features.py's flags; runs nothing
+    sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
+    echo "Settings (environment variables, defaults): AUDIO_DIR SAVE_DIR MODEL_NAME DATASET_SPLIT DATA_SAMPLE REP_TYPE"
+    echo "SPAN LAYERS DEVICE DTYPE NUM_FILES VIS_DIR COMPARE_DIRS RUN_VISUALIZE DOWNLOAD_SPLIT PYTHON (see README.md)."
+    echo "Extra arguments go to extract_features.py:"
+    echo
+    exec "${PYTHON}" "${HERE}/extract_features.py" --help
+  fi
+done
+
 AUDIO_DIR="${AUDIO_DIR:-content/data/LibriSpeech/dev-clean-2}"
 SAVE_DIR="${SAVE_DIR:-output}"
 MODEL_NAME="${MODEL_NAME:-facebook/hubert-base-ls960}"
@@ -67,7 +78,7 @@ if [[ ${status} -ne 0 && ${status} -ne 1 ]]; then
 fi
 n_complete=$(wc -l < "${file_list}" | tr -d ' ')
 if [[ ${status} -eq 1 ]]; then
-  echo "[wrapper] some files failed (see the summary above and ${features_dir}/failures*.tsv)" >&2
+  echo "[wrapper] some files failed: see the extraction's summary above" >&2
 fi
 if [[ "${n_complete}" -eq 0 ]]; then
   echo "[wrapper] the extraction completed no file; nothing to analyse" >&2

@@ -44,8 +44,13 @@ CONFIG_SUMMARY_KEYS = ("model_type", "hidden_size", "num_hidden_layers", "num_at
 _REACHABLE: dict[str, bool] = {}  # hub endpoint -> answered the probe (once per process)
 _OFFLINE_HELP = ("Pass a local checkpoint folder instead: --model_name DIR (wrapper: MODEL_NAME=DIR), made on a "
                  "machine with network by `hf download {name} --local-dir DIR` (or save_pretrained of the model and "
-                 "its feature extractor). On machines without network set HF_HUB_OFFLINE=1, so no time is spent "
-                 "trying the hub.")
+                 "its feature extractor).")
+_OFFLINE_HINT = " On machines without network set HF_HUB_OFFLINE=1, so no time is spent trying the hub."
+
+
+def offline_help(name: str) -> str:
+    """What to do when ``name`` cannot be loaded from the hub (the HF_HUB_OFFLINE hint only when it is not set)."""
+    return _OFFLINE_HELP.format(name=name) + ("" if _env_true("HF_HUB_OFFLINE") else _OFFLINE_HINT)
 
 
 class ModelLoadError(UsageError):
@@ -174,9 +179,9 @@ def call_hub(loader, name: str, kwargs: dict, what: str):
     except (OSError, ValueError) as err:
         if reason:
             raise ModelLoadError(f"model {name!r} is not in the local Hugging Face cache and {reason}. "
-                                 + _OFFLINE_HELP.format(name=name)) from err
+                                 + offline_help(name)) from err
         raise ModelLoadError(f"cannot load the {what} of model {name!r}: {err}\n"
-                             + _OFFLINE_HELP.format(name=name)) from err
+                             + offline_help(name)) from err
 
 
 def resolve_normalize(feature_extractor, normalize: str) -> bool:

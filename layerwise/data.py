@@ -138,7 +138,9 @@ def failure_advice(name: str, dest: str | Path, *, resources: dict[str, Resource
         lines.append(f"Nothing of {resource.archive} was kept; the same command starts it again.")
     if bad.is_file():
         lines.append(f"{bad} failed verification; it is kept for inspection (delete it freely).")
-    lines.append("Check the network, or pass --mirror URL (python -m layerwise.data --list shows every mirror).")
+    lines.append(f"Check the network, or fetch from another mirror: python -m layerwise.data download "
+                 f"{'--split none --alignments' if name == ALIGNMENTS else '--split ' + name} --dest {dest} --mirror URL "
+                 f"(python -m layerwise.data --list shows every mirror).")
     if name == ALIGNMENTS:
         lines.append("Already have the MFA TextGrids? Skip this download and pass their folder as --alignment_dir.")
     else:

@@ -47,6 +47,8 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
                 "frame_rate": info.geometry.frame_rate, "hop_samples": info.geometry.hop,
                 "receptive_field_samples": info.geometry.receptive_field}
     runlog.start(run_meta, n_files=len(jobs), overwrite=overwrite)
+    if not overwrite and (earlier := runlog.earlier_run_differs()):
+        log.warning("%s: its files will not be replaced or counted as complete; %s", earlier, OVERWRITE_HINT)
 
     todo = []
     for job in jobs:
@@ -57,8 +59,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
         elif state == "complete":
             runlog.skip(job.source, job.target)
         elif state == "other_settings":
-            runlog.fail(job.source, f"{job.target.name} exists from a run with other settings ({detail}); "
-                                    f"{OVERWRITE_HINT}")
+            runlog.fail(job.source, f"its output exists from a run with other settings ({detail}); {OVERWRITE_HINT}")
         else:
             if state == "damaged":
                 log.info("%s is damaged (%s): recomputing it", job.target.name, detail)

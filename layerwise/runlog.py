@@ -104,7 +104,7 @@ class RunLog:
         """Feature files of this run that are complete now (written or found complete)."""
         return [self.out_dir / name for name, rec in sorted(self.files.items())]
 
-    def _earlier_identity_differs(self) -> str | None:
+    def earlier_run_differs(self) -> str | None:
         """Why this run must not replace the folder's manifests (another run's identity), or None."""
         for path in sorted(self.out_dir.glob("manifest*.json")):
             try:
@@ -121,7 +121,7 @@ class RunLog:
         with other settings and this run did not overwrite."""
         if not self.meta:
             return
-        if not self.overwrite and (why := self._earlier_identity_differs()):
+        if not self.overwrite and (why := self.earlier_run_differs()):
             self.manifest_kept = why
             log.warning("%s: kept as it is (this run was refused for those files)", why)
             return
@@ -165,7 +165,12 @@ class RunLog:
         if self.failures:
             where = self.failures_path if self.manifest_kept is None else "the log above"
             lines.append(f"failures ({len(self.failures)}), listed in {where}:")
-            lines += [f"  {p}: {r}" for p, r in self.failures[:50]]
+            by_reason: dict[str, list[str]] = {}
+            for path, reason in self.failures:
+                by_reason.setdefault(reason, []).append(path)
+            for reason, paths in list(by_reason.items())[:50]:  # one line per reason, not per file
+                lines.append(f"  {paths[0]}: {reason}" if len(paths) == 1
+                             else f"  {len(paths)} files (e.g. {paths[0]}): {reason}")
         if self.missing_alignment:
             lines.append("files without an alignment (skipped): "
                          + ", ".join(Path(p).name for p in self.missing_alignment[:20]))

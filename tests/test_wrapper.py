@@ -55,3 +55,9 @@ def test_wrapper_analyses_the_folder_that_extra_arguments_select(tiny_hubert, au
     assert len(list(folder.glob("*_features.npz"))) == 4 and not (tmp_path / "ignored").exists()
     summary = json.loads((tmp_path / "vis" / "summary.json").read_text())
     assert summary["features_dir"] == str(folder) and len(summary["files"]) == 2
+
+
+def test_wrapper_help_explains_and_runs_nothing(tmp_path):
+    result = run_wrapper({}, ["--help"], tmp_path)  # the default AUDIO_DIR is missing here: no download either
+    assert result.returncode == 0 and "AUDIO_DIR" in result.stdout and "--rep_type" in result.stdout
+    assert list(tmp_path.iterdir()) == []
