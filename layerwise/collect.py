@@ -195,6 +195,13 @@ def collect_control(folder: Path, state: Collected, *, seed: int):
     return collector
 
 
+def control_meta(folder: Path, stems: list[str]) -> dict:
+    """The metadata of the control's file for the first of ``stems`` (no arrays read); ``{}`` without one."""
+    files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
+    first = next((files[s] for s in stems if s in files), None)
+    return {} if first is None else read(first, []).meta
+
+
 def check_control(ff: store.FeatureFile, state: Collected) -> None:
     """A random-init control file must have the analysed files' extraction identity except
     ``store.CONTROL_DIFFERS`` (revision, random_init, seed) and come from a --random_init extraction."""

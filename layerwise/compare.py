@@ -78,7 +78,8 @@ class PairResult:
 class Comparison:
     """Everything figures and reports show. grid : the common frame grid (None without geometry metadata);
     pooling : label -> layer -> (kernel, stride) for layers pooled onto it; left_out : label -> stems of that folder
-    not present in all folders; edge_frames_dropped : frames cut because a pooled layer ended one frame early."""
+    not present in all folders; edge_frames_dropped : frames cut because a pooled layer ended one frame early;
+    command, wall_seconds : how the comparison was run (set by :func:`run_comparison`)."""
 
     folders: list[Folder]
     stems: list[str]
@@ -91,6 +92,8 @@ class Comparison:
     pairs: list[PairResult]
     measures: list[FolderMeasures]
     notes: list[str] = field(default_factory=list)
+    command: str | None = None  # the command line, for the run card
+    wall_seconds: float | None = None  # the comparison's wall time (reading, statistics, figures)
 
 
 # ---------------------------------------------------------------------------------------------- choosing files
@@ -263,15 +266,23 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
 
 
 def run_comparison(*, features_dirs: list[str | Path], output_dir: str | Path, num_files: int = DEFAULT_NUM_FILES,
-                   layers: str | None = None, labels: list[str] | None = None) -> Comparison:
+                   layers: str | None = None, labels: list[str] | None = None,
+                   command: str | None = None) -> Comparison:
     """Compare the folders, draw the figures and write summary.json, summary.csv and report.html to ``output_dir``
-    (every file written atomically). Returns the :class:`Comparison`."""
-    from . import compareplots, comparereport
+    (every file written atomically). command : the command line for the run card (default: this process's
+    ``sys.argv``). Returns the :class:`Comparison`."""
+    import time
 
+    from . import compareplots, comparereport
+    from .analysis_options import command_line
+
+    start = time.perf_counter()
     result = compare(features_dirs, num_files=num_files, layers=layers, labels=labels)
+    result.command = command if command is not None else command_line()
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = compareplots.draw_all(result, out)
+    result.wall_seconds = time.perf_counter() - start
     comparereport.write_all(result, out, figures)
     for note in result.notes:
         log.warning(note)

@@ -18,8 +18,10 @@ from matplotlib.ticker import MaxNLocator
 
 from . import store
 from .naming import display_name
+from .plotkit import plain_numbers
 
 DPI = 110
+MAX_TICKS = 13  # labelled layers on a line plot's x axis: L0 … L12 all; 25 layers every second one
 ANNOTATE_MAX = 16  # write the value in each heatmap cell up to this many layers per axis
 SAME_LAYER_PNG = "cka_same_layer.png"
 SWEEP_PNG = "sweep.png"
@@ -41,6 +43,20 @@ def pair_png(a: int, b: int) -> str:
 
 def _index(key: str) -> int:
     return store.parse_layer_key(key)[1]
+
+
+def _layer_ticks(ax, folders) -> None:
+    """x ticks at the layer indices of ``folders`` labelled with the display names (L0 …, C0 …; ``L3/C3`` where
+    folders of different rep types share an index), numbers on the y axis without an offset label."""
+    names: dict[int, set[str]] = {}
+    for folder in folders:
+        for key in folder.layers:
+            names.setdefault(_index(key), set()).add(display_name(key))
+    positions = sorted(names)
+    shown = positions[:: -(-len(positions) // MAX_TICKS)]
+    ax.set_xticks(shown, ["/".join(sorted(names[p])) for p in shown])
+    ax.set_xlabel("layer")
+    plain_numbers(ax)
 
 
 def _save(fig, path: Path) -> None:
@@ -77,8 +93,7 @@ def same_layer(result, path: Path, *, subtitle: str) -> None:
             continue
         a, b = result.folders[pair.a], result.folders[pair.b]
         ax.plot([_index(k) for k in a.layers], pair.same_layer, marker="o", label=f"{a.label} vs {b.label}")
-    ax.set_xlabel("layer index k (numeric order)")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _layer_ticks(ax, result.folders)
     ax.set_ylabel("linear CKA of layer k with layer k")
     ax.set_ylim(0.0, 1.02)
     ax.grid(alpha=0.3)
@@ -99,8 +114,11 @@ def sweep(result, path: Path, *, subtitle: str) -> None:
             values = [np.nan if v is None else v for v in getattr(measures, attr)]
             ax.plot([_index(k) for k in folder.layers], values, marker="o", label=folder.label)
         ax.set_title(title, fontsize=10)
-        ax.set_xlabel("layer index (numeric order)")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _layer_ticks(ax, result.folders)
+        if attr == "pca_components_90":
+            ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        elif attr in ("mean", "std"):
+            plain_numbers(ax, scientific=True)  # values near 0 keep a ×10ⁿ factor, never an offset
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
     fig.suptitle(f"Per-folder layer sweeps on the compared frames\n{subtitle}", fontsize=11)

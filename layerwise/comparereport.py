@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import base64
 import csv
+import datetime as dt
 import html
 import io
 import math
 from pathlib import Path
 
-from . import store
-from .naming import naming_legend
-from .report import REPORT_HTML, SUMMARY_CSV, SUMMARY_JSON
+from . import runcard, store
+from .naming import display_name, naming_legend
+from .report import REPORT_HTML, STYLE, SUMMARY_CSV, SUMMARY_JSON, card_html
 from .results import N_PCA_COMPONENTS
 
 
@@ -30,13 +31,14 @@ def _num(value):
 def summary_dict(result, figures) -> dict:
     """The summary.json object: folders, utterances used and left out, time matching, ``cka_between`` (one entry per
     pair of folders: the layers-of-a × layers-of-b matrix with the layer keys), ``cka_same_layer`` (pairs with equal
-    layer counts), each folder's own per-layer measures, figures and notes."""
+    layer counts), each folder's own per-layer measures, figures, notes, and how it was run (command, wall
+    seconds, package versions)."""
     folders = []
     for folder in result.folders:
         pooled = result.pooling.get(folder.label, {})
         folders.append({
             "label": folder.label, "features_dir": str(folder.path), "model_name": folder.meta.get("model_name"),
-            "rep_type": folder.meta.get("rep_type"), "random_init": folder.meta.get("random_init"),
+            "model_revision": folder.meta.get("model_revision"), "rep_type": folder.meta.get("rep_type"), "random_init": folder.meta.get("random_init"),
             "layers": folder.layers, "dims": dict(zip(folder.layers, folder.dims)),
             "pooled_onto_grid": {k: {"kernel": kern, "stride": stride} for k, (kern, stride) in pooled.items()},
             "identity": store.identity_of(folder.meta),
@@ -70,6 +72,7 @@ def summary_dict(result, figures) -> dict:
         "grid": grid, "edge_frames_dropped": result.edge_frames_dropped,
         "cka_between": between, "cka_same_layer": same, "per_folder": per_folder,
         "figures": [f.name for f in figures], "notes": result.notes,
+        "command": result.command, "wall_seconds": result.wall_seconds, "versions": runcard.analysis_versions(),
     }
 
 
@@ -97,6 +100,41 @@ def _csv_text(rows: list[dict]) -> str:
     return buffer.getvalue()
 
 
+def _layer_range(keys: list[str]) -> str:
+    names = [display_name(k) for k in keys]
+    return names[0] if len(names) == 1 else f"{names[0]} … {names[-1]} ({len(names)})"
+
+
+def run_card(result, *, now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """(label, text) rows of the comparison's run card: each folder (path, model and revision, rep type and span,
+    layers, extraction settings, the extraction's package versions from its manifests), the common utterances and
+    frames, date, wall time, versions, command line. ``now`` : the report's date (default: now, UTC)."""
+    now = now or dt.datetime.now(dt.UTC)
+    unit = "frames" if result.span == "frame" else f"{result.span} segments"
+    rows = []
+    for folder in result.folders:
+        meta = folder.meta
+        extraction = runcard.read_extraction(folder.path)
+        versions = ", ".join(f"{k} {v}" for k, v in extraction.versions.items()) or runcard.NOT_RECORDED
+        rows.append((f"Folder {folder.label}", (
+            f"{folder.path} — {runcard.model_text(meta)}; rep_type {meta.get('rep_type', runcard.NOT_RECORDED)}, "
+            f"span {meta.get('span', 'frame')}; layers {_layer_range(folder.layers)}; {runcard.settings_text(meta)}; "
+            f"{len(result.left_out[folder.label])} of its utterances not in every folder (left out); extraction "
+            f"versions: {versions}")))
+    grid = ("segments compared one by one" if result.span != "frame" else
+            "no frame-geometry metadata (frames compared index by index)" if result.grid is None else
+            f"common grid: hop {result.grid.hop} samples, receptive field {result.grid.field} samples")
+    command = (runcard.annotate_command(result.command, len(result.stems)) if result.command
+               else runcard.NOT_RECORDED)
+    return rows + [
+        ("Data", f"{len(result.stems)} utterances present in every folder, {result.n_frames:,} {unit}; {grid}"),
+        ("Date", f"report {now.strftime('%Y-%m-%d %H:%M UTC')}"),
+        ("Wall time", f"comparison {runcard.format_duration(result.wall_seconds)}"),
+        ("Versions", ", ".join(f"{k} {v}" for k, v in runcard.analysis_versions().items())),
+        ("Commands", f"comparison: {command}"),
+    ]
+
+
 def _cell(value) -> str:
     if isinstance(value, float):
         return "<td>n/a</td>" if not math.isfinite(value) else f"<td>{value:.4g}</td>"
@@ -109,25 +147,21 @@ def _table(head: list[str], rows: list[list]) -> str:
     return f"<table><tr>{top}</tr>{body}</table>"
 
 
-def html_text(result, figures, out: Path) -> str:
-    """One self-contained page: folders, notes, every figure (base64 PNG) with how to read it, the numbers."""
-    style = ("body{font-family:sans-serif;max-width:1100px;margin:auto;padding:1em}img{max-width:100%}"
-             "table{border-collapse:collapse;font-size:0.85em}td,th{border:1px solid #ccc;padding:2px 6px}"
-             ".how{background:#f4f4f4;padding:0.5em}")
-    unit = "frames" if result.span == "frame" else f"{result.span} segments"
-    grid = ("no frame-geometry metadata (frames compared index by index)" if result.grid is None else
-            f"common grid: hop {result.grid.hop} samples, receptive field {result.grid.field} samples")
-    head = ("<!doctype html><html><head><meta charset='utf-8'><title>Layer-wise comparison</title>"
-            f"<style>{style}</style></head><body><h1>Layer-wise comparison</h1>")
-    intro = (f"<p>{len(result.stems)} utterances present in every folder, {result.n_frames:,} {unit}; "
-             f"{html.escape(grid if result.span == 'frame' else 'segments compared one by one')}.</p>")
-    parts = [head, intro,
+def html_text(result, figures, out: Path, *, now: dt.datetime | None = None) -> str:
+    """One self-contained page: run card, folders, notes, every figure (base64 PNG) with how to read it, the
+    numbers. Layers are shown by their display names (L0 …, C0 …) everywhere; the stored keys once, in the legend."""
+    head = ("<!doctype html><html lang='en'><head><meta charset='utf-8'><title>Layer-wise comparison</title>"
+            f"<style>{STYLE}</style></head><body><h1>Layer-wise comparison: "
+            f"{html.escape(', '.join(f.label for f in result.folders))}</h1>")
+    parts = [head, "<h2>Run card</h2>", card_html(run_card(result, now=now)),
+             "<h2>Folders</h2>",
              _table(["label", "folder", "model", "random init", "layers", "pooled onto the common grid",
                      "utterances left out"],
                     [[f.label, str(f.path), f.meta.get("model_name", "?"), f.meta.get("random_init", "?"),
-                      f"{f.layers[0]} … {f.layers[-1]} ({len(f.layers)})",
-                      ", ".join(f"{k} (kernel {a}, stride {b})" for k, (a, b) in result.pooling[f.label].items())
-                      or "none", len(result.left_out[f.label])] for f in result.folders])]
+                      _layer_range(f.layers),
+                      ", ".join(f"{display_name(k)} (kernel {a}, stride {b})"
+                                for k, (a, b) in result.pooling[f.label].items()) or "none",
+                      len(result.left_out[f.label])] for f in result.folders])]
     legend = naming_legend({k for f in result.folders for k in f.layers})
     parts += [f"<p>Layer names: {html.escape(legend)}.</p>"] if legend else []
     parts += [f"<p><b>Note:</b> {html.escape(n)}</p>" for n in result.notes]
@@ -140,9 +174,10 @@ def html_text(result, figures, out: Path) -> str:
     for pair in result.pairs:
         a, b = result.folders[pair.a], result.folders[pair.b]
         parts.append(f"<h3>{html.escape(a.label)} (rows) vs {html.escape(b.label)} (columns)</h3>")
-        parts.append(_table([""] + b.layers, [[key, *map(float, row)] for key, row in zip(a.layers, pair.cka)]))
-    rows = csv_rows(result)
-    parts.append("<h2>Numbers: per-folder sweeps (summary.csv)</h2>")
+        parts.append(_table([""] + [display_name(k) for k in b.layers],
+                            [[display_name(key), *map(float, row)] for key, row in zip(a.layers, pair.cka)]))
+    rows = [{**r, "layer": display_name(r["layer"])} for r in csv_rows(result)]
+    parts.append("<h2>Numbers: per-folder sweeps (summary.csv; layer there is the stored key)</h2>")
     parts.append(_table(list(rows[0]), [list(r.values()) for r in rows]))
     parts.append(f"<h2>Utterances</h2><p>{html.escape(', '.join(result.stems))}</p></body></html>")
     return "\n".join(parts)

@@ -16,6 +16,8 @@ from .contract import PROPERTY_MEASURES, SPAN_MEASURES
 from .results import N_PCA_COMPONENTS, AnalysisResult
 
 SPAN_MEASURE_KEYS, PROPERTY_MEASURE_KEYS = SPAN_MEASURES, PROPERTY_MEASURES  # defined in contract.py
+NO_CONTROL_CAPTION = ("No random-initialisation control in this run, so no dashed lines: only the analysed model is "
+                      "drawn (see the notes for where the control was looked for).")
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,14 @@ class Figure:
     caption: str
     applies: Callable[[AnalysisResult], bool]
     draw: Callable[[AnalysisResult, Path], Path | None]
+    control: str = ""  # what the dashed lines are: added to the caption when the run has a random-init control
+
+    def caption_for(self, result: AnalysisResult) -> str:
+        """The caption of this figure in ``result``: with the control's sentence when a control is drawn, and
+        NO_CONTROL_CAPTION instead when this figure would draw one but the run has none."""
+        if not self.control:
+            return self.caption
+        return f"{self.caption} {self.control if result.control is not None else NO_CONTROL_CAPTION}"
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,11 @@ class Drawn:
 
     figure: Figure
     path: Path
+    caption: str = ""  # the caption for this run (Figure.caption_for); the registry's caption when empty
+
+    def __post_init__(self):
+        if not self.caption:
+            object.__setattr__(self, "caption", self.figure.caption)
 
     @property
     def name(self) -> str:
@@ -173,14 +188,17 @@ FIGURES: tuple[Figure, ...] = (
         "utterances; read it as its height above the dotted majority-class baseline (a layer at the baseline "
         "carries no linearly decodable label information). Orange: projection-weighted CCA between the segment "
         "vectors and the one-hot labels (the measure of the published layer-wise curves). Green: normalised mutual "
-        "information between k-means clusters and labels (no supervision; slightly above 0 even for noise). Solid "
-        "lines: the analysed model; dashed: the same measures on a randomly initialised model of the same config "
-        "(same utterances, seed and splits). The gap between solid and dashed is what training added; a peak shows "
-        "where the information is most linearly accessible, not the only place it exists."), _has_span, _draw_span),
+        "information between k-means clusters and labels (no supervision; slightly above 0 even for noise). A peak "
+        "shows where the information is most linearly accessible, not the only place it exists."), _has_span,
+        _draw_span, control=(
+            "Solid lines: the analysed model; dashed: the same measures on a randomly initialised model of the same "
+            "config (same utterances, seed and splits). The gap between solid and dashed is what training added.")),
     Figure("what_each_layer_encodes.png", "What each layer encodes: alignment-free measures per layer", (
         "CCA with the log-mel filterbank (time-matched), CCA with the first layer, and speaker information "
-        "(utterance-level probe accuracy against its majority baseline, PWCCA with one-hot speaker) per layer. "
-        "Solid: the analysed model; dashed: the random-initialisation control."), _has_properties, _draw_properties),
+        "(utterance-level probe accuracy against its majority baseline, PWCCA with one-hot speaker) per layer."),
+        _has_properties, _draw_properties, control=(
+            "Solid: the analysed model; dashed: the random-initialisation control (same utterances, seed and "
+            "protocol); the gap is what training added.")),
 )
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
 BY_NAME = {f.name: f for f in FIGURES}
@@ -194,5 +212,5 @@ def draw_all(result: AnalysisResult, out: str | Path) -> list[Drawn]:
     drawn = []
     for figure in FIGURES:
         if figure.applies(result) and figure.draw(result, out / figure.name) is not None:
-            drawn.append(Drawn(figure, out / figure.name))
+            drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
     return drawn

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 
 import numpy as np
 
-from . import embed, spanalysis
+from . import embed, spanalysis, store
 from .analysis_options import AnalysisOptions
-from .collect import Collected
+from .collect import Collected, control_meta
 from .errors import UsageError
 from .naming import speaker_of
 from .results import (
     N_PCA_COMPONENTS,
+    NO_CONTROL,
     AnalysisResult,
     ControlResult,
     LayerResult,
@@ -91,7 +93,8 @@ def _span_part(state: Collected, options: AnalysisOptions):
 
             control = spanalysis.read_control(folder, state.spans, state.meta, dict(zip(state.layers, state.dims)))
             check_control_folder(folder, state)  # then every other setting of the extraction identity
-            log.info("random-init control: %d files from %s", len(control.stems), folder)
+            log.info("random-init control: %s (%d of the %d analysed utterances)", folder, len(control.stems),
+                     len(state.files))
     except UsageError as err:  # spanalysis.ControlError or a control of another extraction identity
         from .analyze import AnalysisError
 
@@ -105,7 +108,8 @@ def _span_part(state: Collected, options: AnalysisOptions):
     if control_summary is not None:
         c_measures, c_info, c_unavailable = _split(control_summary)
         control_result = ControlResult(str(c_info.pop("features_dir", folder)), int(c_info.pop("n_files", 0)),
-                                       c_measures, c_info, c_unavailable)
+                                       c_measures, c_info, c_unavailable,
+                                       meta=control_meta(folder, control.stems if control is not None else []))
     notes = [n for n in notes if "could not be computed" not in n]  # listed from ``unavailable`` instead
     return measures, info, unavailable, control_result, notes
 
@@ -129,6 +133,9 @@ def _properties(state: Collected, options: AnalysisOptions) -> tuple[dict, dict,
 
     folder = spanalysis.control_folder(options.features_dir, options.control_dir)
     control = collect.collect_control(folder, state, seed=options.seed) if folder is not None else None
+    if control is not None:
+        log.info("random-init control: %s (%d of the %d analysed utterances)", folder, len(control.stems),
+                 len(state.files))
     measures, unavailable = properties.analyse(state.properties, control, seed=options.seed,
                                                cca_protocol=options.cca_protocol)
     control_measures = measures.pop(spanalysis.CONTROL_KEY, None)
@@ -136,12 +143,56 @@ def _properties(state: Collected, options: AnalysisOptions) -> tuple[dict, dict,
     if control is not None:
         prefix = f"{spanalysis.CONTROL_KEY}."
         result = ControlResult(str(folder), len(control.stems), control_measures or {},
-                               unavailable={k[len(prefix):]: v for k, v in unavailable.items() if k.startswith(prefix)})
+                               unavailable={k[len(prefix):]: v for k, v in unavailable.items() if k.startswith(prefix)},
+                               meta=control_meta(folder, control.stems))
         unavailable = {k: v for k, v in unavailable.items() if not k.startswith(prefix)}
         if len(control.stems) < len(state.files):
             notes.append(f"random-init control: {len(control.stems)} of the {len(state.files)} analysed utterances "
                          f"in {folder}; its measures use those")
     return measures, unavailable, result, notes
+
+
+def auto_control_path(features_dir) -> Path:
+    """Where ``control_dir="auto"`` looks for the random-init control (``spanalysis.control_folder``'s rule):
+    ``{features_dir's parent}-random_init/{features_dir's name}``."""
+    features = Path(features_dir).resolve()
+    return features.parent.with_name(features.parent.name + store.RANDOM_INIT_SUFFIX) / features.name
+
+
+def no_control_note(options: AnalysisOptions, folder: Path | None) -> str:
+    """The one note of a run whose measures have no random-init control (``folder``: the control folder found,
+    which then shares no analysed utterance)."""
+    how = "extract one with extract_features.py --random_init (same settings and files) to draw the dashed lines"
+    if folder is not None:
+        return (f"{NO_CONTROL}: {folder} holds none of the analysed utterances; extract them "
+                f"there with --random_init to draw the dashed lines")
+    if options.control_dir is None or str(options.control_dir).lower() == spanalysis.CONTROL_NONE:
+        return f"{NO_CONTROL}: control_dir none was given; the figures show the analysed model only"
+    return f"{NO_CONTROL}: looked for {auto_control_path(options.features_dir)}; {how}"
+
+
+def _explain(state: Collected, unavailable: dict[str, str], measures: dict) -> dict[str, dict[str, str]]:
+    """Reasons a reader can act on, rewritten in place in ``unavailable``, and the cells that are empty by
+    definition (column -> layer -> why), for the report's table."""
+    from .properties import BASE_LAYER
+
+    keys = state.layers
+    if "cca_intra" in unavailable and all(store.parse_layer_key(k)[0] == "conv" for k in keys):
+        unavailable["cca_intra"] = (f"does not apply to conv-only (rep_type local) folders: it compares each "
+                                    f"transformer layer with {BASE_LAYER}")
+    elif "cca_intra" in unavailable and BASE_LAYER not in keys:
+        unavailable["cca_intra"] += " (add 0 to --layers)"
+    found = _speakers(np.array(state.files))
+    speakers = set() if found is None else set(found.tolist())
+    if len(speakers) == 1:
+        for name, reason in list(unavailable.items()):
+            if name.startswith("speaker_"):
+                unavailable[name] = (f"the analysed files hold one speaker only (speaker {next(iter(speakers))}): "
+                                     f"{reason}; use more files (--num_files 0 = all)")
+    cells = {"cka_with_previous": {keys[0]: "the first layer: no previous one"}}
+    if BASE_LAYER in (measures.get("cca_intra") or {}):
+        cells["cca_intra"] = {BASE_LAYER: "the reference layer"}
+    return cells
 
 
 def _requested(state: Collected) -> list[str]:
@@ -195,6 +246,12 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         span_measures.update(props)
         unavailable.update(props_unavailable)
         control = control or props_control
+    if control is None and (state.spans is not None or state.properties is not None):
+        folder = spanalysis.control_folder(options.features_dir, options.control_dir)
+        control_notes.append(no_control_note(options, folder))  # logged with the other notes at the end
+    not_applicable = _explain(state, unavailable, span_measures)
+    if control is not None:
+        _explain(state, control.unavailable, control.measures)
     run = RunInfo(features_dir=str(options.features_dir), output_dir=str(options.output_dir), seed=options.seed,
                   max_points=options.max_points, num_files=options.num_files, similarity=options.similarity,
                   cka_vmin=options.cka_vmin, color_by=options.color_by, cca_protocol=options.cca_protocol,
@@ -205,4 +262,4 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
         meta=state.meta, run=run, unit=unit, notes=_notes(state, layers) + span_notes + control_notes,
         unavailable=unavailable, requested=_requested(state),
-        measures=span_measures, measure_info=info, control=control)
+        measures=span_measures, measure_info=info, control=control, not_applicable=not_applicable)

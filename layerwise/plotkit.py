@@ -68,6 +68,16 @@ def finish(fig, title: str) -> None:
     fig.tight_layout(rect=(0, 0, 1, 1 - (0.16 * lines + 0.05) / fig.get_figheight()))
 
 
+def plain_numbers(ax, axis: str = "y", *, scientific: bool = False) -> None:
+    """Tick labels of ``ax``'s ``axis`` as the values themselves: no offset label (``1e-5+9.999e-1`` above the
+    axis, which hides that 0.99991 … 0.99998 are nearly equal) and, unless ``scientific``, no ×10ⁿ factor either.
+    Axes whose formatter is not matplotlib's ScalarFormatter (log scales, fixed labels) are left as they are."""
+    try:
+        ax.ticklabel_format(axis=axis, useOffset=False, **({} if scientific else {"style": "plain"}))
+    except AttributeError:
+        pass
+
+
 def layer_positions(layers) -> list[int]:
     """x position of each layer: its index (``layer_10`` -> 10), so gaps between selected layers stay visible;
     ``0 … n−1`` when the keys are not all of one kind (or not layer keys)."""

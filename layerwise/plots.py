@@ -47,6 +47,7 @@ def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str):
         ax.set_xticks(x, [display_name(k) for k in layers])
         ax.set_xlabel("layer")
         ax.set_ylabel("feature value (mean ± std over frames × dims)")
+        plotkit.plain_numbers(ax, scientific=True)
         ax.set_title(f"Per-layer feature statistics\n{subtitle}", fontsize=10)
         return plotkit.save(fig, path)
 
@@ -167,6 +168,7 @@ def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle
         ax.set_xticks(x, [display_name(k) for k in layers])
         ax.set_xlabel("layer")
         ax.set_ylabel("accuracy / correlation / NMI")
+        plotkit.plain_numbers(ax)
         ax.set_ylim(min([0.0] + [v for v in drawn if np.isfinite(v)]) - 0.02, 1.02)
         ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
         info = trained.get("span_measures_info", {})
@@ -227,6 +229,7 @@ def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, 
         ax.set_xticks(x, [display_name(k) for k in layers])
         ax.set_xlabel("layer")
         ax.set_ylabel("score (accuracy, correlation, NMI)")
+        plotkit.plain_numbers(ax)
         ax.set_ylim(min([0.0] + drawn) - 0.02, max([1.0] + drawn) + 0.02)
         ax.set_title(f"What each layer encodes\n{subtitle}", fontsize=10)
         if missing:

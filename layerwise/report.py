@@ -31,7 +31,7 @@ REPORT_HTML = "report.html"
 COLUMN_HELP = {
     "dim": "dimensions of the layer",
     "n_frames": "frames (segments for span folders) of the layer over all files analysed",
-    "frame_rate": "frames per second of the layer",
+    "frame_rate": "frames per second of the layer (— for span folders: segments have no rate)",
     "mean": "mean over all frames × dimensions", "std": "standard deviation over all frames × dimensions",
     "dim_var_median": "median of the per-dimension variances", "dim_var_max": "largest per-dimension variance",
     "pca_evr_pc1": "share of the variance on the first principal component",
@@ -50,7 +50,8 @@ STYLE = (
     ".notes{background:#fff6e0;border-left:5px solid #e0a000;padding:0.4em 1em}"
     ".ok{background:#eaf6ea;border-left:5px solid #3a3;padding:0.4em 1em}"
     ".how{background:#f4f4f4;padding:0.5em}td.num{text-align:right;font-variant-numeric:tabular-nums;"
-    "white-space:nowrap}.wide{overflow-x:auto}.wide th{overflow-wrap:anywhere;min-width:3.6em;vertical-align:bottom}"
+    "white-space:nowrap}.wide{overflow-x:auto}.wide th{min-width:3.6em;vertical-align:bottom}"
+    "td.na{color:#666;font-size:0.9em}"
 )
 
 
@@ -112,9 +113,12 @@ def write_per_dim(output_dir: Path, dim_mean: dict, dim_var: dict) -> Path:
 
 
 # ---------------------------------------------------------------------------------------------- report.html
-def _cell(value) -> str:
+def _cell(value, why: str | None = None) -> str:
+    """One table cell; ``why`` : the reason an empty cell is empty by definition (shown as ``n/a (why)``)."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "<td class='num' title='not computed'>—</td>"
+        if why:
+            return f"<td class='na'>n/a ({html.escape(why)})</td>"
+        return "<td class='num' title='not computed (see the notes)'>—</td>"
     if isinstance(value, (float, np.floating)):
         return f"<td class='num'>{value:.4g}</td>"
     if isinstance(value, (int, np.integer)):
@@ -122,25 +126,51 @@ def _cell(value) -> str:
     return f"<td>{html.escape(str(value))}</td>"
 
 
-def _table(rows: list[dict]) -> str:
+def _header(name: str) -> str:
+    """A column header that may wrap after each underscore (never inside a word)."""
+    return f"<th>{html.escape(str(name)).replace('_', '_<wbr>')}</th>"
+
+
+def _table(rows: list[dict], not_applicable: dict[str, dict[str, str]] | None = None) -> str:
     """Rows as an HTML table that scrolls sideways when wide; a ``layer`` column shows the display name (L0 …);
-    long headers may wrap (CSS)."""
-    head = "".join(f"<th>{html.escape(str(k))}</th>" for k in rows[0])
-    body = "".join("<tr>" + "".join(_cell(display_name(v) if k == "layer" else v) for k, v in row.items()) + "</tr>"
-                   for row in rows)
+    headers wrap at underscores. not_applicable : column -> layer key -> why the cell is empty by definition (a
+    ``random_init_`` column uses the reason of its measure)."""
+    not_applicable = not_applicable or {}
+
+    def why(column: str, layer) -> str | None:
+        measure = column.removeprefix(f"{CONTROL_KEY}_")
+        return not_applicable.get(measure, {}).get(str(layer))
+
+    head = "".join(_header(k) for k in rows[0])
+    body = "".join("<tr>" + "".join(_cell(display_name(v), None) if k == "layer" else _cell(v, why(k, row.get("layer")))
+                                    for k, v in row.items()) + "</tr>" for row in rows)
     return f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
 
 
-def _columns_help(columns) -> str:
+def _split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the analysed model's columns, the control's ``random_init_…`` columns with ``layer``; [] without any)."""
+    prefix = f"{CONTROL_KEY}_"
+    own = [{k: v for k, v in r.items() if not k.startswith(prefix)} for r in rows]
+    control = [{"layer": r["layer"], **{k: v for k, v in r.items() if k.startswith(prefix)}} for r in rows]
+    return own, (control if len(control[0]) > 1 else [])
+
+
+def _columns_help(columns, control: bool = False) -> str:
     """What each column present holds, then the random-init and missing-value conventions."""
-    known = [f"<b>{html.escape(c)}</b>: {html.escape(COLUMN_HELP[c])}" for c in columns if c in COLUMN_HELP]
-    if any(str(c).startswith(f"{CONTROL_KEY}_") for c in columns):
-        known.append(f"<b>{CONTROL_KEY}_…</b>: the same measure on the random-initialisation control")
-    known.append("<b>—</b>: not computed (see the notes). The same numbers are in summary.csv and summary.json")
+    prefix = f"{CONTROL_KEY}_"
+    known = [f"<b>{html.escape(c)}</b>: {html.escape(COLUMN_HELP[c.removeprefix(prefix)])}" for c in columns
+             if c.removeprefix(prefix) in COLUMN_HELP and not (control and c == "layer")]
+    if control:
+        known.insert(0, f"<b>{CONTROL_KEY}_…</b>: the measure of that name on the random-initialisation control "
+                        f"(same utterances, seed and protocol)")
+    known.append("<b>n/a (…)</b>: undefined for that layer, for the reason given")
+    known.append("<b>—</b>: not computed (the reason is in the notes). The same numbers are in summary.csv and "
+                 "summary.json")
     return "<p class='how'><b>Columns.</b> " + "; ".join(known) + ".</p>"
 
 
-def _card(rows: list[tuple[str, str]]) -> str:
+def card_html(rows: list[tuple[str, str]]) -> str:
+    """A run card's (label, text) rows as a table; the ``Commands`` row keeps its line breaks."""
     cells = "".join(f"<tr><th>{html.escape(label)}</th><td><pre>{html.escape(text)}</pre></td></tr>"
                     if label == "Commands" else f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
                     for label, text in rows)
@@ -178,11 +208,6 @@ def _measures_text(result) -> str:
     text = (f"Span measures on {info.get('n_segments')} segments of {info.get('n_utterances')} utterances, "
             f"{info.get('n_classes')} classes, mean over {info.get('n_splits')} utterance splits, seed "
             f"{info.get('seed')}.")
-    if result.control is not None:
-        text += (f" Random-init control ({CONTROL_KEY}_… columns): {result.control.n_files} files from "
-                 f"{result.control.features_dir}.")
-    else:
-        text += " No random-init control (extract one with extract_features.py --random_init)."
     return f"<p>{html.escape(text)}</p>"
 
 
@@ -192,7 +217,16 @@ def _figure_html(drawn) -> str:
     anchor = html.escape(Path(figure.name).stem)
     return (f"<section id='{anchor}'><h2>{html.escape(figure.title)}</h2>"
             f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>"
-            f"<p class='how'><b>How to read this:</b> {html.escape(figure.caption)}</p></section>")
+            f"<p class='how'><b>How to read this:</b> {html.escape(drawn.caption)}</p></section>")
+
+
+def _control_table(result, rows: list[dict]) -> str:
+    """The control's per-layer columns as their own table (the main table stays readable), or ""."""
+    if not rows:
+        return ""
+    intro = f"Random-initialisation control: {result.control.describe(len(result.files))}."
+    return (f"<h3>Random-initialisation control per layer</h3><p>{html.escape(intro)}</p>"
+            + _table(rows, result.not_applicable) + _columns_help(rows[0], control=True))
 
 
 def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[str]) -> str:
@@ -203,15 +237,16 @@ def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[st
     contents = "".join(f"<li><a href='#{html.escape(Path(d.figure.name).stem)}'>{html.escape(d.figure.title)}"
                        f"</a></li>" for d in drawn)
     files = html.escape(", ".join(result.files))
-    rows = result.rows()
+    own, control = _split_rows(result.rows())
     return "\n".join([
         (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
         f"<style>{STYLE}</style></head><body>"),
         f"<h1>{html.escape(title)}</h1>",
-        "<h2>Run card</h2>" + _card(card),
+        "<h2>Run card</h2>" + card_html(card),
         _notes_html(notes),
         f"<h2>Figures</h2><ol>{contents}</ol>",
-        "<h2>Summary per layer</h2>" + _measures_text(result) + _table(rows) + _columns_help(rows[0]),
+        "<h2>Summary per layer</h2>" + _measures_text(result) + _table(own, result.not_applicable)
+        + _columns_help(own[0]) + _control_table(result, control),
         *[_figure_html(d) for d in drawn],
         f"<details><summary>Files analysed ({len(result.files)})</summary><p>{files}</p></details></body></html>",
     ])

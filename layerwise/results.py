@@ -19,6 +19,8 @@ N_PCA_COMPONENTS = 20  # explained-variance ratios kept per layer (summary.json,
 VARIANCE_TARGET = 0.9  # components_90: the fewest principal components holding this share of the variance
 CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", "pca_explained_variance_ratio")
 CONTROL_KEY = "random_init"  # summary.json key holding the random-init control's measures
+NO_CONTROL = "no random-initialisation control"  # how the note of a run without its control begins
+CONTROL_META = ("model_name", "model_revision", "seed")  # what the report and summary.json say of a control's files
 
 
 def components_for(ratios: np.ndarray | None, target: float = VARIANCE_TARGET) -> int | None:
@@ -116,8 +118,9 @@ class RunInfo:
 class ControlResult:
     """The random-initialisation control's measures (same seed, utterances and protocol as the trained run).
 
-    features_dir : the control folder; n_files : its utterances used; measures, measure_info, unavailable : as in
-    :class:`AnalysisResult`.
+    features_dir : the control folder; n_files : its utterances used (those it shares with the analysed files);
+    measures, measure_info, unavailable : as in :class:`AnalysisResult`; meta : the metadata of the control's first
+    shared file (model_name, model_revision, seed, random_init …; ``{}`` when not read).
     """
 
     features_dir: str
@@ -125,12 +128,22 @@ class ControlResult:
     measures: dict[str, dict[str, float | None]] = field(default_factory=dict)
     measure_info: dict = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+
+    def describe(self, n_analysed: int) -> str:
+        """``{folder}: {model} (revision r), random initialisation seed s; N of M analysed utterances shared``."""
+        meta = self.meta
+        model = f"{meta.get('model_name', 'model not recorded')} (revision {meta.get('model_revision')})"
+        init = (f"random initialisation seed {meta.get('seed')}" if meta.get("random_init")
+                else "random initialisation not recorded in its files")
+        return f"{self.features_dir}: {model}, {init}; {self.n_files} of {n_analysed} analysed utterances shared"
 
     def summary(self) -> dict:
         """The ``random_init`` object of ``summary.json``: measures flat (measure -> layer -> value) as for the
         trained model, then the scalars, the folder, the count and what could not be computed."""
         return {**{k: dict(v) for k, v in self.measures.items()}, **self.measure_info,
-                "features_dir": self.features_dir, "n_files": self.n_files, "unavailable": dict(self.unavailable)}
+                "features_dir": self.features_dir, "n_files": self.n_files, "unavailable": dict(self.unavailable),
+                **{k: self.meta.get(k) for k in CONTROL_META}}
 
 
 @dataclass(frozen=True)
@@ -148,7 +161,9 @@ class AnalysisResult:
         cca_mel, cca_intra, speaker_probe_accuracy, speaker_pwcca, ...); measure_info : scalars and provenance of
         those measures (probe_majority_baseline, span_measures_info, ...); control : the random-init control's
         :class:`ControlResult`, or None. requested : measures this run was expected to produce; one of them in
-        ``unavailable`` makes the CLI exit non-zero.
+        ``unavailable`` makes the CLI exit non-zero. not_applicable : column (a ``rows()`` key: measure or
+        ``cka_with_previous``) -> layer -> why that cell is empty by definition (``"the reference layer"``); it
+        holds for the control's column of the same measure too.
     """
 
     files: list[str]
@@ -167,6 +182,7 @@ class AnalysisResult:
     measure_info: dict = field(default_factory=dict)
     control: ControlResult | None = None
     requested: list[str] = field(default_factory=list)
+    not_applicable: dict[str, dict[str, str]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ views
     @property

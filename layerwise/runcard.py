@@ -11,11 +11,13 @@ import datetime as dt
 import json
 import logging
 import shlex
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import __version__, runlog
 from .naming import display_name, naming_legend
+from .results import NO_CONTROL
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +25,8 @@ NOT_RECORDED = "not recorded"
 MANIFEST_GLOB = "manifest*.json"  # one per extraction shard (runlog.RunLog.manifest_path)
 ANALYSIS_PACKAGES = ("numpy", "scipy", "scikit-learn", "openTSNE", "matplotlib", "seaborn")
 MAX_FAILURES_SHOWN = 10
+FILE_LIST_FLAGS = ("--file_list", "--write_file_list")  # arguments naming a list of feature files
+WRAPPER_LIST_PREFIX = "layerwise-files."  # extract_hubert_features.sh: mktemp "${TMPDIR:-/tmp}/layerwise-files.XXXXXX"
 
 
 @dataclass
@@ -117,6 +121,20 @@ def _on_off(value) -> str:
     return NOT_RECORDED if value is None else ("on" if value else "off")
 
 
+def model_text(meta: dict) -> str:
+    """``{model_name} (revision r)``, with a loud mark for a random-initialisation extraction."""
+    model = f"{_value(meta, 'model_name')} (revision {_value(meta, 'model_revision')})"
+    if meta.get("random_init"):
+        model += f" — RANDOM INITIALISATION (seed {_value(meta, 'seed')}), not the trained weights"
+    return model
+
+
+def settings_text(meta: dict) -> str:
+    """The extraction settings of a file's metadata that change the numbers besides model and layers."""
+    return (f"waveform normalisation {_on_off(meta.get('normalize'))}, compute dtype {_value(meta, 'compute_dtype')}, "
+            f"stored as {_value(meta, 'save_dtype')}, sample rate {_value(meta, 'sample_rate')} Hz")
+
+
 def _layers_text(result) -> str:
     names = ", ".join(display_name(k) for k in result.keys)
     legend = naming_legend(result.keys)
@@ -176,27 +194,67 @@ def _versions_text(extraction: Extraction) -> str:
     return f"analysis: {ours}; extraction: {theirs}" + (f", python {python}" if python else "")
 
 
+def _control_text(result) -> str:
+    """The random-init control: folder, model, seed, utterances shared; or that there is none (see the notes)."""
+    if result.control is not None:
+        return result.control.describe(len(result.files))
+    if any(n.startswith(NO_CONTROL) for n in result.notes):
+        return "none in this run (see the notes): the figures draw no dashed control lines"
+    return "none (this run computes no measure with a control)"
+
+
+def _list_arguments(args: list[str]) -> list[tuple[str, str]]:
+    """(flag, path) of each file-list argument in ``args`` (``--flag PATH`` or ``--flag=PATH``)."""
+    found = []
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in FILE_LIST_FLAGS:
+            value = value or (args[i + 1] if i + 1 < len(args) else "")
+            if value:
+                found.append((flag, value))
+    return found
+
+
+def annotate_command(command: str, n_files: int) -> str:
+    """``command`` as run, then one line per file-list argument saying what that list was: the wrapper
+    (extract_hubert_features.sh) passes temporary lists (``--write_file_list``/``--file_list``) that it deletes when
+    it ends, so the path cannot be opened afterwards; the files analysed are in summary.json ``files``."""
+    try:
+        args = shlex.split(command)
+    except ValueError:
+        return command
+    lines = [command]
+    for flag, path in _list_arguments(args):
+        temporary = Path(path).name.startswith(WRAPPER_LIST_PREFIX) or Path(path).parent == Path(tempfile.gettempdir())
+        what = "a temporary list written by the wrapper and deleted after the run" if temporary else "a list file"
+        if flag == "--file_list":
+            lines.append(f"  ({flag} {path}: {what}; the {n_files} files it named are listed in summary.json "
+                         f"'files' and under 'Files analysed'; to re-run on the same files write them to a list "
+                         f"and pass it with --file_list, or pass --num_files 0 for every file of the folder)")
+        else:
+            lines.append(f"  ({flag} {path}: {what}; it collects the files this extraction completed; not needed "
+                         f"to re-run the extraction)")
+    return "\n".join(lines)
+
+
 def run_card(result, extraction: Extraction, *, now: dt.datetime | None = None) -> list[tuple[str, str]]:
     """(label, text) rows of the run card for ``result`` (a ``results.AnalysisResult``) and the extraction
     manifests of its features folder (:func:`read_extraction`). ``now`` : the report's date (default: now, UTC)."""
     meta, run = result.meta, result.run
     now = now or dt.datetime.now(dt.UTC)
     random_init = meta.get("random_init")
-    model = f"{_value(meta, 'model_name')} (revision {_value(meta, 'model_revision')})"
-    if random_init:
-        model += f" — RANDOM INITIALISATION (seed {_value(meta, 'seed')}), not the trained weights"
     span = _value(meta, "span") if meta.get("span") else "frame"
     if meta.get("span_options"):
         span += " (" + ", ".join(f"{k} {v}" for k, v in meta["span_options"].items()) + ")"
     finished = extraction.finished.strftime("%Y-%m-%d %H:%M UTC") if extraction.finished else NOT_RECORDED
-    analysis_cmd = run.command or NOT_RECORDED
+    n_files = len(result.files)
+    analysis_cmd = annotate_command(run.command, n_files) if run.command else NOT_RECORDED
+    extraction_cmds = [f"extraction: {annotate_command(c, n_files)}" for c in extraction.commands]
     return [
-        ("Model", model),
+        ("Model", model_text(meta)),
         ("Representation", f"rep_type {_value(meta, 'rep_type')}, span {span}"),
         ("Layers", _layers_text(result)),
-        ("Settings", (f"waveform normalisation {_on_off(meta.get('normalize'))}, compute dtype "
-                     f"{_value(meta, 'compute_dtype')}, stored as {_value(meta, 'save_dtype')}, sample rate "
-                     f"{_value(meta, 'sample_rate')} Hz")),
+        ("Settings", settings_text(meta)),
         ("Data", _data_text(result, extraction)),
         ("Seeds", f"analysis seed {run.seed} (frame subsample of {len(result.sample)} points, t-SNE, splits); "
                   + (f"random-initialisation seed {_value(meta, 'seed')}" if random_init
@@ -207,7 +265,8 @@ def run_card(result, extraction: Extraction, *, now: dt.datetime | None = None) 
         ("Date", f"report {now.strftime('%Y-%m-%d %H:%M UTC')}; extraction finished {finished}"),
         ("Wall time", _wall_text(result, extraction)),
         ("Versions", _versions_text(extraction)),
-        ("Commands", "\n".join([f"extraction: {c}" for c in extraction.commands] or [f"extraction: {NOT_RECORDED}"])
+        ("Control", _control_text(result)),
+        ("Commands", "\n".join(extraction_cmds or [f"extraction: {NOT_RECORDED}"])
          + f"\nanalysis: {analysis_cmd}"),
     ]
 

@@ -19,6 +19,7 @@ OTHER = "other"
 OTHER_COLOUR = "0.7"  # matplotlib grey level of the "other" group
 POINT_SIZE = 6  # points², small enough for 500–2000 points per panel
 LEVELS = (0.5, 0.9)  # shares of variance whose number of components is shown per layer
+TEXT_SIZE = 9  # points: axis labels and ticks of the PCA panels (readable at the report's width)
 LOG_AXIS_FROM = 40  # the cumulative-variance x axis turns logarithmic when it must show more components than this
 
 
@@ -125,8 +126,12 @@ def _variance_panels(fig, ax_curve, ax_dim, layers, ratios, n_show) -> None:
     ax_curve.text(1, LEVELS[-1] + 0.01, f"{LEVELS[-1]:.0%}", fontsize=7, color="0.3", va="bottom")
     if shown > LOG_AXIS_FROM:
         ax_curve.set_xscale("log")
-    ax_curve.set_xlabel("number of principal components")
-    ax_curve.set_ylabel("cumulative explained variance")
+    else:  # whole components only: 1, 2, 3 … (never 2.5)
+        ax_curve.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+        ax_curve.set_xlim(0.5, shown + 0.5)
+    ax_curve.set_xlabel("number of principal components", fontsize=TEXT_SIZE)
+    ax_curve.set_ylabel("cumulative explained variance", fontsize=TEXT_SIZE)
+    ax_curve.tick_params(labelsize=TEXT_SIZE)
     ax_curve.set_ylim(0, 1.01)
     bar = fig.colorbar(matplotlib.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax_curve, pad=0.02)
     ticks = x if len(x) <= 13 else x[:: max(1, len(x) // 8)]
@@ -135,9 +140,10 @@ def _variance_panels(fig, ax_curve, ax_dim, layers, ratios, n_show) -> None:
     for level, marker in zip(LEVELS, ("o", "s")):
         ys = [np.nan if n is None else n for n in needed[level]]
         ax_dim.plot(x, ys, marker=marker, label=f"{level:.0%} of variance")
-    ax_dim.set_xticks(x, [display_name(k) for k in layers], fontsize=7)
-    ax_dim.set_xlabel("layer")
-    ax_dim.set_ylabel("components needed")
+    ax_dim.set_xticks(x, [display_name(k) for k in layers], fontsize=TEXT_SIZE if len(layers) <= 16 else 7)
+    ax_dim.set_xlabel("layer", fontsize=TEXT_SIZE)
+    ax_dim.set_ylabel("components needed", fontsize=TEXT_SIZE)
+    ax_dim.tick_params(axis="y", labelsize=TEXT_SIZE)
     ax_dim.yaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax_dim.legend(fontsize=8)
 
@@ -166,8 +172,8 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
             ratio = ratios.get(key)
             if drawn and components_needed(ratio, 0.0) is not None:
                 shares = list(np.asarray(ratio, dtype=float)[:2]) + [0.0, 0.0]
-                ax.set_xlabel(f"PC1 ({shares[0]:.1%} of variance)", fontsize=8)
-                ax.set_ylabel(f"PC2 ({shares[1]:.1%})", fontsize=8)
+                ax.set_xlabel(f"PC1 ({shares[0]:.1%} of variance)", fontsize=TEXT_SIZE)
+                ax.set_ylabel(f"PC2 ({shares[1]:.1%})", fontsize=TEXT_SIZE)
         _legend(fig, names, what, colours)
         plotkit.finish(fig, f"PCA with frames as points (spectrum from all frames, scatter of the subsample, coloured by "
                      f"{what})\n{subtitle}")
