@@ -132,9 +132,9 @@ class ControlResult:
 
     def describe(self, n_analysed: int) -> str:
         """``{folder}: {model} (revision r), random initialisation seed s; N of M analysed utterances shared``."""
-        meta = self.meta
-        model = f"{meta.get('model_name', 'model not recorded')} (revision {meta.get('model_revision')})"
-        init = (f"random initialisation seed {meta.get('seed')}" if meta.get("random_init")
+        meta = {k: "not recorded" if v is None else v for k, v in self.meta.items()}
+        model = f"{meta.get('model_name', 'model not recorded')} (revision {meta.get('model_revision', 'not recorded')})"
+        init = (f"random initialisation seed {meta.get('seed', 'not recorded')}" if self.meta.get("random_init")
                 else "random initialisation not recorded in its files")
         return f"{self.features_dir}: {model}, {init}; {self.n_files} of {n_analysed} analysed utterances shared"
 

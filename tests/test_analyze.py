@@ -283,3 +283,95 @@ def test_cli_exit_1_when_a_requested_measure_cannot_be_computed_and_the_rest_is_
     assert summary["probe_accuracy"]["layer_0"] == 0.5 and "pwcca" not in summary
     assert "span_measures.png" in summary["figures"] and "held-out part too small (planted)" in (
         out / "report.html").read_text()
+
+
+# Frame folders the alignment-free property measures run on: a frame grid in the metadata (one 400-sample window
+# every 320 samples for every layer), LibriSpeech names.
+GRID_META = {"model_name": "synthetic", "rep_type": "contextualized", "span": "frame", "sample_rate": 16000,
+             "model_config": {"conv_kernel": [400, 1, 1], "conv_stride": [320, 1, 1]}}
+
+
+def write_speakers(folder, stems, *, prefix="layer", meta=GRID_META, seed=0):
+    """One file per LibriSpeech stem, layers as in :func:`write_folder`; returns nothing."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, stem in enumerate(stems):
+        h = rng.normal(size=(50, 6)) + i
+        arrays = {}
+        for k in range(3):
+            h = np.tanh(h @ rng.normal(size=(6, 6)) / 2) + 0.3 * rng.normal(size=(50, 6))
+            arrays[f"{prefix}_{k}"] = h.astype(np.float32)
+        store.write_features(store.feature_path(folder, stem), arrays, meta)
+
+
+def table_and_notes(out):
+    from tests.test_report import layer_tables
+
+    page = (out / "report.html").read_text()
+    summary = json.loads((out / "summary.json").read_text())
+    notes = summary["notes"] + [f"{k} not computed: {v}" for k, v in summary["unavailable"].items()]
+    return page, layer_tables(page), notes, summary
+
+
+def test_one_speaker_and_reference_layer_cells_say_why(tmp_path):
+    """Three files of one speaker (what --num_files 3 often gives): the speaker measures' reason says how to get
+    more speakers; cca_intra of layer_0 is 'n/a (the reference layer)', the first layer's CKA with the previous
+    one 'n/a (the first layer …)'; every remaining '—' cell is explained by a note or the legend."""
+    from tests.test_report import unexplained_dashes
+
+    write_speakers(tmp_path / "m" / "feat", [f"19-198-{i:04d}" for i in range(3)] + ["26-495-0000"])
+    out = tmp_path / "o"
+    run_analysis(features_dir=tmp_path / "m" / "feat", output_dir=out, num_files=3, max_points=30,
+                 similarity="cka")
+    page, (table,), notes, summary = table_and_notes(out)
+    for name in ("speaker_probe_accuracy", "speaker_pwcca"):
+        reason = summary["unavailable"][name]
+        assert "one speaker only (speaker 19" in reason and reason.endswith("use more files (--num_files 0 = all)")
+    assert set(summary["cca_intra"]) == {"layer_0", "layer_1", "layer_2"} and summary["cca_intra"]["layer_0"] is None
+    assert [row["layer"] for row in table] == ["L0", "L1", "L2"]
+    assert table[0]["cca_intra"] == "n/a (the reference layer)" and table[1]["cca_intra"] not in ("—", "")
+    assert table[0]["cka_with_previous"] == "n/a (the first layer: no previous one)"
+    assert unexplained_dashes(page, notes) == []
+
+
+def test_conv_only_folder_says_cca_intra_does_not_apply(tmp_path):
+    from tests.test_report import unexplained_dashes
+
+    write_speakers(tmp_path / "m" / "conv", [f"19-198-{i:04d}" for i in range(2)] + ["26-495-0000", "26-495-0001"],
+                   prefix="conv", meta={**GRID_META, "rep_type": "local"})
+    out = tmp_path / "o"
+    run_analysis(features_dir=tmp_path / "m" / "conv", output_dir=out, num_files=0, max_points=30, similarity="cka")
+    page, (table,), notes, summary = table_and_notes(out)
+    assert summary["unavailable"]["cca_intra"].startswith("does not apply to conv-only (rep_type local) folders")
+    assert "cca_intra" not in summary and "cca_intra" not in table[0]
+    assert unexplained_dashes(page, notes) == []
+
+
+def test_frame_folder_control_is_named_and_drawn_dashed(tmp_path, caplog):
+    """An auto-detected control of a frame folder: the log and run card name it with its model, seed and shared
+    utterances, its measures sit in their own table, and the caption describes the dashed lines."""
+    import logging
+
+    from layerwise import figures
+    from tests.test_report import Page, layer_tables
+
+    stems = [f"19-198-{i:04d}" for i in range(3)] + ["26-495-0000", "26-495-0001"]
+    trained, control = tmp_path / "m" / "feat", tmp_path / "m-random_init" / "feat"
+    write_speakers(trained, stems)
+    write_speakers(control, stems[1:], meta={**GRID_META, "random_init": True, "seed": 7}, seed=1)
+    caplog.set_level(logging.INFO, logger="layerwise")
+    out = tmp_path / "o"
+    summary = run_analysis(features_dir=trained, output_dir=out, num_files=0, max_points=30, similarity="cka")
+    folder = control.resolve()
+    assert f"random-init control: {folder} (4 of the 5 analysed utterances)" in caplog.text
+    assert summary["random_init"]["seed"] == 7 and summary["random_init"]["n_files"] == 4
+    page = (out / "report.html").read_text()
+    parsed = Page()
+    parsed.feed(page)
+    assert parsed.card["Control"] == (f"{folder}: synthetic (revision not recorded), random initialisation seed 7; 4 of 5 "
+                                      f"analysed utterances shared")
+    own, ctrl = layer_tables(page)
+    assert not any(c.startswith("random_init_") for c in own[0]) and "random_init_cca_intra" in ctrl[0]
+    assert ctrl[0]["random_init_cca_intra"] == "n/a (the reference layer)"
+    assert figures.BY_NAME["what_each_layer_encodes.png"].control in page
+    assert figures.NO_CONTROL_CAPTION not in page

@@ -358,3 +358,73 @@ def test_a_folder_mixing_extractions_is_refused(tmp_path):
     write_folder(b, {"19-198-0001": files["19-198-0001"]}, meta_for("m/other", keys))
     with pytest.raises(CompareError, match="19-198-0001_features.npz: other settings.*model_name"):
         compare([a, b])
+
+
+def test_report_run_card_display_names_and_plain_tick_labels(tmp_path, monkeypatch):
+    """The compare report opens with a run card (folders with model, revision, random init and seed, layers,
+    settings, the extraction's versions from its manifest; common utterances and frames; date, wall time, versions,
+    the command with the wrapper's temporary list marked); every table and axis names layers L0 …; nearly equal
+    CKA values are written out, not as an offset above the axis."""
+    from layerwise import compareplots
+    from layerwise.runcard import analysis_versions
+    from tests.test_report import Page, Tables
+
+    rng = np.random.default_rng(9)
+    files = {}
+    for i, t in enumerate((40, 50, 60)):
+        x = rng.normal(size=(t, 6))
+        files[f"19-198-{i:04d}"] = {f"layer_{k}": (x + 1e-3 * k * rng.normal(size=(t, 6))).astype(np.float32)
+                                    for k in range(3)}  # neighbouring layers: CKA 0.9999…
+    keys = ["layer_0", "layer_1", "layer_2"]
+    a = write_folder(tmp_path / "m" / "a", files, meta_for("org/model-a", keys))
+    (a / "manifest.json").write_text(json.dumps({"tool": {"versions": {"torch": "9.9.9"}}}))
+    b = write_folder(tmp_path / "r" / "b", files, {**meta_for("org/model-a", keys), "random_init": True, "seed": 3,
+                                                    "model_revision": "abc"})
+    drawn = {}
+    real_save = compareplots._save
+
+    def keep(fig, path):
+        fig.canvas.draw()
+        drawn[path.name] = [(ax.get_title(), [t.get_text() for t in ax.get_xticklabels()],
+                             ax.yaxis.get_offset_text().get_text(), [t.get_text() for t in ax.get_yticklabels()])
+                            for ax in fig.axes]
+        real_save(fig, path)
+
+    monkeypatch.setattr(compareplots, "_save", keep)
+    out = tmp_path / "cmp"
+    command = f"compare_features.py --features_dirs {a} {b} --file_list /tmp/layerwise-files.Q1w2E3"
+    result = run_comparison(features_dirs=[a, b], output_dir=out, command=command)
+    html = (out / "report.html").read_text()
+    page = Page()
+    page.feed(html)
+    card = page.card
+    assert card["Folder model-a"].startswith(f"{a} — org/model-a (revision not recorded); rep_type contextualized, "
+                                             f"span frame; layers L0 … L2 (3); waveform normalisation not recorded")
+    assert card["Folder model-a"].endswith("0 of its utterances not in every folder (left out); extraction versions: "
+                                           "torch 9.9.9")
+    assert card["Folder model-a-random_init"].startswith(
+        f"{b} — org/model-a (revision abc) — RANDOM INITIALISATION (seed 3), not the trained weights")
+    assert card["Data"].startswith(f"3 utterances present in every folder, {40 + 50 + 60:,} frames; common grid")
+    assert card["Wall time"].startswith("comparison ") and card["Date"].startswith("report ")
+    assert card["Versions"] == ", ".join(f"{k} {v}" for k, v in analysis_versions().items())
+    commands = card["Commands"].split("\n")
+    assert commands[0] == f"comparison: {command}" and "a temporary list written by the wrapper" in commands[1]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["command"] == command and summary["wall_seconds"] > 0 and summary["versions"]["numpy"]
+    assert summary["folders"][1]["model_revision"] == "abc"
+
+    parser = Tables()
+    parser.feed(html)
+    cka_table = next(t for t in parser.tables if t[0][:1] == [""])
+    assert cka_table[0] == ["", "L0", "L1", "L2"] and [row[0] for row in cka_table[1:]] == ["L0", "L1", "L2"]
+    sweep_table = next(t for t in parser.tables if t[0][:2] == ["folder", "layer"])
+    assert [row[1] for row in sweep_table[1:]] == ["L0", "L1", "L2"] * 2
+    assert "layer_1" not in "".join(cell for t in parser.tables for row in t for cell in row)
+
+    panels = {title: rest for title, *rest in drawn["sweep.png"]}
+    ticks, offset, labels = panels["linear CKA with the previous layer"]
+    assert ticks == ["L0", "L1", "L2"] and offset == ""
+    assert all(abs(float(text.replace("−", "-")) - 1) < 1e-3 for text in labels if text)  # 0.99998, not "8"
+    (same,) = drawn["cka_same_layer.png"]
+    assert same[1] == ["L0", "L1", "L2"] and same[2] == ""
+    assert result.command == command

@@ -262,3 +262,30 @@ def test_what_each_layer_encodes(tmp_path, captured):
     assert plots.what_each_layer_encodes(layers, {"mi": {k: None for k in layers}}, None, tmp_path / "n.png",
                                          subtitle="s") is None
     assert not (tmp_path / "n.png").exists()
+
+
+def test_cumulative_variance_axis_has_whole_components_and_line_plots_no_offset(tmp_path, captured):
+    """The cumulative-variance x axis ticks whole components only (1, 2, 3 …); a line plot of nearly equal values
+    writes them out instead of an offset above the axis (``1e-5+9.999e-1``)."""
+    rng = np.random.default_rng(4)
+    layers = ["layer_0", "layer_1", "layer_2"]
+    ratios = {}
+    for key in layers:
+        spectrum = np.sort(rng.random(7))[::-1]
+        ratios[key] = spectrum / spectrum.sum()
+    groups, names, what = plots.point_groups(np.repeat(["a", "b"], 10), None)
+    plots.pca_figure(layers, ratios, {k: rng.normal(size=(20, 2)) for k in layers}, groups, names, what,
+                     tmp_path / "p.png", subtitle="s")
+    curve = captured[-1].axes[0]
+    captured[-1].canvas.draw()
+    low, high = curve.get_xlim()
+    ticks = [t for t in curve.get_xticks() if low <= t <= high]
+    assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks)
+
+    mean = {k: 1.0 + 1e-5 * i for i, k in enumerate(layers)}
+    plots.feature_statistics(layers, mean, dict.fromkeys(layers, 1e-6), tmp_path / "f.png", subtitle="s")
+    ax = captured[-1].axes[0]
+    captured[-1].canvas.draw()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    values = [float(t.get_text().replace("−", "-")) for t in ax.get_yticklabels() if t.get_text()]
+    assert all(abs(v - 1.0) < 1e-4 for v in values) and len(set(values)) == len(values)

@@ -96,6 +96,53 @@ class Page(HTMLParser):
         self._text += data
 
 
+class Tables(HTMLParser):
+    """Every table of a page as rows of cell texts (header row first); ``<wbr>`` joins the header's parts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def layer_tables(page: str) -> list[list[dict]]:
+    """The per-layer tables of report.html (those with a ``layer`` column) as lists of {column: cell text}."""
+    parser = Tables()
+    parser.feed(page)
+    return [[dict(zip(t[0], row)) for row in t[1:]] for t in parser.tables if t and t[0][:1] == ["layer"]]
+
+
+def unexplained_dashes(page: str, notes: list[str]) -> list[str]:
+    """``layer/column`` of every ``—`` cell whose column has neither a note naming it nor a legend entry that
+    explains its dash."""
+    out = []
+    for table in layer_tables(page):
+        for row in table:
+            for column, text in row.items():
+                measure = column.removeprefix("random_init_")
+                named = any(measure in note or (measure.startswith("pca_") and f"{row['layer']}: pca" in note)
+                            for note in notes)
+                if text == "—" and not named and "—" not in report.COLUMN_HELP.get(measure, ""):
+                    out.append(f"{row['layer']}/{column}")
+    return out
+
+
 @pytest.fixture(scope="module")
 def written(tmp_path_factory):
     """One analysis output folder shared by the tests that read it (drawing the figures takes seconds)."""
@@ -134,6 +181,7 @@ def test_run_card_matches_the_run(written):
                                 f"analysis: {result.run.command}")
     assert re.match(r"report \d{4}-\d\d-\d\d \d\d:\d\d UTC; extraction finished \d{4}-", card["Date"])
     assert page.headings[:2] == ["Layer-wise analysis: hubert-tiny", "Run card"]  # the tag; the card has the path
+    assert card["Control"] == "none (this run computes no measure with a control)"
 
 
 def test_every_note_and_unavailable_measure_is_listed_with_its_reason(written):
@@ -250,3 +298,55 @@ def test_headless_chromium_renders_the_report_offline(written, tmp_path):
     assert count((0xE8, 0xEE, 0xF7), 0) > 10_000  # run card label cells (CSS applied)
     assert count((0xFF, 0xF6, 0xE0), 0) > 10_000  # the notes box
     assert count((253, 231, 37)) > 2_000  # viridis at 1.0: the CKA heatmap's diagonal, from an embedded PNG
+
+
+def test_temporary_file_lists_in_commands_are_marked(tmp_path):
+    """The wrapper's temporary lists (deleted when it ends) stay in the command as run, with a line saying what they
+    were and where the files are listed; other list files are named as list files; other commands are unchanged."""
+    listing = "/tmp/layerwise-files.Ab12Cd"
+    analysis = shlex.join(["visualize_features.py", "--features_dir", "out/x y", "--file_list", listing])
+    lines = report.runcard.annotate_command(analysis, 4).split("\n")
+    assert lines[0] == analysis and len(lines) == 2
+    assert lines[1].startswith(f"  (--file_list {listing}: a temporary list written by the wrapper and deleted after "
+                               f"the run; the 4 files it named are listed in summary.json 'files'")
+    extraction = "extract_features.py --audio_dir a --write_file_list=/home/me/lists/done.txt"
+    lines = report.runcard.annotate_command(extraction, 4).split("\n")
+    assert lines[0] == extraction
+    assert lines[1].startswith("  (--write_file_list /home/me/lists/done.txt: a list file; it collects the files this "
+                               "extraction completed")
+    assert report.runcard.annotate_command("visualize_features.py --num_files 3", 3) == (
+        "visualize_features.py --num_files 3")
+
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "manifest.json").write_text(json.dumps({**MANIFEST, "command": [
+        "extract_features.py", "--write_file_list", listing]}))
+    result = make_result(features)
+    result = dataclasses.replace(result, run=dataclasses.replace(result.run, command=analysis))
+    card = dict(report.runcard.run_card(result, report.runcard.read_extraction(features)))
+    commands = card["Commands"].split("\n")
+    assert commands[0] == f"extraction: extract_features.py --write_file_list {listing}"
+    assert commands[1].startswith(f"  (--write_file_list {listing}: a temporary list written by the wrapper")
+    assert commands[2] == f"analysis: {analysis}"
+    assert commands[3].startswith(f"  (--file_list {listing}: a temporary list") and len(commands) == 4
+
+
+def test_control_columns_get_their_own_table_and_reference_cells_say_n_a(tmp_path):
+    """With a control the per-layer table keeps the analysed model's columns; the control's columns follow in a
+    second table; cells empty by definition read 'n/a (why)' in both, other empty cells '—'."""
+    result = make_result(tmp_path)
+    intra = {"layer_0": None, "layer_1": 0.8, "layer_2": 0.6}
+    control = results.ControlResult(str(tmp_path / "ctrl"), 3, {"cca_intra": {"layer_0": None, "layer_1": 0.95,
+                                                                             "layer_2": None}},
+                                    meta={"model_name": "m", "model_revision": "r", "seed": 4, "random_init": True})
+    result = dataclasses.replace(result, measures={"cca_intra": intra}, control=control,
+                                 not_applicable={"cca_intra": {"layer_0": "the reference layer"}})
+    page = report.render_html(result, [], report.runcard.run_card(result, report.runcard.Extraction()), [])
+    own, ctrl = layer_tables(page)
+    assert [r["cca_intra"] for r in own] == ["n/a (the reference layer)", "0.8", "0.6"]
+    assert not any(c.startswith("random_init_") for c in own[0])
+    assert [r["random_init_cca_intra"] for r in ctrl] == ["n/a (the reference layer)", "0.95", "—"]
+    parsed = Page()
+    parsed.feed(page)
+    assert parsed.card["Control"] == (f"{tmp_path / 'ctrl'}: m (revision r), random initialisation seed 4; 3 of 4 "
+                                      f"analysed utterances shared")

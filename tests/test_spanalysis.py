@@ -3,6 +3,7 @@ random-initialisation control (auto-detected, matched by stem, checked), summary
 
 import csv
 import json
+import logging
 import subprocess
 import sys
 from itertools import pairwise
@@ -11,8 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerwise import probes, spanalysis, store
+from layerwise import figures, measures, probes, spanalysis, store
 from layerwise.analyze import AnalysisError, run_analysis
+from tests.test_report import Page
 
 ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, str(ROOT / "visualize_features.py")]
@@ -32,7 +34,8 @@ def write_spans(folder, stems, *, snrs=SNRS, dim=DIM, random_init=False, seed=0,
     folder.mkdir(parents=True, exist_ok=True)
     means = np.random.default_rng(123).normal(size=(len(CLASSES), dim))
     rng = np.random.default_rng(seed)
-    meta = {"model_name": "synthetic", "rep_type": "contextualized", "span": "phone", "random_init": random_init}
+    meta = {"model_name": "synthetic", "rep_type": "contextualized", "span": "phone", "random_init": random_init,
+            **({"seed": seed, "model_revision": "r-ctrl"} if random_init else {})}
     written = {}
     for stem in stems:
         lab_rng = np.random.default_rng([label_seed, int(stem.split("-")[1])])
@@ -61,9 +64,10 @@ def folders(tmp_path):
     return trained, control, control_data
 
 
-def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, tmp_path):
+def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, tmp_path, caplog):
     trained, control, control_data = folders
     out = tmp_path / "out"
+    caplog.set_level(logging.INFO, logger="layerwise")
     run_analysis(features_dir=trained, output_dir=out, num_files=0, max_points=40, seed=3, probe_splits=SPLITS)
     summary = json.loads((out / "summary.json").read_text())
     acc, pw, base = summary["probe_accuracy"], summary["pwcca"], summary["probe_majority_baseline"]
@@ -104,14 +108,42 @@ def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, 
     assert page.count("data:image/png;base64,") == 7 and page.count("How to read this") == 7
     assert "<th>random_init_probe_accuracy</th>" in page.replace("<wbr>", "") and "phone segments" in page
 
+    # The control is visible: the log and the run card name its folder, its model and seed (from its files), and
+    # how many utterances it shares; summary.json has the same; the caption explains the dashed lines.
+    folder = control.resolve()
+    assert f"random-init control: {folder} (29 of the 30 analysed utterances)" in caplog.text
+    assert (ctrl["model_name"], ctrl["model_revision"], ctrl["seed"]) == ("synthetic", "r-ctrl", 5)
+    parsed = Page()
+    parsed.feed(page)
+    assert parsed.card["Control"] == (f"{folder}: synthetic (revision r-ctrl), random initialisation seed 5; 29 of 30 "
+                                      f"analysed utterances shared")
+    assert figures.BY_NAME["span_measures.png"].control in page and figures.NO_CONTROL_CAPTION not in page
+    assert not any(note.startswith("no random-initialisation control") for note in summary["notes"])
+
+
+def no_control_shown(out, summary, note: str) -> None:
+    """The run without a control says so once (a note in summary.json and report.html), the run card says none,
+    and the span figure's caption describes no dashed line."""
+    notes = [n for n in summary["notes"] if n.startswith("no random-initialisation control")]
+    assert notes == [note]
+    page = Page()
+    html = (out / "report.html").read_text()
+    page.feed(html)
+    assert page.items.count(note) == 1 and page.card["Control"].startswith("none in this run (see the notes)")
+    assert figures.NO_CONTROL_CAPTION in html and figures.BY_NAME["span_measures.png"].control not in html
+
 
 def test_control_none_and_frame_folders_have_no_random_init(folders, tmp_path):
     trained, _, _ = folders
     summary = run_analysis(features_dir=trained, output_dir=tmp_path / "o", num_files=0, max_points=20,
                            probe_splits=1, control_dir="none", layers="0,3")
     assert "random_init" not in summary and list(summary["pwcca"]) == ["layer_0", "layer_3"]
+    no_control_shown(tmp_path / "o", summary, "no random-initialisation control: control_dir none was given; the "
+                                              "figures show the analysed model only")
     assert spanalysis.control_folder(trained, "auto").resolve() == (trained.parents[1] / "model-random_init"
                                                                     / "split").resolve()
+    # the path the note names is the one control_folder looks at
+    assert measures.auto_control_path(trained) == spanalysis.control_folder(trained, "auto")
     assert spanalysis.control_folder(trained, None) is None
     assert spanalysis.control_folder(tmp_path / "model-random_init" / "split", "auto") is None
 
@@ -219,3 +251,16 @@ def test_a_measure_that_fails_is_reported_and_the_others_stay(monkeypatch):
     result, notes = spanalysis.analyse(one, None, control_dir=None, seed=0, n_splits=2)
     assert set(result["unavailable"]) == {"probe_accuracy", "pwcca", "mi"}
     assert "2 label classes" in result["unavailable"]["pwcca"]
+
+
+def test_without_a_sibling_control_the_note_names_where_it_was_looked_for(tmp_path):
+    trained = tmp_path / "lonely" / "split"
+    write_spans(trained, stems(12))
+    out = tmp_path / "o"
+    summary = run_analysis(features_dir=trained, output_dir=out, num_files=0, max_points=20, probe_splits=1,
+                           layers="0,3", similarity="cka")
+    expected = tmp_path.resolve() / "lonely-random_init" / "split"
+    assert not expected.exists() and "random_init" not in summary
+    no_control_shown(out, summary, f"no random-initialisation control: looked for {expected}; extract one with "
+                                   f"extract_features.py --random_init (same settings and files) to draw the dashed "
+                                   f"lines")
