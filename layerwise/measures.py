@@ -187,8 +187,9 @@ def _explain(state: Collected, unavailable: dict[str, str], measures: dict) -> d
     if len(speakers) == 1:
         for name, reason in list(unavailable.items()):
             if name.startswith("speaker_"):
-                unavailable[name] = (f"the analysed files hold one speaker only (speaker {next(iter(speakers))}): "
-                                     f"{reason}; use more files (--num_files 0 = all)")
+                unavailable[name] = (f"{reason}, but the analysed files hold one speaker only (speaker "
+                                     f"{next(iter(speakers))}; --num_files N takes the first N files by name): use "
+                                     f"more files (--num_files 0 = all)")
     cells = {"cka_with_previous": {keys[0]: "the first layer: no previous one"}}
     if BASE_LAYER in (measures.get("cca_intra") or {}):
         cells["cca_intra"] = {BASE_LAYER: "the reference layer"}

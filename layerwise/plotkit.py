@@ -73,7 +73,7 @@ def plain_numbers(ax, axis: str = "y", *, scientific: bool = False) -> None:
     axis, which hides that 0.99991 … 0.99998 are nearly equal) and, unless ``scientific``, no ×10ⁿ factor either.
     Axes whose formatter is not matplotlib's ScalarFormatter (log scales, fixed labels) are left as they are."""
     try:
-        ax.ticklabel_format(axis=axis, useOffset=False, **({} if scientific else {"style": "plain"}))
+        ax.ticklabel_format(axis=axis, useOffset=False, style="sci" if scientific else "plain")
     except AttributeError:
         pass
 

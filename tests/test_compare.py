@@ -375,6 +375,10 @@ def test_report_run_card_display_names_and_plain_tick_labels(tmp_path, monkeypat
         x = rng.normal(size=(t, 6))
         files[f"19-198-{i:04d}"] = {f"layer_{k}": (x + 1e-3 * k * rng.normal(size=(t, 6))).astype(np.float32)
                                     for k in range(3)}  # neighbouring layers: CKA 0.9999…
+    for k in range(3):  # centred over all frames: layer means of order 1e-9 (float32 rounding)
+        centre = np.concatenate([f[f"layer_{k}"] for f in files.values()]).astype(np.float64).mean(axis=0)
+        for f in files.values():
+            f[f"layer_{k}"] = (f[f"layer_{k}"] - centre).astype(np.float32)
     keys = ["layer_0", "layer_1", "layer_2"]
     a = write_folder(tmp_path / "m" / "a", files, meta_for("org/model-a", keys))
     (a / "manifest.json").write_text(json.dumps({"tool": {"versions": {"torch": "9.9.9"}}}))
@@ -425,6 +429,8 @@ def test_report_run_card_display_names_and_plain_tick_labels(tmp_path, monkeypat
     ticks, offset, labels = panels["linear CKA with the previous layer"]
     assert ticks == ["L0", "L1", "L2"] and offset == ""
     assert all(abs(float(text.replace("−", "-")) - 1) < 1e-3 for text in labels if text)  # 0.99998, not "8"
+    ticks, offset, labels = panels["mean over frames × dims"]  # means near 0: a ×10ⁿ factor, distinct labels
+    assert len(set(labels)) == len(labels) and (offset == "" or offset.startswith("1e"))
     (same,) = drawn["cka_same_layer.png"]
     assert same[1] == ["L0", "L1", "L2"] and same[2] == ""
     assert result.command == command
