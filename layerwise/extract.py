@@ -47,19 +47,25 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
                 "frame_rate": info.geometry.frame_rate, "hop_samples": info.geometry.hop,
                 "receptive_field_samples": info.geometry.receptive_field}
     runlog.start(run_meta, n_files=len(jobs), overwrite=overwrite)
-    if not overwrite and (earlier := runlog.earlier_run_differs()):
-        log.warning("%s: its files will not be replaced or counted as complete; %s", earlier, OVERWRITE_HINT)
 
+    earlier = None if overwrite else runlog.earlier_run_differs()
+    if earlier:
+        log.warning("%s: its files will not be replaced or counted as complete, and no file is added beside them; "
+                    "%s", earlier, OVERWRITE_HINT)
+    shapes = expected_shapes(info, keys, options)
     todo = []
     for job in jobs:
         job.alignment = alignments.get(job.source.stem)
-        state, detail = ("missing", "") if overwrite else store.resume_state(job.target, keys, identity)
+        state, detail = ("missing", "") if overwrite else store.resume_state(job.target, keys, identity, shapes)
         if options.span != "frame" and job.alignment is None:
             runlog.no_alignment(job.source)
         elif state == "complete":
             runlog.skip(job.source, job.target)
         elif state == "other_settings":
             runlog.fail(job.source, f"its output exists from a run with other settings ({detail}); {OVERWRITE_HINT}")
+        elif earlier:  # writing it would put two runs' files in one folder
+            runlog.fail(job.source, f"not written: the folder holds a run with other settings ({earlier}); "
+                                    f"{OVERWRITE_HINT}")
         else:
             if state == "damaged":
                 log.info("%s is damaged (%s): recomputing it", job.target.name, detail)
@@ -77,7 +83,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     def compute(job: Job):
         samples = job.wave.samples
         feats = model.features(samples, options.rep_type, indices)
-        job.extra = {"source_path": str(job.source), "duration_s": job.wave.duration,
+        job.extra = {"source_path": str(job.source), "duration_s": job.wave.duration, "n_samples": len(samples),
                      "n_frames": info.geometry.n_frames(len(samples)), "source_sample_rate": job.wave.source_rate,
                      "source_channels": job.wave.source_channels}
         extra = {"fbank": fbank(samples, info.sample_rate)} if fbank else {}
@@ -94,6 +100,30 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     _pipeline(todo, info.sample_rate, info.geometry.receptive_field, compute, write, runlog, stop, progress)
     runlog.finish()
     return runlog
+
+
+def expected_shapes(info, keys: list[str], options: ExtractionOptions):
+    """``meta -> {key: (rows, dim)}``: the form each stored array of a file must have (for resume). Dims from the
+    config; rows from the file's own metadata for frame files (``n_frames`` for ``layer_k``, the conv frame count of
+    ``n_samples`` for ``conv_k``), unknown (None) for span files (checked against the labels instead)."""
+    conv_dims = info.config_summary.get("conv_dim") or []
+
+    def shapes(meta: dict) -> dict:
+        n_samples = meta.get("n_samples")
+        if n_samples is None and meta.get("duration_s") is not None:
+            n_samples = round(meta["duration_s"] * info.sample_rate)
+        conv_rows = info.geometry.conv_lengths(n_samples) if n_samples is not None else []
+        out = {}
+        for key in keys:
+            kind, index = store.parse_layer_key(key)
+            dim = info.hidden_size if kind == "layer" else (conv_dims[index] if index < len(conv_dims) else None)
+            rows = None
+            if options.span == "frame":
+                rows = meta.get("n_frames") if kind == "layer" else (conv_rows[index] if conv_rows else None)
+            out[key] = (rows, dim)
+        return out
+
+    return shapes
 
 
 def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: ExtractionOptions, *, subset_id: int = 0,

@@ -105,15 +105,20 @@ class RunLog:
         return [self.out_dir / name for name, rec in sorted(self.files.items())]
 
     def earlier_run_differs(self) -> str | None:
-        """Why this run must not replace the folder's manifests (another run's identity), or None."""
+        """Why this run must not write into the folder: a manifest there describes a run with other settings whose
+        feature files are still present (a manifest whose files are all gone, or that wrote none, does not count).
+        None when the folder is free for this run."""
         for path in sorted(self.out_dir.glob("manifest*.json")):
             try:
-                earlier = json.loads(path.read_text()).get("run", {})
+                manifest = json.loads(path.read_text())
             except (OSError, ValueError):
                 continue
+            earlier = manifest.get("run", {})
             differ = store.identity_diff(earlier, self.meta)
-            if differ:
-                return f"{path.name} describes a run with other settings ({store.describe_diff(earlier, self.meta, differ)})"
+            present = any((self.out_dir / name).is_file() for name in manifest.get("files", {}))
+            if differ and present:
+                return (f"{path.name} describes a run with other settings "
+                        f"({store.describe_diff(earlier, self.meta, differ)})")
         return None
 
     def finish(self) -> None:

@@ -128,10 +128,18 @@ def check_segments(
     if out_of_range not in OUT_OF_RANGE_POLICIES:
         raise ValueError(f"out_of_range={out_of_range!r} not in {OUT_OF_RANGE_POLICIES}")
     aligned = max((s.end for s in segments), default=0.0)
+    for before, seg in zip(sorted(segments, key=lambda x: (x.start, x.end)),
+                           sorted(segments, key=lambda x: (x.start, x.end))[1:]):
+        if seg.start < before.end and seg.end > seg.start and before.end > before.start:  # never a policy matter
+            raise SegmentRangeError(f"{source}: segments {before.label!r} [{before.start}, {before.end}) and "
+                                    f"{seg.label!r} [{seg.start}, {seg.end}) s overlap; a tier's segments must not "
+                                    f"overlap (check the alignment file)")
     kept = []
     for seg in segments:
         if not seg.end > seg.start:
             problem = "is empty or reversed"
+        elif seg.start < 0:
+            problem = "starts before 0 s"
         elif seg.start >= audio_seconds:
             problem = "starts after the end of the audio"
         elif seg.end > audio_seconds + tolerance_s:

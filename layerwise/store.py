@@ -208,13 +208,18 @@ def read_features(path: str | Path, layers: list[str] | None = None) -> FeatureF
     return FeatureFile(stem_of(path), path, arrays, labels, intervals, meta, fbank)
 
 
-def resume_state(path: str | Path, expected_keys: list[str], identity: dict) -> tuple[str, str]:
+def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
+                 expected_shapes=None) -> tuple[str, str]:
     """What an existing output means for a resumed run: ``(state, detail)``, from one full read of the file.
 
-    ``"missing"`` (no file); ``"damaged"`` (unreadable, CRC error, an array with NaN/inf, or an expected key
-    missing: recompute it); ``"other_settings"`` (readable, but its identity differs from ``identity`` — detail names
-    the differing settings — or it has no metadata, as prototype files: never overwritten without ``overwrite``);
-    ``"complete"``. Every array is read, so a file is complete only when all of it decodes and is finite.
+    ``"missing"`` (no file); ``"damaged"`` (unreadable, CRC error, an array with NaN/inf, a key missing, an array
+    whose shape or dtype is not what the run writes, span labels/intervals that do not match the rows: recompute
+    it); ``"other_settings"`` (readable, but its identity differs from ``identity`` — detail names the differing
+    settings — or it has no metadata, as prototype files: never overwritten without ``overwrite``); ``"complete"``.
+    Every array is read, so a file is complete only when all of it decodes, is finite and has the expected form.
+
+    expected_shapes : ``callable(meta) -> {key: (rows or None, dim)}`` — the shape each layer array must have for
+        the file with this metadata (rows None: not known from the metadata, e.g. span files).
     """
     path = Path(path)
     if not path.is_file():
@@ -231,10 +236,28 @@ def resume_state(path: str | Path, expected_keys: list[str], identity: dict) -> 
             missing = [k for k in expected_keys if k not in files]
             if missing:
                 return "damaged", f"missing {missing}"
+            shapes = expected_shapes(meta) if expected_shapes else {}
+            rows = set()
             for key in sorted(files - {META_KEY, LABELS_KEY}):
                 value = data[key]
                 if value.dtype.kind == "f" and not np.isfinite(value).all():
                     return "damaged", f"{key} holds NaN or inf"
+                if key in expected_keys:
+                    want_rows, want_dim = shapes.get(key, (None, None))
+                    if value.ndim != 2 or value.dtype != SAVE_DTYPES.get(identity.get("save_dtype"), value.dtype) \
+                            or (want_dim is not None and value.shape[1] != want_dim) \
+                            or (want_rows is not None and value.shape[0] != want_rows):
+                        return "damaged", (f"{key} has shape {value.shape} {value.dtype}, expected "
+                                           f"({want_rows or 'T'}, {want_dim or 'D'}) {identity.get('save_dtype')}")
+                    rows.add(value.shape[0])
+            if identity.get("span") not in (None, "frame"):
+                if LABELS_KEY not in files or INTERVALS_KEY not in files:
+                    return "damaged", "a span file without labels or intervals"
+                labels, intervals = data[LABELS_KEY], data[INTERVALS_KEY]
+                if rows != {len(labels)} or intervals.shape != (len(labels), 2) \
+                        or not (intervals[:, 1] > intervals[:, 0]).all():
+                    return "damaged", (f"{len(labels)} labels, intervals {intervals.shape}, layer rows {sorted(rows)} "
+                                       f"do not match")
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
         return "damaged", str(err)
     return "complete", ""

@@ -307,3 +307,60 @@ def test_alignment_beyond_the_audio_fails_the_file_or_is_dropped_and_counted(tin
     centres = (np.arange(frames[0].shape[0]) * 320 + 200) / 16000
     inside = (centres >= 0.5) & (centres < 1.4)
     np.testing.assert_allclose(f.layers["layer_2"][1], frames[2][inside].mean(axis=0), atol=1e-4, rtol=1e-4)
+
+
+def rewrite(path, **changes):
+    """Rewrite a feature file with some arrays changed (meta left as it is), as damage on disk would."""
+    with np.load(path) as data:
+        payload = {k: data[k] for k in data.files}
+    for key, value in changes.items():
+        if value is None:
+            payload.pop(key)
+        else:
+            payload[key] = value
+    np.savez(path, **payload)
+
+
+@pytest.mark.parametrize("damage", ["cut", "one_layer_short", "transposed", "float64"])
+def test_files_of_the_wrong_form_are_recomputed_not_complete(tiny_hubert, audio_dir, tmp_path, damage):
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]
+    assert cli.main(args) == 0
+    path = store.feature_path(default_folder(tmp_path, tiny_hubert), "19-198-0001")
+    good = store.read_features(path).layers
+    layers = {k: v.copy() for k, v in good.items()}
+    change = {"cut": {k: v[:10] for k, v in layers.items()}, "one_layer_short": {"layer_1": layers["layer_1"][:-5]},
+              "transposed": {"layer_2": layers["layer_2"].T.copy()},
+              "float64": {"layer_0": layers["layer_0"].astype(np.float64)}}[damage]
+    rewrite(path, **change)
+    log = extract_folder(audio_dir, tmp_path, ExtractionOptions(model_name=str(tiny_hubert), device="cpu"))
+    assert (log.n_done, log.n_skipped) == (1, 3)
+    samples, _ = sf.read(next(audio_dir.rglob("19-198-0001.flac")), dtype="float32")
+    expected = hidden_states(tiny_hubert, samples)
+    for i, value in enumerate(store.read_features(path).layers.values()):
+        np.testing.assert_allclose(value, expected[i], atol=1e-4, rtol=1e-4)
+
+
+def test_a_refused_run_adds_no_file_beside_another_runs_files(tiny_hubert, audio_dir, tmp_path):
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]
+    assert cli.main(args + ["--normalize", "off"]) == 0
+    folder = default_folder(tmp_path, tiny_hubert)
+    for path in sorted(folder.glob("19-*_features.npz")):
+        path.unlink()
+    assert cli.main(args + ["--normalize", "on"]) == 1
+    metas = {p.name: store.read_features(p).meta["normalize"] for p in folder.glob("*_features.npz")}
+    assert set(metas.values()) == {False} and len(metas) == 2  # nothing of the other run was mixed in
+
+
+def test_overlapping_or_negative_segments_fail_in_every_format(tiny_hubert, tmp_path, caplog):
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(24000), 16000)
+    for name, lines in (("overlap", ["s-c-0001 1 0.00 0.10 AH", "s-c-0001 1 0.05 0.30 Z", "s-c-0001 1 0.40 0.2 B"]),
+                        ("negative", ["s-c-0001 1 -0.50 0.60 AH", "s-c-0001 1 0.40 0.2 B"])):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "phones.ctm").write_text("\n".join(lines) + "\n")
+        code = cli.main(["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / f"o_{name}"),
+                         "--model_name", str(tiny_hubert), "--span", "phone", "--alignment_dir", str(folder), *BASE])
+        assert code == 1, name
+        assert not list((tmp_path / f"o_{name}").rglob("*_features.npz"))
+    assert "overlap" in caplog.text and "starts before 0 s" in caplog.text
