@@ -50,9 +50,17 @@ def describe_diff(a: dict, b: dict, keys: list[str]) -> str:
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
 
 
+_CHECKPOINT_DIR = re.compile(r"^(checkpoint|ckpt|step)[-_]?\d+$")  # a training run's checkpoint folders
+
+
 def model_tag(model_name: str) -> str:
-    """Last path component of a hub id or folder: ``facebook/hubert-base-ls960 -> hubert-base-ls960``."""
-    return Path(str(model_name).rstrip("/")).name
+    """Last path component of a hub id or folder: ``facebook/hubert-base-ls960 -> hubert-base-ls960``; a training
+    run's checkpoint folder keeps its run's name, so checkpoints of two runs never share a tag:
+    ``runA/checkpoint-1000 -> runA-checkpoint-1000``."""
+    path = Path(str(model_name).rstrip("/"))
+    if _CHECKPOINT_DIR.match(path.name) and path.parent.name not in ("", ".", ".."):
+        return f"{path.parent.name}-{path.name}"
+    return path.name
 
 
 def output_folder(save_dir, model_name: str, dataset_split: str, data_sample, *, rep_type: str = DEFAULT_REP_TYPE,
@@ -112,7 +120,9 @@ def parse_layer_spec(spec: str | None, available: list[str]) -> list[str]:
         lo, hi = int(bounds[0]), int(bounds[-1])
         if len(kinds) != 1:
             raise UsageError(f"layers: index {item!r} is ambiguous with keys {available}; name the key")
-        if lo > hi or lo not in by_index or hi not in by_index:
+        if lo > hi:
+            raise UsageError(f"layers: range {item} runs backwards; write it low-high, e.g. {hi}-{lo}")
+        if lo not in by_index or hi not in by_index:
             raise UsageError(f"layers: {item} not in [0, {last}] ({kinds[0]}_0 … {kinds[0]}_{last})")
         chosen.update(by_index[i] for i in range(lo, hi + 1) if i in by_index)
     return sort_layer_keys(chosen)

@@ -102,8 +102,8 @@ class ExtractionOptions:
         _choice("device", self.device, DEVICES)
         object.__setattr__(self, "data_sample", str(self.data_sample))
         object.__setattr__(self, "layers", str(self.layers).strip() or "all")
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"seed={self.seed!r} must be an integer >= 0")
+        if not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            raise UsageError(f"seed={self.seed!r} must be an integer in [0, 2**63)")
         if self.num_utterances is not None and self.num_utterances < 1:
             raise UsageError(f"num_utterances={self.num_utterances} must be >= 1")
         if self.span != "frame":

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from . import __version__, store
+from .errors import UsageError
 from .store import RANDOM_INIT_SUFFIX  # noqa: F401 -- re-exported for older imports
 
 log = logging.getLogger(__name__)
@@ -70,7 +71,11 @@ class RunLog:
         return self.out_dir / f"failures{self.suffix}.tsv"
 
     def start(self, meta: dict, n_files: int, *, overwrite: bool = False) -> None:
-        self.out_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"cannot create the output folder {self.out_dir}: {err.strerror or err} (check "
+                             f"save_dir)") from err
         self.meta, self.n_files, self.overwrite = meta, n_files, overwrite
         self._t0 = time.perf_counter()
 
@@ -93,7 +98,8 @@ class RunLog:
 
     def interrupted(self, n_left: int) -> None:
         self.was_interrupted = True
-        log.warning("interrupted: the file in progress was written; %d file(s) left for a re-run", n_left)
+        log.warning("interrupted: files finished before the signal are written; %d file(s) left for a re-run",
+                    n_left)
 
     @property
     def wall_seconds(self) -> float:

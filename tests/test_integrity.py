@@ -364,3 +364,45 @@ def test_overlapping_or_negative_segments_fail_in_every_format(tiny_hubert, tmp_
         assert code == 1, name
         assert not list((tmp_path / f"o_{name}").rglob("*_features.npz"))
     assert "overlap" in caplog.text and "starts before 0 s" in caplog.text
+
+
+def test_checkpoints_of_two_training_runs_get_their_own_folders():
+    a = store.output_folder("out", "runA/checkpoint-1000", "dev-clean", 1)
+    b = store.output_folder("out", "runB/checkpoint-1000", "dev-clean", 1)
+    assert a.parent.name == "runA-checkpoint-1000" and a != b
+
+
+@pytest.mark.parametrize("extra", [["--num_threads", "-2"], ["--random_init", "--seed", "99999999999999999999"],
+                                   ["--layers", "2-1"]])
+def test_bad_values_are_usage_errors_not_tracebacks(tiny_hubert, audio_dir, tmp_path, extra, capsys):
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]
+    try:
+        code = cli.main(args + extra)
+    except SystemExit as exit_info:  # argparse's own usage errors
+        code = exit_info.code
+    assert code == 2 and not list(tmp_path.rglob("*_features.npz"))
+
+
+def test_save_dir_that_is_a_file_is_a_usage_error(tiny_hubert, audio_dir, tmp_path, caplog):
+    (tmp_path / "afile").write_text("x")
+    code = cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "afile"), "--model_name",
+                     str(tiny_hubert), *BASE])
+    assert code == 2 and "cannot create the output folder" in caplog.text
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, 2),  # array 0-4:2 -> ids 0, 2, 4 -> shards 0, 1, 2
+    ({"SLURM_ARRAY_TASK_ID": "abc"}, None), ({"SLURM_ARRAY_TASK_ID": "abc", "SLURM_ARRAY_TASK_COUNT": "2"}, None),
+])
+def test_slurm_arrays_with_steps_and_garbage(audio_dir, tmp_path, monkeypatch, capsys, env, expected):
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    files = sorted(audio_dir.rglob("*.*"))
+    if expected is None:
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"])
+        assert exit_info.value.code == 2
+        return
+    assert cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"]) == 0
+    assert capsys.readouterr().out.split() == [str(p) for p in files[expected::3]]

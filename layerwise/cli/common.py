@@ -25,14 +25,22 @@ def shard_from_env(subset_id: int | None, num_subsets: int | None, parser) -> tu
     shard 0 of 1. A bad combination is a usage error through ``parser.error`` (exit 2)."""
     env = os.environ
     subset, count = subset_id, num_subsets
-    if subset is None and count is None and "SLURM_ARRAY_TASK_ID" in env and "SLURM_ARRAY_TASK_COUNT" in env:
-        try:
-            subset = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
+    slurm = [k for k in ("SLURM_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_COUNT") if k in env]
+    if subset is None and count is None and slurm:
+        if len(slurm) < 2:
+            parser.error(f"{slurm[0]} is set but not its partner (SLURM_ARRAY_TASK_ID and SLURM_ARRAY_TASK_COUNT); "
+                         f"pass --subset_id/--num_subsets")
+        try:  # array 0-10:2 -> ids 0,2,...,10: shard (id - min) / step of count
+            step = int(env.get("SLURM_ARRAY_TASK_STEP", 1))
+            offset = int(env["SLURM_ARRAY_TASK_ID"]) - int(env.get("SLURM_ARRAY_TASK_MIN", 0))
             count = int(env["SLURM_ARRAY_TASK_COUNT"])
         except ValueError:
-            parser.error("SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT are not integers")
-        logging.getLogger(parser.prog).info("shard %d of %d from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT",
-                                            subset, count)
+            parser.error("SLURM_ARRAY_TASK_ID/_MIN/_STEP/_COUNT are not integers")
+        if step < 1 or offset % step:
+            parser.error(f"SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN = {offset} is not a multiple of "
+                         f"SLURM_ARRAY_TASK_STEP = {step}")
+        subset = offset // step
+        logging.getLogger(parser.prog).info("shard %d of %d from the SLURM array variables", subset, count)
     subset, count = (0 if subset is None else subset), (1 if count is None else count)
     if count < 1 or not 0 <= subset < count:
         parser.error(f"--subset_id {subset} not in [0, {count - 1}] for --num_subsets {count}")

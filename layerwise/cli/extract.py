@@ -146,6 +146,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
     subset_id, num_subsets = shard_from_env(args.subset_id, args.num_subsets, parser)
+    if args.num_threads is not None and args.num_threads < 1:
+        parser.error(f"--num_threads {args.num_threads} must be >= 1")
     try:
         options = options_from_args(args)
         out_dir = options.output_dir(args.save_dir)
