@@ -163,8 +163,9 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
     with plotkit.style() as (plt, sns):
         fig = plt.figure(figsize=(plotkit.PANEL_SIZE[0] * max(cols, 3), plotkit.PANEL_SIZE[1] * rows + 0.6))
         spec = fig.add_gridspec(rows, cols)
-        _variance_panels(fig, fig.add_subplot(spec[0, : cols // 2]), fig.add_subplot(spec[0, cols // 2:]),
-                         layers, ratios, n_show)
+        half = (cols + 1) // 2  # the curves (with their colour bar) get the wider half
+        _variance_panels(fig, fig.add_subplot(spec[0, :half]), fig.add_subplot(spec[0, half:]), layers, ratios,
+                         n_show)
         colours = palette(names)
         for i, key in enumerate(layers):
             ax = fig.add_subplot(spec[1 + i // cols, i % cols])
@@ -174,6 +175,7 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
                 shares = list(np.asarray(ratio, dtype=float)[:2]) + [0.0, 0.0]
                 ax.set_xlabel(f"PC1 ({shares[0]:.1%} of variance)", fontsize=TEXT_SIZE)
                 ax.set_ylabel(f"PC2 ({shares[1]:.1%})", fontsize=TEXT_SIZE)
+                ax.tick_params(labelsize=TEXT_SIZE - 1)
         _legend(fig, names, what, colours)
         plotkit.finish(fig, f"PCA with frames as points (spectrum from all frames, scatter of the subsample, coloured by "
                      f"{what})\n{subtitle}")
