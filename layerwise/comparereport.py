@@ -179,6 +179,8 @@ def html_text(result, figures, out: Path, *, now: dt.datetime | None = None) -> 
     rows = [{**r, "layer": display_name(r["layer"])} for r in csv_rows(result)]
     parts.append("<h2>Numbers: per-folder sweeps (summary.csv; layer there is the stored key)</h2>")
     parts.append(_table(list(rows[0]), [list(r.values()) for r in rows]))
+    parts.append("<p class='how'>n/a: cka_with_previous of a folder's first layer (it has no previous layer), or a "
+                 "value undefined for a constant layer (see the notes).</p>")
     parts.append(f"<h2>Utterances</h2><p>{html.escape(', '.join(result.stems))}</p></body></html>")
     return "\n".join(parts)
 

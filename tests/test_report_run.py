@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import soundfile as sf
 
@@ -58,6 +59,13 @@ def test_report_of_a_real_run_describes_it(tiny_hubert, audio_dir, tmp_path):
     assert card["Settings"].startswith("waveform normalisation off")  # the tiny checkpoint: do_normalize False
 
     summary = json.loads((analysis / "summary.json").read_text())
+    # no {model}-random_init sibling: said once, in the card, the notes and summary.json, with where it was looked for
+    sibling = Path(folder).resolve()
+    sibling = sibling.parent.with_name(sibling.parent.name + "-random_init") / sibling.name
+    note = (f"no random-initialisation control: looked for {sibling}; extract one with extract_features.py "
+            f"--random_init (same settings and files) to draw the dashed lines")
+    assert card["Control"].startswith("none in this run (see the notes)")
+    assert summary["notes"].count(note) == 1 and page.items.count(note) == 1
     assert "cca_mel" in summary["unavailable"]  # extracted without --fbank
     for measure, reason in summary["unavailable"].items():
         assert f"{measure} not computed: {reason}" in page.items
