@@ -216,6 +216,19 @@ def find_alignments(alignment_dir: str | Path, alignment_format: str = "auto") -
     return dict(sorted(found.items()))
 
 
+def digest(source: Source, tier: str) -> str:
+    """A fingerprint of what ``source`` says for ``tier`` (SHA-256, 16 hex digits): of the file's bytes for a
+    TextGrid, of the utterance's parsed segments for the multi-utterance formats. Stored in each span file's
+    metadata, so a re-run after the alignments changed does not take the old file as complete."""
+    import hashlib
+
+    if source.tiers is None:
+        data = Path(source.path).read_bytes()
+    else:
+        data = repr([(seg.start, seg.end, seg.label) for seg in source.tiers.get(tier, ())]).encode()
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
 def read_segments(source: Source | str | Path, tier: str) -> list[Segment]:
     """All labelled intervals of tier ``tier`` of one utterance, in time order (labels as in the file).
 

@@ -53,10 +53,16 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
         log.warning("%s: its files will not be replaced or counted as complete, and no file is added beside them; "
                     "%s", earlier, OVERWRITE_HINT)
     shapes = expected_shapes(info, keys, options)
+    tier = options.spans.phone_tier if options.span == "phone" else options.spans.word_tier
     todo = []
     for job in jobs:
         job.alignment = alignments.get(job.source.stem)
-        state, detail = ("missing", "") if overwrite else store.resume_state(job.target, keys, identity, shapes)
+        facts = {}
+        if job.alignment is not None:
+            facts["alignment_sha256"] = spans.alignment_digest(job.alignment, tier)
+            job.extra_meta = facts
+        state, detail = (("missing", "") if overwrite
+                         else store.resume_state(job.target, keys, identity, shapes, file_facts=facts))
         if options.span != "frame" and job.alignment is None:
             runlog.no_alignment(job.source)
         elif state == "complete":
@@ -83,7 +89,8 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     def compute(job: Job):
         samples = job.wave.samples
         feats = model.features(samples, options.rep_type, indices)
-        job.extra = {"source_path": str(job.source), "duration_s": job.wave.duration, "n_samples": len(samples),
+        job.extra = {**job.extra_meta, "source_path": str(job.source), "duration_s": job.wave.duration,
+                     "n_samples": len(samples),
                      "n_frames": info.geometry.n_frames(len(samples)), "source_sample_rate": job.wave.source_rate,
                      "source_channels": job.wave.source_channels}
         extra = {"fbank": fbank(samples, info.sample_rate)} if fbank else {}

@@ -30,7 +30,8 @@ class Job:
     target: Path
     wave: audio.Waveform | None = None
     alignment: object | None = None
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # per-file facts written to the file's meta
+    extra_meta: dict = field(default_factory=dict)  # facts known before computing (e.g. the alignment's digest)
 
 
 @dataclass

@@ -51,6 +51,7 @@ from .alignments import (  # noqa: F401 - re-exported: the extraction reads alig
     find_alignments,
     read_segments,
 )
+from .alignments import digest as alignment_digest  # noqa: F401
 from .errors import InputError
 
 DEFAULT_SILENCE_LABELS = frozenset({"", "sil", "sp", "spn"})

@@ -209,7 +209,7 @@ def read_features(path: str | Path, layers: list[str] | None = None) -> FeatureF
 
 
 def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
-                 expected_shapes=None) -> tuple[str, str]:
+                 expected_shapes=None, file_facts: dict | None = None) -> tuple[str, str]:
     """What an existing output means for a resumed run: ``(state, detail)``, from one full read of the file.
 
     ``"missing"`` (no file); ``"damaged"`` (unreadable, CRC error, an array with NaN/inf, a key missing, an array
@@ -220,6 +220,8 @@ def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
 
     expected_shapes : ``callable(meta) -> {key: (rows or None, dim)}`` — the shape each layer array must have for
         the file with this metadata (rows None: not known from the metadata, e.g. span files).
+    file_facts : per-file inputs the stored file must have been made from (e.g. ``alignment_sha256``); a
+        difference is ``"other_settings"`` (the input changed since), never complete.
     """
     path = Path(path)
     if not path.is_file():
@@ -233,6 +235,9 @@ def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
             differ = identity_diff(meta, identity)
             if differ:
                 return "other_settings", describe_diff(meta, identity, differ)
+            changed = [k for k, v in (file_facts or {}).items() if meta.get(k) != v]
+            if changed:
+                return "other_settings", f"{describe_diff(meta, file_facts, changed)}: its input changed since"
             missing = [k for k in expected_keys if k not in files]
             if missing:
                 return "damaged", f"missing {missing}"

@@ -406,3 +406,18 @@ def test_slurm_arrays_with_steps_and_garbage(audio_dir, tmp_path, monkeypatch, c
         return
     assert cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"]) == 0
     assert capsys.readouterr().out.split() == [str(p) for p in files[expected::3]]
+
+
+def test_changed_alignments_are_not_complete(tiny_hubert, tmp_path, caplog):
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(24000), 16000)
+    (tmp_path / "al").mkdir()
+    ctm = tmp_path / "al" / "phones.ctm"
+    ctm.write_text("s-c-0001 1 0.10 0.40 AH\ns-c-0001 1 0.50 0.40 K\n")
+    args = ["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / "o"), "--model_name",
+            str(tiny_hubert), "--span", "phone", "--alignment_dir", str(tmp_path / "al"), *BASE]
+    assert cli.main(args) == 0
+    ctm.write_text("s-c-0001 1 0.10 0.40 AH\ns-c-0001 1 0.50 0.40 ZH\n")  # the aligner was re-run
+    assert cli.main(args) == 1 and "alignment_sha256" in caplog.text and "input changed" in caplog.text
+    assert cli.main(args + ["--overwrite"]) == 0
+    assert store.read_features(next((tmp_path / "o").rglob("*_features.npz"))).labels.tolist() == ["AH", "ZH"]
