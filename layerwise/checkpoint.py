@@ -13,6 +13,10 @@ Where the checkpoint comes from:
 
 transformers' own progress bars and log output are silenced while loading (:func:`quiet_transformers`) and
 restored afterwards, so they do not interleave with the tool's log.
+
+``ModelInfo.revision`` pins the weights a run used: the resolved hub commit for a hub id, and for a local folder a
+content fingerprint of its config and weights (:func:`layerwise.fingerprint.folder_fingerprint`), so a folder whose
+weights were replaced, or the same relative name in another working directory, is another model to resume.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from .errors import UsageError
+from .fingerprint import folder_fingerprint
 from .frames import FrameGeometry
 from .store import layer_key
 
@@ -62,8 +67,10 @@ class ModelLoadError(UsageError):
 class ModelInfo:
     """Config-only description of a checkpoint: what the features will be, known before any weights load.
 
-    ``revision`` is the resolved hub commit hash (``None`` for a local folder); ``normalize`` is the waveform
-    normalisation actually applied (the ``normalize`` mode resolved against the checkpoint's feature extractor).
+    ``revision`` is the resolved hub commit hash, or for a local folder ``"sha256:<16 hex>"``, a fingerprint of
+    its config.json, preprocessor_config.json and weight files (see :mod:`layerwise.fingerprint`); ``normalize`` is
+    the waveform normalisation actually applied (the ``normalize`` mode resolved against the checkpoint's feature
+    extractor).
     """
 
     name: str
@@ -197,6 +204,7 @@ def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = 
     from transformers import AutoConfig, AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 
     kwargs = source_kwargs(name, revision)
+    local = looks_like_path(name)
     config = call_hub(AutoConfig, name, kwargs, "config")
     if not hasattr(config, "conv_kernel") or not hasattr(config, "conv_stride"):
         raise ModelLoadError(f"{name!r} (model_type {getattr(config, 'model_type', '?')!r}) is not a wav2vec2-style "
@@ -213,7 +221,8 @@ def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = 
     summary = {k: (list(v) if isinstance(v, (list, tuple)) else v)
                for k in CONFIG_SUMMARY_KEYS if (v := getattr(config, k, None)) is not None}
     info = ModelInfo(
-        name=name, revision=None if looks_like_path(name) else getattr(config, "_commit_hash", None),
+        name=name, revision=(folder_fingerprint(kwargs["pretrained_model_name_or_path"]) if local
+                             else getattr(config, "_commit_hash", None)),
         sample_rate=sample_rate, normalize=applied, num_layers=int(config.num_hidden_layers),
         num_conv_layers=len(config.conv_kernel), hidden_size=int(config.hidden_size),
         geometry=FrameGeometry(tuple(config.conv_kernel), tuple(config.conv_stride), sample_rate),
@@ -223,13 +232,34 @@ def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = 
 
 def describe(name: str, *, revision: str | None = None, normalize: str = "auto") -> ModelInfo:
     """Config-only :class:`ModelInfo` of ``name`` (hub id or local folder): reads config.json and
-    preprocessor_config.json, loads no weights. Raises :class:`ModelLoadError` (a usage error, exit 2)."""
+    preprocessor_config.json and builds no model. For a local folder ``revision`` is the SHA-256 fingerprint of its
+    config and weight files (the weight bytes are read, once per process, ≈ 1 s for a 360 MB base model).
+    Raises :class:`ModelLoadError` (a usage error, exit 2)."""
     return read_checkpoint(name, revision=revision, normalize=normalize)[0]
 
 
 # Base-model parameters that inference never reads, so a checkpoint may lack them: the learned mask embedding is
 # only used when time masking is applied (mask_time_prob, training mode); extraction runs in eval mode.
 UNUSED_AT_INFERENCE = ("masked_spec_embed",)
+# Top-level modules of task heads and pre-training objectives that the base model (AutoModel) does not have, as
+# transformers names them once the base prefix (wav2vec2., hubert., wavlm., ...) is stripped: CTC (lm_head,
+# UniSpeech ctc_proj), pre-training (quantizer, project_q, project_hid; fairseq HuBERT final_proj, label_embs_concat;
+# UniSpeechSat speaker_proj, label_embeddings_concat, layer_norm_for_extract), sequence/frame classification and
+# x-vector heads (projector, classifier, layer_weights, tdnn, objective), and the training-only mask embedding.
+HEAD_MODULES = ("lm_head", "ctc_proj", "quantizer", "project_q", "project_hid", "final_proj", "label_embs_concat",
+                "speaker_proj", "label_embeddings_concat", "layer_norm_for_extract", "projector", "classifier",
+                "layer_weights", "tdnn", "objective") + UNUSED_AT_INFERENCE
+# The x-vector head's linear layer is called feature_extractor too: only these two exact names, never the CNN's
+# feature_extractor.conv_layers.* tensors.
+HEAD_TENSORS = ("feature_extractor.weight", "feature_extractor.bias")
+
+
+def is_head_tensor(key: str, base_prefix: str = "") -> bool:
+    """True when checkpoint tensor ``key`` belongs to a task head or pre-training module the base model lacks
+    (:data:`HEAD_MODULES`, :data:`HEAD_TENSORS`), after stripping ``base_prefix + "."`` if present."""
+    if base_prefix and key.startswith(base_prefix + "."):
+        key = key[len(base_prefix) + 1:]
+    return key in HEAD_TENSORS or key.split(".", 1)[0] in HEAD_MODULES
 
 
 def _short_list(names, limit: int = 8) -> str:
@@ -243,8 +273,10 @@ def load_base_model(name: str, config, kwargs: dict, *, random_init: bool, seed:
 
     Every base-model parameter must come from the checkpoint with its shape: a missing or mismatched one (which
     transformers would silently re-initialise at random) is a :class:`ModelLoadError` naming them. Tensors of heads
-    the base model does not use (CTC ``lm_head``, ``quantizer``, ``project_q``/``project_hid``) are ignored with one
-    log line. ``random_init`` builds the config with fresh weights seeded by ``seed`` (global RNG untouched).
+    the base model does not use (:func:`is_head_tensor`: CTC ``lm_head``, ``quantizer``, ``project_q``, ...) are
+    ignored with one log line; any other tensor the config does not create (e.g. ``encoder.layers.2.*`` of a
+    4-layer checkpoint whose config says 2) means the config does not match the weights: a ModelLoadError.
+    ``random_init`` builds the config with fresh weights seeded by ``seed`` (global RNG untouched).
     """
     import torch
     from transformers import AutoModel
@@ -266,9 +298,15 @@ def load_base_model(name: str, config, kwargs: dict, *, random_init: bool, seed:
                                  f"{type(model).__name__} its config describes ({'; '.join(parts)}); transformers "
                                  "would fill them with random numbers. Use a complete checkpoint (re-download or "
                                  "re-save it), or --random_init for a deliberately random model.")
-        if unused := report.get("unexpected_keys"):
+        unexpected = set(report.get("unexpected_keys", ()))
+        if foreign := {k for k in unexpected if not is_head_tensor(k, model.base_model_prefix)}:
+            raise ModelLoadError(f"checkpoint {name!r} holds {len(foreign)} tensors that the {type(model).__name__} "
+                                 f"its config.json describes does not have ({_short_list(foreign)}): the config "
+                                 "does not match the weights (e.g. num_hidden_layers, conv_dim). Use the "
+                                 "config.json saved with these weights (re-download or re-save the checkpoint).")
+        if unexpected:
             log.info("checkpoint %s: %d tensors of heads the base model does not use are ignored (%s)",
-                     name, len(unused), _short_list(unused, 4))
+                     name, len(unexpected), _short_list(unexpected, 4))
     if not hasattr(model, "feature_extractor"):
         raise ModelLoadError(f"{name!r} ({type(model).__name__}) is not a wav2vec2-style model with a CNN "
                              "feature encoder (HuBERT, wav2vec 2.0, WavLM, ...)")

@@ -1,9 +1,11 @@
-"""Loading checks: incomplete checkpoints, unused heads, offline hub, paths that do not exist, quiet transformers."""
+"""Loading checks: incomplete checkpoints, unused heads, configs that do not match the weights, the content
+fingerprint of a local folder, offline hub, paths that do not exist, quiet transformers."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +18,9 @@ from safetensors.torch import load_file, save_file
 
 from layerwise import checkpoint as C
 from layerwise import model as M
-from tests.conftest import ROOT, tone
+from layerwise.cli import extract as cli
+from layerwise.extract import extract_folder
+from tests.conftest import ROOT, build_tiny, save_tiny, tone
 
 
 def rewrite_weights(src, dst, edit) -> dict:
@@ -73,6 +77,66 @@ def test_unused_heads_load_with_one_log_line(tiny_wav2vec2, tmp_path, caplog, ca
     with torch.no_grad():
         ref = ctc(torch.from_numpy(model.prepare(x))[None], output_hidden_states=True).hidden_states[2][0].numpy()
     np.testing.assert_allclose(ours, ref, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("head", ["Wav2Vec2ForPreTraining", "Wav2Vec2ForXVector", "HubertForSequenceClassification"])
+def test_pretraining_and_classification_heads_load_as_the_base_model(head, tmp_path):
+    """The tensors these heads add (quantizer, project_q/hid; x-vector tdnn, its linear feature_extractor.weight,
+    objective; projector, classifier) are ignored, and the features are the head model's own base hidden states."""
+    import transformers
+
+    cls = getattr(transformers, head)
+    config_cls = transformers.HubertConfig if head.startswith("Hubert") else transformers.Wav2Vec2Config
+    base = build_tiny("hubert" if head.startswith("Hubert") else "wav2vec2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        full = cls(config_cls(**base.config.to_dict())).eval()
+    full.base_model.load_state_dict(base.state_dict())
+    full.save_pretrained(tmp_path / "head")
+    model = M.SpeechModel.load(str(tmp_path / "head"), device="cpu", normalize="off")
+    x = tone(8000)
+    with torch.no_grad():
+        ref = full.base_model(torch.from_numpy(x)[None], output_hidden_states=True).hidden_states[2][0].numpy()
+    np.testing.assert_allclose(model.features(x, "contextualized", [2])["layer_2"], ref, atol=1e-5, rtol=1e-4)
+
+
+def test_config_with_fewer_layers_than_the_weights_is_a_load_error(tmp_path):
+    """4 encoder layers in the weights, num_hidden_layers 2 in config.json: the extra layers are not "heads"."""
+    folder = save_tiny("hubert", tmp_path / "ckpt", do_normalize=False, model=build_tiny("hubert", num_hidden_layers=4))
+    config = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps(config | {"num_hidden_layers": 2}))
+    with pytest.raises(M.ModelLoadError, match=r"32 tensors .*encoder\.layers\.2\..*config does not match the "
+                                               r"weights") as err:
+        M.SpeechModel.load(str(folder), device="cpu")
+    assert "and 24 more" in str(err.value) and isinstance(err.value, C.UsageError)  # exit 2 in the CLIs
+
+
+def test_local_revision_is_a_fingerprint_of_the_config_and_weights(tmp_path):
+    """Other weights saved to the same path give another revision; the same checkpoint elsewhere the same one."""
+    folder = tmp_path / "m"
+    first = M.describe(str(save_tiny("hubert", folder, do_normalize=False, seed=1))).revision
+    shutil.copytree(folder, tmp_path / "copy")
+    second = M.describe(str(save_tiny("hubert", folder, do_normalize=False, seed=2))).revision
+    assert re.fullmatch(r"sha256:[0-9a-f]{16}", first) and first != second
+    assert M.describe(str(tmp_path / "copy")).revision == first
+    assert M.SpeechModel.load(str(tmp_path / "copy"), device="cpu").revision == first
+
+
+def test_other_weights_in_the_same_folder_are_not_already_complete(audio_dir, tmp_path):
+    """Extract, replace the weights in the model folder by another seed's, delete one feature file, re-run: no file
+    counts as complete, every one is a failure naming model_revision (exit 1)."""
+    folder = save_tiny("hubert", tmp_path / "m", do_normalize=False, seed=1)
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "out"), "--model_name", str(folder),
+            "--device", "cpu", "--no_progress"]
+    assert cli.main(args) == 0
+    files = sorted((tmp_path / "out").rglob("*_features.npz"))
+    assert len(files) == 4
+    save_tiny("hubert", folder, do_normalize=False, seed=2)
+    files[0].unlink()
+    assert cli.main(args) == 1
+    log = extract_folder(audio_dir, tmp_path / "out", cli.options_from_args(cli.build_parser().parse_args(args)))
+    assert log.n_skipped == 0 and log.n_done == 0 and len(log.failures) == 4
+    assert all("model_revision" in reason for _, reason in log.failures)
 
 
 @pytest.mark.parametrize("name", ["./no/such/model", "/no/such/folder", "~/no-such-folder-xyz", "a/b/c"])
