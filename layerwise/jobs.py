@@ -94,17 +94,20 @@ def select(audio_dir: str | Path, out_dir: Path, options, subset_id: int, num_su
 
 
 def remove_stale_temporaries(out_dir: Path, jobs: list[Job], *, now: float | None = None) -> int:
-    """Remove temporaries of this shard's outputs (``.{name}.{pid}.{random}.tmp``) untouched for
-    :data:`STALE_TMP_AGE_S`: a killed writer's leftovers. Other shards' files and young ones are left alone."""
+    """Remove temporaries of this shard's outputs that cannot belong to a live writer: written on this host by a
+    process that no longer exists, or (any host, or names of older versions) untouched for :data:`STALE_TMP_AGE_S`.
+    Other shards' files, and live writers' files on other nodes of a shared filesystem, are left alone."""
     if not out_dir.is_dir():
         return 0
     now = time.time() if now is None else now
     targets = {job.target.name for job in jobs}
     removed = 0
-    for tmp in out_dir.glob(f".*{store.FEATURE_SUFFIX}.*.tmp"):
-        name = tmp.name[1:].split(store.FEATURE_SUFFIX)[0] + store.FEATURE_SUFFIX
+    for tmp in out_dir.glob(f".*{store.FEATURE_SUFFIX}*.tmp"):
+        writer = store.temporary_writer(tmp)
+        name = writer[0] if writer else tmp.name[1:].split(store.FEATURE_SUFFIX)[0] + store.FEATURE_SUFFIX
         try:
-            if name in targets and now - tmp.stat().st_mtime > STALE_TMP_AGE_S:
+            old = now - tmp.stat().st_mtime > STALE_TMP_AGE_S
+            if name in targets and (old or (writer is not None and not store.writer_alive(*writer[1:]))):
                 os.unlink(tmp)
                 removed += 1
         except FileNotFoundError:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
 import zipfile
 from contextlib import contextmanager
@@ -122,6 +123,32 @@ def write_features(
         np.savez(handle, **payload)
 
 
+TMP_SEP = "~"  # temporaries: .{name}~{host}~{pid}~{random}.tmp (the writer is known, so a stale one can be told)
+_HOST = socket.gethostname().replace(TMP_SEP, "-") or "host"
+
+
+def temporary_writer(tmp: Path) -> tuple[str, str, int] | None:
+    """``(target name, host, pid)`` of a temporary written by :func:`atomic_open`, or None for other names."""
+    parts = tmp.name[1:].rsplit(TMP_SEP, 3) if tmp.name.startswith(".") and tmp.name.endswith(".tmp") else []
+    if len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return parts[0], parts[1], int(parts[2])
+
+
+def writer_alive(host: str, pid: int) -> bool:
+    """Whether a temporary's writer may still be running: always True for another host (it cannot be checked
+    from here); on this host, whether the process exists."""
+    if host != _HOST:
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 def _process_umask() -> int:
     """The process umask, read without changing it (``os.umask`` can only be read by setting it, a process-wide side
     effect racing other threads): from /proc on Linux, else the usual 022."""
@@ -138,11 +165,12 @@ def _process_umask() -> int:
 def atomic_open(path: str | Path, mode: str = "w", **kwargs):
     """An open handle on a temporary file in ``path``'s folder, moved onto ``path`` with ``os.replace`` on success
     and removed on any failure (also KeyboardInterrupt). Same folder = same filesystem, so the move is atomic; the
-    name ``.{name}.{pid}.{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike file,
-    and the pid tells a stale temporary (writer gone) from a live one. Every output of the package goes through here.
+    name ``.{name}~{host}~{pid}~{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike
+    file, and host and pid tell a stale temporary (writer gone) from a live one. Every output of the package goes through here.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_SEP}{_HOST}{TMP_SEP}{os.getpid()}{TMP_SEP}", suffix=".tmp",
+                               dir=path.parent)
     try:
         os.fchmod(fd, 0o666 & ~_process_umask())
         with os.fdopen(fd, mode, **kwargs) as handle:

@@ -149,7 +149,9 @@ def test_symlinked_folders_are_followed_once_and_skips_are_counted(tmp_path, cap
 def test_queries_write_and_delete_nothing(audio_dir, tmp_path):
     folder = default_folder(tmp_path, type("M", (), {"name": "hubert-base-ls960"}))
     folder.mkdir(parents=True)
-    tmp = folder / f".19-198-0000_features.npz.{os.getpid()}.abc.tmp"
+    import socket
+
+    tmp = folder / f".19-198-0000_features.npz~{socket.gethostname()}~{os.getpid()}~abc.tmp"
     tmp.write_bytes(b"a live writer's partial file")
     before = sorted(p.name for p in tmp_path.rglob("*"))
     for query in (["--list_only"], ["--print_output_dir"]):
@@ -159,15 +161,24 @@ def test_queries_write_and_delete_nothing(audio_dir, tmp_path):
     assert sorted(p.name for p in tmp_path.rglob("*")) == before
 
 
-def test_only_old_temporaries_are_stale(tmp_path):
+def test_only_temporaries_without_a_live_writer_are_stale(tmp_path):
+    import socket
+
+    host = socket.gethostname()
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()  # a pid that has just exited
     target = tmp_path / "u_features.npz"
-    young, old = (tmp_path / f".u_features.npz.{pid}.x.tmp" for pid in (1, 2))
-    young.write_bytes(b"")
-    old.write_bytes(b"")
+    live_here = tmp_path / f".u_features.npz~{host}~{os.getpid()}~a.tmp"
+    gone_here = tmp_path / f".u_features.npz~{host}~{dead}~b.tmp"
+    other_node = tmp_path / f".u_features.npz~another-node~{dead}~c.tmp"
+    old_other_node = tmp_path / f".u_features.npz~another-node~{dead}~d.tmp"
+    for path in (live_here, gone_here, other_node, old_other_node):
+        path.write_bytes(b"")
     hour_ago = time.time() - jobs.STALE_TMP_AGE_S - 10
-    os.utime(old, (hour_ago, hour_ago))
-    assert jobs.remove_stale_temporaries(tmp_path, [jobs.Job(tmp_path / "u.flac", target)]) == 1
-    assert young.exists() and not old.exists()
+    os.utime(old_other_node, (hour_ago, hour_ago))
+    assert jobs.remove_stale_temporaries(tmp_path, [jobs.Job(tmp_path / "u.flac", target)]) == 2
+    assert live_here.exists() and other_node.exists()
+    assert not gone_here.exists() and not old_other_node.exists()
 
 
 # ---- 4. non-finite or damaged outputs are never complete -----------------------------------------------------

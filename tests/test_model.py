@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -145,7 +147,7 @@ def test_describe_reads_config_only(tiny_wav2vec2, monkeypatch):
     assert (info.num_layers, info.num_conv_layers, info.hidden_size) == (
         config["num_hidden_layers"], len(config["conv_kernel"]), config["hidden_size"])
     assert info.geometry.kernels == tuple(config["conv_kernel"]) and info.sample_rate == 16000
-    assert info.normalize is True and info.revision is None  # local folder: no hub commit
+    assert info.normalize is True and re.fullmatch(r"sha256:[0-9a-f]{16}", info.revision)  # local: content hash
     assert M.describe(str(tiny_wav2vec2), normalize="off").normalize is False
     assert info.keys("contextualized") == [f"layer_{i}" for i in range(config["num_hidden_layers"] + 1)]
     assert info.keys("local") == [f"conv_{i}" for i in range(7)]
