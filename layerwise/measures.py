@@ -256,7 +256,8 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
     run = RunInfo(features_dir=str(options.features_dir), output_dir=str(options.output_dir), seed=options.seed,
                   max_points=options.max_points, num_files=options.num_files, similarity=options.similarity,
                   cka_vmin=options.cka_vmin, color_by=options.color_by, cca_protocol=options.cca_protocol,
-                  mi_protocol=options.mi_protocol, wall_s=wall, command=options.command, shards=shards)
+                  mi_protocol=options.mi_protocol, wall_s=wall, command=options.command, shards=shards,
+                  file_list=None if options.file_list is None else str(options.file_list))
     return AnalysisResult(
         files=list(order), layers=layers, cka=cka, cosine=state.stats.cosine(), similarity_frames=state.stats.frames(),
         similarity_rule=state.stats.rule(),

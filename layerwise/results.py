@@ -112,6 +112,7 @@ class RunInfo:
     wall_s: dict[str, float] = field(default_factory=dict)
     command: str | None = None
     shards: int = 1  # > 1 when merged from partial statistics
+    file_list: str | None = None  # the list file that chose the files (--file_list), if any
 
 
 @dataclass(frozen=True)

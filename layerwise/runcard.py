@@ -107,6 +107,8 @@ def _value(meta: dict, key: str) -> str:
 def _options_text(run) -> str:
     """The analysis options that shape the figures and measures (RunInfo fields that are set)."""
     files = "all files" if not run.num_files else f"the first {run.num_files} files"
+    if run.file_list:
+        files = f"{files} named by --file_list (see Commands)"
     parts = [files, f"similarity {run.similarity}", f"max_points {run.max_points}",
              f"color_by {run.color_by}"]
     for name in ("cka_vmin", "cca_protocol", "mi_protocol"):

@@ -322,8 +322,9 @@ def test_temporary_file_lists_in_commands_are_marked(tmp_path):
     (features / "manifest.json").write_text(json.dumps({**MANIFEST, "command": [
         "extract_features.py", "--write_file_list", listing]}))
     result = make_result(features)
-    result = dataclasses.replace(result, run=dataclasses.replace(result.run, command=analysis))
+    result = dataclasses.replace(result, run=dataclasses.replace(result.run, command=analysis, file_list=listing))
     card = dict(report.runcard.run_card(result, report.runcard.read_extraction(features)))
+    assert card["Analysis"].startswith("all files named by --file_list (see Commands), similarity both")
     commands = card["Commands"].split("\n")
     assert commands[0] == f"extraction: extract_features.py --write_file_list {listing}"
     assert commands[1].startswith(f"  (--write_file_list {listing}: a temporary list written by the wrapper")
