@@ -152,13 +152,6 @@ def _properties(state: Collected, options: AnalysisOptions) -> tuple[dict, dict,
     return measures, unavailable, result, notes
 
 
-def auto_control_path(features_dir) -> Path:
-    """Where ``control_dir="auto"`` looks for the random-init control (``spanalysis.control_folder``'s rule):
-    ``{features_dir's parent}-random_init/{features_dir's name}``."""
-    features = Path(features_dir).resolve()
-    return features.parent.with_name(features.parent.name + store.RANDOM_INIT_SUFFIX) / features.name
-
-
 def no_control_note(options: AnalysisOptions, folder: Path | None) -> str:
     """The one note of a run whose measures have no random-init control (``folder``: the control folder found,
     which then shares no analysed utterance)."""
@@ -168,7 +161,7 @@ def no_control_note(options: AnalysisOptions, folder: Path | None) -> str:
                 f"there with --random_init to draw the dashed lines")
     if options.control_dir is None or str(options.control_dir).lower() == spanalysis.CONTROL_NONE:
         return f"{NO_CONTROL}: control_dir none was given; the figures show the analysed model only"
-    return f"{NO_CONTROL}: looked for {auto_control_path(options.features_dir)}; {how}"
+    return f"{NO_CONTROL}: looked for {spanalysis.auto_control_path(options.features_dir)}; {how}"
 
 
 def _explain(state: Collected, unavailable: dict[str, str], measures: dict) -> dict[str, dict[str, str]]:

@@ -58,6 +58,13 @@ class SpanFeatures:
                 np.concatenate(groups))
 
 
+def auto_control_path(features_dir) -> Path:
+    """Where ``control_dir="auto"`` looks for the random-init control: ``{parent}-random_init/{name}`` of the
+    features folder (the layout of ``extract_features.py --random_init``)."""
+    features = Path(features_dir).resolve()
+    return features.parent.with_name(features.parent.name + RANDOM_INIT_SUFFIX) / features.name
+
+
 def control_folder(features_dir: str | Path, control_dir: str | Path | None) -> Path | None:
     """The control folder to use, or None.
 
@@ -69,7 +76,7 @@ def control_folder(features_dir: str | Path, control_dir: str | Path | None) -> 
         return None
     features = Path(features_dir).resolve()
     if str(control_dir) == CONTROL_AUTO:
-        sibling = features.parent.with_name(features.parent.name + RANDOM_INIT_SUFFIX) / features.name
+        sibling = auto_control_path(features)
         return sibling if sibling.is_dir() else None
     folder = Path(control_dir)
     if not folder.is_dir():

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from layerwise import figures, measures, probes, spanalysis, store
+from layerwise import figures, probes, spanalysis, store
 from layerwise.analyze import AnalysisError, run_analysis
 from tests.test_report import Page
 
@@ -143,7 +143,7 @@ def test_control_none_and_frame_folders_have_no_random_init(folders, tmp_path):
     assert spanalysis.control_folder(trained, "auto").resolve() == (trained.parents[1] / "model-random_init"
                                                                     / "split").resolve()
     # the path the note names is the one control_folder looks at
-    assert measures.auto_control_path(trained) == spanalysis.control_folder(trained, "auto")
+    assert spanalysis.auto_control_path(trained) == spanalysis.control_folder(trained, "auto")
     assert spanalysis.control_folder(trained, None) is None
     assert spanalysis.control_folder(tmp_path / "model-random_init" / "split", "auto") is None
 
