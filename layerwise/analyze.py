@@ -26,6 +26,14 @@ class AnalysisError(UsageError):
     """A folder that cannot be analysed as asked (missing, empty, too few frames, a mismatched control)."""
 
 
+def _listed(line: str, folder: Path) -> Path:
+    """A file_list line as a path: itself when it exists, else a name or stem inside ``folder``."""
+    for candidate in (Path(line), folder / line, store.feature_path(folder, line)):
+        if candidate.is_file():
+            return candidate
+    return Path(line)
+
+
 def select_files(features_dir: str | Path, num_files: int, file_list: str | Path | None = None) -> list[Path]:
     """The first ``num_files`` ``*_features.npz`` of the folder in file-name order (0 = all); with ``file_list``
     (one path per line, as ``extract_features.py --write_file_list`` writes them: absolute or relative to the
@@ -39,11 +47,13 @@ def select_files(features_dir: str | Path, num_files: int, file_list: str | Path
             lines = [line.strip() for line in Path(file_list).read_text().splitlines() if line.strip()]
         except OSError as err:
             raise AnalysisError(f"cannot read file_list {file_list}: {err}") from err
-        files = sorted((Path(line) for line in lines), key=lambda p: p.name)
+        files = sorted((_listed(line, folder) for line in lines), key=lambda p: p.name)
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
-            raise AnalysisError(f"file_list {file_list} names {len(missing)} missing files ({missing[0]} …); "
-                                f"re-run the extraction or pass the folder without file_list")
+            raise AnalysisError(f"file_list {file_list} names {len(missing)} file(s) that do not exist "
+                                f"({missing[0]} …): each line must be the path of a *{store.FEATURE_SUFFIX} file "
+                                f"(as extract_features.py --write_file_list writes them) or a file name or stem "
+                                f"in features_dir {folder}")
     else:
         files = store.list_feature_files(folder)
     if not files:

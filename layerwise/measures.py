@@ -212,9 +212,11 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
     """The typed result of a finished streaming pass (``order``: stems in file-name order, for the sample)."""
     unit = "frames" if state.meta.get("span", "frame") == "frame" else f"{state.meta['span']} segments"
     counts = {k: state.stats.n_frames(k) for k in state.layers}
-    if min(counts.values(), default=0) < embed.MIN_TSNE_POINTS:
-        raise UsageError(f"only {min(counts.values(), default=0)} {unit} in {len(state.files)} files; PCA and "
-                         f"t-SNE need at least {embed.MIN_TSNE_POINTS} — use more files (num_files, 0 = all)")
+    if min(counts.values(), default=0) < 2:
+        raise UsageError(f"only {min(counts.values(), default=0)} {unit} in {len(state.files)} files: no statistic "
+                         f"is defined — use more files (num_files, 0 = all)")
+    # Fewer than embed.MIN_TSNE_POINTS: statistics and similarities are still written; PCA/t-SNE of the layers that
+    # are too small carry their reason (LayerResult.reasons), as every other measure that cannot be computed.
     sample = state.sampler.result(order=order)
     speakers = _speakers(sample.utterances)
     if options.color_by == "speaker" and speakers is None:

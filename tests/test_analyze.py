@@ -129,7 +129,7 @@ def test_cli_subset_of_files_and_layers_draws_only_requested_similarity(tmp_path
     ("mixed_rep", "missing \\['layer_0'"),
     ("mixed_dims", "has dim 5, but utt-00_features.npz has 6"),
     ("mixed_model", "model_name: 'other' vs 'synthetic'"),
-    ("too_few", "only 4 frames"),
+    ("too_few", "only 1 frames"),
     ("bad_layer", "layers: 9 not in \\[0, 2\\]"),
     ("bad_layer_text", "is not an index"),
     ("negative_files", "num_files=-1 must be >= 0"),
@@ -157,7 +157,7 @@ def test_bad_input_gives_a_clear_error(tmp_path, case, message):
         write_folder(tmp_path / "m", [10], meta={"model_name": "other", "rep_type": "contextualized", "span": "frame"})
         (tmp_path / "m" / "utt-00_features.npz").rename(feat / "zz_features.npz")
     elif case == "too_few":
-        write_folder(feat, [4])
+        write_folder(feat, [1])
     kwargs.update({"bad_layer": {"layers": "0,9"}, "bad_layer_text": {"layers": "first"},
                    "negative_files": {"num_files": -1}, "small_max_points": {"max_points": 3}}.get(case, {}))
     with pytest.raises(LayerwiseError, match=message):
@@ -375,3 +375,17 @@ def test_frame_folder_control_is_named_and_drawn_dashed(tmp_path, caplog):
     assert ctrl[0]["random_init_cca_intra"] == "n/a (the reference layer)"
     assert figures.BY_NAME["what_each_layer_encodes.png"].control in page
     assert figures.NO_CONTROL_CAPTION not in page
+
+
+def test_few_frames_still_give_statistics_and_similarity_with_pca_tsne_reasons(tmp_path):
+    """4 frames: too few for t-SNE, not for means and CKA — those are written (numpy on the frames), the t-SNE of
+    each layer carries its reason, nothing else is refused."""
+    frames = write_folder(tmp_path / "feat", [4], n_layers=2)
+    out = tmp_path / "out"
+    done = subprocess.run(CLI + ["--features_dir", str(tmp_path / "feat"), "--output_dir", str(out), "--num_files",
+                                 "0"], capture_output=True, text=True, check=False, timeout=120)
+    assert done.returncode == 0, done.stderr
+    summary = json.loads((out / "summary.json").read_text())
+    x = np.concatenate([f["layer_1"] for f in frames.values()]).astype(np.float64)
+    assert summary["n_frames"] == 4 and summary["mean"]["layer_1"] == pytest.approx(x.mean(), rel=1e-6)
+    assert "t-SNE" in (out / "report.html").read_text() and "not computed" in (out / "report.html").read_text()
