@@ -48,6 +48,43 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
                 "receptive_field_samples": info.geometry.receptive_field}
     runlog.start(run_meta, n_files=len(jobs), overwrite=overwrite)
 
+    todo = _resume(jobs, keys, identity, alignments, info, options, runlog, overwrite)
+    if not todo:
+        runlog.finish()
+        return runlog
+
+    if callable(model) and not hasattr(model, "features"):
+        model = model()
+    run_meta["device"] = model.device
+    indices = [int(k.rsplit("_", 1)[1]) for k in keys]
+    fbank = _fbank_function() if options.fbank else None
+
+    def compute(job: Job):
+        samples = job.wave.samples
+        feats = model.features(samples, options.rep_type, indices)
+        job.extra = {**job.extra_meta, "source_path": str(job.source), "duration_s": job.wave.duration,
+                     "n_samples": len(samples), "n_frames": info.geometry.n_frames(len(samples)),
+                     "source_sample_rate": job.wave.source_rate, "source_channels": job.wave.source_channels}
+        extra = {"fbank": fbank(samples, info.sample_rate)} if fbank else {}
+        if options.span == "frame":
+            return feats, None, None, extra
+        pooled, labels, intervals = _pool(job, feats, info.geometry, len(samples), options)
+        return pooled, labels, intervals, extra
+
+    def write(job: Job, result) -> None:
+        feats, labels, intervals, extra = result
+        store.write_features(job.target, feats, {**run_meta, **job.extra}, save_dtype=options.save_dtype,
+                             labels=labels, intervals=intervals, **extra)
+
+    _pipeline(todo, info.sample_rate, info.geometry.receptive_field, compute, write, runlog, stop, progress)
+    runlog.finish()
+    return runlog
+
+
+def _resume(jobs, keys, identity, alignments, info, options: ExtractionOptions, runlog: RunLog,
+            overwrite: bool) -> list[Job]:
+    """Classify every job's existing output (``store.resume_state``) and return the jobs to compute: complete
+    ones are skipped, other settings' (or, in a folder holding another run, any) are failures, damaged ones redone."""
     earlier = None if overwrite else runlog.earlier_run_differs()
     if earlier:
         log.warning("%s: its files will not be replaced or counted as complete, and no file is added beside them; "
@@ -76,37 +113,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
             if state == "damaged":
                 log.info("%s is damaged (%s): recomputing it", job.target.name, detail)
             todo.append(job)
-    if not todo:
-        runlog.finish()
-        return runlog
-
-    if callable(model) and not hasattr(model, "features"):
-        model = model()
-    run_meta["device"] = model.device
-    indices = [int(k.rsplit("_", 1)[1]) for k in keys]
-    fbank = _fbank_function() if options.fbank else None
-
-    def compute(job: Job):
-        samples = job.wave.samples
-        feats = model.features(samples, options.rep_type, indices)
-        job.extra = {**job.extra_meta, "source_path": str(job.source), "duration_s": job.wave.duration,
-                     "n_samples": len(samples),
-                     "n_frames": info.geometry.n_frames(len(samples)), "source_sample_rate": job.wave.source_rate,
-                     "source_channels": job.wave.source_channels}
-        extra = {"fbank": fbank(samples, info.sample_rate)} if fbank else {}
-        if options.span == "frame":
-            return feats, None, None, extra
-        pooled, labels, intervals = _pool(job, feats, info.geometry, len(samples), options)
-        return pooled, labels, intervals, extra
-
-    def write(job: Job, result) -> None:
-        feats, labels, intervals, extra = result
-        store.write_features(job.target, feats, {**run_meta, **job.extra}, save_dtype=options.save_dtype,
-                             labels=labels, intervals=intervals, **extra)
-
-    _pipeline(todo, info.sample_rate, info.geometry.receptive_field, compute, write, runlog, stop, progress)
-    runlog.finish()
-    return runlog
+    return todo
 
 
 def expected_shapes(info, keys: list[str], options: ExtractionOptions):
