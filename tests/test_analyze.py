@@ -255,8 +255,12 @@ def test_file_list_selects_exactly_the_named_files(tmp_path):
     summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o", num_files=0, max_points=20,
                            file_list=listing)
     assert summary["files"] == ["utt-00", "utt-02"] and summary["n_frames"] == 70
+    listing.write_text("utt-01\nutt-03_features.npz\n")  # a stem and a file name inside the folder
+    summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o3", num_files=0, max_points=20,
+                           file_list=listing)
+    assert summary["files"] == ["utt-01", "utt-03"] and summary["n_frames"] == 37
     listing.write_text(f"{tmp_path / 'feat' / 'gone_features.npz'}\n")
-    with pytest.raises(LayerwiseError, match="names 1 missing files"):
+    with pytest.raises(LayerwiseError, match="names 1 file\\(s\\) that do not exist .* each line must be"):
         run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o2", num_files=0, file_list=listing)
 
 
