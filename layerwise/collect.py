@@ -121,6 +121,8 @@ def _sample_rows(state: Collected, arrays: dict[str, np.ndarray]) -> dict[str, n
     for key in state.layers:
         grid = state.grids[key]
         rows = np.rint((j * coarse_grid.hop + (coarse_grid.field - grid.field) / 2) / grid.hop).astype(np.int64)
+        # Never binds for nested conv grids (field_f + hop_f <= field_c, so the finer frame centred in a coarse frame
+        # that fits the audio fits it too); kept so a scatter point can never index past the file.
         out[key] = np.asarray(arrays[key])[np.clip(rows, 0, len(arrays[key]) - 1)]
     return out
 

@@ -393,3 +393,15 @@ def test_few_frames_still_give_statistics_and_similarity_with_pca_tsne_reasons(t
     x = np.concatenate([f["layer_1"] for f in frames.values()]).astype(np.float64)
     assert summary["n_frames"] == 4 and summary["mean"]["layer_1"] == pytest.approx(x.mean(), rel=1e-6)
     assert "t-SNE" in (out / "report.html").read_text() and "not computed" in (out / "report.html").read_text()
+
+
+def test_a_file_without_frames_is_named_in_the_notes_not_counted(tmp_path):
+    frames = write_folder(tmp_path / "feat", [30, 25])
+    store.write_features(store.feature_path(tmp_path / "feat", "utt-99"),
+                         {f"layer_{k}": np.zeros((0, 6), np.float32) for k in range(3)},
+                         {"model_name": "synthetic", "rep_type": "contextualized", "span": "frame"})
+    summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o", num_files=0, max_points=20)
+    assert summary["files"] == ["utt-00", "utt-01"] and summary["n_frames"] == 55
+    x = cat(frames, "layer_2").astype(np.float64)
+    assert summary["mean"]["layer_2"] == pytest.approx(x.mean(), rel=1e-6)
+    assert any("without frames were skipped: utt-99" in note for note in summary["notes"])
