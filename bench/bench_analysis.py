@@ -4,10 +4,10 @@
 Times, as ratios within this one run:
   (a) fp32 extraction throughput: ``SpeechModel.features`` (all 13 layers, no file I/O — the extraction's upper
       bound) of a randomly initialised HuBERT-base built from ``HubertConfig()`` on a few synthesized utterances,
-  (b) the analysis' streaming pass (``collect.collect``: read, check, exact moments + CKA + cosine of all 13 layers,
+  (b) the analysis' streaming pass (``stream.collect``: read, check, exact moments + CKA + cosine of all 13 layers,
       subsample; the alignment-free property collector is left out, as in sharded runs) over a folder of HuBERT-base-sized random features (768 dims, layer k a noisy map of layer k − 1
       with outlier dimensions), in float32 products (the default) and with ``--float64`` also pure float64,
-  (c) the PCA/t-SNE stage (``measures.finish``: 13 layers × ``--max_points`` points) and the figures,
+  (c) the PCA/t-SNE stage (``finish.finish``: 13 layers × ``--max_points`` points) and the figures,
   (d) the peak GFLOP/s of a float32 (and float64) GEMM with numpy's BLAS (the library the pass uses).
 Prints frames/s, × realtime (50 frames/s), the ratio to (a), GFLOP/s of the pass and its fraction of (d); writes
 JSON (default bench/results/). The defaults take about 1–2 min on 2 idle cores.
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise import store
+from layerwise.contract import store
 
 if __package__ in (None, ""):  # run as a script (python bench/bench_analysis.py): this folder is on sys.path
     import benchlib
@@ -78,7 +78,7 @@ def extraction_rate(work: Path, seconds: float, seed: int) -> dict:
     import soundfile as sf
     from transformers import HubertConfig
 
-    from layerwise.frames import FrameGeometry
+    from layerwise.contract.frames import FrameGeometry
 
     model_dir = benchlib.save_checkpoint(work / "model", seed)
     files = benchlib.write_corpus(work / "audio", seconds, seed)
@@ -93,10 +93,10 @@ def extraction_rate(work: Path, seconds: float, seed: int) -> dict:
 
 
 def streaming_pass(files: list[Path], precision: str, max_points: int) -> tuple[dict, object]:
-    from layerwise import collect
+    from layerwise.analyze import stream
 
     t0 = time.perf_counter()
-    state = collect.collect(files, list(range(len(files))), layer_spec=None, seed=0, max_points=max_points,
+    state = stream.collect(files, list(range(len(files))), layer_spec=None, seed=0, max_points=max_points,
                             precision=precision, progress=False, properties=False)
     wall = time.perf_counter() - t0
     frames = state.stats.n_frames("layer_0")
@@ -120,8 +120,8 @@ def main(argv=None) -> int:
 
     from dataclasses import replace
 
-    from layerwise import analyze, measures
-    from layerwise.analysis_options import AnalysisOptions
+    from layerwise.analyze import finish, run
+    from layerwise.analyze.options import AnalysisOptions
 
     results = {"machine": benchlib.machine_info("cpu"), "args": vars(args) | {"out": str(args.out)}}
     results["gemm_peak_gflops"] = {"float32": gemm_peak(np.float32), "float64": gemm_peak(np.float64)}
@@ -142,10 +142,10 @@ def main(argv=None) -> int:
         options = AnalysisOptions(features_dir=work / "features", output_dir=work / "vis", num_files=0,
                                   max_points=args.max_points)
         t0 = time.perf_counter()
-        result = measures.finish(kept, options, order=kept.files, wall={})
+        result = finish.finish(kept, options, order=kept.files, wall={})
         results["pca_tsne_s"] = time.perf_counter() - t0
         if not args.no_figures:
-            results["figures_s"] = _timed(lambda: analyze.draw(replace(result), work / "vis"))
+            results["figures_s"] = _timed(lambda: run.draw(replace(result), work / "vis"))
     print(f"machine: {results['machine']['cpu']} ({results['machine']['cpu_kind']}), {os.cpu_count()} cores")
     print(f"GEMM peak: float32 {results['gemm_peak_gflops']['float32']:.0f} GFLOP/s, "
           f"float64 {results['gemm_peak_gflops']['float64']:.0f} GFLOP/s")

@@ -4,7 +4,7 @@
 Builds a randomly initialised HuBERT-base (real config, so real FLOPs) saved with save_pretrained, synthesizes
 ``--seconds`` of LibriSpeech-like audio (2–20 s utterances, FLAC), and times, as ratios within this one run:
   (a) the naive per-file loop (soundfile → HF feature extractor → model(x, output_hidden_states=True) → np.savez),
-  (b) model-only time of layerwise.model.SpeechModel.features on decoded audio (no file I/O), per --dtypes, and
+  (b) model-only time of layerwise.model.adapter.SpeechModel.features on decoded audio (no file I/O), per --dtypes, and
       with --subset_layers (early exit: the transformer runs only through the deepest requested layer),
   (c) extract_features.py end to end, per --dtypes (a subprocess; start-up reported separately, steady state from
       the output files' write times, first file excluded),
@@ -34,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise import store
+from layerwise.contract import store
 
 if __package__ in (None, ""):  # run as a script (python bench/bench_extract.py): this folder is on sys.path
     import benchlib
@@ -142,7 +142,7 @@ def main(argv=None) -> int:
     corpus = benchlib.write_corpus(work / "audio", args.seconds, seed=args.seed)
     from transformers import AutoConfig
 
-    from layerwise.audio import load_audio
+    from layerwise.extract.audio import load_audio
 
     config = AutoConfig.from_pretrained(model_dir)
     waves = [load_audio(path, benchlib.SAMPLE_RATE).samples for path, _ in corpus]

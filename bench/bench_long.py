@@ -4,7 +4,7 @@
 Builds (or reuses) a randomly initialised HuBERT-base (``HubertConfig()`` defaults, no download), synthesizes
 ``--seconds`` of speech-like audio and extracts every requested layer (default all 13). ``--unchunked`` forces the
 whole-utterance CNN (what happened before chunking) for comparison. Prints one JSON line: wall seconds, peak RSS
-(``ru_maxrss``) after loading and at the end, and the model's own estimate (``layerwise.memory.memory_needed``).
+(``ru_maxrss``) after loading and at the end, and the model's own estimate (``layerwise.model.memory.memory_needed``).
 
 example:  python bench/bench_long.py --seconds 300                 # chunked (automatic above 40 s)
           python bench/bench_long.py --seconds 300 --unchunked     # the old whole-utterance CNN
@@ -45,8 +45,8 @@ def long_wave(seconds: float, seed: int, piece_s: float = 10.0):
 
 def measure(model_dir: Path, seconds: float, *, dtype: str, layers: list[int] | None, unchunked: bool,
             seed: int = 0) -> dict:
-    from layerwise import memory
-    from layerwise.model import SpeechModel
+    from layerwise.model import memory
+    from layerwise.model.adapter import SpeechModel
 
     model = SpeechModel.load(str(model_dir), device="cpu", dtype=dtype)
     if unchunked:

@@ -49,7 +49,7 @@ def _lowest_priority() -> None:
 def run_mode(model, waves, mode: str, out: Path) -> list[float]:
     """Seconds per utterance from the start of its forward pass to the start of the next one (the last one waits
     for its write), as extraction sees it."""
-    from layerwise import store
+    from layerwise.contract import store
 
     layers = list(range(model.num_layers + 1))
     pool = ThreadPoolExecutor(1, initializer=_lowest_priority if mode.endswith("nice 19") else None)
@@ -86,7 +86,7 @@ def main(argv=None) -> int:
     import numpy as np
     import torch
 
-    from layerwise.model import SpeechModel
+    from layerwise.model.adapter import SpeechModel
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from layerwise import machine
-from layerwise.model import FrameGeometry
-from layerwise.stats import LayerStats
+from layerwise.contract.frames import FrameGeometry
+from layerwise.model import machine
+from layerwise.stats.moments import LayerStats
 
 SAMPLE_RATE = 16000  # Hz, HuBERT/wav2vec2 input rate
 MIN_UTT_S, MAX_UTT_S = 2.0, 20.0  # LibriSpeech utterance lengths lie in about this range
@@ -189,7 +189,7 @@ def model_only(model_dir: Path, waves: list[np.ndarray], *, dtype: str, device: 
                layers: list[int] | None = None) -> list[float]:
     """Seconds per utterance of ``SpeechModel.features`` (contextualized; ``layers``, default all) on decoded audio:
     no file I/O. The first call includes warm-up."""
-    from layerwise.model import SpeechModel
+    from layerwise.model.adapter import SpeechModel
 
     model = SpeechModel.load(str(model_dir), device=device, dtype=dtype)
     layers = list(range(model.num_layers + 1)) if layers is None else layers
@@ -204,7 +204,7 @@ def model_only(model_dir: Path, waves: list[np.ndarray], *, dtype: str, device: 
 
 # ---------------------------------------------------------------------------------------------------- agreement
 def linear_cka(x: np.ndarray, y: np.ndarray) -> float:
-    """Linear CKA of (n, d1) and (n, d2) features, by the project's one CKA (``layerwise.stats.LayerStats``:
+    """Linear CKA of (n, d1) and (n, d2) features, by the project's one CKA (``layerwise.stats.moments.LayerStats``:
     centred columns, ``‖YᵀX‖²_F / (‖XᵀX‖_F ‖YᵀY‖_F)``, float64)."""
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"CKA needs the same number of rows, got {x.shape[0]} and {y.shape[0]}")

@@ -1,8 +1,20 @@
-"""One error tree for the whole package; the CLIs catch :class:`LayerwiseError` once.
+"""The one error tree of the package; the CLIs catch :class:`LayerwiseError` once.
 
-- :class:`UsageError`: bad arguments, settings or a folder that cannot be used as asked. The CLIs exit 2.
-- :class:`InputError`: one input (an audio file, an alignment, a feature file) cannot be used. Extraction records it
-  in ``failures.tsv`` with the path and goes on; the analysis stops with the message (exit 2).
+    LayerwiseError
+    ├── UsageError            bad arguments, settings or a folder that cannot be used as asked: exit 2
+    │   ├── ModelLoadError    the checkpoint cannot be found, loaded or used
+    │   ├── DuplicateStemError  two audio files whose feature files would collide
+    │   ├── AnalysisError     a folder (or its random-init control) that cannot be analysed as asked
+    │   ├── CompareError      folders that cannot be compared as asked
+    │   └── StatsError        frames that do not fit the accumulated statistics, too few frames
+    ├── InputError            one input file cannot be used: extraction records it in failures.tsv and goes on
+    │   ├── AudioLoadError    undecodable, empty or unreadable audio
+    │   ├── AlignmentError    an alignment folder or file that cannot be used
+    │   │   └── SegmentRangeError  a segment outside the audio (or empty, reversed)
+    │   ├── FeatureFileError  a feature file that cannot be read or does not follow the format
+    │   └── UnsafeArchiveError  an archive member that would land outside the destination
+    ├── EmbedError            too few or degenerate points for PCA/t-SNE (that figure is skipped with its reason)
+    └── DataError             a download, verification or extraction failure: exit 1
 
 Messages name parameters (``layers``, ``span``), not flags: the CLIs map them to flags when they print. Each message
 says which file and what to do.
@@ -21,3 +33,53 @@ class UsageError(LayerwiseError):
 
 class InputError(LayerwiseError):
     """One input file cannot be used (undecodable audio, alignment beyond the audio, damaged feature file)."""
+
+
+class ModelLoadError(UsageError):
+    """The checkpoint cannot be loaded (offline and not cached, folder missing, weights missing, not a speech SSL
+    model, ...)."""
+
+
+class DuplicateStemError(UsageError):
+    """Two audio files share a stem, so their feature files would collide."""
+
+
+class AnalysisError(UsageError):
+    """A folder that cannot be analysed as asked (missing, empty, too few frames, a missing, foreign or mismatched
+    random-init control)."""
+
+
+class CompareError(UsageError):
+    """Folders that cannot be compared as asked (missing, no common utterance, other audio, other dims): exit 2."""
+
+
+class StatsError(UsageError):
+    """Inputs that do not fit the accumulated statistics (other layers, dims, unequal row counts, too few frames)."""
+
+
+class AudioLoadError(InputError):
+    """An audio file that cannot be decoded (corrupt, empty, not audio, unreadable)."""
+
+
+class AlignmentError(InputError):
+    """An alignment folder or file that cannot be used."""
+
+
+class SegmentRangeError(AlignmentError):
+    """A segment outside the audio (or empty/reversed): the alignment does not belong to this audio."""
+
+
+class FeatureFileError(InputError):
+    """A feature file that cannot be read or does not follow the format."""
+
+
+class UnsafeArchiveError(InputError):
+    """An archive member would land outside the destination, or cannot be extracted."""
+
+
+class EmbedError(LayerwiseError):
+    """Too few points, or points that cannot be embedded (constant layer)."""
+
+
+class DataError(LayerwiseError):
+    """A download, verification or extraction failure (``python -m layerwise.data`` exits 1)."""

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from layerwise import store
 from layerwise.cli import visualize
+from layerwise.contract import layout
 from tests.conftest import ROOT
 
 EXTRACT = [sys.executable, str(ROOT / "extract_features.py")]
@@ -35,7 +35,7 @@ def extract(audio_dir: Path, save_dir: Path, model: Path, *extra: str) -> Path:
     done = subprocess.run(EXTRACT + args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     rep_type = extra[extra.index("--rep_type") + 1] if "--rep_type" in extra else "contextualized"
-    return store.output_folder(save_dir, str(model), "dev-clean", 1, rep_type=rep_type)
+    return layout.output_folder(save_dir, str(model), "dev-clean", 1, rep_type=rep_type)
 
 
 def analyse(folder: Path, out: Path) -> dict:

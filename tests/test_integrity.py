@@ -19,10 +19,12 @@ import soundfile as sf
 import torch
 from transformers import AutoModel
 
-from layerwise import jobs, store
 from layerwise.cli import extract as cli
-from layerwise.extract import extract_folder
-from layerwise.options import ExtractionOptions, SpanOptions
+from layerwise.contract import layout, store
+from layerwise.errors import FeatureFileError
+from layerwise.extract import jobs
+from layerwise.extract.options import ExtractionOptions, SpanOptions
+from layerwise.extract.run import extract_folder
 from tests.conftest import ROOT, tone
 
 BASE = ["--device", "cpu", "--no_progress"]
@@ -79,12 +81,12 @@ def test_normalize_on_after_off_gives_the_normalised_reference_with_overwrite(ti
 
 
 def test_identity_holds_every_setting_that_changes_numbers(tiny_hubert, tmp_path):
-    from layerwise.model import describe
+    from layerwise.model.checkpoint import describe
 
     options = ExtractionOptions(model_name=str(tiny_hubert), layers="0-1", dtype="float16", random_init=True,
                                 seed=3, fbank=True)
     identity = options.identity(describe(str(tiny_hubert)))
-    assert tuple(identity) == store.IDENTITY_KEYS
+    assert tuple(identity) == layout.IDENTITY_KEYS
     assert identity["layers"] == ["layer_0", "layer_1"] and identity["compute_dtype"] == "float16"
     assert (identity["seed"], identity["sample_rate"], identity["normalize"]) == (3, 16000, False)
 
@@ -92,7 +94,7 @@ def test_identity_holds_every_setting_that_changes_numbers(tiny_hubert, tmp_path
 # ---- 2. default output folders never collide; the wrapper analyses only what it extracted ---------------------
 
 def test_each_rep_type_and_span_has_its_own_default_folder(tmp_path):
-    rule = {(rep, span): store.output_folder("out", "org/m", "dev-clean", 1, rep_type=rep, span=span)
+    rule = {(rep, span): layout.output_folder("out", "org/m", "dev-clean", 1, rep_type=rep, span=span)
             for rep in ("contextualized", "local") for span in ("frame", "phone", "word")}
     assert rule["contextualized", "frame"].as_posix() == "out/m/librispeech_dev-clean_sample1"
     assert rule["local", "word"].as_posix() == "out/m/librispeech_dev-clean_sample1_local_word"
@@ -184,7 +186,7 @@ def test_only_temporaries_without_a_live_writer_are_stale(tmp_path):
 # ---- 4. non-finite or damaged outputs are never complete -----------------------------------------------------
 
 def test_non_finite_features_are_refused_and_an_existing_non_finite_file_is_recomputed(tiny_hubert, tmp_path):
-    with pytest.raises(store.FeatureFileError, match="layer_1.*NaN or inf"):
+    with pytest.raises(FeatureFileError, match="layer_1.*NaN or inf"):
         store.write_features(tmp_path / "x_features.npz", {"layer_1": np.array([[np.nan, 1.0]])}, {})
     assert not (tmp_path / "x_features.npz").exists()
     sf.write(tmp_path / "a.wav", tone(9000), 16000)
@@ -197,7 +199,7 @@ def test_non_finite_features_are_refused_and_an_existing_non_finite_file_is_reco
     payload["layer_1"][0, 0] = np.nan
     np.savez(path, **payload)
     assert store.resume_state(path, ["layer_0", "layer_1", "layer_2"],
-                              store.identity_of(json.loads(str(payload["meta"]))))[0] == "damaged"
+                              layout.identity_of(json.loads(str(payload["meta"]))))[0] == "damaged"
     log = extract_folder(tmp_path, tmp_path / "o", ExtractionOptions(model_name=str(tiny_hubert), device="cpu"))
     assert log.n_done == 1 and np.isfinite(store.read_features(path).layers["layer_1"]).all()
 
@@ -214,7 +216,7 @@ def test_missing_alignment_dir_is_a_usage_error(audio_dir, tmp_path, caplog):
 
 def test_bad_layers_fail_before_weights_load_and_complete_folders_load_nothing(tiny_hubert, audio_dir, tmp_path,
                                                                              monkeypatch):
-    from layerwise import model
+    from layerwise.model import adapter
 
     args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]
     assert cli.main(args) == 0
@@ -222,7 +224,7 @@ def test_bad_layers_fail_before_weights_load_and_complete_folders_load_nothing(t
     def no_load(*a, **k):
         raise AssertionError("weights loaded")
 
-    monkeypatch.setattr(model.SpeechModel, "load", no_load)
+    monkeypatch.setattr(adapter.SpeechModel, "load", no_load)
     assert cli.main(args + ["--layers", "0,7"]) == 2  # validated from the config alone
     assert cli.main(args) == 0  # every file complete: nothing to compute, nothing loaded
 
@@ -230,7 +232,7 @@ def test_bad_layers_fail_before_weights_load_and_complete_folders_load_nothing(t
 def test_stop_during_the_last_file_is_not_an_interruption(tiny_hubert, audio_dir, tmp_path):
     import threading
 
-    from layerwise.model import SpeechModel
+    from layerwise.model.adapter import SpeechModel
 
     model = SpeechModel.load(str(tiny_hubert), device="cpu")
     stop, calls, real = threading.Event(), [], model.features
@@ -252,8 +254,8 @@ def test_importing_the_package_does_not_touch_the_umask(tmp_path):
     probe = ("import os\n"
              "def boom(*a): raise SystemExit('umask changed')\n"
              "os.umask = boom\n"
-             "import layerwise, layerwise.store, layerwise.extract, layerwise.runlog, layerwise.options\n"
-             "from layerwise import store\n"
+             "import layerwise, layerwise.contract.store, layerwise.extract.run, layerwise.extract.runlog, layerwise.extract.options\n"
+             "from layerwise.contract import store\n"
              "store.write_json_atomic('x.json', {'a': 1})\n"
              "print(oct(os.stat('x.json').st_mode & 0o777))\n")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, cwd=tmp_path,
@@ -292,7 +294,7 @@ def test_span_options_are_part_of_the_identity(tmp_path):
     b = ExtractionOptions(span="phone", spans=SpanOptions(alignment_dir=tmp_path, frame_rule="centre"))
     info = type("Info", (), {"revision": None, "normalize": False, "sample_rate": 16000,
                              "keys": lambda self, rep: ["layer_0"]})()
-    assert store.identity_diff(a.identity(info), b.identity(info)) == ["span_options"]
+    assert layout.identity_diff(a.identity(info), b.identity(info)) == ["span_options"]
 
 
 # ---- 5. alignments beyond the audio fail the file, never a made-up frame --------------------------------------
@@ -378,8 +380,8 @@ def test_overlapping_or_negative_segments_fail_in_every_format(tiny_hubert, tmp_
 
 
 def test_checkpoints_of_two_training_runs_get_their_own_folders():
-    a = store.output_folder("out", "runA/checkpoint-1000", "dev-clean", 1)
-    b = store.output_folder("out", "runB/checkpoint-1000", "dev-clean", 1)
+    a = layout.output_folder("out", "runA/checkpoint-1000", "dev-clean", 1)
+    b = layout.output_folder("out", "runB/checkpoint-1000", "dev-clean", 1)
     assert a.parent.name == "runA-checkpoint-1000" and a != b
 
 

@@ -19,7 +19,7 @@ import logging
 import sys
 
 from layerwise.cli.common import EXIT_OK, EXIT_USAGE, setup_logging, with_flags
-from layerwise.compare import DEFAULT_NUM_FILES
+from layerwise.compare.run import DEFAULT_NUM_FILES
 from layerwise.errors import LayerwiseError
 
 DEFAULT_OUTPUT_DIR = "output/comparison"
@@ -52,7 +52,7 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
     log = logging.getLogger("compare_features")
     try:
-        from layerwise.compare import run_comparison
+        from layerwise.compare.run import run_comparison
 
         run_comparison(features_dirs=args.features_dirs, output_dir=args.output_dir, num_files=args.num_files,
                        layers=None if args.layers == "all" else args.layers, labels=args.labels)

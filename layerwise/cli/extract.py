@@ -26,25 +26,14 @@ from layerwise.cli.common import (
     shard_from_env,
     with_flags,
 )
+from layerwise.contract.store import SAVE_DTYPES
 from layerwise.errors import LayerwiseError, UsageError
-from layerwise.options import (
-    ALIGNMENT_FORMATS,
-    DEFAULT_MODEL,
-    DEVICES,
-    DTYPES,
-    FRAME_RULES,
-    NORMALIZE_MODES,
-    OUT_OF_RANGE,
-    POOLINGS,
-    REP_TYPES,
-    SPANS,
-    ExtractionOptions,
-    SpanOptions,
-)
-from layerwise.spans import DEFAULT_SILENCE_LABELS
-from layerwise.store import SAVE_DTYPES
+from layerwise.extract.alignments import ALIGNMENT_FORMATS
+from layerwise.extract.options import DEVICES, SPANS, ExtractionOptions, SpanOptions
+from layerwise.extract.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, OUT_OF_RANGE_POLICIES, POOLINGS
+from layerwise.model.checkpoint import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
 
-log = logging.getLogger("layerwise.extract")
+log = logging.getLogger("layerwise.extract.run")
 
 EXAMPLE = """examples:
   layerwise-extract --audio_dir content/data/LibriSpeech/dev-clean-2
@@ -94,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--keep_stress", action="store_true", help="keep ARPAbet stress digits (AH0 stays AH0)")
     g.add_argument("--frame_rule", choices=FRAME_RULES, default=FRAME_RULES[0], help=f"frame-to-segment rule {d}")
     g.add_argument("--pooling", choices=POOLINGS, default=POOLINGS[0], help=f"pooling within a segment {d}")
-    g.add_argument("--out_of_range", choices=OUT_OF_RANGE, default=OUT_OF_RANGE[0],
+    g.add_argument("--out_of_range", choices=OUT_OF_RANGE_POLICIES, default=OUT_OF_RANGE_POLICIES[0],
                    help="a segment beyond the audio (more than one frame), empty or reversed: fail the file, or "
                         f"drop it and count it in the file's metadata {d}")
     s = p.add_argument_group("sharding and queries")
@@ -161,7 +150,7 @@ def main(argv=None) -> int:
 
 
 def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_subsets: int) -> int:
-    from layerwise import audio, jobs
+    from layerwise.extract import audio, jobs
 
     if not Path(args.audio_dir).is_dir():
         raise UsageError(f"audio_dir {args.audio_dir} does not exist. Download LibriSpeech with: python -m "
@@ -176,7 +165,7 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
             print(job.source)
         return EXIT_OK
 
-    from layerwise.extract import extract_folder
+    from layerwise.extract.run import extract_folder
 
     stop = threading.Event()
 
@@ -200,7 +189,7 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     for line in runlog.summary_lines():
         log.info(line)
     if args.write_file_list is not None:
-        from layerwise.store import write_text_atomic
+        from layerwise.contract.store import write_text_atomic
 
         write_text_atomic(args.write_file_list, "".join(f"{p}\n" for p in runlog.complete_files))
     if runlog.was_interrupted:

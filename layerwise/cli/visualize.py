@@ -19,7 +19,8 @@ import argparse
 import logging
 import sys
 
-from layerwise.analysis_options import (
+from layerwise.analyze.control import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
+from layerwise.analyze.options import (
     COLOR_BY_CHOICES,
     DEFAULT_CCA_PROTOCOL,
     DEFAULT_MAX_POINTS,
@@ -31,7 +32,6 @@ from layerwise.analysis_options import (
 )
 from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env, with_flags
 from layerwise.errors import LayerwiseError
-from layerwise.spanalysis import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}
 # with its defaults (output, facebook/hubert-base-ls960, dev-clean, 1); tests/test_analyze.py checks they agree.
@@ -99,7 +99,7 @@ def main(argv=None) -> int:
     log = logging.getLogger("visualize_features")
     subset_id, num_subsets = (0, 1) if args.merge else shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
-        from layerwise.analyze import run_analysis
+        from layerwise.analyze.run import run_analysis
 
         options = AnalysisOptions(
             features_dir=args.features_dir, output_dir=args.output_dir, num_files=args.num_files,

@@ -1,0 +1,87 @@
+"""``python -m layerwise.data``: download LibriSpeech splits and MFA alignments (the library is layerwise.data)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from layerwise.data.librispeech import (
+    ALIGNMENTS,
+    DEFAULT_DEST,
+    DEFAULT_SPLIT,
+    RESOURCES,
+    download,
+    failure_advice,
+    format_table,
+)
+from layerwise.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    splits = [n for n in RESOURCES if n != ALIGNMENTS]
+    parser = argparse.ArgumentParser(
+        prog="python -m layerwise.data", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Download LibriSpeech splits and MFA alignments with checksums, resume and safe extraction.",
+        epilog="example:\n  python -m layerwise.data download --split dev-clean-2 --dest content/data\n"
+               "  -> content/data/LibriSpeech/dev-clean-2/<spk>/<chapter>/<utt>.flac (path printed on stdout)\n"
+               "  python -m layerwise.data download --split none --alignments --dest content/data\n"
+               "  -> content/data/alignments/ (TextGrids; use as --alignment_dir)")
+    parser.add_argument("--list", action="store_true", help="print the known resources and exit")
+    parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
+    sub = parser.add_subparsers(dest="command")
+    dl = sub.add_parser("download", help="download, verify and extract",
+                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=parser.epilog)
+    dl.add_argument("--split", action="append", choices=splits + ["none"],
+                    help=f"split to fetch, repeatable; 'none' for alignments only (default: {DEFAULT_SPLIT})")
+    dl.add_argument("--dest", default=DEFAULT_DEST,
+                    help="folder the archives are downloaded and unpacked into (default: %(default)s)")
+    dl.add_argument("--alignments", action="store_true", help="also fetch the MFA alignments (Zenodo 2619474)")
+    dl.add_argument("--mirror", action="append", metavar="URL",
+                    help="mirror to use instead of the built-in list, repeatable; a base URL (archive name "
+                         "appended) or a full URL to the archive")
+    dl.add_argument("--delete-archive", action="store_true", help="remove the archive after extraction")
+    dl.add_argument("--no-progress", action="store_true", help="no progress bar")
+    # SUPPRESS: a sub-parser default would overwrite the same flag given before the command.
+    dl.add_argument("--list", action="store_true", default=argparse.SUPPRESS, help="print the known resources")
+    dl.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS, help="debug logging, tracebacks")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
+                        stream=sys.stderr)
+    if args.list:
+        print(format_table())
+        return 0
+    if args.command != "download":
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: give a command (download) or --list", file=sys.stderr)
+        return 2
+    splits = args.split or [DEFAULT_SPLIT]
+    names = [s for s in dict.fromkeys(splits) if s != "none"] + ([ALIGNMENTS] if args.alignments else [])
+    if not names:
+        print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
+        return 2
+    name = names[0]
+    try:
+        for name in names:
+            folder = download(name, args.dest, mirrors=args.mirror, keep_archive=not args.delete_archive,
+                              progress=not args.no_progress)
+            print(folder)
+    except (DataError, OSError) as err:
+        if args.verbose:
+            log.exception("failed")
+        print(f"error: {err}\n{failure_advice(name, args.dest)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
+        print(f"interrupted; the partial download {part} resumes with the same command", file=sys.stderr)
+        return 130
+    return 0
+

@@ -1,0 +1,5 @@
+"""The same measures across folders: models, checkpoints and their controls, layer by layer. No torch."""
+
+from layerwise.compare.run import compare, run_comparison
+
+__all__ = ["compare", "run_comparison"]

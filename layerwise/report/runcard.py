@@ -1,0 +1,286 @@
+"""The run card of a report: what was run, on what, with which settings and versions, how long it took.
+
+Facts come from the analysis result (``results.AnalysisResult``) and from the extraction manifests
+(``manifest*.json``, one per shard) in the features folder; a fact that is not recorded is shown as "not recorded",
+never guessed. :func:`run_card` returns (label, text) rows; report.py renders them. No heavy imports.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import shlex
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from layerwise import __version__
+from layerwise.contract.names import display_name, naming_legend
+from layerwise.contract.results import NO_CONTROL
+from layerwise.extract import runlog
+
+log = logging.getLogger(__name__)
+
+NOT_RECORDED = "not recorded"
+MANIFEST_GLOB = "manifest*.json"  # one per extraction shard (runlog.RunLog.manifest_path)
+ANALYSIS_PACKAGES = ("numpy", "scipy", "scikit-learn", "openTSNE", "matplotlib", "seaborn")
+MAX_FAILURES_SHOWN = 10
+FILE_LIST_FLAGS = ("--file_list", "--write_file_list")  # arguments naming a list of feature files
+WRAPPER_LIST_PREFIX = "layerwise-files."  # extract_hubert_features.sh: mktemp "${TMPDIR:-/tmp}/layerwise-files.XXXXXX"
+
+
+@dataclass
+class Extraction:
+    """What the extraction manifests of a features folder say, summed over shards.
+
+    counts : files, done, skipped, failed, missing_alignment, not_taken summed; audio_hours summed;
+    wall_seconds : the longest shard (shards run side by side); commands : one command line per shard;
+    versions : package -> version of the first shard; finished : newest manifest's modification time (UTC);
+    failures : (path, reason) of every shard; problems : manifests that could not be read.
+    """
+
+    paths: list[Path] = field(default_factory=list)
+    counts: dict = field(default_factory=dict)
+    audio_hours: float | None = None
+    wall_seconds: float | None = None
+    commands: list[str] = field(default_factory=list)
+    versions: dict = field(default_factory=dict)
+    tool: dict = field(default_factory=dict)
+    finished: dt.datetime | None = None
+    failures: list[tuple[str, str]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def read_extraction(features_dir: str | Path) -> Extraction:
+    """The manifests of ``features_dir`` summed over shards; an empty :class:`Extraction` when there are none."""
+    out = Extraction()
+    for path in sorted(Path(features_dir).glob(MANIFEST_GLOB)):
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            out.problems.append(f"{path}: cannot be read ({err})")
+            continue
+        out.paths.append(path)
+        counts = manifest.get("counts") or {}
+        for key in ("files", "done", "skipped", "failed", "missing_alignment", "not_taken"):
+            if isinstance(counts.get(key), (int, float)):
+                out.counts[key] = out.counts.get(key, 0) + int(counts[key])
+        if isinstance(counts.get("audio_hours"), (int, float)):
+            out.audio_hours = (out.audio_hours or 0.0) + float(counts["audio_hours"])
+        if isinstance(counts.get("wall_seconds"), (int, float)):
+            out.wall_seconds = max(out.wall_seconds or 0.0, float(counts["wall_seconds"]))
+        command = manifest.get("command")
+        if command:
+            out.commands.append(shlex.join(command) if isinstance(command, list) else str(command))
+        tool = manifest.get("tool") or {}
+        out.tool = out.tool or {k: v for k, v in tool.items() if k != "versions"}
+        out.versions = out.versions or dict(tool.get("versions") or {})
+        out.failures += [(str(f.get("path")), str(f.get("reason"))) for f in manifest.get("failures") or []]
+        mtime = dt.datetime.fromtimestamp(path.stat().st_mtime, tz=dt.UTC)
+        out.finished = max(out.finished or mtime, mtime)
+    return out
+
+
+def format_duration(seconds: float | None) -> str:
+    """``runlog.format_duration`` (``42.0 s``, ``3.5 min``, ``2.25 h``), or "not recorded" for None."""
+    return NOT_RECORDED if seconds is None else runlog.format_duration(seconds)
+
+
+def analysis_versions() -> dict[str, str]:
+    """Installed versions of the packages the analysis ran with (layerwise included)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"layerwise": __version__}
+    for name in ANALYSIS_PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _value(meta: dict, key: str) -> str:
+    value = meta.get(key)
+    return NOT_RECORDED if value is None else str(value)
+
+
+def _options_text(run) -> str:
+    """The analysis options that shape the figures and measures (RunInfo fields that are set)."""
+    files = "all files" if not run.num_files else f"the first {run.num_files} files"
+    if run.file_list:
+        files = f"{files} named by --file_list (see Commands)"
+    parts = [files, f"similarity {run.similarity}", f"max_points {run.max_points}",
+             f"color_by {run.color_by}"]
+    for name in ("cka_vmin", "cca_protocol", "mi_protocol"):
+        if getattr(run, name, None) is not None:
+            parts.append(f"{name} {getattr(run, name)}")
+    if run.shards > 1:
+        parts.append(f"merged from {run.shards} partial analyses")
+    return ", ".join(parts)
+
+
+def _on_off(value) -> str:
+    return NOT_RECORDED if value is None else ("on" if value else "off")
+
+
+def model_text(meta: dict) -> str:
+    """``{model_name} (revision r)``, with a loud mark for a random-initialisation extraction."""
+    model = f"{_value(meta, 'model_name')} (revision {_value(meta, 'model_revision')})"
+    if meta.get("random_init"):
+        model += f" — RANDOM INITIALISATION (seed {_value(meta, 'seed')}), not the trained weights"
+    return model
+
+
+def settings_text(meta: dict) -> str:
+    """The extraction settings of a file's metadata that change the numbers besides model and layers."""
+    return (f"waveform normalisation {_on_off(meta.get('normalize'))}, compute dtype {_value(meta, 'compute_dtype')}, "
+            f"stored as {_value(meta, 'save_dtype')}, sample rate {_value(meta, 'sample_rate')} Hz")
+
+
+def _layers_text(result) -> str:
+    names = ", ".join(display_name(k) for k in result.keys)
+    legend = naming_legend(result.keys)
+    return f"{names} — {legend}" if legend else names
+
+
+def _data_text(result, extraction: Extraction) -> str:
+    layers = result.layers
+    if len({x.n_frames for x in layers}) == 1:
+        frames = f"{layers[0].n_frames:,} {result.unit}"
+    else:
+        frames = ", ".join(f"{display_name(x.key)}: {x.n_frames:,}" for x in layers) + f" {result.unit}"
+    text = f"{len(result.files)} files analysed, {frames}"
+    timed = [x for x in layers if x.frame_rate]
+    if result.unit == "frames" and timed:  # the coarsest layer's frames × its hop ≈ the audio analysed
+        coarse = min(timed, key=lambda x: x.frame_rate)
+        text += (f" (≈ {format_duration(coarse.n_frames / coarse.frame_rate)} of audio: "
+                 f"{display_name(coarse.key)} at {coarse.frame_rate:g} frames/s)")
+    c = extraction.counts
+    if extraction.paths:
+        text += (f"; the extraction: {c.get('done', 0) + c.get('skipped', 0)} of {c.get('files', '?')} files "
+                 f"complete ({c.get('done', 0)} written, {c.get('skipped', 0)} already complete), "
+                 f"{c.get('failed', 0)} failed")
+        if c.get("missing_alignment"):
+            text += f", {c['missing_alignment']} without alignment"
+        if c.get("not_taken"):
+            text += f", {c['not_taken']} not taken"
+        if extraction.audio_hours is not None:
+            text += f", {format_duration(extraction.audio_hours * 3600)} of audio computed in this run"
+    return text
+
+
+def _wall_text(result, extraction: Extraction) -> str:
+    parts = []
+    if extraction.wall_seconds is not None:
+        rtf = ""
+        if extraction.audio_hours and extraction.wall_seconds > 0:
+            rtf = f", {extraction.audio_hours * 3600 / extraction.wall_seconds:.1f}× realtime"
+        shards = f" (longest of {len(extraction.paths)} shards)" if len(extraction.paths) > 1 else ""
+        parts.append(f"extraction {format_duration(extraction.wall_seconds)}{shards}{rtf}")
+    else:
+        parts.append(f"extraction {NOT_RECORDED}")
+    stages = result.run.wall_s or {}
+    if stages:
+        total = stages.get("total", sum(v for k, v in stages.items() if k != "total"))
+        detail = ", ".join(f"{k} {format_duration(v)}" for k, v in stages.items() if k != "total")
+        parts.append(f"analysis {format_duration(total)}" + (f" ({detail})" if detail else ""))
+    else:
+        parts.append(f"analysis {NOT_RECORDED}")
+    return "; ".join(parts)
+
+
+def _versions_text(extraction: Extraction) -> str:
+    ours = ", ".join(f"{k} {v}" for k, v in analysis_versions().items())
+    theirs = ", ".join(f"{k} {v}" for k, v in extraction.versions.items()) or NOT_RECORDED
+    python = extraction.tool.get("python")
+    return f"analysis: {ours}; extraction: {theirs}" + (f", python {python}" if python else "")
+
+
+def _control_text(result) -> str:
+    """The random-init control: folder, model, seed, utterances shared; or that there is none (see the notes)."""
+    if result.control is not None:
+        return result.control.describe(len(result.files))
+    if any(n.startswith(NO_CONTROL) for n in result.notes):
+        return "none in this run (see the notes): the figures draw no dashed control lines"
+    return "none (this run computes no measure with a control)"
+
+
+def _list_arguments(args: list[str]) -> list[tuple[str, str]]:
+    """(flag, path) of each file-list argument in ``args`` (``--flag PATH`` or ``--flag=PATH``)."""
+    found = []
+    for i, arg in enumerate(args):
+        flag, _, value = arg.partition("=")
+        if flag in FILE_LIST_FLAGS:
+            value = value or (args[i + 1] if i + 1 < len(args) else "")
+            if value:
+                found.append((flag, value))
+    return found
+
+
+def annotate_command(command: str, n_files: int) -> str:
+    """``command`` as run, then one line per file-list argument saying what that list was: the wrapper
+    (extract_hubert_features.sh) passes temporary lists (``--write_file_list``/``--file_list``) that it deletes when
+    it ends, so the path cannot be opened afterwards; the files analysed are in summary.json ``files``."""
+    try:
+        args = shlex.split(command)
+    except ValueError:
+        return command
+    lines = [command]
+    for flag, path in _list_arguments(args):
+        temporary = Path(path).name.startswith(WRAPPER_LIST_PREFIX) or Path(path).parent == Path(tempfile.gettempdir())
+        what = "a temporary list written by the wrapper and deleted after the run" if temporary else "a list file"
+        if flag == "--file_list":
+            lines.append(f"  ({flag} {path}: {what}; the {n_files} files it named are listed in summary.json "
+                         f"'files' and under 'Files analysed'; to re-run on the same files write them to a list "
+                         f"and pass it with --file_list, or pass --num_files 0 for every file of the folder)")
+        else:
+            lines.append(f"  ({flag} {path}: {what}; it collects the files this extraction completed; not needed "
+                         f"to re-run the extraction)")
+    return "\n".join(lines)
+
+
+def run_card(result, extraction: Extraction, *, now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """(label, text) rows of the run card for ``result`` (a ``results.AnalysisResult``) and the extraction
+    manifests of its features folder (:func:`read_extraction`). ``now`` : the report's date (default: now, UTC)."""
+    meta, run = result.meta, result.run
+    now = now or dt.datetime.now(dt.UTC)
+    random_init = meta.get("random_init")
+    span = _value(meta, "span") if meta.get("span") else "frame"
+    if meta.get("span_options"):
+        span += " (" + ", ".join(f"{k} {v}" for k, v in meta["span_options"].items()) + ")"
+    finished = extraction.finished.strftime("%Y-%m-%d %H:%M UTC") if extraction.finished else NOT_RECORDED
+    n_files = len(result.files)
+    analysis_cmd = annotate_command(run.command, n_files) if run.command else NOT_RECORDED
+    extraction_cmds = [f"extraction: {annotate_command(c, n_files)}" for c in extraction.commands]
+    return [
+        ("Model", model_text(meta)),
+        ("Representation", f"rep_type {_value(meta, 'rep_type')}, span {span}"),
+        ("Layers", _layers_text(result)),
+        ("Settings", settings_text(meta)),
+        ("Data", _data_text(result, extraction)),
+        ("Seeds", f"analysis seed {run.seed} (frame subsample of {len(result.sample)} points, t-SNE, splits); "
+                  + (f"random-initialisation seed {_value(meta, 'seed')}" if random_init
+                     else "no extraction seed (trained weights)")),
+        ("Analysis", _options_text(run)),
+        ("Features", f"{run.features_dir}" + (f" ({len(extraction.paths)} manifest(s))" if extraction.paths else
+                                                " (no extraction manifest found: prototype or copied files)")),
+        ("Date", f"report {now.strftime('%Y-%m-%d %H:%M UTC')}; extraction finished {finished}"),
+        ("Wall time", _wall_text(result, extraction)),
+        ("Versions", _versions_text(extraction)),
+        ("Control", _control_text(result)),
+        ("Commands", "\n".join(extraction_cmds or [f"extraction: {NOT_RECORDED}"])
+         + f"\nanalysis: {analysis_cmd}"),
+    ]
+
+
+def extraction_problems(extraction: Extraction, features_dir) -> list[str]:
+    """Lines the report lists with the notes: extraction failures (first MAX_FAILURES_SHOWN) and unreadable
+    manifests."""
+    lines = list(extraction.problems)
+    failures = extraction.failures
+    lines += [f"extraction failed for {path}: {reason}" for path, reason in failures[:MAX_FAILURES_SHOWN]]
+    if len(failures) > MAX_FAILURES_SHOWN:
+        lines.append(f"… and {len(failures) - MAX_FAILURES_SHOWN} more extraction failures (failures*.tsv in "
+                     f"{features_dir})")
+    return lines

@@ -1,0 +1,128 @@
+"""The feature-file contract: round trip, numeric key order, atomic writes, legacy layout, resume check."""
+
+from __future__ import annotations
+
+import zipfile
+
+import numpy as np
+import pytest
+
+from layerwise.contract import layout, store
+from layerwise.contract.timematch import Grid
+from layerwise.errors import FeatureFileError, UsageError
+
+
+def test_round_trip_and_numeric_order(tmp_path):
+    rng = np.random.default_rng(0)
+    arrays = {f"layer_{i}": rng.standard_normal((7, 4)) for i in (12, 0, 2, 10, 1)}
+    path = store.feature_path(tmp_path, "utt")
+    store.write_features(path, arrays, {"rep_type": "contextualized"}, labels=["a", "b"], intervals=[[0, 1], [1, 2]])
+    f = store.read_features(path)
+    assert list(f.layers) == ["layer_0", "layer_1", "layer_2", "layer_10", "layer_12"]
+    for key, value in arrays.items():
+        assert f.layers[key].dtype == np.float32
+        np.testing.assert_array_equal(f.layers[key], value.astype(np.float32))
+    assert f.labels.tolist() == ["a", "b"] and f.intervals.shape == (2, 2)
+    assert f.meta["rep_type"] == "contextualized" and f.stem == "utt"
+    with np.load(path, allow_pickle=False) as data:  # loads without pickle: no object arrays inside
+        assert set(data.files) == set(arrays) | {"labels", "intervals", "meta"}
+
+
+def test_float16_and_shape_validation(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    store.write_features(path, {"conv_0": np.ones((3, 2))}, {}, save_dtype="float16")
+    assert store.read_features(path).layers["conv_0"].dtype == np.float16
+    with pytest.raises(ValueError, match="2-D"):
+        store.write_features(path, {"layer_0": np.ones((1, 3, 2))}, {})
+
+
+def test_float16_overflow_is_an_error_not_a_silent_inf(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    big = np.array([[1.0, 65504.0], [-70000.0, 2.0]], dtype=np.float32)  # 65504 = float16 max; 70000 overflows
+    with pytest.raises(FeatureFileError, match="layer_1: values up to 70000 overflow float16"):
+        store.write_features(path, {"layer_0": np.ones((2, 2)), "layer_1": big}, {}, save_dtype="float16")
+    assert list(tmp_path.iterdir()) == []
+    store.write_features(path, {"layer_1": big}, {}, save_dtype="float32")  # float32 holds it
+    assert store.read_features(path).layers["layer_1"][1, 0] == -70000.0
+    store.write_features(path, {"layer_1": big[:, 1:] * 1.0}, {}, save_dtype="float16")  # 65504 fits exactly
+    assert store.read_features(path).layers["layer_1"][0, 0] == 65504.0
+
+
+def test_failed_write_leaves_no_file(tmp_path, monkeypatch):
+    path = store.feature_path(tmp_path, "u")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(np, "savez", boom)
+    with pytest.raises(OSError):
+        store.write_features(path, {"layer_0": np.ones((3, 2))}, {})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_legacy_batch_layout_is_read(tmp_path):
+    path = tmp_path / "old_features.npz"
+    np.savez(path, layer_0=np.ones((1, 5, 3)), layer_1=np.zeros((1, 5, 3)))
+    f = store.read_features(path)
+    assert f.layers["layer_0"].shape == (5, 3) and f.meta == {}
+
+
+def test_truncated_or_foreign_files_are_damaged(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    identity = {"model_name": "m"}
+    store.write_features(path, {"layer_0": np.ones((3, 2))}, identity)
+    assert store.resume_state(path, ["layer_0"], identity)[0] == "complete"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])  # truncated, as a crash of a non-atomic writer leaves it
+    assert store.resume_state(path, ["layer_0"], identity)[0] == "damaged"
+    path.write_text("not a zip file")
+    assert store.resume_state(path, ["layer_0"], identity)[0] == "damaged"
+    with pytest.raises(FeatureFileError):
+        store.read_features(path)
+
+
+def test_foreign_npz_is_rejected(tmp_path):
+    path = tmp_path / "x_features.npz"
+    np.savez(path, weights=np.ones(3))
+    with pytest.raises(FeatureFileError, match="no layer_k"):
+        store.read_features(path)
+    path.write_bytes(b"not a zip")
+    with pytest.raises(FeatureFileError):
+        store.read_features(path)
+    assert not zipfile.is_zipfile(path)
+
+
+def test_resume_state(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    same = {"model_name": "m", "normalize": False}
+    assert store.resume_state(path, ["layer_0"], same)[0] == "missing"
+    store.write_features(path, {"layer_0": np.ones((3, 2))}, same)
+    assert store.resume_state(path, ["layer_0"], same) == ("complete", "")
+    assert store.resume_state(path, ["layer_0", "layer_1"], same)[0] == "damaged"  # a key missing: recompute
+    state, detail = store.resume_state(path, ["layer_0"], {**same, "normalize": True})
+    assert state == "other_settings" and detail == "normalize: False vs True"
+    np.savez(path, layer_0=np.ones((1, 3, 2)))  # a prototype file: no metadata, never silently replaced
+    assert store.resume_state(path, ["layer_0"], same)[0] == "other_settings"
+    path.write_bytes(b"PK\x03\x04 half-written")
+    assert store.resume_state(path, ["layer_0"], same)[0] == "damaged"
+
+
+def test_layer_spec_indices_ranges_and_keys():
+    keys = [f"layer_{i}" for i in range(13)]
+    assert layout.parse_layer_spec("12,0-2,layer_6", keys) == ["layer_0", "layer_1", "layer_2", "layer_6", "layer_12"]
+    assert layout.parse_layer_spec("all", keys) == keys
+    for bad in ("13", "0-13", "3-1", "x", "conv_0", "1.5"):
+        with pytest.raises(UsageError, match="layers"):
+            layout.parse_layer_spec(bad, keys)
+    convs = [f"conv_{i}" for i in range(7)]
+    assert layout.parse_layer_spec("0,6", convs) == ["conv_0", "conv_6"]
+    with pytest.raises(UsageError, match="ambiguous"):
+        layout.parse_layer_spec("0", ["layer_0", "conv_0"])
+
+
+def test_layer_grids_follow_the_conv_stack():
+    meta = {"model_config": {"conv_kernel": [10, 3, 3, 3, 3, 2, 2], "conv_stride": [5, 2, 2, 2, 2, 2, 2]}}
+    # hop = product of strides, field = k0 + sum (k_i - 1) * hop_before_i, written out by hand
+    assert layout.layer_grid(meta, "layer_4") == Grid(320, 400)
+    assert [layout.layer_grid(meta, f"conv_{i}") for i in range(7)] == [
+        Grid(5, 10), Grid(10, 20), Grid(20, 40), Grid(40, 80), Grid(80, 160), Grid(160, 240), Grid(320, 400)]

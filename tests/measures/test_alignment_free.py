@@ -1,0 +1,136 @@
+"""properties.py: alignment-free measures rise with a planted signal and sit at chance without one; the collector's
+time matching against explicit numpy pooling."""
+
+import numpy as np
+import pytest
+
+from layerwise.contract import timematch
+from layerwise.extract import fbank
+from layerwise.measures import alignment_free
+
+FRAME = timematch.Grid(320, 400)  # 20 ms transformer frames
+CONV4 = timematch.Grid(80, 160)  # HuBERT conv_4: hop 80, receptive field 160 samples
+LAYERS = ["layer_0", "layer_1", "layer_2", "layer_3"]
+GRIDS = dict.fromkeys(LAYERS, FRAME)
+N_SPK, N_UTT, T, D = 6, 4, 50, 8  # 24 one-second files; 50 frames of 20 ms, 101 fbank frames
+
+
+def files(seed=0, shuffle_speakers=False):
+    """layer_0 noise; layer_1 = layer_0 · A + noise (cca_intra); layer_2 = fbank[2i] · B + noise (cca_mel);
+    layer_3 = speaker embedding + noise (speaker measures). ``shuffle_speakers``: names get other speakers."""
+    rng = np.random.default_rng(seed)
+    a, b, emb = rng.normal(size=(D, D)), rng.normal(size=(80, D)) / 4, rng.normal(size=(N_SPK, D)) * 2
+    speakers = np.repeat(np.arange(N_SPK), N_UTT)
+    named = rng.permutation(speakers) if shuffle_speakers else speakers
+    out = []
+    for i, (spk, name) in enumerate(zip(speakers, named)):
+        fb = rng.normal(size=(101, 80))
+        l0 = rng.normal(size=(T, D))
+        arrays = {"layer_0": l0, "layer_1": l0 @ a + 0.3 * rng.normal(size=(T, D)),
+                  "layer_2": fb[: 2 * T : 2] @ b + 0.3 * rng.normal(size=(T, D)),
+                  "layer_3": emb[spk] + rng.normal(size=(T, D))}
+        out.append((f"{100 + name}-7-{i:04d}", arrays, fb))
+    return out
+
+
+def collect(data, layers=LAYERS, grids=GRIDS, with_fbank=True, seed=0):
+    c = alignment_free.PropertyCollector(layers, grids, seed=seed, max_frames_per_file=30)
+    for stem, arrays, fb in data:
+        c.add(stem, {k: arrays[k] for k in layers}, fb if with_fbank else None)
+    return c
+
+
+@pytest.mark.parametrize("protocol", ["centred", "pasad"])
+def test_measures_rise_with_the_planted_signal(protocol):
+    result = alignment_free.measure(collect(files()), seed=0, cca_protocol=protocol)
+    m = result.measures
+    assert result.unavailable == {} and set(m) == set(alignment_free.MEASURES)
+    mel, intra = m["cca_mel"], m["cca_intra"]
+    assert mel["layer_2"] > 0.8 and max(mel["layer_0"], mel["layer_1"], mel["layer_3"]) < 0.3
+    assert intra["layer_0"] is None and intra["layer_1"] > 0.8
+    assert max(intra["layer_2"], intra["layer_3"]) < 0.3
+    base = m["speaker_majority_baseline"]["layer_0"]
+    assert set(m["speaker_majority_baseline"].values()) == {base} and base <= 1 / N_SPK + 1e-9
+    acc, spw = m["speaker_probe_accuracy"], m["speaker_pwcca"]
+    assert acc["layer_3"] > 0.9 and acc["layer_0"] < base + 0.35
+    assert spw["layer_3"] > 0.5 and spw["layer_3"] > 2 * max(spw["layer_0"], spw["layer_1"], spw["layer_2"])
+    assert result.info["n_speakers"] == N_SPK and result.info["cca_protocol"] == protocol
+
+
+def test_analyse_puts_the_control_under_random_init():
+    data = files()
+    trained = collect(data)
+    control = collect([(stem, {k: np.random.default_rng(i).normal(size=v.shape) for k, v in arrays.items()}, fb)
+                       for i, (stem, arrays, fb) in enumerate(data[:2])])  # 2 files: too few for held-out scores
+    measures, unavailable = alignment_free.analyse(trained, control, seed=0)
+    assert set(measures) == {*alignment_free.MEASURES, "random_init"} and measures["random_init"] == {}
+    assert set(unavailable) == {f"random_init.{m}" for m in alignment_free.MEASURES}
+    assert "needs >= 3 files" in unavailable["random_init.cca_mel"]
+    alone, none = alignment_free.analyse(trained, None, seed=0)
+    assert none == {} and alone["cca_mel"] == measures["cca_mel"]
+
+
+def test_shuffled_speakers_and_unpaired_fbank_sit_at_chance():
+    data = files(shuffle_speakers=True)
+    # pair every file's layers with another file's filterbanks: no acoustic relation left
+    unpaired = [(stem, arrays, data[(i + 1) % len(data)][2]) for i, (stem, arrays, _) in enumerate(data)]
+    m = alignment_free.measure(collect(unpaired), seed=0).measures
+    assert abs(m["cca_mel"]["layer_2"]) < 0.3
+    assert m["speaker_probe_accuracy"]["layer_3"] < 1 / N_SPK + 0.3
+    assert m["speaker_pwcca"]["layer_3"] < 0.3
+
+
+def test_unavailable_measures_say_why():
+    data = files()
+    renamed = [(f"utt{i}", arrays, fb) for i, (_, arrays, fb) in enumerate(data)]
+    result = alignment_free.measure(collect(renamed, with_fbank=False), seed=0)
+    assert set(result.measures) == {"cca_intra"}
+    assert "--fbank" in result.unavailable["cca_mel"]
+    for name in ("speaker_probe_accuracy", "speaker_majority_baseline", "speaker_pwcca"):
+        assert "'utt0'" in result.unavailable[name] and "{speaker}-{chapter}-{utterance}" in result.unavailable[name]
+    no_base = alignment_free.measure(collect(data, layers=["layer_2", "layer_3"]), seed=0)
+    assert "layer_0" in no_base.unavailable["cca_intra"] and "cca_mel" in no_base.measures
+
+
+def test_collector_time_matches_like_explicit_pooling():
+    """conv_4 (hop 80, field 160) onto the 10 ms fbank: mean of conv frames 2j .. 2j + 3 (kernel 4, stride 2);
+    20 ms layers take fbank frame 2i; the base layer is pooled the same way for cca_intra."""
+    rng = np.random.default_rng(5)
+    conv, l0, fb = rng.normal(size=(199, 3)), rng.normal(size=(49, 4)), rng.normal(size=(101, 80))
+    c = alignment_free.PropertyCollector(["conv_4", "layer_0"], {"conv_4": CONV4, "layer_0": FRAME}, seed=1,
+                                     max_frames_per_file=1000)
+    c.add("1-2-0003", {"conv_4": conv, "layer_0": l0}, fb)
+    n = min((199 - 4) // 2 + 1, 101)
+    pooled = np.stack([conv[2 * j : 2 * j + 4].mean(axis=0) for j in range(n)])
+    mel_fb, mel_conv = c.mel["conv_4"][0]
+    np.testing.assert_allclose(mel_fb, fb[:n], atol=1e-6)
+    np.testing.assert_allclose(mel_conv, pooled, atol=1e-6)
+    mel_fb0, mel_l0 = c.mel["layer_0"][0]
+    np.testing.assert_allclose(mel_fb0, fb[0 : 2 * 49 : 2][:len(mel_l0)], atol=1e-6)
+    np.testing.assert_allclose(mel_l0, l0[: len(mel_fb0)], atol=1e-6)
+    base, conv_on_base = c.intra["conv_4"][0]  # conv_4 onto 20 ms: kernel ceil((400-160)/80)+1 = 4, stride 4
+    np.testing.assert_allclose(conv_on_base, np.stack([conv[4 * i : 4 * i + 4].mean(axis=0)
+                                                      for i in range(len(base))]), atol=1e-6)
+    np.testing.assert_allclose(base, l0[: len(base)], atol=1e-6)
+    assert fbank.GRID == timematch.Grid(160, 400)
+    # subsampling is bounded, seeded and independent of the order files arrive in
+    small = alignment_free.PropertyCollector(["layer_0"], {"layer_0": FRAME}, seed=1, max_frames_per_file=7)
+    small.add("1-2-0003", {"layer_0": l0}, None)
+    again = alignment_free.PropertyCollector(["layer_0"], {"layer_0": FRAME}, seed=1, max_frames_per_file=7)
+    again.add("9-9-0009", {"layer_0": l0[::-1]}, None)
+    again.add("1-2-0003", {"layer_0": l0}, None)
+    assert small.frames["layer_0"][0].shape == (7, 4)
+    np.testing.assert_array_equal(small.frames["layer_0"][0], again.frames["layer_0"][1])
+
+
+def test_a_layer_that_fails_is_a_gap_with_its_reason_and_the_other_layers_stay():
+    out = alignment_free.PropertyMeasures({}, {}, {})
+
+    def compute(key):
+        if key == "layer_1":
+            raise np.linalg.LinAlgError("SVD did not converge")
+        return 0.5
+
+    alignment_free._measure("cca_intra", ["layer_0", "layer_1", "layer_2"], compute, out)
+    assert out.measures["cca_intra"] == {"layer_0": 0.5, "layer_1": None, "layer_2": 0.5}
+    assert "layer_1" in out.unavailable["cca_intra"] and "SVD did not converge" in out.unavailable["cca_intra"]

@@ -1,0 +1,354 @@
+"""report.py and runcard.py: the files an analysis writes, from a hand-built AnalysisResult and a hand-written
+extraction manifest; every value checked against those inputs (or numpy / importlib.metadata directly)."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import dataclasses
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from html.parser import HTMLParser
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from layerwise.contract import results
+from layerwise.report import figures, html
+
+LAYERS = ["layer_0", "layer_1", "layer_2"]
+MANIFEST = {
+    "tool": {"name": "layerwise", "version": "0.1.0", "python": "3.11.2", "versions": {"torch": "2.13.0",
+                                                                                        "transformers": "5.23.0"}},
+    "command": ["extract_features.py", "--audio_dir", "/data/my audio", "--layers", "0-2"],
+    "run": {"model_name": "/home/me/ckpt/hubert-tiny"},
+    "counts": {"files": 5, "done": 3, "skipped": 1, "failed": 1, "missing_alignment": 0, "audio_hours": 0.5,
+               "wall_seconds": 900.0, "interrupted": False, "not_taken": 2, "realtime_factor": 2.0},
+    "failures": [{"path": "/data/my audio/19-198-0002.flac", "reason": "cannot decode: <bad header>"}],
+}
+
+
+def make_result(features_dir: Path, *, seed: int = 0) -> results.AnalysisResult:
+    rng = np.random.default_rng(seed)
+    n_points = 40
+    layers = []
+    for i, key in enumerate(LAYERS):
+        spectrum = np.sort(rng.random(8))[::-1]
+        ratios = spectrum / spectrum.sum()
+        layers.append(results.LayerResult(
+            key=key, dim=8, n_frames=1000, frame_rate=50.0, mean=float(i), std=1.0 + i, dim_mean=rng.normal(size=8),
+            dim_var=rng.random(8) + 0.1, explained_variance_ratio=ratios,
+            components_90=int(np.argmax(np.cumsum(ratios) >= 0.9)) + 1,
+            projection=rng.normal(size=(n_points, 2)), embedding=None if i == 2 else rng.normal(size=(n_points, 2)),
+            cka_with_previous=None if i == 0 else 0.9, reasons={"tsne": "too few points"} if i == 2 else {}))
+    cka = np.array([[1.0, 0.95, 0.91], [0.95, 1.0, 0.97], [0.91, 0.97, 1.0]])
+    stems = np.repeat(["19-198-0000", "19-198-0001", "26-495-0000", "26-495-0001"], n_points // 4)
+    sample = results.SampleInfo(utterances=stems, frame_index=np.arange(n_points), labels=None,
+                                speakers=np.array([s.split("-")[0] for s in stems]))
+    run = results.RunInfo(features_dir=str(features_dir), output_dir=None, seed=seed, max_points=500, num_files=0,
+                          similarity="both", wall_s={"read": 1.5, "tsne": 150.0, "total": 160.0},
+                          command="visualize_features.py --features_dir x --color_by speaker")
+    meta = {"model_name": "/home/me/ckpt/hubert-tiny", "model_revision": "abc123", "rep_type": "contextualized",
+            "span": "frame", "normalize": False, "compute_dtype": "float32", "save_dtype": "float32",
+            "random_init": False, "seed": None, "sample_rate": 16000}
+    return results.AnalysisResult(
+        files=sorted(set(stems)), layers=layers, cka=cka, cosine=np.where(np.eye(3) > 0, 1.0, np.nan),
+        similarity_frames=np.full((3, 3), 1000), similarity_rule="same rate", sample=sample, meta=meta, run=run,
+        notes=["only 4 utterances: <few>"], unavailable={"cca_mel": "the files hold no fbank (extract with --fbank)"})
+
+
+class Page(HTMLParser):
+    """Run card rows, list items, headings and images of report.html."""
+
+    def __init__(self):
+        super().__init__()
+        self.card, self.items, self.headings, self.images, self.links = {}, [], [], [], []
+        self._stack, self._text, self._label = [], "", None
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "img":
+            self.images.append(attrs)
+        for name in ("src", "href"):
+            if name in attrs:
+                self.links.append(attrs[name])
+        self._stack.append(tag)
+        self._text = ""
+
+    def handle_endtag(self, tag):
+        text = self._text.strip()
+        if tag == "th":
+            self._label = text
+        elif tag == "td" and self._label is not None:
+            self.card.setdefault(self._label, text)
+            self._label = None
+        elif tag == "li":
+            self.items.append(text)
+        elif tag in ("h1", "h2"):
+            self.headings.append(text)
+        self._stack.pop()
+
+    def handle_data(self, data):
+        self._text += data
+
+
+class Tables(HTMLParser):
+    """Every table of a page as rows of cell texts (header row first); ``<wbr>`` joins the header's parts."""
+
+    def __init__(self):
+        super().__init__()
+        self.tables, self._cell = [], None
+
+    def handle_starttag(self, tag, attrs):
+        if tag == "table":
+            self.tables.append([])
+        elif tag == "tr":
+            self.tables[-1].append([])
+        elif tag in ("td", "th"):
+            self._cell = ""
+
+    def handle_endtag(self, tag):
+        if tag in ("td", "th"):
+            self.tables[-1][-1].append(self._cell.strip())
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None:
+            self._cell += data
+
+
+def layer_tables(page: str) -> list[list[dict]]:
+    """The per-layer tables of report.html (those with a ``layer`` column) as lists of {column: cell text}."""
+    parser = Tables()
+    parser.feed(page)
+    return [[dict(zip(t[0], row)) for row in t[1:]] for t in parser.tables if t and t[0][:1] == ["layer"]]
+
+
+def unexplained_dashes(page: str, notes: list[str]) -> list[str]:
+    """``layer/column`` of every ``—`` cell whose column has neither a note naming it nor a legend entry that
+    explains its dash."""
+    out = []
+    for table in layer_tables(page):
+        for row in table:
+            for column, text in row.items():
+                measure = column.removeprefix("random_init_")
+                named = any(measure in note or (measure.startswith("pca_") and f"{row['layer']}: pca" in note)
+                            for note in notes)
+                if text == "—" and not named and "—" not in html.COLUMN_HELP.get(measure, ""):
+                    out.append(f"{row['layer']}/{column}")
+    return out
+
+
+@pytest.fixture(scope="module")
+def written(tmp_path_factory):
+    """One analysis output folder shared by the tests that read it (drawing the figures takes seconds)."""
+    tmp_path = tmp_path_factory.mktemp("report")
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "manifest.json").write_text(json.dumps(MANIFEST))
+    result = make_result(features)
+    out = tmp_path / "analysis"
+    drawn = figures.draw_all(result, out)
+    paths = html.write_outputs(result, drawn, out)
+    page = Page()
+    page.feed((out / "report.html").read_text(encoding="utf-8"))
+    return result, drawn, out, paths, page
+
+
+def test_run_card_matches_the_run(written):
+    result, _, _, _, page = written
+    card = page.card
+    assert card["Model"] == "/home/me/ckpt/hubert-tiny (revision abc123)"
+    assert card["Representation"] == "rep_type contextualized, span frame"
+    assert card["Layers"].startswith("L0, L1, L2 — L0 … L2 = stored keys layer_0 … layer_2")
+    assert card["Settings"] == ("waveform normalisation off, compute dtype float32, stored as float32, sample "
+                                 "rate 16000 Hz")
+    # 4 files, 1000 frames at 50 frames/s = 20 s; the manifest: 3 + 1 of 5 complete, 1 failed, 0.5 h = 30.0 min
+    assert card["Data"].startswith("4 files analysed, 1,000 frames (≈ 20.0 s of audio: L0 at 50 frames/s)")
+    assert ("4 of 5 files complete (3 written, 1 already complete), 1 failed, 2 not taken, 30.0 min of audio"
+            in card["Data"])
+    assert card["Seeds"].startswith("analysis seed 0 (frame subsample of 40 points")
+    assert card["Seeds"].endswith("no extraction seed (trained weights)")
+    assert card["Analysis"] == "all files, similarity both, max_points 500, color_by auto"
+    assert card["Wall time"] == ("extraction 15.0 min, 2.0× realtime; analysis 2.7 min (read 1.5 s, tsne 2.5 min)")
+    assert f"numpy {version('numpy')}" in card["Versions"] and f"seaborn {version('seaborn')}" in card["Versions"]
+    assert "extraction: torch 2.13.0, transformers 5.23.0, python 3.11.2" in card["Versions"]
+    assert card["Commands"] == (f"extraction: {shlex.join(MANIFEST['command'])}\n"
+                                f"analysis: {result.run.command}")
+    assert re.match(r"report \d{4}-\d\d-\d\d \d\d:\d\d UTC; extraction finished \d{4}-", card["Date"])
+    assert page.headings[:2] == ["Layer-wise analysis: hubert-tiny", "Run card"]  # the tag; the card has the path
+    assert card["Control"] == "none (this run computes no measure with a control)"
+
+
+def test_every_note_and_unavailable_measure_is_listed_with_its_reason(written):
+    _, _, out, _, page = written
+    assert "only 4 utterances: <few>" in page.items  # escaped in the file, read back as text
+    assert "cca_mel not computed: the files hold no fbank (extract with --fbank)" in page.items
+    assert "L2: tsne not computed: too few points" in page.items
+    assert "extraction failed for /data/my audio/19-198-0002.flac: cannot decode: <bad header>" in page.items
+    assert any(h.startswith("Notes and what could not be computed (4)") for h in page.headings)
+    assert "<few>" not in (out / "report.html").read_text(encoding="utf-8")
+
+
+def test_figures_embedded_with_registry_titles_and_page_is_offline(written):
+    _, drawn, out, _, page = written
+    assert [d.name for d in drawn] == [f.name for f in figures.FIGURES if f.name in {d.name for d in drawn}]
+    for d in drawn:
+        image = next(i for i in page.images if i["alt"] == d.figure.title)
+        assert base64.b64decode(image["src"].split(",", 1)[1]) == (out / d.name).read_bytes()
+        assert d.figure.title in page.headings
+    assert len(page.images) == len(drawn) >= 5
+    assert all(link.startswith(("data:image/png;base64,", "#")) for link in page.links)  # nothing fetched
+
+
+def test_summary_files(written):
+    result, drawn, out, paths, _ = written
+    assert sorted(p.name for p in paths) == ["per_dim_stats.npz", "report.html", "summary.csv", "summary.json"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["layers"] == LAYERS and summary["figures"] == [d.name for d in drawn]
+    assert summary["cosine"][0][1] is None and summary["cka"][0][2] == 0.91
+    with open(out / "summary.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["layer"] for r in rows] == LAYERS and [r["name"] for r in rows] == ["L0", "L1", "L2"]
+    assert rows[0]["cka_with_previous"] == "" and float(rows[1]["cka_with_previous"]) == 0.9
+    assert [float(r["std"]) for r in rows] == [x.std for x in result.layers]
+    with np.load(out / "per_dim_stats.npz") as npz:
+        for x in result.layers:
+            assert np.array_equal(npz[f"{x.key}_var"], x.dim_var) and np.array_equal(npz[f"{x.key}_mean"], x.dim_mean)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_failed_write_keeps_the_previous_report(written, monkeypatch):
+    result, drawn, out, _, _ = written
+    before = (out / "report.html").read_bytes()
+
+    def broken(*args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(html, "_figure_html", broken)
+    with pytest.raises(RuntimeError):
+        html.write_report_html(out, result, drawn)
+    assert (out / "report.html").read_bytes() == before
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_report_without_manifest_says_not_recorded(tmp_path):
+    result = make_result(tmp_path / "nowhere")
+    page = Page()
+    page.feed(html.render_html(result, [], html.runcard.run_card(result, html.runcard.Extraction()), []))
+    assert page.card["Wall time"] == "extraction not recorded; analysis 2.7 min (read 1.5 s, tsne 2.5 min)"
+    assert page.card["Features"].endswith("(no extraction manifest found: prototype or copied files)")
+    assert page.card["Commands"].startswith("extraction: not recorded")
+
+
+def test_random_initialisation_is_said_in_the_title_and_the_card(tmp_path):
+    result = make_result(tmp_path)
+    result = dataclasses.replace(result, meta={**result.meta, "random_init": True, "seed": 7})
+    page = Page()
+    page.feed(html.render_html(result, [], html.runcard.run_card(result, html.runcard.Extraction()), []))
+    assert page.headings[0] == "Layer-wise analysis: hubert-tiny (random initialisation, not the trained weights)"
+    assert page.card["Model"].endswith("RANDOM INITIALISATION (seed 7), not the trained weights")
+    assert page.card["Seeds"].endswith("random-initialisation seed 7")
+
+
+def test_layers_at_different_frame_rates(tmp_path):
+    """conv blocks (local features): counts per layer, the audio from the coarsest layer (C2: 250 frames at 50/s)."""
+    result = make_result(tmp_path)
+    layers = [dataclasses.replace(x, key=f"conv_{i}", n_frames=1000 // 2 ** i, frame_rate=200.0 / 2 ** i)
+              for i, x in enumerate(result.layers)]
+    result = dataclasses.replace(result, layers=layers, meta={**result.meta, "rep_type": "local"})
+    card = html.runcard.run_card(result, html.runcard.Extraction())
+    data = dict(card)["Data"]
+    assert data.startswith("4 files analysed, C0: 1,000, C1: 500, C2: 250 frames (≈ 5.0 s of audio: C2 at 50 frames/s)")
+    assert dict(card)["Layers"].startswith("C0, C1, C2 — C0 … C2 = stored keys conv_0 … conv_2")
+
+
+def test_csv_writes_nan_and_none_as_empty(tmp_path):
+    html.write_summary_csv(tmp_path, [{"layer": "conv_3", "a": float("nan"), "b": None, "c": 0.5}])
+    with open(tmp_path / "summary.csv", newline="") as handle:
+        (read,) = list(csv.DictReader(handle))
+    assert read == {"layer": "conv_3", "name": "C3", "a": "", "b": "", "c": "0.5"}
+
+
+CHROMIUM = next((shutil.which(name) for name in ("chromium", "chromium-browser") if shutil.which(name)), None)
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_headless_chromium_renders_the_report_offline(written, tmp_path):
+    """report.html opened from disk by a real browser with networking off: the run card's styles, the notes box and
+    the embedded heatmap (viridis yellow of its diagonal) are on the screenshot."""
+    from PIL import Image
+
+    _, _, out, _, _ = written
+    shot = tmp_path / "report.png"
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                    "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                    f"--screenshot={shot}", "--window-size=1400,6000", (out / "report.html").as_uri()],
+                   cwd=tmp_path, capture_output=True, timeout=120, check=True)
+    pixels = np.asarray(Image.open(shot).convert("RGB")).reshape(-1, 3).astype(int)
+    assert len(pixels) == 1400 * 6000
+
+    def count(rgb, tolerance=6):
+        return int((np.abs(pixels - np.array(rgb)).max(axis=1) <= tolerance).sum())
+
+    assert count((0xE8, 0xEE, 0xF7), 0) > 10_000  # run card label cells (CSS applied)
+    assert count((0xFF, 0xF6, 0xE0), 0) > 10_000  # the notes box
+    assert count((253, 231, 37)) > 2_000  # viridis at 1.0: the CKA heatmap's diagonal, from an embedded PNG
+
+
+def test_temporary_file_lists_in_commands_are_marked(tmp_path):
+    """The wrapper's temporary lists (deleted when it ends) stay in the command as run, with a line saying what they
+    were and where the files are listed; other list files are named as list files; other commands are unchanged."""
+    listing = "/tmp/layerwise-files.Ab12Cd"
+    analysis = shlex.join(["visualize_features.py", "--features_dir", "out/x y", "--file_list", listing])
+    lines = html.runcard.annotate_command(analysis, 4).split("\n")
+    assert lines[0] == analysis and len(lines) == 2
+    assert lines[1].startswith(f"  (--file_list {listing}: a temporary list written by the wrapper and deleted after "
+                               f"the run; the 4 files it named are listed in summary.json 'files'")
+    extraction = "extract_features.py --audio_dir a --write_file_list=/home/me/lists/done.txt"
+    lines = html.runcard.annotate_command(extraction, 4).split("\n")
+    assert lines[0] == extraction
+    assert lines[1].startswith("  (--write_file_list /home/me/lists/done.txt: a list file; it collects the files this "
+                               "extraction completed")
+    assert html.runcard.annotate_command("visualize_features.py --num_files 3", 3) == (
+        "visualize_features.py --num_files 3")
+
+    features = tmp_path / "features"
+    features.mkdir()
+    (features / "manifest.json").write_text(json.dumps({**MANIFEST, "command": [
+        "extract_features.py", "--write_file_list", listing]}))
+    result = make_result(features)
+    result = dataclasses.replace(result, run=dataclasses.replace(result.run, command=analysis, file_list=listing))
+    card = dict(html.runcard.run_card(result, html.runcard.read_extraction(features)))
+    assert card["Analysis"].startswith("all files named by --file_list (see Commands), similarity both")
+    commands = card["Commands"].split("\n")
+    assert commands[0] == f"extraction: extract_features.py --write_file_list {listing}"
+    assert commands[1].startswith(f"  (--write_file_list {listing}: a temporary list written by the wrapper")
+    assert commands[2] == f"analysis: {analysis}"
+    assert commands[3].startswith(f"  (--file_list {listing}: a temporary list") and len(commands) == 4
+
+
+def test_control_columns_get_their_own_table_and_reference_cells_say_n_a(tmp_path):
+    """With a control the per-layer table keeps the analysed model's columns; the control's columns follow in a
+    second table; cells empty by definition read 'n/a (why)' in both, other empty cells '—'."""
+    result = make_result(tmp_path)
+    intra = {"layer_0": None, "layer_1": 0.8, "layer_2": 0.6}
+    control = results.ControlResult(str(tmp_path / "ctrl"), 3, {"cca_intra": {"layer_0": None, "layer_1": 0.95,
+                                                                             "layer_2": None}},
+                                    meta={"model_name": "m", "model_revision": "r", "seed": 4, "random_init": True})
+    result = dataclasses.replace(result, measures={"cca_intra": intra}, control=control,
+                                 not_applicable={"cca_intra": {"layer_0": "the reference layer"}})
+    page = html.render_html(result, [], html.runcard.run_card(result, html.runcard.Extraction()), [])
+    own, ctrl = layer_tables(page)
+    assert [r["cca_intra"] for r in own] == ["n/a (the reference layer)", "0.8", "0.6"]
+    assert not any(c.startswith("random_init_") for c in own[0])
+    assert [r["random_init_cca_intra"] for r in ctrl] == ["n/a (the reference layer)", "0.95", "—"]
+    parsed = Page()
+    parsed.feed(page)
+    assert parsed.card["Control"] == (f"{tmp_path / 'ctrl'}: m (revision r), random initialisation seed 4; 3 of 4 "
+                                      f"analysed utterances shared")

@@ -1,0 +1,292 @@
+"""Figures: what is drawn (values, lines, styles, colours, labels, legend entries), read back from the matplotlib
+figure and compared with numpy computed here from the same inputs."""
+
+import subprocess
+import sys
+from collections import Counter
+
+import matplotlib.colors
+import numpy as np
+import pytest
+
+from layerwise.contract import names
+from layerwise.errors import UsageError
+from layerwise.report import plotkit, plots
+
+LAYERS = [f"layer_{i}" for i in range(13)]
+
+
+@pytest.fixture
+def captured(monkeypatch):
+    """Every figure a plotting function made, before it is saved and closed."""
+    figures = []
+    real_save = plotkit.save
+
+    def keep(fig, path):
+        figures.append(fig)
+        return real_save(fig, path)
+
+    monkeypatch.setattr(plotkit, "save", keep)
+    return figures
+
+
+def legend_entries(fig):
+    legend = fig.legends[0] if fig.legends else fig.axes[0].get_legend()
+    return legend, [t.get_text() for t in legend.texts]
+
+
+def test_display_names_and_their_mapping():
+    assert [names.display_name(k) for k in ("layer_0", "layer_12", "conv_0", "conv_6", "fbank")] == [
+        "L0", "L12", "C0", "C6", "fbank"]
+    assert names.naming_legend(LAYERS).startswith("L0 … L12 = stored keys layer_0 … layer_12")
+    assert names.naming_legend(["conv_3"]).startswith("C3 = stored key conv_3")
+    assert names.model_label("/home/someone/checkpoints/hubert-base-ls960/") == "hubert-base-ls960"
+    assert names.model_label("facebook/wav2vec2-base") == "wav2vec2-base"
+
+
+def test_importing_the_plots_imports_no_plotting_library():
+    code = "import sys, layerwise.report.plots; print(sorted(m for m in ('matplotlib', 'seaborn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_many_phone_classes_colour_the_most_frequent_and_grey_the_rest(tmp_path, captured):
+    rng = np.random.default_rng(0)
+    phones = [f"P{i:02d}" for i in range(25)]
+    labels = rng.choice(phones, size=800, p=np.arange(25, 0, -1) / np.arange(25, 0, -1).sum())
+    groups, names, what = plots.point_groups(np.full(800, "utt"), labels)
+    counts = Counter(labels.tolist())
+    top = sorted(p for p, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: plots.MAX_COLOUR_GROUPS - 1])
+    assert what == "label" and names == top + ["other"]
+    for label, group in zip(labels, groups):
+        assert names[group] == (label if label in top else "other")
+
+    coords = rng.normal(size=(800, 2))
+    plots.tsne_figure(["layer_0", "layer_1"], {"layer_0": coords, "layer_1": coords}, groups, names, what,
+                      tmp_path / "t.png", subtitle="x")
+    legend, texts = legend_entries(captured[-1])
+    assert texts == names and legend.get_title().get_text().startswith("label")
+    colours = [matplotlib.colors.to_hex(h.get_markerfacecolor()) for h in legend.legend_handles]
+    assert colours[-1] == matplotlib.colors.to_hex("0.7") and len(set(colours[:-1])) == len(names) - 1
+    # each point drawn in its group's legend colour
+    drawn = captured[-1].axes[0].collections[0]
+    point_colours = [matplotlib.colors.to_hex(c) for c in drawn.get_facecolors()]
+    assert point_colours == [colours[g] for g in groups]
+    assert np.allclose(drawn.get_offsets(), coords)
+
+
+def test_few_classes_are_all_coloured():
+    groups, names, _ = plots.point_groups(np.array(["u1"] * 4), np.array(["S", "AA", "S", "K"]))
+    assert names == ["AA", "K", "S"] and groups.tolist() == [2, 0, 2, 1]
+    groups, names, what = plots.point_groups(np.array(["u2", "u1", "u2"]), None)
+    assert what == "utterance" and names == ["u1", "u2"] and groups.tolist() == [1, 0, 1]
+
+
+def test_colour_by_speaker_utterance_or_label():
+    stems = np.array(["174-50561-0000", "84-121123-0001", "84-121123-0000", "1272-128104-0003", "174-50561-0002"])
+    labels = np.array(["AA", "S", "AA", "K", "S"])
+    groups, names, what = plots.point_groups(stems, labels, color_by="speaker")
+    speakers = [s.split("-")[0] for s in stems]
+    assert what == "speaker" and names == ["84", "174", "1272"]  # numeric order, not "1272" < "174" < "84"
+    assert [names[g] for g in groups] == speakers
+    groups, names, what = plots.point_groups(stems, labels, color_by="utterance")
+    assert what == "utterance" and [names[g] for g in groups] == stems.tolist()
+    assert plots.point_groups(stems, labels)[2] == "label"  # default with labels
+    with pytest.raises(UsageError, match="color_by=label needs phone/word labels"):
+        plots.point_groups(stems, None, color_by="label")
+    with pytest.raises(UsageError, match="'my_recording' is not one"):
+        plots.point_groups(np.array(["my_recording"]), None, color_by="speaker")
+    with pytest.raises(UsageError, match="not in"):
+        plots.point_groups(stems, None, color_by="chapter")
+
+
+def test_heatmap_colour_scale_from_the_data_values_written_in_cells(tmp_path, captured):
+    rng = np.random.default_rng(1)
+    m = 0.9 + 0.1 * rng.random((5, 5))
+    m = (m + m.T) / 2
+    np.fill_diagonal(m, 1.0)
+    layers = ["layer_0", "layer_3", "layer_6", "layer_9", "layer_12"]
+    path = plots.similarity_heatmap(m, layers, tmp_path / "cka.png", kind="cka", subtitle="hubert-base-ls960")
+    assert path.read_bytes()[:4] == b"\x89PNG" and sorted(p.name for p in tmp_path.iterdir()) == ["cka.png"]
+    ax = captured[-1].axes[0]
+    mesh = ax.collections[0]
+    assert mesh.norm.vmin == pytest.approx(m.min()) and mesh.norm.vmax == pytest.approx(1.0)
+    label = captured[-1].axes[1].get_ylabel()  # the colour bar
+    assert f"{m.min():.3f} – 1.000 (from the data)" in label
+    cells = sorted((t.get_position(), t.get_text()) for t in ax.texts)
+    expected = sorted(((j + 0.5, i + 0.5), f"{m[i, j]:.3f}") for i in range(5) for j in range(5))
+    assert cells == expected
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["L0", "L3", "L6", "L9", "L12"]
+    assert "hubert-base-ls960" in ax.get_title()
+
+    plots.similarity_heatmap(m, layers, tmp_path / "cka2.png", kind="cka", subtitle="s", vmin=0.5)
+    assert captured[-1].axes[0].collections[0].norm.vmin == 0.5
+    assert "lower end set to 0.5" in captured[-1].axes[1].get_ylabel()
+
+
+def test_cosine_heatmap_caveat_is_a_caption_and_nan_cells_say_na(tmp_path, captured):
+    m = np.array([[1.0, np.nan, 0.4], [np.nan, 1.0, 0.2], [0.4, 0.2, 1.0]])
+    plots.similarity_heatmap(m, ["layer_0", "layer_1", "layer_2"], tmp_path / "c.png", kind="cosine", subtitle="s")
+    fig = captured[-1]
+    ax = fig.axes[0]
+    assert "means" not in ax.get_title() and any("dominated by the layers' means" in t.get_text() for t in fig.texts)
+    texts = {t.get_position(): t.get_text() for t in ax.texts}
+    assert texts[(1.5, 0.5)] == "n/a" and texts[(0.5, 1.5)] == "n/a" and texts[(2.5, 0.5)] == "0.40"
+    assert ax.collections[0].norm.vmin == pytest.approx(0.2)
+
+
+def test_heatmap_of_nearly_equal_values_shows_their_differences(tmp_path, captured):
+    m = np.array([[1.0, 0.99993, 0.99981], [0.99993, 1.0, 0.99996], [0.99981, 0.99996, 1.0]])
+    plots.similarity_heatmap(m, ["layer_0", "layer_1", "layer_2"], tmp_path / "h.png", kind="cka", subtitle="s")
+    ax = captured[-1].axes[0]
+    assert ax.collections[0].norm.vmin == pytest.approx(0.99981)
+    assert {t.get_text() for t in ax.texts} == {"1.00000", "0.99993", "0.99981", "0.99996"}  # not all "1.000"
+    plots.similarity_heatmap(np.ones((2, 2)), ["layer_0", "layer_1"], tmp_path / "o.png", kind="cka", subtitle="s")
+    norm = captured[-1].axes[0].collections[0].norm
+    assert norm.vmax == 1.0 and norm.vmin == pytest.approx(1.0 - plots.FLAT_RANGE)  # never above the maximum
+
+
+def test_single_layer_gets_no_heatmap(tmp_path):
+    assert plots.similarity_heatmap(np.ones((1, 1)), ["layer_6"], tmp_path / "h.png", kind="cka", subtitle="s") is None
+    assert not (tmp_path / "h.png").exists()
+
+
+def test_feature_statistics_error_bars(tmp_path, captured):
+    layers = ["layer_0", "layer_6", "layer_12"]
+    mean, std = {"layer_0": 0.1, "layer_6": -0.3, "layer_12": 2.0}, {"layer_0": 1.0, "layer_6": 0.5, "layer_12": 3.0}
+    plots.feature_statistics(layers, mean, std, tmp_path / "f.png", subtitle="s")
+    ax = captured[-1].axes[0]
+    line, _caps, (bars,) = ax.containers[0].lines
+    assert np.asarray(line.get_xdata()).tolist() == [0, 6, 12]
+    assert np.asarray(line.get_ydata()).tolist() == [0.1, -0.3, 2.0]
+    segments = bars.get_segments()
+    assert np.allclose([(s[0][1], s[1][1]) for s in segments], [(-0.9, 1.1), (-0.8, 0.2), (-1.0, 5.0)])
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["L0", "L6", "L12"]
+
+
+def test_pca_panels_explained_variance_on_the_axes_and_curves_to_90_percent(tmp_path, captured):
+    rng = np.random.default_rng(2)
+    layers = LAYERS
+    ratios = {}
+    for i, key in enumerate(layers):
+        spectrum = np.sort(rng.lognormal(0, 1 + 0.2 * i, 64))[::-1]
+        ratios[key] = spectrum / spectrum.sum()
+    projections = {k: rng.normal(size=(50, 2)) for k in layers}
+    projections["layer_12"] = "PCA not computed: only 1 frame"
+    stems = np.repeat([f"{s}-1-{u}" for s in (84, 174) for u in range(5)], 5)
+    groups, names, what = plots.point_groups(stems, None, color_by="speaker")
+    plots.pca_figure(layers, ratios, projections, groups, names, what, tmp_path / "p.png", subtitle="s", n_show=5)
+    fig = captured[-1]
+    need90 = [int(np.argmax(np.cumsum(ratios[k]) >= 0.9)) + 1 for k in layers]
+    curves = fig.axes[0].get_lines()[: len(layers)]
+    assert [len(c.get_xdata()) for c in curves] == [max(need90)] * len(layers)
+    assert np.allclose(curves[3].get_ydata(), np.cumsum(ratios["layer_3"])[: max(need90)])
+    dims = {line.get_label(): np.asarray(line.get_ydata()).tolist() for line in fig.axes[1].get_lines()}
+    assert dims["90% of variance"] == need90
+    scatters = [ax for ax in fig.axes if ax.get_title() in [names.display_name(k) for k in layers]]
+    first = scatters[0]
+    assert first.get_xlabel() == f"PC1 ({100 * ratios['layer_0'][0]:.1f}% of variance)"
+    assert first.get_ylabel() == f"PC2 ({100 * ratios['layer_0'][1]:.1f}%)"
+    assert [t.get_text() for t in first.get_xticklabels()] != []  # tick labels kept
+    assert any("only 1 frame" in t.get_text() for t in scatters[-1].texts)
+    assert any(ax.get_ylabel() == "layer (dark = early)" for ax in fig.axes)  # the depth colour bar
+    legend, texts = legend_entries(fig)
+    assert texts == ["84", "174"] and legend.get_title().get_text() == "speaker"
+
+
+def test_variance_distribution_histograms(tmp_path, captured):
+    rng = np.random.default_rng(3)
+    dim_var = {"layer_0": rng.lognormal(0, 2, 96), "layer_1": rng.lognormal(1, 1, 96)}
+    plots.variance_distribution(["layer_0", "layer_1"], dim_var, tmp_path / "v.png", subtitle="s")
+    for ax, key in zip(captured[-1].axes, ["layer_0", "layer_1"]):
+        assert sum(p.get_height() for p in ax.patches) == 96
+        median = np.median(dim_var[key])
+        assert ax.get_title() == f"{names.display_name(key)}: median {median:.3g} (red)"
+        assert any(np.allclose(line.get_xdata(), np.log10(median)) for line in ax.get_lines())
+
+
+def test_span_measures_figure_trained_solid_control_dashed_baseline_line(tmp_path, captured):
+    layers = ["layer_0", "layer_6", "layer_12"]
+    trained = {"probe_accuracy": {"layer_0": 0.3, "layer_6": 0.8, "layer_12": 0.6}, "probe_majority_baseline": 0.2,
+               "pwcca": {"layer_0": 0.1, "layer_6": 0.7, "layer_12": 0.5},
+               "mi": {"layer_0": 0.05, "layer_6": 0.4, "layer_12": 0.3},
+               "span_measures_info": {"n_segments": 1234, "n_classes": 39, "n_utterances": 20, "n_splits": 3}}
+    control = {"probe_accuracy": {k: 0.35 for k in layers}, "probe_majority_baseline": 0.2,
+               "pwcca": {k: -0.05 for k in layers}}
+    path = plots.span_measures(layers, trained, control, tmp_path / "s.png", subtitle="m", span="phone")
+    assert path.read_bytes()[:4] == b"\x89PNG"
+    ax = captured[-1].axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    for label, values, style in (("label probe accuracy, trained", trained["probe_accuracy"], "-"),
+                                 ("label PWCCA, trained", trained["pwcca"], "-"),
+                                 ("label MI, trained", trained["mi"], "-"),
+                                 ("label probe accuracy, random init", control["probe_accuracy"], "--"),
+                                 ("label PWCCA, random init", control["pwcca"], "--")):
+        line = lines[label]
+        assert np.asarray(line.get_xdata()).tolist() == [0, 6, 12]  # numeric layer index, gaps kept
+        assert np.asarray(line.get_ydata()).tolist() == [values[k] for k in layers] and line.get_linestyle() == style
+    assert "label MI, random init" not in lines  # not computed for the control: not drawn
+    baseline = lines["majority baseline (0.20)"]
+    assert np.asarray(baseline.get_ydata()).tolist() == [0.2, 0.2]
+    assert ax.get_ylim()[0] < -0.05  # a negative PWCCA stays visible
+    assert "1,234 phone segments, 39 classes, 20 utterances, 3 splits" in ax.get_title()
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["L0", "L6", "L12"]
+    plots.span_measures(layers, trained, {"span_measures_skipped": "too few"}, tmp_path / "s2.png", subtitle="m",
+                        span="phone")
+    assert not any("random init" in line.get_label() for line in captured[-1].axes[0].get_lines())
+
+
+def test_what_each_layer_encodes(tmp_path, captured):
+    layers = ["layer_0", "layer_4", "layer_8"]
+    measures = {"cca_mel": {"layer_0": 0.9, "layer_4": 0.6, "layer_8": 0.3},
+                "speaker_probe_accuracy": {"layer_0": 0.5, "layer_4": None, "layer_8": 0.8},
+                "speaker_majority_baseline": {k: 0.25 for k in layers},
+                "mi": {k: None for k in layers}}
+    control = {"cca_mel": {"layer_0": 0.8, "layer_4": 0.7, "layer_8": 0.7}}
+    plots.what_each_layer_encodes(layers, measures, control, tmp_path / "w.png", subtitle="hubert-base-ls960")
+    fig = captured[-1]
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    assert set(lines) == {"cca_mel, trained", "cca_mel, random init", "speaker_probe_accuracy, trained",
+                          "speaker_majority_baseline, trained"}
+    assert np.asarray(lines["cca_mel, trained"].get_xdata()).tolist() == [0, 4, 8]
+    assert np.asarray(lines["cca_mel, random init"].get_ydata()).tolist() == [0.8, 0.7, 0.7]
+    assert lines["cca_mel, trained"].get_linestyle() == "-" and lines["cca_mel, random init"].get_linestyle() == "--"
+    assert lines["cca_mel, trained"].get_color() == lines["cca_mel, random init"].get_color()
+    speaker = np.asarray(lines["speaker_probe_accuracy, trained"].get_ydata(), dtype=float)
+    assert speaker[0] == 0.5 and np.isnan(speaker[1]) and speaker[2] == 0.8  # None is a gap, not a value
+    assert lines["speaker_majority_baseline, trained"].get_linestyle() == ":"
+    _, texts = legend_entries(fig)
+    assert "CCA with the log-mel filterbank" in texts and "random init (dashed)" in texts
+    notes = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+    assert "speaker PWCCA" in notes and "CCA with the first layer" in notes  # not computed in a drawn group: named
+    assert "label" not in notes  # no label measure at all (a frame folder): not applicable, not "missing"
+    assert plots.what_each_layer_encodes(layers, {"mi": {k: None for k in layers}}, None, tmp_path / "n.png",
+                                         subtitle="s") is None
+    assert not (tmp_path / "n.png").exists()
+
+
+def test_cumulative_variance_axis_has_whole_components_and_line_plots_no_offset(tmp_path, captured):
+    """The cumulative-variance x axis ticks whole components only (1, 2, 3 …); a line plot of nearly equal values
+    writes them out instead of an offset above the axis (``1e-5+9.999e-1``)."""
+    rng = np.random.default_rng(4)
+    layers = ["layer_0", "layer_1", "layer_2"]
+    ratios = {}
+    for key in layers:
+        spectrum = np.sort(rng.random(7))[::-1]
+        ratios[key] = spectrum / spectrum.sum()
+    groups, names, what = plots.point_groups(np.repeat(["a", "b"], 10), None)
+    plots.pca_figure(layers, ratios, {k: rng.normal(size=(20, 2)) for k in layers}, groups, names, what,
+                     tmp_path / "p.png", subtitle="s")
+    curve = captured[-1].axes[0]
+    captured[-1].canvas.draw()
+    low, high = curve.get_xlim()
+    ticks = [t for t in curve.get_xticks() if low <= t <= high]
+    assert len(ticks) >= 3 and all(float(t).is_integer() for t in ticks)
+
+    mean = {k: 1.0 + 1e-5 * i for i, k in enumerate(layers)}
+    plots.feature_statistics(layers, mean, dict.fromkeys(layers, 1e-6), tmp_path / "f.png", subtitle="s")
+    ax = captured[-1].axes[0]
+    captured[-1].canvas.draw()
+    assert ax.yaxis.get_offset_text().get_text() == ""
+    values = [float(t.get_text().replace("−", "-")) for t in ax.get_yticklabels() if t.get_text()]
+    assert all(abs(v - 1.0) < 1e-4 for v in values) and len(set(values)) == len(values)
