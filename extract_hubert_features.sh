@@ -14,7 +14,6 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-PYTHON="${PYTHON:-python3}"
 start_s=${SECONDS}
 
 for arg in "$@"; do
@@ -22,11 +21,18 @@ for arg in "$@"; do
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
     echo "Settings (environment variables, defaults): AUDIO_DIR SAVE_DIR MODEL_NAME DATASET_SPLIT DATA_SAMPLE REP_TYPE"
     echo "SPAN LAYERS DEVICE DTYPE NUM_FILES VIS_DIR COMPARE_DIRS RUN_VISUALIZE DOWNLOAD_SPLIT PYTHON (see README.md)."
+    echo "PYTHON unset: .venv beside this script, created on first use (LAYERWISE_VENV to put it elsewhere)."
     echo "Extra arguments go to extract_features.py:"
     echo
-    exec "${PYTHON}" "${HERE}/extract_features.py" --help
+    help_python="${PYTHON:-${LAYERWISE_VENV:-${HERE}/.venv}/bin/python}"
+    if "${help_python}" -c "import layerwise" >/dev/null 2>&1; then
+      exec "${help_python}" "${HERE}/extract_features.py" --help
+    fi
+    echo "(extract_features.py's flags are listed once .venv exists: the first run creates it)"
+    exit 0
   fi
 done
+source "${HERE}/tools/ensure_venv.sh"   # PYTHON, or .venv created on first use (torch pinned first, then the package)
 
 AUDIO_DIR="${AUDIO_DIR:-content/data/LibriSpeech/dev-clean-2}"
 SAVE_DIR="${SAVE_DIR:-output}"

@@ -1,0 +1,835 @@
+"""ZeroSpeech ABX error rates, computed exactly like fastabx (bootphon/fastabx 0.9.0, torchdtw 0.4.2).
+
+Pure numpy + numba; no torch, no polars.  Written from the definitions read in fastabx's source
+(``src/fastabx/{zerospeech,task,cell,subsample,group,distance,score,dataset}.py``) and torchdtw's
+``src/torchdtw/csrc/dtw.cpp``.  Summary of those definitions:
+
+* Items: ZeroSpeech item file ``#file onset offset #phone prev-phone next-phone speaker`` (times in s).
+  Frames of an item: ``[ceil(onset*rate - 0.5), floor(offset*rate - 0.5) + 1)``, computed in decimal
+  arithmetic (fastabx uses polars Decimals), so 0.27 s at 50 Hz is frame 13 exactly.
+* Cells (``on = #phone``):
+  - ``within_speaker_triphone``: by = (prev-phone, next-phone, speaker).  A and X are the *same* item set
+    (phone p in that context/speaker), B = items of another phone q with the same by-values.  Only A sets
+    with >= 2 items give cells (``MIN_A_LEN = 2``).  X == A (the same item) is excluded; cell size
+    ``na * nb * (na - 1)``.
+  - ``within_speaker_phoneme`` (context "any"): by = (speaker,), otherwise as above.
+  - ``across_speaker_triphone``: by = (prev-phone, next-phone), across = speaker.  A and B share context and
+    speaker s; X has A's phone and context and a speaker s_x != s.  No minimum size; size ``na * nb * nx``.
+  - ``across_speaker_phoneme`` (context "any", extra): by = (), across = speaker.
+* Distances between frames: ``angular`` = arccos(clip(<u, v>, -1, 1)) / pi on L2-normalised frames
+  (a zero frame becomes the constant vector 1/sqrt(D); fastabx also appends a 1e-12 "singularity border"
+  column whose effect, +-1e-24 on dot products, vanishes in float32 and is not reproduced);
+  ``euclidean`` = ||u - v||_2 computed directly (torch.cdist, ``donot_use_mm_for_euclid_dist``).  All in
+  float32 like fastabx/torch (the summation order of the euclidean distance mimics torch's CPU kernel).
+* DTW (torchdtw): cost[i,j] = d[i,j] + min(cost[i-1,j], cost[i-1,j-1], cost[i,j-1]) (each step adds d once,
+  no diagonal weight), float32; result = cost[-1,-1] / len(path), where the path is backtracked from the end
+  preferring diagonal if c_diag <= c_left and c_diag <= c_up, else left (target index - 1) if
+  c_left <= c_up, else up (X index - 1).  X is always the first (row) sequence.
+* Cell score (error rate): ``1 - sum_{x,a,b} 0.5 * (1 - sign(d(x,a) - d(x,b))) / size``; ties count 0.5,
+  the excluded X == A diagonal counts 0.
+* Collapse (``Score.collapse(levels)``): drop the ``*_x`` columns, then plain (unweighted) means:
+  first over contexts (prev/next phone; in across mode this mean also runs over speaker_x, which was
+  dropped), then over speakers, then the plain mean over the remaining (#phone, #phone_b) pairs.
+* Subsampling (``Subsampler``): across mode first keeps, for each (A, B) group, at most ``max_x_across``
+  X speakers (a seeded shuffle of the candidate speakers); then each cell keeps at most ``max_size_group``
+  items of A, B and X each (a seeded shuffle + head).  fastabx shuffles with polars' RNG, which applies the
+  same permutation to every list of equal length; we reproduce that *structure* (same permutation per
+  length, so A and X stay in step) with numpy's RNG, so subsampled scores are statistically equivalent to,
+  but not bit-identical with, fastabx's.  Without subsampling the results are identical.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter, defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation, ROUND_CEILING, ROUND_FLOOR
+from pathlib import Path
+from typing import Mapping, NamedTuple, Sequence
+
+import numba as nb
+import numpy as np
+
+from layerwise.errors import ItemFileError
+
+__all__ = [
+    "ABXResult",
+    "DISTANCES",
+    "ITEM_COLUMNS",
+    "Item",
+    "MODES",
+    "abx_error_rates",
+    "dtw",
+    "frame_distances",
+    "item_frames",
+    "read_item_file",
+]
+
+# ---------------------------------------------------------------------------------------------------------------
+# Constants (defined once)
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Columns of a ZeroSpeech item file, in order.
+ITEM_COLUMNS = ("#file", "onset", "offset", "#phone", "prev-phone", "next-phone", "speaker")
+#: Default feature rate (Hz) of ZeroSpeech 2021 / HuBERT-like features.
+DEFAULT_RATE = 50.0
+#: Minimum number of items in A (== X) for a within-speaker cell (fastabx ``cell.MIN_A_LEN``).
+MIN_A_LEN = 2
+#: Half-frame shift of the slicing rule ``[ceil(t*rate - 0.5), floor(t*rate - 0.5) + 1)``.
+HALF_FRAME = Decimal("0.5")
+#: Supported distances.
+DISTANCES = ("angular", "euclidean")
+#: Supported modes -> (by columns, across columns, collapse levels).  The collapse levels are applied in order,
+#: each a tuple of columns averaged out; the remaining (#phone, #phone_b) rows are then plainly averaged.
+MODES: dict[str, tuple[tuple[str, ...], tuple[str, ...], tuple[tuple[str, ...], ...]]] = {
+    "within_speaker_triphone": (
+        ("prev-phone", "next-phone", "speaker"), (), (("next-phone", "prev-phone"), ("speaker",))
+    ),
+    "across_speaker_triphone": (
+        ("prev-phone", "next-phone"), ("speaker",), (("next-phone", "prev-phone"), ("speaker",))
+    ),
+    "within_speaker_phoneme": (("speaker",), (), (("speaker",),)),
+    "across_speaker_phoneme": ((), ("speaker",), (("speaker",),)),
+}
+#: Max number of frame-distance entries computed at once in one block (bounds memory, ~256 MiB float32).
+MAX_BLOCK_ENTRIES = 64 * 1024 * 1024
+_PI32 = np.float32(math.pi)
+#: Vector width (float32 lanes) of torch's CPU cdist reduction we mimic (AVX2 / default build: 8).
+_CDIST_LANES = 8
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Item file and frame slicing
+# ---------------------------------------------------------------------------------------------------------------
+
+
+class Item(NamedTuple):
+    """One line of an item file.  ``onset``/``offset`` are exact Decimals in seconds; ``line`` is 1-based."""
+
+    file: str
+    onset: Decimal
+    offset: Decimal
+    phone: str
+    prev_phone: str
+    next_phone: str
+    speaker: str
+    line: int = 0
+
+
+# Map of item-file column name -> Item attribute.
+_COLUMN_ATTR = {
+    "#file": "file",
+    "onset": "onset",
+    "offset": "offset",
+    "#phone": "phone",
+    "prev-phone": "prev_phone",
+    "next-phone": "next_phone",
+    "speaker": "speaker",
+}
+
+
+def _to_decimal(value: str | float | int | Decimal) -> Decimal:
+    """Exact decimal of a time or rate.  Floats go through ``repr`` (shortest round-trip), so 0.27 -> 0.27."""
+    if isinstance(value, Decimal):
+        return value
+    if isinstance(value, bool):
+        raise TypeError("a time or rate cannot be a bool")
+    if isinstance(value, (int, np.integer)):
+        return Decimal(int(value))
+    if isinstance(value, (float, np.floating)):
+        return Decimal(repr(float(value)))
+    return Decimal(str(value).strip())
+
+
+def read_item_file(path: str | os.PathLike) -> list[Item]:
+    """Read a ZeroSpeech item file (``#file onset offset #phone prev-phone next-phone speaker``).
+
+    Whitespace-separated, first line is the header (a UTF-8 BOM is accepted), blank lines are skipped.
+    The header must contain the 7 columns of :data:`ITEM_COLUMNS` (any order; extra columns are ignored).
+
+    :raises ItemFileError: (a ValueError) naming the file and line for a bad header, a wrong number of fields,
+        a non-numeric / non-finite / negative time, or ``onset > offset``.
+    :returns: the items, in file order (``Item.line`` is the 1-based line number).
+    """
+    path = Path(path)
+    with open(path, encoding="utf-8-sig") as f:
+        lines = f.read().splitlines()
+    header_idx = next((i for i, line in enumerate(lines) if line.strip()), None)
+    if header_idx is None:
+        raise ItemFileError(f"{path}: empty item file (no header line)")
+    header = lines[header_idx].split()
+    missing = [c for c in ITEM_COLUMNS if c not in header]
+    if missing or len(set(header)) != len(header):
+        raise ItemFileError(
+            f"{path}:{header_idx + 1}: bad header {header!r}; expected the columns {' '.join(ITEM_COLUMNS)}"
+            + (f" (missing {missing})" if missing else " (duplicate column)")
+        )
+    pos = {c: header.index(c) for c in ITEM_COLUMNS}
+    items = []
+    for i in range(header_idx + 1, len(lines)):
+        raw = lines[i]
+        if not raw.strip():
+            continue
+        fields = raw.split()
+        where = f"{path}:{i + 1}"
+        if len(fields) != len(header):
+            raise ItemFileError(
+                f"{where}: expected {len(header)} fields ({' '.join(header)}), got {len(fields)}: {raw!r}"
+            )
+        values = {}
+        for col in ITEM_COLUMNS:
+            v = fields[pos[col]]
+            if col in ("onset", "offset"):
+                try:
+                    d = Decimal(v)
+                except InvalidOperation:
+                    raise ItemFileError(f"{where}: {col} {v!r} is not a number") from None
+                if not d.is_finite() or d < 0:
+                    raise ItemFileError(f"{where}: {col} {v!r} must be a finite non-negative time in seconds")
+                values[_COLUMN_ATTR[col]] = d
+            else:
+                values[_COLUMN_ATTR[col]] = v
+        if values["onset"] > values["offset"]:
+            raise ItemFileError(f"{where}: onset {values['onset']} > offset {values['offset']}")
+        items.append(Item(**values, line=i + 1))
+    return items
+
+
+def item_frames(
+    onset: str | float | Decimal, offset: str | float | Decimal, rate: str | float | Decimal = DEFAULT_RATE
+) -> tuple[int, int]:
+    """Frame range ``[start, stop)`` of an item: ``[ceil(onset*rate - 0.5), floor(offset*rate - 0.5) + 1)``.
+
+    Computed in exact decimal arithmetic (floats are converted through their shortest repr), so boundary
+    times such as 0.27 s at 50 Hz (13.5 - 0.5 = 13 exactly) are not pushed over by binary rounding.
+
+    :param onset: start time in seconds.
+    :param offset: end time in seconds.
+    :param rate: feature rate in Hz (frames per second).
+    :returns: ``(start, stop)`` frame indices, stop exclusive; may be empty (stop <= start).
+    """
+    r = _to_decimal(rate)
+    start = (_to_decimal(onset) * r - HALF_FRAME).to_integral_value(rounding=ROUND_CEILING)
+    stop = (_to_decimal(offset) * r - HALF_FRAME).to_integral_value(rounding=ROUND_FLOOR) + 1
+    return int(start), int(stop)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Frame distances and DTW (numba)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def _l2_normalize(x: np.ndarray) -> np.ndarray:
+    """Row-wise L2 normalisation in float32; zero rows become the constant vector 1/sqrt(D) (as fastabx)."""
+    x = np.asarray(x, dtype=np.float32)
+    norm = np.sqrt(np.einsum("ij,ij->i", x, x, dtype=np.float32))[:, None]
+    out = np.empty_like(x)
+    zero = norm[:, 0] == 0
+    np.divide(x, norm, out=out, where=~zero[:, None])
+    if zero.any():
+        out[zero] = np.float32(1.0 / math.sqrt(x.shape[1]))
+    return out
+
+
+def frame_distances(x: np.ndarray, y: np.ndarray, distance: str, *, normalized: bool = False) -> np.ndarray:
+    """Frame-to-frame distance matrix, float32, shape (len(x), len(y)).
+
+    :param x: (n, D) frames.  :param y: (m, D) frames.
+    :param distance: ``"angular"`` (arccos of the clipped dot product of L2-normalised frames, divided by pi,
+        in [0, 1]) or ``"euclidean"`` (L2 distance).
+    :param normalized: for angular, whether x and y are already L2-normalised.
+    """
+    if distance == "angular":
+        if not normalized:
+            x, y = _l2_normalize(x), _l2_normalize(y)
+        dots = np.asarray(x, np.float32) @ np.asarray(y, np.float32).T
+        np.clip(dots, np.float32(-1), np.float32(1), out=dots)
+        d = np.arccos(dots)
+        d /= _PI32
+        return d
+    if distance == "euclidean":
+        x32 = np.ascontiguousarray(x, dtype=np.float32)
+        y32 = np.ascontiguousarray(y, dtype=np.float32)
+        out = np.empty((x32.shape[0], y32.shape[0]), np.float32)
+        _euclidean_f32(x32, y32, _CDIST_LANES, out)
+        return out
+    raise ValueError(f"unknown distance {distance!r}; expected one of {DISTANCES}")
+
+
+@nb.njit(cache=True, nogil=True)
+def _euclidean_f32(x, y, lanes, out):
+    """out[i, j] = sqrt(sum_k (x[i,k] - y[j,k])**2) in float32, summed like torch.cdist's CPU kernel
+    (``compute_mode="donot_use_mm_for_euclid_dist"``): ``lanes`` partial sums over strided chunks, then
+    summed in order; sequential when D < lanes.  Reproducing this order matters for exact ABX ties."""
+    n, dim = x.shape
+    m = y.shape[0]
+    acc = np.zeros(lanes, np.float32)
+    full = dim - dim % lanes
+    for i in range(n):
+        for j in range(m):
+            if dim < lanes:
+                d = x[i, 0] - y[j, 0]
+                s = d * d
+                for k in range(1, dim):
+                    d = x[i, k] - y[j, k]
+                    s = s + d * d
+                out[i, j] = np.sqrt(s)
+                continue
+            for k in range(lanes):
+                d = x[i, k] - y[j, k]
+                acc[k] = d * d
+            for c in range(lanes, full, lanes):
+                for k in range(lanes):
+                    d = x[i, c + k] - y[j, c + k]
+                    acc[k] = acc[k] + d * d
+            for k in range(dim - full):
+                d = x[i, full + k] - y[j, full + k]
+                acc[k] = acc[k] + d * d
+            s = acc[0]
+            for k in range(1, lanes):
+                s = s + acc[k]
+            out[i, j] = np.sqrt(s)
+
+
+@nb.njit(cache=True, nogil=True)
+def _dtw_one(d, r0, nr, c0, nc, cost):
+    """torchdtw's DTW on d[r0:r0+nr, c0:c0+nc] (float32), using ``cost`` (>= nr*nc float32) as scratch."""
+    cost[0] = d[r0, c0]
+    for i in range(1, nr):
+        cost[i * nc] = d[r0 + i, c0] + cost[(i - 1) * nc]
+    for j in range(1, nc):
+        cost[j] = d[r0, c0 + j] + cost[j - 1]
+    for i in range(1, nr):
+        for j in range(1, nc):
+            up = cost[(i - 1) * nc + j]
+            diag = cost[(i - 1) * nc + j - 1]
+            left = cost[i * nc + j - 1]
+            m = up
+            if diag < m:
+                m = diag
+            if left < m:
+                m = left
+            cost[i * nc + j] = d[r0 + i, c0 + j] + m
+    # backtrack: path length only
+    i = nr - 1
+    j = nc - 1
+    length = 1
+    while i > 0 and j > 0:
+        c_up = cost[(i - 1) * nc + j]
+        c_left = cost[i * nc + j - 1]
+        c_diag = cost[(i - 1) * nc + j - 1]
+        if c_diag <= c_left and c_diag <= c_up:
+            i -= 1
+            j -= 1
+        elif c_left <= c_up:
+            j -= 1
+        else:
+            i -= 1
+        length += 1
+    length += i + j
+    return np.float32(cost[nr * nc - 1]) / np.float32(length)
+
+
+@nb.njit(cache=True, nogil=True)
+def _dtw_block(d, r_off, r_len, c_off, c_len, out):
+    """out[i, j] = DTW of row-sequence i vs column-sequence j, read from the frame-distance matrix d."""
+    maxr = 1
+    for i in range(r_len.shape[0]):
+        maxr = max(maxr, r_len[i])
+    maxc = 1
+    for j in range(c_len.shape[0]):
+        maxc = max(maxc, c_len[j])
+    cost = np.empty(maxr * maxc, dtype=np.float32)
+    for i in range(r_len.shape[0]):
+        for j in range(c_len.shape[0]):
+            out[i, j] = _dtw_one(d, r_off[i], r_len[i], c_off[j], c_len[j], cost)
+
+
+@nb.njit(cache=True, nogil=True)
+def _score_cells(m, x_rows, x_ptr, a_cols, a_ptr, b_cols, b_ptr, symmetric, counts, sizes):
+    """'Correct' counts (d(x,a) < d(x,b) -> 1, tie -> 0.5) and sizes of the cells of one block.
+
+    m: (rows, cols) DTW matrix.  Cell k: X rows ``x_rows[x_ptr[k]:x_ptr[k+1]]``, A columns
+    ``a_cols[a_ptr[k]:a_ptr[k+1]]``, B columns ``b_cols[b_ptr[k]:b_ptr[k+1]]``.  When ``symmetric``, A and X
+    are the same items aligned position by position, and the pair X == A (same position) is skipped
+    (fastabx fills that diagonal with +inf, which counts 0); size = nx * (na - 1) * nb, else nx * na * nb.
+    """
+    ncell = x_ptr.shape[0] - 1
+    for k in range(ncell):
+        xs = x_rows[x_ptr[k]:x_ptr[k + 1]]
+        as_ = a_cols[a_ptr[k]:a_ptr[k + 1]]
+        bs = b_cols[b_ptr[k]:b_ptr[k + 1]]
+        c = 0.0
+        for xi in range(xs.shape[0]):
+            row = m[xs[xi]]
+            for ai in range(as_.shape[0]):
+                if symmetric and ai == xi:
+                    continue
+                da = row[as_[ai]]
+                for bi in range(bs.shape[0]):
+                    db = row[bs[bi]]
+                    if da < db:
+                        c += 1.0
+                    elif da == db:
+                        c += 0.5
+        counts[k] = c
+        sizes[k] = xs.shape[0] * bs.shape[0] * (as_.shape[0] - 1 if symmetric else as_.shape[0])
+
+
+def dtw(x: np.ndarray, y: np.ndarray, distance: str = "angular") -> float:
+    """DTW distance between two sequences (n, D) and (m, D), exactly as torchdtw/fastabx (X = x, rows)."""
+    d = frame_distances(x, y, distance)
+    out = np.empty((1, 1), np.float32)
+    _dtw_block(d, np.zeros(1, np.int64), np.array([len(x)]), np.zeros(1, np.int64), np.array([len(y)]), out)
+    return float(out[0, 0])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Cells, subsampling, scoring, collapse
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ABXResult:
+    """Result of :func:`abx_error_rates`.
+
+    :ivar score: final ABX error rate (0 = perfect, 0.5 = chance), a plain mean as fastabx's ``collapse``.
+    :ivar cells: per-cell table, column name -> numpy array, columns as fastabx's ``Score.cells`` CSV
+        (``#phone``, context/speaker columns, ``#phone_b``, [``speaker_x``], ``score`` (float32), ``size``).
+    :ivar excluded: items not used, as ``(item_index, Item, reason)``; ``excluded_counts`` counts them by reason.
+    """
+
+    score: float
+    cells: dict[str, np.ndarray]
+    mode: str
+    distance: str
+    n_items: int
+    n_items_used: int
+    excluded: list[tuple[int, Item, str]] = field(default_factory=list)
+    excluded_counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self.cells)
+
+    def rows(self) -> list[tuple]:
+        """Per-cell rows, in :attr:`columns` order."""
+        cols = list(self.cells.values())
+        if not cols:
+            return []
+        return [tuple(c[i].item() if hasattr(c[i], "item") else c[i] for c in cols) for i in range(len(cols[0]))]
+
+    def write_csv(self, path: str | os.PathLike) -> None:
+        """Write the per-cell table as CSV (same layout as fastabx's ``Score.write_csv``)."""
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(",".join(self.cells) + "\n")
+            for row in self.rows():
+                f.write(",".join(str(v) for v in row) + "\n")
+
+
+def _perm(seed: int, n: int) -> np.ndarray:
+    """Seeded permutation of range(n); identical for every list of the same length (as polars' shuffle(seed))."""
+    return np.random.default_rng([seed, n]).permutation(n)
+
+
+def _subsample(indices: np.ndarray, size: int | None, seed: int) -> np.ndarray:
+    """At most ``size`` of the (n,) ``indices``: a seeded shuffle + head (all of them, in order, if n <= size)."""
+    if size is None or len(indices) <= size:
+        return indices
+    return indices[_perm(seed, len(indices))[:size]]
+
+
+def _check_size(name: str, value: int | None) -> int | None:
+    """Validate a subsampling limit: None/0 -> None (disabled), else an int >= 2."""
+    if value is None or value == 0:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 2:
+        raise ValueError(f"{name} must be None/0 (disabled) or an int >= 2, got {value!r}")
+    return int(value)
+
+
+def _prepare_items(
+    features: Mapping[str, np.ndarray], items: Sequence[Item], rate, distance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, Item, str]]]:
+    """Slice every item; return (frames (F, D) float32 [normalised for angular], offsets, lengths, excluded).
+
+    Excluded items get offset -1.
+    """
+    r = _to_decimal(rate)
+    n = len(items)
+    offsets = np.full(n, -1, np.int64)
+    lengths = np.zeros(n, np.int64)
+    excluded: list[tuple[int, Item, str]] = []
+    chunks, total, dim = [], 0, None
+    cache: dict[str, np.ndarray] = {}
+    finite: dict[str, bool] = {}
+    for i, it in enumerate(items):
+        start, stop = item_frames(it.onset, it.offset, r)
+        if it.file not in features:
+            excluded.append((i, it, "missing features for file"))
+            continue
+        if it.file not in cache:
+            arr = np.asarray(features[it.file])
+            if arr.ndim != 2:
+                raise ValueError(f"features[{it.file!r}] must be 2-D (T, D), got shape {arr.shape}")
+            if dim is None:
+                dim = arr.shape[1]
+            elif arr.shape[1] != dim:
+                raise ValueError(f"features[{it.file!r}] has dimension {arr.shape[1]}, expected {dim}")
+            cache[it.file] = arr
+            finite[it.file] = bool(np.isfinite(arr).all())
+        arr = cache[it.file]
+        if stop <= start:
+            excluded.append((i, it, f"empty frame range [{start}, {stop}) (shorter than one frame at {r} Hz)"))
+            continue
+        if start < 0 or stop > arr.shape[0]:
+            excluded.append((i, it, f"frame range [{start}, {stop}) beyond the features ({arr.shape[0]} frames)"))
+            continue
+        if not finite[it.file]:
+            excluded.append((i, it, "non-finite values in the file's features"))
+            continue
+        seg = np.asarray(arr[start:stop], dtype=np.float32)
+        chunks.append(seg)
+        offsets[i] = total
+        lengths[i] = stop - start
+        total += stop - start
+    frames = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, dim or 1), np.float32)
+    if distance == "angular":
+        frames = _l2_normalize(frames)
+    return frames, offsets, lengths, excluded
+
+
+#: Key of an item group: (values of the mode's ``by`` columns, values of its ``across`` columns, #phone).
+_GroupKey = tuple[tuple[str, ...], tuple[str, ...], str]
+#: Item-file columns a mode may group by, -> Item attribute.
+_GROUP_ATTR = {c: _COLUMN_ATTR[c] for c in ("prev-phone", "next-phone", "speaker")}
+
+
+@dataclass
+class _Block:
+    """Rows (X items) x columns (target items) whose DTW matrix is computed together, and its cells.
+
+    ``rows``/``cols`` are item indices (into the item list); each cell is ``(key, x, a, b)`` with ``key`` its
+    row of the cell table (see :func:`_cell_columns`) and ``x`` (nx,), ``a`` (na,), ``b`` (nb,) int arrays of
+    positions in ``rows`` (x) and ``cols`` (a, b).  ``symmetric``: A and X are the same items, in step.
+    """
+
+    rows: list[int]
+    cols: list[int]
+    symmetric: bool
+    cells: list[tuple[tuple, np.ndarray, np.ndarray, np.ndarray]] = field(default_factory=list)
+
+
+def _group_items(items: Sequence[Item], used: np.ndarray, mode: str) -> dict[_GroupKey, np.ndarray]:
+    """Used items grouped by (by values, across values, #phone) of ``mode``.
+
+    :param used: (n_items,) bool, items that have frames.
+    :returns: group key -> (n,) int64 item indices in file order; groups in order of first appearance.
+    """
+    by, across, _ = MODES[mode]
+    groups: dict[_GroupKey, list[int]] = defaultdict(list)
+    for i in np.flatnonzero(used):
+        it = items[i]
+        key_by = tuple(getattr(it, _GROUP_ATTR[c]) for c in by)
+        key_ac = tuple(getattr(it, _GROUP_ATTR[c]) for c in across)
+        groups[(key_by, key_ac, it.phone)].append(int(i))
+    return {k: np.asarray(v, np.int64) for k, v in groups.items()}
+
+
+def _keys_by_context(keys: Sequence[_GroupKey]) -> dict[tuple[str, ...], list[_GroupKey]]:
+    """Group keys sharing the same ``by`` values (order of first appearance kept)."""
+    by_key: dict[tuple[str, ...], list[_GroupKey]] = defaultdict(list)
+    for k in keys:
+        by_key[k[0]].append(k)
+    return by_key
+
+
+def _chunk_rows(a_keys: Sequence[_GroupKey], sub: Mapping[_GroupKey, np.ndarray], lengths: np.ndarray,
+                col_frames: int) -> list[list[_GroupKey]]:
+    """Split the A groups (X rows) of one symmetric block into consecutive chunks such that
+    (row frames) x ``col_frames`` stays <= :data:`MAX_BLOCK_ENTRIES` (a single group may exceed it alone).
+
+    :param lengths: (n_items,) frames per item.  :param col_frames: frames of all the block's columns.
+    """
+    chunks: list[list[_GroupKey]] = []
+    chunk: list[_GroupKey] = []
+    chunk_frames = 0
+    for ka in a_keys:
+        f = int(lengths[sub[ka]].sum())
+        if chunk and (chunk_frames + f) * col_frames > MAX_BLOCK_ENTRIES:
+            chunks.append(chunk)
+            chunk, chunk_frames = [], 0
+        chunk.append(ka)
+        chunk_frames += f
+    if chunk:
+        chunks.append(chunk)
+    return chunks
+
+
+def _within_block(chunk: Sequence[_GroupKey], keys: Sequence[_GroupKey], cols: np.ndarray,
+                  sub: Mapping[_GroupKey, np.ndarray]) -> _Block:
+    """Symmetric block: rows = the items of the A groups in ``chunk`` (X == A), columns = ``cols`` (the items
+    of every group in ``keys``, one context).  One cell per (A group, B group of another phone)."""
+    col_pos = {int(it): p for p, it in enumerate(cols)}
+    rows = np.concatenate([sub[k] for k in chunk])
+    blk = _Block(rows=list(rows), cols=list(cols), symmetric=True)
+    r0 = 0
+    for ka in chunk:
+        xa = sub[ka]
+        xr = np.arange(r0, r0 + len(xa))
+        r0 += len(xa)
+        ac = np.array([col_pos[int(t)] for t in xa])
+        for kq in keys:
+            if kq[2] == ka[2]:
+                continue
+            bc = np.array([col_pos[int(t)] for t in sub[kq]])
+            blk.cells.append(((ka[2],) + ka[0] + (kq[2],), xr, ac, bc))
+    return blk
+
+
+def _within_blocks(full: Mapping[_GroupKey, np.ndarray], sub: Mapping[_GroupKey, np.ndarray],
+                   lengths: np.ndarray) -> list[_Block]:
+    """Within-speaker (symmetric) blocks: per context, A == X groups of >= :data:`MIN_A_LEN` items (counted
+    before subsampling) against every group of the context; contexts with a single phone give nothing."""
+    blocks: list[_Block] = []
+    for keys in _keys_by_context(list(full)).values():
+        a_keys = [k for k in keys if len(full[k]) >= MIN_A_LEN]
+        if not a_keys or len(keys) < 2:
+            continue
+        cols = np.concatenate([sub[k] for k in keys])
+        col_frames = int(lengths[cols].sum())
+        blocks.extend(_within_block(chunk, keys, cols, sub) for chunk in _chunk_rows(a_keys, sub, lengths, col_frames))
+    return blocks
+
+
+def _across_pairs(keys: Sequence[_GroupKey], max_x_across: int | None,
+                  seed: int) -> dict[_GroupKey, list[tuple[_GroupKey, _GroupKey]]]:
+    """Across-speaker cells of one context: X group -> its (A group, B group) pairs.
+
+    A and B share the across value s (speaker); X has A's phone and another across value, at most
+    ``max_x_across`` of them per (A, B) pair (seeded choice among the candidates).
+    """
+    ab_by_spk: dict[tuple[str, ...], dict[str, _GroupKey]] = defaultdict(dict)  # across value -> phone -> key
+    for k in keys:
+        ab_by_spk[k[1]][k[2]] = k
+    per_x: dict[_GroupKey, list[tuple[_GroupKey, _GroupKey]]] = defaultdict(list)
+    for s, phones in ab_by_spk.items():
+        for p, ka in phones.items():
+            # candidate X speakers for (A phone p, speaker s): other speakers having phone p in this by-group
+            cands = [s2 for s2 in ab_by_spk if s2 != s and p in ab_by_spk[s2]]
+            for q, kq in phones.items():
+                if q == p or not cands:
+                    continue
+                chosen = cands
+                if max_x_across is not None and len(cands) > max_x_across:
+                    chosen = [cands[t] for t in _perm(seed, len(cands))[:max_x_across]]
+                for s2 in chosen:
+                    per_x[ab_by_spk[s2][p]].append((ka, kq))
+    return per_x
+
+
+def _across_block(kx: _GroupKey, pairs: Sequence[tuple[_GroupKey, _GroupKey]],
+                  sub: Mapping[_GroupKey, np.ndarray]) -> _Block:
+    """Block of one X group: rows = its items, columns = the items of every A and B group it is scored on."""
+    rows = sub[kx]
+    tkeys = list(dict.fromkeys([k for pair in pairs for k in pair]))
+    cols = np.concatenate([sub[k] for k in tkeys])
+    starts = {}
+    c0 = 0
+    for k in tkeys:
+        starts[k] = c0
+        c0 += len(sub[k])
+    blk = _Block(rows=list(rows), cols=list(cols), symmetric=False)
+    xr = np.arange(len(rows))
+    for ka, kq in pairs:
+        ac = np.arange(starts[ka], starts[ka] + len(sub[ka]))
+        bc = np.arange(starts[kq], starts[kq] + len(sub[kq]))
+        key = (ka[2],) + ka[0] + ka[1] + (kq[2],) + kx[1]
+        blk.cells.append((key, xr, ac, bc))
+    return blk
+
+
+def _across_blocks(full: Mapping[_GroupKey, np.ndarray], sub: Mapping[_GroupKey, np.ndarray],
+                   max_x_across: int | None, seed: int) -> list[_Block]:
+    """Across-speaker blocks, one per (context, X group)."""
+    blocks: list[_Block] = []
+    for keys in _keys_by_context(list(full)).values():
+        per_x = _across_pairs(keys, max_x_across, seed)
+        blocks.extend(_across_block(kx, pairs, sub) for kx, pairs in per_x.items())
+    return blocks
+
+
+def _build_blocks(items: Sequence[Item], used: np.ndarray, lengths: np.ndarray, mode: str,
+                  max_size_group: int | None, max_x_across: int | None, seed: int) -> list[_Block]:
+    """All blocks (and their cells) of ``mode``: group the used items, subsample each group to at most
+    ``max_size_group`` items, then build within-speaker (symmetric) or across-speaker blocks.
+
+    :param used: (n_items,) bool.  :param lengths: (n_items,) frames per item.
+    """
+    full = _group_items(items, used, mode)
+    sub = {k: _subsample(v, max_size_group, seed) for k, v in full.items()}
+    if not MODES[mode][1]:  # no across column: symmetric, X == A
+        return _within_blocks(full, sub, lengths)
+    return _across_blocks(full, sub, max_x_across, seed)
+
+
+def _run_block(blk: _Block, frames: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
+               distance: str) -> tuple[np.ndarray, np.ndarray]:
+    """DTW matrix (rows x cols, float32) of one block, then its cells' 'correct' counts and sizes.
+
+    :param frames: (F, D) float32 frames of all used items (L2-normalised for angular).
+    :param offsets: (n_items,) int64 first frame of each item in ``frames``.  :param lengths: (n_items,) frames.
+    :returns: counts (n_cells,) float64 (ties count 0.5) and sizes (n_cells,) int64.
+    """
+    rows = np.asarray(blk.rows, np.int64)
+    cols = np.asarray(blk.cols, np.int64)
+    r_len, c_len = lengths[rows], lengths[cols]
+    r_off = np.concatenate(([0], np.cumsum(r_len)[:-1]))
+    c_off = np.concatenate(([0], np.cumsum(c_len)[:-1]))
+    r_idx = np.concatenate([np.arange(offsets[i], offsets[i] + lengths[i]) for i in rows])
+    c_idx = np.concatenate([np.arange(offsets[i], offsets[i] + lengths[i]) for i in cols])
+    d = frame_distances(frames[r_idx], frames[c_idx], distance, normalized=True)
+    m = np.empty((len(rows), len(cols)), np.float32)
+    _dtw_block(d, r_off, r_len, c_off, c_len, m)
+    n = len(blk.cells)
+    ptrs = []
+    flat = []
+    for j in (1, 2, 3):
+        lens = np.array([len(c[j]) for c in blk.cells], np.int64)
+        ptrs.append(np.concatenate(([0], np.cumsum(lens))).astype(np.int64))
+        flat.append(np.concatenate([c[j] for c in blk.cells]).astype(np.int64))
+    counts = np.zeros(n, np.float64)
+    sizes = np.zeros(n, np.int64)
+    _score_cells(m, flat[0], ptrs[0], flat[1], ptrs[1], flat[2], ptrs[2], blk.symmetric, counts, sizes)
+    return counts, sizes
+
+
+def _reason_kind(reason: str) -> str:
+    """Short kind of an exclusion reason (the part before any detail)."""
+    for kind in ("missing features", "empty frame range", "frame range", "non-finite"):
+        if reason.startswith(kind):
+            return {"frame range": "beyond the features"}.get(kind, kind)
+    return reason
+
+
+def _cell_columns(mode: str) -> list[str]:
+    """Key columns of the cell table of ``mode`` (fastabx ``Score.cells`` order), without score and size."""
+    by, across, _ = MODES[mode]
+    return ["#phone", *by, *across, "#phone_b", *[f"{c}_x" for c in across]]
+
+
+def _collapse(keys: list[tuple], scores: np.ndarray, mode: str) -> float:
+    """fastabx ``Score.collapse(levels)``: drop ``*_x`` columns, mean out each level in turn, then plain mean."""
+    cols = _cell_columns(mode)
+    keep = [i for i, c in enumerate(cols) if not c.endswith("_x")]
+    names = [cols[i] for i in keep]
+    rows = [tuple(k[i] for i in keep) for k in keys]
+    vals = [float(s) for s in scores]
+    for level in MODES[mode][2]:
+        idx = [i for i, c in enumerate(names) if c not in level]
+        sums: dict[tuple, list[float]] = {}
+        for r, v in zip(rows, vals):
+            g = tuple(r[i] for i in idx)
+            acc = sums.setdefault(g, [0.0, 0])
+            acc[0] += v
+            acc[1] += 1
+        names = [names[i] for i in idx]
+        rows = list(sums)
+        vals = [s / n for s, n in sums.values()]
+    return float(np.mean(vals)) if vals else float("nan")
+
+
+def _check_arguments(mode: str, distance: str, max_size_group: int | None, max_x_across: int | None,
+                     seed: int) -> tuple[int | None, int | None]:
+    """Validate the options of :func:`abx_error_rates`; returns the normalised (max_size_group, max_x_across)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown mode {mode!r}; expected one of {list(MODES)}")
+    if distance not in DISTANCES:
+        raise ValueError(f"unknown distance {distance!r}; expected one of {DISTANCES}")
+    max_size_group = _check_size("max_size_group", max_size_group)
+    max_x_across = _check_size("max_x_across", max_x_across)
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {seed!r}")
+    return max_size_group, max_x_across
+
+
+def _score_blocks(blocks: Sequence[_Block], frames: np.ndarray, offsets: np.ndarray, lengths: np.ndarray,
+                  distance: str, n_jobs: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(counts (n_cells,) float64, sizes (n_cells,) int64) of every block, on ``n_jobs`` threads (default: all CPUs)."""
+
+    def work(blk):
+        return _run_block(blk, frames, offsets, lengths, distance)
+
+    n_jobs = n_jobs or os.cpu_count() or 1
+    if n_jobs > 1 and len(blocks) > 1:
+        with ThreadPoolExecutor(n_jobs) as ex:
+            return list(ex.map(work, blocks, chunksize=1))
+    return [work(b) for b in blocks]
+
+
+def _assemble_result(blocks: Sequence[_Block], results: Sequence[tuple[np.ndarray, np.ndarray]], mode: str,
+                     distance: str, n_items: int, n_used: int, excluded: list[tuple[int, Item, str]]) -> ABXResult:
+    """Cell table (scores float32 = 1 - counts / sizes, in block order), collapsed score and exclusions."""
+    keys: list[tuple] = []
+    counts_l, sizes_l = [], []
+    for blk, (counts, sizes) in zip(blocks, results):
+        keys.extend(c[0] for c in blk.cells)
+        counts_l.append(counts)
+        sizes_l.append(sizes)
+    counts = np.concatenate(counts_l) if counts_l else np.zeros(0)
+    sizes = np.concatenate(sizes_l) if sizes_l else np.zeros(0, np.int64)
+    scores = (1.0 - counts / sizes).astype(np.float32)
+    cols = _cell_columns(mode)
+    table = {c: np.array([k[i] for k in keys], dtype=object) for i, c in enumerate(cols)}
+    table["score"] = scores
+    table["size"] = sizes.astype(np.int64)
+    return ABXResult(
+        score=_collapse(keys, scores, mode),
+        cells=table,
+        mode=mode,
+        distance=distance,
+        n_items=n_items,
+        n_items_used=n_used,
+        excluded=excluded,
+        excluded_counts=dict(Counter(_reason_kind(r) for _, _, r in excluded)),
+    )
+
+
+def abx_error_rates(
+    features: Mapping[str, np.ndarray],
+    items: Sequence[Item] | str | os.PathLike,
+    *,
+    mode: str,
+    distance: str = "angular",
+    rate: float | str | Decimal = DEFAULT_RATE,
+    max_size_group: int | None = None,
+    max_x_across: int | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> ABXResult:
+    """ABX error rate of ``features`` on ``items``, as fastabx's ``zerospeech_abx``.
+
+    :param features: file id -> (T, D) array of frame features at ``rate`` Hz (cast to float32).
+    :param items: list of :class:`Item` (see :func:`read_item_file`) or a path to an item file.
+    :param mode: one of ``within_speaker_triphone``, ``across_speaker_triphone``, ``within_speaker_phoneme``
+        (and ``across_speaker_phoneme``).
+    :param distance: ``"angular"`` (default) or ``"euclidean"``.
+    :param rate: feature rate in Hz (frames per second).
+    :param max_size_group: max number of A, B and X items per cell (ZeroSpeech: 10); None or 0 disables.
+    :param max_x_across: across modes, max number of X speakers per (A, B) group (ZeroSpeech: 5); None/0 disables.
+    :param seed: seed of the subsampling.
+    :param n_jobs: threads (default: all CPUs).
+    :returns: :class:`ABXResult` with the score (error rate in [0, 1], 0.5 = chance), the per-cell table and
+        the excluded items (with reasons).
+    """
+    max_size_group, max_x_across = _check_arguments(mode, distance, max_size_group, max_x_across, seed)
+    if isinstance(items, (str, os.PathLike)):
+        items = read_item_file(items)
+    items = list(items)
+    frames, offsets, lengths, excluded = _prepare_items(features, items, rate, distance)
+    used = offsets >= 0
+    blocks = _build_blocks(items, used, lengths, mode, max_size_group, max_x_across, int(seed))
+    results = _score_blocks(blocks, frames, offsets, lengths, distance, n_jobs)
+    return _assemble_result(blocks, results, mode, distance, len(items), int(used.sum()), excluded)
