@@ -78,7 +78,7 @@ def extraction_rate(work: Path, seconds: float, seed: int) -> dict:
     import soundfile as sf
     from transformers import HubertConfig
 
-    from layerwise.contract.frames import FrameGeometry
+    from layerwise.contract.grid import FrameGeometry
 
     model_dir = benchlib.save_checkpoint(work / "model", seed)
     files = benchlib.write_corpus(work / "audio", seconds, seed)

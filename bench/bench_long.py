@@ -4,7 +4,7 @@
 Builds (or reuses) a randomly initialised HuBERT-base (``HubertConfig()`` defaults, no download), synthesizes
 ``--seconds`` of speech-like audio and extracts every requested layer (default all 13). ``--unchunked`` forces the
 whole-utterance CNN (what happened before chunking) for comparison. Prints one JSON line: wall seconds, peak RSS
-(``ru_maxrss``) after loading and at the end, and the model's own estimate (``layerwise.model.memory.memory_needed``).
+(``ru_maxrss``) after loading and at the end, and the model's own estimate (``layerwise.model.machine.memory_needed``).
 
 example:  python bench/bench_long.py --seconds 300                 # chunked (automatic above 40 s)
           python bench/bench_long.py --seconds 300 --unchunked     # the old whole-utterance CNN
@@ -45,7 +45,7 @@ def long_wave(seconds: float, seed: int, piece_s: float = 10.0):
 
 def measure(model_dir: Path, seconds: float, *, dtype: str, layers: list[int] | None, unchunked: bool,
             seed: int = 0) -> dict:
-    from layerwise.model import memory
+    from layerwise.model import machine
     from layerwise.model.adapter import SpeechModel
 
     model = SpeechModel.load(str(model_dir), device="cpu", dtype=dtype)
@@ -60,7 +60,7 @@ def measure(model_dir: Path, seconds: float, *, dtype: str, layers: list[int] | 
     return {"seconds": seconds, "dtype": dtype, "layers": len(layers), "unchunked": unchunked, "wall_s": wall,
             "frames": len(next(iter(feats.values()))), "rss_after_load_gib": after_load / GIB,
             "peak_rss_gib": peak_rss() / GIB,
-            "estimate_gib": memory.memory_needed(model, len(wave), "contextualized", layers) / GIB}
+            "estimate_gib": machine.memory_needed(model, len(wave), "contextualized", layers) / GIB}
 
 
 def main(argv=None) -> int:

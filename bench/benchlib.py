@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from layerwise.contract.frames import FrameGeometry
+from layerwise.contract.grid import FrameGeometry
 from layerwise.model import machine
 from layerwise.stats.moments import LayerStats
 

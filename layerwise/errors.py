@@ -6,7 +6,8 @@
     │   ├── DuplicateStemError  two audio files whose feature files would collide
     │   ├── AnalysisError     a folder (or its random-init control) that cannot be analysed as asked
     │   ├── CompareError      folders that cannot be compared as asked
-    │   └── StatsError        frames that do not fit the accumulated statistics, too few frames
+    │   ├── StatsError        frames that do not fit the accumulated statistics, too few frames
+    │   └── ItemFileError     a malformed ABX item file (the message names the file and line)
     ├── InputError            one input file cannot be used: extraction records it in failures.tsv and goes on
     │   ├── AudioLoadError    undecodable, empty or unreadable audio
     │   ├── AlignmentError    an alignment folder or file that cannot be used
@@ -55,6 +56,10 @@ class CompareError(UsageError):
 
 class StatsError(UsageError):
     """Inputs that do not fit the accumulated statistics (other layers, dims, unequal row counts, too few frames)."""
+
+
+class ItemFileError(UsageError):
+    """A malformed ABX item file (the message names the file and line)."""
 
 
 class AudioLoadError(InputError):

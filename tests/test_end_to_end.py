@@ -17,6 +17,8 @@ from layerwise.cli import visualize
 from layerwise.contract import layout
 from tests.conftest import ROOT
 
+pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
+
 EXTRACT = [sys.executable, str(ROOT / "extract_features.py")]
 
 

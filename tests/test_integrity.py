@@ -43,6 +43,7 @@ def default_folder(save_dir, model_folder, suffix=""):
 
 # ---- 1. a file made with other settings never counts as complete; its manifest is not rewritten ----------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first, second, differing", [
     (["--normalize", "off"], ["--normalize", "on"], "normalize"),
     ([], ["--dtype", "bfloat16"], "compute_dtype"),
@@ -112,6 +113,7 @@ def run_wrapper(env, args, cwd):
                           env=env, capture_output=True, text=True, timeout=300, check=False)
 
 
+@pytest.mark.slow
 def test_wrapper_does_not_analyse_a_folder_its_extraction_did_not_write(tiny_hubert, audio_dir, tmp_path):
     env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": str(tmp_path), "MODEL_NAME": str(tiny_hubert),
            "VIS_DIR": str(tmp_path / "vis")}
@@ -334,6 +336,7 @@ def rewrite(path, **changes):
     np.savez(path, **payload)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", ["cut", "one_layer_short", "transposed", "float64"])
 def test_files_of_the_wrong_form_are_recomputed_not_complete(tiny_hubert, audio_dir, tmp_path, damage):
     args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--model_name", str(tiny_hubert), *BASE]

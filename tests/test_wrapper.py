@@ -7,7 +7,11 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
 
 
 def run_wrapper(env_overrides, args, cwd):

@@ -1,33 +1,92 @@
-"""The span part of an analysis run: segment features -> probe/PWCCA/MI, with a random-init control.
+"""The random-init control, resolved and checked once per run, and the span measures of span folders.
 
-``analyze`` collects the segment features of a span folder (``labels`` present) into :class:`SpanFeatures`;
-this module finds and reads the random-initialisation control (only the layers and files needed: the control's
-frame statistics are never computed), checks that it matches, and computes the measures of
-:func:`layerwise.measures.span.span_measures` on both. Problems with the control raise :class:`AnalysisError` (the
-orchestrator turns it into its own usage error, exit 2). Never imports torch or transformers.
+``analyze`` collects the segment features of a span folder (``labels`` present) into :class:`SpanFeatures`.
+This module resolves where the run's random-initialisation control is (:func:`resolve_control`, once per run: a
+:class:`ControlSource`), checks each control file against the analysed files with the one rule of
+``layout.CONTROL_DIFFERS`` (:func:`check_control_file`), reads the control's segment features (only the layers and
+files needed: the control's frame statistics are never computed) and computes the span measures of
+:func:`layerwise.measures.span.span_measures` on both. Problems with the control raise :class:`AnalysisError` (a
+usage error, exit 2). Never imports torch or transformers.
 """
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from layerwise.contract import layout, store
-from layerwise.contract.layout import RANDOM_INIT_SUFFIX
+from layerwise.contract.results import NO_CONTROL, MeasureFamily
 from layerwise.errors import AnalysisError, FeatureFileError
 
 log = logging.getLogger(__name__)
 
-CONTROL_AUTO = "auto"  # look for the sibling {parent}-random_init/{name} folder
+CONTROL_AUTO = "auto"  # look for the sibling {parent}-random_init/{name} folder (layout.control_folder_of)
 CONTROL_NONE = "none"  # no control
 DEFAULT_PROBE_SPLITS = 3
 FEW_UTTERANCES = 10  # below this, the held-out parts of a split are a handful of utterances: noisy, say so
-CONTROL_KEY = "random_init"  # summary.json key holding the control's measures
-MATCH_META = ("model_name", "rep_type", "span", "span_options")  # must agree between trained and control
+SPAN_MEASURES = layout.SPAN_MEASURES  # per-layer span measures (summary.json keys)
 
+
+@dataclass(frozen=True)
+class ControlSource:
+    """Where a run's random-init control comes from, resolved once (:func:`resolve_control`).
+
+    folder : the control folder to read, or None (none asked for, or no ``auto`` sibling found).
+    looked_for : the ``auto`` sibling looked for (``layout.control_folder_of``), or None when a folder or none was
+    given.
+    """
+
+    folder: Path | None
+    looked_for: Path | None = None
+
+    def no_control_note(self) -> str:
+        """The one note of a run whose measures have no random-initialisation control (the folder, when there is
+        one, shares no analysed utterance)."""
+        if self.folder is not None:
+            return (f"{NO_CONTROL}: {self.folder} holds none of the analysed utterances; extract them "
+                    f"there with --random_init to draw the dashed lines")
+        if self.looked_for is None:
+            return f"{NO_CONTROL}: control_dir none was given; the figures show the analysed model only"
+        return (f"{NO_CONTROL}: looked for {self.looked_for}; extract one with extract_features.py --random_init "
+                f"(same settings and files) to draw the dashed lines")
+
+
+def resolve_control(features_dir: str | Path, control_dir: str | Path | None) -> ControlSource:
+    """The control of the analysis of ``features_dir``.
+
+    control_dir : ``"auto"`` -> ``layout.control_folder_of(features_dir)`` (``{parent}-random_init/{name}``, the
+    layout of ``extract_features.py --random_init``) when that folder exists; ``None``/``"none"`` -> no control;
+    else a folder that must exist and not be ``features_dir`` itself (:class:`AnalysisError` otherwise).
+    """
+    if control_dir is None or str(control_dir).lower() == CONTROL_NONE:
+        return ControlSource(None)
+    if str(control_dir) == CONTROL_AUTO:
+        sibling = layout.control_folder_of(features_dir)
+        return ControlSource(sibling if sibling.is_dir() else None, looked_for=sibling)
+    folder = Path(control_dir)
+    if not folder.is_dir():
+        raise AnalysisError(f"--control_dir {folder} does not exist; pass the folder written by extract_features.py "
+                            f"--random_init, or --control_dir none")
+    if folder.resolve() == Path(features_dir).resolve():
+        raise AnalysisError(f"--control_dir {folder} is the analysed folder itself; pass the --random_init folder")
+    return ControlSource(folder)
+
+
+def check_control_file(ff: store.FeatureFile, analysed_meta: dict) -> None:
+    """The control rule, applied to one control file: the analysed files' extraction identity except
+    ``layout.CONTROL_DIFFERS`` (revision, random_init, seed), and not ``random_init: false``. Raises
+    :class:`AnalysisError` naming the file, the differing settings and the way out."""
+    subject = f"control file {ff.path}"
+    layout.check_same_extraction(ff.meta, analysed_meta, may_differ=layout.CONTROL_DIFFERS, subject=subject,
+                                 reference_name="the analysed files", error=AnalysisError,
+                                 advice="; extract the control with the same settings plus --random_init, or pass "
+                                        "control_dir=none")
+    if ff.meta.get("random_init") is False:
+        raise AnalysisError(f"{subject} is not from a --random_init extraction (meta random_init=false); pass the "
+                            f"folder written with --random_init, or control_dir=none")
 
 
 @dataclass
@@ -55,40 +114,12 @@ class SpanFeatures:
                 np.concatenate(groups))
 
 
-def auto_control_path(features_dir) -> Path:
-    """Where ``control_dir="auto"`` looks for the random-init control: ``{parent}-random_init/{name}`` of the
-    features folder (the layout of ``extract_features.py --random_init``)."""
-    features = Path(features_dir).resolve()
-    return features.parent.with_name(features.parent.name + RANDOM_INIT_SUFFIX) / features.name
-
-
-def control_folder(features_dir: str | Path, control_dir: str | Path | None) -> Path | None:
-    """The control folder to use, or None.
-
-    control_dir : ``"auto"`` -> ``{features_dir's parent}-random_init/{features_dir's name}`` when that folder
-    exists (the layout of ``extract_features.py --random_init``); ``None``/``"none"`` -> no control; else a folder
-    that must exist.
-    """
-    if control_dir is None or str(control_dir).lower() == CONTROL_NONE:
-        return None
-    features = Path(features_dir).resolve()
-    if str(control_dir) == CONTROL_AUTO:
-        sibling = auto_control_path(features)
-        return sibling if sibling.is_dir() else None
-    folder = Path(control_dir)
-    if not folder.is_dir():
-        raise AnalysisError(f"--control_dir {folder} does not exist; pass the folder written by extract_features.py "
-                           f"--random_init, or --control_dir none")
-    if folder.resolve() == features:
-        raise AnalysisError(f"--control_dir {folder} is the analysed folder itself; pass the --random_init folder")
-    return folder
-
-
 def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str, int]) -> SpanFeatures:
     """The control's segment features for the trained run's stems that the control also has (same order).
 
-    Reads only the layers in ``dims`` (layer -> D). Checks each file: same layers and dims, labels identical to
-    the trained file's (same alignment and span options), matching metadata, ``random_init`` true, finite values.
+    Reads only the layers in ``dims`` (layer -> D). Checks each file once: the control rule
+    (:func:`check_control_file` against ``meta``, the analysed files' metadata), same layers and dims, finite
+    values, labels identical to the trained file's (same alignment and span options).
     """
     files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
     common = [s for s in trained.stems if s in files]
@@ -104,11 +135,7 @@ def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str
         except FeatureFileError as err:
             raise AnalysisError(f"control does not match the analysed features: {err}") from err
         name = f"control file {ff.path}"
-        for key in MATCH_META:
-            if key in meta and key in ff.meta and ff.meta[key] != meta[key]:
-                raise AnalysisError(f"{name}: {key}={ff.meta[key]!r}, but the analysed files have {meta[key]!r}")
-        if ff.meta.get("random_init") is False:
-            raise AnalysisError(f"{name} is not from a --random_init extraction (meta random_init=false)")
+        check_control_file(ff, meta)
         for key, dim in dims.items():
             if ff.layers[key].shape[1] != dim or not np.isfinite(ff.layers[key]).all():
                 raise AnalysisError(f"{name}: {key} has shape {ff.layers[key].shape} (or non-finite values); the "
@@ -120,63 +147,51 @@ def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str
     return control
 
 
-SPAN_MEASURES = layout.SPAN_MEASURES  # per-layer span measures (summary.json keys)
-
-
 def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str = "centred",
-             mi_protocol: str = "project", unit: str = "phone") -> dict:
-    """The span measures of :func:`layerwise.measures.span.span_measures` (its return value), always with ``unavailable``.
+             mi_protocol: str = "project", unit: str = "phone") -> MeasureFamily:
+    """The span measures of :func:`layerwise.measures.span.span_measures` on ``spans`` (a
+    :class:`~layerwise.contract.results.MeasureFamily`; what could not be computed is logged as a warning).
 
     When no measure can be computed (fewer than 2 classes with 2 segments, fewer than 3 utterances), every measure
-    is under ``unavailable`` with that reason (logged as a warning) and nothing else is returned.
+    is under ``unavailable`` with that reason and nothing else is in the family.
     """
     from layerwise.measures import span  # scipy/sklearn only when there are spans
 
     features, labels, groups = spans.arrays()
     try:
         result = span.span_measures(features, labels, groups, seed=seed, n_splits=n_splits,
-                                      cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
+                                    cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
     except ValueError as err:
         log.warning("span measures could not be computed: %s", err)
-        return {"unavailable": dict.fromkeys(SPAN_MEASURES, str(err))}
-    for name, reason in result["unavailable"].items():
+        return MeasureFamily(unavailable=dict.fromkeys(SPAN_MEASURES, str(err)))
+    for name, reason in result.unavailable.items():
         log.warning("span measure %s could not be computed: %s", name, reason)
     return result
 
 
-def analyse(spans: SpanFeatures | None, control: SpanFeatures | None, *, control_dir: Path | None, seed: int,
-            n_splits: int, cca_protocol: str = "centred", mi_protocol: str = "project",
-            unit: str = "phone") -> tuple[dict, list[str]]:
-    """Summary keys for span folders (``{}`` for frame folders) and notes for the report.
+def analyse(spans: SpanFeatures, control: SpanFeatures | None, *, seed: int, n_splits: int,
+            cca_protocol: str = "centred", mi_protocol: str = "project",
+            unit: str = "phone") -> tuple[MeasureFamily, list[str]]:
+    """The span measures of a span folder and, with the same seed, protocols and measures, of its control.
 
-    Returns ``(summary, notes)``. ``summary`` holds what :func:`measures` returns for the trained features —
-    per-layer objects ``probe_accuracy``, ``pwcca``, ``mi`` (measure -> layer -> float), the scalar
-    ``probe_majority_baseline``, ``span_measures_info`` (seed, sizes, protocols, chosen ε, pasad parts/trials) and
-    ``unavailable`` (measure -> reason; a measure listed there is absent, the others are present) — and, with a
-    control, the same for the control under ``random_init`` plus its ``features_dir`` and ``n_files``. ``notes``
-    are sentences for the report. cca_protocol, mi_protocol, unit : passed to ``span.span_measures``.
-
-    The control gets the same seed, protocols and measures; its utterances are those of the analysed selection
-    that the control also has.
+    Returns ``(family, notes)``: ``family`` is :func:`measures` of the trained features (``probe_accuracy``,
+    ``pwcca``, ``mi`` per layer; ``probe_majority_baseline`` and ``span_measures_info`` under ``info``; what could
+    not be computed under ``unavailable``) with the control's family as ``control`` (None without one); ``notes``
+    are sentences for the report (too few utterances, utterances the control lacks). cca_protocol, mi_protocol,
+    unit : passed to ``span.span_measures``. The control's utterances are those of the analysed selection that it
+    also has.
     """
-    if spans is None:
-        return {}, []
     options = {"seed": seed, "n_splits": n_splits, "cca_protocol": cca_protocol, "mi_protocol": mi_protocol,
                "unit": unit}
-    result = measures(spans, **options)
+    family = measures(spans, **options)
     notes = []
     if len(spans.stems) < FEW_UTTERANCES:
         notes.append(f"span measures from only {len(spans.stems)} utterances (test parts of one or two "
                      f"utterances): noisy; analyse more files (--num_files 0 = all)")
-    for name, reason in result["unavailable"].items():
-        notes.append(f"{name} could not be computed: {reason}")
-    if control is not None:
-        result[CONTROL_KEY] = {**measures(control, **options),
-                               "features_dir": str(control_dir), "n_files": len(control.stems)}
-        for name, reason in result[CONTROL_KEY]["unavailable"].items():
-            notes.append(f"random-init control: {name} could not be computed: {reason}")
-        if len(control.stems) < len(spans.stems):
-            missing = sorted(set(spans.stems) - set(control.stems))
-            notes.append(f"random-init control lacks {len(missing)} of the {len(spans.stems)} analysed utterances "
-                         f"({', '.join(missing[:3])}...); its measures use the other {len(control.stems)}")
-    return result, notes
+    if control is None:
+        return family, notes
+    if len(control.stems) < len(spans.stems):
+        missing = sorted(set(spans.stems) - set(control.stems))
+        notes.append(f"random-init control lacks {len(missing)} of the {len(spans.stems)} analysed utterances "
+                     f"({', '.join(missing[:3])}...); its measures use the other {len(control.stems)}")
+    return replace(family, control=measures(control, **options)), notes

@@ -5,35 +5,32 @@ Per layer (over its own frames): mean, std, per-dimension mean and variance, PCA
 sampled points on PC1/PC2, their t-SNE; between layers: CKA, cosine, frames compared; span measures (span folders,
 with the random-init control) and alignment-free property measures when the package has them. What cannot be
 computed is ``None`` with its reason, never a placeholder number.
+
+Each measure family (span, alignment-free) comes back as a ``MeasureFamily`` with its control's family beside it;
+the control is resolved once per run (``control.resolve_control``) and each control file checked once, and the
+families are merged field by field (values, info, unavailable) — no key or note is parsed.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from layerwise.analyze.control import (
-    CONTROL_KEY,
-    CONTROL_NONE,
-    SPAN_MEASURES,
-    auto_control_path,
-    control_folder,
-    read_control,
-)
+from layerwise.analyze.control import SPAN_MEASURES, ControlSource, read_control, resolve_control
 from layerwise.analyze.control import analyse as analyse_spans
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.analyze.stream import Collected, control_meta
 from layerwise.contract import layout
-from layerwise.contract.names import speaker_of
+from layerwise.contract.names import speakers_of
 from layerwise.contract.results import (
     N_PCA_COMPONENTS,
-    NO_CONTROL,
     AnalysisResult,
     ControlResult,
     LayerResult,
+    MeasureFamily,
     RunInfo,
     SampleInfo,
     components_for,
@@ -45,10 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def _speakers(utterances: np.ndarray) -> np.ndarray | None:
-    try:
-        return np.array([speaker_of(u) for u in utterances], dtype=str)
-    except UsageError:
-        return None
+    return speakers_of(utterances)[0]
 
 
 def _pca(stats, key: str, n: int, dim: int, sample_points: np.ndarray):
@@ -91,88 +85,68 @@ def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[
     return out
 
 
-def _span_part(state: Collected, options: AnalysisOptions):
-    """(measures, measure_info, unavailable, control, notes) of a span folder; empty for frame folders."""
-    if state.spans is None:
-        return {}, {}, {}, None, []
-    try:
-        folder = control_folder(options.features_dir, options.control_dir)
-        control_spans = None
-        if folder is not None:
-            from layerwise.analyze.stream import check_control_folder
+@dataclass
+class _Measures:
+    """The measure families of a run, merged in the order they were computed (span, then alignment-free).
 
-            control_spans = read_control(folder, state.spans, state.meta, dict(zip(state.layers, state.dims)))
-            check_control_folder(folder, state)  # then every other setting of the extraction identity
-            log.info("random-init control: %s (%d of the %d analysed utterances)", folder, len(control_spans.stems),
-                     len(state.files))
-    except UsageError as err:  # AnalysisError or a control of another extraction identity
-        from layerwise.errors import AnalysisError
+    values, info, unavailable : the union of the families' fields (``AnalysisResult.measures``, ``measure_info``,
+    ``unavailable``); control : the control's :class:`ControlResult` (one family has one); notes : for the report.
+    """
 
-        raise AnalysisError(str(err)) from err
-    summary, notes = analyse_spans(state.spans, control_spans, control_dir=folder, seed=options.seed,
-                                        n_splits=options.probe_splits, cca_protocol=options.cca_protocol,
-                                        mi_protocol=options.mi_protocol, unit=state.meta.get("span", "phone"))
-    control_summary = summary.pop(CONTROL_KEY, None)
-    measures, info, unavailable = _split(summary)
-    control_result = None
-    if control_summary is not None:
-        c_measures, c_info, c_unavailable = _split(control_summary)
-        control_result = ControlResult(str(c_info.pop("features_dir", folder)), int(c_info.pop("n_files", 0)),
-                                       c_measures, c_info, c_unavailable,
-                                       meta=control_meta(folder, control_spans.stems if control_spans is not None else []))
-    notes = [n for n in notes if "could not be computed" not in n]  # listed from ``unavailable`` instead
-    return measures, info, unavailable, control_result, notes
+    values: dict = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    unavailable: dict = field(default_factory=dict)
+    control: ControlResult | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, family: MeasureFamily, control: ControlResult | None, notes: list[str]) -> None:
+        self.values.update(family.values)
+        self.info.update(family.info)
+        self.unavailable.update(family.unavailable)
+        self.control = self.control or control
+        self.notes += notes
 
 
-def _split(summary: dict) -> tuple[dict, dict, dict]:
-    """A measures dict as returned by the span/property functions -> (per-layer measures, scalars/info,
-    unavailable)."""
-    summary = dict(summary)
-    unavailable = dict(summary.pop("unavailable", {}) or {})
-    if "span_measures_skipped" in summary:
-        unavailable["span measures"] = str(summary.pop("span_measures_skipped"))
-    measures = {k: v for k, v in summary.items() if isinstance(v, dict) and k != "span_measures_info"}
-    info = {k: v for k, v in summary.items() if k not in measures}
-    return measures, info, unavailable
+def _span_part(state: Collected, options: AnalysisOptions,
+               source: ControlSource) -> tuple[MeasureFamily, ControlResult | None, list[str]]:
+    """The span measures of a span folder with its control's: (family, the control's result or None, notes)."""
+    control_spans = None
+    if source.folder is not None:
+        control_spans = read_control(source.folder, state.spans, state.meta, dict(zip(state.layers, state.dims)))
+        log.info("random-init control: %s (%d of the %d analysed utterances)", source.folder,
+                 len(control_spans.stems), len(state.files))
+    family, notes = analyse_spans(state.spans, control_spans, seed=options.seed, n_splits=options.probe_splits,
+                                  cca_protocol=options.cca_protocol, mi_protocol=options.mi_protocol,
+                                  unit=state.meta.get("span", "phone"))
+    control = None
+    if family.control is not None:
+        control = ControlResult.of(family.control, features_dir=source.folder, n_files=len(control_spans.stems),
+                                   meta=control_meta(source.folder, control_spans.stems))
+    return family, control, notes
 
 
-def _properties(state: Collected, options: AnalysisOptions) -> tuple[dict, dict, ControlResult | None, list]:
-    """Alignment-free property measures of a frame folder, with the random-init control when there is one:
-    (measures, unavailable, the control's result or None, notes)."""
+def _properties(state: Collected, options: AnalysisOptions,
+                source: ControlSource) -> tuple[MeasureFamily, ControlResult | None, list[str]]:
+    """Alignment-free property measures of a frame folder, with the random-init control when it shares utterances:
+    (family, the control's result or None, notes)."""
     from layerwise.analyze import stream
     from layerwise.measures import alignment_free
 
-    folder = control_folder(options.features_dir, options.control_dir)
+    folder = source.folder
     control_state = stream.collect_control(folder, state, seed=options.seed) if folder is not None else None
     if control_state is not None:
         log.info("random-init control: %s (%d of the %d analysed utterances)", folder, len(control_state.stems),
                  len(state.files))
-    measures, unavailable = alignment_free.analyse(state.properties, control_state, seed=options.seed,
-                                               cca_protocol=options.cca_protocol)
-    control_measures = measures.pop(CONTROL_KEY, None)
-    notes, result = [], None
-    if control_state is not None:
-        prefix = f"{CONTROL_KEY}."
-        result = ControlResult(str(folder), len(control_state.stems), control_measures or {},
-                               unavailable={k[len(prefix):]: v for k, v in unavailable.items() if k.startswith(prefix)},
-                               meta=control_meta(folder, control_state.stems))
-        unavailable = {k: v for k, v in unavailable.items() if not k.startswith(prefix)}
+    family = alignment_free.analyse(state.properties, control_state, seed=options.seed,
+                                    cca_protocol=options.cca_protocol)
+    notes, control = [], None
+    if family.control is not None:
+        control = ControlResult.of(family.control, features_dir=folder, n_files=len(control_state.stems),
+                                   meta=control_meta(folder, control_state.stems))
         if len(control_state.stems) < len(state.files):
-            notes.append(f"random-init control: {len(control_state.stems)} of the {len(state.files)} analysed utterances "
-                         f"in {folder}; its measures use those")
-    return measures, unavailable, result, notes
-
-
-def no_control_note(options: AnalysisOptions, folder: Path | None) -> str:
-    """The one note of a run whose measures have no random-init control (``folder``: the control folder found,
-    which then shares no analysed utterance)."""
-    how = "extract one with extract_features.py --random_init (same settings and files) to draw the dashed lines"
-    if folder is not None:
-        return (f"{NO_CONTROL}: {folder} holds none of the analysed utterances; extract them "
-                f"there with --random_init to draw the dashed lines")
-    if options.control_dir is None or str(options.control_dir).lower() == CONTROL_NONE:
-        return f"{NO_CONTROL}: control_dir none was given; the figures show the analysed model only"
-    return f"{NO_CONTROL}: looked for {auto_control_path(options.features_dir)}; {how}"
+            notes.append(f"random-init control: {len(control_state.stems)} of the {len(state.files)} analysed "
+                         f"utterances in {folder}; its measures use those")
+    return family, control, notes
 
 
 def _explain(state: Collected, unavailable: dict[str, str], measures: dict) -> dict[str, dict[str, str]]:
@@ -217,10 +191,9 @@ def _notes(state: Collected, result_layers: list[LayerResult]) -> list[str]:
     return notes
 
 
-def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall: dict[str, float],
-           shards: int = 1) -> AnalysisResult:
-    """The typed result of a finished streaming pass (``order``: stems in file-name order, for the sample)."""
-    unit = "frames" if state.meta.get("span", "frame") == "frame" else f"{state.meta['span']} segments"
+def _sample(state: Collected, options: AnalysisOptions, order: list[str], unit: str):
+    """(the sampled points, their speakers or None), after refusing a run with no statistic or a colouring the
+    files cannot give."""
     counts = {k: state.stats.n_frames(k) for k in state.layers}
     if min(counts.values(), default=0) < 2:
         raise UsageError(f"only {min(counts.values(), default=0)} {unit} in {len(state.files)} files: no statistic "
@@ -234,39 +207,49 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
                          "files are named otherwise — colour by utterance")
     if options.color_by == "label" and sample.labels is None:
         raise UsageError("color_by=label needs a span folder (extracted with span=phone or word)")
-    start = time.perf_counter()
-    span_measures, info, unavailable, control, span_notes = _span_part(state, options)
+    return sample, speakers
+
+
+def _run_info(options: AnalysisOptions, wall: dict[str, float], shards: int) -> RunInfo:
+    return RunInfo(features_dir=str(options.features_dir), output_dir=str(options.output_dir), seed=options.seed,
+                   max_points=options.max_points, num_files=options.num_files, similarity=options.similarity,
+                   cka_vmin=options.cka_vmin, color_by=options.color_by, cca_protocol=options.cca_protocol,
+                   mi_protocol=options.mi_protocol, wall_s=wall, command=options.command, shards=shards,
+                   file_list=None if options.file_list is None else str(options.file_list))
+
+
+def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall: dict[str, float],
+           shards: int = 1) -> AnalysisResult:
+    """The typed result of a finished streaming pass (``order``: stems in file-name order, for the sample)."""
+    span = state.meta.get("span", layout.FRAME_SPAN)
+    unit = "frames" if span == layout.FRAME_SPAN else f"{span} segments"
+    sample, speakers = _sample(state, options, order, unit)
+    measured = state.spans is not None or state.properties is not None
+    source = resolve_control(options.features_dir, options.control_dir) if measured else None  # once per run
+    found = _Measures()
     if state.spans is not None:
+        start = time.perf_counter()
+        found.add(*_span_part(state, options, source))
         wall = {**wall, "span_measures": time.perf_counter() - start}
     start = time.perf_counter()
     cka = state.stats.cka()
     layers = _layers(state, sample, cka, options.seed, state.meta.get("sample_rate"))
     wall = {**wall, "pca_tsne": time.perf_counter() - start}
     log.info("PCA and t-SNE of %d points × %d layers in %.1f s", len(sample), len(layers), wall["pca_tsne"])
-    control_notes = []
     if state.properties is not None:
         start = time.perf_counter()
-        props, props_unavailable, props_control, control_notes = _properties(state, options)
+        found.add(*_properties(state, options, source))
         wall["property_measures"] = time.perf_counter() - start
         log.info("alignment-free property measures in %.1f s", wall["property_measures"])
-        span_measures.update(props)
-        unavailable.update(props_unavailable)
-        control = control or props_control
-    if control is None and (state.spans is not None or state.properties is not None):
-        folder = control_folder(options.features_dir, options.control_dir)
-        control_notes.append(no_control_note(options, folder))  # logged with the other notes at the end
-    not_applicable = _explain(state, unavailable, span_measures)
-    if control is not None:
-        _explain(state, control.unavailable, control.measures)
-    run = RunInfo(features_dir=str(options.features_dir), output_dir=str(options.output_dir), seed=options.seed,
-                  max_points=options.max_points, num_files=options.num_files, similarity=options.similarity,
-                  cka_vmin=options.cka_vmin, color_by=options.color_by, cca_protocol=options.cca_protocol,
-                  mi_protocol=options.mi_protocol, wall_s=wall, command=options.command, shards=shards,
-                  file_list=None if options.file_list is None else str(options.file_list))
+    if found.control is None and measured:
+        found.notes.append(source.no_control_note())  # logged with the other notes at the end
+    not_applicable = _explain(state, found.unavailable, found.values)
+    if found.control is not None:
+        _explain(state, found.control.unavailable, found.control.measures)
     return AnalysisResult(
         files=list(order), layers=layers, cka=cka, cosine=state.stats.cosine(), similarity_frames=state.stats.frames(),
         similarity_rule=state.stats.rule(),
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
-        meta=state.meta, run=run, unit=unit, notes=_notes(state, layers) + span_notes + control_notes,
-        unavailable=unavailable, requested=_requested(state),
-        measures=span_measures, measure_info=info, control=control, not_applicable=not_applicable)
+        meta=state.meta, run=_run_info(options, wall, shards), unit=unit, notes=_notes(state, layers) + found.notes,
+        unavailable=found.unavailable, requested=_requested(state),
+        measures=found.values, measure_info=found.info, control=found.control, not_applicable=not_applicable)

@@ -6,8 +6,6 @@ The CLI maps flags to these fields one to one (``--max_points`` → ``max_points
 
 from __future__ import annotations
 
-import shlex
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +18,8 @@ DEFAULT_MAX_POINTS = 500  # t-SNE of 13 layers × 500 points: about 11 s on 2 bu
 SIMILARITY_CHOICES = ("cka", "cosine", "both")
 COLOR_BY_CHOICES = ("auto", *_COLOURS)  # auto: label for span folders, else utterance
 PRECISIONS = ("float32", "float64")  # products of the streaming pass (stats.LayerStats)
-DEFAULT_CCA_PROTOCOL, DEFAULT_MI_PROTOCOL = "centred", "project"  # choices: probes.CCA_PROTOCOLS / MI_PROTOCOLS
+# choices: measures.span.CCA_PROTOCOLS / MI_PROTOCOLS, checked here once (the measures trust them)
+DEFAULT_CCA_PROTOCOL, DEFAULT_MI_PROTOCOL = "centred", "project"
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -94,7 +93,3 @@ class AnalysisOptions:
         return self.num_subsets > 1
 
 
-def command_line(argv=None) -> str:
-    """The command as a shell line (for the run card)."""
-    args = sys.argv if argv is None else [sys.argv[0], *argv]
-    return shlex.join([Path(args[0]).name, *args[1:]])

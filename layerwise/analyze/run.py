@@ -1,9 +1,9 @@
 """The analysis run: compute → draw → write.
 
-:func:`compute` reads the selected files once (``collect``: exact statistics, subsample, span features) and derives
-every number into a typed :class:`~layerwise.contract.results.AnalysisResult` (``measures``: PCA, t-SNE, span and property
-measures); :func:`draw` draws the registry of figures (``figures``); :func:`write` writes summary.json/csv,
-per_dim_stats.npz and report.html atomically (``report``). :func:`run_analysis` is the composition; sharded runs
+:func:`compute` reads the selected files once (``analyze.stream``: exact statistics, subsample, span features) and
+derives every number into a typed :class:`~layerwise.contract.results.AnalysisResult` (``analyze.finish``: PCA, t-SNE,
+span and alignment-free measures); :func:`draw` draws the registry of figures (``report.figures``); :func:`write`
+writes summary.json/csv, per_dim_stats.npz and report.html atomically (``report.html``). :func:`run_analysis` is the composition; sharded runs
 (``shards``) write partial statistics instead and merge them later. Errors derive from
 :class:`~layerwise.errors.LayerwiseError` (usage: exit 2). Never imports torch or transformers.
 """

@@ -6,7 +6,7 @@ atomically: the exact statistics (``GridStats.state``: float64 moments and cross
 with its keys, span features for span folders, the stems and the run's metadata. ``merge`` checks that all N
 partials are there and belong together (same selection, seed, layers, precision, extraction identity), merges them
 exactly (Chan's pairwise update; bottom-k union) and finishes like a single process: merged numbers equal a
-single-process run to float64 rounding (tests: 1e-9 relative), figures and report included.
+single-process run to ≈1e-9 relative (tests: 1e-9 relative), figures and report included.
 
 A partial holds ``8·Σ_l D_l·(N − off_l)`` bytes of statistics: about 430 MB for HuBERT-base with 13 layers × 768
 dims (``--layers`` cuts this quadratically), plus the sample (max_points × Σ dims × 4 bytes).
@@ -39,9 +39,10 @@ _SAME = ("seed", "max_points", "layers", "precision", "num_files", "features_dir
 
 
 def shard_indices(count: int, subset_id: int, num_subsets: int) -> list[int]:
-    """Positions (in the selection) of the files shard ``subset_id`` of ``num_subsets`` analyses: whole groups of
-    ``stream.GROUP_FILES`` consecutive files, group g to shard g mod N."""
-    return [i for i in range(count) if (i // stream.GROUP_FILES) % num_subsets == subset_id]
+    """Positions (in the selection) of the files shard ``subset_id`` of ``num_subsets`` analyses: the shard rule of
+    ``layout.shard_indices`` applied to whole groups of ``stream.GROUP_FILES`` consecutive files (group g to shard
+    g mod N)."""
+    return layout.shard_indices(count, subset_id, num_subsets, unit=stream.GROUP_FILES)
 
 
 def partial_path(output_dir: str | Path, subset_id: int, num_subsets: int) -> Path:
@@ -137,10 +138,11 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
     state = _state_from(header, arrays, options)
     spans_by_stem = {}
     for other_header, other_arrays in filled:
-        differ = layout.identity_diff(other_header["meta"], header["meta"])
-        if differ:
-            raise UsageError(f"shard {other_header['subset_id']} read files made with other settings: "
-                             f"{layout.describe_diff(other_header['meta'], header['meta'], differ)}")
+        layout.check_same_extraction(other_header["meta"], header["meta"],
+                                     subject=f"the partial of shard {other_header['subset_id']}",
+                                     reference_name=f"the partial of shard {header['subset_id']}",
+                                     advice=" (the shards read files of different extractions); re-run them on "
+                                            "one extraction's folder")
         if other_header is not header:
             other = _state_from(other_header, other_arrays, options)
             state.stats.merge(other.stats)

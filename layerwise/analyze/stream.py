@@ -18,9 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise.analyze.control import SpanFeatures
+from layerwise.analyze.control import SpanFeatures, check_control_file
 from layerwise.contract import layout, store
-from layerwise.contract.timematch import Grid
+from layerwise.contract.grid import Grid
 from layerwise.errors import FeatureFileError, InputError, UsageError
 from layerwise.stats.grids import GridStats, grids_for
 from layerwise.stats.sample import FrameSampler
@@ -85,11 +85,9 @@ def start(first: store.FeatureFile, layer_spec: str | None, *, seed: int, max_po
 def check(ff: store.FeatureFile, state: Collected) -> None:
     """Refuse a file that does not belong with the first one, naming the file, the difference and the way out."""
     name = ff.path.name
-    differ = layout.identity_diff(ff.meta, state.meta)
-    if differ:
-        raise UsageError(f"{name} was made with other settings than {state.first_name}: "
-                         f"{layout.describe_diff(ff.meta, state.meta, differ)}. A folder must hold one extraction; "
-                         f"analyse each extraction's own folder (or move the odd files out)")
+    layout.check_same_extraction(ff.meta, state.meta, subject=name, reference_name=state.first_name,
+                                 advice=". A folder must hold one extraction; analyse each extraction's own folder "
+                                        "(or move the odd files out)")
     for key, dim in zip(state.layers, state.dims):
         value = ff.layers[key]
         if value.shape[1] != dim:
@@ -178,8 +176,9 @@ def property_collector(state: Collected, *, seed: int):
 
 def collect_control(folder: Path, state: Collected, *, seed: int):
     """The random-init control's property collector: the analysed stems that ``folder`` also has, their selected
-    layers (and filterbanks), checked with the extraction identity except ``layout.CONTROL_DIFFERS``; None when the
-    folder has none of them. Raises UsageError for a control made with other settings or not random-init."""
+    layers (and filterbanks), each file checked once with the control rule (``control.check_control_file``); None
+    when the folder has none of them. Raises AnalysisError (a UsageError) for a control made with other settings
+    or not random-init."""
     files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
     collector = property_collector(state, seed=seed)
     common = [stem for stem in state.files if stem in files]
@@ -187,7 +186,7 @@ def collect_control(folder: Path, state: Collected, *, seed: int):
         return None
     for stem in common:
         ff = read(files[stem], state.layers)
-        check_control(ff, state)
+        check_control_file(ff, state.meta)
         collector.add(ff.stem, {k: ff.layers[k] for k in state.layers}, ff.fbank)
     return collector
 
@@ -197,24 +196,3 @@ def control_meta(folder: Path, stems: list[str]) -> dict:
     files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
     first = next((files[s] for s in stems if s in files), None)
     return {} if first is None else read(first, []).meta
-
-
-def check_control(ff: store.FeatureFile, state: Collected) -> None:
-    """A random-init control file must have the analysed files' extraction identity except
-    ``layout.CONTROL_DIFFERS`` (revision, random_init, seed) and come from a --random_init extraction."""
-    differ = layout.identity_diff(ff.meta, state.meta, ignore=layout.CONTROL_DIFFERS)
-    if differ:
-        raise UsageError(f"control file {ff.path} was made with other settings than the analysed files: "
-                         f"{layout.describe_diff(ff.meta, state.meta, differ)}; extract the control with the same "
-                         f"settings plus --random_init, or pass control_dir=none")
-    if ff.meta.get("random_init") is False:
-        raise UsageError(f"control file {ff.path} is not from a --random_init extraction; pass the folder written "
-                         f"with --random_init, or control_dir=none")
-
-
-def check_control_folder(folder: Path, state: Collected) -> None:
-    """:func:`check_control` for every file of ``folder`` whose stem is analysed (reads one layer of each)."""
-    analysed = set(state.files)
-    for path in store.list_feature_files(folder):
-        if store.stem_of(path) in analysed:
-            check_control(read(path, state.layers[:1]), state)

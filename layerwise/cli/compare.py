@@ -19,10 +19,8 @@ import logging
 import sys
 
 from layerwise.cli.common import EXIT_OK, EXIT_USAGE, setup_logging, with_flags
-from layerwise.compare.run import DEFAULT_NUM_FILES
+from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
 from layerwise.errors import LayerwiseError
-
-DEFAULT_OUTPUT_DIR = "output/comparison"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,8 +52,8 @@ def main(argv=None) -> int:
     try:
         from layerwise.compare.run import run_comparison
 
-        run_comparison(features_dirs=args.features_dirs, output_dir=args.output_dir, num_files=args.num_files,
-                       layers=None if args.layers == "all" else args.layers, labels=args.labels)
+        run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
+                                      num_files=args.num_files, layers=args.layers, labels=args.labels))
     except LayerwiseError as err:
         log.error("%s", with_flags(str(err), vars(args)))
         if args.verbose:

@@ -7,6 +7,7 @@ import logging
 import sys
 from pathlib import Path
 
+from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, setup_logging
 from layerwise.data.librispeech import (
     ALIGNMENTS,
     DEFAULT_DEST,
@@ -54,20 +55,19 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s",
-                        stream=sys.stderr)
+    setup_logging(args.verbose)
     if args.list:
         print(format_table())
-        return 0
+        return EXIT_OK
     if args.command != "download":
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: give a command (download) or --list", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     splits = args.split or [DEFAULT_SPLIT]
     names = [s for s in dict.fromkeys(splits) if s != "none"] + ([ALIGNMENTS] if args.alignments else [])
     if not names:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
-        return 2
+        return EXIT_USAGE
     name = names[0]
     try:
         for name in names:
@@ -78,10 +78,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.verbose:
             log.exception("failed")
         print(f"error: {err}\n{failure_advice(name, args.dest)}", file=sys.stderr)
-        return 1
+        return EXIT_FAILED_INPUTS
     except KeyboardInterrupt:
         part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
         print(f"interrupted; the partial download {part} resumes with the same command", file=sys.stderr)
-        return 130
-    return 0
+        return EXIT_INTERRUPTED
+    return EXIT_OK
 

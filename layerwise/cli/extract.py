@@ -26,10 +26,11 @@ from layerwise.cli.common import (
     shard_from_env,
     with_flags,
 )
+from layerwise.contract.alignments import ALIGNMENT_FORMATS
+from layerwise.contract.layout import DEFAULT_REP_TYPE, FRAME_SPAN, SPANS
 from layerwise.contract.store import SAVE_DTYPES
 from layerwise.errors import LayerwiseError, UsageError
-from layerwise.extract.alignments import ALIGNMENT_FORMATS
-from layerwise.extract.options import DEVICES, SPANS, ExtractionOptions, SpanOptions
+from layerwise.extract.options import DEVICES, ExtractionOptions, SpanOptions
 from layerwise.extract.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, OUT_OF_RANGE_POLICIES, POOLINGS
 from layerwise.model.checkpoint import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
 
@@ -62,12 +63,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num_utterances", type=int, default=None,
                    help="sample set --data_sample K = utterances (K-1)N..KN-1 of a seeded permutation of the folder "
                         "(disjoint sets while the folder is large enough); default: every file")
-    p.add_argument("--rep_type", choices=REP_TYPES, default="contextualized",
+    p.add_argument("--rep_type", choices=REP_TYPES, default=DEFAULT_REP_TYPE,
                    help="contextualized: layer_0..layer_L = hidden_states; local: conv_0..conv_6 = CNN block "
                         f"outputs {d}")
     p.add_argument("--layers", default="all",
                    help=f"layers to save: indices, inclusive ranges or keys, e.g. 0,6,12 or 0-4,12 or layer_3 {d}")
-    p.add_argument("--span", choices=SPANS, default="frame",
+    p.add_argument("--span", choices=SPANS, default=FRAME_SPAN,
                    help=f"frame: every frame; phone/word: mean-pooled per aligned segment (needs --alignment_dir) {d}")
     p.add_argument("--fbank", action="store_true",
                    help="also store the 80-band log-mel filterbank under key 'fbank' (for the cca_mel measure)")

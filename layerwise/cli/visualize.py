@@ -28,9 +28,9 @@ from layerwise.analyze.options import (
     DEFAULT_NUM_FILES,
     SIMILARITY_CHOICES,
     AnalysisOptions,
-    command_line,
 )
 from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env, with_flags
+from layerwise.contract.provenance import command_line
 from layerwise.errors import LayerwiseError
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}

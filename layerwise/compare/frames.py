@@ -1,7 +1,7 @@
 """Frames of one utterance from several folders, brought onto one time grid (see ``compare``'s module docstring).
 
 The common grid is the coarsest of the compared layers; finer layers are average-pooled onto it with
-:mod:`layerwise.contract.timematch`. Counts that do not describe the same audio are refused naming the file.
+:mod:`layerwise.contract.grid`. Counts that do not describe the same audio are refused naming the file.
 """
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from layerwise.contract import store
-from layerwise.contract.timematch import Grid, pool_frames
+from layerwise.contract.grid import Grid, pool_frames
 from layerwise.errors import CompareError
 
 # Pooling maps coarse frame j onto fine frames j·stride … j·stride + kernel − 1; the last one can end up to

@@ -8,7 +8,7 @@ written outputs (``comparereport``).
 Time. Row t of every folder must describe the same audio. Each layer's frame grid (hop, receptive field in samples)
 comes from the file metadata (:func:`layerwise.contract.store.layer_grid`). The common grid is the coarsest one among the
 selected layers of all folders; a layer on a finer grid is average-pooled onto it with
-:mod:`layerwise.contract.timematch` (the rule the analysis uses for conv layers). Layers on the common grid must have equal
+:mod:`layerwise.contract.grid` (the rule the analysis uses for conv layers). Layers on the common grid must have equal
 frame counts per utterance in every folder, otherwise the comparison stops naming the file. A pooled layer may end
 one frame early (its last window can overrun the audio); all layers are then cut to the shorter count and the number
 of frames dropped this way is reported. Files without geometry metadata are compared index by index and must have
@@ -25,15 +25,15 @@ from pathlib import Path
 import numpy as np
 
 from layerwise.compare.frames import align, common_grid
+from layerwise.compare.options import DEFAULT_NUM_FILES, CompareOptions
 from layerwise.contract import layout, store
+from layerwise.contract.grid import Grid, pool_plan
+from layerwise.contract.layout import FRAME_SPAN
 from layerwise.contract.results import components_for
-from layerwise.contract.timematch import Grid, pool_plan
 from layerwise.errors import CompareError, FeatureFileError, UsageError
 
 log = logging.getLogger(__name__)
 
-DEFAULT_NUM_FILES = 0  # all utterances present in every folder: CKA is biased upwards on few frames
-FRAME_SPAN = "frame"
 
 
 @dataclass(frozen=True)
@@ -117,16 +117,13 @@ def match_stems(dirs: list[Path]) -> tuple[list[str], list[dict[str, Path]], lis
 
 
 def default_labels(metas: list[dict], dirs: list[Path]) -> list[str]:
-    """Each folder's model tag (``hubert-base-ls960``; ``…-random_init`` for the control; ``…-local``, ``…-phone``
-    for other rep types and spans, as in the output folder names), else its folder name; names that still repeat
-    get ``#1``, ``#2`` … in folder order."""
-    raw = []
-    for meta, folder in zip(metas, dirs):
-        tag = layout.model_tag(meta["model_name"]) if meta.get("model_name") else folder.name
-        tag += layout.RANDOM_INIT_SUFFIX if meta.get("random_init") else ""
-        for part, default in ((meta.get("rep_type"), layout.DEFAULT_REP_TYPE), (meta.get("span"), layout.DEFAULT_SPAN)):
-            tag += f"-{part}" if part and part != default else ""
-        raw.append(tag)
+    """Each folder's run label (``layout.run_label``: ``hubert-base-ls960``; ``…-random_init`` for the control;
+    ``…-local``, ``…-phone`` for other rep types and spans, as in the output folder names), from its model tag or,
+    without one, its folder name; names that still repeat get ``#1``, ``#2`` … in folder order."""
+    raw = [layout.run_label(layout.model_tag(meta["model_name"]) if meta.get("model_name") else folder.name,
+                            rep_type=meta.get("rep_type"), span=meta.get("span"),
+                            random_init=bool(meta.get("random_init")))
+           for meta, folder in zip(metas, dirs)]
     seen: dict[str, int] = {}
     out = []
     for name in raw:
@@ -136,14 +133,11 @@ def default_labels(metas: list[dict], dirs: list[Path]) -> list[str]:
 
 
 def describe_folders(dirs: list[Path], firsts: list[store.FeatureFile], layer_spec: str | None,
-                     labels: list[str] | None) -> list[Folder]:
-    """The compared layers, dims and grids of each folder, from its first compared file."""
+                     labels: tuple[str, ...] | None) -> list[Folder]:
+    """The compared layers, dims and grids of each folder, from its first compared file (``labels``: one per
+    folder, checked by :class:`~layerwise.compare.options.CompareOptions`; None: :func:`default_labels`)."""
     if labels is None:
         labels = default_labels([ff.meta for ff in firsts], dirs)
-    if len(labels) != len(dirs):
-        raise CompareError(f"labels: {len(labels)} names for {len(dirs)} folders; give one per folder")
-    if len(set(labels)) != len(labels):
-        raise CompareError(f"labels {labels} repeat a name; give each folder its own")
     folders = []
     for label, folder, ff in zip(labels, dirs, firsts):
         try:
@@ -164,7 +158,7 @@ def describe_folders(dirs: list[Path], firsts: list[store.FeatureFile], layer_sp
 
 
 def pooling_plan(folder: Folder, grid: Grid | None) -> dict[str, tuple[int, int]]:
-    """layer -> (kernel, stride) for each layer of ``folder`` not on ``grid`` (see :mod:`layerwise.contract.timematch`)."""
+    """layer -> (kernel, stride) for each layer of ``folder`` not on ``grid`` (see :mod:`layerwise.contract.grid`)."""
     plan = {}
     for key, own in folder.grids.items():
         if grid is None or own == grid:
@@ -184,11 +178,9 @@ def _read(path: Path, layers: list[str] | None, first: store.FeatureFile | None,
     except FeatureFileError as err:
         raise CompareError(f"{err}; re-extract the file or remove it") from err
     if first is not None:
-        differ = layout.identity_diff(first.meta, ff.meta)
-        if differ:
-            raise CompareError(f"{path}: other settings than {first.path.name} in the same folder "
-                               f"({layout.describe_diff(ff.meta, first.meta, differ)}); compare one extraction per "
-                               f"folder")
+        layout.check_same_extraction(ff.meta, first.meta, subject=str(path),
+                                     reference_name=f"{first.path.name} in the same folder",
+                                     advice="; compare one extraction per folder", error=CompareError)
         shapes = {k: ff.layers[k].shape[1] for k in layers}
         if list(shapes.values()) != list(dims):
             raise CompareError(f"{path}: layer dims {shapes} differ from {first.path.name}'s {list(dims)}")
@@ -196,31 +188,13 @@ def _read(path: Path, layers: list[str] | None, first: store.FeatureFile | None,
 
 
 # ---------------------------------------------------------------------------------------------- the run
-def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FILES, layers: str | None = None,
-            labels: list[str] | None = None) -> Comparison:
-    """Compute the comparison of ``features_dirs`` (two or more folders of ``*_features.npz``); nothing is written.
-
-    num_files : the first N common utterances in name order (0 = all). layers : layer spec applied to every folder
-    (``"0,6,12"``, ``"0-12"``, keys; None = all). labels : one display name per folder (default: model tags).
-    """
+def _stream(stems: list[str], paths: list[dict[str, Path]], firsts: list[store.FeatureFile], folders: list[Folder],
+            grid: Grid | None, plans: list[dict]):
+    """One pass over the common utterances: (the filled ``CrossStats``, frames dropped at utterance ends)."""
     from tqdm import tqdm
 
-    from layerwise.errors import EmbedError
     from layerwise.stats.cross import MIN_FRAMES, CrossStats  # scipy: deferred, the CLI imports this module at start-up
-    from layerwise.stats.sample import pca_from_covariance
 
-    dirs = [Path(d) for d in features_dirs]
-    if len(dirs) < 2:
-        raise CompareError(f"features_dirs: {len(dirs)} folder given; compare needs two or more")
-    if num_files < 0:
-        raise CompareError(f"num_files={num_files} must be >= 0 (0 = all common utterances)")
-    stems, paths, left = match_stems(dirs)
-    stems = stems if num_files == 0 else stems[:num_files]
-    firsts = [_read(p[stems[0]], None, None) for p in paths]
-    folders = describe_folders(dirs, firsts, layers, labels)
-    span = folders[0].meta.get("span", FRAME_SPAN)
-    grid = common_grid([g for f in folders for g in f.grids.values()]) if span == FRAME_SPAN else None
-    plans = [pooling_plan(f, grid) for f in folders]
     stats = CrossStats([f.layers for f in folders], [f.dims for f in folders])
     dropped = 0
     for stem in tqdm(stems, desc="comparing", unit="utterance", disable=None):
@@ -232,21 +206,25 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
     if stats.n < MIN_FRAMES:
         raise CompareError(f"only {stats.n} frames in {len(stems)} utterances; use more files (num_files, 0 = all)")
     log.info("compared %d utterances, %d frames, %d folders", len(stems), stats.n, len(folders))
+    return stats, dropped
 
-    notes = []
-    if any(left):
-        notes.append("utterances not in every folder were left out: " + "; ".join(
-            f"{f.label}: {len(s)} ({', '.join(s[:5])}{', …' if len(s) > 5 else ''})" for f, s in zip(folders, left) if s))
-    if span == FRAME_SPAN and grid is None:
-        notes.append("no frame-geometry metadata: frames compared index by index")
-    if dropped:
-        notes.append(f"{dropped} frames at utterance ends dropped: a pooled layer's last window overran the audio")
+
+def _pairs(stats, folders: list[Folder]) -> list[PairResult]:
+    """Cross-model CKA of every pair of folders (a < b), with its diagonal when the layer counts agree."""
     pairs = []
     for a in range(len(folders)):
         for b in range(a + 1, len(folders)):
             matrix = stats.cka_between(a, b)
             same = np.diagonal(matrix).copy() if matrix.shape[0] == matrix.shape[1] else None
             pairs.append(PairResult(a, b, matrix, same))
+    return pairs
+
+
+def _folder_measures(stats, folders: list[Folder], notes: list[str]) -> list[FolderMeasures]:
+    """Each folder's own per-layer measures on the compared frames; a PCA that is undefined is noted."""
+    from layerwise.errors import EmbedError
+    from layerwise.stats.sample import pca_from_covariance
+
     measures = []
     for f, folder in enumerate(folders):
         ratios, needed = [], []
@@ -262,30 +240,76 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
             needed.append(components_for(ratio))
         measures.append(FolderMeasures(stats.layer_mean(f), stats.layer_std(f), stats.cka_previous(f), ratios,
                                        needed))
+    return measures
+
+
+def _input_notes(folders: list[Folder], left: list[list[str]], span: str, grid: Grid | None,
+                 dropped: int) -> list[str]:
+    """What the reader should know about the inputs: utterances left out, no geometry, frames dropped."""
+    notes = []
+    if any(left):
+        notes.append("utterances not in every folder were left out: " + "; ".join(
+            f"{f.label}: {len(s)} ({', '.join(s[:5])}{', …' if len(s) > 5 else ''})" for f, s in zip(folders, left) if s))
+    if span == FRAME_SPAN and grid is None:
+        notes.append("no frame-geometry metadata: frames compared index by index")
+    if dropped:
+        notes.append(f"{dropped} frames at utterance ends dropped: a pooled layer's last window overran the audio")
+    return notes
+
+
+def compute(options: CompareOptions) -> Comparison:
+    """Compute the comparison that ``options`` describe (nothing is written): match the utterances, describe the
+    folders, one streaming pass, then the pairwise CKA and each folder's own measures."""
+    dirs = list(options.features_dirs)
+    stems, paths, left = match_stems(dirs)
+    stems = stems if options.num_files == 0 else stems[:options.num_files]
+    firsts = [_read(p[stems[0]], None, None) for p in paths]
+    folders = describe_folders(dirs, firsts, options.layers, options.labels)
+    span = folders[0].meta.get("span", FRAME_SPAN)
+    grid = common_grid([g for f in folders for g in f.grids.values()]) if span == FRAME_SPAN else None
+    plans = [pooling_plan(f, grid) for f in folders]
+    stats, dropped = _stream(stems, paths, firsts, folders, grid, plans)
+    notes = _input_notes(folders, left, span, grid, dropped)
+    pairs = _pairs(stats, folders)
+    measures = _folder_measures(stats, folders, notes)
     return Comparison(folders, stems, {f.label: s for f, s in zip(folders, left)}, int(stats.n), span, grid,
                       {f.label: p for f, p in zip(folders, plans)}, dropped, pairs, measures, notes)
 
 
-def run_comparison(*, features_dirs: list[str | Path], output_dir: str | Path, num_files: int = DEFAULT_NUM_FILES,
-                   layers: str | None = None, labels: list[str] | None = None,
-                   command: str | None = None) -> Comparison:
-    """Compare the folders, draw the figures and write summary.json, summary.csv and report.html to ``output_dir``
-    (every file written atomically). command : the command line for the run card (default: this process's
-    ``sys.argv``). Returns the :class:`Comparison`."""
+def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FILES, layers: str | None = None,
+            labels: list[str] | None = None) -> Comparison:
+    """Compute the comparison of ``features_dirs`` (two or more folders of ``*_features.npz``); nothing is written.
+
+    num_files : the first N common utterances in name order (0 = all). layers : layer spec applied to every folder
+    (``"0,6,12"``, ``"0-12"``, keys; None = all). labels : one display name per folder (default: run labels).
+    The settings are validated by :class:`~layerwise.compare.options.CompareOptions`.
+    """
+    return compute(CompareOptions(features_dirs=features_dirs, num_files=num_files, layers=layers, labels=labels))
+
+
+def run_comparison(options: CompareOptions | None = None, **settings) -> Comparison:
+    """Compare the folders, draw the figures and write summary.json, summary.csv and report.html to
+    ``options.output_dir`` (every file written atomically).
+
+    options : a :class:`~layerwise.compare.options.CompareOptions`, or its fields as keyword arguments
+    (``features_dirs``, ``output_dir``, ``num_files``, ``layers``, ``labels``, ``command``: the command line for the
+    run card, default this process's ``sys.argv``). Returns the :class:`Comparison`.
+    """
     import time
 
-    from layerwise.analyze.options import command_line
-    from layerwise.report import compareplots, comparereport
+    from layerwise.contract.provenance import command_line
+    from layerwise.report import compareplots, comparereport, html
 
+    options = options or CompareOptions(**settings)
     start = time.perf_counter()
-    result = compare(features_dirs, num_files=num_files, layers=layers, labels=labels)
-    result.command = command if command is not None else command_line()
-    out = Path(output_dir)
+    result = compute(options)
+    result.command = options.command if options.command is not None else command_line()
+    out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     figures = compareplots.draw_all(result, out)
     result.wall_seconds = time.perf_counter() - start
     comparereport.write_all(result, out, figures)
     for note in result.notes:
         log.warning(note)
-    log.info("wrote %s and %d figures to %s", comparereport.REPORT_HTML, len(figures), out)
+    log.info("wrote %s and %d figures to %s", html.REPORT_HTML, len(figures), out)
     return result

@@ -2,9 +2,13 @@
 
 - Layer keys: ``layer_k`` (hidden states) and ``conv_k`` (CNN blocks); how a layer spec (``0,6,12``, ``0-12``,
   ``layer_3``) selects them; the frame grid each key sits on.
-- Output folders: :func:`output_folder`.
-- The identity of an extraction run: :data:`IDENTITY_KEYS` (built by ``options.ExtractionOptions.identity``,
-  compared by resume, the analysis and the control check).
+- Spans: :data:`SPANS` (what one row of a feature file is), :data:`FRAME_SPAN` the default.
+- Output folders: :func:`output_folder`, the control's sibling :func:`control_folder_of`, the display name of a
+  run :func:`run_label`.
+- The identity of an extraction run: :data:`IDENTITY_KEYS` (built by ``options.ExtractionOptions.identity``),
+  compared by :func:`check_same_extraction` (resume, the analysis, shards, the comparison, the control check) with
+  :data:`CONTROL_DIFFERS`, the one rule for what a random-initialisation control may change.
+- Shards: :func:`shard_indices` (item i of the sorted list to shard i mod N) and :func:`shard_suffix`.
 - Per-layer measure keys of ``summary.json``: :data:`MEASURES` (key, legend label, table description, group).
 Figure file names live in the figure registry (``figures.FIGURES``); the file format itself in ``store``.
 """
@@ -20,17 +24,20 @@ from layerwise.errors import UsageError
 # rep_type -> key prefix; a key is f"{prefix}_{index}".
 KEY_PREFIX = {"contextualized": "layer", "local": "conv"}
 _KEY_RE = re.compile(r"^(layer|conv)_(\d+)$")
-DEFAULT_REP_TYPE, DEFAULT_SPAN = "contextualized", "frame"
+FRAME_SPAN = "frame"  # one row per model frame; the other spans pool frames into phone or word segments
+SPANS = (FRAME_SPAN, "phone", "word")
+DEFAULT_REP_TYPE, DEFAULT_SPAN = "contextualized", FRAME_SPAN
 RANDOM_INIT_SUFFIX = "-random_init"  # keeps the control's features away from the trained model's
 
 # The identity of a run: every setting that changes the stored numbers. Written flat into each file's ``meta`` and
-# the manifest's ``run``; resume, the analysis' consistency check and the random-init control check compare these
-# keys and nothing else (``options.ExtractionOptions.identity`` builds them).
+# the manifest's ``run``; resume, the analysis' consistency check, shards, the comparison and the random-init control
+# check compare these keys and nothing else (``options.ExtractionOptions.identity`` builds them).
 IDENTITY_KEYS = (
     "model_name", "model_revision", "rep_type", "span", "span_options", "layers", "normalize", "compute_dtype",
     "save_dtype", "random_init", "seed", "sample_rate", "fbank",
 )
-# What may differ between a model's folder and its random-initialisation control (everything else must agree).
+# The control rule: what may differ between a model's folder and its random-initialisation control; every other
+# identity key must agree, and a control file must not say ``random_init: false``.
 CONTROL_DIFFERS = ("model_revision", "random_init", "seed")
 
 
@@ -50,6 +57,37 @@ def describe_diff(a: dict, b: dict, keys: list[str]) -> str:
     return ", ".join(f"{k}: {a.get(k)!r} vs {b.get(k)!r}" for k in keys)
 
 
+def identity_difference(meta: dict, reference: dict, *, may_differ: tuple[str, ...] = ()) -> str:
+    """How the extraction identity of ``meta`` differs from ``reference``'s, keys of ``may_differ`` left out:
+    ``"normalize: True vs False"`` (``meta``'s value first); ``""`` when they are the same extraction."""
+    return describe_diff(meta, reference, identity_diff(meta, reference, ignore=may_differ))
+
+
+def check_same_extraction(meta: dict, reference: dict, *, subject: str, reference_name: str, advice: str = "",
+                          may_differ: tuple[str, ...] = (), error: type[Exception] = UsageError) -> None:
+    """Refuse metadata of another extraction: raises ``error`` with ``"{subject} was made with other settings than
+    {reference_name}: {differences}{advice}"`` when :func:`identity_difference` is not empty.
+
+    meta, reference : the two metadata dicts (a file's ``meta``, a manifest's ``run``, a shard's header).
+    may_differ : identity keys left out (:data:`CONTROL_DIFFERS` for a random-init control).
+    """
+    differences = identity_difference(meta, reference, may_differ=may_differ)
+    if differences:
+        raise error(f"{subject} was made with other settings than {reference_name}: {differences}{advice}")
+
+
+def shard_indices(count: int, subset_id: int, num_subsets: int, *, unit: int = 1) -> list[int]:
+    """Positions ``0 … count − 1`` of a sorted list that shard ``subset_id`` of ``num_subsets`` takes: block
+    ``i // unit`` goes to shard ``block mod num_subsets`` (``unit=1``: item i to shard i mod N), so the shards are
+    disjoint and together take every item. The arguments are validated by the options that carry them."""
+    return [i for i in range(count) if (i // unit) % num_subsets == subset_id]
+
+
+def shard_suffix(subset_id: int, num_subsets: int) -> str:
+    """The part of a shard's own file names (manifest, failures): ``""`` unsharded, else ``.shard-K-of-N``."""
+    return "" if num_subsets == 1 else f".shard-{subset_id}-of-{num_subsets}"
+
+
 _CHECKPOINT_DIR = re.compile(r"^(checkpoint|ckpt|step)[-_]?\d+$")  # a training run's checkpoint folders
 
 
@@ -63,6 +101,19 @@ def model_tag(model_name: str) -> str:
     return path.name
 
 
+def _variant(rep_type: str | None, span: str | None) -> list[str]:
+    """The parts that tell a run from the default one (contextualized, frame): ``["local", "phone"]``."""
+    return [part for part, default in ((rep_type, DEFAULT_REP_TYPE), (span, DEFAULT_SPAN))
+            if part is not None and part != default]
+
+
+def run_label(tag: str, *, rep_type: str | None = None, span: str | None = None, random_init: bool = False) -> str:
+    """A run's display name, built like its output folder: ``hubert-base-ls960``, ``…-random_init`` for the
+    control, then ``-local``, ``-phone`` … for other rep types and spans. tag : :func:`model_tag` (or a folder name
+    when the model is not recorded)."""
+    return "-".join([tag + (RANDOM_INIT_SUFFIX if random_init else ""), *_variant(rep_type, span)])
+
+
 def output_folder(save_dir, model_name: str, dataset_split: str, data_sample, *, rep_type: str = DEFAULT_REP_TYPE,
                   span: str = DEFAULT_SPAN, random_init: bool = False) -> Path:
     """Where an extraction writes. The default run (contextualized, frame) keeps the original folder
@@ -70,16 +121,22 @@ def output_folder(save_dir, model_name: str, dataset_split: str, data_sample, *,
     its own by suffix (``..._sample1_local``, ``..._sample1_phone``, ``..._sample1_local_word``), and the
     random-initialisation control its own model folder (``{model_tag}-random_init``), so runs never collide."""
     tag = model_tag(model_name) + (RANDOM_INIT_SUFFIX if random_init else "")
-    suffix = "".join(f"_{part}" for part, default in ((rep_type, DEFAULT_REP_TYPE), (span, DEFAULT_SPAN))
-                     if part != default)
+    suffix = "".join(f"_{part}" for part in _variant(rep_type, span))
     return Path(save_dir) / tag / f"librispeech_{dataset_split}_sample{data_sample}{suffix}"
 
 
+def control_folder_of(features_dir) -> Path:
+    """The random-init control's folder of an extraction folder, as :func:`output_folder` names it:
+    ``{parent}-random_init/{name}`` (``output/hubert/split -> output/hubert-random_init/split``; resolved)."""
+    features = Path(features_dir).resolve()
+    return features.parent.with_name(features.parent.name + RANDOM_INIT_SUFFIX) / features.name
+
+
 def layer_grid(meta: dict, key: str):
-    """The frame grid (:class:`~layerwise.contract.timematch.Grid`, in samples) of the array ``key`` of a file with ``meta``:
+    """The frame grid (:class:`~layerwise.contract.grid.Grid`, in samples) of the array ``key`` of a file with ``meta``:
     ``layer_k`` → the whole conv stack's; ``conv_k`` → blocks 0..k. From ``model_config.conv_kernel/conv_stride``
     (files of older versions: ``hop_samples``/``receptive_field_samples`` for ``layer_k``). None when unknown."""
-    from layerwise.contract.timematch import Grid, conv_grid
+    from layerwise.contract.grid import Grid, conv_grid, layer_blocks
 
     parsed = parse_layer_key(key)
     config = meta.get("model_config") or {}
@@ -87,7 +144,7 @@ def layer_grid(meta: dict, key: str):
     if parsed is None:
         return None
     if kernels and strides:
-        depth = parsed[1] + 1 if parsed[0] == "conv" else len(kernels)
+        depth = layer_blocks(*parsed, len(kernels))
         return conv_grid(kernels[:depth], strides[:depth])
     if parsed[0] == "layer" and meta.get("hop_samples") and meta.get("receptive_field_samples"):
         return Grid(int(meta["hop_samples"]), int(meta["receptive_field_samples"]))
@@ -166,7 +223,7 @@ MEASURES = (
             "(normalised; MI / H(labels) with mi_protocol pasad)", "label", "tab:green"),
     Measure("cca_mel", "CCA with the log-mel filterbank", "CCA with the log-mel filterbank frames (time-matched)",
             "acoustic", "tab:brown"),
-    Measure("cca_intra", "CCA with the first layer", "CCA with the first selected layer", "acoustic", "tab:gray"),
+    Measure("cca_intra", "CCA with L0", "CCA with layer_0 (the transformer input)", "acoustic", "tab:gray"),
     Measure("speaker_probe_accuracy", "speaker probe accuracy",
             "held-out accuracy of a linear probe predicting the speaker from utterance means", "speaker",
             "tab:purple"),

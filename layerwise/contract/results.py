@@ -6,6 +6,10 @@ statistics; the methods only reshape the result into the on-disk forms (``summar
 
 A value that could not be computed is ``None`` and its reason is a string in ``LayerResult.reasons`` (per layer) or
 ``AnalysisResult.unavailable`` (per measure) — never a message string in place of an array.
+
+Every measure family (the span measures, the alignment-free measures) returns one :class:`MeasureFamily`: values,
+what could not be computed and why, its scalars and provenance, and the control's family beside it, so the finish
+step merges families without parsing keys or note strings.
 """
 
 from __future__ import annotations
@@ -14,6 +18,8 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from layerwise.contract.layout import FRAME_SPAN
 
 N_PCA_COMPONENTS = 20  # explained-variance ratios kept per layer (summary.json, the cumulative-variance panel)
 VARIANCE_TARGET = 0.9  # components_90: the fewest principal components holding this share of the variance
@@ -116,6 +122,31 @@ class RunInfo:
 
 
 @dataclass(frozen=True)
+class MeasureFamily:
+    """What one family of per-layer measures found (``span.span_measures``, ``alignment_free.measure``).
+
+    values : measure -> layer -> float, or ``None`` where undefined for that layer (``cca_intra`` of its reference
+        layer, a layer whose computation failed: its reason is then under ``unavailable``).
+    unavailable : measure -> why it could not be computed (a measure listed here is absent from ``values``, or
+        ``None`` on the layers the reason names).
+    info : scalars and provenance that ``summary.json`` writes beside the values, under these keys
+        (``probe_majority_baseline``, ``span_measures_info``); ``{}`` when the family writes none.
+    provenance : how the family was computed (seed, protocol, sizes) when it is not written to ``summary.json``.
+    control : the same family on the random-initialisation control (same seed, protocol, utterances), or None.
+    intervals, chance : room for measure -> layer -> (low, high) intervals and measure -> chance level.
+    The dicts are filled while the family is computed; the fields are never rebound.
+    """
+
+    values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    control: MeasureFamily | None = None
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    chance: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class ControlResult:
     """The random-initialisation control's measures (same seed, utterances and protocol as the trained run).
 
@@ -130,6 +161,12 @@ class ControlResult:
     measure_info: dict = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, family: MeasureFamily, *, features_dir, n_files: int, meta: dict) -> ControlResult:
+        """The control's result from its :class:`MeasureFamily` (the ``control`` of the trained run's family)."""
+        return cls(str(features_dir), n_files, dict(family.values), dict(family.info), dict(family.unavailable),
+                   meta)
 
     def describe(self, n_analysed: int) -> str:
         """``{folder}: {model} (revision r), random initialisation seed s; N of M analysed utterances shared``."""
@@ -154,7 +191,7 @@ class AnalysisResult:
     files : stems analysed, in file-name order. layers : one :class:`LayerResult` per selected layer.
     cka, cosine : (L, L) float64, NaN where undefined (cosine between layers of different dims; a constant layer).
     similarity_frames : (L, L) int, frames each pair was compared over (layers of other frame rates: after
-        average-pooling the finer onto the coarser grid, see ``timematch``); similarity_rule : how pairs were matched.
+        average-pooling the finer onto the coarser grid, see ``contract.grid``); similarity_rule : how pairs were matched.
     sample : the sampled points. meta : the extraction's metadata (first file; ``{}`` for prototype files).
     run : options, wall times, command. unit : "frames" or "phone segments"/"word segments".
     notes : things the reader should know (also logged). unavailable : measure -> why it could not be computed.
@@ -225,7 +262,7 @@ class AnalysisResult:
             "seed": self.run.seed, "features_dir": self.run.features_dir, "n_files": len(self.files),
             "max_points": self.run.max_points, "n_points": len(self.sample), "similarity_drawn": self.run.similarity,
             "model_name": self.meta.get("model_name"), "model_revision": self.meta.get("model_revision"),
-            "rep_type": self.meta.get("rep_type"), "span": self.meta.get("span", "frame"), "unit": self.unit,
+            "rep_type": self.meta.get("rep_type"), "span": self.meta.get("span", FRAME_SPAN), "unit": self.unit,
             "shards": self.run.shards, "wall_seconds": dict(self.run.wall_s), "command": self.run.command,
             "notes": list(self.notes), "unavailable": dict(self.unavailable),
             "requested_measures": list(self.requested),

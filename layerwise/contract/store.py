@@ -26,7 +26,13 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise.contract.layout import describe_diff, identity_diff, parse_layer_key, sort_layer_keys
+from layerwise.contract.layout import (
+    FRAME_SPAN,
+    describe_diff,
+    identity_difference,
+    parse_layer_key,
+    sort_layer_keys,
+)
 from layerwise.errors import FeatureFileError
 
 FEATURE_SUFFIX = "_features.npz"
@@ -74,8 +80,6 @@ def write_features(
     Raises :class:`FeatureFileError` (an input error: the file fails, the run goes on) for NaN/inf features.
     """
     path = Path(path)
-    if save_dtype not in SAVE_DTYPES:
-        raise ValueError(f"save_dtype={save_dtype!r} not in {sorted(SAVE_DTYPES)}")
     payload: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         if parse_layer_key(key) is None:
@@ -240,40 +244,60 @@ def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
             if META_KEY not in files:
                 return "other_settings", "no metadata (a file of an older tool)"
             meta = json.loads(str(data[META_KEY]))
-            differ = identity_diff(meta, identity)
-            if differ:
-                return "other_settings", describe_diff(meta, identity, differ)
-            changed = [k for k, v in (file_facts or {}).items() if meta.get(k) != v]
-            if changed:
-                return "other_settings", f"{describe_diff(meta, file_facts, changed)}: its input changed since"
+            why = _other_settings(meta, identity, file_facts)
+            if why:
+                return "other_settings", why
             missing = [k for k in expected_keys if k not in files]
             if missing:
                 return "damaged", f"missing {missing}"
-            shapes = expected_shapes(meta) if expected_shapes else {}
-            rows = set()
-            for key in sorted(files - {META_KEY, LABELS_KEY}):
-                value = data[key]
-                if value.dtype.kind == "f" and not np.isfinite(value).all():
-                    return "damaged", f"{key} holds NaN or inf"
-                if key in expected_keys:
-                    want_rows, want_dim = shapes.get(key, (None, None))
-                    if value.ndim != 2 or value.dtype != SAVE_DTYPES.get(identity.get("save_dtype"), value.dtype) \
-                            or (want_dim is not None and value.shape[1] != want_dim) \
-                            or (want_rows is not None and value.shape[0] != want_rows):
-                        return "damaged", (f"{key} has shape {value.shape} {value.dtype}, expected "
-                                           f"({want_rows or 'T'}, {want_dim or 'D'}) {identity.get('save_dtype')}")
-                    rows.add(value.shape[0])
-            if identity.get("span") not in (None, "frame"):
-                if LABELS_KEY not in files or INTERVALS_KEY not in files:
-                    return "damaged", "a span file without labels or intervals"
-                labels, intervals = data[LABELS_KEY], data[INTERVALS_KEY]
-                if rows != {len(labels)} or intervals.shape != (len(labels), 2) \
-                        or not (intervals[:, 1] > intervals[:, 0]).all():
-                    return "damaged", (f"{len(labels)} labels, intervals {intervals.shape}, layer rows {sorted(rows)} "
-                                       f"do not match")
+            why, rows = _damaged_arrays(data, files, expected_keys, identity,
+                                        expected_shapes(meta) if expected_shapes else {})
+            if not why and identity.get("span") not in (None, FRAME_SPAN):
+                why = _damaged_spans(data, files, rows)
+            if why:
+                return "damaged", why
     except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
         return "damaged", str(err)
     return "complete", ""
+
+
+def _other_settings(meta: dict, identity: dict, file_facts: dict | None) -> str:
+    """Why a stored file belongs to another run (its identity, or an input that changed since); ``""`` if not."""
+    differences = identity_difference(meta, identity)
+    if differences:
+        return differences
+    changed = [k for k, v in (file_facts or {}).items() if meta.get(k) != v]
+    return f"{describe_diff(meta, file_facts, changed)}: its input changed since" if changed else ""
+
+
+def _damaged_arrays(data, files: set[str], expected_keys: list[str], identity: dict,
+                    shapes: dict) -> tuple[str, set[int]]:
+    """(why an array is damaged or ``""``, the row counts of the layer arrays): non-finite values anywhere; a layer
+    array of another shape or dtype than the run writes (``shapes``: key -> (rows or None, dim or None))."""
+    rows = set()
+    for key in sorted(files - {META_KEY, LABELS_KEY}):
+        value = data[key]
+        if value.dtype.kind == "f" and not np.isfinite(value).all():
+            return f"{key} holds NaN or inf", rows
+        if key in expected_keys:
+            want_rows, want_dim = shapes.get(key, (None, None))
+            if value.ndim != 2 or value.dtype != SAVE_DTYPES.get(identity.get("save_dtype"), value.dtype) \
+                    or (want_dim is not None and value.shape[1] != want_dim) \
+                    or (want_rows is not None and value.shape[0] != want_rows):
+                return (f"{key} has shape {value.shape} {value.dtype}, expected ({want_rows or 'T'}, "
+                        f"{want_dim or 'D'}) {identity.get('save_dtype')}"), rows
+            rows.add(value.shape[0])
+    return "", rows
+
+
+def _damaged_spans(data, files: set[str], rows: set[int]) -> str:
+    """Why a span file's labels and intervals do not fit its layer rows (``""`` when they do)."""
+    if LABELS_KEY not in files or INTERVALS_KEY not in files:
+        return "a span file without labels or intervals"
+    labels, intervals = data[LABELS_KEY], data[INTERVALS_KEY]
+    if rows != {len(labels)} or intervals.shape != (len(labels), 2) or not (intervals[:, 1] > intervals[:, 0]).all():
+        return f"{len(labels)} labels, intervals {intervals.shape}, layer rows {sorted(rows)} do not match"
+    return ""
 
 
 def write_json_atomic(path: str | Path, obj, *, sort_keys: bool = True) -> None:

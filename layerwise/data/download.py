@@ -3,7 +3,8 @@
 Steps for one archive: reuse ``{dest}/{archive}`` if it verifies, else download to ``{dest}/{archive}.part``
 (resumed with an HTTP Range request; a server answering 200 instead of 206 restarts it), trying each mirror in
 turn; verify size and MD5, then rename ``.part`` to the archive name (a mismatch moves it to ``{archive}.bad`` and
-tries the next mirror). Networking is the standard library (urllib) only. What to download is ``data.RESOURCES``.
+tries the next mirror). Networking is the standard library (urllib) only. What to download is
+``librispeech.RESOURCES``; the folder lock is :class:`filelock.FileLock`.
 """
 
 from __future__ import annotations
@@ -19,21 +20,16 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from filelock import FileLock, Timeout
 from tqdm import tqdm
 
 from layerwise.errors import DataError
-
-try:
-    import fcntl
-except ImportError:  # Windows: no lock; run one download at a time
-    fcntl = None
 
 log = logging.getLogger(__name__)
 
 CHUNK_BYTES = 1 << 20  # 1 MiB per read
 TIMEOUT_S = 60.0  # socket timeout for one read, seconds
 USER_AGENT = "layerwise-data/1 (python urllib)"
-
 
 
 @dataclass(frozen=True)
@@ -168,37 +164,25 @@ def fetch_archive(resource: Resource, dest: Path, *, mirrors: list[str] | None =
 
 @contextlib.contextmanager
 def locked(path: Path):
-    """Hold an exclusive advisory lock (POSIX flock) on the file ``path``, so parallel jobs download and extract once;
-    the lock file is removed on release, also after a failure.
+    """Hold an exclusive lock on the file ``path`` (:class:`filelock.FileLock`: ``flock`` on POSIX), so parallel jobs
+    download and extract once; the lock file is removed on release, also after a failure.
 
-    Removal is safe against waiters: a job that acquires the lock checks that ``path`` still names the file it
-    locked (same device and inode) and otherwise starts again on the new file, so two jobs never both hold it.
+    Removal is safe against waiters: the file is unlinked while the lock is still held, and a job whose turn comes on
+    the unlinked file sees that (filelock checks the link count after locking) and locks the new file instead, so two
+    jobs never both hold it. A lock file left by a crashed run is locked and removed like any other.
     """
-    if fcntl is None:
-        yield
-        return
-    while True:
-        handle = open(path, "a")  # noqa: SIM115 -- held past this block until the lock is released
-        try:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                log.info("waiting for another process holding %s", path)
-                fcntl.flock(handle, fcntl.LOCK_EX)
-            mine = os.fstat(handle.fileno())
-            try:
-                now = os.stat(path)
-            except FileNotFoundError:
-                now = None
-            if now is not None and (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
-                break
-        except BaseException:
-            handle.close()
-            raise
-        handle.close()  # the holder before us removed that file: lock the new one
+    lock = FileLock(path)
+    try:
+        lock.acquire(blocking=False)
+    except Timeout:
+        log.info("waiting for another process holding %s", path)
+        lock.acquire()
     try:
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # while still holding the lock
-        handle.close()
+        try:
+            # while still holding the lock; Windows refuses to unlink an open file, and filelock removes it there
+            with contextlib.suppress(FileNotFoundError, PermissionError):
+                os.unlink(path)
+        finally:
+            lock.release()

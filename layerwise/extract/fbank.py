@@ -1,31 +1,29 @@
 """Log-mel filterbank features as the published layer-wise analyses compute them (Pasad et al., ``extract_fbank.py``).
 
-The acoustic reference for ``cca_mel`` (``properties.py``): per utterance, the waveform is peak-scaled to 0.999,
-pre-emphasised (``y[t] = x[t] − 0.97·x[t−1]``), turned into an 80-band mel *magnitude* spectrogram (librosa, n_fft
-2048, hop 160, window 400, fmin 50, power 1) and into dB re 1.0, clipped at ``top_db`` = 80 dB below the utterance's
-maximum, then scaled ``dB / 80 + 1`` (values span at most 1). librosa centres frames: frame ``j`` is the window centred on
-sample ``160·j``, i.e. samples ``[160·j − 200, 160·j + 200)``. The reference pairs fbank frame ``j`` with model frames
-as if it started at sample ``160·j`` (no centring offset); :data:`GRID` is that grid, so ``cca_mel`` pairs frames as
-the published numbers do (12.5 ms earlier than the true window; docs/analysis.md).
+The acoustic reference for ``cca_mel`` (``measures/alignment_free.py``): per utterance, the waveform is peak-scaled
+to 0.999, pre-emphasised (``y[t] = x[t] − 0.97·x[t−1]``), turned into an 80-band mel *magnitude* spectrogram
+(librosa, n_fft 2048, hop 160, window 400, fmin 50, power 1) and into dB re 1.0, clipped at ``top_db`` = 80 dB below
+the utterance's maximum, then scaled ``dB / 80 + 1`` (values span at most 1). librosa centres frames: frame ``j`` is
+the window centred on sample ``160·j``, i.e. samples ``[160·j − 200, 160·j + 200)``. The reference pairs fbank frame
+``j`` with model frames as if it started at sample ``160·j`` (no centring offset); that grid, hop and window are
+:data:`layerwise.contract.grid.FBANK_GRID`, ``FBANK_HOP`` and ``FBANK_WINDOW`` (12.5 ms earlier than the true window;
+docs/analysis.md).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from layerwise.contract.timematch import Grid
+from layerwise.contract.grid import FBANK_HOP, FBANK_WINDOW
 from layerwise.errors import InputError
 
 SAMPLE_RATE = 16000  # Hz; other rates are resampled first, as the reference's librosa.load(sr=16000)
 N_MELS = 80
 PREEMPHASIS = 0.97
 N_FFT = 2048
-HOP = 160  # samples = 10 ms
-WINDOW = 400  # samples = 25 ms
 FMIN = 50  # Hz
 TOP_DB = 80.0
 PEAK = 0.999  # the waveform's absolute maximum after scaling
-GRID = Grid(hop=HOP, field=WINDOW)  # the frame grid the reference pairs model frames with
 
 
 def log_mel(samples: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -47,6 +45,7 @@ def log_mel(samples: np.ndarray, sample_rate: int) -> np.ndarray:
         raise InputError("cannot compute filterbanks of silent or non-finite audio (no peak to scale by)")
     wav = wav / peak * PEAK
     mel = librosa.feature.melspectrogram(y=lfilter([1, -PREEMPHASIS], [1], wav), sr=SAMPLE_RATE, n_fft=N_FFT,
-                                         n_mels=N_MELS, hop_length=HOP, win_length=WINDOW, fmin=FMIN, power=1)
+                                         n_mels=N_MELS, hop_length=FBANK_HOP, win_length=FBANK_WINDOW, fmin=FMIN,
+                                         power=1)
     logmel = librosa.amplitude_to_db(mel, top_db=TOP_DB) / TOP_DB + 1
     return np.ascontiguousarray(logmel.T, dtype=np.float32)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise.contract import store
+from layerwise.contract import layout, store
 from layerwise.errors import UsageError
 from layerwise.extract import audio
 
@@ -46,8 +46,8 @@ class Selection:
 
 
 def shard_files(files: list, subset_id: int, num_subsets: int) -> list:
-    """File i of the sorted list belongs to shard ``i mod num_subsets``: disjoint shards whose union is all files."""
-    return files[subset_id::num_subsets]
+    """File i of the sorted list belongs to shard ``i mod num_subsets`` (``layout.shard_indices``)."""
+    return [files[i] for i in layout.shard_indices(len(files), subset_id, num_subsets)]
 
 
 def sample_set(files: list[Path], num_utterances: int, data_sample: str) -> tuple[list[Path], dict]:

@@ -14,15 +14,14 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from layerwise.contract import layout, store
+from layerwise.contract.alignments import ALIGNMENT_FORMATS  # auto = by file extension
 from layerwise.errors import UsageError
-from layerwise.extract.alignments import ALIGNMENT_FORMATS  # auto = by file extension
 from layerwise.extract.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, POOLINGS
 from layerwise.extract.spans import (
     OUT_OF_RANGE_POLICIES as OUT_OF_RANGE,  # a segment beyond the audio: fail the file, or drop it
 )
 from layerwise.model.checkpoint import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
 
-SPANS = ("frame", "phone", "word")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -33,7 +32,7 @@ def _choice(name: str, value, allowed) -> None:
 
 @dataclass(frozen=True)
 class SpanOptions:
-    """How phone/word spans are built from alignments (docs/spans.md). Ignored for ``span="frame"``."""
+    """How phone/word spans are built from alignments (docs/spans.md). Ignored for the frame span."""
 
     alignment_dir: Path | None = None
     alignment_format: str = "auto"
@@ -78,9 +77,9 @@ class ExtractionOptions:
 
     model_name: str = DEFAULT_MODEL
     revision: str | None = None
-    rep_type: str = "contextualized"
+    rep_type: str = layout.DEFAULT_REP_TYPE
     layers: str = "all"
-    span: str = "frame"
+    span: str = layout.FRAME_SPAN
     spans: SpanOptions = field(default_factory=SpanOptions)
     normalize: str = "auto"
     dtype: str = "float32"
@@ -97,7 +96,7 @@ class ExtractionOptions:
         if not str(self.model_name).strip():
             raise UsageError("model_name is empty")
         _choice("rep_type", self.rep_type, REP_TYPES)
-        _choice("span", self.span, SPANS)
+        _choice("span", self.span, layout.SPANS)
         _choice("normalize", self.normalize, NORMALIZE_MODES)
         _choice("dtype", self.dtype, DTYPES)
         _choice("save_dtype", self.save_dtype, tuple(store.SAVE_DTYPES))
@@ -108,7 +107,7 @@ class ExtractionOptions:
             raise UsageError(f"seed={self.seed!r} must be an integer in [0, 2**63)")
         if self.num_utterances is not None and self.num_utterances < 1:
             raise UsageError(f"num_utterances={self.num_utterances} must be >= 1")
-        if self.span != "frame":
+        if self.span != layout.FRAME_SPAN:
             if self.spans.alignment_dir is None:
                 raise UsageError(f"span={self.span!r} needs alignment_dir (a folder of alignments; docs/spans.md)")
             if not self.spans.alignment_dir.is_dir():
@@ -133,7 +132,7 @@ class ExtractionOptions:
         """
         identity = {
             "model_name": self.model_name, "model_revision": info.revision, "rep_type": self.rep_type,
-            "span": self.span, "span_options": self.spans.to_meta() if self.span != "frame" else None,
+            "span": self.span, "span_options": self.spans.to_meta() if self.span != layout.FRAME_SPAN else None,
             "layers": self.layer_keys(info), "normalize": bool(info.normalize), "compute_dtype": self.dtype,
             "save_dtype": self.save_dtype, "random_init": self.random_init,
             "seed": self.seed if self.random_init else None, "sample_rate": int(info.sample_rate),

@@ -1,9 +1,9 @@
 """The extraction run: jobs → resume check → (load the model only if work remains) → decode ahead / compute /
 write behind → manifest, failures.
 
-One utterance per forward pass (exact: see model.py). Decoding of the next files and writing of finished ones run on
-background threads so the model does not wait on I/O. Every per-file problem becomes a line in ``failures.tsv``;
-the run always finishes the remaining files. Nothing here prints: the CLI does.
+One utterance per forward pass (exact: see model/adapter.py). Decoding of the next files and writing of finished
+ones run on background threads so the model does not wait on I/O. Every per-file problem becomes a line in
+``failures.tsv``; the run always finishes the remaining files. Nothing here prints: the CLI does.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from pathlib import Path
 import numpy as np
 
 from layerwise.contract import layout, store
+from layerwise.contract.alignments import digest as alignment_digest
+from layerwise.contract.alignments import find_alignments
+from layerwise.contract.grid import FrameGeometry
 from layerwise.errors import AlignmentError, AudioLoadError
 from layerwise.extract import audio, jobs, spans
-from layerwise.extract.alignments import find_alignments
 from layerwise.extract.jobs import Job
 from layerwise.extract.options import ExtractionOptions
 from layerwise.extract.runlog import RunLog
@@ -45,7 +47,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     keys = options.layer_keys(info)
     identity = options.identity(info)
     alignments = (find_alignments(options.spans.alignment_dir, options.spans.alignment_format)
-                  if options.span != "frame" else {})
+                  if options.span != layout.FRAME_SPAN else {})
     run_meta = {**identity, "options": options.to_meta(), "model_config": info.config_summary,
                 "frame_rate": info.geometry.frame_rate, "hop_samples": info.geometry.hop,
                 "receptive_field_samples": info.geometry.receptive_field}
@@ -59,7 +61,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     if callable(model) and not hasattr(model, "features"):
         model = model()
     run_meta["device"] = model.device
-    indices = [int(k.rsplit("_", 1)[1]) for k in keys]
+    indices = [layout.parse_layer_key(k)[1] for k in keys]
     fbank = _fbank_function() if options.fbank else None
 
     def compute(job: Job):
@@ -69,7 +71,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
                      "n_samples": len(samples), "n_frames": info.geometry.n_frames(len(samples)),
                      "source_sample_rate": job.wave.source_rate, "source_channels": job.wave.source_channels}
         extra = {"fbank": fbank(samples, info.sample_rate)} if fbank else {}
-        if options.span == "frame":
+        if options.span == layout.FRAME_SPAN:
             return feats, None, None, extra
         pooled, labels, intervals = _pool(job, feats, info.geometry, len(samples), options)
         return pooled, labels, intervals, extra
@@ -99,11 +101,11 @@ def _resume(jobs, keys, identity, alignments, info, options: ExtractionOptions, 
         job.alignment = alignments.get(job.source.stem)
         facts = {}
         if job.alignment is not None:
-            facts["alignment_sha256"] = spans.alignment_digest(job.alignment, tier)
+            facts["alignment_sha256"] = alignment_digest(job.alignment, tier)
             job.extra_meta = facts
         state, detail = (("missing", "") if overwrite
                          else store.resume_state(job.target, keys, identity, shapes, file_facts=facts))
-        if options.span != "frame" and job.alignment is None:
+        if options.span != layout.FRAME_SPAN and job.alignment is None:
             runlog.no_alignment(job.source)
         elif state == "complete":
             runlog.skip(job.source, job.target)
@@ -135,7 +137,7 @@ def expected_shapes(info, keys: list[str], options: ExtractionOptions):
             kind, index = layout.parse_layer_key(key)
             dim = info.hidden_size if kind == "layer" else (conv_dims[index] if index < len(conv_dims) else None)
             rows = None
-            if options.span == "frame":
+            if options.span == layout.FRAME_SPAN:
                 rows = meta.get("n_frames") if kind == "layer" else (conv_rows[index] if conv_rows else None)
             out[key] = (rows, dim)
         return out
@@ -260,8 +262,6 @@ def _pool(job: Job, feats: dict[str, np.ndarray], geometry, n_samples: int, opti
     has the hop and receptive field of the first k+1 conv blocks. Segments beyond the audio fail the file (or, with
     ``out_of_range="drop"``, are dropped and counted in the file's metadata).
     """
-    from layerwise.contract.frames import FrameGeometry, parse_layer_geometry
-
     span_options = options.spans
     tier = span_options.phone_tier if options.span == "phone" else span_options.word_tier
     segments = spans.read_spans(job.alignment, tier, silence_labels=span_options.silence_labels,
@@ -276,7 +276,7 @@ def _pool(job: Job, feats: dict[str, np.ndarray], geometry, n_samples: int, opti
         raise AlignmentError(f"no non-silence segments in tier {tier!r} of {job.alignment}")
     by_geometry: dict[FrameGeometry, dict[str, np.ndarray]] = {}
     for key, value in feats.items():  # one pooling matrix per frame geometry, not per key
-        by_geometry.setdefault(parse_layer_geometry(geometry, key), {})[key] = value
+        by_geometry.setdefault(geometry.of_layer(*layout.parse_layer_key(key)), {})[key] = value
     pooled, labels, intervals = {}, None, None
     for geo, group in by_geometry.items():
         out, labels, intervals = spans.pool_segments(group, geo.centres(len(next(iter(group.values())))), segments,

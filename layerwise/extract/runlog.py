@@ -19,24 +19,11 @@ from pathlib import Path
 
 from layerwise import __version__
 from layerwise.contract import layout, store
+from layerwise.contract.names import format_duration
+from layerwise.contract.provenance import MANIFEST_GLOB, extraction_versions
 from layerwise.errors import UsageError
 
 log = logging.getLogger(__name__)
-
-VERSIONED_PACKAGES = ("torch", "transformers", "numpy", "soundfile", "soxr", "scikit-learn", "scipy")
-
-
-def shard_suffix(subset_id: int, num_subsets: int) -> str:
-    return "" if num_subsets == 1 else f".shard-{subset_id}-of-{num_subsets}"
-
-
-def format_duration(seconds: float) -> str:
-    """``42.0 s``, ``3.5 min``, ``2.25 h``: audio and wall time in units a person reads."""
-    if seconds < 120:
-        return f"{seconds:.1f} s"
-    if seconds < 7200:
-        return f"{seconds / 60:.1f} min"
-    return f"{seconds / 3600:.2f} h"
 
 
 class RunLog:
@@ -45,7 +32,7 @@ class RunLog:
     def __init__(self, out_dir: Path, subset_id: int = 0, num_subsets: int = 1, *, command: list[str] | None = None,
                  not_taken: dict[str, list] | None = None, sample: dict | None = None):
         self.out_dir = Path(out_dir)
-        self.suffix = shard_suffix(subset_id, num_subsets)
+        self.suffix = layout.shard_suffix(subset_id, num_subsets)
         self.subset_id, self.num_subsets = subset_id, num_subsets
         self.command = command if command is not None else list(sys.argv)
         self.not_taken = {reason: [str(p) for p in paths] for reason, paths in (not_taken or {}).items()}
@@ -114,7 +101,7 @@ class RunLog:
         """Why this run must not write into the folder: a manifest there describes a run with other settings whose
         feature files are still present (a manifest whose files are all gone, or that wrote none, does not count).
         None when the folder is free for this run."""
-        for path in sorted(self.out_dir.glob("manifest*.json")):
+        for path in sorted(self.out_dir.glob(MANIFEST_GLOB)):
             try:
                 manifest = json.loads(path.read_text())
             except (OSError, ValueError):
@@ -143,7 +130,7 @@ class RunLog:
         store.write_text_atomic(self.failures_path, buffer.getvalue())
         store.write_json_atomic(self.manifest_path, {
             "tool": {"name": "layerwise", "version": __version__, "python": platform.python_version(),
-                     "versions": library_versions()},
+                     "versions": extraction_versions()},
             "command": self.command,
             "run": self.meta,
             "shard": {"subset_id": self.subset_id, "num_subsets": self.num_subsets},
@@ -188,16 +175,3 @@ class RunLog:
         if self.manifest_kept:
             lines.append(f"{self.manifest_kept}: kept; nothing of this run was recorded there")
         return lines
-
-
-def library_versions() -> dict:
-    """Installed versions of the packages that shape the numbers (recorded in manifests and reports)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {}
-    for name in VERSIONED_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            pass
-    return out

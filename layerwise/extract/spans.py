@@ -1,9 +1,9 @@
 """Segments -> frame selection -> one pooled vector per segment.
 
 Pure functions of (frame features, frame centre times, segments, audio length); no model, no files written. Reading
-alignment files (TextGrid, CTM, LibriSpeech word lines, the reference JSON) is ``alignments.py``; its entry points
-are re-exported here. The frame math (hop, receptive field, frame rate) lives in ``model.py``: callers pass the frame
-centre times it computes, ``centres[i] = (i * hop + receptive_field / 2) / sample_rate`` seconds (HuBERT-base:
+alignment files (TextGrid, CTM, LibriSpeech word lines, the reference JSON) is ``alignments.py``. The frame math
+(hop, receptive field, frame rate) lives in :mod:`layerwise.contract.grid`: callers pass the frame centre times it
+computes, ``centres[i] = (i * hop + receptive_field / 2) / sample_rate`` seconds (HuBERT-base:
 ``(i * 320 + 200) / 16000``).
 
 Frame-selection rules for a segment ``[start, end)`` (seconds), with ``T`` frames (docs/spans.md has the tables):
@@ -43,9 +43,8 @@ import re
 
 import numpy as np
 
+from layerwise.contract.alignments import Segment, Source, read_segments
 from layerwise.errors import SegmentRangeError
-from layerwise.extract.alignments import Segment, Source, read_segments
-from layerwise.extract.alignments import digest as alignment_digest  # noqa: F401
 
 DEFAULT_SILENCE_LABELS = frozenset({"", "sil", "sp", "spn"})
 FRAME_RULES = ("centre", "pasad")

@@ -36,6 +36,10 @@ Pure numpy + numba; no torch, no polars.  Written from the definitions read in f
   same permutation to every list of equal length; we reproduce that *structure* (same permutation per
   length, so A and X stay in step) with numpy's RNG, so subsampled scores are statistically equivalent to,
   but not bit-identical with, fastabx's.  Without subsampling the results are identical.
+
+Beside the measure: :func:`abx_items_from_segments` builds triphone items from phone alignments (abkhazia's rule,
+which made the ZeroSpeech / Libri-light item files), :func:`write_item_file` writes them, and :func:`abx_interval`
+gives a percentile bootstrap interval over speakers from the per-cell scores (no DTW recomputed).
 """
 
 from __future__ import annotations
@@ -45,26 +49,30 @@ import os
 from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation, ROUND_CEILING, ROUND_FLOOR
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal, InvalidOperation
 from pathlib import Path
-from typing import Mapping, NamedTuple, Sequence
+from typing import Callable, Iterable, Mapping, NamedTuple, Sequence
 
 import numba as nb
 import numpy as np
 
-from layerwise.errors import ItemFileError
+from layerwise.errors import AlignmentError, ItemFileError
 
 __all__ = [
+    "ABXInterval",
     "ABXResult",
     "DISTANCES",
     "ITEM_COLUMNS",
     "Item",
     "MODES",
     "abx_error_rates",
+    "abx_interval",
+    "abx_items_from_segments",
     "dtw",
     "frame_distances",
     "item_frames",
     "read_item_file",
+    "write_item_file",
 ]
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -79,6 +87,10 @@ DEFAULT_RATE = 50.0
 MIN_A_LEN = 2
 #: Half-frame shift of the slicing rule ``[ceil(t*rate - 0.5), floor(t*rate - 0.5) + 1)``.
 HALF_FRAME = Decimal("0.5")
+#: Two phones are neighbours (each other's context) when the second starts at most this long after the first ends:
+#: alignment times are written with a few decimals (TextGrid, CTM), so equal times may differ by rounding; 0.1 ms is
+#: far above such rounding and far below a 20 ms feature frame or any real silence.
+ADJACENT_TOL_S = Decimal("0.0001")
 #: Supported distances.
 DISTANCES = ("angular", "euclidean")
 #: Supported modes -> (by columns, across columns, collapse levels).  The collapse levels are applied in order,
@@ -106,7 +118,8 @@ _CDIST_LANES = 8
 
 
 class Item(NamedTuple):
-    """One line of an item file.  ``onset``/``offset`` are exact Decimals in seconds; ``line`` is 1-based."""
+    """One line of an item file.  ``onset``/``offset`` are exact Decimals in seconds; ``line`` is 1-based (0 for an
+    item not read from a file)."""
 
     file: str
     onset: Decimal
@@ -194,6 +207,107 @@ def read_item_file(path: str | os.PathLike) -> list[Item]:
         if values["onset"] > values["offset"]:
             raise ItemFileError(f"{where}: onset {values['onset']} > offset {values['offset']}")
         items.append(Item(**values, line=i + 1))
+    return items
+
+
+def _item_field(value: str, what: str, where: str) -> str:
+    """A text field of an item file: non-empty and without whitespace (the format is whitespace-separated)."""
+    value = str(value)
+    if not value or any(ch.isspace() for ch in value):
+        raise ItemFileError(f"{where}: {what} {value!r} must be non-empty and contain no whitespace")
+    return value
+
+
+def write_item_file(items: Sequence[Item], path: str | os.PathLike) -> Path:
+    """Write ``items`` as a ZeroSpeech item file: the header :data:`ITEM_COLUMNS`, then one line per item.
+
+    Times (seconds) are written as the exact decimals they hold (``Decimal`` in plain notation, no exponent), so
+    :func:`read_item_file` gives the same items back (``Item.line`` then holds the line number: item ``i`` is on
+    line ``i + 2``).
+
+    :param items: (n_items,) :class:`Item` (``line`` is not written).
+    :raises ItemFileError: for a field that is empty or contains whitespace, or a time that is negative,
+        non-finite or has ``onset > offset``; nothing is written then.
+    :returns: the path written.
+    """
+    path = Path(path)
+    lines = [" ".join(ITEM_COLUMNS)]
+    for i, it in enumerate(items):
+        where = f"item {i} ({it.file} {it.onset} {it.offset})"
+        onset, offset = _to_decimal(it.onset), _to_decimal(it.offset)
+        if not (onset.is_finite() and offset.is_finite()) or onset < 0 or onset > offset:
+            raise ItemFileError(f"{where}: times must be finite, >= 0 and onset <= offset")
+        texts = [_item_field(getattr(it, _COLUMN_ATTR[c]), c, where)
+                 for c in ("#file", "#phone", "prev-phone", "next-phone", "speaker")]
+        lines.append(" ".join([texts[0], format(onset, "f"), format(offset, "f"), *texts[1:]]))
+    with open(path, "w", encoding="utf-8") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
+def _file_runs(stem: str, segs: Sequence[tuple[Decimal, Decimal, str]]) -> list[list[tuple[Decimal, Decimal, str]]]:
+    """Split one file's time-ordered phones ``(onset, offset, phone)`` into runs of adjacent phones: a new run
+    starts where a phone begins more than :data:`ADJACENT_TOL_S` after the previous one ends (a removed silence).
+
+    :raises AlignmentError: for an empty or reversed phone, or phones out of time order / overlapping.
+    """
+    runs: list[list[tuple[Decimal, Decimal, str]]] = []
+    prev_end = None
+    for k, (onset, offset, phone) in enumerate(segs):
+        if not (onset.is_finite() and offset.is_finite()) or onset < 0 or offset <= onset:
+            raise AlignmentError(f"{stem}: phone {k} ({phone!r} {onset}-{offset} s) must have 0 <= onset < offset")
+        if prev_end is not None and onset < prev_end - ADJACENT_TOL_S:
+            raise AlignmentError(f"{stem}: phone {k} ({phone!r} at {onset} s) starts before the previous one ends "
+                                 f"({prev_end} s): phones must be in time order and not overlap")
+        if prev_end is None or onset - prev_end > ADJACENT_TOL_S:
+            runs.append([])
+        runs[-1].append((onset, offset, phone))
+        prev_end = offset
+    return runs
+
+
+def abx_items_from_segments(
+    segments: Iterable[tuple[str, float | str | Decimal, float | str | Decimal, str]],
+    *,
+    speaker_of: Mapping[str, str] | Callable[[str], str],
+) -> list[Item]:
+    """Triphone ABX items (ZeroSpeech item-file rows) from phone alignments.
+
+    The rule, as abkhazia's ``alignment2item`` (bootphon; the tool that wrote the ZeroSpeech / Libri-light item
+    files: ``abkhazia/utils/abkhazia2abx.py``, ``segment_extension='single_phone'`` times with triphone context
+    columns): an item is one phone; ``prev-phone``/``next-phone`` are the phones just before and after it in the
+    same utterance; silences are excluded as main and as context phones (``exclude_phones``), so a phone next to a
+    silence is no item.  Here the caller has removed the silences, so a gap of more than :data:`ADJACENT_TOL_S`
+    between two phones (where a silence or an unaligned stretch was) separates them: they are not each other's
+    context.  Hence, in every run of adjacent phones, the first and the last phone have no context and are not
+    items; a run of n >= 3 phones gives n - 2 items.
+
+    :param segments: ``(stem, onset_s, offset_s, phone)`` in seconds, in time order within each stem (stems may
+        come one after another or interleaved); floats are taken through their shortest repr (0.27 -> 0.27).
+    :param speaker_of: stem -> speaker id, a mapping or a function.
+    :returns: the items, files in order of first appearance, each file's items in time order; ``Item.line`` is 0
+        (not read from a file).
+    :raises AlignmentError: for an empty/reversed, overlapping or out-of-order phone (naming the stem).
+    :raises ItemFileError: for a stem, phone or speaker that is empty or contains whitespace, or a stem without
+        a speaker.
+    """
+    per_file: dict[str, list[tuple[Decimal, Decimal, str]]] = defaultdict(list)
+    for seg in segments:
+        if len(seg) != 4:
+            raise AlignmentError(f"a segment must be (stem, onset_s, offset_s, phone), got {seg!r}")
+        stem, onset, offset, phone = seg
+        stem = _item_field(stem, "stem", f"segment {seg!r}")
+        per_file[stem].append((_to_decimal(onset), _to_decimal(offset), _item_field(phone, "phone", stem)))
+    lookup = speaker_of.get if isinstance(speaker_of, Mapping) else speaker_of
+    items: list[Item] = []
+    for stem, segs in per_file.items():
+        speaker = lookup(stem)
+        if speaker is None:
+            raise ItemFileError(f"{stem}: no speaker for this file (speaker_of has no entry)")
+        speaker = _item_field(speaker, "speaker", stem)
+        for run in _file_runs(stem, segs):
+            for (_, _, prev), (onset, offset, phone), (_, _, nxt) in zip(run, run[1:], run[2:]):
+                items.append(Item(stem, onset, offset, phone, prev, nxt, speaker))
     return items
 
 
@@ -720,14 +834,20 @@ def _cell_columns(mode: str) -> list[str]:
     return ["#phone", *by, *across, "#phone_b", *[f"{c}_x" for c in across]]
 
 
-def _collapse(keys: list[tuple], scores: np.ndarray, mode: str) -> float:
-    """fastabx ``Score.collapse(levels)``: drop ``*_x`` columns, mean out each level in turn, then plain mean."""
+def _collapse_levels(keys: Sequence[tuple], scores: Sequence[float], mode: str,
+                     levels: Sequence[tuple[str, ...]]) -> tuple[list[str], list[tuple], list[float]]:
+    """The first steps of fastabx ``Score.collapse``: drop the ``*_x`` columns, then mean out each of ``levels`` in
+    turn (plain, unweighted means over the rows sharing the other columns).
+
+    :param keys: (n_cells,) cell keys in :func:`_cell_columns` order.  :param scores: (n_cells,) cell scores.
+    :returns: (column names left, rows of their values, the mean score of each row).
+    """
     cols = _cell_columns(mode)
     keep = [i for i, c in enumerate(cols) if not c.endswith("_x")]
     names = [cols[i] for i in keep]
     rows = [tuple(k[i] for i in keep) for k in keys]
     vals = [float(s) for s in scores]
-    for level in MODES[mode][2]:
+    for level in levels:
         idx = [i for i, c in enumerate(names) if c not in level]
         sums: dict[tuple, list[float]] = {}
         for r, v in zip(rows, vals):
@@ -738,6 +858,12 @@ def _collapse(keys: list[tuple], scores: np.ndarray, mode: str) -> float:
         names = [names[i] for i in idx]
         rows = list(sums)
         vals = [s / n for s, n in sums.values()]
+    return names, rows, vals
+
+
+def _collapse(keys: list[tuple], scores: np.ndarray, mode: str) -> float:
+    """fastabx ``Score.collapse(levels)``: drop ``*_x`` columns, mean out each level in turn, then plain mean."""
+    _, _, vals = _collapse_levels(keys, scores, mode, MODES[mode][2])
     return float(np.mean(vals)) if vals else float("nan")
 
 
@@ -833,3 +959,118 @@ def abx_error_rates(
     blocks = _build_blocks(items, used, lengths, mode, max_size_group, max_x_across, int(seed))
     results = _score_blocks(blocks, frames, offsets, lengths, distance, n_jobs)
     return _assemble_result(blocks, results, mode, distance, len(items), int(used.sum()), excluded)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Interval: bootstrap over speakers
+# ---------------------------------------------------------------------------------------------------------------
+
+#: Default number of bootstrap replicates of :func:`abx_interval` (a percentile interval's ends are stable to about
+#: 1e-3 of the error rate with 2000; each replicate is two small matrix products, so this costs milliseconds).
+DEFAULT_N_BOOT = 2000
+#: The column of the cell table holding the speaker that is resampled (the A/B speaker in across modes).
+SPEAKER_COLUMN = "speaker"
+_INTERVAL_METHOD = "percentile bootstrap over speakers"
+
+
+@dataclass(frozen=True)
+class ABXInterval:
+    """A confidence interval of an ABX error rate (see :func:`abx_interval`).
+
+    :ivar low, high: the interval's ends (error rates in [0, 1]), or None when it cannot be computed.
+    :ivar n_boot: bootstrap replicates drawn (0 when none).  :ivar level: coverage (0.95).
+    :ivar n_speakers: speakers in the cell table (the resampled units).
+    :ivar method: how it was computed.  :ivar reason: why ``low``/``high`` are None, else None.
+    """
+
+    low: float | None
+    high: float | None
+    n_boot: int
+    method: str
+    level: float
+    n_speakers: int
+    reason: str | None = None
+
+
+def _speaker_sums(result: ABXResult) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The collapse of ``result`` up to its speaker level, as per-speaker sums.
+
+    fastabx's collapse means out the levels before the speaker level within each speaker (contexts, and in across
+    modes the dropped ``speaker_x``); the speaker level then takes, per remaining group g (the (#phone, #phone_b)
+    pair), the plain mean of the rows left.  With a speaker drawn c_s times that mean is
+    ``sum_s c_s W[s, g] / sum_s c_s N[s, g]``.
+
+    :returns: (speakers (n_spk,), W (n_spk, n_groups) float64 sums of the rows' scores, N (n_spk, n_groups) float64
+        counts of rows).
+    """
+    levels = MODES[result.mode][2]
+    at = next(i for i, lv in enumerate(levels) if SPEAKER_COLUMN in lv)
+    if at != len(levels) - 1:
+        raise ValueError(f"mode {result.mode!r}: the speaker level must be the collapse's last level")
+    cols = _cell_columns(result.mode)
+    keys = list(zip(*(result.cells[c] for c in cols))) if len(result.cells["score"]) else []
+    names, rows, vals = _collapse_levels(keys, result.cells["score"], result.mode, levels[:at])
+    si = names.index(SPEAKER_COLUMN)
+    gi = [i for i, c in enumerate(names) if c not in levels[at]]
+    speakers = sorted({r[si] for r in rows})
+    groups = sorted({tuple(r[i] for i in gi) for r in rows})
+    s_pos = {s: k for k, s in enumerate(speakers)}
+    g_pos = {g: k for k, g in enumerate(groups)}
+    w = np.zeros((len(speakers), len(groups)))
+    n = np.zeros((len(speakers), len(groups)))
+    for r, v in zip(rows, vals):
+        k, j = s_pos[r[si]], g_pos[tuple(r[i] for i in gi)]
+        w[k, j] += v
+        n[k, j] += 1
+    return speakers, w, n
+
+
+def _replicate_scores(w: np.ndarray, n: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Collapsed score of each replicate: per group the mean over drawn speakers (with multiplicity), then the plain
+    mean over the groups some drawn speaker has.
+
+    :param w, n: (n_spk, n_groups) from :func:`_speaker_sums`.  :param counts: (n_rep, n_spk) draws per speaker.
+    :returns: (n_rep,) float64 scores (NaN for a replicate without any group).
+    """
+    num, den = counts @ w, counts @ n
+    have = den > 0
+    means = np.where(have, num / np.where(have, den, 1.0), 0.0)
+    n_groups = have.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return means.sum(axis=1) / n_groups
+
+
+def abx_interval(result: ABXResult, *, n_boot: int = DEFAULT_N_BOOT, seed: int = 0,
+                 level: float = 0.95) -> ABXInterval:
+    """Percentile bootstrap interval of ``result.score``, resampling speakers (the independent unit).
+
+    Each replicate draws as many speakers as the cell table has, with replacement (``numpy.random.default_rng(seed)``),
+    and recomputes fastabx's collapse from the stored per-cell scores (no DTW again): contexts are averaged within
+    each speaker as in the point estimate, then every drawn copy of a speaker counts as one more speaker in the
+    speaker mean of each (#phone, #phone_b) pair, then the pairs present are averaged.  With every speaker drawn
+    once this is exactly ``result.score``.
+
+    Within-speaker modes resample the ``speaker`` column (A, B and X are that speaker's items).  Across modes resample
+    the A/B speaker (``speaker``); ``speaker_x`` is not resampled: fastabx drops it and averages it together with the
+    contexts, so a drawn A/B speaker brings its cells with the X speakers they had.  The interval then covers the
+    variation over A/B speakers given the X speakers, and is somewhat narrower than a two-way bootstrap would be.
+
+    :param result: from :func:`abx_error_rates` (any mode).
+    :param n_boot: replicates (>= 1).  :param seed: seed of the draws.  :param level: coverage in (0, 1).
+    :returns: :class:`ABXInterval`; ``low``/``high`` None with a ``reason`` when the table has no cell or only one
+        speaker (resampling one speaker cannot show any variation).
+    """
+    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+        raise ValueError(f"n_boot must be an int >= 1, got {n_boot!r}")
+    if not 0 < level < 1:
+        raise ValueError(f"level must be in (0, 1), got {level!r}")
+    speakers, w, n = _speaker_sums(result)
+    method = f"{_INTERVAL_METHOD} ({'A/B speaker' if MODES[result.mode][1] else 'speaker'} resampled)"
+    if len(speakers) < 2:
+        reason = "no ABX cell" if not speakers else f"one speaker ({speakers[0]}): resampling speakers cannot vary"
+        return ABXInterval(None, None, 0, method, level, len(speakers), reason)
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(len(speakers), np.full(len(speakers), 1.0 / len(speakers)), size=n_boot)
+    scores = _replicate_scores(w, n, counts.astype(np.float64))
+    low, high = np.quantile(scores, [(1 - level) / 2, (1 + level) / 2])
+    return ABXInterval(float(low), float(high), int(n_boot), method, level, len(speakers))

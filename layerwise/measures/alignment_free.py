@@ -7,7 +7,7 @@ already time-matched to the filterbanks and to the base layer (memory ≈ n_file
 4 B × 2). :func:`analyse` then computes, per layer:
 
 - ``cca_mel``: CCA between the layer and the log-mel filterbanks (``fbank.py``), matched in time as the published
-  code does (``timematch``: the finer sequence average-pooled onto the coarser grid); view order (fbank, layer).
+  code does (``contract.grid``: the finer sequence average-pooled onto the coarser grid); view order (fbank, layer).
 - ``cca_intra``: CCA between the layer and ``layer_0`` (the CNN output after the projection, the reference's base
   layer), matched in time; ``layer_0`` itself is ``None``.
 - ``speaker_probe_accuracy``: logistic-regression probe on utterance-mean features predicting the speaker, trained
@@ -25,41 +25,29 @@ protocol (``pasad.py``: 10 seeded parts of the sampled frames, label-stratified 
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import replace
 
 import numpy as np
 
-from layerwise.contract import timematch
+from layerwise.contract.grid import FBANK_GRID, Grid, pool_plan
 from layerwise.contract.layout import PROPERTY_MEASURES
-from layerwise.contract.names import LIBRISPEECH_STEM
-from layerwise.extract import fbank
+from layerwise.contract.names import speakers_of
+from layerwise.contract.results import MeasureFamily
 
 MEASURES = PROPERTY_MEASURES  # cca_mel, cca_intra, speaker_* (keys defined in contract.py)
 BASE_LAYER = "layer_0"  # cca_intra's reference layer
-CCA_PROTOCOLS = ("centred", "pasad")
 DEFAULT_MAX_FRAMES_PER_FILE = 50  # frames kept per file and grid; 500 files × 50 = 25,000 frames per layer
 N_SPLITS = 3  # seeded held-out splits (centred protocol; the speaker probe)
-
-
-@dataclass(frozen=True)
-class PropertyMeasures:
-    """measures : measure -> layer -> value (``None`` where undefined for that layer); unavailable : measure ->
-    why it could not be computed (absent from ``measures``, or ``None`` on the layers it names); info : seed,
-    protocol, sizes."""
-
-    measures: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    unavailable: dict[str, str] = field(default_factory=dict)
-    info: dict = field(default_factory=dict)
 
 
 class PropertyCollector:
     """Collects, file by file, what the alignment-free measures need (module docstring).
 
-    layers : layer keys in plot order. grids : layer -> its frame grid (``timematch.Grid``, samples).
+    layers : layer keys in plot order. grids : layer -> its frame grid (``contract.grid.Grid``, samples).
     seed : frame subsampling (per file, from the seed and the stem, so the order of files does not matter).
     """
 
-    def __init__(self, layers: list[str], grids: dict[str, timematch.Grid], *, seed: int,
+    def __init__(self, layers: list[str], grids: dict[str, Grid], *, seed: int,
                  max_frames_per_file: int = DEFAULT_MAX_FRAMES_PER_FILE):
         missing = [k for k in layers if k not in grids]
         if missing:
@@ -93,7 +81,7 @@ class PropertyCollector:
             self.frames[key].append(x[idx].astype(np.float32))
             self.frame_file[key].append(np.full(len(idx), index))
             if fbank_frames is not None:
-                pair = self._matched(fbank_frames, fbank.GRID, x, grid, stem, "mel")
+                pair = self._matched(fbank_frames, FBANK_GRID, x, grid, stem, "mel")
                 self.mel[key].append(pair)
                 self.mel_file[key].append(np.full(len(pair[0]), index))
             if base is not None and key != BASE_LAYER:
@@ -102,10 +90,10 @@ class PropertyCollector:
                 self.intra_file[key].append(np.full(len(pair[0]), index))
 
     def _matched(self, a, grid_a, b, grid_b, stem, what) -> tuple[np.ndarray, np.ndarray]:
-        """Sampled rows of ``timematch.match(a, grid_a, b, grid_b)``, pooling only the sampled windows (a conv_0
+        """Sampled rows of ``contract.grid.match(a, grid_a, b, grid_b)``, pooling only the sampled windows (a conv_0
         layer of a long file has ~10^5 frames; pooling them all would hold a float64 copy per file)."""
         (fine, g_fine), (coarse, g_coarse) = sorted(((a, grid_a), (b, grid_b)), key=lambda p: p[1].hop)
-        kernel, stride = timematch.pool_plan(g_fine, g_coarse)
+        kernel, stride = pool_plan(g_fine, g_coarse)
         n = min(max(0, (len(fine) - kernel) // stride + 1), len(coarse))
         idx = self._sample(n, stem, f"{what}/{grid_b}")
         windows = idx[:, None] * stride + np.arange(kernel)[None, :]  # (m, kernel) fine-frame indices
@@ -115,11 +103,7 @@ class PropertyCollector:
 
     def speakers(self) -> tuple[np.ndarray | None, str | None]:
         """(speaker of each file (n_files,), None) or (None, reason) when a name is not LibriSpeech-style."""
-        bad = [s for s in self.stems if LIBRISPEECH_STEM.match(s) is None]
-        if bad:
-            return None, (f"{len(bad)} of {len(self.stems)} file names (e.g. {bad[0]!r}) do not follow the "
-                          f"LibriSpeech pattern {{speaker}}-{{chapter}}-{{utterance}}; speaker unknown")
-        return np.array([LIBRISPEECH_STEM.match(s).group(1) for s in self.stems]), None
+        return speakers_of(self.stems)
 
 
 def _file_splits(file_groups: np.ndarray | None, n_files: int, *, seed: int) -> list[tuple[np.ndarray, ...]]:
@@ -161,7 +145,7 @@ def _cca(view1, view2, row_file, *, file_groups, labels, protocol, seed) -> floa
     return float(np.mean([pwcca.views_heldout(view1, view2, s)[0] for s in splits]))
 
 
-def _measure(name, layers, compute, out: PropertyMeasures):
+def _measure(name: str, layers: list[str], compute, out: MeasureFamily) -> None:
     """``compute(key)`` for every layer; a layer where it fails is ``None`` (a gap) with its reason in
     ``out.unavailable[name]``, the other layers keep their values. No layer computed: the measure is left out."""
     values, failed = {}, []
@@ -174,91 +158,93 @@ def _measure(name, layers, compute, out: PropertyMeasures):
     if failed:
         out.unavailable[name] = "; ".join(failed)
     if any(v is not None for v in values.values()):
-        out.measures[name] = values
+        out.values[name] = values
 
 
-def measure(c: PropertyCollector, *, seed: int, cca_protocol: str = "centred") -> PropertyMeasures:
-    """Every measure of ``MEASURES`` for one collector (module docstring); see :class:`PropertyMeasures`."""
-    from threadpoolctl import threadpool_limits  # one BLAS thread: many small products (see probes.span_measures)
+def _acoustic(c: PropertyCollector, out: MeasureFamily, opts: dict) -> None:
+    """``cca_mel`` (needs every file's filterbanks) and ``cca_intra`` (needs ``BASE_LAYER``; ``None`` on it)."""
+    n_files = len(c.stems)
+    if c.n_fbank_files < n_files:
+        out.unavailable["cca_mel"] = (f"{n_files - c.n_fbank_files} of {n_files} files have no filterbanks; "
+                                      f"extract with --fbank")
+    else:
+        _measure("cca_mel", c.layers, lambda k: _cca(
+            *map(np.concatenate, zip(*c.mel[k])), np.concatenate(c.mel_file[k]), file_groups=None,
+            labels=None, **opts), out)
+    if BASE_LAYER not in c.layers:
+        out.unavailable["cca_intra"] = f"needs {BASE_LAYER} among the analysed layers"
+    else:
+        _measure("cca_intra", c.layers, lambda k: None if k == BASE_LAYER else _cca(
+            *map(np.concatenate, zip(*c.intra[k])), np.concatenate(c.intra_file[k]), file_groups=None,
+            labels=None, **opts), out)
 
+
+def _speaker(c: PropertyCollector, out: MeasureFamily, opts: dict, *, seed: int) -> None:
+    """The speaker measures (``MEASURES[2:]``): majority baseline, probe on utterance means, PWCCA on frames; all
+    unavailable with the reason when the speakers are unknown, fewer than two, or none has two utterances."""
     from layerwise.measures.span import majority_baseline, probe_accuracy
 
-    if cca_protocol not in CCA_PROTOCOLS:
-        raise ValueError(f"cca_protocol={cca_protocol!r} not in {CCA_PROTOCOLS}")
-    out = PropertyMeasures(info={"seed": seed, "cca_protocol": cca_protocol, "n_files": len(c.stems),
-                                 "max_frames_per_file": c.max_frames, "base_layer": BASE_LAYER})
+    speakers, reason = c.speakers()
+    if speakers is None or len(np.unique(speakers)) < 2:
+        out.unavailable.update(dict.fromkeys(MEASURES[2:], reason or "needs >= 2 speakers"))
+        return
+    splits = _file_splits(speakers, len(c.stems), seed=seed)
+    if all(len(test) == 0 for _, _, test in splits):
+        out.unavailable.update(dict.fromkeys(
+            MEASURES[2:], "no speaker has 2 utterances: nothing to test a speaker probe on"))
+        return
+    fit = [np.r_[tr, dv] for tr, dv, _ in splits]
+    baseline = float(np.mean([majority_baseline(speakers[f], speakers[te]) for f, (_, _, te) in zip(fit, splits)]))
+    out.values["speaker_majority_baseline"] = dict.fromkeys(c.layers, baseline)
+    out.provenance["n_speakers"] = len(np.unique(speakers))
+
+    def probe(key):
+        x = np.stack(c.means[key])
+        return float(np.mean([probe_accuracy(x[f], speakers[f], x[te], speakers[te])
+                              for f, (_, _, te) in zip(fit, splits)]))
+
+    _measure("speaker_probe_accuracy", c.layers, probe, out)
+
+    def speaker_cca(key):
+        rows = np.concatenate(c.frame_file[key])
+        labels = speakers[rows]
+        onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
+        return _cca(np.concatenate(c.frames[key]).astype(np.float64), onehot, rows, file_groups=speakers,
+                    labels=labels, **opts)
+
+    _measure("speaker_pwcca", c.layers, speaker_cca, out)
+
+
+def measure(c: PropertyCollector, *, seed: int, cca_protocol: str = "centred") -> MeasureFamily:
+    """Every measure of ``MEASURES`` for one collector (module docstring), as a
+    :class:`~layerwise.contract.results.MeasureFamily` whose ``provenance`` records seed, protocol, files, frames
+    kept per file, base layer and speakers (not written to ``summary.json``). cca_protocol : one of
+    ``span.CCA_PROTOCOLS``, validated by ``analyze.options.AnalysisOptions``."""
+    from threadpoolctl import threadpool_limits  # one BLAS thread: many small products (see span.span_measures)
+
+    out = MeasureFamily(provenance={"seed": seed, "cca_protocol": cca_protocol, "n_files": len(c.stems),
+                                    "max_frames_per_file": c.max_frames, "base_layer": BASE_LAYER})
     n_files = len(c.stems)
     opts = {"protocol": cca_protocol, "seed": seed}
     with threadpool_limits(limits=1):
         if n_files < 3:
-            for name in MEASURES:
-                out.unavailable[name] = f"needs >= 3 files for held-out scores, got {n_files}"
+            out.unavailable.update(dict.fromkeys(MEASURES, f"needs >= 3 files for held-out scores, got {n_files}"))
             return out
-        if c.n_fbank_files < n_files:
-            out.unavailable["cca_mel"] = (f"{n_files - c.n_fbank_files} of {n_files} files have no filterbanks; "
-                                          f"extract with --fbank")
-        else:
-            _measure("cca_mel", c.layers, lambda k: _cca(
-                *map(np.concatenate, zip(*c.mel[k])), np.concatenate(c.mel_file[k]), file_groups=None,
-                labels=None, **opts), out)
-        if BASE_LAYER not in c.layers:
-            out.unavailable["cca_intra"] = f"needs {BASE_LAYER} among the analysed layers"
-        else:
-            _measure("cca_intra", c.layers, lambda k: None if k == BASE_LAYER else _cca(
-                *map(np.concatenate, zip(*c.intra[k])), np.concatenate(c.intra_file[k]), file_groups=None,
-                labels=None, **opts), out)
-        speakers, reason = c.speakers()
-        if speakers is None or len(np.unique(speakers)) < 2:
-            for name in MEASURES[2:]:
-                out.unavailable[name] = reason or "needs >= 2 speakers"
-            return out
-        splits = _file_splits(speakers, n_files, seed=seed)
-        if all(len(test) == 0 for _, _, test in splits):
-            for name in MEASURES[2:]:
-                out.unavailable[name] = "no speaker has 2 utterances: nothing to test a speaker probe on"
-            return out
-        fit = [np.r_[tr, dv] for tr, dv, _ in splits]
-        baseline = float(np.mean([majority_baseline(speakers[f], speakers[te]) for f, (_, _, te) in
-                                  zip(fit, splits)]))
-        out.measures["speaker_majority_baseline"] = dict.fromkeys(c.layers, baseline)
-        out.info["n_speakers"] = len(np.unique(speakers))
-
-        def probe(key):
-            x = np.stack(c.means[key])
-            return float(np.mean([probe_accuracy(x[f], speakers[f], x[te], speakers[te])
-                                  for f, (_, _, te) in zip(fit, splits)]))
-
-        _measure("speaker_probe_accuracy", c.layers, probe, out)
-
-        def speaker_cca(key):
-            rows = np.concatenate(c.frame_file[key])
-            labels = speakers[rows]
-            onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(np.float64)
-            return _cca(np.concatenate(c.frames[key]).astype(np.float64), onehot, rows, file_groups=speakers,
-                        labels=labels, **opts)
-
-        _measure("speaker_pwcca", c.layers, speaker_cca, out)
+        _acoustic(c, out, opts)
+        _speaker(c, out, opts, seed=seed)
     return out
 
 
-CONTROL_KEY = "random_init"  # where the control's measures go (summary.json)
-
-
 def analyse(trained: PropertyCollector, control: PropertyCollector | None, *, seed: int,
-            cca_protocol: str = "centred") -> tuple[dict[str, dict], dict[str, str]]:
+            cca_protocol: str = "centred") -> MeasureFamily:
     """The measures of the trained model and, with the same seed and protocol, of the random-init control.
 
-    Returns ``(measures, unavailable)``: ``measures`` maps each computed measure of ``MEASURES`` to ``{layer: float
-    or None}`` (``None``: undefined for that layer, e.g. ``cca_intra`` of ``layer_0``), and with a control
-    ``measures["random_init"]`` holds the control's measures in the same form; ``unavailable`` maps a measure that
-    could not be computed to the reason (the control's as ``"random_init.<measure>"``). :func:`measure` gives the
-    same with the run's provenance (``PropertyMeasures.info``: seed, protocol, files, frames kept per file).
+    Returns the trained model's :class:`~layerwise.contract.results.MeasureFamily` (:func:`measure`): ``values``
+    maps each computed measure of ``MEASURES`` to ``{layer: float or None}`` (``None``: undefined for that layer,
+    e.g. ``cca_intra`` of ``layer_0``), ``unavailable`` a measure that could not be computed to the reason; with a
+    control, ``control`` holds the control's family in the same form (None without one).
     """
     result = measure(trained, seed=seed, cca_protocol=cca_protocol)
-    measures: dict[str, dict] = dict(result.measures)
-    unavailable = dict(result.unavailable)
-    if control is not None:
-        other = measure(control, seed=seed, cca_protocol=cca_protocol)
-        measures[CONTROL_KEY] = dict(other.measures)
-        unavailable.update({f"{CONTROL_KEY}.{name}": reason for name, reason in other.unavailable.items()})
-    return measures, unavailable
+    if control is None:
+        return result
+    return replace(result, control=measure(control, seed=seed, cca_protocol=cca_protocol))

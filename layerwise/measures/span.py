@@ -14,25 +14,29 @@ Analysis side: numpy/scipy/scikit-learn only, never torch or transformers. One e
 
 CCA (centred PWCCA, the default ``cca_protocol="centred"``) is ``pwcca.py``; the published protocol
 (``cca_protocol="pasad"``, ``mi_protocol="pasad"``) is ``pasad.py``. A measure that cannot be computed is reported
-under ``unavailable`` with its reason; the other measures are still computed.
+under ``unavailable`` of the returned :class:`~layerwise.contract.results.MeasureFamily` with its reason; the other
+measures are still computed.
 """
 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 
+from layerwise.contract.layout import FRAME_SPAN, SPANS
+from layerwise.contract.results import MeasureFamily
 from layerwise.measures import pasad
-from layerwise.measures.pasad import pasad_cca_score  # noqa: F401 - public here: the published protocol next to the project's
-from layerwise.measures.pwcca import CCAFit, fit_cca, pwcca_heldout, pwcca_score, standardise  # noqa: F401 - re-exported
+from layerwise.measures.pwcca import pwcca_heldout, standardise
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / dev / test, as fractions of the utterances
 PROBE_C = 1.0  # inverse L2 strength of the logistic regression (standardised features)
 PROBE_MAX_ITER = 300
+# The protocols: choices validated once by analyze.options.AnalysisOptions, trusted here and in alignment_free.
 CCA_PROTOCOLS = ("centred", "pasad")  # centred PWCCA on utterance splits (pwcca.py) | the published one (pasad.py)
 MI_PROTOCOLS = ("project", "pasad")  # NMI of k = n_classes clusters | MI / H(labels), fitted on one set (pasad.py)
-UNITS = ("phone", "word")
+UNITS = tuple(s for s in SPANS if s != FRAME_SPAN)  # the spans whose segments carry labels: phone, word
 
 
 def utterance_splits(groups: np.ndarray, *, n_splits: int, seed: int) -> list[tuple[np.ndarray, ...]]:
@@ -138,7 +142,7 @@ def span_measures(
     cca_protocol: str = "centred",
     mi_protocol: str = "project",
     unit: str = "phone",
-) -> dict:
+) -> MeasureFamily:
     """Per-layer probe accuracy, PWCCA and (optionally) MI of span features; a measure that fails is reported.
 
     features : layer key -> ndarray (n_segments, D), any float dtype; all with the same n_segments.
@@ -159,24 +163,23 @@ def span_measures(
         label-stratified parts of the segments, 3 trials, 6 ε pairs; comparable with the published curves).
     mi_protocol : ``"project"`` (NMI of k = n_classes clusters of standardised features) or ``"pasad"``
         (``pasad.pasad_mi`` fitted on the train+dev utterances of each split, applied to its test utterances).
-    unit : ``"phone"`` or ``"word"``: the reference's cluster count for ``mi_protocol="pasad"``.
+        Both protocols are validated once, by ``analyze.options.AnalysisOptions`` (``CCA_PROTOCOLS``,
+        ``MI_PROTOCOLS``); this function trusts them.
+    unit : ``"phone"`` or ``"word"`` (the folder's span): the reference's cluster count for ``mi_protocol="pasad"``.
 
-    Returns ``{"probe_accuracy": {layer: float}, "probe_majority_baseline": float, "pwcca": {layer: float},
-    "mi": {layer: float} (when compute_mi), "span_measures_info": {...}, "unavailable": {measure: reason}}``. A
-    measure that cannot be computed (for any layer) is left out and its reason is under ``unavailable``; the
-    others are still there. Accuracies and the baseline are means over the splits' test parts;
-    ``span_measures_info`` records seed, sizes, protocols, chosen ε and (pasad) the parts, trials and ε pairs.
-    Raises ``ValueError`` only when no measure can be computed at all (fewer than 2 classes or 3 utterances).
+    Returns a :class:`~layerwise.contract.results.MeasureFamily`: ``values`` holds ``probe_accuracy``, ``pwcca``
+    and ``mi`` (when compute_mi), each ``{layer: float}``; ``info`` holds ``probe_majority_baseline`` (float) and
+    ``span_measures_info`` (seed, sizes, protocols, chosen ε and, pasad, the parts, trials and ε pairs), as
+    ``summary.json`` writes them. A measure that cannot be computed (for any layer) is left out of ``values`` and
+    its reason is under ``unavailable``; the others are still there. Accuracies and the baseline are means over the
+    splits' test parts. Raises ``ValueError`` only when no measure can be computed at all (malformed arrays, fewer
+    than 2 classes or 3 utterances).
     """
-    if cca_protocol not in CCA_PROTOCOLS:
-        raise ValueError(f"cca_protocol={cca_protocol!r} not in {CCA_PROTOCOLS}")
-    if mi_protocol not in MI_PROTOCOLS:
-        raise ValueError(f"mi_protocol={mi_protocol!r} not in {MI_PROTOCOLS}")
-    if unit not in UNITS:
+    if unit not in UNITS:  # from the folder's metadata: data, checked here
         raise ValueError(f"unit={unit!r} not in {UNITS}")
     options = {"seed": seed, "n_splits": n_splits, "compute_mi": compute_mi, "min_count": min_count,
-                   "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
-                   "mi_protocol": mi_protocol, "unit": unit}
+               "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
+               "mi_protocol": mi_protocol, "unit": unit}
     if n_threads is None:
         return _span_measures(features, labels, groups, **options)
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
@@ -188,21 +191,40 @@ def span_measures(
 _MEASURE_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)  # data a measure cannot handle
 
 
-def _per_layer(name, features, compute, result, unavailable, extra=None):
-    """``result[name][layer] = compute(layer, x)`` for every layer; on a failure the measure becomes unavailable
-    (reason names the layer) and the layers done so far are dropped: a measure is reported whole or not at all."""
+def _per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily) -> None:
+    """``family.values[name][layer] = compute(layer, x)`` for every layer; on a failure the measure becomes
+    unavailable (the reason names the layer) and the layers done so far are dropped: a measure is reported whole or
+    not at all."""
     values = {}
     for key, x in features.items():
         try:
             values[key] = compute(key, x)
         except _MEASURE_ERRORS as err:
-            unavailable[name] = f"{key}: {type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''}"
+            message = str(err).strip().splitlines()[0] if str(err) else ""
+            family.unavailable[name] = f"{key}: {type(err).__name__}: {message}"
             return
-    result[name] = values
+    family.values[name] = values
 
 
-def _span_measures(features, labels, groups, *, seed, n_splits, compute_mi, min_count, max_classes, max_segments,
-                   cca_protocol, mi_protocol, unit):
+@dataclass(frozen=True)
+class _Segments:
+    """The segments the measures use, after the utterance cap and the class filter.
+
+    xs : layer -> (n, D) float64; labels, groups : (n,); classes : the sorted label set; onehot : (n, n_classes)
+    float64; n_available : segments before the cap and the filter; splits : seeded utterance splits."""
+
+    xs: dict[str, np.ndarray]
+    labels: np.ndarray
+    groups: np.ndarray
+    classes: np.ndarray
+    onehot: np.ndarray
+    n_available: int
+    splits: list[tuple[np.ndarray, ...]]
+
+
+def _segments(features, labels, groups, *, seed, n_splits, min_count, max_classes, max_segments) -> _Segments:
+    """Check the arrays (data), keep whole utterances under ``max_segments`` and the labels ``select_classes``
+    keeps; raises ValueError when nothing can be measured."""
     labels, groups = np.asarray(labels).astype(np.str_), np.asarray(groups)
     if labels.ndim != 1 or groups.shape != labels.shape:
         raise ValueError(f"labels {labels.shape} and groups {groups.shape} must both be (n_segments,)")
@@ -222,52 +244,82 @@ def _span_measures(features, labels, groups, *, seed, n_splits, compute_mi, min_
     splits = utterance_splits(groups, n_splits=n_splits, seed=seed)
     onehot = (labels[:, None] == classes[None, :]).astype(np.float64)
     xs = {key: np.asarray(value[keep], dtype=np.float64) for key, value in features.items()}
+    return _Segments(xs, labels, groups, classes, onehot, len(keep), splits)
 
-    baseline = float(np.mean([majority_baseline(labels[np.r_[tr, dv]], labels[te]) for tr, dv, te in splits]))
-    result: dict = {"probe_majority_baseline": baseline}
-    unavailable: dict[str, str] = {}
-    info = {"seed": seed, "n_splits": n_splits, "n_segments": len(labels), "n_segments_available": len(keep),
-            "n_classes": len(classes), "n_utterances": len(np.unique(groups)), "min_count": min_count,
-            "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
-            "mi_protocol": mi_protocol if compute_mi else None}
+
+def _probe(seg: _Segments, family: MeasureFamily) -> None:
+    """``probe_accuracy`` per layer and the majority baseline (means over the splits' test parts)."""
+    labels, splits = seg.labels, seg.splits
+    family.info["probe_majority_baseline"] = float(np.mean([
+        majority_baseline(labels[np.r_[tr, dv]], labels[te]) for tr, dv, te in splits]))
 
     def probe(_, x):
         return float(np.mean([probe_accuracy(x[np.r_[tr, dv]], labels[np.r_[tr, dv]], x[te], labels[te])
                               for tr, dv, te in splits]))
 
-    _per_layer("probe_accuracy", xs, probe, result, unavailable)
+    _per_layer("probe_accuracy", seg.xs, probe, family)
+
+
+def _pwcca_centred(seg: _Segments, family: MeasureFamily, info: dict) -> None:
+    """``pwcca`` on held-out utterances (``pwcca.py``); the ε chosen per layer and split go to ``info``."""
+    chosen = {}
+
+    def cca(key, x):
+        scores = [pwcca_heldout(x, seg.onehot, split) for split in seg.splits]
+        chosen[key] = [eps for _, eps in scores]
+        return float(np.mean([score for score, _ in scores]))
+
+    _per_layer("pwcca", seg.xs, cca, family)
+    info["pwcca_reg_chosen"] = chosen
+
+
+def _pwcca_pasad(seg: _Segments, family: MeasureFamily, info: dict, *, seed: int) -> None:
+    """``pwcca`` with the published protocol (``pasad.py``); its parts, trials, ε pairs and chosen ε to ``info``."""
+    parts = pasad.stratified_parts(seg.labels, len(seg.labels), seed=seed)
+    trials, eps_pairs = pasad.draw_trials(seed=seed), pasad.draw_eps_pairs(seed=seed)
+    chosen = {}
+
+    def cca(key, x):
+        score, details = pasad.pasad_cca_score(x, seg.onehot, parts, trials, eps_pairs)
+        chosen[key] = [t["best_eps"] for t in details["trials"]]
+        return score
+
+    _per_layer("pwcca", seg.xs, cca, family)
+    info["pasad_cca"] = {"parts": [p.tolist() for p in parts], "trials": [list(t) for t in trials],
+                         "eps_pairs": [list(p) for p in eps_pairs], "best_eps": chosen}
+
+
+def _mi(seg: _Segments, family: MeasureFamily, *, mi_protocol: str, unit: str, seed: int) -> None:
+    """``mi`` per layer: NMI of k-means clusters (``project``) or ``pasad.pasad_mi`` on each split (``pasad``)."""
+    labels = seg.labels
+    if mi_protocol == "project":
+        _per_layer("mi", seg.xs, lambda _, x: cluster_nmi(x, labels, n_clusters=min(len(seg.classes), len(x)),
+                                                         seed=seed), family)
+        return
+
+    def mi(_, x):
+        return float(np.mean([pasad.pasad_mi(x[np.r_[tr, dv]], x[te], labels[te], span=unit, seed=seed)
+                              for tr, dv, te in seg.splits]))
+
+    _per_layer("mi", seg.xs, mi, family)
+
+
+def _span_measures(features, labels, groups, *, seed, n_splits, compute_mi, min_count, max_classes, max_segments,
+                   cca_protocol, mi_protocol, unit) -> MeasureFamily:
+    """:func:`span_measures` without the thread limit: segments, then probe, PWCCA and MI, in that order."""
+    seg = _segments(features, labels, groups, seed=seed, n_splits=n_splits, min_count=min_count,
+                    max_classes=max_classes, max_segments=max_segments)
+    family = MeasureFamily()
+    info = {"seed": seed, "n_splits": n_splits, "n_segments": len(seg.labels), "n_segments_available": seg.n_available,
+            "n_classes": len(seg.classes), "n_utterances": len(np.unique(seg.groups)), "min_count": min_count,
+            "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
+            "mi_protocol": mi_protocol if compute_mi else None}
+    _probe(seg, family)
     if cca_protocol == "centred":
-        chosen = {}
-
-        def cca(key, x):
-            scores = [pwcca_heldout(x, onehot, split) for split in splits]
-            chosen[key] = [eps for _, eps in scores]
-            return float(np.mean([score for score, _ in scores]))
-
-        _per_layer("pwcca", xs, cca, result, unavailable)
-        info["pwcca_reg_chosen"] = chosen
+        _pwcca_centred(seg, family, info)
     else:
-        parts = pasad.stratified_parts(labels, len(labels), seed=seed)
-        trials, eps_pairs = pasad.draw_trials(seed=seed), pasad.draw_eps_pairs(seed=seed)
-        chosen = {}
-
-        def cca(key, x):
-            score, details = pasad.pasad_cca_score(x, onehot, parts, trials, eps_pairs)
-            chosen[key] = [t["best_eps"] for t in details["trials"]]
-            return score
-
-        _per_layer("pwcca", xs, cca, result, unavailable)
-        info["pasad_cca"] = {"parts": [p.tolist() for p in parts], "trials": [list(t) for t in trials],
-                             "eps_pairs": [list(p) for p in eps_pairs], "best_eps": chosen}
-    if compute_mi and mi_protocol == "project":
-        _per_layer("mi", xs, lambda _, x: cluster_nmi(x, labels, n_clusters=min(len(classes), len(x)), seed=seed),
-                   result, unavailable)
-    elif compute_mi:
-        def mi(_, x):
-            return float(np.mean([pasad.pasad_mi(x[np.r_[tr, dv]], x[te], labels[te], span=unit, seed=seed)
-                                  for tr, dv, te in splits]))
-
-        _per_layer("mi", xs, mi, result, unavailable)
-    result["span_measures_info"] = info
-    result["unavailable"] = unavailable
-    return result
+        _pwcca_pasad(seg, family, info, seed=seed)
+    if compute_mi:
+        _mi(seg, family, mi_protocol=mi_protocol, unit=unit, seed=seed)
+    family.info["span_measures_info"] = info
+    return family

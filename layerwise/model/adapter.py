@@ -9,7 +9,10 @@ waveform normalisation, and returns for ONE utterance either
 
 each as a time-major ``(T, D)`` float32 array. One utterance per forward pass: HuBERT-base's first conv block
 normalises over time (GroupNorm), so zero-padded batches change the numbers. The frame math (hop, receptive field,
-frame counts, frame centre times) lives in ``frames.py`` (re-exported here).
+frame counts, frame centre times) lives in :mod:`layerwise.contract.grid` (``SpeechModel.geometry``).
+
+The settings (rep_type, dtype, device, normalize) arrive validated by the run's options
+(:class:`~layerwise.extract.options.ExtractionOptions`) and are trusted here.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import logging
 import numpy as np
 
 from layerwise.errors import InputError, ModelLoadError
-from layerwise.model.checkpoint import DTYPES, REP_TYPES, ModelInfo, load_base_model, read_checkpoint
-from layerwise.model.memory import check_memory, memory_needed, out_of_memory
+from layerwise.model.checkpoint import ModelInfo, load_base_model, read_checkpoint
+from layerwise.model.machine import check_bf16, check_memory, memory_needed, out_of_memory
 
 log = logging.getLogger(__name__)
 
@@ -32,14 +35,13 @@ def _torch():
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error."""
+    """``auto`` → ``cuda`` when available else ``cpu``; ``cuda`` without a GPU is an error (``device`` is one of
+    ``auto|cpu|cuda``, checked by the run's options)."""
     torch = _torch()
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
         raise ModelLoadError("--device cuda was requested but torch sees no CUDA device (use --device cpu or auto)")
-    if device not in ("cpu", "cuda"):
-        raise ModelLoadError(f"--device {device!r} not in auto|cpu|cuda")
     return device
 
 
@@ -86,10 +88,7 @@ class SpeechModel:
         Raises :class:`ModelLoadError` (offline and not cached, missing folder, missing or mis-shaped weights)."""
         torch = _torch()
         from layerwise.model.longaudio import ChunkedFeatureEncoder
-        from layerwise.model.machine import check_bf16
 
-        if dtype not in DTYPES:
-            raise ModelLoadError(f"dtype={dtype!r} not in {'|'.join(DTYPES)}")
         device = resolve_device(device)
         info, config, extractor, kwargs = read_checkpoint(name, revision=revision, normalize=normalize)
         log.info("waveform normalisation: %s (normalize=%s; the checkpoint's feature extractor says do_normalize=%s)",
@@ -131,8 +130,6 @@ class SpeechModel:
         (named by layer key and compute dtype).
         """
         torch = _torch()
-        if rep_type not in REP_TYPES:
-            raise ValueError(f"rep_type={rep_type!r} not in {REP_TYPES}")
         keys = self.keys(rep_type)
         if not layers or not all(0 <= i < len(keys) for i in layers):
             raise ValueError(f"layers={list(layers)} must be a non-empty list of indices in [0, {len(keys) - 1}]")

@@ -29,16 +29,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
-from layerwise.contract.frames import FrameGeometry
-from layerwise.contract.layout import layer_key
-from layerwise.errors import ModelLoadError, UsageError
+from layerwise.contract.grid import FrameGeometry
+from layerwise.contract.layout import KEY_PREFIX, layer_key
+from layerwise.errors import ModelLoadError
 from layerwise.model.fingerprint import folder_fingerprint
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "facebook/hubert-base-ls960"
-REP_TYPES = ("contextualized", "local")
-DTYPES = ("float32", "bfloat16", "float16")
+REP_TYPES = tuple(KEY_PREFIX)  # contextualized (hidden states, layer_k), local (CNN blocks, conv_k)
+# Compute dtypes and the bytes of one value in each (the memory estimate of machine.py reads the sizes).
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+DTYPES = tuple(DTYPE_BYTES)
 NORMALIZE_MODES = ("auto", "on", "off")
 # One TCP connect to the hub endpoint: a reachable hub answers in well under a second (one round trip); 3 s leaves
 # room for a slow DNS lookup while keeping an offline failure far below transformers' ≈ 25 s of retries.
@@ -82,8 +84,6 @@ class ModelInfo:
     def keys(self, rep_type: str) -> list[str]:
         """Every key this model produces for ``rep_type``, in layer order: ``layer_0..layer_L`` (L transformer
         layers plus the CNN/projection output) or ``conv_0..conv_{K-1}``."""
-        if rep_type not in REP_TYPES:
-            raise UsageError(f"rep_type={rep_type!r} not in {'|'.join(REP_TYPES)}")
         count = self.num_layers + 1 if rep_type == "contextualized" else self.num_conv_layers
         return [layer_key(rep_type, i) for i in range(count)]
 
@@ -188,9 +188,8 @@ def call_hub(loader, name: str, kwargs: dict, what: str):
 
 
 def resolve_normalize(feature_extractor, normalize: str) -> bool:
-    """The normalisation actually applied: the checkpoint's ``do_normalize`` for ``auto``, else ``on``/``off``."""
-    if normalize not in NORMALIZE_MODES:
-        raise ModelLoadError(f"normalize={normalize!r} not in {'|'.join(NORMALIZE_MODES)}")
+    """The normalisation actually applied: the checkpoint's ``do_normalize`` for ``auto``, else ``on``/``off``
+    (one of :data:`NORMALIZE_MODES`, checked by the run's options)."""
     own = bool(getattr(feature_extractor, "do_normalize", True))
     return own if normalize == "auto" else normalize == "on"
 

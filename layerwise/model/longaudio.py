@@ -1,11 +1,11 @@
-"""Exact CNN feature encoder for long audio in bounded memory: the same numbers in chunks.
+"""CNN feature encoder for long audio in bounded memory: the unchunked numbers to float32 rounding, in chunks.
 
 The unchunked CNN of HuBERT-base holds about three copies of its first block's output (conv, GroupNorm, GELU:
 512 channels at ``sample_rate / 5`` frames/s, float32), i.e. ``3 · 512/5 · 4 B ≈ 1.2 kB`` per input sample
 (≈ 20 MB per second of 16 kHz audio, ≈ 6 GB for 300 s). Here the CNN runs on chunks of
 :data:`CHUNK_SECONDS` of output frames, so that cost stops at ≈ ``CHUNK_SECONDS · 20 MB`` whatever the length.
 
-Why it is exact:
+Why it equals the unchunked CNN (up to the order of float32 sums inside GroupNorm):
 
 - Output frame ``j`` sees input samples ``[j·hop, j·hop + field)``. A chunk of output frames ``[a, b)`` is computed
   from samples ``[a·hop, (b−1)·hop + field)`` (chunks overlap by ``field − hop`` samples, 80 for HuBERT-base).

@@ -1,12 +1,13 @@
 """Figures of a comparison (matplotlib, Agg backend), drawn from a computed :class:`~layerwise.compare.run.Comparison`.
 
-Nothing is computed here but layout. Each figure is written atomically and described by a :class:`Figure` (file
-name, heading, how to read it) that the report shows next to it.
+Nothing is computed here but layout. :func:`figures_of` lists a comparison's figures as entries of the one figure
+registry type (``figures.Figure``: file name, title, caption, when it applies, how to draw it); ``figures.draw_all``
+draws them, each written atomically, and the report shows each with its caption.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import matplotlib
@@ -16,24 +17,15 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from layerwise.contract import layout, store
+from layerwise.contract import layout
 from layerwise.contract.names import display_name
+from layerwise.report import figures, plotkit
 from layerwise.report.plotkit import plain_numbers
 
-DPI = 110
 MAX_TICKS = 13  # labelled layers on a line plot's x axis: L0 … L12 all; 25 layers every second one
 ANNOTATE_MAX = 16  # write the value in each heatmap cell up to this many layers per axis
 SAME_LAYER_PNG = "cka_same_layer.png"
 SWEEP_PNG = "sweep.png"
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A drawn figure: file name in the output folder, heading and how to read it (for the report)."""
-
-    name: str
-    heading: str
-    how: str
 
 
 def pair_png(a: int, b: int) -> str:
@@ -60,9 +52,7 @@ def _layer_ticks(ax, folders) -> None:
 
 
 def _save(fig, path: Path) -> None:
-    with store.atomic_open(path, "wb") as handle:
-        fig.savefig(handle, format="png", dpi=DPI, bbox_inches="tight")
-    plt.close(fig)
+    plotkit.save(fig, path)  # the one PNG writer (atomic, plotkit.DPI)
 
 
 def cka_heatmap(matrix: np.ndarray, rows: list[str], cols: list[str], label_a: str, label_b: str, path: Path, *,
@@ -131,31 +121,58 @@ def subtitle_of(result) -> str:
     return f"{len(result.stems)} utterances in every folder, {result.n_frames:,} {unit}"
 
 
-def draw_all(result, out: Path) -> list[Figure]:
-    """Every figure of ``result`` into ``out``; returns them in report order."""
-    subtitle = subtitle_of(result)
-    figures = []
-    for pair in result.pairs:
-        a, b = result.folders[pair.a], result.folders[pair.b]
-        name = pair_png(pair.a, pair.b)
-        cka_heatmap(pair.cka, a.layers, b.layers, a.label, b.label, out / name, subtitle=subtitle)
-        figures.append(Figure(name, f"Linear CKA: {a.label} (rows) vs {b.label} (columns)", (
-            "Every layer of one folder against every layer of the other, over the same frames (the same audio, "
-            "row by row in time). 1 means the two layers' frame representations agree up to a rotation and an "
-            "isotropic scaling; near 0 means unrelated. A bright diagonal means layer k of one model matches "
-            "layer k of the other; a bright band off the diagonal means the corresponding computation sits at "
-            "another depth. With few frames CKA of unrelated layers is biased upwards (about dim/frames).")))
-    if any(p.same_layer is not None for p in result.pairs):
-        same_layer(result, out / SAME_LAYER_PNG, subtitle=subtitle)
-        figures.append(Figure(SAME_LAYER_PNG, "Same-index curves: layer k vs layer k", (
-            "The diagonal of each heatmap above, for pairs of folders with the same number of layers. Against a "
-            "folder written with --random_init this reads as how far training moved each layer: low CKA = the "
-            "trained layer differs most from its random initialisation. Between checkpoints of one run it shows "
-            "which layers are still changing.")))
-    sweep(result, out / SWEEP_PNG, subtitle=subtitle)
-    figures.append(Figure(SWEEP_PNG, "Per-folder sweeps", (
-        "Each folder's own per-layer measures, one line per folder, computed on the compared frames (the common "
-        "utterances, after time matching), so they can differ slightly from visualize_features.py on one folder. "
-        "Mean and std show scale; CKA with the previous layer shows where the representation changes fastest; "
-        "the number of principal components for 90 % of the variance is a rough effective dimensionality.")))
-    return figures
+PAIR_CAPTION = (
+    "Every layer of one folder against every layer of the other, over the same frames (the same audio, row by row "
+    "in time). 1 means the two layers' frame representations agree up to a rotation and an isotropic scaling; near "
+    "0 means unrelated. A bright diagonal means layer k of one model matches layer k of the other; a bright band off "
+    "the diagonal means the corresponding computation sits at another depth. With few frames CKA of unrelated layers "
+    "is biased upwards (about dim/frames).")
+SAME_LAYER_CAPTION = (
+    "The diagonal of each heatmap above, for pairs of folders with the same number of layers. Against a folder "
+    "written with --random_init this reads as how far training moved each layer: low CKA = the trained layer "
+    "differs most from its random initialisation. Between checkpoints of one run it shows which layers are still "
+    "changing.")
+SWEEP_CAPTION = (
+    "Each folder's own per-layer measures, one line per folder, computed on the compared frames (the common "
+    "utterances, after time matching), so they can differ slightly from visualize_features.py on one folder. Mean "
+    "and std show scale; CKA with the previous layer shows where the representation changes fastest; the number of "
+    "principal components for 90 % of the variance is a rough effective dimensionality.")
+
+
+def _draw_pair(pair, result, path: Path) -> Path:
+    a, b = result.folders[pair.a], result.folders[pair.b]
+    cka_heatmap(pair.cka, a.layers, b.layers, a.label, b.label, path, subtitle=subtitle_of(result))
+    return path
+
+
+def _draw_same_layer(result, path: Path) -> Path:
+    same_layer(result, path, subtitle=subtitle_of(result))
+    return path
+
+
+def _draw_sweep(result, path: Path) -> Path:
+    sweep(result, path, subtitle=subtitle_of(result))
+    return path
+
+
+def _has_same_layer(result) -> bool:
+    return any(p.same_layer is not None for p in result.pairs)
+
+
+def figures_of(result) -> tuple[figures.Figure, ...]:
+    """The figures of ``result`` in report order: one CKA heatmap per pair of folders, the same-index curves (pairs
+    with equal layer counts), the per-folder sweeps."""
+    pairs = tuple(
+        figures.Figure(pair_png(pair.a, pair.b),
+                       f"Linear CKA: {result.folders[pair.a].label} (rows) vs {result.folders[pair.b].label} (columns)",
+                       PAIR_CAPTION, figures.always, partial(_draw_pair, pair))
+        for pair in result.pairs)
+    return (*pairs,
+            figures.Figure(SAME_LAYER_PNG, "Same-index curves: layer k vs layer k", SAME_LAYER_CAPTION,
+                           _has_same_layer, _draw_same_layer),
+            figures.Figure(SWEEP_PNG, "Per-folder sweeps", SWEEP_CAPTION, figures.always, _draw_sweep))
+
+
+def draw_all(result, out: Path) -> list[figures.Drawn]:
+    """Every figure of ``result`` (:func:`figures_of`) into ``out``; returns those drawn, in report order."""
+    return figures.draw_all(result, out, figures_of(result))

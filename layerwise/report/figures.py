@@ -1,9 +1,11 @@
-"""The one registry of figures: file name, title, caption ("how to read this") and the callable that draws it.
+"""The figure registry of both reports: :class:`Figure` (file name, title, caption, when it applies, the callable
+that draws it), :class:`Drawn` (a figure a run wrote) and :func:`draw_all`, which draws the entries that apply.
 
-``analyze.draw`` walks :data:`FIGURES` in order and draws each figure that applies to the result; ``report`` reads
-the same entries for headings and captions. A figure is defined here and nowhere else. The draw callables only pick
-numbers out of an :class:`~layerwise.contract.results.AnalysisResult` and call the matching ``plots`` function (matplotlib
-is imported when the first figure is drawn, not when this module is imported).
+An analysis's figures are :data:`FIGURES`, defined here and nowhere else; a comparison's are built per result by
+``compareplots.figures_of`` (one heatmap per pair of folders) with the same type. ``html`` reads the drawn entries
+for headings and captions. The analysis's draw callables only pick numbers out of an
+:class:`~layerwise.contract.results.AnalysisResult` and call the matching ``plots``/``scatter`` function (matplotlib is
+imported when the first figure is drawn, not when this module is imported).
 """
 
 from __future__ import annotations
@@ -15,24 +17,25 @@ from pathlib import Path
 from layerwise.contract.layout import PROPERTY_MEASURES, SPAN_MEASURES
 from layerwise.contract.results import N_PCA_COMPONENTS, AnalysisResult
 
-SPAN_MEASURE_KEYS, PROPERTY_MEASURE_KEYS = SPAN_MEASURES, PROPERTY_MEASURES  # defined in contract.py
 NO_CONTROL_CAPTION = ("No random-initialisation control in this run, so no dashed lines: only the analysed model is "
                       "drawn (see the notes for where the control was looked for).")
 
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure of the report. applies(result) says whether this run draws it; draw(result, path) writes the PNG
-    and returns its path, or None when there is nothing to draw (e.g. a 1×1 heatmap)."""
+    """One figure of a report: ``name`` its PNG file in the output folder, ``title`` its heading, ``caption`` how to
+    read it. applies(result) says whether this run draws it; draw(result, path) writes the PNG and returns its path,
+    or None when there is nothing to draw (e.g. a 1×1 heatmap). ``result`` is whatever the report is of (an
+    ``AnalysisResult``, a ``Comparison``)."""
 
     name: str
     title: str
     caption: str
-    applies: Callable[[AnalysisResult], bool]
-    draw: Callable[[AnalysisResult, Path], Path | None]
+    applies: Callable[[object], bool]
+    draw: Callable[[object, Path], Path | None]
     control: str = ""  # what the dashed lines are: added to the caption when the run has a random-init control
 
-    def caption_for(self, result: AnalysisResult) -> str:
+    def caption_for(self, result) -> str:
         """The caption of this figure in ``result``: with the control's sentence when a control is drawn, and
         NO_CONTROL_CAPTION instead when this figure would draw one but the run has none."""
         if not self.control:
@@ -63,6 +66,12 @@ def _plots():
     return plots
 
 
+def _scatter():
+    from layerwise.report import scatter
+
+    return scatter
+
+
 def subtitle(result: AnalysisResult) -> str:
     """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path."""
     from layerwise.contract.names import model_label
@@ -73,7 +82,8 @@ def subtitle(result: AnalysisResult) -> str:
 def _groups(result: AnalysisResult):
     """(group per point, group names, what) for the scatters, from ``result.run.color_by``."""
     choice = None if result.run.color_by == "auto" else result.run.color_by
-    return _plots().point_groups(result.sample.utterances, result.sample.labels, color_by=choice)
+    return _scatter().point_groups(result.sample.utterances, result.sample.labels, color_by=choice,
+                                   speakers=result.sample.speakers)
 
 
 def _draw_statistics(result: AnalysisResult, path: Path):
@@ -101,7 +111,7 @@ def _draw_pca(result: AnalysisResult, path: Path):
     groups, names, what = _groups(result)
     ratios = {x.key: x.explained_variance_ratio for x in result.layers}
     projections = {x.key: x.projection for x in result.layers}
-    return _plots().pca_figure(result.keys, ratios, projections, groups, names, what, path,
+    return _scatter().pca_figure(result.keys, ratios, projections, groups, names, what, path,
                                subtitle=f"{subtitle(result)}; scatter: {len(result.sample)} sampled",
                                n_show=N_PCA_COMPONENTS)
 
@@ -110,7 +120,7 @@ def _draw_tsne(result: AnalysisResult, path: Path):
     groups, names, what = _groups(result)
     embeddings = {x.key: x.embedding if x.embedding is not None else f"t-SNE not computed:\n{x.reasons.get('tsne')}"
                   for x in result.layers}
-    return _plots().tsne_figure(result.keys, embeddings, groups, names, what, path,
+    return _scatter().tsne_figure(result.keys, embeddings, groups, names, what, path,
                                 subtitle=f"{len(result.sample)} of {result.n_frames:,} {result.unit} sampled (seed "
                                          f"{result.run.seed}); {subtitle(result)}")
 
@@ -121,7 +131,7 @@ def _draw_variance(result: AnalysisResult, path: Path):
 
 
 def _span_dict(measures: dict, info: dict) -> dict:
-    return {**{k: measures[k] for k in SPAN_MEASURE_KEYS if k in measures}, **info}
+    return {**{k: measures[k] for k in SPAN_MEASURES if k in measures}, **info}
 
 
 def _draw_span(result: AnalysisResult, path: Path):
@@ -137,7 +147,7 @@ def _has_span(result: AnalysisResult) -> bool:
 
 
 def _has_properties(result: AnalysisResult) -> bool:
-    return any(k in result.measures for k in PROPERTY_MEASURE_KEYS)
+    return any(k in result.measures for k in PROPERTY_MEASURES)
 
 
 def _draw_properties(result: AnalysisResult, path: Path):
@@ -145,7 +155,8 @@ def _draw_properties(result: AnalysisResult, path: Path):
     return _plots().what_each_layer_encodes(result.keys, result.measures, control, path, subtitle=subtitle(result))
 
 
-def _always(result: AnalysisResult) -> bool:
+def always(result) -> bool:
+    """``Figure.applies`` of a figure every run draws."""
     return True
 
 
@@ -156,7 +167,7 @@ FIGURES: tuple[Figure, ...] = (
     Figure("feature_statistics.png", "Feature statistics per layer", (
         "Mean and standard deviation of all values of a layer (every real frame × every dimension). Padding never "
         "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
-        "the CNN); scale alone says nothing about what a layer encodes."), _always, _draw_statistics),
+        "the CNN); scale alone says nothing about what a layer encodes."), always, _draw_statistics),
     Figure("layer_similarity_cka.png", "Layer similarity: linear CKA", (
         "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
         "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
@@ -172,16 +183,16 @@ FIGURES: tuple[Figure, ...] = (
         "Top left: cumulative share of variance in the first principal components, from the exact covariance over "
         "all frames (one curve per layer, dark = early). Top right: how many components hold 50 % / 90 % of the "
         "variance, a rough effective dimensionality per layer. Below: the sampled frames on PC1/PC2; clusters by "
-        "colour mean the leading directions separate utterances (speaker/channel) or labels."), _always, _draw_pca),
+        "colour mean the leading directions separate utterances (speaker/channel) or labels."), always, _draw_pca),
     Figure("tsne.png", "t-SNE of sampled frames", (
         "A 2-D neighbourhood map of the seeded frame subsample per layer. Only local neighbourhoods are meaningful: "
         "distances between clusters and cluster sizes are not. Colour by utterance or speaker shows "
-        "speaker/recording clustering; colour by phone (span folders) shows phonetic clustering."), _always,
+        "speaker/recording clustering; colour by phone (span folders) shows phonetic clustering."), always,
         _draw_tsne),
     Figure("variance_distribution.png", "Per-dimension variance", (
         "Histogram over dimensions of the variance of each dimension across frames (log10 scale, shared axis). "
         "A few dimensions with variance orders of magnitude above the rest are outlier dimensions; they dominate "
-        "Euclidean distances, the uncentered cosine and the first principal components."), _always, _draw_variance),
+        "Euclidean distances, the uncentered cosine and the first principal components."), always, _draw_variance),
     Figure("span_measures.png", "Where label information lives: probe accuracy, PWCCA, MI per layer", (
         "Span folders only. x: layer in numeric order; y: held-out scores in [0, 1] (PWCCA can dip slightly below "
         "0). Blue: accuracy of a linear probe predicting each segment's phone/word, trained and tested on disjoint "
@@ -204,13 +215,14 @@ FIGURE_NAMES = tuple(f.name for f in FIGURES)
 BY_NAME = {f.name: f for f in FIGURES}
 
 
-def draw_all(result: AnalysisResult, out: str | Path) -> list[Drawn]:
-    """Draw every figure of :data:`FIGURES` that applies to ``result`` into ``out``; returns those drawn, in order.
-    (``plots`` writes each PNG atomically.)"""
+def draw_all(result, out: str | Path, figures=FIGURES) -> list[Drawn]:
+    """Draw every entry of ``figures`` (default: the analysis's :data:`FIGURES`; a comparison passes
+    ``compareplots.figures_of(result)``) that applies to ``result`` into ``out``; returns those drawn, in order.
+    (The draw callables write each PNG atomically.)"""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
-    for figure in FIGURES:
+    for figure in figures:
         if figure.applies(result) and figure.draw(result, out / figure.name) is not None:
             drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
     return drawn

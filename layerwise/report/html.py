@@ -1,19 +1,24 @@
-"""Written outputs of an analysis run: summary.json, summary.csv, per_dim_stats.npz, report.html — each atomically.
+"""The written outputs of both reports, and the analysis's own: summary.json, summary.csv, report.html (the one
+writer of each, each file written atomically), per_dim_stats.npz.
 
-Nothing is computed here: numbers come from a ``results.AnalysisResult``, figure titles and captions from the
-registry in ``figures``, the run card from ``runcard``. ``summary.json`` keeps the contract keys (files, layers,
-n_frames, mean, std, cka, cosine, pca_explained_variance_ratio) plus extra keys; NaN is written as JSON ``null``.
-report.html is one self-contained page (figures embedded as base64 PNG) that opens offline: the run card first,
-then every note and every measure that could not be computed with its reason, the per-layer table, the figures.
+Nothing is computed here: numbers come from a typed result, figure titles and captions from the registry in
+``figures``, the run card from ``runcard``. summary.json: NaN/inf are written as JSON ``null`` (an analysis's also
+keeps the contract keys: files, layers, n_frames, mean, std, cka, cosine, pca_explained_variance_ratio).
+summary.csv: None/NaN/inf are empty cells. report.html: one self-contained page (figures embedded as base64 PNG)
+that opens offline, from the one template ``templates/report.html.j2``: the run card first, then every note and
+every measure that could not be computed with its reason, the contents, the tables, the figures, the files.
+One convention for a cell without a value: ``n/a (why)`` when it is undefined by definition (the reason given),
+``—`` when it was not computed (the reason is in the notes).
 """
 
 from __future__ import annotations
 
 import base64
 import csv
-import html
+import functools
 import io
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,26 +47,22 @@ COLUMN_HELP = {
     "probe_majority_baseline": "accuracy of always answering the most frequent label",
     **{m.key: m.description for m in MEASURES},  # the measure registry (contract.py)
 }
-STYLE = (
-    "body{font-family:system-ui,sans-serif;max-width:1150px;margin:auto;padding:1em;color:#222}"
-    "img{max-width:100%;border:1px solid #ddd}table{border-collapse:collapse;font-size:0.85em}"
-    "td,th{border:1px solid #ccc;padding:3px 7px;text-align:left;vertical-align:top}"
-    "table.card{width:100%;background:#f7f9fc}table.card th{width:9em;background:#e8eef7}"
-    "pre{white-space:pre-wrap;word-break:break-all;margin:0;font-size:0.95em}"
-    ".notes{background:#fff6e0;border-left:5px solid #e0a000;padding:0.4em 1em}"
-    ".ok{background:#eaf6ea;border-left:5px solid #3a3;padding:0.4em 1em}"
-    ".how{background:#f4f4f4;padding:0.5em}td.num{text-align:right;font-variant-numeric:tabular-nums;"
-    "white-space:nowrap}.wide{overflow-x:auto}.wide th{min-width:3.6em;vertical-align:bottom}"
-    "td.na{color:#666;font-size:0.9em}"
-)
+TEMPLATES = Path(__file__).parent / "templates"  # shipped as package data (pyproject.toml)
+TEMPLATE = "report.html.j2"
+NOT_COMPUTED = "not computed (see the notes)"  # the tooltip of a "—" cell
+ANALYSIS_NO_NOTES = "None: every requested measure was computed and the extraction recorded no failure."
+CELL_LEGEND = (("n/a (…)", "undefined for that layer, for the reason given"),
+               ("—", ("not computed (the reason is in the notes). The same numbers are in summary.csv and "
+                      "summary.json")))
 
 
-def _clean(value):
+# ---------------------------------------------------------------------------------------------- summary files
+def json_ready(value):
     """NaN/inf -> None, numpy scalars/arrays -> Python, recursively (strict JSON)."""
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_ready(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, np.ndarray)):
-        return [_clean(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+        return [json_ready(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
     if isinstance(value, (float, np.floating)):
         return float(value) if math.isfinite(value) else None
     if isinstance(value, np.integer):
@@ -76,28 +77,39 @@ def _empty_if_missing(value):
     return value
 
 
-def write_summary_json(output_dir: Path, summary: dict) -> Path:
-    """``summary.json`` in insertion order (layers stay in numeric order); raises KeyError without a contract key."""
-    missing = [k for k in CONTRACT_KEYS if k not in summary]
+def write_summary_json(output_dir: Path, summary: dict, *, required=()) -> Path:
+    """``summary.json`` in insertion order (layers stay in numeric order), NaN/inf as ``null``, numpy values as
+    Python ones; raises KeyError when a key of ``required`` (an analysis: ``CONTRACT_KEYS``) is missing."""
+    missing = [k for k in required if k not in summary]
     if missing:
         raise KeyError(f"summary lacks contract keys {missing}")
     path = Path(output_dir) / SUMMARY_JSON
-    store.write_json_atomic(path, _clean(summary), sort_keys=False)
+    store.write_json_atomic(path, json_ready(summary), sort_keys=False)
     return path
 
 
+def with_display_names(rows: list[dict]) -> list[dict]:
+    """``rows`` with a ``name`` column (L0 …, :func:`display_name`) right after ``layer`` (the stored key)."""
+    out = []
+    for row in rows:
+        named = {}
+        for key, value in row.items():
+            named[key] = value
+            if key == "layer" and "name" not in row:
+                named["name"] = display_name(str(value))
+        out.append(named)
+    return out
+
+
 def write_summary_csv(output_dir: Path, rows: list[dict]) -> Path:
-    """One row per layer; columns from the first row's keys, plus ``name`` (L0 …) after ``layer`` (the stored key).
-    None/NaN/inf are written as empty cells."""
+    """``summary.csv``: one line per row, columns from the first row's keys in their order; None/NaN/inf are
+    written as empty cells, other values as ``str`` writes them."""
     buffer = io.StringIO()
     columns = list(rows[0])
-    if "layer" in columns and "name" not in columns:
-        columns.insert(columns.index("layer") + 1, "name")
     writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        full = {"name": display_name(str(row.get("layer", ""))), **row}
-        writer.writerow({k: _empty_if_missing(full.get(k)) for k in columns})
+        writer.writerow({k: _empty_if_missing(row.get(k)) for k in columns})
     path = Path(output_dir) / SUMMARY_CSV
     store.write_text_atomic(path, buffer.getvalue())
     return path
@@ -113,71 +125,123 @@ def write_per_dim(output_dir: Path, dim_mean: dict, dim_var: dict) -> Path:
     return path
 
 
-# ---------------------------------------------------------------------------------------------- report.html
-def _cell(value, why: str | None = None) -> str:
-    """One table cell; ``why`` : the reason an empty cell is empty by definition (shown as ``n/a (why)``)."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        if why:
-            return f"<td class='na'>n/a ({html.escape(why)})</td>"
-        return "<td class='num' title='not computed (see the notes)'>—</td>"
+
+
+# ---------------------------------------------------------------------------------------------- the page renderer
+@dataclass(frozen=True)
+class Cell:
+    """One table cell as shown: its text, CSS class ("num", "na" or "") and tooltip."""
+
+    text: str
+    css: str = ""
+    title: str = ""
+
+
+def cell(value, why: str | None = None) -> Cell:
+    """The one cell convention of both reports. A missing value (None, NaN, inf) reads ``n/a (why)`` when ``why``
+    says why it is undefined by definition, else ``—`` (not computed; the reason is in the notes). Floats with 4
+    significant digits, integers with thousands separators, anything else as its text."""
+    if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
+        return Cell(f"n/a ({why})", "na") if why else Cell("—", "num", NOT_COMPUTED)
+    if isinstance(value, (bool, np.bool_)):
+        return Cell(str(bool(value)))
     if isinstance(value, (float, np.floating)):
-        return f"<td class='num'>{value:.4g}</td>"
+        return Cell(f"{value:.4g}", "num")
     if isinstance(value, (int, np.integer)):
-        return f"<td class='num'>{value:,}</td>"
-    return f"<td>{html.escape(str(value))}</td>"
+        return Cell(f"{value:,}", "num")
+    return Cell(str(value))
 
 
-def _header(name: str) -> str:
-    """A column header that may wrap after each underscore (never inside a word)."""
-    return f"<th>{html.escape(str(name)).replace('_', '_<wbr>')}</th>"
+@dataclass(frozen=True)
+class Table:
+    """A table of the page. rows : cell values, one list per row in ``columns`` order; reasons : (row index,
+    column) -> why that cell is undefined by definition; heading, intro : an h3 and a paragraph above it; legend :
+    (term, what it means) pairs below it ("Columns. …")."""
+
+    columns: list[str]
+    rows: list[list]
+    reasons: dict[tuple[int, str], str] = field(default_factory=dict)
+    heading: str = ""
+    intro: str = ""
+    legend: tuple[tuple[str, str], ...] = ()
+
+    def cells(self) -> list[list[Cell]]:
+        return [[cell(v, self.reasons.get((i, c))) for c, v in zip(self.columns, row)] for i, row in enumerate(self.rows)]
 
 
-def _table(rows: list[dict], not_applicable: dict[str, dict[str, str]] | None = None) -> str:
-    """Rows as an HTML table that scrolls sideways when wide; a ``layer`` column shows the display name (L0 …);
-    headers wrap at underscores. not_applicable : column -> layer key -> why the cell is empty by definition (a
-    ``random_init_`` column uses the reason of its measure)."""
-    not_applicable = not_applicable or {}
-
-    def why(column: str, layer) -> str | None:
-        measure = column.removeprefix(f"{CONTROL_KEY}_")
-        return not_applicable.get(measure, {}).get(str(layer))
-
-    head = "".join(_header(k) for k in rows[0])
-    body = "".join("<tr>" + "".join(_cell(display_name(v), None) if k == "layer" else _cell(v, why(k, row.get("layer")))
-                                    for k, v in row.items()) + "</tr>" for row in rows)
-    return f"<div class='wide'><table><tr>{head}</tr>{body}</table></div>"
+def layer_table(rows: list[dict], reasons=None, **kwargs) -> Table:
+    """A :class:`Table` of per-layer ``rows`` (columns from the first row's keys); the ``layer`` column shows the
+    display name (L0 …). reasons : callable (row, column) -> why a cell is undefined by definition, or None."""
+    columns = list(rows[0])
+    values = [[display_name(str(row.get(c))) if c == "layer" else row.get(c) for c in columns] for row in rows]
+    why = {}
+    if reasons is not None:
+        why = {(i, c): r for i, row in enumerate(rows) for c in columns if (r := reasons(row, c))}
+    return Table(columns, values, why, **kwargs)
 
 
-def _split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(the analysed model's columns, the control's ``random_init_…`` columns with ``layer``; [] without any)."""
-    prefix = f"{CONTROL_KEY}_"
-    own = [{k: v for k, v in r.items() if not k.startswith(prefix)} for r in rows]
-    control = [{"layer": r["layer"], **{k: v for k, v in r.items() if k.startswith(prefix)}} for r in rows]
-    return own, (control if len(control[0]) > 1 else [])
+@dataclass(frozen=True)
+class Section:
+    """A titled part of the page: paragraphs, then tables."""
+
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    tables: tuple[Table, ...] = ()
 
 
-def _columns_help(columns, control: bool = False) -> str:
-    """What each column present holds, then the random-init and missing-value conventions."""
-    prefix = f"{CONTROL_KEY}_"
-    known = [f"<b>{html.escape(c)}</b>: {html.escape(COLUMN_HELP[c.removeprefix(prefix)])}" for c in columns
-             if c.removeprefix(prefix) in COLUMN_HELP and not (control and c == "layer")]
-    if control:
-        known.insert(0, f"<b>{CONTROL_KEY}_…</b>: the measure of that name on the random-initialisation control "
-                        f"(same utterances, seed and protocol)")
-    known.append("<b>n/a (…)</b>: undefined for that layer, for the reason given")
-    known.append("<b>—</b>: not computed (the reason is in the notes). The same numbers are in summary.csv and "
-                 "summary.json")
-    return "<p class='how'><b>Columns.</b> " + "; ".join(known) + ".</p>"
+@dataclass(frozen=True)
+class FigureView:
+    """A drawn figure as the page shows it: anchor (the file's stem), title, caption, base64 PNG."""
+
+    anchor: str
+    title: str
+    caption: str
+    data: str
 
 
-def card_html(rows: list[tuple[str, str]]) -> str:
-    """A run card's (label, text) rows as a table; the ``Commands`` row keeps its line breaks."""
-    cells = "".join(f"<tr><th>{html.escape(label)}</th><td><pre>{html.escape(text)}</pre></td></tr>"
-                    if label == "Commands" else f"<tr><th>{html.escape(label)}</th><td>{html.escape(text)}</td></tr>"
-                    for label, text in rows)
-    return f"<table class='card'>{cells}</table>"
+def figure_view(drawn) -> FigureView:
+    """``drawn`` (``figures.Drawn``: registry entry + PNG path) with its PNG read and base64-encoded."""
+    data = base64.b64encode(Path(drawn.path).read_bytes()).decode("ascii")
+    return FigureView(Path(drawn.name).stem, drawn.figure.title, drawn.caption, data)
 
 
+@dataclass(frozen=True)
+class Page:
+    """Everything report.html shows, in order: title, run card ((label, text) rows), notes (or ``no_notes`` when
+    there are none), contents and figures, sections, and the files (``files_heading``)."""
+
+    title: str
+    card: list[tuple[str, str]]
+    notes: list[str]
+    sections: list[Section]
+    figures: list[FigureView]
+    files: list[str]
+    files_heading: str = "Files analysed"
+    no_notes: str = ANALYSIS_NO_NOTES
+
+
+@functools.lru_cache(maxsize=1)
+def _template():
+    import jinja2  # only when a page is rendered
+
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
+                             undefined=jinja2.StrictUndefined)
+    return env.get_template(TEMPLATE)
+
+
+def render(page: Page) -> str:
+    """The page as one self-contained HTML document (every text escaped)."""
+    return _template().render(page=page)
+
+
+def write_page(output_dir: Path, page: Page) -> Path:
+    """``report.html`` for ``page`` (atomically: a failure while rendering leaves an earlier report in place)."""
+    path = Path(output_dir) / REPORT_HTML
+    store.write_text_atomic(path, render(page))
+    return path
+
+
+# ---------------------------------------------------------------------------------------------- an analysis's page
 def notes_of(result, problems: list[str]) -> list[str]:
     """Every note and every measure that could not be computed, with its reason, in one list: the run's notes,
     ``unavailable`` (measure -> reason), each layer's reasons, the control's, then the extraction's problems."""
@@ -193,74 +257,66 @@ def notes_of(result, problems: list[str]) -> list[str]:
     return lines + problems
 
 
-def _notes_html(lines: list[str]) -> str:
-    if not lines:
-        return ("<div class='ok'><h2>Notes</h2><p>None: every requested measure was computed and the extraction "
-                "recorded no failure.</p></div>")
-    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
-    return (f"<div class='notes'><h2>Notes and what could not be computed ({len(lines)})</h2>"
-            f"<ul>{items}</ul></div>")
-
-
-def _measures_text(result) -> str:
+def _measures_text(result) -> tuple[str, ...]:
     info = result.measure_info.get("span_measures_info") or {}
     if not info:
-        return ""
+        return ()
     text = (f"Span measures on {info.get('n_segments')} segments of {info.get('n_utterances')} utterances, "
             f"{info.get('n_classes')} classes, mean over {info.get('n_splits')} utterance splits, seed "
             f"{info.get('seed')}.")
-    return f"<p>{html.escape(text)}</p>"
+    return (text,)
 
 
-def _figure_html(drawn) -> str:
-    data = base64.b64encode(Path(drawn.path).read_bytes()).decode("ascii")
-    figure = drawn.figure
-    anchor = html.escape(Path(figure.name).stem)
-    return (f"<section id='{anchor}'><h2>{html.escape(figure.title)}</h2>"
-            f"<img alt='{html.escape(figure.title)}' src='data:image/png;base64,{data}'>"
-            f"<p class='how'><b>How to read this:</b> {html.escape(drawn.caption)}</p></section>")
+def _split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
+    """(the analysed model's columns, the control's ``random_init_…`` columns with ``layer``; [] without any)."""
+    prefix = f"{CONTROL_KEY}_"
+    own = [{k: v for k, v in r.items() if not k.startswith(prefix)} for r in rows]
+    control = [{"layer": r["layer"], **{k: v for k, v in r.items() if k.startswith(prefix)}} for r in rows]
+    return own, (control if len(control[0]) > 1 else [])
 
 
-def _control_table(result, rows: list[dict]) -> str:
-    """The control's per-layer columns as their own table (the main table stays readable), or ""."""
-    if not rows:
-        return ""
-    intro = f"Random-initialisation control: {result.control.describe(len(result.files))}."
-    return (f"<h3>Random-initialisation control per layer</h3><p>{html.escape(intro)}</p>"
-            + _table(rows, result.not_applicable) + _columns_help(rows[0], control=True))
+def _legend(columns, control: bool = False) -> tuple[tuple[str, str], ...]:
+    """What each column present holds (COLUMN_HELP), then the random-init and missing-value conventions."""
+    prefix = f"{CONTROL_KEY}_"
+    known = [(c, COLUMN_HELP[c.removeprefix(prefix)]) for c in columns
+             if c.removeprefix(prefix) in COLUMN_HELP and not (control and c == "layer")]
+    if control:
+        known.insert(0, (f"{CONTROL_KEY}_…", ("the measure of that name on the random-initialisation control "
+                                              "(same utterances, seed and protocol)")))
+    return (*known, *CELL_LEGEND)
 
 
-def render_html(result, drawn: list, card: list[tuple[str, str]], notes: list[str]) -> str:
-    """The page: title, run card, notes, contents, per-layer table, figures, files (all text escaped)."""
+def _layer_tables(result) -> tuple[Table, ...]:
+    """The per-layer table of the analysed model and, with a control, the control's columns as their own table
+    (the main table stays readable). A ``random_init_`` column's undefined cells use the reason of its measure."""
+    def why(row: dict, column: str) -> str | None:
+        return result.not_applicable.get(column.removeprefix(f"{CONTROL_KEY}_"), {}).get(str(row.get("layer")))
+
+    own, control = _split_rows(result.rows())
+    tables = [layer_table(own, why, legend=_legend(own[0]))]
+    if control:
+        tables.append(layer_table(control, why, heading="Random-initialisation control per layer",
+                                  intro=f"Random-initialisation control: {result.control.describe(len(result.files))}.",
+                                  legend=_legend(control[0], control=True)))
+    return tuple(tables)
+
+
+def analysis_page(result, drawn: list, card: list[tuple[str, str]], notes: list[str]) -> Page:
+    """The page of an analysis: ``result`` (``results.AnalysisResult``), the figures ``drawn`` (``figures.Drawn``),
+    its run card (``runcard.analysis_card``) and notes (:func:`notes_of`)."""
     title = f"Layer-wise analysis: {model_label(result.meta.get('model_name'))}"
     if result.meta.get("random_init"):
         title += " (random initialisation, not the trained weights)"
-    contents = "".join(f"<li><a href='#{html.escape(Path(d.figure.name).stem)}'>{html.escape(d.figure.title)}"
-                       f"</a></li>" for d in drawn)
-    files = html.escape(", ".join(result.files))
-    own, control = _split_rows(result.rows())
-    return "\n".join([
-        (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{STYLE}</style></head><body>"),
-        f"<h1>{html.escape(title)}</h1>",
-        "<h2>Run card</h2>" + card_html(card),
-        _notes_html(notes),
-        f"<h2>Figures</h2><ol>{contents}</ol>",
-        "<h2>Summary per layer</h2>" + _measures_text(result) + _table(own, result.not_applicable)
-        + _columns_help(own[0]) + _control_table(result, control),
-        *[_figure_html(d) for d in drawn],
-        f"<details><summary>Files analysed ({len(result.files)})</summary><p>{files}</p></details></body></html>",
-    ])
+    summary = Section("Summary per layer", _measures_text(result), _layer_tables(result))
+    return Page(title, card, notes, [summary], [figure_view(d) for d in drawn], list(result.files))
 
 
 def write_report_html(output_dir: Path, result, drawn: list) -> Path:
     """``report.html`` for ``result`` with the figures ``drawn`` (``figures.Drawn``: registry entry + PNG path)."""
     extraction = runcard.read_extraction(result.run.features_dir)
-    card = runcard.run_card(result, extraction)
+    card = runcard.analysis_card(result, extraction)
     notes = notes_of(result, runcard.extraction_problems(extraction, result.run.features_dir))
-    path = Path(output_dir) / REPORT_HTML
-    store.write_text_atomic(path, render_html(result, drawn, card, notes))
-    return path
+    return write_page(output_dir, analysis_page(result, drawn, card, notes))
 
 
 def write_outputs(result, drawn: list, output_dir: str | Path) -> list[Path]:
@@ -271,8 +327,7 @@ def write_outputs(result, drawn: list, output_dir: str | Path) -> list[Path]:
     summary = {**result.summary(), "figures": [d.figure.name for d in drawn], "per_dim_stats": PER_DIM_NPZ}
     return [
         write_per_dim(out, {x.key: x.dim_mean for x in result.layers}, {x.key: x.dim_var for x in result.layers}),
-        write_summary_csv(out, result.rows()),
-        write_summary_json(out, summary),
+        write_summary_csv(out, with_display_names(result.rows())),
+        write_summary_json(out, summary, required=CONTRACT_KEYS),
         write_report_html(out, result, drawn),
     ]
-

@@ -1,6 +1,6 @@
 """Figures from already-computed numbers (seaborn on matplotlib, Agg backend). Nothing is computed here but layout.
 
-Every figure: layers in numeric order under their display names (``naming.display_name``: L0 … L12, C0 … C6),
+Every figure: layers in numeric order under their display names (``names.display_name``: L0 … L12, C0 … C6),
 axis labels with units, a title whose second line is the caller's subtitle (model tag, files, frames). Each function
 writes one PNG atomically and returns its path, or None when there is nothing worth drawing (a 1×1 heatmap).
 Scatter figures (PCA, t-SNE) and their colour groups are in :mod:`layerwise.report.scatter`; shared drawing helpers in
@@ -18,7 +18,6 @@ from layerwise.contract.layout import MEASURE
 from layerwise.contract.names import display_name
 from layerwise.report import plotkit
 from layerwise.report.plotkit import caption, layer_positions, style
-from layerwise.report.scatter import MAX_COLOUR_GROUPS, pca_figure, point_groups, tsne_figure  # noqa: F401  (public API)
 
 ANNOTATE_UP_TO = 16  # heatmap cells carry their value up to 16 × 16 layers; beyond, the text would not fit
 FLAT_RANGE = 1e-5  # values spanning less than this are one colour: the colour range is [max − FLAT_RANGE, max]

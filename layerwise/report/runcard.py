@@ -1,8 +1,10 @@
-"""The run card of a report: what was run, on what, with which settings and versions, how long it took.
+"""The run card of both reports: what was run, on what, with which settings and versions, how long it took.
 
-Facts come from the analysis result (``results.AnalysisResult``) and from the extraction manifests
-(``manifest*.json``, one per shard) in the features folder; a fact that is not recorded is shown as "not recorded",
-never guessed. :func:`run_card` returns (label, text) rows; report.py renders them. No heavy imports.
+Facts come from the typed result (``results.AnalysisResult`` or ``compare.run.Comparison``) and from the extraction
+manifests (``manifest*.json``, one per shard) in a features folder; a fact that is not recorded is shown as "not
+recorded", never guessed. :func:`build_card` is the one builder: a report's own facts, then the Date, Wall time,
+Versions and Commands rows built the same way from the programs that ran (:class:`Step`). :func:`analysis_card` and
+:func:`comparison_card` gather those facts; ``html`` renders the (label, text) rows. No heavy imports.
 """
 
 from __future__ import annotations
@@ -15,16 +17,13 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from layerwise import __version__
-from layerwise.contract.names import display_name, naming_legend
+from layerwise.contract.names import NOT_RECORDED, display_name, format_duration, layer_range, naming_legend
+from layerwise.contract.provenance import MANIFEST_GLOB, analysis_versions
 from layerwise.contract.results import NO_CONTROL
-from layerwise.extract import runlog
 
 log = logging.getLogger(__name__)
 
-NOT_RECORDED = "not recorded"
-MANIFEST_GLOB = "manifest*.json"  # one per extraction shard (runlog.RunLog.manifest_path)
-ANALYSIS_PACKAGES = ("numpy", "scipy", "scikit-learn", "openTSNE", "matplotlib", "seaborn")
+DATE_FORMAT = "%Y-%m-%d %H:%M UTC"
 MAX_FAILURES_SHOWN = 10
 FILE_LIST_FLAGS = ("--file_list", "--write_file_list")  # arguments naming a list of feature files
 WRAPPER_LIST_PREFIX = "layerwise-files."  # extract_hubert_features.sh: mktemp "${TMPDIR:-/tmp}/layerwise-files.XXXXXX"
@@ -82,22 +81,9 @@ def read_extraction(features_dir: str | Path) -> Extraction:
     return out
 
 
-def format_duration(seconds: float | None) -> str:
-    """``runlog.format_duration`` (``42.0 s``, ``3.5 min``, ``2.25 h``), or "not recorded" for None."""
-    return NOT_RECORDED if seconds is None else runlog.format_duration(seconds)
-
-
-def analysis_versions() -> dict[str, str]:
-    """Installed versions of the packages the analysis ran with (layerwise included)."""
-    from importlib.metadata import PackageNotFoundError, version
-
-    out = {"layerwise": __version__}
-    for name in ANALYSIS_PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = "not installed"
-    return out
+def versions_text(versions: dict) -> str:
+    """``"numpy 2.3.1, scipy 1.16.0"``; NOT_RECORDED for none."""
+    return ", ".join(f"{k} {v}" for k, v in versions.items()) or NOT_RECORDED
 
 
 def _value(meta: dict, key: str) -> str:
@@ -170,31 +156,34 @@ def _data_text(result, extraction: Extraction) -> str:
     return text
 
 
-def _wall_text(result, extraction: Extraction) -> str:
-    parts = []
+def _extraction_step(extraction: Extraction, n_files: int) -> Step:
+    """The extraction as its manifests record it: command lines, longest shard's wall time and realtime factor,
+    package versions (and python), when the newest manifest was written."""
+    wall = NOT_RECORDED
     if extraction.wall_seconds is not None:
         rtf = ""
         if extraction.audio_hours and extraction.wall_seconds > 0:
             rtf = f", {extraction.audio_hours * 3600 / extraction.wall_seconds:.1f}× realtime"
         shards = f" (longest of {len(extraction.paths)} shards)" if len(extraction.paths) > 1 else ""
-        parts.append(f"extraction {format_duration(extraction.wall_seconds)}{shards}{rtf}")
-    else:
-        parts.append(f"extraction {NOT_RECORDED}")
-    stages = result.run.wall_s or {}
+        wall = f"{format_duration(extraction.wall_seconds)}{shards}{rtf}"
+    python = extraction.tool.get("python")
+    versions = versions_text(extraction.versions) + (f", python {python}" if python else "")
+    finished = extraction.finished.strftime(DATE_FORMAT) if extraction.finished else NOT_RECORDED
+    return Step("extraction", tuple(annotate_command(c, n_files) for c in extraction.commands), wall, versions,
+                finished)
+
+
+def _analysis_step(result) -> Step:
+    """The analysis: its command line, wall time per stage (``RunInfo.wall_s``), this process's versions."""
+    run = result.run
+    stages = run.wall_s or {}
+    wall = NOT_RECORDED
     if stages:
         total = stages.get("total", sum(v for k, v in stages.items() if k != "total"))
         detail = ", ".join(f"{k} {format_duration(v)}" for k, v in stages.items() if k != "total")
-        parts.append(f"analysis {format_duration(total)}" + (f" ({detail})" if detail else ""))
-    else:
-        parts.append(f"analysis {NOT_RECORDED}")
-    return "; ".join(parts)
-
-
-def _versions_text(extraction: Extraction) -> str:
-    ours = ", ".join(f"{k} {v}" for k, v in analysis_versions().items())
-    theirs = ", ".join(f"{k} {v}" for k, v in extraction.versions.items()) or NOT_RECORDED
-    python = extraction.tool.get("python")
-    return f"analysis: {ours}; extraction: {theirs}" + (f", python {python}" if python else "")
+        wall = format_duration(total) + (f" ({detail})" if detail else "")
+    commands = (annotate_command(run.command, len(result.files)),) if run.command else ()
+    return Step("analysis", commands, wall, versions_text(analysis_versions()))
 
 
 def _control_text(result) -> str:
@@ -240,38 +229,89 @@ def annotate_command(command: str, n_files: int) -> str:
     return "\n".join(lines)
 
 
-def run_card(result, extraction: Extraction, *, now: dt.datetime | None = None) -> list[tuple[str, str]]:
-    """(label, text) rows of the run card for ``result`` (a ``results.AnalysisResult``) and the extraction
-    manifests of its features folder (:func:`read_extraction`). ``now`` : the report's date (default: now, UTC)."""
-    meta, run = result.meta, result.run
+@dataclass(frozen=True)
+class Step:
+    """One program behind a report, as the run card shows it: "extraction", "analysis" or "comparison".
+
+    commands : its command lines as run (annotated, :func:`annotate_command`); empty when not recorded.
+    wall : its wall time as text. versions : its package versions as text, or None when the card does not show them.
+    finished : when it finished, as text, or None when the card does not show it.
+    """
+
+    name: str
+    commands: tuple[str, ...] = ()
+    wall: str = NOT_RECORDED
+    versions: str | None = None
+    finished: str | None = None
+
+
+def build_card(facts: list[tuple[str, str]], steps: list[Step], *,
+               now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """The run card of any report: ``facts`` (its own (label, text) rows: data, settings, control …), then the rows
+    every report has, built from ``steps`` in the order they ran: Date (the report's, and each step's end where
+    shown), Wall time, Versions (named by step when more than one step shows them), Commands (one line per command,
+    "not recorded" for a step without one). ``now`` : the report's date (default: now, UTC)."""
     now = now or dt.datetime.now(dt.UTC)
-    random_init = meta.get("random_init")
+    date = "; ".join([f"report {now.strftime(DATE_FORMAT)}"]
+                     + [f"{s.name} finished {s.finished}" for s in steps if s.finished is not None])
+    shown = [s for s in steps if s.versions is not None]
+    versions = shown[0].versions if len(shown) == 1 else "; ".join(f"{s.name}: {s.versions}" for s in shown)
+    return [*facts,
+            ("Date", date),
+            ("Wall time", "; ".join(f"{s.name} {s.wall}" for s in steps)),
+            ("Versions", versions),
+            ("Commands", "\n".join(f"{s.name}: {c}" for s in steps for c in s.commands or (NOT_RECORDED,)))]
+
+
+def analysis_card(result, extraction: Extraction, *, now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """The run card of an analysis: ``result`` (a ``results.AnalysisResult``) and the extraction manifests of its
+    features folder (:func:`read_extraction`). ``now`` : the report's date (default: now, UTC)."""
+    meta, run = result.meta, result.run
     span = _value(meta, "span") if meta.get("span") else "frame"
     if meta.get("span_options"):
         span += " (" + ", ".join(f"{k} {v}" for k, v in meta["span_options"].items()) + ")"
-    finished = extraction.finished.strftime("%Y-%m-%d %H:%M UTC") if extraction.finished else NOT_RECORDED
-    n_files = len(result.files)
-    analysis_cmd = annotate_command(run.command, n_files) if run.command else NOT_RECORDED
-    extraction_cmds = [f"extraction: {annotate_command(c, n_files)}" for c in extraction.commands]
-    return [
+    seeds = (f"analysis seed {run.seed} (frame subsample of {len(result.sample)} points, t-SNE, splits); "
+             + (f"random-initialisation seed {_value(meta, 'seed')}" if meta.get("random_init")
+                else "no extraction seed (trained weights)"))
+    features = f"{run.features_dir}" + (f" ({len(extraction.paths)} manifest(s))" if extraction.paths else
+                                        " (no extraction manifest found: prototype or copied files)")
+    facts = [
         ("Model", model_text(meta)),
         ("Representation", f"rep_type {_value(meta, 'rep_type')}, span {span}"),
         ("Layers", _layers_text(result)),
         ("Settings", settings_text(meta)),
         ("Data", _data_text(result, extraction)),
-        ("Seeds", f"analysis seed {run.seed} (frame subsample of {len(result.sample)} points, t-SNE, splits); "
-                  + (f"random-initialisation seed {_value(meta, 'seed')}" if random_init
-                     else "no extraction seed (trained weights)")),
+        ("Seeds", seeds),
         ("Analysis", _options_text(run)),
-        ("Features", f"{run.features_dir}" + (f" ({len(extraction.paths)} manifest(s))" if extraction.paths else
-                                                " (no extraction manifest found: prototype or copied files)")),
-        ("Date", f"report {now.strftime('%Y-%m-%d %H:%M UTC')}; extraction finished {finished}"),
-        ("Wall time", _wall_text(result, extraction)),
-        ("Versions", _versions_text(extraction)),
+        ("Features", features),
         ("Control", _control_text(result)),
-        ("Commands", "\n".join(extraction_cmds or [f"extraction: {NOT_RECORDED}"])
-         + f"\nanalysis: {analysis_cmd}"),
     ]
+    steps = [_extraction_step(extraction, len(result.files)), _analysis_step(result)]
+    return build_card(facts, steps, now=now)
+
+
+def comparison_card(result, *, now: dt.datetime | None = None) -> list[tuple[str, str]]:
+    """The run card of a comparison (a ``compare.run.Comparison``): one row per folder (path, model and revision,
+    rep type and span, layers, extraction settings, utterances left out, the extraction's package versions from its
+    manifests), the common utterances and frames, then Date, Wall time, Versions, Commands of the comparison."""
+    unit = "frames" if result.span == "frame" else f"{result.span} segments"
+    facts = []
+    for folder in result.folders:
+        meta = folder.meta
+        versions = versions_text(read_extraction(folder.path).versions)
+        facts.append((f"Folder {folder.label}", (
+            f"{folder.path} — {model_text(meta)}; rep_type {meta.get('rep_type', NOT_RECORDED)}, "
+            f"span {meta.get('span', 'frame')}; layers {layer_range(folder.layers)}; {settings_text(meta)}; "
+            f"{len(result.left_out[folder.label])} of its utterances not in every folder (left out); extraction "
+            f"versions: {versions}")))
+    grid = ("segments compared one by one" if result.span != "frame" else
+            "no frame-geometry metadata (frames compared index by index)" if result.grid is None else
+            f"common grid: hop {result.grid.hop} samples, receptive field {result.grid.field} samples")
+    data = f"{len(result.stems)} utterances present in every folder, {result.n_frames:,} {unit}; {grid}"
+    facts.append(("Data", data))
+    commands = (annotate_command(result.command, len(result.stems)),) if result.command else ()
+    step = Step("comparison", commands, format_duration(result.wall_seconds), versions_text(analysis_versions()))
+    return build_card(facts, [step], now=now)
 
 
 def extraction_problems(extraction: Extraction, features_dir) -> list[str]:

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from layerwise.contract.names import COLOR_BY_CHOICES, display_name, speaker_of
+from layerwise.contract.names import display_name, speaker_of
 from layerwise.errors import UsageError
 from layerwise.report import plotkit
 
@@ -28,25 +28,26 @@ def _natural(value) -> tuple:
     return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"(\d+)", str(value)))
 
 
-def point_groups(utterances: np.ndarray, labels: np.ndarray | None, *, color_by: str | None = None
-                 ) -> tuple[np.ndarray, list[str], str]:
+def point_groups(utterances: np.ndarray, labels: np.ndarray | None, *, color_by: str | None = None,
+                 speakers: np.ndarray | None = None) -> tuple[np.ndarray, list[str], str]:
     """Colour group index per point, group names and what they are (the legend title).
 
     utterances : (n,) utterance stem of each point; labels : (n,) phone/word label of each point, or None for frame
     folders. color_by : "utterance", "speaker" (from LibriSpeech stems ``{speaker}-{chapter}-{utterance}``),
-    "label", or None = label when there are labels, else utterance. Beyond MAX_COLOUR_GROUPS groups the most
-    frequent MAX_COLOUR_GROUPS − 1 keep a colour and the rest share the group "other" (index len(names) − 1).
+    "label", or None = label when there are labels, else utterance. speakers : (n,) speaker of each point when the
+    caller has them (``SampleInfo.speakers``); else they come from the stems through ``names.speaker_of``. Beyond
+    MAX_COLOUR_GROUPS groups the most frequent MAX_COLOUR_GROUPS − 1 keep a colour and the rest share the group
+    "other" (index len(names) − 1).
     Raises UsageError for color_by="label" without labels, a speaker-less stem, or an unknown choice.
     """
     if color_by is None:
         color_by = "label" if labels is not None else "utterance"
-    if color_by not in COLOR_BY_CHOICES:
-        raise UsageError(f"color_by={color_by!r} not in {COLOR_BY_CHOICES}")
     if color_by == "label" and labels is None:
         raise UsageError("color_by=label needs phone/word labels (a folder extracted with span=phone or word); "
                          "these frames have none — colour by utterance or speaker")
     values = {"label": labels, "utterance": utterances,
-              "speaker": None if color_by != "speaker" else np.array([speaker_of(u) for u in utterances])}[color_by]
+              "speaker": None if color_by != "speaker" else
+              speakers if speakers is not None else np.array([speaker_of(u) for u in utterances])}[color_by]
     values = np.asarray(values).astype(str)
     names, counts = np.unique(values, return_counts=True)
     if len(names) > MAX_COLOUR_GROUPS:

@@ -3,7 +3,7 @@
 Layers of one file can have different frame rates (``rep_type local``: ``conv_0`` at 3200 frames/s … ``conv_6`` at
 50). Layers on the same grid share one :class:`~layerwise.stats.moments.LayerStats` (moments, covariance, CKA, cosine over
 their own frames). Every pair of different grids gets a second ``LayerStats`` over the matched frames: the finer
-layers average-pooled onto the coarser grid with :mod:`layerwise.contract.timematch` (kernel and stride from hop and receptive
+layers average-pooled onto the coarser grid with :mod:`layerwise.contract.grid` (kernel and stride from hop and receptive
 field, as the published layer-wise analyses do), the coarser ones cut to the same count. CKA and cosine of two
 layers on different grids come from that pair's statistics, so numerator and normalisers use the same frames; the
 number of frames each pair was compared over is :meth:`GridStats.frames`.
@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from layerwise.contract import layout
-from layerwise.contract.timematch import Grid, pool_frames, pool_plan
+from layerwise.contract.grid import Grid, pool_frames, pool_plan
 from layerwise.errors import InputError
 from layerwise.stats.moments import LayerStats
 
@@ -25,7 +25,7 @@ from layerwise.stats.moments import LayerStats
 def grids_for(meta: dict, keys: list[str]) -> dict[str, Grid] | None:
     """Grid of every key (``layout.layer_grid``: from the file's metadata) for frame folders; None for span folders
     or when any grid is unknown (then all layers form one group)."""
-    if meta.get("span", "frame") != "frame":
+    if meta.get("span", layout.FRAME_SPAN) != layout.FRAME_SPAN:
         return None
     grids = {key: layout.layer_grid(meta, key) for key in keys}
     return None if any(g is None for g in grids.values()) else grids

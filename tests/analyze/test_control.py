@@ -14,7 +14,7 @@ import pytest
 
 from layerwise.analyze import control
 from layerwise.analyze.run import run_analysis
-from layerwise.contract import store
+from layerwise.contract import layout, store
 from layerwise.errors import AnalysisError
 from layerwise.measures import span
 from layerwise.report import figures
@@ -68,6 +68,7 @@ def folders(tmp_path):
     return trained, control, control_data
 
 
+@pytest.mark.slow
 def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, tmp_path, caplog):
     trained, control, control_data = folders
     out = tmp_path / "out"
@@ -92,8 +93,8 @@ def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, 
         np.concatenate([control_data[s][1] for s in order]),
         np.concatenate([np.full(len(control_data[s][1]), s) for s in order]), seed=3, n_splits=SPLITS)
     for key in ("probe_accuracy", "pwcca", "mi"):
-        assert ctrl[key] == pytest.approx(direct[key], abs=1e-9)
-    assert ctrl["probe_majority_baseline"] == pytest.approx(direct["probe_majority_baseline"])
+        assert ctrl[key] == pytest.approx(direct.values[key], abs=1e-9)
+    assert ctrl["probe_majority_baseline"] == pytest.approx(direct.info["probe_majority_baseline"])
     assert ctrl["pwcca"]["layer_3"] < pw["layer_3"] - 0.2  # the control carries less
     assert any("lacks 1 of the 30" in note for note in summary["notes"])
 
@@ -137,6 +138,7 @@ def no_control_shown(out, summary, note: str) -> None:
     assert figures.NO_CONTROL_CAPTION in html and figures.BY_NAME["span_measures.png"].control not in html
 
 
+@pytest.mark.slow
 def test_control_none_and_frame_folders_have_no_random_init(folders, tmp_path):
     trained, _, _ = folders
     summary = run_analysis(features_dir=trained, output_dir=tmp_path / "o", num_files=0, max_points=20,
@@ -144,12 +146,13 @@ def test_control_none_and_frame_folders_have_no_random_init(folders, tmp_path):
     assert "random_init" not in summary and list(summary["pwcca"]) == ["layer_0", "layer_3"]
     no_control_shown(tmp_path / "o", summary, "no random-initialisation control: control_dir none was given; the "
                                               "figures show the analysed model only")
-    assert control.control_folder(trained, "auto").resolve() == (trained.parents[1] / "model-random_init"
-                                                                    / "split").resolve()
-    # the path the note names is the one control_folder looks at
-    assert control.auto_control_path(trained) == control.control_folder(trained, "auto")
-    assert control.control_folder(trained, None) is None
-    assert control.control_folder(tmp_path / "model-random_init" / "split", "auto") is None
+    assert control.resolve_control(trained, "auto").folder.resolve() == (trained.parents[1] / "model-random_init"
+                                                                         / "split").resolve()
+    # the path the note names is the one resolve_control looks at
+    source = control.resolve_control(trained, "auto")
+    assert layout.control_folder_of(trained) == source.folder == source.looked_for
+    assert control.resolve_control(trained, None).folder is None
+    assert control.resolve_control(tmp_path / "model-random_init" / "split", "auto").folder is None
 
 
 @pytest.mark.parametrize("case, message", [
@@ -157,7 +160,7 @@ def test_control_none_and_frame_folders_have_no_random_init(folders, tmp_path):
     ("other_dims", "has shape .*dim 8"),
     ("other_labels", "span labels differ"),
     ("trained_as_control", "not from a --random_init"),
-    ("other_span", "span='word'"),
+    ("other_span", "span: 'word' vs 'phone'"),
     ("no_common_stems", "has none of the 30"),
     ("missing_dir", "does not exist"),
     ("itself", "analysed folder itself"),
@@ -189,6 +192,7 @@ def test_mismatched_control_is_a_clear_error(tmp_path, case, message):
     assert not (tmp_path / "o" / "summary.json").exists()  # stopped before writing anything
 
 
+@pytest.mark.slow
 def test_cli_detects_the_control_and_rejects_a_mismatched_one(folders, tmp_path):
     trained, _, _ = folders
     out = tmp_path / "cli"
@@ -226,17 +230,17 @@ def test_word_spans_of_12_utterances_give_every_measure():
     """Fewer held-out segments than canonical variates is valid input: PWCCA is computed and nothing is dropped."""
     spans = word_like()
     _features, labels, groups = spans.arrays()
-    result, _notes = control.analyse(spans, None, control_dir=None, seed=0, n_splits=3, unit="word")
-    n_classes = result["span_measures_info"]["n_classes"]
+    result, _notes = control.analyse(spans, None, seed=0, n_splits=3, unit="word")
+    n_classes = result.info["span_measures_info"]["n_classes"]
     tests = [te for _, _, te in span.utterance_splits(groups[span.select_classes(labels, min_count=2,
                                                                                       max_classes=200)],
                                                           n_splits=3, seed=0)]
     assert min(len(te) for te in tests) < n_classes - 1  # the situation that used to fail
-    assert result["unavailable"] == {}
+    assert result.unavailable == {} and result.control is None
     for name in ("probe_accuracy", "pwcca", "mi"):
-        assert set(result[name]) == {"layer_0", "layer_1"}
-    assert result["pwcca"]["layer_1"] > result["pwcca"]["layer_0"]
-    assert result["probe_accuracy"]["layer_1"] > result["probe_accuracy"]["layer_0"]
+        assert set(result.values[name]) == {"layer_0", "layer_1"}
+    assert result.values["pwcca"]["layer_1"] > result.values["pwcca"]["layer_0"]
+    assert result.values["probe_accuracy"]["layer_1"] > result.values["probe_accuracy"]["layer_0"]
 
 
 def test_a_measure_that_fails_is_reported_and_the_others_stay(monkeypatch):
@@ -244,19 +248,21 @@ def test_a_measure_that_fails_is_reported_and_the_others_stay(monkeypatch):
         raise np.linalg.LinAlgError("SVD did not converge")
 
     monkeypatch.setattr(span, "pwcca_heldout", broken)
-    result, notes = control.analyse(word_like(), None, control_dir=None, seed=0, n_splits=2)
-    assert "pwcca" not in result and result["unavailable"]["pwcca"].startswith("layer_0: LinAlgError: SVD")
-    assert set(result["probe_accuracy"]) == {"layer_0", "layer_1"} and set(result["mi"]) == {"layer_0", "layer_1"}
-    assert any(n.startswith("pwcca could not be computed") for n in notes)
+    result, notes = control.analyse(word_like(), None, seed=0, n_splits=2)
+    assert "pwcca" not in result.values and result.unavailable["pwcca"].startswith("layer_0: LinAlgError: SVD")
+    assert set(result.values["probe_accuracy"]) == {"layer_0", "layer_1"}
+    assert set(result.values["mi"]) == {"layer_0", "layer_1"}
+    assert not any("could not be computed" in n for n in notes)  # the reason travels in ``unavailable`` only
     # nothing computable at all (one class): every measure unavailable with the reason, no exception
     one = control.SpanFeatures()
     for u in range(4):
         one.add(f"s-{u}", {"layer_0": np.ones((3, 2))}, np.array(["a"] * 3))
-    result, notes = control.analyse(one, None, control_dir=None, seed=0, n_splits=2)
-    assert set(result["unavailable"]) == {"probe_accuracy", "pwcca", "mi"}
-    assert "2 label classes" in result["unavailable"]["pwcca"]
+    result, notes = control.analyse(one, None, seed=0, n_splits=2)
+    assert set(result.unavailable) == {"probe_accuracy", "pwcca", "mi"} and result.values == {}
+    assert "2 label classes" in result.unavailable["pwcca"]
 
 
+@pytest.mark.slow
 def test_without_a_sibling_control_the_note_names_where_it_was_looked_for(tmp_path):
     trained = tmp_path / "lonely" / "split"
     write_spans(trained, stems(12))

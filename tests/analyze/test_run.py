@@ -62,6 +62,7 @@ def check_png(path):
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
+@pytest.mark.slow
 def test_run_matches_independent_computation_and_writes_every_output(tmp_path):
     lengths = [2, 300, 15, 41, 7, 120, 3, 60, 9, 33, 5, 80]  # very different lengths
     data = write_folder(tmp_path / "feat", lengths, n_layers=12)
@@ -98,6 +99,7 @@ def test_run_matches_independent_computation_and_writes_every_output(tmp_path):
         np.testing.assert_allclose(per_dim["layer_10_var"], cat(data, "layer_10").var(axis=0), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_legacy_three_d_arrays_give_the_same_numbers(tmp_path):
     data = write_folder(tmp_path / "new", [20, 35])
     legacy = tmp_path / "legacy"
@@ -109,6 +111,7 @@ def test_legacy_three_d_arrays_give_the_same_numbers(tmp_path):
     assert a["mean"] == b["mean"] and a["cka"] == b["cka"] and b["n_frames"] == 55
 
 
+@pytest.mark.slow
 def test_cli_subset_of_files_and_layers_draws_only_requested_similarity(tmp_path):
     write_folder(tmp_path / "feat", [30, 25, 40, 12], n_layers=4)
     out = tmp_path / "out"
@@ -180,6 +183,7 @@ def test_cli_bad_input_exit_2_with_message_and_no_traceback(tmp_path):
     assert missing.returncode == 2 and "does not exist" in missing.stderr and "Traceback" not in missing.stderr
 
 
+@pytest.mark.slow
 def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkeypatch):
     data = write_folder(tmp_path / "feat", [12, 20], labels=True,
                         meta={"model_name": "synthetic", "rep_type": "contextualized", "span": "phone"})
@@ -187,18 +191,20 @@ def test_span_files_reach_the_span_measures_and_colour_by_label(tmp_path, monkey
 
     def fake_span_measures(features, labels, groups, *, seed, n_splits, **protocols):
         seen.update(features=features, labels=labels, groups=groups, seed=seed, n_splits=n_splits)
-        return {"probe_accuracy": {k: 0.5 for k in features}, "probe_majority_baseline": 0.25,
-                "pwcca": {k: 0.1 for k in features}, "unavailable": {"mi": "planted reason"}}
+        return MeasureFamily(values={"probe_accuracy": dict.fromkeys(features, 0.5),
+                                     "pwcca": dict.fromkeys(features, 0.1)},
+                             info={"probe_majority_baseline": 0.25}, unavailable={"mi": "planted reason"})
 
     def spy_tsne(layers, embeddings, groups, names, what, path, *, subtitle):
         drawn.update(groups=groups, names=names, what=what)
         return real_tsne(layers, embeddings, groups, names, what, path, subtitle=subtitle)
 
+    from layerwise.contract.results import MeasureFamily
     from layerwise.measures import span
-    from layerwise.report import plots
-    real_tsne = plots.tsne_figure
+    from layerwise.report import scatter
+    real_tsne = scatter.tsne_figure
     monkeypatch.setattr(span, "span_measures", fake_span_measures)
-    monkeypatch.setattr(plots, "tsne_figure", spy_tsne)
+    monkeypatch.setattr(scatter, "tsne_figure", spy_tsne)
     summary = run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "out", num_files=0, max_points=20,
                            seed=4, probe_splits=2)
     assert seen["seed"] == 4 and seen["n_splits"] == 2 and list(seen["groups"]) == ["utt-00"] * 12 + ["utt-01"] * 20
@@ -226,6 +232,7 @@ def test_default_features_dir_is_the_extraction_default_and_no_torch_import():
     assert lines[0] == lines[1] and lines[2] == "False"
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_files(tmp_path):
     """Done-when: peak RSS over 200 files <= 1.3 × over 50. Each file is 0.3 MB of float32 (2 × 128 dims × 300
     frames), so keeping the frames (or float64 copies) of 150 extra files would add >= 45 MB over a ~150 MB base."""
@@ -250,6 +257,7 @@ def test_peak_memory_does_not_grow_with_files(tmp_path):
     assert peaks[200] <= 1.3 * peaks[50], peaks
 
 
+@pytest.mark.slow
 def test_file_list_selects_exactly_the_named_files(tmp_path):
     write_folder(tmp_path / "feat", [30, 25, 40, 12])
     listing = tmp_path / "files.txt"
@@ -266,18 +274,21 @@ def test_file_list_selects_exactly_the_named_files(tmp_path):
         run_analysis(features_dir=tmp_path / "feat", output_dir=tmp_path / "o2", num_files=0, file_list=listing)
 
 
+@pytest.mark.slow
 def test_cli_exit_1_when_a_requested_measure_cannot_be_computed_and_the_rest_is_written(tmp_path, monkeypatch):
     """A span folder requests the span measures: one that cannot be computed is in summary.json ``unavailable`` and
     the report with its reason, the others and every figure are still written, and the exit status is 1."""
     from layerwise.cli import visualize
+    from layerwise.contract.results import MeasureFamily
     from layerwise.measures import span
 
     write_folder(tmp_path / "feat", [12, 20, 15], labels=True,
                  meta={"model_name": "synthetic", "rep_type": "contextualized", "span": "phone"})
 
     def partly(features, labels, groups, *, seed, n_splits, **protocols):
-        return {"probe_accuracy": {k: 0.5 for k in features}, "probe_majority_baseline": 0.25,
-                "mi": {k: 0.2 for k in features}, "unavailable": {"pwcca": "held-out part too small (planted)"}}
+        return MeasureFamily(values={"probe_accuracy": dict.fromkeys(features, 0.5), "mi": dict.fromkeys(features, 0.2)},
+                             info={"probe_majority_baseline": 0.25},
+                             unavailable={"pwcca": "held-out part too small (planted)"})
 
     monkeypatch.setattr(span, "span_measures", partly)
     out = tmp_path / "out"
@@ -319,6 +330,7 @@ def table_and_notes(out):
     return page, layer_tables(page), notes, summary
 
 
+@pytest.mark.slow
 def test_one_speaker_and_reference_layer_cells_say_why(tmp_path):
     """Three files of one speaker (what --num_files 3 often gives): the speaker measures' reason says how to get
     more speakers; cca_intra of layer_0 is 'n/a (the reference layer)', the first layer's CKA with the previous
@@ -340,6 +352,7 @@ def test_one_speaker_and_reference_layer_cells_say_why(tmp_path):
     assert unexplained_dashes(page, notes) == []
 
 
+@pytest.mark.slow
 def test_conv_only_folder_says_cca_intra_does_not_apply(tmp_path):
     from tests.report.test_html import unexplained_dashes
 
@@ -353,6 +366,7 @@ def test_conv_only_folder_says_cca_intra_does_not_apply(tmp_path):
     assert unexplained_dashes(page, notes) == []
 
 
+@pytest.mark.slow
 def test_frame_folder_control_is_named_and_drawn_dashed(tmp_path, caplog):
     """An auto-detected control of a frame folder: the log and run card name it with its model, seed and shared
     utterances, its measures sit in their own table, and the caption describes the dashed lines."""
@@ -383,6 +397,7 @@ def test_frame_folder_control_is_named_and_drawn_dashed(tmp_path, caplog):
     assert figures.NO_CONTROL_CAPTION not in page
 
 
+@pytest.mark.slow
 def test_few_frames_still_give_statistics_and_similarity_with_pca_tsne_reasons(tmp_path):
     """4 frames: too few for t-SNE, not for means and CKA — those are written (numpy on the frames), the t-SNE of
     each layer carries its reason, nothing else is refused."""
@@ -397,6 +412,7 @@ def test_few_frames_still_give_statistics_and_similarity_with_pca_tsne_reasons(t
     assert "t-SNE" in (out / "report.html").read_text() and "not computed" in (out / "report.html").read_text()
 
 
+@pytest.mark.slow
 def test_a_file_without_frames_is_named_in_the_notes_not_counted(tmp_path):
     frames = write_folder(tmp_path / "feat", [30, 25])
     store.write_features(store.feature_path(tmp_path / "feat", "utt-99"),

@@ -55,6 +55,7 @@ def close(a, b, rtol=1e-9):
         assert a == b
 
 
+@pytest.mark.slow
 def test_merged_shards_equal_one_process(tmp_path, monkeypatch):
     """Three shards of 40 files (groups of 8 here, so shards interleave: groups 0, 3 / 1, 4 / 2), partials written
     atomically, merged: every number of summary.json equals the single-process run to 1e-9 relative, and the same
@@ -77,6 +78,7 @@ def test_merged_shards_equal_one_process(tmp_path, monkeypatch):
     assert shards.shard_indices(40, 0, 3) == [*range(8), *range(24, 32)]
 
 
+@pytest.mark.slow
 def test_merged_span_shards_equal_one_process(tmp_path, monkeypatch):
     """Span folders: the partials carry the segments, so the span measures after the merge are those of one run."""
     monkeypatch.setattr(stream, "GROUP_FILES", 4)
@@ -134,6 +136,7 @@ def test_folder_mixing_identities_is_refused_naming_the_setting(tmp_path, settin
     assert not (tmp_path / "o").exists()
 
 
+@pytest.mark.slow
 def test_prototype_files_without_metadata_still_analysed(tmp_path):
     feat = tmp_path / "proto"
     feat.mkdir()
@@ -144,6 +147,7 @@ def test_prototype_files_without_metadata_still_analysed(tmp_path):
     assert summary["n_frames"] == 90 and summary["model_name"] is None
 
 
+@pytest.mark.slow
 def test_undefined_pca_is_none_not_one_and_reported(tmp_path):
     feat = write_files(tmp_path / "feat", 3, constant_layer=1)
     summary = run_analysis(features_dir=feat, output_dir=tmp_path / "o", num_files=0, max_points=20)

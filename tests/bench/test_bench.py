@@ -12,9 +12,10 @@ import soundfile as sf
 
 from bench import bench_extract, benchlib
 from layerwise.contract import store
-from layerwise.contract.frames import FrameGeometry
+from layerwise.contract.grid import FrameGeometry
 
 
+@pytest.mark.slow
 def test_forward_flops_matches_torch_flop_counter():
     """The config-derived count equals torch's FlopCounterMode on a real forward (eager attention, so the T² matmuls
     are visible; odd positional kernel, so the positional conv yields exactly T frames)."""
@@ -207,6 +208,7 @@ def test_thread_modes_write_every_file_once(tmp_path):
             np.testing.assert_array_equal(store.read_features(path).layers["layer_2"], expected)
 
 
+@pytest.mark.slow
 def test_long_file_row_runs_bench_long_in_a_fresh_process(tmp_path):
     model_dir = benchlib.save_checkpoint(
         tmp_path / "tiny", seed=0, hidden_size=16, num_hidden_layers=2, num_attention_heads=2, intermediate_size=32,

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from bench import bench_analysis
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
 
 
 def test_bench_analysis_smoke(tmp_path, capsys):

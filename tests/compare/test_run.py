@@ -103,6 +103,7 @@ def covering_pool(fine: np.ndarray, hop_f: int, field_f: int, hop_c: int, field_
     return np.array(rows)
 
 
+@pytest.mark.slow
 def test_cross_model_cka_equals_numpy_on_model_frames(tiny_hubert, tiny_wav2vec2, audio_dir, tmp_path):
     paths = sorted(audio_dir.rglob("*.*"), key=lambda p: p.stem)
     waves = [sf.read(p, dtype="float32")[0] for p in paths]
@@ -291,6 +292,7 @@ def test_cli_outputs_and_usage_errors(tmp_path):
     assert main([*args[:-2], "--layers", "7"]) == 2
 
 
+@pytest.mark.slow
 def test_peak_memory_does_not_grow_with_the_number_of_files(tmp_path):
     """200 utterances vs 50: the state is fixed-size (cross-products), files are streamed one at a time."""
     rng = np.random.default_rng(6)
@@ -357,7 +359,7 @@ def test_a_folder_mixing_extractions_is_refused(tmp_path):
     a = write_folder(tmp_path / "a", files, meta_for("m/a", keys))
     b = write_folder(tmp_path / "b", {"19-198-0000": files["19-198-0000"]}, meta_for("m/b", keys))
     write_folder(b, {"19-198-0001": files["19-198-0001"]}, meta_for("m/other", keys))
-    with pytest.raises(CompareError, match="19-198-0001_features.npz: other settings.*model_name"):
+    with pytest.raises(CompareError, match="19-198-0001_features.npz was made with other settings.*model_name"):
         compare([a, b])
 
 
@@ -366,8 +368,8 @@ def test_report_run_card_display_names_and_plain_tick_labels(tmp_path, monkeypat
     settings, the extraction's versions from its manifest; common utterances and frames; date, wall time, versions,
     the command with the wrapper's temporary list marked); every table and axis names layers L0 …; nearly equal
     CKA values are written out, not as an offset above the axis."""
+    from layerwise.contract.provenance import analysis_versions
     from layerwise.report import compareplots
-    from layerwise.report.runcard import analysis_versions
     from tests.report.test_html import Page, Tables
 
     rng = np.random.default_rng(9)

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from layerwise.contract import layout, store
-from layerwise.contract.timematch import Grid
+from layerwise.contract.grid import Grid
 from layerwise.errors import FeatureFileError, UsageError
 
 

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from layerwise.contract import timematch
+from layerwise.contract.grid import FBANK_GRID, Grid, pool_plan
 from layerwise.errors import InputError
 from layerwise.extract import fbank
 from tests.conftest import tone
@@ -20,6 +20,7 @@ def reference_log_mel(wav, sr=16000):
     return (librosa.amplitude_to_db(mel, top_db=80) / 80 + 1).T
 
 
+@pytest.mark.slow
 def test_log_mel_equals_the_reference_steps():
     wav = tone(23456, seed=2).astype(np.float32) * 0.3
     got = fbank.log_mel(wav, 16000)
@@ -41,9 +42,9 @@ def test_grid_reproduces_the_reference_pooling_table():
     for k, s in zip(kernels, strides):
         field, hop = field + (k - 1) * hop, hop * s
         plans.append((hop, field))
-    conv = [timematch.pool_plan(timematch.Grid(h, f), fbank.GRID) for h, f in plans[:6]]
+    conv = [pool_plan(Grid(h, f), FBANK_GRID) for h, f in plans[:6]]
     assert conv == [(79, 32), (39, 16), (19, 8), (9, 4), (4, 2), (2, 1)]
-    assert timematch.pool_plan(fbank.GRID, timematch.Grid(*plans[6])) == (1, 2)
+    assert pool_plan(FBANK_GRID, Grid(*plans[6])) == (1, 2)
 
 
 def test_silent_audio_is_an_input_error():

@@ -8,10 +8,13 @@ import sys
 import time
 
 import numpy as np
+import pytest
 import soundfile as sf
 
 from layerwise.contract import store
 from tests.conftest import ROOT, tone
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
 
 N_FILES = 24
 

@@ -1,10 +1,10 @@
 """spans.py against direct computations: TextGrids written here with praatio, frame rules spelled out by hand."""
 
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+from layerwise.contract.alignments import Segment
 from layerwise.errors import InputError, SegmentRangeError
 from layerwise.extract import spans
 from tests.conftest import FIXTURES, write_textgrid
@@ -129,7 +129,7 @@ def test_centre_rule_short_segment_and_ties():
 
 
 def segs(*rows):
-    return [spans.Segment(s, e, lab) for s, e, lab in rows]
+    return [Segment(s, e, lab) for s, e, lab in rows]
 
 
 def test_check_segments_fail_and_drop():
@@ -192,7 +192,7 @@ def test_pool_segments_validation_and_empty():
     feats = {"layer_0": np.zeros((9, 2))}
     kw = {"audio_seconds": 0.2, "tolerance_s": 0.02}
     with pytest.raises(ValueError, match="does not match 10 frame centres"):
-        spans.pool_segments(feats, centres, [spans.Segment(0, 0.1, "a")], **kw)
+        spans.pool_segments(feats, centres, [Segment(0, 0.1, "a")], **kw)
     with pytest.raises(ValueError, match="rule='nearest'"):
         spans.pool_segments({"layer_0": np.zeros((10, 2))}, centres, [], rule="nearest", **kw)
     pooled, labels, intervals = spans.pool_segments({"layer_0": np.zeros((10, 2))}, centres, [], **kw)

@@ -327,3 +327,138 @@ def test_bad_arguments(data):
         abx.abx_error_rates(feats, items, mode="nope")
     with pytest.raises(ValueError, match="unknown distance"):
         abx.abx_error_rates(feats, items, mode="within_speaker_triphone", distance="cosine2")
+
+
+# ----------------------------------------------------------------------------------------- items from alignments
+
+
+def _seg(stem, *phones_and_times):
+    return [(stem, on, off, ph) for ph, on, off in phones_and_times]
+
+
+def test_items_from_segments_contexts_and_gaps():
+    segs = _seg("u1", ("A", 0.0, 0.1), ("B", 0.1, 0.2), ("C", 0.2, 0.3), ("D", 0.3, 0.4),  # run 1: A B C D
+                ("E", 0.6, 0.7), ("F", 0.7, 0.8), ("G", 0.8, 0.9),  # a removed silence before E: run 2
+                ("H", 1.0, 1.1), ("I", 1.1, 1.2))  # run 3 has only 2 phones: no item
+    # 0.1 + 0.2 = 0.30000000000000004 still counts as adjacent to 0.3 (rounding of written alignment times)
+    segs += _seg("u2", ("P", 0.0, 0.1), ("Q", 0.1, 0.1 + 0.2), ("R", 0.3, 0.45))
+    items = abx.abx_items_from_segments(segs, speaker_of={"u1": "s1", "u2": "s2"})
+    got = [(it.file, str(it.onset), str(it.offset), it.phone, it.prev_phone, it.next_phone, it.speaker)
+           for it in items]
+    assert got == [("u1", "0.1", "0.2", "B", "A", "C", "s1"), ("u1", "0.2", "0.3", "C", "B", "D", "s1"),
+                   ("u1", "0.7", "0.8", "F", "E", "G", "s1"),
+                   ("u2", "0.1", "0.30000000000000004", "Q", "P", "R", "s2")]
+    # a function works as speaker_of; interleaved stems are grouped per file
+    mixed = [*segs[:2], segs[9], *segs[2:9], *segs[10:]]  # u1 u1 u2 u1 ... u1 u2 u2
+    assert abx.abx_items_from_segments(mixed, speaker_of=lambda stem: {"u1": "s1", "u2": "s2"}[stem]) == items
+
+
+def test_items_from_segments_errors():
+    with pytest.raises(ItemFileError, match="no speaker"):
+        abx.abx_items_from_segments(_seg("u1", ("A", 0, 0.1)), speaker_of={})
+    with pytest.raises(ItemFileError, match="whitespace"):
+        abx.abx_items_from_segments(_seg("u1", ("A B", 0, 0.1)), speaker_of={"u1": "s"})
+    with pytest.raises(abx.AlignmentError, match="onset < offset"):
+        abx.abx_items_from_segments(_seg("u1", ("A", 0.2, 0.1)), speaker_of={"u1": "s"})
+    with pytest.raises(abx.AlignmentError, match="u1: phone 1 .* starts before"):
+        abx.abx_items_from_segments(_seg("u1", ("A", 0, 0.2), ("B", 0.1, 0.3)), speaker_of={"u1": "s"})
+
+
+def test_write_item_file_roundtrip(data, tmp_path):
+    _, items = data
+    path = abx.write_item_file(items, tmp_path / "copy.item")
+    assert abx.read_item_file(path) == [it._replace(line=i + 2) for i, it in enumerate(items)]
+    built = abx.abx_items_from_segments(_seg("u", ("A", 0, 0.07), ("B", 0.07, 0.15), ("C", 0.15, 1e-5 + 0.2)),
+                                        speaker_of={"u": "s"})
+    back = abx.read_item_file(abx.write_item_file(built, tmp_path / "built.item"))
+    assert [it._replace(line=0) for it in back] == built and str(back[0].offset) == "0.15"
+    bad = [items[0]._replace(phone="two words")]
+    with pytest.raises(ItemFileError, match="whitespace"):
+        abx.write_item_file(bad, tmp_path / "bad.item")
+
+
+# ----------------------------------------------------------------------------------------- speaker bootstrap
+
+
+def test_interval_contains_estimate_on_fixture(results):
+    for mode in FIXTURE_MODES:
+        r = results[mode, "angular"]
+        iv = abx.abx_interval(r, seed=0)
+        assert iv.reason is None and iv.n_speakers == 4 and iv.n_boot == abx.DEFAULT_N_BOOT and iv.level == 0.95
+        assert iv.low < r.score < iv.high, (mode, iv, r.score)
+        assert abx.abx_interval(r, seed=0) == iv  # same seed, same interval
+
+
+def _relabelled_collapse(r, draw):
+    """Independent replicate: copy every cell of speaker s once per draw of s, as a new speaker, then collapse."""
+    cols = abx._cell_columns(r.mode)
+    si = cols.index("speaker")
+    keys, scores = [], []
+    for copy, spk in enumerate(draw):
+        for i in np.flatnonzero(r.cells["speaker"] == spk):
+            key = [r.cells[c][i] for c in cols]
+            key[si] = f"{spk}#{copy}"
+            keys.append(tuple(key))
+            scores.append(r.cells["score"][i])
+    return abx._collapse(keys, np.array(scores), r.mode)
+
+
+def test_interval_replicates_are_the_collapse_of_resampled_speakers(results):
+    for mode in FIXTURE_MODES:
+        r = results[mode, "euclidean"]
+        speakers, w, n = abx._speaker_sums(r)
+        assert speakers == ["spk0", "spk1", "spk2", "spk3"]
+        for draw in (speakers, ["spk0", "spk0", "spk2", "spk3"], ["spk3", "spk3", "spk3", "spk1"]):
+            counts = np.array([[draw.count(s) for s in speakers]], np.float64)
+            got = abx._replicate_scores(w, n, counts)[0]
+            assert abs(got - _relabelled_collapse(r, draw)) < 1e-12, (mode, draw)
+        assert abs(abx._replicate_scores(w, n, np.ones((1, 4)))[0] - r.score) < 1e-12
+
+
+def test_interval_one_speaker_and_bad_arguments(data):
+    feats, items = data
+    r = abx.abx_error_rates(feats, [it for it in items if it.speaker == "spk0"], mode="within_speaker_phoneme")
+    iv = abx.abx_interval(r)
+    assert (iv.low, iv.high, iv.n_boot, iv.n_speakers) == (None, None, 0, 1) and "one speaker" in iv.reason
+    # across speakers with a single speaker: no X of another speaker, so no cell at all
+    r = abx.abx_error_rates(feats, [it for it in items if it.speaker == "spk0"], mode="across_speaker_triphone")
+    iv = abx.abx_interval(r)
+    assert (iv.low, iv.high, iv.n_speakers, iv.reason) == (None, None, 0, "no ABX cell") and math.isnan(r.score)
+    with pytest.raises(ValueError, match="n_boot"):
+        abx.abx_interval(r, n_boot=0)
+    with pytest.raises(ValueError, match="level"):
+        abx.abx_interval(r, level=1.0)
+
+
+def _synthetic_speakers(n_speakers, seed, *, phones="ABCDE", n_phones=40, dim=8):
+    """Speakers of the same kind: one utterance each of ``n_phones`` random phones, 3 frames (60 ms) per phone;
+    frames = 2 * (the phone's unit vector) + N(0, sd^2) noise with a speaker's own sd in [0.5, 2.5], so the
+    speakers' error rates differ; built with the public API (abx_items_from_segments)."""
+    rng = np.random.default_rng(seed)
+    feats, segs, speaker_of = {}, [], {}
+    for s in range(n_speakers):
+        stem, sd = f"spk{s}-utt", rng.uniform(0.5, 2.5)
+        labels = rng.integers(0, len(phones), n_phones)
+        means = 2.0 * np.eye(dim)[np.repeat(labels, 3)]
+        feats[stem] = (means + rng.normal(scale=sd, size=means.shape)).astype(np.float32)
+        segs += [(stem, Decimal(3 * k) / 50, Decimal(3 * k + 3) / 50, phones[p]) for k, p in enumerate(labels)]
+        speaker_of[stem] = f"spk{s}"
+    return feats, abx.abx_items_from_segments(segs, speaker_of=speaker_of)
+
+
+def test_interval_narrows_with_more_speakers():
+    widths = {}
+    for n_spk in (5, 20):
+        w = []
+        for data_seed in range(3):  # mean width over 3 corpora: one small corpus' width is itself noisy
+            feats, items = _synthetic_speakers(n_spk, seed=100 * n_spk + data_seed)
+            assert len(items) == n_spk * 38  # 40 adjacent phones per utterance: all but the first and last
+            r = abx.abx_error_rates(feats, items, mode="within_speaker_phoneme", distance="euclidean")
+            iv = abx.abx_interval(r, seed=0)
+            assert iv.n_speakers == n_spk and iv.low < r.score < iv.high
+            w.append(iv.high - iv.low)
+        widths[n_spk] = np.mean(w)
+    # 4 speakers give only 35 distinct draws (the fixture's quantiles coincide across seeds); 20 speakers do not
+    assert abx.abx_interval(r, seed=1) != iv and abx.abx_interval(r, seed=0) == iv
+    # width ~ 1/sqrt(speakers): 4x the speakers -> about half the width (measured: 0.64 on these corpora)
+    assert widths[20] < 0.8 * widths[5], widths

@@ -4,12 +4,12 @@ time matching against explicit numpy pooling."""
 import numpy as np
 import pytest
 
-from layerwise.contract import timematch
-from layerwise.extract import fbank
+from layerwise.contract.grid import FBANK_GRID, Grid
+from layerwise.contract.results import MeasureFamily
 from layerwise.measures import alignment_free
 
-FRAME = timematch.Grid(320, 400)  # 20 ms transformer frames
-CONV4 = timematch.Grid(80, 160)  # HuBERT conv_4: hop 80, receptive field 160 samples
+FRAME = Grid(320, 400)  # 20 ms transformer frames
+CONV4 = Grid(80, 160)  # HuBERT conv_4: hop 80, receptive field 160 samples
 LAYERS = ["layer_0", "layer_1", "layer_2", "layer_3"]
 GRIDS = dict.fromkeys(LAYERS, FRAME)
 N_SPK, N_UTT, T, D = 6, 4, 50, 8  # 24 one-second files; 50 frames of 20 ms, 101 fbank frames
@@ -43,7 +43,7 @@ def collect(data, layers=LAYERS, grids=GRIDS, with_fbank=True, seed=0):
 @pytest.mark.parametrize("protocol", ["centred", "pasad"])
 def test_measures_rise_with_the_planted_signal(protocol):
     result = alignment_free.measure(collect(files()), seed=0, cca_protocol=protocol)
-    m = result.measures
+    m = result.values
     assert result.unavailable == {} and set(m) == set(alignment_free.MEASURES)
     mel, intra = m["cca_mel"], m["cca_intra"]
     assert mel["layer_2"] > 0.8 and max(mel["layer_0"], mel["layer_1"], mel["layer_3"]) < 0.3
@@ -54,27 +54,28 @@ def test_measures_rise_with_the_planted_signal(protocol):
     acc, spw = m["speaker_probe_accuracy"], m["speaker_pwcca"]
     assert acc["layer_3"] > 0.9 and acc["layer_0"] < base + 0.35
     assert spw["layer_3"] > 0.5 and spw["layer_3"] > 2 * max(spw["layer_0"], spw["layer_1"], spw["layer_2"])
-    assert result.info["n_speakers"] == N_SPK and result.info["cca_protocol"] == protocol
+    assert result.provenance["n_speakers"] == N_SPK and result.provenance["cca_protocol"] == protocol
+    assert result.info == {} and result.control is None  # provenance only: summary.json writes none of it
 
 
-def test_analyse_puts_the_control_under_random_init():
+def test_analyse_gives_the_control_its_own_family():
     data = files()
     trained = collect(data)
     control = collect([(stem, {k: np.random.default_rng(i).normal(size=v.shape) for k, v in arrays.items()}, fb)
                        for i, (stem, arrays, fb) in enumerate(data[:2])])  # 2 files: too few for held-out scores
-    measures, unavailable = alignment_free.analyse(trained, control, seed=0)
-    assert set(measures) == {*alignment_free.MEASURES, "random_init"} and measures["random_init"] == {}
-    assert set(unavailable) == {f"random_init.{m}" for m in alignment_free.MEASURES}
-    assert "needs >= 3 files" in unavailable["random_init.cca_mel"]
-    alone, none = alignment_free.analyse(trained, None, seed=0)
-    assert none == {} and alone["cca_mel"] == measures["cca_mel"]
+    family = alignment_free.analyse(trained, control, seed=0)
+    assert set(family.values) == set(alignment_free.MEASURES) and family.unavailable == {}
+    assert family.control.values == {} and set(family.control.unavailable) == set(alignment_free.MEASURES)
+    assert "needs >= 3 files" in family.control.unavailable["cca_mel"]
+    alone = alignment_free.analyse(trained, None, seed=0)
+    assert alone.control is None and alone.values["cca_mel"] == family.values["cca_mel"]
 
 
 def test_shuffled_speakers_and_unpaired_fbank_sit_at_chance():
     data = files(shuffle_speakers=True)
     # pair every file's layers with another file's filterbanks: no acoustic relation left
     unpaired = [(stem, arrays, data[(i + 1) % len(data)][2]) for i, (stem, arrays, _) in enumerate(data)]
-    m = alignment_free.measure(collect(unpaired), seed=0).measures
+    m = alignment_free.measure(collect(unpaired), seed=0).values
     assert abs(m["cca_mel"]["layer_2"]) < 0.3
     assert m["speaker_probe_accuracy"]["layer_3"] < 1 / N_SPK + 0.3
     assert m["speaker_pwcca"]["layer_3"] < 0.3
@@ -84,12 +85,12 @@ def test_unavailable_measures_say_why():
     data = files()
     renamed = [(f"utt{i}", arrays, fb) for i, (_, arrays, fb) in enumerate(data)]
     result = alignment_free.measure(collect(renamed, with_fbank=False), seed=0)
-    assert set(result.measures) == {"cca_intra"}
+    assert set(result.values) == {"cca_intra"}
     assert "--fbank" in result.unavailable["cca_mel"]
     for name in ("speaker_probe_accuracy", "speaker_majority_baseline", "speaker_pwcca"):
         assert "'utt0'" in result.unavailable[name] and "{speaker}-{chapter}-{utterance}" in result.unavailable[name]
     no_base = alignment_free.measure(collect(data, layers=["layer_2", "layer_3"]), seed=0)
-    assert "layer_0" in no_base.unavailable["cca_intra"] and "cca_mel" in no_base.measures
+    assert "layer_0" in no_base.unavailable["cca_intra"] and "cca_mel" in no_base.values
 
 
 def test_collector_time_matches_like_explicit_pooling():
@@ -112,7 +113,7 @@ def test_collector_time_matches_like_explicit_pooling():
     np.testing.assert_allclose(conv_on_base, np.stack([conv[4 * i : 4 * i + 4].mean(axis=0)
                                                       for i in range(len(base))]), atol=1e-6)
     np.testing.assert_allclose(base, l0[: len(base)], atol=1e-6)
-    assert fbank.GRID == timematch.Grid(160, 400)
+    assert FBANK_GRID == Grid(160, 400)
     # subsampling is bounded, seeded and independent of the order files arrive in
     small = alignment_free.PropertyCollector(["layer_0"], {"layer_0": FRAME}, seed=1, max_frames_per_file=7)
     small.add("1-2-0003", {"layer_0": l0}, None)
@@ -124,7 +125,7 @@ def test_collector_time_matches_like_explicit_pooling():
 
 
 def test_a_layer_that_fails_is_a_gap_with_its_reason_and_the_other_layers_stay():
-    out = alignment_free.PropertyMeasures({}, {}, {})
+    out = MeasureFamily()
 
     def compute(key):
         if key == "layer_1":
@@ -132,5 +133,5 @@ def test_a_layer_that_fails_is_a_gap_with_its_reason_and_the_other_layers_stay()
         return 0.5
 
     alignment_free._measure("cca_intra", ["layer_0", "layer_1", "layer_2"], compute, out)
-    assert out.measures["cca_intra"] == {"layer_0": 0.5, "layer_1": None, "layer_2": 0.5}
+    assert out.values["cca_intra"] == {"layer_0": 0.5, "layer_1": None, "layer_2": 0.5}
     assert "layer_1" in out.unavailable["cca_intra"] and "SVD did not converge" in out.unavailable["cca_intra"]

@@ -6,8 +6,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from layerwise.measures import pasad
 from tests.conftest import FIXTURES
-from layerwise.measures import pasad, span
 
 REF = np.load(FIXTURES / "pasad_pwcca_reference.npz")
 RESULTS = json.loads(str(REF["results"]))
@@ -19,7 +19,7 @@ VIEWS = {"phone_onehot": ("X", "Y"), "layer_vs_layer": ("Z", "X")}
 
 def run(case, mean_score):
     a, b = VIEWS[case]
-    return span.pasad_cca_score(REF[a], REF[b], PARTS, TRIALS, EPS, mean_score=mean_score)
+    return pasad.pasad_cca_score(REF[a], REF[b], PARTS, TRIALS, EPS, mean_score=mean_score)
 
 
 @pytest.mark.parametrize("mean_score", [False, True])
@@ -46,7 +46,7 @@ def test_phone_onehot_determined_part_matches_and_the_rest_is_rounding_noise(mea
     for got, train in zip(details["trials"], ref["train_scores"]):
         # mean_score also weights the x side, whose last variate is ~half noise on the training set too
         np.testing.assert_allclose(got["train_scores"], train, rtol=0, atol=2e-2 if mean_score else 1e-5)
-    nudged, _ = span.pasad_cca_score(REF["X"] * (1 + 1e-15), REF["Y"], PARTS, TRIALS, EPS, mean_score=mean_score)
+    nudged, _ = pasad.pasad_cca_score(REF["X"] * (1 + 1e-15), REF["Y"], PARTS, TRIALS, EPS, mean_score=mean_score)
     assert abs(nudged - score) > 1e-4  # chaotic: the stored held-out numbers are not determined by the data
     assert abs(score - ref["score"]) < 0.05  # and both sit in the same noise band around the determined part
     # the noise direction itself: the label variate of the last pair vanishes on held-out data
@@ -64,7 +64,7 @@ from threadpoolctl import threadpool_info
 arch = {i.get("architecture") for i in threadpool_info() if i.get("internal_api") == "openblas"}
 if arch != {"Haswell"}:
     sys.exit(f"SKIP OpenBLAS kernels {arch}, not Haswell")
-from layerwise.measures import span
+from layerwise.measures import pasad
 R = np.load(sys.argv[1])
 RES = json.loads(str(R["results"]))
 parts = [R[f"split{i}"] for i in range(10)]
@@ -73,7 +73,7 @@ eps = [tuple(float(v) for v in e) for e in R["eps_pairs"]]
 worst = 0.0
 for mean_score in (False, True):
     ref = RES[f"phone_onehot/mean_score={mean_score}"]
-    score, details = span.pasad_cca_score(R["X"], R["Y"], parts, trials, eps, mean_score=mean_score)
+    score, details = pasad.pasad_cca_score(R["X"], R["Y"], parts, trials, eps, mean_score=mean_score)
     for got, train, dev, best, test in zip(details["trials"], ref["train_scores"], ref["dev_scores"],
                                            ref["best_eps"], ref["test_scores"]):
         assert got["best_eps"] == best, (got["best_eps"], best)

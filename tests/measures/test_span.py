@@ -5,7 +5,9 @@ from itertools import pairwise
 import numpy as np
 import pytest
 
-from layerwise.measures import span
+from layerwise.analyze.options import AnalysisOptions
+from layerwise.errors import UsageError
+from layerwise.measures import pasad, pwcca, span
 
 N_CLASSES, DIM = 8, 24
 
@@ -56,7 +58,8 @@ def test_subsample_keeps_whole_utterances_under_the_cap():
     assert span.subsample_utterances(groups, max_segments=465, seed=0).all()
     feats, labels, groups = synthetic(snrs=(1.0,))
     res = span.span_measures(feats, labels, groups, n_splits=1, compute_mi=False, max_segments=400)
-    assert res["span_measures_info"]["n_segments"] <= 400 and res["span_measures_info"]["n_segments_available"] == 960
+    info = res.info["span_measures_info"]
+    assert info["n_segments"] <= 400 and info["n_segments_available"] == 960
 
 
 def test_probe_counts_unseen_test_labels_as_errors():
@@ -74,16 +77,16 @@ def test_probe_counts_unseen_test_labels_as_errors():
 def test_measures_rise_with_snr_and_noise_stays_at_baseline():
     feats, labels, groups = synthetic()
     res = span.span_measures(feats, labels, groups, seed=0, n_splits=2, compute_mi=True)
-    acc, pw, mi = res["probe_accuracy"], res["pwcca"], res["mi"]
+    acc, pw, mi = res.values["probe_accuracy"], res.values["pwcca"], res.values["mi"]
     keys = [f"layer_{k}" for k in range(5)]
-    base = res["probe_majority_baseline"]
+    base = res.info["probe_majority_baseline"]
     assert 0.08 < base < 0.2  # balanced 8 classes: about 1/8
     assert all(acc[a] < acc[b] for a, b in pairwise(keys)), acc
     assert all(pw[a] < pw[b] for a, b in pairwise(keys)), pw
     assert abs(acc["layer_0"] - base) < 0.07 and abs(pw["layer_0"]) < 0.1
     assert acc["layer_4"] > 0.95 and pw["layer_4"] > 0.8
     assert mi["layer_0"] < 0.1 and mi["layer_4"] > 0.6
-    info = res["span_measures_info"]
+    info = res.info["span_measures_info"]
     assert info["n_segments"] == 960 and info["n_classes"] == N_CLASSES and info["seed"] == 0
 
 
@@ -91,10 +94,10 @@ def test_shuffled_labels_give_chance():
     feats, labels, groups = synthetic(snrs=(2.0,))
     shuffled = np.random.default_rng(3).permutation(labels)
     res = span.span_measures(feats, shuffled, groups, seed=1, n_splits=2, compute_mi=False)
-    assert "mi" not in res
-    chance = max(res["probe_majority_baseline"], 1 / N_CLASSES)
-    assert res["probe_accuracy"]["layer_0"] < chance + 0.06
-    assert abs(res["pwcca"]["layer_0"]) < 0.1
+    assert "mi" not in res.values
+    chance = max(res.info["probe_majority_baseline"], 1 / N_CLASSES)
+    assert res.values["probe_accuracy"]["layer_0"] < chance + 0.06
+    assert abs(res.values["pwcca"]["layer_0"]) < 0.1
 
 
 def test_canonical_correlations_match_qr_svd():
@@ -105,7 +108,7 @@ def test_canonical_correlations_match_qr_svd():
     qx, _ = np.linalg.qr(x - x.mean(axis=0))
     qy, _ = np.linalg.qr(y - y.mean(axis=0))
     expected = np.linalg.svd(qx.T @ qy, compute_uv=False)
-    fit = span.fit_cca(x, y, reg_x=1e-12, reg_y=1e-12)
+    fit = pwcca.fit_cca(x, y, reg_x=1e-12, reg_y=1e-12)
     np.testing.assert_allclose(fit.rho_fit, expected, atol=1e-8)
     # The directions reproduce them as plain Pearson correlations of the variates.
     hx, hy = (x - fit.mean_x) @ fit.a, (y - fit.mean_y) @ fit.b
@@ -115,7 +118,7 @@ def test_canonical_correlations_match_qr_svd():
     design = np.c_[np.ones(300), x]
     resid = y1 - design @ np.linalg.lstsq(design, y1, rcond=None)[0]
     r = np.sqrt(1 - resid.var() / y1.var())
-    assert span.pwcca_score(span.fit_cca(x, y1, reg_x=1e-12, reg_y=1e-12), x, y1) == pytest.approx(r, abs=1e-8)
+    assert pwcca.pwcca_score(pwcca.fit_cca(x, y1, reg_x=1e-12, reg_y=1e-12), x, y1) == pytest.approx(r, abs=1e-8)
 
 
 def test_pwcca_linear_relation_is_one_and_independent_noise_is_low():
@@ -127,8 +130,8 @@ def test_pwcca_linear_relation_is_one_and_independent_noise_is_low():
     noise = rng.normal(size=(len(labels), DIM))
     res = span.span_measures({"layer_0": linear, "layer_1": noise}, labels, groups, seed=0, n_splits=2,
                                compute_mi=False)
-    assert res["pwcca"]["layer_0"] > 0.99
-    assert abs(res["pwcca"]["layer_1"]) < 0.1
+    assert res.values["pwcca"]["layer_0"] > 0.99
+    assert abs(res.values["pwcca"]["layer_1"]) < 0.1
 
 
 def test_pwcca_stays_one_when_the_evaluation_data_lacks_a_class():
@@ -136,9 +139,9 @@ def test_pwcca_stays_one_when_the_evaluation_data_lacks_a_class():
     idx = np.arange(400) % 5
     onehot = np.eye(5)[idx]
     x = onehot @ rng.normal(size=(5, 12)) + 1e-6 * rng.normal(size=(400, 12))
-    fit = span.fit_cca(x, onehot, reg_x=1e-4)
+    fit = pwcca.fit_cca(x, onehot, reg_x=1e-4)
     present = idx != 4  # evaluation data without class 4: the variates become linearly dependent
-    assert span.pwcca_score(fit, x[present], onehot[present]) > 0.99
+    assert pwcca.pwcca_score(fit, x[present], onehot[present]) > 0.99
 
 
 def test_span_measures_validation():
@@ -154,11 +157,11 @@ def test_span_measures_validation():
 def test_pasad_protocols_rise_with_snr_and_record_their_parts():
     feats, labels, groups = synthetic(n=480, n_utts=24, snrs=(0.0, 0.5, 2.0))
     res = span.span_measures(feats, labels, groups, seed=0, n_splits=2, cca_protocol="pasad", mi_protocol="pasad")
-    assert res["unavailable"] == {}
-    pw, mi = res["pwcca"], res["mi"]
+    assert res.unavailable == {}
+    pw, mi = res.values["pwcca"], res.values["mi"]
     assert pw["layer_0"] < pw["layer_1"] < pw["layer_2"] and pw["layer_2"] > 0.8
     assert mi["layer_0"] < mi["layer_1"] < mi["layer_2"]
-    info = res["span_measures_info"]
+    info = res.info["span_measures_info"]
     assert info["cca_protocol"] == "pasad" and info["mi_protocol"] == "pasad"
     parts = [np.array(p) for p in info["pasad_cca"]["parts"]]
     assert len(parts) == 10 and sorted(np.concatenate(parts).tolist()) == list(range(480))
@@ -167,8 +170,11 @@ def test_pasad_protocols_rise_with_snr_and_record_their_parts():
         assert max(counts) - min(counts) <= 1
     # replaying the recorded parts, trials and ε pairs gives the reported score
     onehot = (labels[:, None] == np.unique(labels)[None, :]).astype(float)
-    again, _ = span.pasad_cca_score(feats["layer_2"], onehot, parts, info["pasad_cca"]["trials"],
+    again, _ = pasad.pasad_cca_score(feats["layer_2"], onehot, parts, info["pasad_cca"]["trials"],
                                       info["pasad_cca"]["eps_pairs"])
     assert again == pytest.approx(pw["layer_2"], abs=1e-12)
-    with pytest.raises(ValueError, match="cca_protocol='svcca'"):
-        span.span_measures(feats, labels, groups, cca_protocol="svcca")
+    # Protocols are validated once, by the analysis options; the measures trust them.
+    with pytest.raises(UsageError, match="cca_protocol='svcca'"):
+        AnalysisOptions(features_dir="f", output_dir="o", cca_protocol="svcca")
+    with pytest.raises(UsageError, match="mi_protocol='knn'"):
+        AnalysisOptions(features_dir="f", output_dir="o", mi_protocol="knn")

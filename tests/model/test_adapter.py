@@ -7,9 +7,8 @@ import re
 import numpy as np
 import pytest
 import torch
-from transformers import AutoModel, HubertConfig
+from transformers import AutoModel
 
-from layerwise.contract import frames
 from layerwise.errors import InputError, ModelLoadError
 from layerwise.model import adapter as M
 from layerwise.model import checkpoint
@@ -35,16 +34,6 @@ def reference_conv_outputs(folder, x: np.ndarray) -> list[np.ndarray]:
     for h in hooks:
         h.remove()
     return captured
-
-
-def test_hubert_base_frame_math():
-    config = HubertConfig()  # the hubert-base-ls960 architecture
-    geo = frames.FrameGeometry(tuple(config.conv_kernel), tuple(config.conv_stride), 16000)
-    assert (geo.hop, geo.receptive_field, geo.frame_rate) == (320, 400, 50.0)
-    assert geo.n_frames(16000) == 49 and geo.n_frames(400) == 1 and geo.n_frames(399) == 0
-    for n in np.random.default_rng(0).integers(400, 400_000, size=200):
-        assert geo.n_frames(int(n)) == (n - 400) // 320 + 1
-    np.testing.assert_allclose(geo.centres(3), [200 / 16000, 520 / 16000, 840 / 16000])
 
 
 @pytest.mark.parametrize("kind", ["tiny_hubert", "tiny_wav2vec2", "tiny_wavlm"])
@@ -223,15 +212,15 @@ def test_non_finite_features_are_an_input_error_naming_layer_and_dtype(tmp_path)
 
 
 def test_file_that_cannot_fit_fails_alone_with_the_memory_it_needs(tiny_hubert, monkeypatch):
-    from layerwise.model import memory
+    from layerwise.model import machine
 
     model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
     x = tone(48000)
-    needed = memory.memory_needed(model, len(x), "contextualized", [0, 1, 2])
+    needed = machine.memory_needed(model, len(x), "contextualized", [0, 1, 2])
     frames = model.geometry.n_frames(len(x))
     assert needed >= 3 * frames * 32 * 4  # at least the kept float32 states themselves
-    monkeypatch.setattr(memory, "available", lambda device: needed - 1)
+    monkeypatch.setattr(machine, "available_memory", lambda device: needed - 1)
     with pytest.raises(InputError, match=r"3\.0 s of audio needs about .* GiB .* available"):
         model.features(x, "contextualized", [0, 1, 2])
-    monkeypatch.setattr(memory, "available", lambda device: needed)
+    monkeypatch.setattr(machine, "available_memory", lambda device: needed)
     assert model.features(x, "contextualized", [2])["layer_2"].shape == (frames, 32)

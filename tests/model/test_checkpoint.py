@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from layerwise.cli import extract as cli
-from layerwise.errors import ModelLoadError
+from layerwise.errors import ModelLoadError, UsageError
 from layerwise.extract.run import extract_folder
 from layerwise.model import adapter as M
 from layerwise.model import checkpoint as C
@@ -40,7 +40,7 @@ def test_missing_encoder_layer_is_a_load_error_naming_the_parameters(tiny_hubert
     with pytest.raises(ModelLoadError, match=r"16 parameters missing: encoder\.layers\.1\.") as err:
         M.SpeechModel.load(str(tmp_path / "ckpt"), device="cpu")
     assert dropped[0] in str(err.value) and "--random_init" in str(err.value)
-    assert isinstance(err.value, C.UsageError)  # exit 2 in the CLIs
+    assert isinstance(err.value, UsageError)  # exit 2 in the CLIs
 
 
 def test_mismatched_shape_is_a_load_error(tiny_hubert, tmp_path):
@@ -109,7 +109,7 @@ def test_config_with_fewer_layers_than_the_weights_is_a_load_error(tmp_path):
     with pytest.raises(ModelLoadError, match=r"32 tensors .*encoder\.layers\.2\..*config does not match the "
                                                r"weights") as err:
         M.SpeechModel.load(str(folder), device="cpu")
-    assert "and 24 more" in str(err.value) and isinstance(err.value, C.UsageError)  # exit 2 in the CLIs
+    assert "and 24 more" in str(err.value) and isinstance(err.value, UsageError)  # exit 2 in the CLIs
 
 
 def test_local_revision_is_a_fingerprint_of_the_config_and_weights(tmp_path):
@@ -171,7 +171,7 @@ def test_offline_failure_is_fast_and_says_what_to_do(tmp_path):
     env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
     env |= {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "PYTHONPATH": str(ROOT)}
     code = ("import logging, time; logging.basicConfig(level=logging.INFO)\n"
-            "from layerwise.model.adapter import SpeechModel, ModelLoadError, describe\n"
+            "from layerwise.errors import ModelLoadError\nfrom layerwise.model.adapter import SpeechModel\nfrom layerwise.model.checkpoint import describe\n"
             "from transformers import AutoConfig, AutoFeatureExtractor, AutoModel\n"  # start-up, not the failure
             "t0 = time.perf_counter()\n"
             "for attempt in ('describe', 'load'):\n"

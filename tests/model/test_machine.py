@@ -1,4 +1,5 @@
-"""Native-bf16 detection (patched flag lists and cpuinfo files) and the memory the process may still use."""
+"""Native-bf16 detection (patched flag lists and cpuinfo files), the memory the process may still use, and the
+bytes per value of each compute dtype."""
 
 from __future__ import annotations
 
@@ -48,11 +49,27 @@ def test_available_memory_respects_a_cgroup_limit(monkeypatch):
     assert machine.available_memory() == pytest.approx(psutil.virtual_memory().available, rel=0.2)
 
 
-def test_meminfo_parsing(tmp_path):
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       24000000 kB\nMemFree:         1000000 kB\nMemAvailable:   20000000 kB\n")
-    assert machine._meminfo_available(meminfo) == 20000000 * 1024
-    assert machine._meminfo_available(tmp_path / "missing") is None
+def test_available_memory_is_the_kernels_memavailable_on_linux(monkeypatch):
+    """psutil's figure is /proc/meminfo's MemAvailable (kB) read independently here, within what moves between reads."""
+    import pathlib
+
+    meminfo = pathlib.Path("/proc/meminfo")
+    if not meminfo.exists():
+        pytest.skip("no /proc/meminfo (not Linux)")
+    monkeypatch.setattr(machine, "_cgroup_available", lambda: None)
+    line = next(x for x in meminfo.read_text().splitlines() if x.startswith("MemAvailable:"))
+    assert machine.available_memory("cpu") == pytest.approx(int(line.split()[1]) * 1024, rel=0.1)
+
+
+def test_compute_dtype_sizes_are_numpy_item_sizes():
+    import numpy as np
+    import torch
+
+    from layerwise.model.checkpoint import DTYPE_BYTES, DTYPES
+
+    assert DTYPES == tuple(DTYPE_BYTES) == ("float32", "bfloat16", "float16")
+    assert {k: torch.empty(0, dtype=getattr(torch, k)).element_size() for k in DTYPES} == DTYPE_BYTES
+    assert DTYPE_BYTES["float16"] == np.dtype(np.float16).itemsize
 
 
 def test_bf16_on_an_old_gpu_names_the_gpus_that_have_it(monkeypatch):

@@ -1,4 +1,4 @@
-"""report.py and runcard.py: the files an analysis writes, from a hand-built AnalysisResult and a hand-written
+"""html.py and runcard.py: the files an analysis writes, from a hand-built AnalysisResult and a hand-written
 extraction manifest; every value checked against those inputs (or numpy / importlib.metadata directly)."""
 
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import datetime as dt
 import json
 import re
 import shlex
@@ -19,7 +20,7 @@ import numpy as np
 import pytest
 
 from layerwise.contract import results
-from layerwise.report import figures, html
+from layerwise.report import figures, html, runcard
 
 LAYERS = ["layer_0", "layer_1", "layer_2"]
 MANIFEST = {
@@ -160,6 +161,7 @@ def written(tmp_path_factory):
     return result, drawn, out, paths, page
 
 
+@pytest.mark.slow
 def test_run_card_matches_the_run(written):
     result, _, _, _, page = written
     card = page.card
@@ -230,7 +232,7 @@ def test_failed_write_keeps_the_previous_report(written, monkeypatch):
     def broken(*args):
         raise RuntimeError("disk full")
 
-    monkeypatch.setattr(html, "_figure_html", broken)
+    monkeypatch.setattr(html, "figure_view", broken)
     with pytest.raises(RuntimeError):
         html.write_report_html(out, result, drawn)
     assert (out / "report.html").read_bytes() == before
@@ -240,7 +242,7 @@ def test_failed_write_keeps_the_previous_report(written, monkeypatch):
 def test_report_without_manifest_says_not_recorded(tmp_path):
     result = make_result(tmp_path / "nowhere")
     page = Page()
-    page.feed(html.render_html(result, [], html.runcard.run_card(result, html.runcard.Extraction()), []))
+    page.feed(html.render(html.analysis_page(result, [], runcard.analysis_card(result, runcard.Extraction()), [])))
     assert page.card["Wall time"] == "extraction not recorded; analysis 2.7 min (read 1.5 s, tsne 2.5 min)"
     assert page.card["Features"].endswith("(no extraction manifest found: prototype or copied files)")
     assert page.card["Commands"].startswith("extraction: not recorded")
@@ -250,7 +252,7 @@ def test_random_initialisation_is_said_in_the_title_and_the_card(tmp_path):
     result = make_result(tmp_path)
     result = dataclasses.replace(result, meta={**result.meta, "random_init": True, "seed": 7})
     page = Page()
-    page.feed(html.render_html(result, [], html.runcard.run_card(result, html.runcard.Extraction()), []))
+    page.feed(html.render(html.analysis_page(result, [], runcard.analysis_card(result, runcard.Extraction()), [])))
     assert page.headings[0] == "Layer-wise analysis: hubert-tiny (random initialisation, not the trained weights)"
     assert page.card["Model"].endswith("RANDOM INITIALISATION (seed 7), not the trained weights")
     assert page.card["Seeds"].endswith("random-initialisation seed 7")
@@ -262,14 +264,15 @@ def test_layers_at_different_frame_rates(tmp_path):
     layers = [dataclasses.replace(x, key=f"conv_{i}", n_frames=1000 // 2 ** i, frame_rate=200.0 / 2 ** i)
               for i, x in enumerate(result.layers)]
     result = dataclasses.replace(result, layers=layers, meta={**result.meta, "rep_type": "local"})
-    card = html.runcard.run_card(result, html.runcard.Extraction())
+    card = runcard.analysis_card(result, runcard.Extraction())
     data = dict(card)["Data"]
     assert data.startswith("4 files analysed, C0: 1,000, C1: 500, C2: 250 frames (≈ 5.0 s of audio: C2 at 50 frames/s)")
     assert dict(card)["Layers"].startswith("C0, C1, C2 — C0 … C2 = stored keys conv_0 … conv_2")
 
 
 def test_csv_writes_nan_and_none_as_empty(tmp_path):
-    html.write_summary_csv(tmp_path, [{"layer": "conv_3", "a": float("nan"), "b": None, "c": 0.5}])
+    html.write_summary_csv(tmp_path, html.with_display_names([{"layer": "conv_3", "a": float("nan"), "b": None,
+                                                               "c": 0.5}]))
     with open(tmp_path / "summary.csv", newline="") as handle:
         (read,) = list(csv.DictReader(handle))
     assert read == {"layer": "conv_3", "name": "C3", "a": "", "b": "", "c": "0.5"}
@@ -306,16 +309,16 @@ def test_temporary_file_lists_in_commands_are_marked(tmp_path):
     were and where the files are listed; other list files are named as list files; other commands are unchanged."""
     listing = "/tmp/layerwise-files.Ab12Cd"
     analysis = shlex.join(["visualize_features.py", "--features_dir", "out/x y", "--file_list", listing])
-    lines = html.runcard.annotate_command(analysis, 4).split("\n")
+    lines = runcard.annotate_command(analysis, 4).split("\n")
     assert lines[0] == analysis and len(lines) == 2
     assert lines[1].startswith(f"  (--file_list {listing}: a temporary list written by the wrapper and deleted after "
                                f"the run; the 4 files it named are listed in summary.json 'files'")
     extraction = "extract_features.py --audio_dir a --write_file_list=/home/me/lists/done.txt"
-    lines = html.runcard.annotate_command(extraction, 4).split("\n")
+    lines = runcard.annotate_command(extraction, 4).split("\n")
     assert lines[0] == extraction
     assert lines[1].startswith("  (--write_file_list /home/me/lists/done.txt: a list file; it collects the files this "
                                "extraction completed")
-    assert html.runcard.annotate_command("visualize_features.py --num_files 3", 3) == (
+    assert runcard.annotate_command("visualize_features.py --num_files 3", 3) == (
         "visualize_features.py --num_files 3")
 
     features = tmp_path / "features"
@@ -324,7 +327,7 @@ def test_temporary_file_lists_in_commands_are_marked(tmp_path):
         "extract_features.py", "--write_file_list", listing]}))
     result = make_result(features)
     result = dataclasses.replace(result, run=dataclasses.replace(result.run, command=analysis, file_list=listing))
-    card = dict(html.runcard.run_card(result, html.runcard.read_extraction(features)))
+    card = dict(runcard.analysis_card(result, runcard.read_extraction(features)))
     assert card["Analysis"].startswith("all files named by --file_list (see Commands), similarity both")
     commands = card["Commands"].split("\n")
     assert commands[0] == f"extraction: extract_features.py --write_file_list {listing}"
@@ -343,7 +346,7 @@ def test_control_columns_get_their_own_table_and_reference_cells_say_n_a(tmp_pat
                                     meta={"model_name": "m", "model_revision": "r", "seed": 4, "random_init": True})
     result = dataclasses.replace(result, measures={"cca_intra": intra}, control=control,
                                  not_applicable={"cca_intra": {"layer_0": "the reference layer"}})
-    page = html.render_html(result, [], html.runcard.run_card(result, html.runcard.Extraction()), [])
+    page = html.render(html.analysis_page(result, [], runcard.analysis_card(result, runcard.Extraction()), []))
     own, ctrl = layer_tables(page)
     assert [r["cca_intra"] for r in own] == ["n/a (the reference layer)", "0.8", "0.6"]
     assert not any(c.startswith("random_init_") for c in own[0])
@@ -352,3 +355,38 @@ def test_control_columns_get_their_own_table_and_reference_cells_say_n_a(tmp_pat
     parsed.feed(page)
     assert parsed.card["Control"] == (f"{tmp_path / 'ctrl'}: m (revision r), random initialisation seed 4; 3 of 4 "
                                       f"analysed utterances shared")
+
+
+def test_one_cell_convention_for_both_reports():
+    """Undefined by definition: 'n/a (why)'; not computed: '—' with a tooltip; numbers formatted alike."""
+    assert html.cell(float("nan"), "no previous layer") == html.Cell("n/a (no previous layer)", "na")
+    assert html.cell(None) == html.Cell("—", "num", html.NOT_COMPUTED)
+    assert html.cell(np.float32("inf")).text == "—"
+    assert html.cell(0.123456) == html.Cell("0.1235", "num") and html.cell(np.float64(2.0)).text == "2"
+    assert html.cell(3646) == html.Cell("3,646", "num") and html.cell(np.int64(12)).text == "12"
+    assert html.cell(True).text == "True" and html.cell("a<b").text == "a<b"
+    table = html.layer_table([{"layer": "layer_3", "x": None}, {"layer": "conv_1", "x": None}],
+                             lambda row, column: "why" if row["layer"] == "layer_3" and column == "x" else None)
+    assert [[c.text for c in row] for row in table.cells()] == [["L3", "n/a (why)"], ["C1", "—"]]
+
+
+def test_summary_csv_writer_writes_values_as_str_and_missing_as_empty(tmp_path):
+    rows = [{"folder": "a", "layer": "layer_0", "dim": np.int64(6), "mean": np.float64(0.1), "cka": float("nan"),
+             "n": None, "pc": 5},
+            {"folder": "a", "layer": "layer_1", "dim": 6, "mean": -2.5e-09, "cka": 0.75, "n": 3, "pc": None}]
+    html.write_summary_csv(tmp_path, rows)
+    assert (tmp_path / "summary.csv").read_bytes() == (
+        b"folder,layer,dim,mean,cka,n,pc\na,layer_0,6,0.1,,,5\na,layer_1,6,-2.5e-09,0.75,3,\n")
+
+
+def test_run_card_builder_rows_from_the_steps():
+    now = dt.datetime(2026, 1, 2, 3, 4, tzinfo=dt.UTC)
+    steps = [runcard.Step("extraction", ("x --a", "x --b"), "1.0 min", "torch 2", "2026-01-01 00:00 UTC"),
+             runcard.Step("analysis", (), "2.0 s", "numpy 2")]
+    card = runcard.build_card([("Model", "m")], steps, now=now)
+    assert card == [("Model", "m"), ("Date", "report 2026-01-02 03:04 UTC; extraction finished 2026-01-01 00:00 UTC"),
+                    ("Wall time", "extraction 1.0 min; analysis 2.0 s"),
+                    ("Versions", "extraction: torch 2; analysis: numpy 2"),
+                    ("Commands", "extraction: x --a\nextraction: x --b\nanalysis: not recorded")]
+    (one,) = [runcard.Step("comparison", ("c",), "3.0 s", "numpy 2")]
+    assert dict(runcard.build_card([], [one], now=now))["Versions"] == "numpy 2"

@@ -9,9 +9,10 @@ import matplotlib.colors
 import numpy as np
 import pytest
 
-from layerwise.contract import names
+from layerwise.analyze.options import AnalysisOptions
+from layerwise.contract import names as display
 from layerwise.errors import UsageError
-from layerwise.report import plotkit, plots
+from layerwise.report import plotkit, plots, scatter
 
 LAYERS = [f"layer_{i}" for i in range(13)]
 
@@ -36,12 +37,12 @@ def legend_entries(fig):
 
 
 def test_display_names_and_their_mapping():
-    assert [names.display_name(k) for k in ("layer_0", "layer_12", "conv_0", "conv_6", "fbank")] == [
+    assert [display.display_name(k) for k in ("layer_0", "layer_12", "conv_0", "conv_6", "fbank")] == [
         "L0", "L12", "C0", "C6", "fbank"]
-    assert names.naming_legend(LAYERS).startswith("L0 … L12 = stored keys layer_0 … layer_12")
-    assert names.naming_legend(["conv_3"]).startswith("C3 = stored key conv_3")
-    assert names.model_label("/home/someone/checkpoints/hubert-base-ls960/") == "hubert-base-ls960"
-    assert names.model_label("facebook/wav2vec2-base") == "wav2vec2-base"
+    assert display.naming_legend(LAYERS).startswith("L0 … L12 = stored keys layer_0 … layer_12")
+    assert display.naming_legend(["conv_3"]).startswith("C3 = stored key conv_3")
+    assert display.model_label("/home/someone/checkpoints/hubert-base-ls960/") == "hubert-base-ls960"
+    assert display.model_label("facebook/wav2vec2-base") == "wav2vec2-base"
 
 
 def test_importing_the_plots_imports_no_plotting_library():
@@ -54,15 +55,15 @@ def test_many_phone_classes_colour_the_most_frequent_and_grey_the_rest(tmp_path,
     rng = np.random.default_rng(0)
     phones = [f"P{i:02d}" for i in range(25)]
     labels = rng.choice(phones, size=800, p=np.arange(25, 0, -1) / np.arange(25, 0, -1).sum())
-    groups, names, what = plots.point_groups(np.full(800, "utt"), labels)
+    groups, names, what = scatter.point_groups(np.full(800, "utt"), labels)
     counts = Counter(labels.tolist())
-    top = sorted(p for p, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: plots.MAX_COLOUR_GROUPS - 1])
+    top = sorted(p for p, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: scatter.MAX_COLOUR_GROUPS - 1])
     assert what == "label" and names == top + ["other"]
     for label, group in zip(labels, groups):
         assert names[group] == (label if label in top else "other")
 
     coords = rng.normal(size=(800, 2))
-    plots.tsne_figure(["layer_0", "layer_1"], {"layer_0": coords, "layer_1": coords}, groups, names, what,
+    scatter.tsne_figure(["layer_0", "layer_1"], {"layer_0": coords, "layer_1": coords}, groups, names, what,
                       tmp_path / "t.png", subtitle="x")
     legend, texts = legend_entries(captured[-1])
     assert texts == names and legend.get_title().get_text().startswith("label")
@@ -76,28 +77,28 @@ def test_many_phone_classes_colour_the_most_frequent_and_grey_the_rest(tmp_path,
 
 
 def test_few_classes_are_all_coloured():
-    groups, names, _ = plots.point_groups(np.array(["u1"] * 4), np.array(["S", "AA", "S", "K"]))
+    groups, names, _ = scatter.point_groups(np.array(["u1"] * 4), np.array(["S", "AA", "S", "K"]))
     assert names == ["AA", "K", "S"] and groups.tolist() == [2, 0, 2, 1]
-    groups, names, what = plots.point_groups(np.array(["u2", "u1", "u2"]), None)
+    groups, names, what = scatter.point_groups(np.array(["u2", "u1", "u2"]), None)
     assert what == "utterance" and names == ["u1", "u2"] and groups.tolist() == [1, 0, 1]
 
 
 def test_colour_by_speaker_utterance_or_label():
     stems = np.array(["174-50561-0000", "84-121123-0001", "84-121123-0000", "1272-128104-0003", "174-50561-0002"])
     labels = np.array(["AA", "S", "AA", "K", "S"])
-    groups, names, what = plots.point_groups(stems, labels, color_by="speaker")
+    groups, names, what = scatter.point_groups(stems, labels, color_by="speaker")
     speakers = [s.split("-")[0] for s in stems]
     assert what == "speaker" and names == ["84", "174", "1272"]  # numeric order, not "1272" < "174" < "84"
     assert [names[g] for g in groups] == speakers
-    groups, names, what = plots.point_groups(stems, labels, color_by="utterance")
+    groups, names, what = scatter.point_groups(stems, labels, color_by="utterance")
     assert what == "utterance" and [names[g] for g in groups] == stems.tolist()
-    assert plots.point_groups(stems, labels)[2] == "label"  # default with labels
+    assert scatter.point_groups(stems, labels)[2] == "label"  # default with labels
     with pytest.raises(UsageError, match="color_by=label needs phone/word labels"):
-        plots.point_groups(stems, None, color_by="label")
+        scatter.point_groups(stems, None, color_by="label")
     with pytest.raises(UsageError, match="'my_recording' is not one"):
-        plots.point_groups(np.array(["my_recording"]), None, color_by="speaker")
-    with pytest.raises(UsageError, match="not in"):
-        plots.point_groups(stems, None, color_by="chapter")
+        scatter.point_groups(np.array(["my_recording"]), None, color_by="speaker")
+    with pytest.raises(UsageError, match="color_by='chapter'"):  # refused once, at the options boundary
+        AnalysisOptions(features_dir=".", output_dir=".", color_by="chapter")
 
 
 def test_heatmap_colour_scale_from_the_data_values_written_in_cells(tmp_path, captured):
@@ -164,6 +165,7 @@ def test_feature_statistics_error_bars(tmp_path, captured):
     assert [t.get_text() for t in ax.get_xticklabels()] == ["L0", "L6", "L12"]
 
 
+@pytest.mark.slow
 def test_pca_panels_explained_variance_on_the_axes_and_curves_to_90_percent(tmp_path, captured):
     rng = np.random.default_rng(2)
     layers = LAYERS
@@ -174,8 +176,8 @@ def test_pca_panels_explained_variance_on_the_axes_and_curves_to_90_percent(tmp_
     projections = {k: rng.normal(size=(50, 2)) for k in layers}
     projections["layer_12"] = "PCA not computed: only 1 frame"
     stems = np.repeat([f"{s}-1-{u}" for s in (84, 174) for u in range(5)], 5)
-    groups, names, what = plots.point_groups(stems, None, color_by="speaker")
-    plots.pca_figure(layers, ratios, projections, groups, names, what, tmp_path / "p.png", subtitle="s", n_show=5)
+    groups, names, what = scatter.point_groups(stems, None, color_by="speaker")
+    scatter.pca_figure(layers, ratios, projections, groups, names, what, tmp_path / "p.png", subtitle="s", n_show=5)
     fig = captured[-1]
     need90 = [int(np.argmax(np.cumsum(ratios[k]) >= 0.9)) + 1 for k in layers]
     curves = fig.axes[0].get_lines()[: len(layers)]
@@ -183,7 +185,7 @@ def test_pca_panels_explained_variance_on_the_axes_and_curves_to_90_percent(tmp_
     assert np.allclose(curves[3].get_ydata(), np.cumsum(ratios["layer_3"])[: max(need90)])
     dims = {line.get_label(): np.asarray(line.get_ydata()).tolist() for line in fig.axes[1].get_lines()}
     assert dims["90% of variance"] == need90
-    scatters = [ax for ax in fig.axes if ax.get_title() in [names.display_name(k) for k in layers]]
+    scatters = [ax for ax in fig.axes if ax.get_title() in [display.display_name(k) for k in layers]]
     first = scatters[0]
     assert first.get_xlabel() == f"PC1 ({100 * ratios['layer_0'][0]:.1f}% of variance)"
     assert first.get_ylabel() == f"PC2 ({100 * ratios['layer_0'][1]:.1f}%)"
@@ -201,7 +203,7 @@ def test_variance_distribution_histograms(tmp_path, captured):
     for ax, key in zip(captured[-1].axes, ["layer_0", "layer_1"]):
         assert sum(p.get_height() for p in ax.patches) == 96
         median = np.median(dim_var[key])
-        assert ax.get_title() == f"{names.display_name(key)}: median {median:.3g} (red)"
+        assert ax.get_title() == f"{display.display_name(key)}: median {median:.3g} (red)"
         assert any(np.allclose(line.get_xdata(), np.log10(median)) for line in ax.get_lines())
 
 
@@ -258,7 +260,7 @@ def test_what_each_layer_encodes(tmp_path, captured):
     _, texts = legend_entries(fig)
     assert "CCA with the log-mel filterbank" in texts and "random init (dashed)" in texts
     notes = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
-    assert "speaker PWCCA" in notes and "CCA with the first layer" in notes  # not computed in a drawn group: named
+    assert "speaker PWCCA" in notes and "CCA with L0" in notes  # not computed in a drawn group: named
     assert "label" not in notes  # no label measure at all (a frame folder): not applicable, not "missing"
     assert plots.what_each_layer_encodes(layers, {"mi": {k: None for k in layers}}, None, tmp_path / "n.png",
                                          subtitle="s") is None
@@ -274,8 +276,8 @@ def test_cumulative_variance_axis_has_whole_components_and_line_plots_no_offset(
     for key in layers:
         spectrum = np.sort(rng.random(7))[::-1]
         ratios[key] = spectrum / spectrum.sum()
-    groups, names, what = plots.point_groups(np.repeat(["a", "b"], 10), None)
-    plots.pca_figure(layers, ratios, {k: rng.normal(size=(20, 2)) for k in layers}, groups, names, what,
+    groups, names, what = scatter.point_groups(np.repeat(["a", "b"], 10), None)
+    scatter.pca_figure(layers, ratios, {k: rng.normal(size=(20, 2)) for k in layers}, groups, names, what,
                      tmp_path / "p.png", subtitle="s")
     curve = captured[-1].axes[0]
     captured[-1].canvas.draw()
@@ -290,3 +292,10 @@ def test_cumulative_variance_axis_has_whole_components_and_line_plots_no_offset(
     assert ax.yaxis.get_offset_text().get_text() == ""
     values = [float(t.get_text().replace("−", "-")) for t in ax.get_yticklabels() if t.get_text()]
     assert all(abs(v - 1.0) < 1e-4 for v in values) and len(set(values)) == len(values)
+
+
+def test_speakers_given_by_the_caller_colour_the_points():
+    """An analysis passes the speakers it derived (SampleInfo.speakers); the stems are then not parsed again."""
+    groups, names, what = scatter.point_groups(np.array(["x", "y", "z"]), None, color_by="speaker",
+                                               speakers=np.array(["84", "1272", "84"]))
+    assert what == "speaker" and names == ["84", "1272"] and groups.tolist() == [0, 1, 0]

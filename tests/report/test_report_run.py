@@ -10,10 +10,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import soundfile as sf
 
 from tests.conftest import ROOT
 from tests.report.test_html import Page
+
+pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
 
 KERNELS, STRIDES = (10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2)  # HuBERT's CNN (the tiny checkpoint keeps them)
 

@@ -5,8 +5,9 @@ import json
 import numpy as np
 import pytest
 
+from layerwise.contract import alignments
 from layerwise.errors import AlignmentError, UsageError
-from layerwise.extract import alignments, spans
+from layerwise.extract import spans
 from tests.conftest import write_textgrid
 
 UTT = "84-121123-0000"
@@ -98,4 +99,4 @@ def test_source_is_opaque_but_named(tmp_path):
     write_all(tmp_path)
     source = alignments.find_alignments(tmp_path / "ctm")[UTT]
     assert isinstance(source, alignments.Source) and source.name in {"phones.ctm", "words.ctm"}
-    assert spans.read_segments(tmp_path / "textgrid" / f"{UTT}.TextGrid", "words")[0].label == "hello"
+    assert alignments.read_segments(tmp_path / "textgrid" / f"{UTT}.TextGrid", "words")[0].label == "hello"
