@@ -72,13 +72,37 @@ def test_every_documented_python_name_imports():
     assert not missing, "\n".join(missing)
 
 
+def _unique_modules() -> dict[str, str]:
+    """Module stem -> dotted name, for the stems that name exactly one module of the package (``layout``, ``store``)."""
+    seen: dict[str, list[str]] = {}
+    for path in (ROOT / "layerwise").rglob("*.py"):
+        if path.stem not in ("__init__", "__main__"):
+            dotted = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+            seen.setdefault(path.stem, []).append(dotted)
+    return {stem: names[0] for stem, names in seen.items() if len(names) == 1}
+
+
+def test_every_documented_short_name_exists():
+    """`store.output_folder`, `layout.IDENTITY_KEYS`: a module's stem and a name, as the docs write them."""
+    modules = _unique_modules()
+    missing = []
+    for path, text in _texts():
+        for stem, attr in sorted(set(re.findall(r"`(\w+)\.([A-Za-z_]\w*)[`(]", text))):
+            if stem in modules and attr not in ("py", "md"):
+                try:
+                    getattr(importlib.import_module(modules[stem]), attr)
+                except AttributeError:
+                    missing.append(f"{path.name}: {stem}.{attr} (not in {modules[stem]})")
+    assert not missing, "\n".join(missing)
+
+
 def test_every_documented_file_exists():
     files = {p.name for p in ROOT.rglob("*") if ".venv" not in p.parts and ".git" not in p.parts}
     missing = []
     for path, text in _texts():
         for name in sorted(set(FILE_RE.findall(text))):
             if "/" in name:
-                candidates = [ROOT / name, path.parent / name]
+                candidates = [ROOT / name, path.parent / name, ROOT / "layerwise" / name]
                 if not any(c.exists() for c in candidates) and not name.startswith(("output/", "content/", "/")):
                     missing.append(f"{path.name}: {name}")
             elif name not in files | CHECKPOINT_FILES and not name.startswith(("summary", "manifest", "failures", "report")):
