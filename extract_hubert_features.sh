@@ -6,10 +6,18 @@
 #   AUDIO_DIR=content/data/LibriSpeech/dev-clean-2 LAYERS=0,6,12 ./extract_hubert_features.sh --overwrite
 #   REP_TYPE=local ./extract_hubert_features.sh                 # conv blocks, in their own ..._local folder
 #   COMPARE_DIRS="output/wav2vec2-base/librispeech_dev-clean_sample1" ./extract_hubert_features.sh
+#   ALIGNMENT_DIR=content/data/librispeech_alignments ./extract_hubert_features.sh   # + ABX error rates per layer
+#   ANALYSIS_ARGS="--abx_item my.item --abx_distance euclidean" ./extract_hubert_features.sh
+#
+# ALIGNMENT_DIR: phone alignments of the audio (TextGrid, CTM, ...; docs/spans.md). With SPAN=frame the analysis
+# builds triphone ABX items from them (visualize_features.py --alignment_dir: ABX per layer, docs/analysis.md); with
+# SPAN=phone|word the extraction pools its spans from them (extract_features.py --alignment_dir).
+# ANALYSIS_ARGS: extra arguments of visualize_features.py (space-separated), e.g. the ABX flags.
 #
 # When AUDIO_DIR does not exist and DOWNLOAD_SPLIT is set (default dev-clean-2 for the default AUDIO_DIR), the
 # split is downloaded first with `python -m layerwise.data download` (checksummed, resumable).
-# Exit status: that of the extraction (0 ok, 1 some files failed, 2 usage error, 130 interrupted), else that of the
+# Exit status: that of the extraction (0 ok, 1 some files failed, 2 nothing produced: usage
+# error or every file failed, 130 interrupted), else that of the
 # analysis or comparison when they fail.
 set -euo pipefail
 
@@ -20,7 +28,8 @@ for arg in "$@"; do
   if [[ "${arg}" == "-h" || "${arg}" == "--help" ]]; then   # usage, then extract_features.py's flags; runs nothing
     sed -n '2,/^set -euo/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
     echo "Settings (environment variables, defaults): AUDIO_DIR SAVE_DIR MODEL_NAME DATASET_SPLIT DATA_SAMPLE REP_TYPE"
-    echo "SPAN LAYERS DEVICE DTYPE NUM_FILES VIS_DIR COMPARE_DIRS RUN_VISUALIZE DOWNLOAD_SPLIT PYTHON (see README.md)."
+    echo "SPAN LAYERS DEVICE DTYPE NUM_FILES VIS_DIR COMPARE_DIRS RUN_VISUALIZE DOWNLOAD_SPLIT ALIGNMENT_DIR"
+    echo "ANALYSIS_ARGS PYTHON (see README.md)."
     echo "PYTHON unset: .venv beside this script, created on first use (LAYERWISE_VENV to put it elsewhere)."
     echo "Extra arguments go to extract_features.py:"
     echo
@@ -48,6 +57,8 @@ NUM_FILES="${NUM_FILES:-0}"                      # files analysed (0 = every fil
 VIS_DIR="${VIS_DIR:-}"                           # default: {features folder}_analysis, beside the features
 COMPARE_DIRS="${COMPARE_DIRS:-}"                 # space-separated folders compared with the one just extracted
 RUN_VISUALIZE="${RUN_VISUALIZE:-1}"              # 0 to extract only
+ALIGNMENT_DIR="${ALIGNMENT_DIR:-}"               # phone alignments: ABX items (SPAN=frame) or the spans (phone|word)
+ANALYSIS_ARGS="${ANALYSIS_ARGS:-}"               # extra arguments of visualize_features.py
 if [[ -z "${DOWNLOAD_SPLIT+x}" && "${AUDIO_DIR}" == "content/data/LibriSpeech/dev-clean-2" ]]; then
   DOWNLOAD_SPLIT="dev-clean-2"
 fi
@@ -69,6 +80,13 @@ fi
 extract_args=(--audio_dir "${AUDIO_DIR}" --save_dir "${SAVE_DIR}" --model_name "${MODEL_NAME}"
   --dataset_split "${DATASET_SPLIT}" --data_sample "${DATA_SAMPLE}" --rep_type "${REP_TYPE}"
   --span "${SPAN}" --layers "${LAYERS}" --device "${DEVICE}" --dtype "${DTYPE}" "$@")
+analysis_args=()
+read -r -a analysis_args <<< "${ANALYSIS_ARGS}"
+if [[ -n "${ALIGNMENT_DIR}" && "${SPAN}" == "frame" ]]; then
+  analysis_args+=(--alignment_dir "${ALIGNMENT_DIR}")
+elif [[ -n "${ALIGNMENT_DIR}" ]]; then
+  extract_args=(--alignment_dir "${ALIGNMENT_DIR}" "${extract_args[@]}")   # extra arguments still win
+fi
 # The folder the extraction writes, as extract_features.py itself derives it (extra arguments included).
 features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)"
 VIS_DIR="${VIS_DIR:-${features_dir}_analysis}"
@@ -80,7 +98,8 @@ trap 'rm -f "${file_list}"' EXIT
 status=0
 "${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --write_file_list "${file_list}" || status=$?
 if [[ ${status} -ne 0 && ${status} -ne 1 ]]; then
-  exit "${status}"   # usage error or interrupted: nothing to analyse
+  echo "[wrapper] the extraction produced nothing (exit ${status}); nothing to analyse" >&2
+  exit "${status}"   # usage error, every file failed, or interrupted
 fi
 n_complete=$(wc -l < "${file_list}" | tr -d ' ')
 if [[ ${status} -eq 1 ]]; then
@@ -91,16 +110,23 @@ if [[ "${n_complete}" -eq 0 ]]; then
   exit "${status}"
 fi
 
+# --no_progress (either spelling) among the extra arguments quiets the analysis and the comparison too
+progress_args=()
+for arg in "$@"; do
+  if [[ "${arg}" == "--no_progress" || "${arg}" == "--no-progress" ]]; then progress_args=(--no_progress); fi
+done
+
 report=""
 if [[ "${RUN_VISUALIZE}" == "1" ]]; then
   "${PYTHON}" "${HERE}/visualize_features.py" --features_dir "${features_dir}" --file_list "${file_list}" \
-    --output_dir "${VIS_DIR}" --num_files "${NUM_FILES}" || exit $?
+    --output_dir "${VIS_DIR}" --num_files "${NUM_FILES}" ${progress_args[@]+"${progress_args[@]}"} \
+    ${analysis_args[@]+"${analysis_args[@]}"} || exit $?
   report="${VIS_DIR}/report.html"
 fi
 if [[ -n "${COMPARE_DIRS}" ]]; then
   read -r -a compare_dirs <<< "${COMPARE_DIRS}"
   "${PYTHON}" "${HERE}/compare_features.py" --features_dirs "${features_dir}" "${compare_dirs[@]}" \
-    --output_dir "${features_dir}_compare" --num_files "${NUM_FILES}" || exit $?
+    --output_dir "${features_dir}_compare" --num_files "${NUM_FILES}" ${progress_args[@]+"${progress_args[@]}"} || exit $?
   echo "[wrapper] comparison: ${features_dir}_compare/report.html" >&2
 fi
 echo "[wrapper] done in $((SECONDS - start_s)) s: ${n_complete} feature files in ${features_dir}" >&2

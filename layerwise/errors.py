@@ -7,6 +7,7 @@
     │   ├── AnalysisError     a folder (or its random-init control) that cannot be analysed as asked
     │   ├── CompareError      folders that cannot be compared as asked
     │   ├── StatsError        frames that do not fit the accumulated statistics, too few frames
+    │   ├── OwnFileError      a file this tool wrote earlier cannot be read back (names it and its rebuild command)
     │   └── ItemFileError     a malformed ABX item file (the message names the file and line)
     ├── InputError            one input file cannot be used: extraction records it in failures.tsv and goes on
     │   ├── AudioLoadError    undecodable, empty or unreadable audio
@@ -15,6 +16,7 @@
     │   ├── FeatureFileError  a feature file that cannot be read or does not follow the format
     │   └── UnsafeArchiveError  an archive member that would land outside the destination
     ├── EmbedError            too few or degenerate points for PCA/t-SNE (that figure is skipped with its reason)
+    ├── UndefinedMeasureError a measure undefined for its input (constant layer, one class, too few items): null + why
     └── DataError             a download, verification or extraction failure: exit 1
 
 Messages name parameters (``layers``, ``span``), not flags: the CLIs map them to flags when they print. Each message
@@ -26,6 +28,18 @@ from __future__ import annotations
 
 class LayerwiseError(Exception):
     """Base of every error this package raises on purpose."""
+
+
+def error_text(err: BaseException) -> str:
+    """The whole message of ``err`` on one line (every line kept, each run of whitespace, newlines included,
+    folded to one space), or the exception's type name when it has no message: the form in which a reason is
+    stored (failures.tsv, manifests) and printed."""
+    return one_line(str(err)) or type(err).__name__
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines, tabs) folded to one space, stripped: nothing is dropped."""
+    return " ".join(str(text).split())
 
 
 class UsageError(LayerwiseError):
@@ -58,6 +72,11 @@ class StatsError(UsageError):
     """Inputs that do not fit the accumulated statistics (other layers, dims, unequal row counts, too few frames)."""
 
 
+class OwnFileError(UsageError):
+    """A file this tool wrote and reads back (a partial, a manifest, a file list, a marker) is missing, truncated or
+    damaged; the message names the file and the command that rebuilds it (``contract.store.read_own``). Exit 2."""
+
+
 class ItemFileError(UsageError):
     """A malformed ABX item file (the message names the file and line)."""
 
@@ -84,6 +103,12 @@ class UnsafeArchiveError(InputError):
 
 class EmbedError(LayerwiseError):
     """Too few points, or points that cannot be embedded (constant layer)."""
+
+
+class UndefinedMeasureError(LayerwiseError, ValueError):
+    """A measure that is undefined for its input (a constant layer, one label class, fewer items than it needs): the
+    measure families report ``None`` for that layer with this message as the reason, never a placeholder number.
+    A ``ValueError`` too, so callers that treat bad data as a value error keep doing so."""
 
 
 class DataError(LayerwiseError):

@@ -15,7 +15,7 @@ import soundfile as sf
 
 from layerwise.cli import visualize
 from layerwise.contract import layout
-from tests.conftest import ROOT
+from tests.conftest import ROOT, check_analysis_exit
 
 pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
 
@@ -42,9 +42,11 @@ def extract(audio_dir: Path, save_dir: Path, model: Path, *extra: str) -> Path:
 
 def analyse(folder: Path, out: Path) -> dict:
     """The analysis CLI's entry point in-process (the subprocess path is tested in test_analyze.py)."""
-    assert visualize.main(["--features_dir", str(folder), "--output_dir", str(out), "--num_files", "0",
-                           "--max_points", "60", "--similarity", "cka"]) == 0
-    return json.loads((out / "summary.json").read_text())
+    code = visualize.main(["--features_dir", str(folder), "--output_dir", str(out), "--num_files", "0",
+                           "--max_points", "60", "--similarity", "cka"])
+    summary = json.loads((out / "summary.json").read_text())
+    check_analysis_exit(code, summary)
+    return summary
 
 
 def reference_frames(model_dir: Path, audio_dir: Path, local: bool) -> tuple[list[str], dict[str, list[np.ndarray]]]:

@@ -57,7 +57,7 @@ def test_other_settings_are_failures_named_and_the_manifest_is_kept(tiny_hubert,
     manifest_before = (folder / "manifest.json").read_bytes()
     files_before = {p.name: p.read_bytes() for p in folder.glob("*_features.npz")}
     failures_before = (folder / "failures.tsv").read_bytes()
-    assert cli.main(args + second) == 1  # every file fails, none is "skipped (already complete)"
+    assert cli.main(args + second) == 2  # every file fails (nothing produced), none is "skipped (already complete)"
     assert (folder / "manifest.json").read_bytes() == manifest_before
     assert (folder / "failures.tsv").read_bytes() == failures_before
     assert {p.name: p.read_bytes() for p in folder.glob("*_features.npz")} == files_before
@@ -120,7 +120,7 @@ def test_wrapper_does_not_analyse_a_folder_its_extraction_did_not_write(tiny_hub
     first = run_wrapper({**env, "RUN_VISUALIZE": "0"}, ["--normalize", "off"], tmp_path)
     assert first.returncode == 0, first.stderr[-2000:]
     second = run_wrapper(env, ["--normalize", "on"], tmp_path)  # refused for every file
-    assert second.returncode == 1 and "nothing to analyse" in second.stderr
+    assert second.returncode == 2 and "nothing to analyse" in second.stderr
     assert not (tmp_path / "vis").exists()
 
 
@@ -311,7 +311,7 @@ def test_alignment_beyond_the_audio_fails_the_file_or_is_dropped_and_counted(tin
     write_textgrid(tmp_path / "tg" / "s-c-0001.TextGrid", {"phones": phones, "words": []}, 3.0)
     args = ["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / "o"), "--model_name",
             str(tiny_hubert), "--span", "phone", "--alignment_dir", str(tmp_path / "tg"), *BASE]
-    assert cli.main(args) == 1
+    assert cli.main(args) == 2  # its only file failed: nothing produced
     err = caplog.text
     assert "'C'" in err and "3.0 s" in err and "1.5 s" in err
     assert not list((tmp_path / "o").rglob("*_features.npz"))
@@ -362,7 +362,7 @@ def test_a_refused_run_adds_no_file_beside_another_runs_files(tiny_hubert, audio
     folder = default_folder(tmp_path, tiny_hubert)
     for path in sorted(folder.glob("19-*_features.npz")):
         path.unlink()
-    assert cli.main(args + ["--normalize", "on"]) == 1
+    assert cli.main(args + ["--normalize", "on"]) == 2  # every file refused: nothing produced
     metas = {p.name: store.read_features(p).meta["normalize"] for p in folder.glob("*_features.npz")}
     assert set(metas.values()) == {False} and len(metas) == 2  # nothing of the other run was mixed in
 
@@ -377,7 +377,7 @@ def test_overlapping_or_negative_segments_fail_in_every_format(tiny_hubert, tmp_
         (folder / "phones.ctm").write_text("\n".join(lines) + "\n")
         code = cli.main(["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / f"o_{name}"),
                          "--model_name", str(tiny_hubert), "--span", "phone", "--alignment_dir", str(folder), *BASE])
-        assert code == 1, name
+        assert code == 2, name  # the only file failed: nothing produced
         assert not list((tmp_path / f"o_{name}").rglob("*_features.npz"))
     assert "overlap" in caplog.text and "starts before 0 s" in caplog.text
 
@@ -407,20 +407,24 @@ def test_save_dir_that_is_a_file_is_a_usage_error(tiny_hubert, audio_dir, tmp_pa
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({"SLURM_ARRAY_TASK_ID": "4", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_STEP": "2",
-      "SLURM_ARRAY_TASK_COUNT": "3"}, 2),  # array 0-4:2 -> ids 0, 2, 4 -> shards 0, 1, 2
+    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "0", "SLURM_ARRAY_TASK_MAX": "2",
+      "SLURM_ARRAY_TASK_COUNT": "3"}, 2),  # array 0-2: task 2 is shard 2 of --num_subsets 3
+    ({"SLURM_ARRAY_TASK_ID": "2", "SLURM_ARRAY_TASK_MIN": "2", "SLURM_ARRAY_TASK_MAX": "2",
+      "SLURM_ARRAY_TASK_COUNT": "1"}, 2),  # its re-run alone (sbatch --array=2): still shard 2 of 3
     ({"SLURM_ARRAY_TASK_ID": "abc"}, None), ({"SLURM_ARRAY_TASK_ID": "abc", "SLURM_ARRAY_TASK_COUNT": "2"}, None),
+    ({"SLURM_ARRAY_TASK_ID": "3", "SLURM_ARRAY_TASK_MAX": "3"}, None),  # array 1-3 for 3 shards: task 3 is none
 ])
-def test_slurm_arrays_with_steps_and_garbage(audio_dir, tmp_path, monkeypatch, capsys, env, expected):
+def test_slurm_arrays_and_garbage(audio_dir, tmp_path, monkeypatch, capsys, env, expected):
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     files = sorted(audio_dir.rglob("*.*"))
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only", "--num_subsets", "3"]
     if expected is None:
         with pytest.raises(SystemExit) as exit_info:
-            cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"])
+            cli.main(args)
         assert exit_info.value.code == 2
         return
-    assert cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"]) == 0
+    assert cli.main(args) == 0
     assert capsys.readouterr().out.split() == [str(p) for p in files[expected::3]]
 
 
@@ -434,6 +438,135 @@ def test_changed_alignments_are_not_complete(tiny_hubert, tmp_path, caplog):
             str(tiny_hubert), "--span", "phone", "--alignment_dir", str(tmp_path / "al"), *BASE]
     assert cli.main(args) == 0
     ctm.write_text("s-c-0001 1 0.10 0.40 AH\ns-c-0001 1 0.50 0.40 ZH\n")  # the aligner was re-run
-    assert cli.main(args) == 1 and "alignment_sha256" in caplog.text and "input changed" in caplog.text
+    assert cli.main(args) == 2 and "alignment_sha256" in caplog.text and "input changed" in caplog.text
     assert cli.main(args + ["--overwrite"]) == 0
     assert store.read_features(next((tmp_path / "o").rglob("*_features.npz"))).labels.tolist() == ["AH", "ZH"]
+
+
+# --- issue 22: the extraction/model kinds (1, 7, 8, 9, 12) end to end ------------------------------------------
+
+def test_failure_reason_keeps_the_whole_message(tiny_hubert, tmp_path):
+    """Kind 1, the issue's example: praatio's two-line overlap message reaches failures.tsv and the manifest whole
+    (newline folded to a space), not cut after "overlap in time:"."""
+    from praatio import textgrid as praat_textgrid
+
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(16000), 16000)
+    (tmp_path / "tg").mkdir()
+    lines = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0", "xmax = 1",
+             "tiers? <exists>", "size = 1", "item []:", "    item [1]:", '        class = "IntervalTier"',
+             '        name = "phones"', "        xmin = 0", "        xmax = 1", "        intervals: size = 2",
+             "        intervals [1]:", "            xmin = 0.1", "            xmax = 0.5", '            text = "AH0"',
+             "        intervals [2]:", "            xmin = 0.3", "            xmax = 0.7", '            text = "B"', ""]
+    text = "\n".join(lines)
+    (tmp_path / "tg" / "s-c-0001.TextGrid").write_text(text)
+    with pytest.raises(Exception) as praat:  # what praatio itself says (the independent reference)
+        praat_textgrid.openTextgrid(str(tmp_path / "tg" / "s-c-0001.TextGrid"), includeEmptyIntervals=False)
+    assert "\n" in str(praat.value)
+    code = cli.main(["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / "o"), "--model_name",
+                     str(tiny_hubert), "--span", "phone", "--alignment_dir", str(tmp_path / "tg"), *BASE])
+    assert code != 0  # the file failed (1 or 2 by the exit-status rule)
+    tsv = next((tmp_path / "o").rglob("failures*.tsv")).read_text().splitlines()
+    assert len(tsv) == 2  # header + one line: the reason holds no newline
+    whole = " ".join(str(praat.value).split())
+    assert whole in tsv[1]
+    manifest = json.loads(next((tmp_path / "o").rglob("manifest*.json")).read_text())
+    assert whole in manifest["failures"][0]["reason"]
+
+
+def test_ctm_with_a_bom_and_unmatched_ids(tiny_hubert, tmp_path, caplog):
+    """Kind 7, the issue's example: a CTM saved with a UTF-8 BOM gives its first utterance every phone (not a
+    phantom "\\ufeffs-c-0001"), exit 0; an id that matches no audio file is counted in the log and listed in the
+    manifest."""
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(24000), 16000)
+    (tmp_path / "al").mkdir()
+    rows = "s-c-0001 1 0.10 0.40 AH\ns-c-0001 1 0.50 0.40 K\ns-c-0099 1 0.10 0.20 Z\n"
+    (tmp_path / "al" / "phones.ctm").write_bytes(b"\xef\xbb\xbf" + rows.encode())
+    code = cli.main(["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / "o"), "--model_name",
+                     str(tiny_hubert), "--span", "phone", "--alignment_dir", str(tmp_path / "al"), *BASE])
+    assert code == 0
+    assert store.read_features(next((tmp_path / "o").rglob("*_features.npz"))).labels.tolist() == ["AH", "K"]
+    manifest = json.loads(next((tmp_path / "o").rglob("manifest*.json")).read_text())
+    assert manifest["unmatched_alignments"] == ["s-c-0099"]
+    assert "1 alignment id(s)" in caplog.text and "s-c-0099" in caplog.text
+
+
+def test_word_ending_one_frame_after_the_audio_is_kept_end_to_end(tiny_hubert, tmp_path):
+    """Kind 9, the issue's example through the extraction: a 4.01 s file, a word ending at 4.03 s (one 20 ms frame
+    after it) is kept; one ending at 4.04 s fails the file."""
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(64160), 16000)
+    for end, expected in (("0.13", True), ("0.14", False)):  # durations from 3.90 s
+        folder = tmp_path / f"al{end}"
+        folder.mkdir()
+        (folder / "words.ctm").write_text(f"s-c-0001 1 0.50 3.40 a\ns-c-0001 1 3.90 {end} b\n")
+        code = cli.main(["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / f"o{end}"),
+                         "--model_name", str(tiny_hubert), "--span", "word", "--alignment_dir", str(folder), *BASE])
+        assert (code == 0) is expected  # refused: the file failed (exit 1 or 2 by the exit-status rule)
+
+
+def test_rerun_of_one_slurm_task_is_that_shard(tiny_hubert, audio_dir, tmp_path, monkeypatch):
+    """Kind 8, the issue's example: shards 0..2 of 3 run as a job array; task 1 is re-run alone (sbatch --array=1:
+    MIN = MAX = 1, COUNT = 1). It is shard 1 of the script's --num_subsets 3 again: exactly shard 1's files
+    (i mod 3 == 1 of the sorted list), its own manifest, no unsharded manifest; without --num_subsets it is a
+    usage error, never "shard 0 of 1"."""
+    args = ["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "o"), "--model_name", str(tiny_hubert),
+            "--num_subsets", "3", *BASE]
+    for task in range(3):
+        for key, value in {"ID": task, "MIN": 0, "MAX": 2, "COUNT": 3}.items():
+            monkeypatch.setenv(f"SLURM_ARRAY_TASK_{key}", str(value))
+        assert cli.main(args) == 0
+    folder = next(p.parent for p in (tmp_path / "o").rglob("manifest*.json"))
+    for key, value in {"ID": 1, "MIN": 1, "MAX": 1, "COUNT": 1}.items():
+        monkeypatch.setenv(f"SLURM_ARRAY_TASK_{key}", str(value))
+    assert cli.main(args + ["--overwrite"]) == 0
+    manifests = sorted(p.name for p in folder.glob("manifest*.json"))
+    assert manifests == [f"manifest.shard-{k}-of-3.json" for k in range(3)]
+    rerun = json.loads((folder / "manifest.shard-1-of-3.json").read_text())
+    stems = sorted(p.stem for p in audio_dir.rglob("*.*"))
+    assert sorted(rerun["files"]) == [f"{s}_features.npz" for s in stems[1::3]]
+    assert rerun["counts"]["done"] == len(stems[1::3]) and rerun["shard"] == {"subset_id": 1, "num_subsets": 3}
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([a for a in args if a not in ("--num_subsets", "3")])
+    assert exit_info.value.code == 2
+
+
+@pytest.mark.parametrize("extra", [["--layers", "3"], ["--rep_type", "local", "--layers", "7"],
+                                   ["--device", "cuda"]])
+def test_settings_are_refused_before_weights_or_features_are_read(tiny_hubert, audio_dir, tmp_path, monkeypatch,
+                                                                   caplog, extra):
+    """Kind 12, the issue's example (a layer the 2-layer config does not have) and its kin: refused (exit 2) before
+    any weight byte (load or folder fingerprint) or any existing feature file is read, which here fail loudly."""
+    if extra[:2] == ["--device", "cuda"] and torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    from layerwise.model import adapter, checkpoint
+
+    def loud(*args, **kwargs):
+        raise AssertionError("weights or features were read before the settings were checked")
+
+    folder = tmp_path / "o"
+    assert cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(folder), "--model_name", str(tiny_hubert),
+                     *BASE]) == 0  # complete files for resume to read
+    for target, name in ((checkpoint, "folder_fingerprint"), (checkpoint, "load_base_model"),
+                         (adapter, "load_base_model"), (store, "resume_state"), (store, "read_features")):
+        monkeypatch.setattr(target, name, loud)
+    monkeypatch.setattr("layerwise.model.fingerprint.folder_fingerprint", loud)
+    code = cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(folder), "--model_name", str(tiny_hubert),
+                     *BASE, *extra])
+    assert code == 2 and "weights or features were read" not in caplog.text
+
+
+def test_missing_tier_of_a_ctm_is_refused_before_the_weights(tiny_hubert, tmp_path, monkeypatch, caplog):
+    """Kind 12: a tier that no CTM holds (--span word with only phones.ctm) is a usage error naming the tiers
+    present, before the weights load."""
+    from layerwise.model import adapter
+
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(24000), 16000)
+    (tmp_path / "al").mkdir()
+    (tmp_path / "al" / "phones.ctm").write_text("s-c-0001 1 0.10 0.40 AH\n")
+    monkeypatch.setattr(adapter, "load_base_model", lambda *a, **k: (_ for _ in ()).throw(AssertionError("loaded")))
+    code = cli.main(["--audio_dir", str(tmp_path / "audio"), "--save_dir", str(tmp_path / "o"), "--model_name",
+                     str(tiny_hubert), "--span", "word", "--alignment_dir", str(tmp_path / "al"), *BASE])
+    assert code == 2 and "word_tier" in caplog.text and "['phones']" in caplog.text

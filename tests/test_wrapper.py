@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, check_analysis_exit
 
 pytestmark = pytest.mark.slow  # end-to-end: subprocess runs of the CLIs / the wrapper
 
@@ -26,8 +26,9 @@ def test_wrapper_end_to_end_from_another_directory(tiny_hubert, audio_dir, tmp_p
     env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": "out", "MODEL_NAME": str(tiny_hubert), "DATASET_SPLIT": "test",
            "DATA_SAMPLE": "7", "LAYERS": "0,2", "DEVICE": "cpu", "DTYPE": "float32", "NUM_FILES": "0"}
     result = run_wrapper(env, ["--save_dtype", "float16", "--no_progress"], work)
-    assert result.returncode == 0, result.stderr[-3000:]
     folder = work / "out" / tiny_hubert.name / "librispeech_test_sample7"
+    check_analysis_exit(result.returncode, json.loads(
+        (folder.parent / "librispeech_test_sample7_analysis" / "summary.json").read_text()))
     files = sorted(folder.glob("*_features.npz"))
     assert len(files) == 4
     meta = json.loads((folder / "manifest.json").read_text())["run"]
@@ -54,7 +55,10 @@ def test_wrapper_analyses_the_folder_that_extra_arguments_select(tiny_hubert, au
     env = {"AUDIO_DIR": str(audio_dir), "SAVE_DIR": str(tmp_path / "ignored"), "MODEL_NAME": str(tiny_hubert),
            "DEVICE": "cpu", "VIS_DIR": str(tmp_path / "vis"), "NUM_FILES": "2"}
     result = run_wrapper(env, ["--save_dir", str(tmp_path / "real"), "--random_init", "--no_progress"], tmp_path)
-    assert result.returncode == 0, result.stderr[-3000:]
+    # NUM_FILES=2: the two files of speaker 19 — one speaker, two utterances: the speaker measures and the held-out
+    # cca_intra are named as not produced (exit 1), everything else is there
+    check_analysis_exit(result.returncode, json.loads((tmp_path / "vis" / "summary.json").read_text()),
+                        allowed={"cca_intra", "speaker_majority_baseline", "speaker_probe_accuracy", "speaker_pwcca"})
     folder = tmp_path / "real" / f"{tiny_hubert.name}-random_init" / "librispeech_dev-clean_sample1"
     assert len(list(folder.glob("*_features.npz"))) == 4 and not (tmp_path / "ignored").exists()
     summary = json.loads((tmp_path / "vis" / "summary.json").read_text())
@@ -85,8 +89,12 @@ def test_wrapper_frame_run_with_fbank_control_local_and_comparison(tiny_hubert, 
     control = run_wrapper({**env, "RUN_VISUALIZE": "0"}, ["--fbank", "--random_init", "--no_progress"], tmp_path)
     assert control.returncode == 0, control.stderr[-3000:]
     control_dir = tmp_path / "out" / f"{tiny_hubert.name}-random_init" / "librispeech_dev-clean_sample1"
-    trained = run_wrapper({**env, "COMPARE_DIRS": str(control_dir)}, ["--fbank", "--no_progress"], tmp_path)
+    trained = run_wrapper({**env, "COMPARE_DIRS": str(control_dir)}, ["--fbank"], tmp_path)
     assert trained.returncode in (0, 1), trained.stderr[-3000:]  # 1 only if a requested measure is unavailable
+    # every stage a person waits for printed its progress bar (stage names; layerwise.contract.progress)
+    for stage in ("extracting", "streaming pass (reading)", "PCA + t-SNE", "cca_mel", "speaker_pwcca", "figures",
+                  "comparing (cross-folder CKA)"):
+        assert f"{stage}:" in trained.stderr, stage
     folder = tmp_path / "out" / tiny_hubert.name / "librispeech_dev-clean_sample1"
     analysis = folder.parent / (folder.name + "_analysis")
     summary = json.loads((analysis / "summary.json").read_text())
@@ -102,3 +110,40 @@ def test_wrapper_frame_run_with_fbank_control_local_and_comparison(tiny_hubert, 
     assert local.returncode == 0, local.stderr[-3000:]
     local_summary = json.loads((folder.parent / (folder.name + "_local_analysis") / "summary.json").read_text())
     assert local_summary["layers"] == [f"conv_{i}" for i in range(7)]
+
+
+def test_wrapper_alignment_dir_gives_abx_per_layer_with_intervals(tiny_hubert, tmp_path):
+    """ALIGNMENT_DIR on a frame extraction: the wrapper's analysis builds triphone items from the phone TextGrids of
+    a LibriSpeech-style folder and writes the three abx_* keys for every layer, each with its interval."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.conftest import tone, write_textgrid
+
+    audio, tg = tmp_path / "LibriSpeech" / "dev-clean", tmp_path / "alignments"
+    tg.mkdir()
+    for s, speaker in enumerate(("84", "174", "251")):
+        for u in range(2):
+            stem = f"{speaker}-10-{u:04d}"
+            path = audio / speaker / "10" / f"{stem}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(40000, seed=2 * s + u), 16000)
+            rng, t, phones = np.random.default_rng(2 * s + u), 0, []
+            while t < 220:  # centiseconds: 24 or so phones of 60–120 ms from three labels, inside the 2.5 s
+                dur = int(rng.integers(6, 13))
+                phones.append((t / 100, (t + dur) / 100, ("AA1", "B", "S")[int(rng.integers(3))]))
+                t += dur
+            write_textgrid(tg / f"{stem}.TextGrid", {"phones": phones}, 2.5)
+    env = {"AUDIO_DIR": str(audio), "SAVE_DIR": str(tmp_path / "out"), "MODEL_NAME": str(tiny_hubert),
+           "DEVICE": "cpu", "ALIGNMENT_DIR": str(tg), "ANALYSIS_ARGS": "--abx_max_size_group 0 --control_dir none"}
+    result = run_wrapper(env, ["--no_progress"], tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]  # 1 only if a requested measure is unavailable
+    analysis = tmp_path / "out" / tiny_hubert.name / "librispeech_dev-clean_sample1_analysis"
+    summary = json.loads((analysis / "summary.json").read_text())
+    assert not [k for k in summary["unavailable"] if k.startswith("abx")], summary["unavailable"]
+    assert summary["abx_info"]["max_size_group"] is None and (analysis / "abx_triphone.item").exists()
+    for key in ("abx_within_speaker_triphone", "abx_across_speaker_triphone", "abx_within_speaker_phoneme"):
+        assert set(summary[key]) == set(summary["layers"]) == set(summary[f"{key}_ci"]), key
+        for layer, (low, high) in summary[f"{key}_ci"].items():
+            assert 0.0 <= low <= high <= 1.0 and 0.0 <= summary[key][layer] <= 1.0
+    assert (analysis / "abx.png").exists()

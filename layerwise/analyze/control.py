@@ -1,6 +1,5 @@
-"""The random-init control, resolved and checked once per run, and the span measures of span folders.
+"""The random-init control, resolved and checked once per run.
 
-``analyze`` collects the segment features of a span folder (``labels`` present) into :class:`SpanFeatures`.
 This module resolves where the run's random-initialisation control is (:func:`resolve_control`, once per run: a
 :class:`ControlSource`), checks each control file against the analysed files with the one rule of
 ``layout.CONTROL_DIFFERS`` (:func:`check_control_file`), reads the control's segment features (only the layers and
@@ -12,13 +11,14 @@ usage error, exit 2). Never imports torch or transformers.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from layerwise.analyze.spans import SpanFeatures
 from layerwise.contract import layout, store
-from layerwise.contract.results import NO_CONTROL, MeasureFamily
+from layerwise.contract.results import NO_CONTROL
 from layerwise.errors import AnalysisError, FeatureFileError
 
 log = logging.getLogger(__name__)
@@ -26,8 +26,6 @@ log = logging.getLogger(__name__)
 CONTROL_AUTO = "auto"  # look for the sibling {parent}-random_init/{name} folder (layout.control_folder_of)
 CONTROL_NONE = "none"  # no control
 DEFAULT_PROBE_SPLITS = 3
-FEW_UTTERANCES = 10  # below this, the held-out parts of a split are a handful of utterances: noisy, say so
-SPAN_MEASURES = layout.SPAN_MEASURES  # per-layer span measures (summary.json keys)
 
 
 @dataclass(frozen=True)
@@ -41,6 +39,7 @@ class ControlSource:
 
     folder: Path | None
     looked_for: Path | None = None
+    is_control: bool = False  # the analysed folder is itself a control (auto looks for no control of a control)
 
     def no_control_note(self) -> str:
         """The one note of a run whose measures have no random-initialisation control (the folder, when there is
@@ -48,6 +47,9 @@ class ControlSource:
         if self.folder is not None:
             return (f"{NO_CONTROL}: {self.folder} holds none of the analysed utterances; extract them "
                     f"there with --random_init to draw the dashed lines")
+        if self.is_control:
+            return (f"{NO_CONTROL}: the analysed folder is itself a random-initialisation control (its parent ends in "
+                    f"{layout.RANDOM_INIT_SUFFIX}); a control has no control of its own")
         if self.looked_for is None:
             return f"{NO_CONTROL}: control_dir none was given; the figures show the analysed model only"
         return (f"{NO_CONTROL}: looked for {self.looked_for}; extract one with extract_features.py --random_init "
@@ -64,6 +66,8 @@ def resolve_control(features_dir: str | Path, control_dir: str | Path | None) ->
     if control_dir is None or str(control_dir).lower() == CONTROL_NONE:
         return ControlSource(None)
     if str(control_dir) == CONTROL_AUTO:
+        if Path(features_dir).resolve().parent.name.endswith(layout.RANDOM_INIT_SUFFIX):
+            return ControlSource(None, is_control=True)
         sibling = layout.control_folder_of(features_dir)
         return ControlSource(sibling if sibling.is_dir() else None, looked_for=sibling)
     folder = Path(control_dir)
@@ -87,31 +91,6 @@ def check_control_file(ff: store.FeatureFile, analysed_meta: dict) -> None:
     if ff.meta.get("random_init") is False:
         raise AnalysisError(f"{subject} is not from a --random_init extraction (meta random_init=false); pass the "
                             f"folder written with --random_init, or control_dir=none")
-
-
-@dataclass
-class SpanFeatures:
-    """Every segment's features of span files, in file order, for the span measures.
-
-    Unlike the frame statistics this grows with the data: n_segments × Σ dims × 4 bytes.
-    """
-
-    layers: dict[str, list[np.ndarray]] = field(default_factory=dict)
-    labels: list[np.ndarray] = field(default_factory=list)
-    stems: list[str] = field(default_factory=list)
-
-    def add(self, stem: str, arrays: dict[str, np.ndarray], labels: np.ndarray) -> None:
-        """arrays : layer key -> (n_segments, D); labels : (n_segments,)."""
-        for key, value in arrays.items():
-            self.layers.setdefault(key, []).append(np.asarray(value, np.float32))
-        self.labels.append(np.asarray(labels).astype(str))
-        self.stems.append(stem)
-
-    def arrays(self) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-        """(layer -> (n_segments, D), labels (n_segments,), utterance of each segment (n_segments,))."""
-        groups = [np.full(len(lab), stem) for stem, lab in zip(self.stems, self.labels)]
-        return ({k: np.concatenate(v) for k, v in self.layers.items()}, np.concatenate(self.labels),
-                np.concatenate(groups))
 
 
 def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str, int]) -> SpanFeatures:
@@ -145,53 +124,3 @@ def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str
                                f"options?); extract both with the same --span flags")
         control.add(stem, ff.layers, ff.labels)
     return control
-
-
-def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str = "centred",
-             mi_protocol: str = "project", unit: str = "phone") -> MeasureFamily:
-    """The span measures of :func:`layerwise.measures.span.span_measures` on ``spans`` (a
-    :class:`~layerwise.contract.results.MeasureFamily`; what could not be computed is logged as a warning).
-
-    When no measure can be computed (fewer than 2 classes with 2 segments, fewer than 3 utterances), every measure
-    is under ``unavailable`` with that reason and nothing else is in the family.
-    """
-    from layerwise.measures import span  # scipy/sklearn only when there are spans
-
-    features, labels, groups = spans.arrays()
-    try:
-        result = span.span_measures(features, labels, groups, seed=seed, n_splits=n_splits,
-                                    cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
-    except ValueError as err:
-        log.warning("span measures could not be computed: %s", err)
-        return MeasureFamily(unavailable=dict.fromkeys(SPAN_MEASURES, str(err)))
-    for name, reason in result.unavailable.items():
-        log.warning("span measure %s could not be computed: %s", name, reason)
-    return result
-
-
-def analyse(spans: SpanFeatures, control: SpanFeatures | None, *, seed: int, n_splits: int,
-            cca_protocol: str = "centred", mi_protocol: str = "project",
-            unit: str = "phone") -> tuple[MeasureFamily, list[str]]:
-    """The span measures of a span folder and, with the same seed, protocols and measures, of its control.
-
-    Returns ``(family, notes)``: ``family`` is :func:`measures` of the trained features (``probe_accuracy``,
-    ``pwcca``, ``mi`` per layer; ``probe_majority_baseline`` and ``span_measures_info`` under ``info``; what could
-    not be computed under ``unavailable``) with the control's family as ``control`` (None without one); ``notes``
-    are sentences for the report (too few utterances, utterances the control lacks). cca_protocol, mi_protocol,
-    unit : passed to ``span.span_measures``. The control's utterances are those of the analysed selection that it
-    also has.
-    """
-    options = {"seed": seed, "n_splits": n_splits, "cca_protocol": cca_protocol, "mi_protocol": mi_protocol,
-               "unit": unit}
-    family = measures(spans, **options)
-    notes = []
-    if len(spans.stems) < FEW_UTTERANCES:
-        notes.append(f"span measures from only {len(spans.stems)} utterances (test parts of one or two "
-                     f"utterances): noisy; analyse more files (--num_files 0 = all)")
-    if control is None:
-        return family, notes
-    if len(control.stems) < len(spans.stems):
-        missing = sorted(set(spans.stems) - set(control.stems))
-        notes.append(f"random-init control lacks {len(missing)} of the {len(spans.stems)} analysed utterances "
-                     f"({', '.join(missing[:3])}...); its measures use the other {len(control.stems)}")
-    return replace(family, control=measures(control, **options)), notes

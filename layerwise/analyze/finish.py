@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from layerwise.analyze.control import SPAN_MEASURES, ControlSource, read_control, resolve_control
-from layerwise.analyze.control import analyse as analyse_spans
+from layerwise.analyze.control import ControlSource, read_control, resolve_control
 from layerwise.analyze.options import AnalysisOptions
+from layerwise.analyze.spans import SPAN_MEASURES, more_files
+from layerwise.analyze.spans import analyse as analyse_spans
 from layerwise.analyze.stream import Collected, control_meta
 from layerwise.contract import layout
 from layerwise.contract.names import speakers_of
@@ -55,10 +56,10 @@ def _pca(stats, key: str, n: int, dim: int, sample_points: np.ndarray):
 
 
 def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[LayerResult]:
-    from tqdm import tqdm
+    from layerwise.contract.progress import bar
 
     out = []
-    for i, key in enumerate(tqdm(state.layers, desc="PCA + t-SNE", unit="layer", disable=None)):
+    for i, key in enumerate(bar(state.layers, "PCA + t-SNE", "layer")):
         stats, reasons = state.stats.stats_of(key), {}
         ratios = needed = projection = embedding = None
         try:
@@ -87,15 +88,17 @@ def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[
 
 @dataclass
 class _Measures:
-    """The measure families of a run, merged in the order they were computed (span, then alignment-free).
+    """The measure families of a run, merged in the order they were computed (span, alignment-free, ABX).
 
-    values, info, unavailable : the union of the families' fields (``AnalysisResult.measures``, ``measure_info``,
-    ``unavailable``); control : the control's :class:`ControlResult` (one family has one); notes : for the report.
+    values, info, unavailable, intervals : the union of the families' fields (``AnalysisResult.measures``,
+    ``measure_info``, ``unavailable``, ``intervals``); control : the control's :class:`ControlResult` (the families'
+    controls merged field by field; folder and meta of the first); notes : for the report.
     """
 
     values: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     unavailable: dict = field(default_factory=dict)
+    intervals: dict = field(default_factory=dict)
     control: ControlResult | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -103,7 +106,14 @@ class _Measures:
         self.values.update(family.values)
         self.info.update(family.info)
         self.unavailable.update(family.unavailable)
-        self.control = self.control or control
+        self.intervals.update(family.intervals)
+        if control is not None and self.control is not None:
+            first = self.control
+            control = replace(first, measures={**first.measures, **control.measures},
+                              measure_info={**first.measure_info, **control.measure_info},
+                              unavailable={**first.unavailable, **control.unavailable},
+                              intervals={**first.intervals, **control.intervals})
+        self.control = control or self.control
         self.notes += notes
 
 
@@ -117,7 +127,7 @@ def _span_part(state: Collected, options: AnalysisOptions,
                  len(control_spans.stems), len(state.files))
     family, notes = analyse_spans(state.spans, control_spans, seed=options.seed, n_splits=options.probe_splits,
                                   cca_protocol=options.cca_protocol, mi_protocol=options.mi_protocol,
-                                  unit=state.meta.get("span", "phone"))
+                                  unit=state.meta.get("span", "phone"), num_files=options.num_files)
     control = None
     if family.control is not None:
         control = ControlResult.of(family.control, features_dir=source.folder, n_files=len(control_spans.stems),
@@ -149,7 +159,8 @@ def _properties(state: Collected, options: AnalysisOptions,
     return family, control, notes
 
 
-def _explain(state: Collected, unavailable: dict[str, str], measures: dict) -> dict[str, dict[str, str]]:
+def _explain(state: Collected, unavailable: dict[str, str], measures: dict,
+             num_files: int = 0) -> dict[str, dict[str, str]]:
     """Reasons a reader can act on, rewritten in place in ``unavailable``, and the cells that are empty by
     definition (column -> layer -> why), for the report's table."""
     from layerwise.measures.alignment_free import BASE_LAYER
@@ -166,18 +177,30 @@ def _explain(state: Collected, unavailable: dict[str, str], measures: dict) -> d
         for name, reason in list(unavailable.items()):
             if name.startswith("speaker_"):
                 unavailable[name] = (f"{reason}, but the analysed files hold one speaker only (speaker "
-                                     f"{next(iter(speakers))}; --num_files N takes the first N files by name): use "
-                                     f"more files (--num_files 0 = all)")
+                                     f"{next(iter(speakers))}; --num_files N takes the first N files by name): "
+                                     f"{more_files(num_files)}")
     cells = {"cka_with_previous": {keys[0]: "the first layer: no previous one"}}
     if BASE_LAYER in (measures.get("cca_intra") or {}):
         cells["cca_intra"] = {BASE_LAYER: "the reference layer"}
     return cells
 
 
-def _requested(state: Collected) -> list[str]:
-    """Measures this run is expected to produce (a span folder: the span measures); an unavailable one makes the
-    CLI exit non-zero. Alignment-free property measures are opportunistic (e.g. cca_mel needs stored filterbanks)."""
-    return list(SPAN_MEASURES) if state.spans is not None else []
+def _requested(state: Collected, options: AnalysisOptions) -> list[str]:
+    """Measures this run is expected to produce (a span folder: the span measures; a frame folder with ABX items:
+    the ABX measures; a frame folder in one process: the property measures its files allow — cca_mel with stored
+    filterbanks, cca_intra with layer_0 analysed, the speaker measures with LibriSpeech names); an unavailable one
+    (whole or on some layers) makes the CLI exit 1."""
+    if state.spans is not None:
+        return list(SPAN_MEASURES)
+    requested = list(layout.ABX_MEASURES) if options.abx else []
+    if state.properties is not None:  # one process over a frame folder: the property measures its files allow
+        from layerwise.measures.alignment_free import BASE_LAYER, MEASURES
+
+        c = state.properties
+        allowed = {"cca_mel": c.n_fbank_files > 0, "cca_intra": BASE_LAYER in c.layers,
+                   **dict.fromkeys(MEASURES[2:], c.speakers()[0] is not None)}
+        requested += [m for m in MEASURES if allowed[m]]
+    return requested
 
 
 def _notes(state: Collected, result_layers: list[LayerResult]) -> list[str]:
@@ -197,7 +220,7 @@ def _sample(state: Collected, options: AnalysisOptions, order: list[str], unit: 
     counts = {k: state.stats.n_frames(k) for k in state.layers}
     if min(counts.values(), default=0) < 2:
         raise UsageError(f"only {min(counts.values(), default=0)} {unit} in {len(state.files)} files: no statistic "
-                         f"is defined — use more files (num_files, 0 = all)")
+                         f"is defined — {more_files(options.num_files)}")
     # Fewer than sample.MIN_TSNE_POINTS: statistics and similarities are still written; PCA/t-SNE of the layers that
     # are too small carry their reason (LayerResult.reasons), as every other measure that cannot be computed.
     sample = state.sampler.result(order=order)
@@ -224,7 +247,7 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
     span = state.meta.get("span", layout.FRAME_SPAN)
     unit = "frames" if span == layout.FRAME_SPAN else f"{span} segments"
     sample, speakers = _sample(state, options, order, unit)
-    measured = state.spans is not None or state.properties is not None
+    measured = state.spans is not None or state.properties is not None or options.abx
     source = resolve_control(options.features_dir, options.control_dir) if measured else None  # once per run
     found = _Measures()
     if state.spans is not None:
@@ -241,15 +264,22 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         found.add(*_properties(state, options, source))
         wall["property_measures"] = time.perf_counter() - start
         log.info("alignment-free property measures in %.1f s", wall["property_measures"])
+    if options.abx:
+        from layerwise.analyze import abx
+
+        start = time.perf_counter()
+        found.add(*abx.analyse(state, options, source))
+        wall["abx"] = time.perf_counter() - start
+        log.info("ABX error rates in %.1f s", wall["abx"])
     if found.control is None and measured:
         found.notes.append(source.no_control_note())  # logged with the other notes at the end
-    not_applicable = _explain(state, found.unavailable, found.values)
+    not_applicable = _explain(state, found.unavailable, found.values, options.num_files)
     if found.control is not None:
-        _explain(state, found.control.unavailable, found.control.measures)
+        _explain(state, found.control.unavailable, found.control.measures, options.num_files)
     return AnalysisResult(
         files=list(order), layers=layers, cka=cka, cosine=state.stats.cosine(), similarity_frames=state.stats.frames(),
         similarity_rule=state.stats.rule(),
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
         meta=state.meta, run=_run_info(options, wall, shards), unit=unit, notes=_notes(state, layers) + found.notes,
-        unavailable=found.unavailable, requested=_requested(state),
+        unavailable=found.unavailable, requested=_requested(state, options), intervals=found.intervals,
         measures=found.values, measure_info=found.info, control=found.control, not_applicable=not_applicable)

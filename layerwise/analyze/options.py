@@ -20,6 +20,9 @@ COLOR_BY_CHOICES = ("auto", *_COLOURS)  # auto: label for span folders, else utt
 PRECISIONS = ("float32", "float64")  # products of the streaming pass (stats.LayerStats)
 # choices: measures.span.CCA_PROTOCOLS / MI_PROTOCOLS, checked here once (the measures trust them)
 DEFAULT_CCA_PROTOCOL, DEFAULT_MI_PROTOCOL = "centred", "project"
+# ABX (analyze/abx.py): distance choices measures.abx.DISTANCES (checked here once); ZeroSpeech 2021's subsampling
+# (fastabx zerospeech_abx defaults): at most 10 items of A, B and X per cell, at most 5 X speakers per (A, B) group
+DEFAULT_ABX_DISTANCE, DEFAULT_ABX_MAX_SIZE_GROUP, DEFAULT_ABX_MAX_X_ACROSS = "angular", 10, 5
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -40,6 +43,10 @@ class AnalysisOptions:
     merge : combine the partials of ``output_dir`` instead of reading features. file_list : a text file naming the
     feature files to analyse, one path per line (the wrapper passes the files its extraction completed); None = the
     folder's files. precision : streaming products.
+    abx_item : a ZeroSpeech item file whose ``#file`` names feature-file stems; or alignment_dir (with
+    alignment_format, phone_tier, silence_labels as the extraction spells them; silence_labels None = the
+    extraction's default) to build triphone items from phone alignments; neither = no ABX. abx_distance,
+    abx_max_size_group, abx_max_x_across : the ABX distance and ZeroSpeech subsampling (0 disables a limit).
     command : the command line, for the run card.
     """
 
@@ -61,6 +68,14 @@ class AnalysisOptions:
     merge: bool = False
     file_list: str | Path | None = None
     precision: str = "float32"
+    abx_item: str | Path | None = None
+    alignment_dir: str | Path | None = None
+    alignment_format: str = "auto"
+    phone_tier: str = "phones"
+    silence_labels: tuple[str, ...] | None = None
+    abx_distance: str = DEFAULT_ABX_DISTANCE
+    abx_max_size_group: int = DEFAULT_ABX_MAX_SIZE_GROUP
+    abx_max_x_across: int = DEFAULT_ABX_MAX_X_ACROSS
     command: str | None = None
 
     def __post_init__(self):
@@ -87,6 +102,40 @@ class AnalysisOptions:
 
             _choice("cca_protocol", self.cca_protocol, CCA_PROTOCOLS)
             _choice("mi_protocol", self.mi_protocol, MI_PROTOCOLS)
+        self._check_abx()
+
+    def _check_abx(self) -> None:
+        """The ABX settings: one item source, files and folders that exist, limits 0 (off) or >= 2."""
+        from layerwise.contract.alignments import ALIGNMENT_FORMATS
+
+        if self.abx and self.sharded:
+            raise UsageError("ABX is computed when the shards are merged: give abx_item/alignment_dir with merge, "
+                             "not to the shard runs (subset_id/num_subsets)")
+        if self.abx_item is not None and self.alignment_dir is not None:
+            raise UsageError(f"abx_item={self.abx_item} and alignment_dir={self.alignment_dir}: give one item source "
+                             f"(an item file, or the alignments to build triphone items from)")
+        if self.abx_item is not None and not Path(self.abx_item).is_file():
+            raise UsageError(f"abx_item={self.abx_item} is not a file (a ZeroSpeech item file: #file onset offset "
+                             f"#phone prev-phone next-phone speaker)")
+        if self.alignment_dir is not None and not Path(self.alignment_dir).is_dir():
+            raise UsageError(f"alignment_dir={self.alignment_dir} is not a folder of alignments")
+        _choice("alignment_format", self.alignment_format, ALIGNMENT_FORMATS)
+        if self.abx or self.abx_distance != DEFAULT_ABX_DISTANCE:
+            from layerwise.measures.abx import DISTANCES  # numba: only when ABX is asked for
+
+            _choice("abx_distance", self.abx_distance, DISTANCES)
+        for name in ("abx_max_size_group", "abx_max_x_across"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value == 1 or value < 0:
+                raise UsageError(f"{name}={value!r} must be 0 (no limit) or an int >= 2")
+        if self.silence_labels is not None:  # as the extraction normalises them: lower case, "" always silence
+            labels = tuple(sorted({str(s).strip().lower() for s in self.silence_labels} | {""}))
+            object.__setattr__(self, "silence_labels", labels)
+
+    @property
+    def abx(self) -> bool:
+        """Whether this run computes ABX error rates (an item file or alignments were given)."""
+        return self.abx_item is not None or self.alignment_dir is not None
 
     @property
     def sharded(self) -> bool:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.contract import store
+from layerwise.contract.names import plural
 from layerwise.contract.results import AnalysisResult
 from layerwise.errors import AnalysisError
 
@@ -40,10 +41,10 @@ def select_files(features_dir: str | Path, num_files: int, file_list: str | Path
         raise AnalysisError(f"features folder {folder} does not exist; run extract_features.py first or pass "
                             f"features_dir with its output folder")
     if file_list is not None:
-        try:
-            lines = [line.strip() for line in Path(file_list).read_text().splitlines() if line.strip()]
-        except OSError as err:
-            raise AnalysisError(f"cannot read file_list {file_list}: {err}") from err
+        text = store.read_own(file_list, what="file_list", rebuild=(
+            f"extract_features.py --write_file_list {file_list} with the extraction's settings writes it again "
+            f"(or leave out file_list to analyse every file of {folder})"))
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
         files = sorted((_listed(line, folder) for line in lines), key=lambda p: p.name)
         missing = [str(p) for p in files if not p.is_file()]
         if missing:
@@ -54,9 +55,11 @@ def select_files(features_dir: str | Path, num_files: int, file_list: str | Path
     else:
         files = store.list_feature_files(folder)
     if not files:
+        found = store.look_around(folder) if file_list is None else ""
         raise AnalysisError(f"no *{store.FEATURE_SUFFIX} files in {folder}"
                             + (f" named by {file_list}" if file_list is not None else "")
-                            + "; run extract_features.py first or pass features_dir with its output folder")
+                            + (f": {found}" if found else "; run extract_features.py first or pass features_dir "
+                                                          "with its output folder"))
     return files if num_files == 0 else files[:num_files]
 
 
@@ -72,7 +75,7 @@ def compute(files: list[Path], options: AnalysisOptions) -> AnalysisResult:
     state = stream.collect(files, list(range(len(files))), layer_spec=options.layers, seed=options.seed,
                             max_points=options.max_points, precision=options.precision)
     elapsed = time.perf_counter() - start
-    log.info("streaming pass: %d files, %s frames in %.1f s", len(state.files),
+    log.info("streaming pass: %s, %s frames in %.1f s", plural(len(state.files), "file"),
              f"{min(state.stats.n_frames(k) for k in state.layers):,}", elapsed)
     return finish.finish(state, options, order=state.files, wall={"streaming_pass": elapsed})
 

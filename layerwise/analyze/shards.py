@@ -89,13 +89,17 @@ def _spans_by_stem(arrays: dict[str, np.ndarray], layers: list[str]) -> dict[str
             for stem, a, b in zip(arrays["spans_stems"], starts, ends)}
 
 
-def _load(path: Path) -> tuple[dict, dict[str, np.ndarray]]:
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in data.files}
+def _load(path: Path, options: AnalysisOptions) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of one partial, read through ``store.read_own``: a missing, truncated or damaged partial is
+    an ``OwnFileError`` (exit 2) naming it and the command that rewrites it."""
+    match = _PARTIAL_RE.match(path.name)
+    subset, count = (int(match.group(1)), int(match.group(2))) if match else ("K", "N")
+    rebuild = (f"python visualize_features.py --features_dir {options.features_dir} --output_dir "
+               f"{options.output_dir} --subset_id {subset} --num_subsets {count} (with the other settings of the "
+               f"shards), then --merge again")
+    arrays = store.read_own(path, what="partial statistics", rebuild=rebuild)
+    with store.guarded(path, what="partial statistics", rebuild=rebuild):
         return json.loads(str(arrays.pop(_HEADER))), arrays
-    except (OSError, ValueError, KeyError) as err:
-        raise UsageError(f"cannot read the partial statistics {path}: {err}; re-run that shard") from err
 
 
 def _partials(output_dir: Path) -> list[Path]:
@@ -124,7 +128,10 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
     from layerwise.analyze.finish import finish
 
     start = time.perf_counter()
-    loaded = [_load(p) for p in _partials(Path(options.output_dir))]
+    from layerwise.contract.progress import bar
+
+    loaded = [_load(p, options) for p in bar(_partials(Path(options.output_dir)), "merge (reading partials)",
+                                             "shard")]
     first_header = loaded[0][0]
     for header, _ in loaded[1:]:
         differ = [k for k in ("all_stems", *_SAME) if header[k] != first_header[k]]
@@ -168,7 +175,7 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
 
 def _state_from(header: dict, arrays: dict[str, np.ndarray], options: AnalysisOptions) -> stream.Collected:
     """A :class:`stream.Collected` holding one partial's statistics and sample (span features added later)."""
-    from layerwise.analyze.control import SpanFeatures
+    from layerwise.analyze.spans import SpanFeatures
     from layerwise.stats.grids import GridStats, grids_for
     from layerwise.stats.sample import FrameSampler
 

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise.analyze.control import SpanFeatures, check_control_file
+from layerwise.analyze.control import check_control_file
+from layerwise.analyze.spans import SpanFeatures
 from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid
 from layerwise.errors import FeatureFileError, InputError, UsageError
@@ -148,13 +149,13 @@ def collect(files: list[Path], indices: list[int], *, layer_spec: str | None, se
 
     Raises UsageError (mixed extractions, bad layers) or InputError (a damaged file), each naming the file.
     """
-    from tqdm import tqdm
+    from layerwise.contract.progress import bar
 
     first = read(files[0], None)
     state = start(first, layer_spec, seed=seed, max_points=max_points, precision=precision)
     state.properties = property_collector(state, seed=seed) if properties else None
-    for n, (path, index) in enumerate(zip(tqdm(files, desc="reading", unit="file", disable=progress is False
-                                               or None), indices)):
+    for n, (path, index) in enumerate(zip(bar(files, "streaming pass (reading)", "file",
+                                              enabled=progress), indices)):
         ff = first if n == 0 else read(path, state.layers)
         check(ff, state)
         add(state, ff)

@@ -18,17 +18,15 @@ import argparse
 import logging
 import sys
 
-from layerwise.cli.common import EXIT_OK, EXIT_USAGE, setup_logging, with_flags
+from layerwise.cli.common import EXIT_OK, EXIT_USAGE, CliParser, setup_logging, with_flags
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
+from layerwise.contract import progress
 from layerwise.errors import LayerwiseError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__[__doc__.index("Example:"):],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = CliParser(prog="compare_features.py", description=__doc__.split("\n\n")[0],
+                  epilog=__doc__[__doc__.index("Example:"):])
     d = "(default: %(default)s)"
     p.add_argument("--features_dirs", nargs="+", required=True, metavar="DIR",
                    help="two or more folders of *_features.npz files (extract_features.py output folders)")
@@ -41,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", metavar="NAME",
                    help="one legend name per folder, in the same order (default: each folder's model tag from its "
                         "metadata, '-random_init' appended for a control)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
     return p
 
@@ -48,6 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     setup_logging(args.verbose)
+    progress.set_enabled(not args.no_progress)
     log = logging.getLogger("compare_features")
     try:
         from layerwise.compare.run import run_comparison

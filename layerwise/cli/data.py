@@ -7,7 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
-from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, setup_logging
+from layerwise.cli.common import (
+    EXIT_FAILED_INPUTS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliParser,
+    setup_logging,
+)
 from layerwise.data.librispeech import (
     ALIGNMENTS,
     DEFAULT_DEST,
@@ -24,8 +31,8 @@ log = logging.getLogger(__name__)
 
 def build_parser() -> argparse.ArgumentParser:
     splits = [n for n in RESOURCES if n != ALIGNMENTS]
-    parser = argparse.ArgumentParser(
-        prog="python -m layerwise.data", formatter_class=argparse.RawDescriptionHelpFormatter,
+    parser = CliParser(
+        prog="python -m layerwise.data",
         description="Download LibriSpeech splits and MFA alignments with checksums, resume and safe extraction.",
         epilog="example:\n  python -m layerwise.data download --split dev-clean-2 --dest content/data\n"
                "  -> content/data/LibriSpeech/dev-clean-2/<spk>/<chapter>/<utt>.flac (path printed on stdout)\n"
@@ -34,8 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--list", action="store_true", help="print the known resources and exit")
     parser.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     sub = parser.add_subparsers(dest="command")
-    dl = sub.add_parser("download", help="download, verify and extract",
-                        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=parser.epilog)
+    dl = sub.add_parser("download", help="download, verify and extract", epilog=parser.epilog)
     dl.add_argument("--split", action="append", choices=splits + ["none"],
                     help=f"split to fetch, repeatable; 'none' for alignments only (default: {DEFAULT_SPLIT})")
     dl.add_argument("--dest", default=DEFAULT_DEST,
@@ -68,20 +74,25 @@ def main(argv: list[str] | None = None) -> int:
     if not names:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return EXIT_USAGE
-    name = names[0]
+    name, produced, failed = names[0], [], []
     try:
         for name in names:
-            folder = download(name, args.dest, mirrors=args.mirror, keep_archive=not args.delete_archive,
-                              progress=not args.no_progress)
-            print(folder)
-    except (DataError, OSError) as err:
-        if args.verbose:
-            log.exception("failed")
-        print(f"error: {err}\n{failure_advice(name, args.dest)}", file=sys.stderr)
-        return EXIT_FAILED_INPUTS
+            try:
+                print(download(name, args.dest, mirrors=args.mirror, keep_archive=not args.delete_archive,
+                               progress=not args.no_progress))
+                produced.append(name)
+            except (DataError, OSError) as err:  # the other resources are still fetched; this one is named
+                if args.verbose:
+                    log.exception("failed")
+                print(f"error: {name}: {err}\n{failure_advice(name, args.dest)}", file=sys.stderr)
+                failed.append(name)
     except KeyboardInterrupt:
         part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
         print(f"interrupted; the partial download {part} resumes with the same command", file=sys.stderr)
         return EXIT_INTERRUPTED
+    if failed:  # the one exit rule: 1 when some was produced (the rest named), 2 when nothing was
+        print(f"not downloaded: {', '.join(failed)}" + (f"; done: {', '.join(produced)}" if produced else ""),
+              file=sys.stderr)
+        return EXIT_FAILED_INPUTS if produced else EXIT_USAGE
     return EXIT_OK
 

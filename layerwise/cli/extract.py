@@ -22,32 +22,33 @@ from layerwise.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    CliParser,
     setup_logging,
     shard_from_env,
     with_flags,
 )
-from layerwise.contract.alignments import ALIGNMENT_FORMATS
+from layerwise.contract import progress
+from layerwise.contract.alignments import ALIGNMENT_FORMATS, DEFAULT_SILENCE_LABELS
 from layerwise.contract.layout import DEFAULT_REP_TYPE, FRAME_SPAN, SPANS
 from layerwise.contract.store import SAVE_DTYPES
 from layerwise.errors import LayerwiseError, UsageError
 from layerwise.extract.options import DEVICES, ExtractionOptions, SpanOptions
-from layerwise.extract.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, OUT_OF_RANGE_POLICIES, POOLINGS
+from layerwise.extract.spans import FRAME_RULES, OUT_OF_RANGE_POLICIES, POOLINGS
 from layerwise.model.checkpoint import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
 
 log = logging.getLogger("layerwise.extract.run")
 
 EXAMPLE = """examples:
-  layerwise-extract --audio_dir content/data/LibriSpeech/dev-clean-2
-  layerwise-extract --model_name /path/to/saved_checkpoint --layers 0-4,12 --dtype bfloat16
-  layerwise-extract --rep_type local --subset_id 3 --num_subsets 8
-  layerwise-extract --span phone --alignment_dir content/data/librispeech_alignments
-  layerwise-extract --num_utterances 500 --data_sample 2 --fbank      # sample set 2: 500 seeded random files
+  python extract_features.py --audio_dir content/data/LibriSpeech/dev-clean-2
+  python extract_features.py --model_name /path/to/saved_checkpoint --layers 0-4,12 --dtype bfloat16
+  python extract_features.py --rep_type local --subset_id 3 --num_subsets 8
+  python extract_features.py --span phone --alignment_dir content/data/librispeech_alignments
+  python extract_features.py --num_utterances 500 --data_sample 2 --fbank      # sample set 2: 500 seeded random files
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="layerwise-extract", description=__doc__, epilog=EXAMPLE,
-                                formatter_class=lambda prog: argparse.RawDescriptionHelpFormatter(prog, width=110))
+    p = CliParser(prog="extract_features.py", description=__doc__, epilog=EXAMPLE)
     d = "(default: %(default)s)"
     p.add_argument("--audio_dir", default="content/data/LibriSpeech/dev-clean-2",
                    help=f"folder searched recursively (symbolic links followed) for audio files {d}")
@@ -90,9 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = p.add_argument_group("sharding and queries")
     s.add_argument("--subset_id", type=int, default=None,
                    help="shard K: file i of the sorted list goes to shard i mod N (default 0, or "
-                        "SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN when set)")
+                        "SLURM_ARRAY_TASK_ID in a job array, with --num_subsets)")
     s.add_argument("--num_subsets", type=int, default=None,
-                   help="number of shards N (default 1, or SLURM_ARRAY_TASK_COUNT when set)")
+                   help="number of shards N (default 1; required in a SLURM job array: a re-run of one task "
+                        "cannot know N from the array)")
     s.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit "
                                                             "(writes and deletes nothing)")
     s.add_argument("--print_output_dir", action="store_true",
@@ -113,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--random_init", action="store_true",
                    help="same config with random weights (the control); writes to {model_tag}-random_init/")
     c.add_argument("--seed", type=int, default=0, help=f"seed of the random initialisation {d}")
-    p.add_argument("--no_progress", action="store_true", help="no progress bar")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--verbose", action="store_true", help="debug logging and tracebacks")
     return p
 
@@ -135,6 +137,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    progress.set_enabled(not args.no_progress)
     subset_id, num_subsets = shard_from_env(args.subset_id, args.num_subsets, parser)
     if args.num_threads is not None and args.num_threads < 1:
         parser.error(f"--num_threads {args.num_threads} must be >= 1")
@@ -195,4 +198,6 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
         write_text_atomic(args.write_file_list, "".join(f"{p}\n" for p in runlog.complete_files))
     if runlog.was_interrupted:
         return EXIT_INTERRUPTED
+    if runlog.failures and not runlog.files:  # every file failed: nothing produced (README, "Exit status")
+        return EXIT_USAGE
     return EXIT_FAILED_INPUTS if runlog.failures else EXIT_OK

@@ -18,10 +18,14 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from layerwise.analyze.control import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 from layerwise.analyze.options import (
     COLOR_BY_CHOICES,
+    DEFAULT_ABX_DISTANCE,
+    DEFAULT_ABX_MAX_SIZE_GROUP,
+    DEFAULT_ABX_MAX_X_ACROSS,
     DEFAULT_CCA_PROTOCOL,
     DEFAULT_MAX_POINTS,
     DEFAULT_MI_PROTOCOL,
@@ -29,7 +33,16 @@ from layerwise.analyze.options import (
     SIMILARITY_CHOICES,
     AnalysisOptions,
 )
-from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, setup_logging, shard_from_env, with_flags
+from layerwise.cli.common import (
+    EXIT_FAILED_INPUTS,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliParser,
+    setup_logging,
+    shard_from_env,
+    with_flags,
+)
+from layerwise.contract import progress
 from layerwise.contract.provenance import command_line
 from layerwise.errors import LayerwiseError
 
@@ -41,12 +54,8 @@ DEFAULT_OUTPUT_DIR = "output/visualizations"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="visualize_features.py",
-        description=__doc__.split("\n\n")[0],
-        epilog=__doc__[__doc__.index("Example:"):],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    p = CliParser(prog="visualize_features.py", description=__doc__.split("\n\n")[0],
+                  epilog=__doc__[__doc__.index("Example:"):])
     d = "(default: %(default)s)"
     p.add_argument("--features_dir", default=DEFAULT_FEATURES_DIR, help=f"folder of *_features.npz files {d}")
     p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help=f"where figures and reports go {d}")
@@ -79,23 +88,51 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"CCA measure: centred (PWCCA on utterance splits) or pasad (the published protocol) {d}")
     g.add_argument("--mi_protocol", default=DEFAULT_MI_PROTOCOL,
                    help=f"MI measure: project (k-means NMI) or pasad (the published protocol) {d}")
+    _abx_arguments(p)
     s = p.add_argument_group("analysis across machines (docs/scaling.md)")
     s.add_argument("--subset_id", type=int, default=None,
                    help="shard K: analyse groups of files g with g mod N == K and write partial statistics to "
-                        "OUTPUT_DIR/partials (default 0, or SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN when set)")
+                        "OUTPUT_DIR/partials (default 0, or SLURM_ARRAY_TASK_ID in a job array, with --num_subsets)")
     s.add_argument("--num_subsets", type=int, default=None,
-                   help="number of shards N (default 1, or SLURM_ARRAY_TASK_COUNT when set)")
+                   help="number of shards N (default 1; required in a SLURM job array: a re-run of one task "
+                        "cannot know N from the array)")
     s.add_argument("--merge", action="store_true",
                    help="merge every shard's partial statistics in OUTPUT_DIR/partials into the full summary, "
                         "figures and report")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
     return p
+
+
+def _abx_arguments(p: argparse.ArgumentParser) -> None:
+    """The ABX flags (docs/analysis.md, "ABX"); alignment flags spelled and defaulted as extract_features.py's."""
+    from layerwise.contract.alignments import ALIGNMENT_FORMATS, DEFAULT_SILENCE_LABELS, PHONES_TIER
+
+    d = "(default: %(default)s)"
+    a = p.add_argument_group("ABX error rates per layer (frame folders; docs/analysis.md)")
+    a.add_argument("--abx_item", default=None,
+                   help="a ZeroSpeech item file (#file onset offset #phone prev-phone next-phone speaker) whose "
+                        "#file names feature-file stems: ABX error rates per layer")
+    a.add_argument("--alignment_dir", default=None,
+                   help="without --abx_item: phone alignments of the analysed files (LibriSpeech names); triphone "
+                        "items are built from them and written to OUTPUT_DIR/abx_triphone.item")
+    a.add_argument("--alignment_format", choices=ALIGNMENT_FORMATS, default="auto", help=f"as extract_features.py {d}")
+    a.add_argument("--phone_tier", default=PHONES_TIER, help=f"tier of phones {d}")
+    a.add_argument("--silence_labels", default=",".join(sorted(DEFAULT_SILENCE_LABELS)),
+                   help=f"comma-separated labels that are silence (never items nor context) {d}")
+    a.add_argument("--abx_distance", default=DEFAULT_ABX_DISTANCE,
+                   help=f"angular (arccos of the cosine / pi) or euclidean, between frames, DTW-aligned {d}")
+    a.add_argument("--abx_max_size_group", type=int, default=DEFAULT_ABX_MAX_SIZE_GROUP,
+                   help=f"ZeroSpeech subsampling: at most N items of A, B and X per cell, seeded by --seed; 0 = all {d}")
+    a.add_argument("--abx_max_x_across", type=int, default=DEFAULT_ABX_MAX_X_ACROSS,
+                   help=f"across-speaker mode: at most N X speakers per (A, B) group; 0 = all {d}")
 
 
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.verbose)
+    progress.set_enabled(not args.no_progress)
     log = logging.getLogger("visualize_features")
     subset_id, num_subsets = (0, 1) if args.merge else shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
@@ -107,18 +144,37 @@ def main(argv=None) -> int:
             layers=None if args.layers == "all" else args.layers, seed=args.seed, max_points=args.max_points,
             similarity=args.similarity, cka_vmin=args.cka_vmin, color_by=args.color_by, control_dir=args.control_dir,
             probe_splits=args.probe_splits, cca_protocol=args.cca_protocol, mi_protocol=args.mi_protocol,
-            subset_id=subset_id, num_subsets=num_subsets, merge=args.merge, command=command_line(argv))
+            subset_id=subset_id, num_subsets=num_subsets, merge=args.merge, abx_item=args.abx_item,
+            alignment_dir=args.alignment_dir, alignment_format=args.alignment_format, phone_tier=args.phone_tier,
+            silence_labels=tuple(args.silence_labels.split(",")), abx_distance=args.abx_distance,
+            abx_max_size_group=args.abx_max_size_group, abx_max_x_across=args.abx_max_x_across,
+            command=command_line(argv))
         summary = run_analysis(options)
     except LayerwiseError as err:
         log.error("%s", with_flags(str(err), vars(args)))
         if args.verbose:
             raise
         return EXIT_USAGE
-    unavailable = {k: v for k, v in (summary.get("unavailable") or {}).items()
-                   if k in summary.get("requested_measures", ())}
-    if unavailable:  # something requested could not be produced: say so in the exit status too
-        log.error("not computed: %s (see report.html)", "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+    return exit_status(summary, args.output_dir, log)
+
+
+def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
+    """The one exit rule of every command (README, "Exit status"), for an analysis that wrote its outputs: 0 when
+    everything requested was produced, 1 when a requested measure is missing (whole or on some layers; each named).
+    (2, nothing produced, is the error path of :func:`main`.) Requested: summary.json/csv, report.html, the figures
+    and ``summary["requested_measures"]`` (``analyze.finish``: the span measures of a span folder; the property
+    measures a frame folder's files allow in one process; ABX when asked). The report's path is always printed."""
+    if "partial" in summary:
+        log.info("partial statistics written to %s; merge every shard with --merge", summary["partial"])
+        return EXIT_OK
+    report = Path(output_dir) / "report.html"
+    missing = {k: v for k, v in (summary.get("unavailable") or {}).items()
+               if k in summary.get("requested_measures", ())}
+    if missing:
+        log.error("not produced: %s", "; ".join(f"{k}: {v}" for k, v in missing.items()))
+        log.error("everything else was written; report: %s", report)
         return EXIT_FAILED_INPUTS
+    log.info("report: %s", report)
     return EXIT_OK
 
 

@@ -106,7 +106,9 @@ def match_stems(dirs: list[Path]) -> tuple[list[str], list[dict[str, Path]], lis
                                f"extract_features.py")
         files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
         if not files:
-            raise CompareError(f"no *{store.FEATURE_SUFFIX} files in {folder}; run extract_features.py first")
+            found = store.look_around(folder)
+            raise CompareError(f"no *{store.FEATURE_SUFFIX} files in {folder}"
+                               + (f": {found}" if found else "; run extract_features.py first"))
         paths.append(files)
     common = sorted(set.intersection(*(set(p) for p in paths)))
     if not common:
@@ -191,13 +193,12 @@ def _read(path: Path, layers: list[str] | None, first: store.FeatureFile | None,
 def _stream(stems: list[str], paths: list[dict[str, Path]], firsts: list[store.FeatureFile], folders: list[Folder],
             grid: Grid | None, plans: list[dict]):
     """One pass over the common utterances: (the filled ``CrossStats``, frames dropped at utterance ends)."""
-    from tqdm import tqdm
-
+    from layerwise.contract.progress import bar
     from layerwise.stats.cross import MIN_FRAMES, CrossStats  # scipy: deferred, the CLI imports this module at start-up
 
     stats = CrossStats([f.layers for f in folders], [f.dims for f in folders])
     dropped = 0
-    for stem in tqdm(stems, desc="comparing", unit="utterance", disable=None):
+    for stem in bar(stems, "comparing (cross-folder CKA)", "utterance"):
         files = [first if first.stem == stem else _read(p[stem], f.layers, first, f.dims)
                  for first, p, f in zip(firsts, paths, folders)]
         frames, cut = align(files, [f.layers for f in folders], grid, plans)

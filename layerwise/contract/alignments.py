@@ -108,7 +108,7 @@ def _ctm_tier(path: Path) -> str:
 def _read_ctm(path: Path) -> dict[str, dict[str, list[Segment]]]:
     tier = _ctm_tier(path)
     out: dict[str, dict[str, list[Segment]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         fields = line.split()
         if not fields or line.lstrip().startswith(";;"):
             continue
@@ -123,7 +123,7 @@ def _read_ctm(path: Path) -> dict[str, dict[str, list[Segment]]]:
 
 def _read_librispeech(path: Path) -> dict[str, dict[str, list[Segment]]]:
     out: dict[str, dict[str, list[Segment]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -150,7 +150,7 @@ def _read_json(path: Path) -> dict[str, dict[str, list[Segment]]]:
         raise AlignmentError(f"{path}: cannot tell phones from words; name it alignment_phone_<split>.json or "
                              f"alignment_word_<split>.json as the reference code does")
     try:
-        content = json.loads(path.read_text(encoding="utf-8"))
+        content = json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise AlignmentError(f"cannot read JSON alignment {path}: {err}") from err
     if not isinstance(content, dict):
@@ -230,7 +230,7 @@ def read_segments(source: Source | str | Path, tier: str) -> list[Segment]:
     """All labelled intervals of tier ``tier`` of one utterance, in time order (labels as in the file).
 
     A TextGrid (a ``Source`` or a path) is parsed with praatio; empty intervals are dropped there already,
-    other silence labels are left for ``spans.normalise_segments``. Raises ``AlignmentError`` when the file cannot
+    other silence labels are left for :func:`normalise_segments`. Raises ``AlignmentError`` when the file cannot
     be parsed or the tier is missing (naming the tiers present) or is a point tier.
     """
     if not isinstance(source, Source):
@@ -260,3 +260,54 @@ def _read_textgrid(path: Path, tier: str) -> list[Segment]:
             raise AlignmentError(f"{path}: tier {tier!r} is a point tier, expected an interval tier")
         segments.append(Segment(float(entry[0]), float(entry[1]), str(entry[2])))
     return segments
+
+
+# ---- labels: silences dropped, stress digits stripped (the phone rule of spans, ABX items, frame labels) ----
+
+DEFAULT_SILENCE_LABELS = frozenset({"", "sil", "sp", "spn"})
+_STRESS_RE = re.compile(r"(?<=\D)[0-9]+$")  # trailing stress digits after a non-digit: AH0 -> AH, ER12 -> ER
+
+
+def strip_stress(label: str) -> str:
+    """``"AH0" -> "AH"``, ``"ER1" -> "ER"``, ``"B" -> "B"``: trailing digits after a non-digit removed."""
+    return _STRESS_RE.sub("", label)
+
+
+def normalise_segments(
+    segments: list[Segment],
+    *,
+    silence_labels=DEFAULT_SILENCE_LABELS,
+    strip_stress_digits: bool = False,
+) -> list[Segment]:
+    """Drop silence/empty-label segments, strip whitespace and (phones: ``strip_stress_digits=True``) stress digits.
+
+    A label that is empty after stripping is always dropped, whether or not ``""`` is in ``silence_labels``.
+    For phones pass ``strip_stress_digits=not keep_stress``; for words leave it False. Times are not checked here
+    (:func:`check_segments` does, against the audio).
+    """
+    silence = {s.strip().lower() for s in silence_labels}
+    kept = []
+    for seg in segments:
+        label = seg.label.strip()
+        if not label or label.lower() in silence:
+            continue
+        if strip_stress_digits:
+            label = strip_stress(label)
+        kept.append(Segment(seg.start, seg.end, label))
+    return kept
+
+
+def read_spans(
+    source: Source | str,
+    tier: str,
+    *,
+    silence_labels=DEFAULT_SILENCE_LABELS,
+    strip_stress_digits: bool = False,
+) -> list[Segment]:
+    """``read_segments`` then ``normalise_segments``: the non-silent, normalised segments of one tier.
+
+    source : a :class:`Source` from :func:`find_alignments` (or a TextGrid path).
+    """
+    return normalise_segments(
+        read_segments(source, tier), silence_labels=silence_labels, strip_stress_digits=strip_stress_digits
+    )

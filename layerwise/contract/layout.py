@@ -9,7 +9,8 @@
   compared by :func:`check_same_extraction` (resume, the analysis, shards, the comparison, the control check) with
   :data:`CONTROL_DIFFERS`, the one rule for what a random-initialisation control may change.
 - Shards: :func:`shard_indices` (item i of the sorted list to shard i mod N) and :func:`shard_suffix`.
-- Per-layer measure keys of ``summary.json``: :data:`MEASURES` (key, legend label, table description, group).
+- Per-layer measure keys of ``summary.json``: :data:`MEASURES` (key, legend label, table description, group,
+  chance level).
 Figure file names live in the figure registry (``figures.FIGURES``); the file format itself in ``store``.
 """
 
@@ -205,13 +206,15 @@ def sort_layer_keys(keys) -> list[str]:
 @dataclass(frozen=True)
 class Measure:
     """A per-layer measure of ``summary.json`` (``{measure: {layer: float | null}}``, the control's under
-    ``random_init``): its key, the legend label, the table description, the group it is drawn with, its colour."""
+    ``random_init``): its key, the legend label, the table description, the group it is drawn with, its colour, and
+    its chance level when it has a fixed one (ABX: 0.5), else None."""
 
     key: str
     label: str
     description: str
-    group: str  # "label" (phone/word spans), "acoustic", "speaker"
+    group: str  # "label" (phone/word spans), "acoustic", "speaker", "abx" (frame folders with phone items)
     colour: str
+    chance: float | None = None
 
 
 MEASURES = (
@@ -231,8 +234,20 @@ MEASURES = (
             "accuracy of always answering the most frequent speaker", "speaker", "tab:pink"),
     Measure("speaker_pwcca", "speaker PWCCA", "projection-weighted CCA between frames and one-hot speaker",
             "speaker", "tab:red"),
+    # ABX error rates (ZeroSpeech; measures/abx.py): lower = better, 0.5 = chance (a random distance is right on half
+    # of the (A, B, X) triples); colours of the Okabe-Ito palette (colour-blind safe)
+    Measure("abx_within_speaker_triphone", "ABX triphone, within speaker",
+            "ABX error rate of triphone items, A, B and X of one speaker (0.5 = chance, lower = better)", "abx",
+            "#E69F00", chance=0.5),
+    Measure("abx_across_speaker_triphone", "ABX triphone, across speakers",
+            "ABX error rate of triphone items, X of another speaker than A and B (0.5 = chance, lower = better)",
+            "abx", "#56B4E9", chance=0.5),
+    Measure("abx_within_speaker_phoneme", "ABX phoneme, within speaker",
+            "ABX error rate of phone items in any context, A, B and X of one speaker (0.5 = chance, lower = "
+            "better)", "abx", "#009E73", chance=0.5),
 )
 MEASURE = {m.key: m for m in MEASURES}
 SPAN_MEASURES = tuple(m.key for m in MEASURES if m.group == "label")  # need phone/word span folders
-PROPERTY_MEASURES = tuple(m.key for m in MEASURES if m.group != "label")  # need no alignment
+PROPERTY_MEASURES = tuple(m.key for m in MEASURES if m.group in ("acoustic", "speaker"))  # need no alignment
+ABX_MEASURES = tuple(m.key for m in MEASURES if m.group == "abx")  # frame folders with ABX items (analyze/abx.py)
 MEASURE_GROUPS = tuple(dict.fromkeys(m.group for m in MEASURES))

@@ -85,6 +85,12 @@ def speaker_of(stem: str) -> str:
     return match.group(1)
 
 
+def plural(count: int, noun: str, plural_form: str | None = None) -> str:
+    """``"1 file"``, ``"0 files"``, ``"1,234 files"``: a count with its noun in the right number (``plural_form``
+    for irregular nouns, default ``noun + "s"``)."""
+    return f"{count:,} {noun if count == 1 else plural_form or noun + 's'}"
+
+
 def format_duration(seconds: float | None) -> str:
     """``42.0 s``, ``3.5 min``, ``2.25 h``: audio and wall time in units a person reads; NOT_RECORDED for None."""
     if seconds is None:

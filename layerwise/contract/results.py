@@ -151,8 +151,8 @@ class ControlResult:
     """The random-initialisation control's measures (same seed, utterances and protocol as the trained run).
 
     features_dir : the control folder; n_files : its utterances used (those it shares with the analysed files);
-    measures, measure_info, unavailable : as in :class:`AnalysisResult`; meta : the metadata of the control's first
-    shared file (model_name, model_revision, seed, random_init …; ``{}`` when not read).
+    measures, measure_info, unavailable, intervals : as in :class:`AnalysisResult`; meta : the metadata of the
+    control's first shared file (model_name, model_revision, seed, random_init …; ``{}`` when not read).
     """
 
     features_dir: str
@@ -161,12 +161,13 @@ class ControlResult:
     measure_info: dict = field(default_factory=dict)
     unavailable: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, family: MeasureFamily, *, features_dir, n_files: int, meta: dict) -> ControlResult:
         """The control's result from its :class:`MeasureFamily` (the ``control`` of the trained run's family)."""
         return cls(str(features_dir), n_files, dict(family.values), dict(family.info), dict(family.unavailable),
-                   meta)
+                   meta, dict(family.intervals))
 
     def describe(self, n_analysed: int) -> str:
         """``{folder}: {model} (revision r), random initialisation seed s; N of M analysed utterances shared``."""
@@ -179,7 +180,7 @@ class ControlResult:
     def summary(self) -> dict:
         """The ``random_init`` object of ``summary.json``: measures flat (measure -> layer -> value) as for the
         trained model, then the scalars, the folder, the count and what could not be computed."""
-        return {**{k: dict(v) for k, v in self.measures.items()}, **self.measure_info,
+        return {**{k: dict(v) for k, v in self.measures.items()}, **ci_keys(self.intervals), **self.measure_info,
                 "features_dir": self.features_dir, "n_files": self.n_files, "unavailable": dict(self.unavailable),
                 **{k: self.meta.get(k) for k in CONTROL_META}}
 
@@ -201,7 +202,8 @@ class AnalysisResult:
         :class:`ControlResult`, or None. requested : measures this run was expected to produce; one of them in
         ``unavailable`` makes the CLI exit non-zero. not_applicable : column (a ``rows()`` key: measure or
         ``cka_with_previous``) -> layer -> why that cell is empty by definition (``"the reference layer"``); it
-        holds for the control's column of the same measure too.
+        holds for the control's column of the same measure too. intervals : measure -> layer -> (low, high), the
+        95 % interval of a measure that has one (written as ``<measure>_ci``; the method is in ``measure_info``).
     """
 
     files: list[str]
@@ -221,6 +223,7 @@ class AnalysisResult:
     control: ControlResult | None = None
     requested: list[str] = field(default_factory=list)
     not_applicable: dict[str, dict[str, str]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ views
     @property
@@ -268,6 +271,7 @@ class AnalysisResult:
             "requested_measures": list(self.requested),
         }
         out.update({name: dict(values) for name, values in self.measures.items()})
+        out.update(ci_keys(self.intervals))
         out.update(self.measure_info)
         if self.control is not None:
             out[CONTROL_KEY] = self.control.summary()
@@ -287,12 +291,30 @@ class AnalysisResult:
             }
             for name, values in self.measures.items():
                 row[name] = values.get(x.key)
+                row.update(_ci_cells(name, self.intervals, x.key))
             if baseline is not None:
                 row["probe_majority_baseline"] = baseline
             for name, values in control.items():
                 row[f"{CONTROL_KEY}_{name}"] = values.get(x.key)
+                row.update(_ci_cells(f"{CONTROL_KEY}_{name}", self.control.intervals, x.key, name))
             rows.append(row)
         return rows
+
+
+def ci_keys(intervals: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict[str, list[float]]]:
+    """``summary.json``'s form of per-layer intervals: ``{"<measure>_ci": {layer: [low, high]}}``."""
+    return {f"{name}_ci": {layer: [float(low), float(high)] for layer, (low, high) in per_layer.items()}
+            for name, per_layer in intervals.items()}
+
+
+def _ci_cells(column: str, intervals: dict, layer: str, measure: str | None = None) -> dict:
+    """``summary.csv`` cells ``<column>_ci_low``/``_ci_high`` of one layer when the measure has intervals (empty
+    cells for a layer without one), else none."""
+    per_layer = intervals.get(measure or column)
+    if per_layer is None:
+        return {}
+    low, high = per_layer.get(layer, (None, None))
+    return {f"{column}_ci_low": low, f"{column}_ci_high": high}
 
 
 def finite_or_none(value) -> float | None:
@@ -301,3 +323,12 @@ def finite_or_none(value) -> float | None:
         return None
     value = float(value)
     return value if math.isfinite(value) else None
+
+
+def layer_reasons(reasons: dict[str, str], n_layers: int) -> str:
+    """The ``unavailable`` text of a measure from its per-layer reasons (layer -> why): one sentence when every
+    layer fails the same way (``"every layer: why"``), else ``"layer_0: why; layer_2: why"``."""
+    texts = set(reasons.values())
+    if len(texts) == 1 and len(reasons) == n_layers:
+        return f"every layer: {texts.pop()}"
+    return "; ".join(f"{key}: {why}" for key, why in reasons.items())

@@ -20,6 +20,7 @@ import os
 import socket
 import tempfile
 import zipfile
+import zlib
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,7 @@ from layerwise.contract.layout import (
     parse_layer_key,
     sort_layer_keys,
 )
-from layerwise.errors import FeatureFileError
+from layerwise.errors import FeatureFileError, OwnFileError
 
 FEATURE_SUFFIX = "_features.npz"
 META_KEY = "meta"
@@ -58,6 +59,33 @@ def stem_of(path: str | Path) -> str:
 def list_feature_files(features_dir: str | Path) -> list[Path]:
     """Every ``*_features.npz`` directly in ``features_dir``, sorted by file name."""
     return sorted(Path(features_dir).glob(f"*{FEATURE_SUFFIX}"), key=lambda p: p.name)
+
+
+AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".sph")  # what "audio, not features" looks like
+ANALYSIS_SUFFIX = "_analysis"  # an analysis output folder named after its features folder (docs, the wrapper)
+
+
+def look_around(folder: str | Path) -> str:
+    """Why ``folder`` holds no ``*_features.npz`` and where the right folder is, for a "not found" message: what
+    it does hold (subfolders with feature files — the folder one level above the features —, audio, an analysis's
+    outputs) and the sibling without ``_analysis``. ``""`` when nothing useful is found."""
+    folder = Path(folder)
+    hints = []
+    holders = sorted({p.parent for p in folder.glob(f"*/*{FEATURE_SUFFIX}")} |
+                     {p.parent for p in folder.glob(f"*/*/*{FEATURE_SUFFIX}")})
+    if holders:
+        shown = ", ".join(str(h) for h in holders[:5]) + (" …" if len(holders) > 5 else "")
+        hints.append(f"{len(holders)} folder(s) below it hold feature files: {shown}; pass one of them")
+    if folder.name.endswith(ANALYSIS_SUFFIX) or (folder / "summary.json").is_file():
+        sibling = folder.with_name(folder.name.removesuffix(ANALYSIS_SUFFIX))
+        source = (f"; its features are in {sibling}" if sibling != folder and list_feature_files(sibling) else "")
+        hints.append(f"it is an analysis output folder (report.html, summary.json){source}")
+    audio = next((p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES), None) if folder.is_dir() \
+        else None
+    if audio is not None and not holders:
+        hints.append(f"it holds audio ({audio.relative_to(folder)} …), not features: run extract_features.py "
+                     f"--audio_dir {folder} first and pass the output folder it prints")
+    return "; ".join(hints)
 
 
 def write_features(
@@ -186,37 +214,78 @@ class FeatureFile:
     fbank: np.ndarray | None = None
 
 
+# What reading back a file can raise when it is truncated, damaged or not what was written: a cut zip (BadZipFile,
+# EOFError), a CRC mismatch or bad deflate data (BadZipFile, zlib.error), JSON or UTF-8 that does not decode
+# (ValueError), a member missing (KeyError), a file gone or unreadable (OSError).
+READ_ERRORS = (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, zlib.error)
+REBUILD_FEATURES = ("re-run extract_features.py with this folder's settings (it recomputes a damaged file), or "
+                    "remove the file")
+
+
+@contextmanager
+def guarded(path: str | Path, *, what: str, rebuild: str, error: type[Exception] = OwnFileError):
+    """The one guard for reading back a file this tool wrote: any :data:`READ_ERRORS` raised inside the block
+    becomes ``error`` naming ``what``, the file, the cause and the command that rebuilds it."""
+    try:
+        yield Path(path)
+    except READ_ERRORS as err:
+        state = "it is missing" if isinstance(err, FileNotFoundError) else "damaged or incomplete"
+        raise error(f"cannot read {what} {path}: {state} ({type(err).__name__}: {' '.join(str(err).split())}); "
+                    f"rebuild it: {rebuild}") from err
+
+
+OWN_KINDS = ("npz", "json", "text")
+
+
+def read_own(path: str | Path, *, what: str, rebuild: str, kind: str | None = None):
+    """Read back a file this tool wrote: ``kind`` ``"npz"`` -> dict key -> ndarray (every array read, never
+    unpickled), ``"json"`` -> the decoded object, ``"text"`` -> its text (UTF-8, BOM dropped); ``None``: by the
+    suffix (``.npz``, ``.json``, anything else text).
+
+    what : what the file is, for the message (``"partial statistics"``); rebuild : the command that rewrites it.
+    Raises :class:`~layerwise.errors.OwnFileError` (a usage error, exit 2) naming the file, the cause and ``rebuild``
+    when it is missing, truncated or does not decode.
+    """
+    path = Path(path)
+    kind = kind or {".npz": "npz", ".json": "json"}.get(path.suffix, "text")
+    if kind not in OWN_KINDS:
+        raise ValueError(f"kind={kind!r} not in {OWN_KINDS}")
+    with guarded(path, what=what, rebuild=rebuild):
+        if kind == "npz":
+            with np.load(path, allow_pickle=False) as data:
+                return {key: data[key] for key in data.files}
+        text = path.read_text(encoding="utf-8-sig")
+        return json.loads(text) if kind == "json" else text
+
+
 def read_features(path: str | Path, layers: list[str] | None = None) -> FeatureFile:
     """Read one feature file; ``layers`` restricts which layer keys are loaded (error if one is missing).
 
-    Accepts the current ``(T, D)`` layout and the prototype's ``(1, T, D)``. Never unpickles.
+    Accepts the current ``(T, D)`` layout and the prototype's ``(1, T, D)``. Never unpickles. Read through
+    :func:`guarded`: a truncated or damaged file is a :class:`FeatureFileError` naming it and how to rebuild it.
     """
     path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            available = sort_layer_keys(data.files)
-            if not available:
-                raise FeatureFileError(f"{path}: no layer_k/conv_k arrays (keys: {sorted(data.files)})")
-            wanted = available if layers is None else list(layers)
-            missing = [k for k in wanted if k not in available]
-            if missing:
-                raise FeatureFileError(f"{path}: missing {missing}; it has {available}")
-            arrays = {}
-            for key in wanted:
-                value = data[key]
-                if value.ndim == 3 and value.shape[0] == 1:
-                    value = value[0]  # prototype layout (1, T, D)
-                if value.ndim != 2:
-                    raise FeatureFileError(f"{path}: {key} has shape {value.shape}, expected (T, D) or (1, T, D)")
-                arrays[key] = value
-            labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
-            intervals = data[INTERVALS_KEY] if INTERVALS_KEY in data.files else None
-            meta = json.loads(str(data[META_KEY])) if META_KEY in data.files else {}
-            fbank = data[FBANK_KEY] if FBANK_KEY in data.files else None
-    except FeatureFileError:
-        raise
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
-        raise FeatureFileError(f"cannot read {path}: {err}") from err
+    with guarded(path, what="feature file", rebuild=REBUILD_FEATURES, error=FeatureFileError), \
+            np.load(path, allow_pickle=False) as data:
+        available = sort_layer_keys(data.files)
+        if not available:
+            raise FeatureFileError(f"{path}: no layer_k/conv_k arrays (keys: {sorted(data.files)})")
+        wanted = available if layers is None else list(layers)
+        missing = [k for k in wanted if k not in available]
+        if missing:
+            raise FeatureFileError(f"{path}: missing {missing}; it has {available}")
+        arrays = {}
+        for key in wanted:
+            value = data[key]
+            if value.ndim == 3 and value.shape[0] == 1:
+                value = value[0]  # prototype layout (1, T, D)
+            if value.ndim != 2:
+                raise FeatureFileError(f"{path}: {key} has shape {value.shape}, expected (T, D) or (1, T, D)")
+            arrays[key] = value
+        labels = data[LABELS_KEY] if LABELS_KEY in data.files else None
+        intervals = data[INTERVALS_KEY] if INTERVALS_KEY in data.files else None
+        meta = json.loads(str(data[META_KEY])) if META_KEY in data.files else {}
+        fbank = data[FBANK_KEY] if FBANK_KEY in data.files else None
     return FeatureFile(stem_of(path), path, arrays, labels, intervals, meta, fbank)
 
 
@@ -256,7 +325,7 @@ def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
                 why = _damaged_spans(data, files, rows)
             if why:
                 return "damaged", why
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError) as err:
+    except READ_ERRORS as err:
         return "damaged", str(err)
     return "complete", ""
 

@@ -19,13 +19,13 @@ Networking is the standard library (urllib) only.
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path, PurePosixPath
 
+from layerwise.contract.store import read_own, write_json_atomic
 from layerwise.data.archive import safe_extract
 from layerwise.data.download import Resource, fetch_archive, locked
-from layerwise.errors import DataError, UnsafeArchiveError
+from layerwise.errors import DataError, OwnFileError, UnsafeArchiveError
 
 log = logging.getLogger(__name__)
 
@@ -61,11 +61,18 @@ RESOURCES: dict[str, Resource] = {
 
 
 def _is_complete(marker: Path, resource: Resource) -> bool:
-    """True when the extraction marker exists and names the resource's MD5."""
-    try:
-        return json.loads(marker.read_text()).get("md5") == resource.md5
-    except (ValueError, OSError, AttributeError):
+    """True when the extraction marker exists and names the resource's MD5. A marker that cannot be read back
+    (``store.read_own``: truncated, not JSON) is logged with its name and the extraction is done again (that is
+    what rebuilds it)."""
+    if not marker.is_file():
         return False
+    try:
+        content = read_own(marker, what="extraction marker", rebuild="the download extracts the archive again",
+                           kind="json")
+    except OwnFileError as err:
+        log.warning("%s", err)
+        return False
+    return isinstance(content, dict) and content.get("md5") == resource.md5
 
 
 def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, keep_archive: bool = True,
@@ -95,7 +102,7 @@ def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, k
             raise DataError(str(err)) from err
         if not folder.is_dir():
             raise DataError(f"{archive} did not contain {resource.folder}/")
-        marker.write_text(json.dumps({"resource": name, "archive": resource.archive, "md5": resource.md5}) + "\n")
+        write_json_atomic(marker, {"resource": name, "archive": resource.archive, "md5": resource.md5})
         if not keep_archive:
             archive.unlink()
     return folder

@@ -14,9 +14,12 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from layerwise.contract import layout, store
-from layerwise.contract.alignments import ALIGNMENT_FORMATS  # auto = by file extension
+from layerwise.contract.alignments import (
+    ALIGNMENT_FORMATS,  # auto = by file extension
+    DEFAULT_SILENCE_LABELS,
+)
 from layerwise.errors import UsageError
-from layerwise.extract.spans import DEFAULT_SILENCE_LABELS, FRAME_RULES, POOLINGS
+from layerwise.extract.spans import FRAME_RULES, POOLINGS
 from layerwise.extract.spans import (
     OUT_OF_RANGE_POLICIES as OUT_OF_RANGE,  # a segment beyond the audio: fail the file, or drop it
 )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
@@ -19,9 +19,10 @@ import numpy as np
 
 from layerwise.contract import layout, store
 from layerwise.contract.alignments import digest as alignment_digest
-from layerwise.contract.alignments import find_alignments
+from layerwise.contract.alignments import find_alignments, read_spans
 from layerwise.contract.grid import FrameGeometry
-from layerwise.errors import AlignmentError, AudioLoadError
+from layerwise.contract.names import plural
+from layerwise.errors import AlignmentError, AudioLoadError, UsageError, error_text
 from layerwise.extract import audio, jobs, spans
 from layerwise.extract.jobs import Job
 from layerwise.extract.options import ExtractionOptions
@@ -34,7 +35,8 @@ OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --save_dir"
 
 
 def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOptions, *, info, runlog: RunLog,
-                   overwrite: bool = False, stop: threading.Event | None = None, progress: bool = True) -> RunLog:
+                   overwrite: bool = False, stop: threading.Event | None = None, progress: bool = True,
+                   audio_stems: Collection[str] | None = None) -> RunLog:
     """Extract the features of ``jobs`` into ``out_dir`` and return ``runlog`` with counts and failures.
 
     model : a loaded :class:`~layerwise.model.adapter.SpeechModel`, or a callable returning one — called only when some file
@@ -42,12 +44,18 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     info : the checkpoint's config-only :class:`~layerwise.model.adapter.ModelInfo` (identity, layer keys, frame math).
     An existing output with another identity is a per-file failure naming the differing settings; damaged or
     non-finite ones are recomputed. ``stop`` (set by a signal handler) ends the run after the file in progress.
+    audio_stems : the stems of every audio file of the folder (all shards; default: those of ``jobs``): alignment
+        ids that match none of them are counted in the log and listed in the manifest.
     Raises :class:`~layerwise.errors.UsageError` for unusable settings (bad layers, missing alignments).
     """
     keys = options.layer_keys(info)
     identity = options.identity(info)
     alignments = (find_alignments(options.spans.alignment_dir, options.spans.alignment_format)
                   if options.span != layout.FRAME_SPAN else {})
+    _check_tier(alignments, options)
+    stems = set(audio_stems) if audio_stems is not None else {job.source.stem for job in jobs}
+    if unmatched := sorted(set(alignments) - stems):
+        runlog.unmatched_alignments(unmatched, options.spans.alignment_dir)
     run_meta = {**identity, "options": options.to_meta(), "model_config": info.config_summary,
                 "frame_rate": info.geometry.frame_rate, "hop_samples": info.geometry.hop,
                 "receptive_field_samples": info.geometry.receptive_field}
@@ -157,7 +165,6 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     Raises :class:`~layerwise.errors.UsageError` for bad settings or folders, before any file is written.
     """
     from layerwise.model.adapter import SpeechModel
-    from layerwise.model.checkpoint import describe
 
     out_dir = options.output_dir(save_dir)
     selection = jobs.select(audio_dir, out_dir, options, subset_id, num_subsets, extensions)
@@ -168,9 +175,7 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     if not selection.jobs:  # more shards than files: nothing to do, and no reason to load (or download) the model
         log.warning("shard %d of %d holds no files (%s)", subset_id, num_subsets, audio_dir)
         return runlog
-    info = model.info if model is not None else describe(options.model_name, revision=options.revision,
-                                                          normalize=options.normalize)
-    options.layer_keys(info)  # a bad layer spec fails here, before any weights load
+    info = model.info if model is not None else check_settings(options)
 
     def load() -> SpeechModel:
         if num_threads:
@@ -184,9 +189,38 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     removed = jobs.remove_stale_temporaries(out_dir, selection.jobs)
     if removed:
         log.info("removed %d stale temporary file(s) of killed runs in %s", removed, out_dir)
-    log.info("%d files in shard %d/%d -> %s", len(selection.jobs), subset_id, num_subsets, out_dir)
+    log.info("%s in shard %d/%d -> %s", plural(len(selection.jobs), "file"), subset_id, num_subsets, out_dir)
     return run_extraction(model if model is not None else load, selection.jobs, out_dir, options, info=info,
-                          runlog=runlog, overwrite=overwrite, stop=stop, progress=progress)
+                          runlog=runlog, overwrite=overwrite, stop=stop, progress=progress,
+                          audio_stems={path.stem for path in selection.scan.files})
+
+
+def check_settings(options: ExtractionOptions):
+    """Every setting that the checkpoint's config or this machine can refute, refuted before a weight byte or a
+    feature file is read: ``layers`` against the config's layer counts, ``device`` against the machine (a config-
+    only :func:`~layerwise.model.checkpoint.describe` without the folder fingerprint, which reads the weights).
+    Returns the complete ModelInfo (fingerprint included). Raises :class:`~layerwise.errors.UsageError`."""
+    from layerwise.model.adapter import resolve_device
+    from layerwise.model.checkpoint import describe, with_fingerprint
+
+    info = describe(options.model_name, revision=options.revision, normalize=options.normalize, fingerprint=False)
+    options.layer_keys(info)  # a bad layer spec fails here
+    resolve_device(options.device)  # --device cuda without a GPU fails here
+    return with_fingerprint(info)
+
+
+def _check_tier(alignments: dict, options: ExtractionOptions) -> None:
+    """Refuse a tier that no parsed alignment file holds (CTM, LibriSpeech, JSON are parsed up front), before the
+    weights load; TextGrids are parsed one file at a time, so a missing tier there is each file's failure."""
+    parsed = [source.tiers for source in alignments.values() if source.tiers is not None]
+    if not parsed or len(parsed) < len(alignments):
+        return
+    name, tier = (("phone_tier", options.spans.phone_tier) if options.span == "phone"
+                  else ("word_tier", options.spans.word_tier))
+    if not any(tier in tiers for tiers in parsed):
+        present = sorted({t for tiers in parsed for t in tiers})
+        raise UsageError(f"{name}={tier!r}: no alignment in {options.spans.alignment_dir} has that tier; tiers "
+                         f"present: {present}")
 
 
 def _fbank_function() -> Callable:
@@ -207,7 +241,7 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
         return job
 
     with ThreadPoolExecutor(1, "decode") as decoder, ThreadPoolExecutor(1, "write") as writer, \
-            tqdm(total=len(jobs), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+            tqdm(total=len(jobs), desc="extracting", unit="file", disable=not progress, dynamic_ncols=True) as bar:
         queue: deque[tuple[Job, Future]] = deque()
         writes: deque[tuple[Job, Future, float]] = deque()
         upcoming = iter(jobs)
@@ -227,7 +261,7 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
                 result = compute(job)
                 writes.append((job, writer.submit(write, job, result), job.wave.duration))
             except Exception as err:  # noqa: BLE001 -- one bad file must not stop the run; reason to failures.tsv
-                runlog.fail(job.source, _reason(err), exc=err)
+                runlog.fail(job.source, error_text(err), exc=err)
                 bar.update(1)
             job.wave = None  # free the samples; the writer keeps only the features
             while writes and (writes[0][1].done() or len(writes) > 2):
@@ -247,12 +281,8 @@ def _collect(item, runlog: RunLog, bar) -> None:
         future.result()
         runlog.done(job.source, job.target, duration, job.extra)
     except Exception as err:  # noqa: BLE001 -- a failed write is that file's failure, not the run's
-        runlog.fail(job.source, f"not written: {_reason(err)}", exc=err)
+        runlog.fail(job.source, f"not written: {error_text(err)}", exc=err)
     bar.update(1)
-
-
-def _reason(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _pool(job: Job, feats: dict[str, np.ndarray], geometry, n_samples: int, options: ExtractionOptions):
@@ -264,11 +294,12 @@ def _pool(job: Job, feats: dict[str, np.ndarray], geometry, n_samples: int, opti
     """
     span_options = options.spans
     tier = span_options.phone_tier if options.span == "phone" else span_options.word_tier
-    segments = spans.read_spans(job.alignment, tier, silence_labels=span_options.silence_labels,
+    segments = read_spans(job.alignment, tier, silence_labels=span_options.silence_labels,
                                 strip_stress_digits=options.span == "phone" and not span_options.keep_stress)
     audio_seconds, frame_seconds = n_samples / geometry.sample_rate, geometry.hop / geometry.sample_rate
     segments, dropped = spans.check_segments(segments, audio_seconds=audio_seconds, tolerance_s=frame_seconds,
-                                             out_of_range=span_options.out_of_range, source=str(job.alignment))
+                                             out_of_range=span_options.out_of_range, source=str(job.alignment),
+                                             sample_rate=geometry.sample_rate)
     if dropped:
         job.extra["segments_dropped_out_of_range"] = dropped
         log.warning("%s: %d segment(s) outside the audio dropped (out_of_range=drop)", job.source.name, dropped)
@@ -282,6 +313,7 @@ def _pool(job: Job, feats: dict[str, np.ndarray], geometry, n_samples: int, opti
         out, labels, intervals = spans.pool_segments(group, geo.centres(len(next(iter(group.values())))), segments,
                                                      audio_seconds=audio_seconds, tolerance_s=frame_seconds,
                                                      rule=span_options.frame_rule, pooling=span_options.pooling,
-                                                     frame_rate=geo.frame_rate, source=str(job.alignment))
+                                                     frame_rate=geo.frame_rate, source=str(job.alignment),
+                                                     sample_rate=geometry.sample_rate)
         pooled.update(out)
     return {key: pooled[key] for key in feats}, labels, intervals

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import logging
 import platform
 import sys
@@ -21,7 +20,7 @@ from layerwise import __version__
 from layerwise.contract import layout, store
 from layerwise.contract.names import format_duration
 from layerwise.contract.provenance import MANIFEST_GLOB, extraction_versions
-from layerwise.errors import UsageError
+from layerwise.errors import UsageError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +38,7 @@ class RunLog:
         self.sample = sample
         self.failures: list[tuple[str, str]] = []
         self.missing_alignment: list[str] = []
+        self.unmatched_alignment: list[str] = []  # alignment ids that match no audio file of the folder
         self.files: dict[str, dict] = {}
         self.n_done = self.n_skipped = 0
         self.audio_seconds = 0.0
@@ -76,12 +76,22 @@ class RunLog:
         self.files[target.name] = {"source_path": str(source), "status": "skipped (complete)"}
 
     def fail(self, source: Path, reason: str, exc: BaseException | None = None) -> None:
+        """Record ``source`` as failed: ``reason`` is kept whole, its newlines folded (``errors.one_line``), so one
+        failure is one line of failures.tsv, of the manifest and of the log."""
+        reason = one_line(reason)
         self.failures.append((str(source), reason))
         log.error("FAILED %s: %s", source, reason, exc_info=exc if log.isEnabledFor(logging.DEBUG) else None)
 
     def no_alignment(self, source: Path) -> None:
         self.missing_alignment.append(str(source))
         log.warning("no alignment for %s: skipped", source)
+
+    def unmatched_alignments(self, ids: list[str], alignment_dir) -> None:
+        """Record alignment ids (utterances) that match no audio file: counted in the log, listed in the manifest
+        (a typo'd id, a BOM glued to the first id of a file, or alignments of another split)."""
+        self.unmatched_alignment = list(ids)
+        log.warning("%d alignment id(s) in %s match no audio file (e.g. %s); they are listed in the manifest "
+                    "under unmatched_alignments", len(ids), alignment_dir, ", ".join(map(repr, ids[:5])))
 
     def interrupted(self, n_left: int) -> None:
         self.was_interrupted = True
@@ -102,10 +112,9 @@ class RunLog:
         feature files are still present (a manifest whose files are all gone, or that wrote none, does not count).
         None when the folder is free for this run."""
         for path in sorted(self.out_dir.glob(MANIFEST_GLOB)):
-            try:
-                manifest = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue
+            manifest = store.read_own(path, what="extraction manifest", kind="json",
+                                      rebuild="re-run this extraction with --overwrite (it rewrites the manifest "
+                                              "and every file), or remove the damaged manifest")
             earlier = manifest.get("run", {})
             differ = layout.identity_diff(earlier, self.meta)
             present = any((self.out_dir / name).is_file() for name in manifest.get("files", {}))
@@ -139,6 +148,7 @@ class RunLog:
             "files": self.files,
             "failures": [{"path": p, "reason": r} for p, r in self.failures],
             "missing_alignment": self.missing_alignment,
+            "unmatched_alignments": self.unmatched_alignment,
             "not_taken": self.not_taken,
         })
 
@@ -169,6 +179,9 @@ class RunLog:
             for reason, paths in list(by_reason.items())[:50]:  # one line per reason, not per file
                 lines.append(f"  {paths[0]}: {reason}" if len(paths) == 1
                              else f"  {len(paths)} files (e.g. {paths[0]}): {reason}")
+        if self.unmatched_alignment:
+            lines.append(f"alignment ids matching no audio file: {len(self.unmatched_alignment)} (e.g. "
+                         + ", ".join(map(repr, self.unmatched_alignment[:5])) + "), listed in the manifest")
         if self.missing_alignment:
             lines.append("files without an alignment (skipped): "
                          + ", ".join(Path(p).name for p in self.missing_alignment[:20]))

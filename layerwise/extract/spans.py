@@ -8,7 +8,8 @@ computes, ``centres[i] = (i * hop + receptive_field / 2) / sample_rate`` seconds
 
 Frame-selection rules for a segment ``[start, end)`` (seconds), with ``T`` frames (docs/spans.md has the tables):
 
-- ``centre`` (default): frames whose centre lies in ``[start, end)``; if there is none (a segment shorter than a
+- ``centre`` (default): frames whose centre lies in ``[start, end)`` (a centre within ``BOUNDARY_SECONDS`` of a
+  boundary counts as on it); if there is none (a segment shorter than a
   frame hop), the single frame whose centre is nearest the segment midpoint ``(start + end) / 2``; distances within
   ``TIE_SECONDS`` of each other count as a tie, which goes to the earlier frame.
 - ``pasad`` (exactly the rule of Pasad et al.'s code, ``get_segment_idx``): with ``period = 1 / frame_rate``,
@@ -26,8 +27,8 @@ Pooling over the selected frames ``f_0 .. f_{n-1}``:
 - ``middle_third``: the reference's trim ``k = floor((n + 1) / 3)`` from each side, frames ``[k, n - k)``, or
   ``f_k`` alone when that is empty (n = 2). For ``pasad`` the trim is applied before the end-of-audio fix, as there.
 
-Out-of-range segments (:func:`check_segments`): a segment that is empty or reversed, starts at or after the end of
-the audio, or ends more than ``tolerance_s`` (one frame) after it is an ``InputError`` naming it, or is dropped and
+Out-of-range segments (:func:`check_segments`, every limit compared in whole samples): a segment that is empty or
+reversed, starts at or after the end of the audio, or ends more than ``tolerance_s`` (one frame) after it is an ``InputError`` naming it, or is dropped and
 counted with ``out_of_range="drop"``. :func:`pool_segments` re-checks with ``"fail"``, so no segment is ever pooled
 from frames made up at the end of the audio.
 
@@ -38,66 +39,31 @@ trailing ARPAbet stress digits are removed (``AH0 -> AH``) unless the caller kee
 
 from __future__ import annotations
 
+import itertools
 import math
-import re
 
 import numpy as np
 
-from layerwise.contract.alignments import Segment, Source, read_segments
+from layerwise.contract.alignments import Segment
 from layerwise.errors import SegmentRangeError
 
-DEFAULT_SILENCE_LABELS = frozenset({"", "sil", "sp", "spn"})
 FRAME_RULES = ("centre", "pasad")
 POOLINGS = ("mean", "middle_third")
 OUT_OF_RANGE_POLICIES = ("fail", "drop")
 TIE_SECONDS = 1e-9  # centre-rule fallback: distances to the midpoint closer than 1 ns are a tie (earlier frame wins)
-_STRESS_RE = re.compile(r"(?<=\D)[0-9]+$")  # trailing stress digits after a non-digit: AH0 -> AH, ER12 -> ER
+# Centre rule: a centre within 1 ns of a segment boundary counts as ON it (inside at the start, outside at the end),
+# so binary rounding of times read as decimals never moves a frame across a boundary (a frame hop is ≥ 1e5 ns).
+BOUNDARY_SECONDS = 1e-9
+# Segment limits are compared in whole samples (:func:`to_samples`); callers pass the audio's rate, and this one
+# (HuBERT's input rate; 62.5 µs per sample, far below the 10 ms of alignment times) is the default grid.
+LIMIT_SAMPLE_RATE = 16000
 
 
 
-def strip_stress(label: str) -> str:
-    """``"AH0" -> "AH"``, ``"ER1" -> "ER"``, ``"B" -> "B"``: trailing digits after a non-digit removed."""
-    return _STRESS_RE.sub("", label)
-
-
-def normalise_segments(
-    segments: list[Segment],
-    *,
-    silence_labels=DEFAULT_SILENCE_LABELS,
-    strip_stress_digits: bool = False,
-) -> list[Segment]:
-    """Drop silence/empty-label segments, strip whitespace and (phones: ``strip_stress_digits=True``) stress digits.
-
-    A label that is empty after stripping is always dropped, whether or not ``""`` is in ``silence_labels``.
-    For phones pass ``strip_stress_digits=not keep_stress``; for words leave it False. Times are not checked here
-    (:func:`check_segments` does, against the audio).
-    """
-    silence = {s.strip().lower() for s in silence_labels}
-    kept = []
-    for seg in segments:
-        label = seg.label.strip()
-        if not label or label.lower() in silence:
-            continue
-        if strip_stress_digits:
-            label = strip_stress(label)
-        kept.append(Segment(seg.start, seg.end, label))
-    return kept
-
-
-def read_spans(
-    source: Source | str,
-    tier: str,
-    *,
-    silence_labels=DEFAULT_SILENCE_LABELS,
-    strip_stress_digits: bool = False,
-) -> list[Segment]:
-    """``read_segments`` then ``normalise_segments``: the non-silent, normalised segments of one tier.
-
-    source : a :class:`Source` from :func:`find_alignments` (or a TextGrid path).
-    """
-    return normalise_segments(
-        read_segments(source, tier), silence_labels=silence_labels, strip_stress_digits=strip_stress_digits
-    )
+def to_samples(seconds: float, sample_rate: int) -> int:
+    """``seconds`` as the nearest whole sample at ``sample_rate`` Hz: the unit in which every limit is compared
+    (``4.03 · 16000 = 64480.00000000001`` is sample 64480, exactly the audio's 64160 + one 320-sample frame)."""
+    return round(float(seconds) * sample_rate)
 
 
 def check_segments(
@@ -107,6 +73,7 @@ def check_segments(
     tolerance_s: float,
     out_of_range: str = "fail",
     source: str = "alignment",
+    sample_rate: int = LIMIT_SAMPLE_RATE,
 ) -> tuple[list[Segment], int]:
     """The segments that lie in the audio, and how many were dropped.
 
@@ -114,25 +81,34 @@ def check_segments(
     end after the audio (one frame of the model: hop / sample_rate; alignments are rounded to 10 ms).
     out_of_range : ``"fail"`` raises :class:`SegmentRangeError` for the first bad segment (naming it, the alignment's
     length and the audio's); ``"drop"`` leaves bad segments out and counts them. ``source`` names the file.
+    Every limit is compared in whole samples at ``sample_rate`` (:func:`to_samples`), never in binary seconds:
+    kept are segments with ``0 ≤ start < n_audio`` and ``start < end ≤ n_audio + n_tolerance`` samples.
     """
     if out_of_range not in OUT_OF_RANGE_POLICIES:
         raise ValueError(f"out_of_range={out_of_range!r} not in {OUT_OF_RANGE_POLICIES}")
+    n_audio, n_tolerance = to_samples(audio_seconds, sample_rate), to_samples(tolerance_s, sample_rate)
+
+    def span(seg: Segment) -> tuple[int, int]:
+        return to_samples(seg.start, sample_rate), to_samples(seg.end, sample_rate)
+
     aligned = max((s.end for s in segments), default=0.0)
-    for before, seg in zip(sorted(segments, key=lambda x: (x.start, x.end)),
-                           sorted(segments, key=lambda x: (x.start, x.end))[1:]):
-        if seg.start < before.end and seg.end > seg.start and before.end > before.start:  # never a policy matter
+    ordered = sorted(segments, key=lambda x: (x.start, x.end))
+    for before, seg in itertools.pairwise(ordered):
+        (b0, b1), (s0, s1) = span(before), span(seg)
+        if s0 < b1 and s1 > s0 and b1 > b0:  # never a policy matter
             raise SegmentRangeError(f"{source}: segments {before.label!r} [{before.start}, {before.end}) and "
                                     f"{seg.label!r} [{seg.start}, {seg.end}) s overlap; a tier's segments must not "
                                     f"overlap (check the alignment file)")
     kept = []
     for seg in segments:
-        if not seg.end > seg.start:
+        start, end = span(seg)
+        if not end > start:
             problem = "is empty or reversed"
-        elif seg.start < 0:
+        elif start < 0:
             problem = "starts before 0 s"
-        elif seg.start >= audio_seconds:
+        elif start >= n_audio:
             problem = "starts after the end of the audio"
-        elif seg.end > audio_seconds + tolerance_s:
+        elif end > n_audio + n_tolerance:
             problem = f"ends more than {tolerance_s * 1000:g} ms (one frame) after the end of the audio"
         else:
             kept.append(seg)
@@ -172,8 +148,8 @@ def select_frames(
     if pooling not in POOLINGS:
         raise ValueError(f"pooling={pooling!r} not in {POOLINGS}")
     if rule == "centre":
-        lo = int(np.searchsorted(centres, start, side="left"))  # first centre >= start
-        hi = int(np.searchsorted(centres, end, side="left"))  # first centre >= end
+        lo = int(np.searchsorted(centres, start - BOUNDARY_SECONDS, side="left"))  # first centre >= start
+        hi = int(np.searchsorted(centres, end - BOUNDARY_SECONDS, side="left"))  # first centre >= end
         if hi <= lo:
             distance = np.abs(np.asarray(centres, np.float64) - 0.5 * (start + end))
             return np.array([int(np.flatnonzero(distance <= distance.min() + TIE_SECONDS)[0])], dtype=np.int64)
@@ -211,6 +187,7 @@ def pool_segments(
     pooling: str = "mean",
     frame_rate: float | None = None,
     source: str = "alignment",
+    sample_rate: int = LIMIT_SAMPLE_RATE,
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """Pool frame features into one vector per segment.
 
@@ -219,7 +196,8 @@ def pool_segments(
     centres : ndarray (T,), frame centre times in seconds (increasing).
     segments : normalised (``normalise_segments``) and in range (``check_segments``), in the output order.
     audio_seconds, tolerance_s : the audio length and one model frame (seconds); a segment outside raises
-        :class:`SegmentRangeError` (``check_segments`` with ``"fail"``): pooling never makes up a frame.
+        :class:`SegmentRangeError` (``check_segments`` with ``"fail"``, limits in whole samples at
+        ``sample_rate``): pooling never makes up a frame.
     rule, pooling, frame_rate : see the module docstring; ``frame_rate`` (Hz) is required for ``pasad``.
 
     Returns ``(pooled, labels, intervals)``: pooled key -> ndarray (n_segments, D) float32 (means accumulated
@@ -239,7 +217,7 @@ def pool_segments(
         if value.ndim != 2 or value.shape[0] != len(centres):
             raise ValueError(f"{key}: shape {value.shape} does not match {len(centres)} frame centres (T, D)")
     check_segments(segments, audio_seconds=audio_seconds, tolerance_s=tolerance_s, out_of_range="fail",
-                   source=source)
+                   source=source, sample_rate=sample_rate)
 
     # Averaging matrix W (n_segments, T): row s holds 1/m on the m frames pooled for segment s,
     # so pooled = W @ feats for every layer with one matrix product.

@@ -66,12 +66,14 @@ __all__ = [
     "Item",
     "MODES",
     "abx_error_rates",
+    "abx_error_rates_of_items",
     "abx_interval",
     "abx_items_from_segments",
     "dtw",
     "frame_distances",
     "item_frames",
     "read_item_file",
+    "slice_items",
     "write_item_file",
 ]
 
@@ -564,55 +566,75 @@ def _check_size(name: str, value: int | None) -> int | None:
     return int(value)
 
 
-def _prepare_items(
-    features: Mapping[str, np.ndarray], items: Sequence[Item], rate, distance: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, Item, str]]]:
-    """Slice every item; return (frames (F, D) float32 [normalised for angular], offsets, lengths, excluded).
+def _check_file_array(name: str, arr: np.ndarray, dim: int | None) -> int:
+    """The feature dimension of one file's (T, D) array; raises ValueError for another shape or dimension."""
+    if arr.ndim != 2:
+        raise ValueError(f"features[{name!r}] must be 2-D (T, D), got shape {arr.shape}")
+    if dim is not None and arr.shape[1] != dim:
+        raise ValueError(f"features[{name!r}] has dimension {arr.shape[1]}, expected {dim}")
+    return int(arr.shape[1])
 
-    Excluded items get offset -1.
+
+def slice_items(
+    features: Mapping[str, np.ndarray], items: Sequence[Item], rate: float | str | Decimal = DEFAULT_RATE, *,
+    only: Iterable[int] | None = None,
+) -> tuple[list[np.ndarray | None], list[tuple[int, Item, str]]]:
+    """The frames of every item (:func:`item_frames` at ``rate``), or why an item cannot be used.
+
+    :param features: file id -> (T, D) array at ``rate`` Hz; only the files the items name are touched.
+    :param items: (n_items,) :class:`Item`.  :param rate: feature rate in Hz.
+    :param only: indices into ``items`` to slice (default: all); the others stay None and are not listed as
+        excluded, so a caller can slice file by file and combine the parts (``frames[i]`` of the part that had i).
+    :returns: (frames: (n_items,) list of (n_i, D) float32 copies or None, excluded: ``(index, Item, reason)`` for
+        each item of ``only`` that is not used: its file is missing, its frame range is empty (shorter than one
+        frame) or beyond the features, or the file holds non-finite values).
     """
     r = _to_decimal(rate)
-    n = len(items)
-    offsets = np.full(n, -1, np.int64)
-    lengths = np.zeros(n, np.int64)
+    frames: list[np.ndarray | None] = [None] * len(items)
     excluded: list[tuple[int, Item, str]] = []
-    chunks, total, dim = [], 0, None
-    cache: dict[str, np.ndarray] = {}
     finite: dict[str, bool] = {}
-    for i, it in enumerate(items):
-        start, stop = item_frames(it.onset, it.offset, r)
+    dim = None
+    for i in range(len(items)) if only is None else only:
+        it = items[i]
         if it.file not in features:
             excluded.append((i, it, "missing features for file"))
             continue
-        if it.file not in cache:
-            arr = np.asarray(features[it.file])
-            if arr.ndim != 2:
-                raise ValueError(f"features[{it.file!r}] must be 2-D (T, D), got shape {arr.shape}")
-            if dim is None:
-                dim = arr.shape[1]
-            elif arr.shape[1] != dim:
-                raise ValueError(f"features[{it.file!r}] has dimension {arr.shape[1]}, expected {dim}")
-            cache[it.file] = arr
+        arr = features[it.file]
+        if it.file not in finite:
+            dim = _check_file_array(it.file, np.asarray(arr), dim)
             finite[it.file] = bool(np.isfinite(arr).all())
-        arr = cache[it.file]
+        start, stop = item_frames(it.onset, it.offset, r)
         if stop <= start:
             excluded.append((i, it, f"empty frame range [{start}, {stop}) (shorter than one frame at {r} Hz)"))
-            continue
-        if start < 0 or stop > arr.shape[0]:
+        elif start < 0 or stop > arr.shape[0]:
             excluded.append((i, it, f"frame range [{start}, {stop}) beyond the features ({arr.shape[0]} frames)"))
-            continue
-        if not finite[it.file]:
+        elif not finite[it.file]:
             excluded.append((i, it, "non-finite values in the file's features"))
+        else:
+            frames[i] = np.array(arr[start:stop], dtype=np.float32)
+    return frames, excluded
+
+
+def _pack_items(
+    frames: Sequence[np.ndarray | None], distance: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """All used items' frames in one array: (frames (F, D) float32 [L2-normalised for angular], offsets (n_items,)
+    int64 (-1 for an unused item), lengths (n_items,) int64)."""
+    n = len(frames)
+    offsets = np.full(n, -1, np.int64)
+    lengths = np.zeros(n, np.int64)
+    chunks, total, dim = [], 0, None
+    for i, seg in enumerate(frames):
+        if seg is None:
             continue
-        seg = np.asarray(arr[start:stop], dtype=np.float32)
-        chunks.append(seg)
-        offsets[i] = total
-        lengths[i] = stop - start
-        total += stop - start
-    frames = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, dim or 1), np.float32)
+        dim = _check_file_array(f"item {i}", seg, dim)
+        chunks.append(np.asarray(seg, np.float32))
+        offsets[i], lengths[i] = total, len(seg)
+        total += len(seg)
+    packed = np.concatenate(chunks, axis=0) if chunks else np.zeros((0, dim or 1), np.float32)
     if distance == "angular":
-        frames = _l2_normalize(frames)
-    return frames, offsets, lengths, excluded
+        packed = _l2_normalize(packed)
+    return packed, offsets, lengths
 
 
 #: Key of an item group: (values of the mode's ``by`` columns, values of its ``across`` columns, #phone).
@@ -950,15 +972,44 @@ def abx_error_rates(
     :returns: :class:`ABXResult` with the score (error rate in [0, 1], 0.5 = chance), the per-cell table and
         the excluded items (with reasons).
     """
-    max_size_group, max_x_across = _check_arguments(mode, distance, max_size_group, max_x_across, seed)
+    _check_arguments(mode, distance, max_size_group, max_x_across, seed)
     if isinstance(items, (str, os.PathLike)):
         items = read_item_file(items)
     items = list(items)
-    frames, offsets, lengths, excluded = _prepare_items(features, items, rate, distance)
+    frames, excluded = slice_items(features, items, rate)
+    return abx_error_rates_of_items(frames, items, excluded, mode=mode, distance=distance,
+                                    max_size_group=max_size_group, max_x_across=max_x_across, seed=seed,
+                                    n_jobs=n_jobs)
+
+
+def abx_error_rates_of_items(
+    frames: Sequence[np.ndarray | None],
+    items: Sequence[Item],
+    excluded: Sequence[tuple[int, Item, str]] = (),
+    *,
+    mode: str,
+    distance: str = "angular",
+    max_size_group: int | None = None,
+    max_x_across: int | None = None,
+    seed: int = 0,
+    n_jobs: int | None = None,
+) -> ABXResult:
+    """:func:`abx_error_rates` from the items' frames already sliced (:func:`slice_items`, e.g. file by file, so
+    no caller needs every frame of every file at once).
+
+    :param frames: (n_items,) the (n_i, D) frames of each item, None for an item not used.
+    :param items: (n_items,) :class:`Item`.  :param excluded: why items are not used (``slice_items``' list).
+    Other parameters and the result as :func:`abx_error_rates`.
+    """
+    max_size_group, max_x_across = _check_arguments(mode, distance, max_size_group, max_x_across, seed)
+    items = list(items)
+    if len(frames) != len(items):
+        raise ValueError(f"{len(frames)} frame arrays for {len(items)} items")
+    packed, offsets, lengths = _pack_items(frames, distance)
     used = offsets >= 0
     blocks = _build_blocks(items, used, lengths, mode, max_size_group, max_x_across, int(seed))
-    results = _score_blocks(blocks, frames, offsets, lengths, distance, n_jobs)
-    return _assemble_result(blocks, results, mode, distance, len(items), int(used.sum()), excluded)
+    results = _score_blocks(blocks, packed, offsets, lengths, distance, n_jobs)
+    return _assemble_result(blocks, results, mode, distance, len(items), int(used.sum()), list(excluded))
 
 
 # ---------------------------------------------------------------------------------------------------------------

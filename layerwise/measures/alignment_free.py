@@ -32,7 +32,8 @@ import numpy as np
 from layerwise.contract.grid import FBANK_GRID, Grid, pool_plan
 from layerwise.contract.layout import PROPERTY_MEASURES
 from layerwise.contract.names import speakers_of
-from layerwise.contract.results import MeasureFamily
+from layerwise.contract.results import MeasureFamily, layer_reasons
+from layerwise.errors import UndefinedMeasureError, error_text
 
 MEASURES = PROPERTY_MEASURES  # cca_mel, cca_intra, speaker_* (keys defined in contract.py)
 BASE_LAYER = "layer_0"  # cca_intra's reference layer
@@ -146,17 +147,23 @@ def _cca(view1, view2, row_file, *, file_groups, labels, protocol, seed) -> floa
 
 
 def _measure(name: str, layers: list[str], compute, out: MeasureFamily) -> None:
-    """``compute(key)`` for every layer; a layer where it fails is ``None`` (a gap) with its reason in
-    ``out.unavailable[name]``, the other layers keep their values. No layer computed: the measure is left out."""
-    values, failed = {}, []
-    for key in layers:
+    """``compute(key)`` for every layer; a layer where it is undefined (``UndefinedMeasureError``: a constant layer,
+    one speaker, too few items) or fails is ``None`` (a gap) with its reason in ``out.unavailable[name]``, the other
+    layers keep their values. No layer computed: the measure is left out."""
+    from layerwise.contract.progress import bar
+
+    values, failed = {}, {}
+    for key in bar(layers, name, "layer"):
         try:
             values[key] = compute(key)
+        except UndefinedMeasureError as err:
+            values[key] = None
+            failed[key] = f"undefined ({error_text(err)})"
         except (ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
             values[key] = None
-            failed.append(f"{key}: {type(err).__name__}: {err}")
+            failed[key] = f"{type(err).__name__}: {error_text(err)}"
     if failed:
-        out.unavailable[name] = "; ".join(failed)
+        out.unavailable[name] = layer_reasons(failed, len(layers))
     if any(v is not None for v in values.values()):
         out.values[name] = values
 

@@ -35,11 +35,17 @@ Cross-validation: 10 parts (label-stratified for label views), 3 trials of (dev 
 8 parts as training set; per trial every ε pair is fitted on the training set and scored on dev, the best pair's
 fit is scored on test; the result is the mean test score. The reference draws parts, trials and the order of ε
 pairs unseeded; :func:`stratified_parts`, :func:`draw_trials` and :func:`draw_eps_pairs` draw them from a seed.
+
+Where the reference divides 0 by 0 (a view constant on the fit part: max|C| = 0; a test part on which a view is
+constant: NaN correlations; MI of a part holding one label: H = 0) this module raises
+:class:`~layerwise.errors.UndefinedMeasureError` instead of a NaN or a 0.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+from layerwise.errors import UndefinedMeasureError
 
 N_PARTS = 10  # the reference's num_splits
 N_TRIALS = 3  # the reference's num_trials
@@ -63,6 +69,10 @@ class PasadFit:
         cov = np.cov(vx, vy) if cov is None else cov.copy()  # normalised in place below
         sxx, sxy, syy = cov[:dx, :dx], cov[:dx, dx:], cov[dx:, dx:]
         xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+        constant_x = not xmax > 0 or not np.ptp(vx, axis=1).max() > 0  # exact: np.cov of equal values can miss 0
+        if constant_x or not ymax > 0 or not np.ptp(vy, axis=1).max() > 0:  # max-normalising zero is 0/0
+            view = "view1 (the layer)" if constant_x else "view2"
+            raise UndefinedMeasureError(f"{view} is constant on the {vx.shape[1]} fit points (zero covariance)")
         sxx /= xmax
         syy /= ymax
         sxy /= np.sqrt(xmax * ymax)
@@ -156,6 +166,10 @@ def pasad_cca_score(
         record["test_score"] = fits[best].score(x[parts[test]].T, y[parts[test]].T, mean_score)
         out.append(record)
     score = float(np.mean([r["test_score"] for r in out]))
+    if not np.isfinite(score):  # a view constant on a test part: its correlations are 0/0
+        undefined = [r["test"] for r in out if not np.isfinite(r["test_score"])]
+        raise UndefinedMeasureError(f"CCA is undefined on test part(s) {undefined}: a view has no variance there "
+                                    f"(0/0)")
     return score, {"trials": out, "mean_score": bool(mean_score), "score": score}
 
 
@@ -206,8 +220,14 @@ def pasad_mi(fit_x: np.ndarray, eval_x: np.ndarray, eval_labels: np.ndarray, *, 
 
     if span not in MI_CLUSTERS:
         raise ValueError(f"span={span!r} not in {tuple(MI_CLUSTERS)}")
+    if len(fit_x) < 2 or not np.ptp(np.asarray(fit_x), axis=0).max() > 0:
+        raise UndefinedMeasureError(f"the layer is constant on its {len(fit_x)} fit items (every row equal): one "
+                                    f"cluster, MI 0 by construction")
     kmeans = MiniBatchKMeans(n_clusters=min(n_clusters or MI_CLUSTERS[span], len(fit_x)), batch_size=MI_BATCH[span],
                              max_iter=MI_MAX_ITER, random_state=seed, n_init=3)
     clusters = kmeans.fit(np.asarray(fit_x, np.float64)).predict(np.asarray(eval_x, np.float64))
     entropy = mutual_info_score(eval_labels, eval_labels)
-    return float(mutual_info_score(eval_labels, clusters) / entropy) if entropy > 0 else 0.0
+    if not entropy > 0:
+        raise UndefinedMeasureError(f"the {len(eval_labels)} evaluated points hold one label class: MI / H(labels) "
+                                    f"is 0/0")
+    return float(mutual_info_score(eval_labels, clusters) / entropy)

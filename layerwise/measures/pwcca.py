@@ -16,6 +16,10 @@ standardised on the train part, so tr/p = 1); ``ry = CCA_REG_Y · tr(Cyy⁰)/q``
 
 When the held-out part has fewer points than there are canonical variates (a word-span folder of a few utterances),
 QR gives as many orthonormal directions as points: the variates beyond them add nothing new and weigh 0.
+
+Undefined inputs raise :class:`~layerwise.errors.UndefinedMeasureError` (the families report ``None`` with its
+message), never a number: a view with zero variance on the fit part (a constant layer, one label class), a weighted
+variate whose held-out correlation is 0/0 (a view constant on the held-out part), no variate with weight.
 """
 
 from __future__ import annotations
@@ -25,15 +29,20 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
+from layerwise.errors import UndefinedMeasureError
+
 CCA_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # ε for the features, relative to mean eig(Cxx)
 CCA_REG_Y = 1e-4  # fixed ε for the one-hot labels (only keeps Cyy invertible)
+ZERO_REL = 1e-12  # a norm below this fraction of the largest one is rounding noise: that variate has no variance
 
 
 def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
-    """z-score with the train part's mean/std (float64); constant columns are only centred."""
+    """z-score with the train part's mean/std (float64); constant columns are only centred. Constant is told
+    exactly (max == min): the mean of n equal values can miss them by an ulp, and dividing that ~1e-17 std would
+    blow rounding noise up to unit variance."""
     mean = train.mean(axis=0)
     std = train.std(axis=0)
-    std[std == 0] = 1.0
+    std[(std == 0) | (np.ptp(train, axis=0) == 0 if len(train) else True)] = 1.0
     return [(x - mean) / std for x in (train, *others)]
 
 
@@ -53,6 +62,10 @@ class _CCAMoments:
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         n = len(x)
+        for name, view in (("the first view (the layer)", x), ("the second view", y)):
+            if n < 2 or not np.ptp(view, axis=0).max() > 0:  # every column constant (exact): CCA is 0/0
+                raise UndefinedMeasureError(f"{name} is constant on the {n} fit rows (zero variance in every "
+                                            f"dimension; for one-hot labels: a single class)")
         self.mean_x, self.mean_y = x.mean(axis=0), y.mean(axis=0)
         xc, yc = x - self.mean_x, y - self.mean_y
         cxx, cyy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1)
@@ -60,7 +73,7 @@ class _CCAMoments:
         self.wx, self.vx = linalg.eigh(cxx)  # Cxx = Vx diag(wx) Vxᵀ
         self.wy, self.vy = linalg.eigh(cyy)
         self.wx, self.wy = np.clip(self.wx, 0, None), np.clip(self.wy, 0, None)
-        self.scale_x = max(self.wx.mean(), 1e-12)  # tr(Cxx)/p
+        self.scale_x = max(self.wx.mean(), 1e-12)  # tr(Cxx)/p (> 0: a constant view was refused above)
         self.scale_y = max(self.wy.mean(), 1e-12)
         self.rank_y = int(np.sum(self.wy > 1e-10 * self.wy.max())) if self.wy.max() > 0 else 0
         self.k_max = max(1, min(x.shape[1], self.rank_y, n - 1))
@@ -84,19 +97,24 @@ def fit_cca(x: np.ndarray, y: np.ndarray, *, reg_x: float, reg_y: float = CCA_RE
 
 
 def _columnwise_corr(hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
+    """Pearson correlation of matching columns of hx, hy (n, k), (k,); NaN where a column has no variance (0/0):
+    constant exactly (max == min) or a norm below ``ZERO_REL`` of the largest."""
+    constant = (np.ptp(hx, axis=0) == 0) | (np.ptp(hy, axis=0) == 0)
     hx, hy = hx - hx.mean(axis=0), hy - hy.mean(axis=0)
     denom = np.sqrt((hx**2).sum(axis=0) * (hy**2).sum(axis=0))
     num = (hx * hy).sum(axis=0)
-    return np.divide(num, denom, out=np.zeros_like(num), where=denom > 1e-12 * max(denom.max(), 1e-300))
+    defined = (denom > ZERO_REL * max(denom.max(), 1e-300)) & ~constant
+    return np.divide(num, denom, out=np.full_like(num, np.nan), where=defined)
 
 
 def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     """Projection-weighted mean of the canonical correlations of ``fit`` on data (x, y) (held-out or not).
 
-    x : (n, p), y : (n, q) with n >= 2 (a correlation needs two points; fewer raises ``ValueError``).
+    x : (n, p), y : (n, q) with n >= 2 (a correlation needs two points; fewer raises ``UndefinedMeasureError``).
     """
     if len(x) < 2:
-        raise ValueError(f"PWCCA needs >= 2 held-out points for a correlation, got {len(x)}")
+        raise UndefinedMeasureError(f"PWCCA needs >= 2 held-out points for a correlation, got {len(x)} (too few "
+                                    f"utterances for a train/dev/test split)")
     hx, hy = (x - fit.mean_x) @ fit.a, (y - fit.mean_y) @ fit.b
     rho = _columnwise_corr(hx, hy)
     z, h = (y, hy) if y.shape[1] <= x.shape[1] else (x, hx)
@@ -107,7 +125,13 @@ def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     diag = np.zeros(h.shape[1])
     diag[: min(r.shape)] = np.abs(np.diag(r))
     alpha[diag <= 1e-10 * max(diag.max(), 1e-300)] = 0.0  # variates that vanish here (class absent) weigh nothing
-    return float(alpha @ rho / alpha.sum()) if alpha.sum() > 0 else 0.0
+    if not alpha.sum() > 0:
+        raise UndefinedMeasureError(f"no canonical variate varies on the {len(x)} held-out rows: PWCCA is 0/0")
+    weighted = alpha > 0
+    if np.isnan(rho[weighted]).any():
+        raise UndefinedMeasureError(f"{int(np.isnan(rho[weighted]).sum())} weighted canonical variate(s) have no "
+                                    f"variance on the {len(x)} held-out rows (a view constant there): correlation 0/0")
+    return float(alpha @ np.where(weighted, rho, 0.0) / alpha.sum())  # unweighted variates: 0 · ρ = 0
 
 
 def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:

@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from layerwise.contract.layout import FRAME_SPAN, SPANS
-from layerwise.contract.results import MeasureFamily
+from layerwise.contract.results import MeasureFamily, layer_reasons
+from layerwise.errors import UndefinedMeasureError, error_text
 from layerwise.measures import pasad
 from layerwise.measures.pwcca import pwcca_heldout, standardise
 
@@ -94,7 +95,10 @@ def select_classes(labels: np.ndarray, *, min_count: int, max_classes: int | Non
 
 
 def majority_baseline(y_train: np.ndarray, y_test: np.ndarray) -> float:
-    """Accuracy on ``y_test`` of always predicting the most frequent training label (ties: alphabetical)."""
+    """Accuracy on ``y_test`` of always predicting the most frequent training label (ties: alphabetical).
+    Raises :class:`UndefinedMeasureError` for an empty training or test part (an accuracy of nothing is 0/0)."""
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise UndefinedMeasureError(f"{len(y_train)} training and {len(y_test)} test items: an accuracy needs both")
     values, counts = np.unique(y_train, return_counts=True)
     return float(np.mean(y_test == values[np.argmax(counts)]))
 
@@ -103,12 +107,19 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     """Test accuracy of a logistic-regression probe (standardised features, L2, C=PROBE_C).
 
     x_* : ndarray (n, D); y_* : label arrays. Test labels never seen in training count as errors.
+    Raises :class:`UndefinedMeasureError` when there is nothing to probe: an empty part, one training class, or a
+    constant layer (every training row equal: the probe can only echo the majority label).
     """
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    if len(np.unique(y_train)) < 2:  # nothing to learn: the only training label is the prediction
-        return majority_baseline(y_train, y_test)
+    if len(y_train) == 0 or len(y_test) == 0:
+        raise UndefinedMeasureError(f"{len(y_train)} training and {len(y_test)} test items: a probe needs both")
+    if len(np.unique(y_train)) < 2:
+        raise UndefinedMeasureError(f"the training part holds one class ({np.unique(y_train)[0]!r}): nothing to "
+                                    f"probe")
+    if not np.ptp(np.asarray(x_train), axis=0).max() > 0:
+        raise UndefinedMeasureError("the layer is constant on the training part (every row equal): nothing to probe")
     x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
     model = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
     with warnings.catch_warnings():
@@ -118,10 +129,16 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
 
 
 def cluster_nmi(x: np.ndarray, labels: np.ndarray, *, n_clusters: int, seed: int) -> float:
-    """NMI (arithmetic normalisation) between MiniBatchKMeans clusters of standardised x (n, D) and labels."""
+    """NMI (arithmetic normalisation) between MiniBatchKMeans clusters of standardised x (n, D) and labels.
+    Raises :class:`UndefinedMeasureError` for a constant layer (one cluster: scikit-learn would say 0, or 1 against
+    one label) or labels of one class (normalising by H = 0)."""
     from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics import normalized_mutual_info_score
 
+    if len(x) < 2 or not np.ptp(np.asarray(x), axis=0).max() > 0:
+        raise UndefinedMeasureError(f"the layer is constant on its {len(x)} items (every row equal): no clusters")
+    if len(np.unique(labels)) < 2:
+        raise UndefinedMeasureError("one label class: normalised MI divides by its entropy, 0")
     (xs,) = standardise(np.asarray(x, np.float64))
     km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=1, batch_size=2048)
     return float(normalized_mutual_info_score(labels, km.fit_predict(xs)))
@@ -192,18 +209,27 @@ _MEASURE_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)  # data a
 
 
 def _per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily) -> None:
-    """``family.values[name][layer] = compute(layer, x)`` for every layer; on a failure the measure becomes
-    unavailable (the reason names the layer) and the layers done so far are dropped: a measure is reported whole or
-    not at all."""
-    values = {}
-    for key, x in features.items():
+    """``family.values[name][layer] = compute(layer, x)`` for every layer. A layer on which the measure is undefined
+    (:class:`UndefinedMeasureError`: a constant layer, one class, too few items) is ``None`` and named with its
+    reason under ``family.unavailable[name]``, the other layers keep their values (as CKA's null); any other
+    failure makes the measure unavailable (the reason names the layer) and drops the layers done so far: a measure
+    is reported whole (gaps named) or not at all."""
+    from layerwise.contract.progress import bar
+
+    values, undefined = {}, {}
+    for key, x in bar(features.items(), name, "layer", total=len(features)):
         try:
             values[key] = compute(key, x)
+        except UndefinedMeasureError as err:
+            values[key] = None
+            undefined[key] = f"undefined ({error_text(err)})"
         except _MEASURE_ERRORS as err:
-            message = str(err).strip().splitlines()[0] if str(err) else ""
-            family.unavailable[name] = f"{key}: {type(err).__name__}: {message}"
+            family.unavailable[name] = f"{key}: {type(err).__name__}: {error_text(err)}"
             return
-    family.values[name] = values
+    if undefined:
+        family.unavailable[name] = layer_reasons(undefined, len(features))
+    if any(v is not None for v in values.values()):
+        family.values[name] = values
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import logging
 import numpy as np
 
 from layerwise.errors import InputError, ModelLoadError
-from layerwise.model.checkpoint import ModelInfo, load_base_model, read_checkpoint
+from layerwise.model.checkpoint import ModelInfo, check_finite, load_base_model, read_checkpoint
 from layerwise.model.machine import check_bf16, check_memory, memory_needed, out_of_memory
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,19 @@ def _freeze_parametrizations(model) -> int:
     return frozen
 
 
+def non_finite_message(key: str, dtype: str) -> str:
+    """Why layer ``key`` of one utterance holds NaN/inf and what to change. The weights are known to be finite in
+    ``dtype`` (checked at load), so: in a half type the activations overflow its range (float16 tops out at 65504),
+    and a wider dtype is the remedy; in float32 no dtype is wider, so the message names the input as the cause."""
+    if dtype == "float32":
+        return (f"{key} holds NaN or inf values in float32 although every weight is finite: the model overflows on "
+                "this input (check the audio: extreme amplitudes, or a waveform the checkpoint's normalisation "
+                "cannot scale); no wider compute dtype exists")
+    wider = "float32" if dtype == "bfloat16" else "float32 or bfloat16"
+    return (f"{key} holds NaN or inf values with dtype {dtype}: the model overflows on this input in {dtype}; "
+            f"extract it with dtype {wider}")
+
+
 class SpeechModel:
     """A loaded checkpoint. Use :meth:`load`; then :meth:`features` per utterance.
 
@@ -97,7 +110,9 @@ class SpeechModel:
         _freeze_parametrizations(model)
         model.feature_extractor = ChunkedFeatureEncoder(model.feature_extractor, info.geometry.kernels,
                                                         info.geometry.strides, info.sample_rate)
-        model.to(device=device, dtype=getattr(torch, dtype))
+        model.to(device=device, dtype=getattr(torch, dtype))  # derived weights were computed in float32 above
+        if dtype != "float32":
+            check_finite(model, name, dtype)
         if dtype == "bfloat16":
             check_bf16(device)
         return cls(model, extractor, info, device=device, dtype=dtype, random_init=random_init)
@@ -148,8 +163,7 @@ class SpeechModel:
                     states = {i: h[0].transpose(0, 1) for i, h in outputs.items()}
                 for i in layers:  # on the device, before any copy
                     if not bool(torch.isfinite(states[i]).all()):
-                        raise InputError(f"{keys[i]} holds NaN or inf values with dtype {self.dtype}: the model "
-                                         f"overflows on this input in {self.dtype}; extract it with dtype float32")
+                        raise InputError(non_finite_message(keys[i], self.dtype))
                 return {keys[i]: states[i].float().cpu().numpy() for i in layers}
         except MemoryError as err:
             raise out_of_memory(needed, len(samples) / self.sample_rate, self.device) from err

@@ -25,7 +25,7 @@ import logging
 import os
 import threading
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -194,8 +194,10 @@ def resolve_normalize(feature_extractor, normalize: str) -> bool:
     return own if normalize == "auto" else normalize == "on"
 
 
-def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = "auto"):
-    """(ModelInfo, transformers config, feature extractor, from_pretrained kwargs) of ``name``; no weights."""
+def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = "auto", fingerprint: bool = True):
+    """(ModelInfo, transformers config, feature extractor, from_pretrained kwargs) of ``name``; no weights.
+    ``fingerprint=False`` leaves a local folder's ``revision`` None instead of hashing its weight files (for checks
+    of the settings against the config, which must come before any weight byte is read)."""
     from transformers import AutoConfig, AutoFeatureExtractor, Wav2Vec2FeatureExtractor
 
     kwargs = source_kwargs(name, revision)
@@ -216,8 +218,8 @@ def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = 
     summary = {k: (list(v) if isinstance(v, (list, tuple)) else v)
                for k in CONFIG_SUMMARY_KEYS if (v := getattr(config, k, None)) is not None}
     info = ModelInfo(
-        name=name, revision=(folder_fingerprint(kwargs["pretrained_model_name_or_path"]) if local
-                             else getattr(config, "_commit_hash", None)),
+        name=name, revision=((folder_fingerprint(kwargs["pretrained_model_name_or_path"]) if fingerprint else None)
+                             if local else getattr(config, "_commit_hash", None)),
         sample_rate=sample_rate, normalize=applied, num_layers=int(config.num_hidden_layers),
         num_conv_layers=len(config.conv_kernel), hidden_size=int(config.hidden_size),
         geometry=FrameGeometry(tuple(config.conv_kernel), tuple(config.conv_stride), sample_rate),
@@ -225,12 +227,21 @@ def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = 
     return info, config, extractor, kwargs
 
 
-def describe(name: str, *, revision: str | None = None, normalize: str = "auto") -> ModelInfo:
+def describe(name: str, *, revision: str | None = None, normalize: str = "auto", fingerprint: bool = True) -> ModelInfo:
     """Config-only :class:`ModelInfo` of ``name`` (hub id or local folder): reads config.json and
     preprocessor_config.json and builds no model. For a local folder ``revision`` is the SHA-256 fingerprint of its
     config and weight files (the weight bytes are read, once per process, ≈ 1 s for a 360 MB base model).
+    ``fingerprint=False``: no weight byte is read (``revision`` None for a local folder).
     Raises :class:`ModelLoadError` (a usage error, exit 2)."""
-    return read_checkpoint(name, revision=revision, normalize=normalize)[0]
+    return read_checkpoint(name, revision=revision, normalize=normalize, fingerprint=fingerprint)[0]
+
+
+def with_fingerprint(info: ModelInfo) -> ModelInfo:
+    """``info`` of :func:`describe` ``(fingerprint=False)`` completed with the local folder's content fingerprint
+    (reads the weight files' bytes); a hub id's ``info`` is returned as it is."""
+    if info.revision is not None or not looks_like_path(info.name):
+        return info
+    return replace(info, revision=folder_fingerprint(str(Path(info.name).expanduser())))
 
 
 # Base-model parameters that inference never reads, so a checkpoint may lack them: the learned mask embedding is
@@ -266,6 +277,12 @@ def _short_list(names, limit: int = 8) -> str:
 def load_base_model(name: str, config, kwargs: dict, *, random_init: bool, seed: int):
     """The base model (``AutoModel``, no task head) of ``name`` in eval mode, float32, on the CPU.
 
+    Always float32, whatever dtype the checkpoint was saved in (transformers 5 would otherwise load a bfloat16
+    checkpoint as bfloat16, its default ``dtype="auto"``): derived weights (the positional conv's weight norm,
+    frozen by the adapter) are then computed in float32 from the stored values, exactly as
+    ``AutoModel.from_pretrained(dir, dtype=torch.float32)`` computes them; the adapter casts to the compute dtype
+    after that. Every parameter and buffer must be finite (:func:`check_finite`).
+
     Every base-model parameter must come from the checkpoint with its shape: a missing or mismatched one (which
     transformers would silently re-initialise at random) is a :class:`ModelLoadError` naming them. Tensors of heads
     the base model does not use (:func:`is_head_tensor`: CTC ``lm_head``, ``quantizer``, ``project_q``, ...) are
@@ -279,30 +296,67 @@ def load_base_model(name: str, config, kwargs: dict, *, random_init: bool, seed:
     if random_init:
         with torch.random.fork_rng(devices=[]), quiet_transformers():
             torch.manual_seed(seed)
-            model = AutoModel.from_config(config)
+            model = AutoModel.from_config(config, dtype=torch.float32)
     else:
-        loaded = call_hub(AutoModel, name, kwargs | {"config": config, "output_loading_info": True,
-                                                     "ignore_mismatched_sizes": True}, "weights")
-        model, report = loaded
-        missing = {k for k in report.get("missing_keys", ()) if k.split(".")[-1] not in UNUSED_AT_INFERENCE}
-        mismatched = {f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" for k, a, b in report.get("mismatched_keys", ())}
-        if missing or mismatched:
-            parts = ([f"{len(missing)} parameters missing: {_short_list(missing)}"] if missing else []) + \
-                    ([f"{len(mismatched)} with another shape: {_short_list(mismatched)}"] if mismatched else [])
-            raise ModelLoadError(f"checkpoint {name!r} does not provide every parameter of the "
-                                 f"{type(model).__name__} its config describes ({'; '.join(parts)}); transformers "
-                                 "would fill them with random numbers. Use a complete checkpoint (re-download or "
-                                 "re-save it), or --random_init for a deliberately random model.")
-        unexpected = set(report.get("unexpected_keys", ()))
-        if foreign := {k for k in unexpected if not is_head_tensor(k, model.base_model_prefix)}:
-            raise ModelLoadError(f"checkpoint {name!r} holds {len(foreign)} tensors that the {type(model).__name__} "
-                                 f"its config.json describes does not have ({_short_list(foreign)}): the config "
-                                 "does not match the weights (e.g. num_hidden_layers, conv_dim). Use the "
-                                 "config.json saved with these weights (re-download or re-save the checkpoint).")
-        if unexpected:
-            log.info("checkpoint %s: %d tensors of heads the base model does not use are ignored (%s)",
-                     name, len(unexpected), _short_list(unexpected, 4))
+        model = _load_weights(name, config, kwargs)
+    model = model.to(torch.float32)  # a no-op for float32 checkpoints; never derive anything in the stored dtype
     if not hasattr(model, "feature_extractor"):
         raise ModelLoadError(f"{name!r} ({type(model).__name__}) is not a wav2vec2-style model with a CNN "
                              "feature encoder (HuBERT, wav2vec 2.0, WavLM, ...)")
+    check_finite(model, name)
     return model.eval()
+
+
+def _load_weights(name: str, config, kwargs: dict):
+    """``AutoModel.from_pretrained`` in float32, refusing checkpoints that do not provide every parameter or hold
+    tensors the config does not create (see :func:`load_base_model`)."""
+    import torch
+    from transformers import AutoModel
+
+    model, report = call_hub(AutoModel, name, kwargs | {"config": config, "output_loading_info": True,
+                                                        "ignore_mismatched_sizes": True, "dtype": torch.float32},
+                             "weights")
+    missing = {k for k in report.get("missing_keys", ()) if k.split(".")[-1] not in UNUSED_AT_INFERENCE}
+    mismatched = {f"{k} (checkpoint {tuple(a)}, model {tuple(b)})" for k, a, b in report.get("mismatched_keys", ())}
+    if missing or mismatched:
+        parts = ([f"{len(missing)} parameters missing: {_short_list(missing)}"] if missing else []) + \
+                ([f"{len(mismatched)} with another shape: {_short_list(mismatched)}"] if mismatched else [])
+        raise ModelLoadError(f"checkpoint {name!r} does not provide every parameter of the "
+                             f"{type(model).__name__} its config describes ({'; '.join(parts)}); transformers "
+                             "would fill them with random numbers. Use a complete checkpoint (re-download or "
+                             "re-save it), or --random_init for a deliberately random model.")
+    unexpected = set(report.get("unexpected_keys", ()))
+    if foreign := {k for k in unexpected if not is_head_tensor(k, model.base_model_prefix)}:
+        raise ModelLoadError(f"checkpoint {name!r} holds {len(foreign)} tensors that the {type(model).__name__} "
+                             f"its config.json describes does not have ({_short_list(foreign)}): the config "
+                             "does not match the weights (e.g. num_hidden_layers, conv_dim). Use the "
+                             "config.json saved with these weights (re-download or re-save the checkpoint).")
+    if unexpected:
+        log.info("checkpoint %s: %d tensors of heads the base model does not use are ignored (%s)",
+                 name, len(unexpected), _short_list(unexpected, 4))
+    return model
+
+
+def non_finite_tensors(model) -> list[str]:
+    """Names of the parameters and buffers of ``model`` that hold NaN or inf (parametrized weights by the names of
+    their stored parts, e.g. ``encoder.pos_conv_embed.conv.parametrizations.weight.original1``)."""
+    import torch
+
+    tensors = list(model.named_parameters()) + list(model.named_buffers())
+    return [key for key, value in tensors if value.is_floating_point() and not bool(torch.isfinite(value).all())]
+
+
+def check_finite(model, name: str, dtype: str = "float32") -> None:
+    """Raise :class:`ModelLoadError` naming every tensor of ``model`` that holds NaN or inf. ``dtype`` is the
+    precision the model is in: for a half type the cause may be the cast (a value beyond its range), and the
+    message says so and names the dtypes that hold it; in float32 the checkpoint itself is damaged."""
+    bad = non_finite_tensors(model)
+    if not bad:
+        return
+    where = f"{len(bad)} tensor(s) of checkpoint {name!r} hold NaN or inf values in {dtype}: {_short_list(bad)}"
+    if dtype == "float32":
+        raise ModelLoadError(f"{where}. The checkpoint itself is damaged (its stored values are not finite): "
+                             "re-download or re-save it; no compute dtype can repair it.")
+    others = " or ".join(d for d in DTYPES if d != dtype and d != "float16")
+    raise ModelLoadError(f"{where}, after the cast from float32 (where they are finite): values beyond the range "
+                         f"of {dtype}. Extract with dtype {others} instead.")

@@ -19,15 +19,22 @@ Why it equals the unchunked CNN (up to the order of float32 sums inside GroupNor
   The float64 statistics differ from torch's float32 GroupNorm by rounding only (≈ 1e-7 relative).
 
 Used automatically for inputs longer than :data:`LONG_AUDIO_SECONDS`; shorter ones take the transformers module
-unchanged (bitwise its numbers).
+unchanged (bitwise its numbers). A config that breaks what the above relies on (unpadded convs with the config's
+kernels and strides, no later block whose kernel < stride skips samples a chunk's frames need, time normalisation
+only in the first block; :func:`chunking_obstacle`) takes that unchunked path at every length.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 
 import torch
 from torch import nn
+
+from layerwise.contract.grid import conv_grid, conv_output_length
+
+log = logging.getLogger(__name__)
 
 # Output-frame chunk: 20 s bounds the CNN's working set at ≈ 20 s · 20 MB/s ≈ 0.4 GB (HuBERT-base, float32) and
 # keeps the overlap (field − hop = 80 samples per 320,000) and the extra first-block pass (≈ 3 % of CNN time) small.
@@ -38,17 +45,55 @@ LONG_AUDIO_SECONDS = 40.0
 
 
 def _norm_kind(block: nn.Module) -> str:
+    """``group`` (a per-channel GroupNorm), ``layer`` (LayerNorm), ``none``; anything else is ``unknown ...``."""
     norm = getattr(block, "layer_norm", None)
     if norm is None:
         return "none"
     if isinstance(norm, nn.GroupNorm):
-        if norm.num_groups != norm.num_channels:
-            raise ValueError(f"GroupNorm with {norm.num_groups} groups over {norm.num_channels} channels is not a "
-                             "wav2vec2-style per-channel norm; chunked long audio does not support it")
-        return "group"
+        return "group" if norm.num_groups == norm.num_channels else (
+            f"unknown: GroupNorm with {norm.num_groups} groups over {norm.num_channels} channels")
     if isinstance(norm, nn.LayerNorm):
         return "layer"
-    raise ValueError(f"unknown norm {type(norm).__name__} in the CNN feature encoder")
+    return f"unknown: {type(norm).__name__}"
+
+
+def chunking_obstacle(blocks, kernels, strides) -> str | None:
+    """Why chunks of output frames would NOT reproduce the unchunked CNN for this stack, or None when they do.
+
+    What the chunked path relies on (module docstring), checked one by one:
+
+    - every block is an unpadded, undilated conv with the config's kernel and stride (the frame math is the
+      config's, and a chunk's edges would otherwise see padding);
+    - a chunk of last-block frames ``[a, b)``, cut from samples ``[a·hop, (b−1)·hop + field)``, holds every frame of
+      each earlier block ``i`` that those frames use, ``(b−a)·hop / P_i`` of them. With ``F_i`` the receptive field
+      and ``P_i`` the hop of blocks 0..i this needs ``field − F_i ≥ hop − P_i``, i.e. (both sides telescoped over
+      the later blocks) ``Σ_{j>i} (k_j − s_j)·P_{j−1} ≥ 0``: true whenever every later kernel ≥ its stride. A block
+      with kernel 1 < stride 2 after block i skips samples, and the chunk would hold too few of block i's frames;
+    - only the first block normalises over time (a per-channel GroupNorm), every other norm is a LayerNorm or none.
+    """
+    for i, (block, k, s) in enumerate(zip(blocks, kernels, strides)):
+        conv = getattr(block, "conv", None)
+        if not isinstance(conv, nn.Conv1d):
+            return f"CNN block {i} has no Conv1d 'conv'"
+        if (conv.kernel_size[0], conv.stride[0]) != (k, s):
+            return (f"CNN block {i} has kernel {conv.kernel_size[0]} / stride {conv.stride[0]}, the config says "
+                    f"{k} / {s}")
+        if conv.padding not in ((0,), "valid") or conv.dilation != (1,):
+            return f"CNN block {i} pads ({conv.padding}) or dilates ({conv.dilation}) its input"
+    cum = [math.prod(strides[: i + 1]) for i in range(len(strides))]
+    for i in range(len(kernels) - 1):
+        slack = sum((kernels[j] - strides[j]) * cum[j - 1] for j in range(i + 1, len(kernels)))
+        if slack < 0:
+            later = [f"block {j}: kernel {kernels[j]} < stride {strides[j]}" for j in range(i + 1, len(kernels))
+                     if kernels[j] < strides[j]]
+            return (f"the CNN skips input samples ({', '.join(later)}), so a chunk would hold too few frames of "
+                    f"block {i}")
+    kinds = [_norm_kind(b) for b in blocks]
+    if any(kind.startswith("unknown") for kind in kinds):
+        return f"CNN norm {next(k for k in kinds if k.startswith('unknown'))[len('unknown: '):]} is not supported"
+    if "group" in kinds[1:]:
+        return "a GroupNorm after the first CNN block normalises over the whole utterance"
+    return None
 
 
 class ChunkedFeatureEncoder(nn.Module):
@@ -56,6 +101,9 @@ class ChunkedFeatureEncoder(nn.Module):
 
     ``forward(input_values (1, n_samples)) -> (1, C, T)``: the transformers computation for inputs up to
     ``long_samples``; chunked (exact, bounded memory) above. :meth:`block_outputs` gives every block's output.
+    A stack that breaks an assumption of the chunked path (:func:`chunking_obstacle`; ``obstacle`` says which)
+    always takes the unchunked computation, whatever the length: exact, without the memory bound (said once in the
+    log at load, and the memory estimate of machine.py counts the whole first block).
     """
 
     def __init__(self, encoder: nn.Module, kernels, strides, sample_rate: int,
@@ -63,19 +111,23 @@ class ChunkedFeatureEncoder(nn.Module):
         super().__init__()
         self.conv_layers = encoder.conv_layers  # the same modules: parameter names and values unchanged
         self.kernels, self.strides = tuple(kernels), tuple(strides)
-        self.hop = math.prod(self.strides)
-        self.field = 1 + sum((k - 1) * math.prod(self.strides[:i]) for i, k in enumerate(self.kernels))
+        grid = conv_grid(self.kernels, self.strides)
+        self.hop, self.field = grid.hop, grid.field
         self.chunk_frames = max(1, int(chunk_seconds * sample_rate) // self.hop)
         self.long_samples = int(long_seconds * sample_rate)
-        kinds = [_norm_kind(b) for b in self.conv_layers]
-        if "group" in kinds[1:]:
-            raise ValueError("a GroupNorm after the first CNN block is not supported by chunked long audio")
-        self.group_first = kinds[0] == "group"
+        self.obstacle = chunking_obstacle(self.conv_layers, self.kernels, self.strides)
+        if self.obstacle:
+            log.warning("long audio runs through the CNN in one piece (exact, memory not bounded): %s", self.obstacle)
+        self.group_first = _norm_kind(self.conv_layers[0]) == "group"
+
+    def chunked(self, n_samples: int) -> bool:
+        """True when an input of ``n_samples`` samples takes the chunked path."""
+        return self.obstacle is None and n_samples > self.long_samples
 
     # ------------------------------------------------------------------------------------------------ public
     def forward(self, input_values: torch.Tensor) -> torch.Tensor:
         """input_values (1, n_samples) -> last block's output (1, C, T)."""
-        if input_values.shape[-1] <= self.long_samples:
+        if not self.chunked(input_values.shape[-1]):
             hidden = input_values[:, None]
             for block in self.conv_layers:
                 hidden = block(hidden)
@@ -85,7 +137,7 @@ class ChunkedFeatureEncoder(nn.Module):
 
     def block_outputs(self, input_values: torch.Tensor, wanted: set[int]) -> dict[int, torch.Tensor]:
         """Outputs (1, C_i, T_i) of the blocks in ``wanted`` (after their activation), chunked for long inputs."""
-        if input_values.shape[-1] <= self.long_samples:
+        if not self.chunked(input_values.shape[-1]):
             hidden, outputs = input_values[:, None], {}
             for i, block in enumerate(self.conv_layers):
                 if i > max(wanted):
@@ -104,7 +156,7 @@ class ChunkedFeatureEncoder(nn.Module):
     def _chunks(self, x: torch.Tensor, wanted: set[int]):
         """Yield, per chunk of output frames, {block i: its frames of that chunk (1, C_i, n)} without overlap."""
         n_samples = x.shape[-1]
-        total = self._frames(n_samples)
+        total = conv_output_length(n_samples, self.kernels, self.strides)
         stats = self._first_block_stats(x) if self.group_first else None
         cum = [math.prod(self.strides[: i + 1]) for i in range(len(self.strides))]
         deepest = max(wanted)
@@ -119,12 +171,6 @@ class ChunkedFeatureEncoder(nn.Module):
                     keep = hidden.shape[-1] if is_last else (b - a) * self.hop // cum[i]
                     outs[i] = hidden[..., :keep]
             yield outs
-
-    def _frames(self, n_samples: int) -> int:
-        length = n_samples
-        for k, s in zip(self.kernels, self.strides):
-            length = (length - k) // s + 1 if length >= k else 0
-        return length
 
     def _first_block_stats(self, x: torch.Tensor):
         """Per-channel mean and biased variance of the first block's convolution over the whole input (float64),

@@ -161,7 +161,7 @@ def memory_needed(model, n_samples: int, rep_type: str, layers: list[int]) -> in
     lengths = model.geometry.conv_lengths(n_samples)
     encoder = model.model.feature_extractor
     first_frames = lengths[0]
-    if n_samples > getattr(encoder, "long_samples", n_samples):  # chunked: one chunk of the first block's frames
+    if getattr(encoder, "chunked", lambda n: False)(n_samples):  # chunked: one chunk of the first block's frames
         first_frames = min(first_frames, encoder.chunk_frames * encoder.hop // model.geometry.strides[0] + 1)
     total = 5 * dims[0] * first_frames * b // 2 + 3 * n_samples * 4
     if rep_type == "contextualized":

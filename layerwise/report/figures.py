@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerwise.contract.layout import PROPERTY_MEASURES, SPAN_MEASURES
+from layerwise.contract.layout import ABX_MEASURES, PROPERTY_MEASURES, SPAN_MEASURES
 from layerwise.contract.results import N_PCA_COMPONENTS, AnalysisResult
 
 NO_CONTROL_CAPTION = ("No random-initialisation control in this run, so no dashed lines: only the analysed model is "
@@ -74,9 +74,9 @@ def _scatter():
 
 def subtitle(result: AnalysisResult) -> str:
     """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path."""
-    from layerwise.contract.names import model_label
+    from layerwise.contract.names import model_label, plural
 
-    return f"{model_label(result.meta.get('model_name'))}: {len(result.files)} files, {result.n_frames:,} {result.unit}"
+    return f"{model_label(result.meta.get('model_name'))}: {plural(len(result.files), 'file')}, {result.n_frames:,} {result.unit}"
 
 
 def _groups(result: AnalysisResult):
@@ -89,7 +89,9 @@ def _groups(result: AnalysisResult):
 def _draw_statistics(result: AnalysisResult, path: Path):
     keys = result.keys
     return _plots().feature_statistics(keys, {x.key: x.mean for x in result.layers},
-                                       {x.key: x.std for x in result.layers}, path, subtitle=subtitle(result))
+                                       {x.key: x.std for x in result.layers}, path, subtitle=subtitle(result),
+                                       dim_mean={x.key: x.dim_mean for x in result.layers},
+                                       dim_var={x.key: x.dim_var for x in result.layers})
 
 
 def _similarity(kind: str):
@@ -155,6 +157,21 @@ def _draw_properties(result: AnalysisResult, path: Path):
     return _plots().what_each_layer_encodes(result.keys, result.measures, control, path, subtitle=subtitle(result))
 
 
+def _has_abx(result: AnalysisResult) -> bool:
+    return any(k in result.measures for k in ABX_MEASURES)
+
+
+def _draw_abx(result: AnalysisResult, path: Path):
+    control = result.control
+    info = result.measure_info.get("abx_info", {})
+    limits = (f"{info.get('n_items', 0):,} items, {info.get('distance')} distance, subsampling max_size_group "
+              f"{info.get('max_size_group') or 'off'}, max_x_across {info.get('max_x_across') or 'off'}")
+    return _plots().abx_measures(result.keys, result.measures, result.intervals,
+                                 None if control is None else control.measures,
+                                 None if control is None else control.intervals, path, subtitle=subtitle(result),
+                                 info=limits)
+
+
 def always(result) -> bool:
     """``Figure.applies`` of a figure every run draws."""
     return True
@@ -167,7 +184,10 @@ FIGURES: tuple[Figure, ...] = (
     Figure("feature_statistics.png", "Feature statistics per layer", (
         "Mean and standard deviation of all values of a layer (every real frame × every dimension). Padding never "
         "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
-        "the CNN); scale alone says nothing about what a layer encodes."), always, _draw_statistics),
+        "the CNN); scale alone says nothing about what a layer encodes. Middle: the spread over dimensions of each "
+        "dimension's std and mean (a LayerNorm output pools to a flat 0 ± 1 band; its dimensions need not be). "
+        "Right: the RMS feature-vector norm sqrt(Σ_d (var_d + mean_d²)), exact from the same moments."), always,
+        _draw_statistics),
     Figure("layer_similarity_cka.png", "Layer similarity: linear CKA", (
         "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
         "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
@@ -206,10 +226,21 @@ FIGURES: tuple[Figure, ...] = (
             "config (same utterances, seed and splits). The gap between solid and dashed is what training added.")),
     Figure("what_each_layer_encodes.png", "What each layer encodes: alignment-free measures per layer", (
         "CCA with the log-mel filterbank (time-matched), CCA with the first layer, and speaker information "
-        "(utterance-level probe accuracy against its majority baseline, PWCCA with one-hot speaker) per layer."),
+        "(utterance-level probe accuracy against its majority baseline, PWCCA with one-hot speaker) per layer, one "
+        "panel per measure (own y-axis), one Okabe–Ito colour (colour-blind safe) per measure. Line styles: solid "
+        "= the analysed model, dashed = the random-initialisation control, dotted = the majority baseline."),
         _has_properties, _draw_properties, control=(
             "Solid: the analysed model; dashed: the random-initialisation control (same utterances, seed and "
             "protocol); the gap is what training added.")),
+    Figure("abx.png", "ABX discriminability per layer (ZeroSpeech)", (
+        "ABX error rate per layer: for triples of items A, B, X where A and X are the same phone and B another, "
+        "the share of triples in which X is closer to B than to A (DTW over the frames, angular or euclidean "
+        "distance). Lower = better; 0.5 = chance (the dotted line). Within speaker: A, B and X of one speaker; "
+        "across speakers: X of another speaker, so speaker information hurts; triphone: A and B in the same "
+        "phone context; phoneme: any context. Bands: 95 % percentile bootstrap intervals over speakers."),
+        _has_abx, _draw_abx, control=(
+            "Dashed: the random-initialisation control on the same items (its bands lighter); the gap is what "
+            "training added.")),
 )
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
 BY_NAME = {f.name: f for f in FIGURES}
@@ -219,10 +250,13 @@ def draw_all(result, out: str | Path, figures=FIGURES) -> list[Drawn]:
     """Draw every entry of ``figures`` (default: the analysis's :data:`FIGURES`; a comparison passes
     ``compareplots.figures_of(result)``) that applies to ``result`` into ``out``; returns those drawn, in order.
     (The draw callables write each PNG atomically.)"""
+    from layerwise.contract.progress import bar
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
-    for figure in figures:
+    todo = [figure for figure in figures if figure.applies(result)]
+    for figure in bar(todo, "figures", "figure"):
         if figure.applies(result) and figure.draw(result, out / figure.name) is not None:
             drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
     return drawn

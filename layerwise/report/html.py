@@ -205,6 +205,13 @@ def figure_view(drawn) -> FigureView:
     return FigureView(Path(drawn.name).stem, drawn.figure.title, drawn.caption, data)
 
 
+GLANCE_LINES = 5  # rows of the condensed run card on the first screen (one line each, full text on hover)
+GLANCE_ROWS = ("Model", "Data", "Layers", "Control", "Wall time")  # which rows, when the card has them
+# the figure a reader wants first (anchor = PNG stem): what each layer encodes, else the layer-similarity heatmap;
+# a comparison has neither and shows its first figure (its same-index CKA curves)
+KEY_FIGURES = ("what_each_layer_encodes", "span_measures", "layer_similarity_cka", "cka_same_layer")
+
+
 @dataclass(frozen=True)
 class Page:
     """Everything report.html shows, in order: title, run card ((label, text) rows), notes (or ``no_notes`` when
@@ -218,6 +225,22 @@ class Page:
     files: list[str]
     files_heading: str = "Files analysed"
     no_notes: str = ANALYSIS_NO_NOTES
+
+    @property
+    def glance(self) -> list[tuple[str, str]]:
+        """The run card condensed to GLANCE_LINES rows for the first screen: the rows named in GLANCE_ROWS that the
+        card has, in that order, filled up with the card's first rows (a comparison's card names its folders)."""
+        rows = dict(self.card)
+        chosen = [label for label in GLANCE_ROWS if label in rows]
+        chosen += [label for label, _ in self.card if label not in chosen and label != "Commands"]
+        return [(label, rows[label]) for label in chosen[:GLANCE_LINES]]
+
+    @property
+    def key_figure(self) -> FigureView | None:
+        """The figure of the first screen: the first of KEY_FIGURES this page has, else its first figure."""
+        by_anchor = {f.anchor: f for f in self.figures}
+        return next((by_anchor[a] for a in KEY_FIGURES if a in by_anchor),
+                    self.figures[0] if self.figures else None)
 
 
 @functools.lru_cache(maxsize=1)

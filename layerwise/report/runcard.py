@@ -10,16 +10,24 @@ Versions and Commands rows built the same way from the programs that ran (:class
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import shlex
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from layerwise.contract.names import NOT_RECORDED, display_name, format_duration, layer_range, naming_legend
+from layerwise.contract.names import (
+    NOT_RECORDED,
+    display_name,
+    format_duration,
+    layer_range,
+    naming_legend,
+    plural,
+)
 from layerwise.contract.provenance import MANIFEST_GLOB, analysis_versions
 from layerwise.contract.results import NO_CONTROL
+from layerwise.contract.store import read_own
+from layerwise.errors import OwnFileError
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +64,11 @@ def read_extraction(features_dir: str | Path) -> Extraction:
     out = Extraction()
     for path in sorted(Path(features_dir).glob(MANIFEST_GLOB)):
         try:
-            manifest = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as err:
-            out.problems.append(f"{path}: cannot be read ({err})")
+            manifest = read_own(path, what="extraction manifest", kind="json",
+                                rebuild="re-run extract_features.py with this folder's settings (it rewrites its "
+                                        "manifest), or remove the file")
+        except OwnFileError as err:  # the report is still written; the card names the manifest it could not read
+            out.problems.append(str(err))
             continue
         out.paths.append(path)
         counts = manifest.get("counts") or {}
@@ -136,7 +146,7 @@ def _data_text(result, extraction: Extraction) -> str:
         frames = f"{layers[0].n_frames:,} {result.unit}"
     else:
         frames = ", ".join(f"{display_name(x.key)}: {x.n_frames:,}" for x in layers) + f" {result.unit}"
-    text = f"{len(result.files)} files analysed, {frames}"
+    text = f"{plural(len(result.files), 'file')} analysed, {frames}"
     timed = [x for x in layers if x.frame_rate]
     if result.unit == "frames" and timed:  # the coarsest layer's frames × its hop ≈ the audio analysed
         coarse = min(timed, key=lambda x: x.frame_rate)

@@ -40,8 +40,9 @@ def point_groups(utterances: np.ndarray, labels: np.ndarray | None, *, color_by:
     "other" (index len(names) − 1).
     Raises UsageError for color_by="label" without labels, a speaker-less stem, or an unknown choice.
     """
-    if color_by is None:
-        color_by = "label" if labels is not None else "utterance"
+    if color_by is None:  # a reader wants speakers over utterances when there are several
+        several = speakers is not None and len(np.unique(np.asarray(speakers).astype(str))) > 1
+        color_by = "label" if labels is not None else "speaker" if several else "utterance"
     if color_by == "label" and labels is None:
         raise UsageError("color_by=label needs phone/word labels (a folder extracted with span=phone or word); "
                          "these frames have none — colour by utterance or speaker")

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from layerwise.analyze import control
+from layerwise.analyze import spans as span_step
 from layerwise.analyze.run import run_analysis
 from layerwise.contract import layout, store
 from layerwise.errors import AnalysisError
@@ -110,7 +111,7 @@ def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, 
     assert "span_measures.png" in summary["figures"]
     assert (out / "span_measures.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 7 and page.count("How to read this") == 7
+    assert page.count("data:image/png;base64,") == 7 + 1 and page.count("How to read this") == 7
     assert "<th>random_init_probe_accuracy</th>" in page.replace("<wbr>", "") and "phone segments" in page
 
     # The control is visible: the log and the run card name its folder, its model and seed (from its files), and
@@ -217,7 +218,7 @@ def word_like(n_utts=12, dim=32, seed=0):
     rng = np.random.default_rng(seed)
     vocab = np.array([f"w{i}" for i in range(40)])
     p = 1.0 / np.arange(1, 41)
-    spans = control.SpanFeatures()
+    spans = span_step.SpanFeatures()
     means = rng.normal(size=(40, dim))
     for u in range(n_utts):
         idx = rng.choice(40, size=int(rng.integers(6, 11)), p=p / p.sum())
@@ -230,7 +231,7 @@ def test_word_spans_of_12_utterances_give_every_measure():
     """Fewer held-out segments than canonical variates is valid input: PWCCA is computed and nothing is dropped."""
     spans = word_like()
     _features, labels, groups = spans.arrays()
-    result, _notes = control.analyse(spans, None, seed=0, n_splits=3, unit="word")
+    result, _notes = span_step.analyse(spans, None, seed=0, n_splits=3, unit="word")
     n_classes = result.info["span_measures_info"]["n_classes"]
     tests = [te for _, _, te in span.utterance_splits(groups[span.select_classes(labels, min_count=2,
                                                                                       max_classes=200)],
@@ -248,16 +249,16 @@ def test_a_measure_that_fails_is_reported_and_the_others_stay(monkeypatch):
         raise np.linalg.LinAlgError("SVD did not converge")
 
     monkeypatch.setattr(span, "pwcca_heldout", broken)
-    result, notes = control.analyse(word_like(), None, seed=0, n_splits=2)
+    result, notes = span_step.analyse(word_like(), None, seed=0, n_splits=2)
     assert "pwcca" not in result.values and result.unavailable["pwcca"].startswith("layer_0: LinAlgError: SVD")
     assert set(result.values["probe_accuracy"]) == {"layer_0", "layer_1"}
     assert set(result.values["mi"]) == {"layer_0", "layer_1"}
     assert not any("could not be computed" in n for n in notes)  # the reason travels in ``unavailable`` only
     # nothing computable at all (one class): every measure unavailable with the reason, no exception
-    one = control.SpanFeatures()
+    one = span_step.SpanFeatures()
     for u in range(4):
         one.add(f"s-{u}", {"layer_0": np.ones((3, 2))}, np.array(["a"] * 3))
-    result, notes = control.analyse(one, None, seed=0, n_splits=2)
+    result, notes = span_step.analyse(one, None, seed=0, n_splits=2)
     assert set(result.unavailable) == {"probe_accuracy", "pwcca", "mi"} and result.values == {}
     assert "2 label classes" in result.unavailable["pwcca"]
 

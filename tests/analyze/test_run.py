@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
-from layerwise.analyze.run import run_analysis
+from layerwise.analyze.run import run_analysis, select_files
 from layerwise.contract import store
 from layerwise.errors import LayerwiseError
 from layerwise.report import html
@@ -92,7 +92,7 @@ def test_run_matches_independent_computation_and_writes_every_output(tmp_path):
     for name in FIGURES:
         check_png(out / name)
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 and page.count("How to read this") == 6
+    assert page.count("data:image/png;base64,") == 6 + 1 and page.count("How to read this") == 6
     rows = (out / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == keys
     with np.load(out / "per_dim_stats.npz") as per_dim:
@@ -344,7 +344,7 @@ def test_one_speaker_and_reference_layer_cells_say_why(tmp_path):
     page, (table,), notes, summary = table_and_notes(out)
     for name in ("speaker_probe_accuracy", "speaker_pwcca"):
         reason = summary["unavailable"][name]
-        assert "one speaker only (speaker 19" in reason and reason.endswith("use more files (--num_files 0 = all)")
+        assert "one speaker only (speaker 19" in reason and reason.endswith("analyse more files (--num_files 3 now; 0 = all)")
     assert set(summary["cca_intra"]) == {"layer_0", "layer_1", "layer_2"} and summary["cca_intra"]["layer_0"] is None
     assert [row["layer"] for row in table] == ["L0", "L1", "L2"]
     assert table[0]["cca_intra"] == "n/a (the reference layer)" and table[1]["cca_intra"] not in ("—", "")
@@ -423,3 +423,52 @@ def test_a_file_without_frames_is_named_in_the_notes_not_counted(tmp_path):
     x = cat(frames, "layer_2").astype(np.float64)
     assert summary["mean"]["layer_2"] == pytest.approx(x.mean(), rel=1e-6)
     assert any("without frames were skipped: utt-99" in note for note in summary["notes"])
+
+
+# ---------------------------------------------------------------- issue 22, kinds 11 and 13
+def test_exit_status_rule_and_report_path_always_printed(tmp_path, caplog):
+    import logging
+
+    from layerwise.cli.visualize import exit_status
+
+    log = logging.getLogger("t")
+    with caplog.at_level(logging.INFO):
+        full = {"unavailable": {}, "requested_measures": ["pwcca"]}
+        assert exit_status(full, str(tmp_path), log) == 0
+        part = {"unavailable": {"pwcca": "layer_1: undefined (constant)"}, "requested_measures": ["pwcca"]}
+        assert exit_status(part, str(tmp_path), log) == 1
+    assert caplog.text.count(str(tmp_path / "report.html")) == 2 and "pwcca: layer_1" in caplog.text
+
+
+def test_not_found_says_what_is_there_and_where_the_features_are(tmp_path):
+    from layerwise.contract import store
+    from layerwise.errors import AnalysisError
+
+    feat = tmp_path / "out" / "hubert" / "split"
+    feat.mkdir(parents=True)
+    store.write_features(store.feature_path(feat, "1-2-0003"), {"layer_0": np.ones((3, 2), np.float32)}, {})
+    audio = tmp_path / "audio" / "1" / "2"
+    audio.mkdir(parents=True)
+    (audio / "1-2-0003.flac").write_bytes(b"")
+    analysis = tmp_path / "out" / "hubert" / "split_analysis"
+    analysis.mkdir()
+    (analysis / "summary.json").write_text("{}")
+    with pytest.raises(AnalysisError, match=rf"below it hold feature files: {feat}"):
+        select_files(tmp_path / "out", 0)
+    with pytest.raises(AnalysisError, match=r"holds audio .*run extract_features.py --audio_dir"):
+        select_files(tmp_path / "audio", 0)
+    with pytest.raises(AnalysisError, match=rf"analysis output folder.*its features are in {feat}"):
+        select_files(analysis, 0)
+
+
+def test_a_control_folder_has_no_control_and_advice_never_repeats_the_setting(tmp_path):
+    from layerwise.analyze.control import resolve_control
+    from layerwise.analyze.spans import more_files
+
+    control = tmp_path / "hubert-random_init" / "split"
+    control.mkdir(parents=True)
+    source = resolve_control(control, "auto")
+    assert source.folder is None and "random_init-random_init" not in source.no_control_note()
+    assert "itself a random-initialisation control" in source.no_control_note()
+    assert "--num_files 0" not in more_files(0).replace("(--num_files 0)", "")
+    assert "--num_files 5 now" in more_files(5)

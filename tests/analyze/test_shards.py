@@ -115,10 +115,11 @@ def test_merge_refuses_missing_or_foreign_partials(tmp_path):
 
 def test_cli_shard_from_slurm_array_variables(tmp_path):
     feat = write_files(tmp_path / "feat", 20)
-    env = {"SLURM_ARRAY_TASK_ID": "5", "SLURM_ARRAY_TASK_MIN": "4", "SLURM_ARRAY_TASK_COUNT": "2",
+    env = {"SLURM_ARRAY_TASK_ID": "1", "SLURM_ARRAY_TASK_MIN": "1", "SLURM_ARRAY_TASK_COUNT": "1",
            "PATH": "/usr/bin:/bin"}
     done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(tmp_path / "o"), "--num_files",
-                                 "0", "--max_points", "20"], capture_output=True, text=True, env=env, timeout=120,
+                                 "0", "--max_points", "20", "--num_subsets", "2"], capture_output=True, text=True,
+                          env=env, timeout=120,
                           check=False)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "o" / "partials" / "partial_0001_of_0002.npz").exists()
@@ -215,3 +216,32 @@ def test_control_with_another_identity_is_refused_naming_the_setting(tmp_path, s
     with pytest.raises(UsageError, match="control file .* other settings .*normalize: True vs False"):
         run_analysis(features_dir=tmp_path / "model" / "f", output_dir=tmp_path / "o", num_files=0, max_points=20)
     assert not (tmp_path / "o" / "summary.json").exists()
+
+
+@pytest.mark.parametrize("damage", ["truncated", "no_header"])
+def test_merge_of_a_truncated_partial_exits_2_naming_it_and_its_shard_command(tmp_path, damage):
+    """Issue 22 kind 6: a truncated partials/partial_0000_of_0002.npz made --merge exit 1 with a raw BadZipFile."""
+    feat, out = write_files(tmp_path / "feat", 20), tmp_path / "o"
+    for k in range(2):
+        run_analysis(features_dir=feat, output_dir=out, num_files=0, max_points=20, subset_id=k, num_subsets=2)
+    path = out / "partials" / "partial_0000_of_0002.npz"
+    if damage == "truncated":
+        data = path.read_bytes()
+        path.write_bytes(data[: len(data) // 2])
+    else:  # a readable zip without the header the tool writes
+        np.savez(path, other=np.ones(3))
+    done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(out), "--merge"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert str(path) in done.stderr
+    assert "--subset_id 0 --num_subsets 2" in done.stderr
+
+
+def test_unreadable_file_list_exits_2_naming_it(tmp_path):
+    feat = write_files(tmp_path / "feat", 4)
+    listing = tmp_path / "files.txt"
+    listing.write_bytes(b"\xff\xfe\xc3 not utf-8")
+    done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(tmp_path / "o"), "--file_list",
+                                 str(listing)], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and str(listing) in done.stderr and "--write_file_list" in done.stderr

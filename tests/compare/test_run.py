@@ -280,7 +280,7 @@ def test_cli_outputs_and_usage_errors(tmp_path):
     rows = (out / "summary.csv").read_text().splitlines()
     assert rows[0].split(",")[:3] == ["folder", "layer", "dim"] and len(rows) == 1 + 3 * 2
     html = (out / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 5
+    assert html.count("data:image/png;base64,") == 5 + 1
     summary = json.loads((out / "summary.json").read_text())
     assert summary["cka_between"][0]["layers_a"] == ["layer_0", "layer_2"]
     assert [f["identity"]["model_name"] for f in summary["folders"]] == ["m/a", "m/b", "m/c"]

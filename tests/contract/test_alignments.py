@@ -46,17 +46,17 @@ def test_every_format_gives_the_same_segments(tmp_path, fmt):
     write_all(tmp_path)
     found = alignments.find_alignments(tmp_path / fmt)
     assert sorted(found) == [UTT, OTHER]
-    words = spans.read_spans(found[UTT], "words")
+    words = alignments.read_spans(found[UTT], "words")
     assert [(s.start, s.end, s.label) for s in words] == [w for w in WORDS if w[2]]  # exact floats: 0.41, not 0.41000000000000003
-    assert [(s.start, s.end, s.label) for s in spans.read_spans(found[OTHER], "words")] == [(0.0, 0.5, "yes")]
+    assert [(s.start, s.end, s.label) for s in alignments.read_spans(found[OTHER], "words")] == [(0.0, 0.5, "yes")]
     # the same through the explicit format and through auto on the folder above (formats mixed: each utterance once)
     assert alignments.find_alignments(tmp_path / fmt, alignment_format=fmt)[UTT] == found[UTT]
     if fmt == "librispeech":
         with pytest.raises(AlignmentError, match=r"no tier 'phones'.*\['words'\]"):
-            spans.read_spans(found[UTT], "phones")
+            alignments.read_spans(found[UTT], "phones")
     else:
-        phones = spans.read_spans(found[UTT], "phones", strip_stress_digits=True)
-        assert [(s.start, s.end, s.label) for s in phones] == [(s, e, spans.strip_stress(lab)) for s, e, lab in PHONES]
+        phones = alignments.read_spans(found[UTT], "phones", strip_stress_digits=True)
+        assert [(s.start, s.end, s.label) for s in phones] == [(s, e, alignments.strip_stress(lab)) for s, e, lab in PHONES]
 
 
 def test_pooled_features_equal_across_formats(tmp_path):
@@ -66,7 +66,7 @@ def test_pooled_features_equal_across_formats(tmp_path):
     feats = {"layer_0": rng.normal(size=(59, 3))}
     pooled = []
     for fmt in ("textgrid", "ctm", "librispeech", "json"):
-        segments = spans.read_spans(alignments.find_alignments(tmp_path / fmt)[UTT], "words")
+        segments = alignments.read_spans(alignments.find_alignments(tmp_path / fmt)[UTT], "words")
         pooled.append(spans.pool_segments(feats, centres, segments, audio_seconds=END, tolerance_s=0.02,
                                           rule="pasad", frame_rate=50.0)[0]["layer_0"])
     for other in pooled[1:]:
@@ -100,3 +100,22 @@ def test_source_is_opaque_but_named(tmp_path):
     source = alignments.find_alignments(tmp_path / "ctm")[UTT]
     assert isinstance(source, alignments.Source) and source.name in {"phones.ctm", "words.ctm"}
     assert alignments.read_segments(tmp_path / "textgrid" / f"{UTT}.TextGrid", "words")[0].label == "hello"
+
+
+# --- issue 22, kind 7: text inputs decoded with BOM handling ------------------------------------------------------
+
+@pytest.mark.parametrize("fmt", ["textgrid", "ctm", "librispeech", "json"])
+def test_a_utf8_bom_changes_nothing_in_any_format(tmp_path, fmt):
+    """Every alignment file saved again with a UTF-8 byte order mark (as Windows editors do) gives the same
+    utterance ids and segments: the BOM never glues itself to the first id (a phantom utterance) or label. The
+    TextGrid reader is praatio's (which strips it); the others decode with utf-8-sig."""
+    write_all(tmp_path / "plain")
+    write_all(tmp_path / "bom")
+    for path in (tmp_path / "bom" / fmt).iterdir():
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    plain = alignments.find_alignments(tmp_path / "plain" / fmt)
+    bom = alignments.find_alignments(tmp_path / "bom" / fmt)
+    assert sorted(bom) == sorted(plain) == sorted([UTT, OTHER])
+    for utt in plain:
+        for tier in ("words", "phones") if fmt != "librispeech" and utt == UTT else ("words",):
+            assert alignments.read_segments(bom[utt], tier) == alignments.read_segments(plain[utt], tier)

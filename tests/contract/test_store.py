@@ -9,7 +9,7 @@ import pytest
 
 from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid
-from layerwise.errors import FeatureFileError, UsageError
+from layerwise.errors import FeatureFileError, OwnFileError, UsageError
 
 
 def test_round_trip_and_numeric_order(tmp_path):
@@ -126,3 +126,57 @@ def test_layer_grids_follow_the_conv_stack():
     assert layout.layer_grid(meta, "layer_4") == Grid(320, 400)
     assert [layout.layer_grid(meta, f"conv_{i}") for i in range(7)] == [
         Grid(5, 10), Grid(10, 20), Grid(20, 40), Grid(40, 80), Grid(80, 160), Grid(160, 240), Grid(320, 400)]
+
+
+# ---------------------------------------------------------------- the one guarded reader (issue 22, kind 6)
+def _cut(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "missing", "crc"])
+def test_read_own_npz_names_the_file_and_the_rebuild_command(tmp_path, damage):
+    path = tmp_path / "partial_0000_of_0002.npz"
+    np.savez(path, a=np.arange(1000.0), header=np.array('{"x": 1}'))
+    got = store.read_own(path, what="partial statistics", rebuild="REBUILD-CMD")
+    np.testing.assert_array_equal(got["a"], np.arange(1000.0))  # a good file reads as numpy reads it
+    if damage == "truncated":
+        _cut(path)
+    elif damage == "garbage":
+        path.write_bytes(b"\x00" * 100)
+    elif damage == "missing":
+        path.unlink()
+    else:  # flip one byte inside array a's data: the zip CRC no longer matches
+        data = bytearray(path.read_bytes())
+        data[data.index(np.arange(1000.0).tobytes()[8:16]) + 3] ^= 0xFF
+        path.write_bytes(bytes(data))
+    with pytest.raises(OwnFileError, match=r"partial statistics .*partial_0000_of_0002\.npz.*REBUILD-CMD") as info:
+        store.read_own(path, what="partial statistics", rebuild="REBUILD-CMD")
+    assert isinstance(info.value, UsageError)  # exit 2 in every CLI
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("suffix, kind, content, expected", [
+    (".json", None, '{"files": {"a": 1}}', {"files": {"a": 1}}),
+    (".marker", "json", '\ufeff{"md5": "x"}', {"md5": "x"}),
+    (".txt", None, "\ufeffa\nb\n", "a\nb\n"),
+])
+def test_read_own_json_and_text(tmp_path, suffix, kind, content, expected):
+    path = tmp_path / f"f{suffix}"
+    path.write_text(content, encoding="utf-8")
+    assert store.read_own(path, what="w", rebuild="r", kind=kind) == expected
+    if kind == "json" or suffix == ".json":
+        path.write_text(content[: len(content) // 2], encoding="utf-8")  # cut mid-object, as a full disk leaves it
+        with pytest.raises(OwnFileError, match=r"cannot read w .*damaged or incomplete.*rebuild it: r"):
+            store.read_own(path, what="w", rebuild="r", kind=kind)
+    path.write_bytes(b"\xff\xfe\x00bad utf-8 \xc3")
+    with pytest.raises(OwnFileError, match=str(path.name)):
+        store.read_own(path, what="w", rebuild="r", kind=kind)
+
+
+def test_truncated_feature_file_names_the_file_and_how_to_rebuild(tmp_path):
+    path = store.feature_path(tmp_path, "u")
+    store.write_features(path, {"layer_0": np.ones((300, 20))}, {"model_name": "m"})
+    _cut(path, 0.7)
+    with pytest.raises(FeatureFileError, match=r"feature file .*u_features\.npz.*extract_features\.py"):
+        store.read_features(path)

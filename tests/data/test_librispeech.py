@@ -365,10 +365,11 @@ def test_cli_exit_codes(server, tmp_path):
     assert helped.returncode == 0 and "dev-clean-2" in helped.stdout and "example" in helped.stdout
     listed = run_cli("--list")
     assert listed.returncode == 0 and "6d7ab67ac6a1d2c993d050e16d61080d" in listed.stdout
-    # 1: the real dev-clean-2 entry against a mirror offering the wrong file -> clear message, no traceback.
+    # 2 (issue 22: nothing was produced): the real dev-clean-2 entry against a mirror offering the wrong file ->
+    # clear message, no traceback.
     failed = run_cli("download", "--split", "dev-clean-2", "--dest", str(dest), "--no-progress",
                      "--mirror", server.base + "/m/")
-    assert failed.returncode == 1
+    assert failed.returncode == 2
     assert "126,046,265" in failed.stderr and "Traceback" not in failed.stderr
     assert not (dest / "LibriSpeech").exists()
     # 0: a real process whose table entry is swapped for the test archive; prints the folder.
@@ -425,7 +426,7 @@ def test_failed_download_names_real_paths_and_the_way_around_it(server, tmp_path
     dest = tmp_path / "my data"
     code = cli_with_test_archive(blob, server)
     failed = run_cli("download", "--split", "dev-clean-2", "--dest", str(dest), "--no-progress", code=code)
-    assert failed.returncode == 1, failed.stderr
+    assert failed.returncode == 2, failed.stderr  # the one requested resource failed: nothing produced
     part = dest.absolute() / "dev-clean-2.tar.gz.part"
     assert part.stat().st_size == 1000
     assert f"The partial download {part} (1,000 of {len(blob):,} bytes) is kept" in failed.stderr

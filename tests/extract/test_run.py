@@ -200,10 +200,11 @@ def test_usage_errors_exit_2(tiny_hubert, audio_dir, tmp_path):
 
 
 def test_list_only_and_slurm_variables(audio_dir, tmp_path, monkeypatch, capsys):
-    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "2")
-    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "1")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "0")
     monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "2")
-    assert extract_features.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only"]) == 0
+    assert extract_features.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path), "--list_only",
+                                  "--num_subsets", "2"]) == 0
     listed = capsys.readouterr().out.split()
     assert listed == [str(p) for p in sorted(audio_dir.rglob("*.*"))[1::2]]  # shard 1 of 2: files 1 and 3
 

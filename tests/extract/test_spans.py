@@ -4,6 +4,7 @@
 import numpy as np
 import pytest
 
+from layerwise.contract import alignments
 from layerwise.contract.alignments import Segment
 from layerwise.errors import InputError, SegmentRangeError
 from layerwise.extract import spans
@@ -165,7 +166,7 @@ def test_pool_segments_equals_direct_mean(grid_path, rule, pooling):
     n_frames = 56  # 1.13 s of audio: the last phone reaches past the final centre 1.1125
     centres = hubert_centres(n_frames)
     feats = {"layer_0": rng.normal(size=(n_frames, 4)).astype(np.float32), "layer_1": rng.normal(size=(n_frames, 3))}
-    segments = spans.read_spans(grid_path, "phones", strip_stress_digits=True)
+    segments = alignments.read_spans(grid_path, "phones", strip_stress_digits=True)
     pooled, labels, intervals = spans.pool_segments(feats, centres, segments, audio_seconds=1.13, tolerance_s=0.02,
                                                     rule=rule, pooling=pooling, frame_rate=RATE)
 
@@ -197,3 +198,63 @@ def test_pool_segments_validation_and_empty():
         spans.pool_segments({"layer_0": np.zeros((10, 2))}, centres, [], rule="nearest", **kw)
     pooled, labels, intervals = spans.pool_segments({"layer_0": np.zeros((10, 2))}, centres, [], **kw)
     assert pooled["layer_0"].shape == (0, 2) and labels.shape == (0,) and intervals.shape == (0, 2)
+
+
+# --- issue 22, kind 9: documented inclusive limits compared in whole samples, not binary seconds ----------------
+
+def centis(n: int) -> float:
+    """``n`` hundredths of a second as an alignment file states them (the float of the decimal text)."""
+    return float(f"{n // 100}.{n % 100:02d}")
+
+
+def test_word_ending_one_frame_after_a_401_s_file_is_kept():
+    """The issue's example: 4.03 s is exactly 20 ms (one frame) after 4.01 s of audio; in binary 4.01 + 0.02 <
+    4.03, and the word was rejected."""
+    kept, dropped = spans.check_segments([Segment(3.9, 4.03, "word")], audio_seconds=64160 / SR,
+                                         tolerance_s=HOP / SR, sample_rate=SR)
+    assert dropped == 0 and kept == [Segment(3.9, 4.03, "word")]
+
+
+def test_segment_limits_on_a_10_ms_grid_follow_the_integer_rule():
+    """Every duration from 0.10 to 35.00 s in 10 ms steps: a segment ending 20 ms after the audio is kept, 30 ms
+    after is refused; one starting 10 ms before the end is kept, at the end refused. The rule, in integer
+    samples (160 per 10 ms): ``start < n_audio`` and ``end <= n_audio + 320``."""
+    wrong = []
+    for cs in range(10, 3501):
+        n_audio = cs * 160
+        audio_seconds = n_audio / SR
+        cases = [(cs - 5, cs + 2), (cs - 5, cs + 3), (cs - 1, cs + 1), (cs, cs + 1)]
+        for start_cs, end_cs in cases:
+            expected = start_cs * 160 < n_audio and end_cs * 160 <= n_audio + HOP
+            seg = Segment(centis(start_cs), centis(end_cs), "w")
+            kept, _ = spans.check_segments([seg], audio_seconds=audio_seconds, tolerance_s=HOP / SR,
+                                           out_of_range="drop", sample_rate=SR)
+            if bool(kept) != expected:
+                wrong.append((cs, start_cs, end_cs, expected))
+    assert not wrong, wrong[:5]
+
+
+def test_touching_segments_never_overlap_by_rounding():
+    """Adjacent segments share a boundary written once in decimal, possibly reached by a CTM-style sum: they touch,
+    they do not overlap (compared in samples)."""
+    for cs in range(1, 3500, 7):
+        first = Segment(0.0, centis(cs), "a")
+        second = Segment(centis(cs), centis(cs + 3), "b")
+        spans.check_segments([first, second], audio_seconds=36.0, tolerance_s=0.02, sample_rate=SR)
+
+
+def test_centre_rule_on_a_10_ms_grid_follows_the_integer_rule():
+    """Frame i (centre ``(640·i + 400) / 32000`` s) belongs to ``[start, end)`` exactly when
+    ``start·32000 ≤ 640·i + 400 < end·32000`` in integers; segments on a 5 ms grid hit centres exactly."""
+    n_frames = 400
+    centres = hubert_centres(n_frames)
+    for start_half in range(0, 1500, 3):  # start in 5 ms units
+        for length in (1, 2, 4, 5, 9, 40):
+            start_u, end_u = start_half * 160, (start_half + length) * 160  # in 1/32000 s
+            start, end = start_half * 0.005, (start_half + length) * 0.005
+            start, end = float(f"{start:.3f}"), float(f"{end:.3f}")
+            inside = [i for i in range(n_frames) if start_u <= 640 * i + 400 < end_u]
+            if not inside:
+                continue  # the midpoint fallback has its own tests
+            got = spans.select_frames(centres, start, end, rule="centre")
+            assert got.tolist() == inside, (start, end)

@@ -134,7 +134,7 @@ def test_other_weights_in_the_same_folder_are_not_already_complete(audio_dir, tm
     assert len(files) == 4
     save_tiny("hubert", folder, do_normalize=False, seed=2)
     files[0].unlink()
-    assert cli.main(args) == 1
+    assert cli.main(args) == 2  # every file failed: nothing produced (README exit-status table)
     log = extract_folder(audio_dir, tmp_path / "out", cli.options_from_args(cli.build_parser().parse_args(args)))
     assert log.n_skipped == 0 and log.n_done == 0 and len(log.failures) == 4
     assert all("model_revision" in reason for _, reason in log.failures)
@@ -211,3 +211,94 @@ def test_config_summary_matches_config_json(tiny_hubert):
     config = json.loads((tiny_hubert / "config.json").read_text())
     summary = C.describe(str(tiny_hubert)).config_summary
     assert summary["conv_kernel"] == config["conv_kernel"] and summary["hidden_size"] == config["hidden_size"]
+
+
+# --- issue 22, kind 4: the dtype a checkpoint was saved in never leaks into the computation ----------------------
+
+@pytest.mark.parametrize("stored", ["bfloat16", "float16"])
+@pytest.mark.parametrize("kind", ["hubert", "wav2vec2"])
+def test_checkpoint_saved_in_a_half_type_gives_the_float32_features(kind, stored, tmp_path):
+    """A checkpoint saved in bf16/fp16 run with dtype float32 equals transformers' own float32 load of it
+    (``AutoModel.from_pretrained(dir, dtype=torch.float32)``: the positional conv's weight norm computed in float32
+    from the stored g and v) to float32 rounding; loading in the stored dtype and casting afterwards would not."""
+    folder = save_tiny(kind, tmp_path / "ckpt", do_normalize=False,
+                       model=build_tiny(kind).to(getattr(torch, stored)))
+    x = tone(16000, seed=3)
+    model = M.SpeechModel.load(str(folder), device="cpu", dtype="float32")
+    assert all(p.dtype == torch.float32 for p in model.model.parameters())
+    ours = model.features(x, "contextualized", list(range(model.num_layers + 1)))
+    from transformers import AutoModel
+
+    reference = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    stored_then_cast = AutoModel.from_pretrained(folder).eval()  # transformers 5: loads in the stored dtype
+    assert next(stored_then_cast.parameters()).dtype == getattr(torch, stored)
+    from torch.nn.utils import parametrize
+
+    # the weight norm frozen in the stored dtype, then cast: the computation the fix rules out
+    parametrize.remove_parametrizations(stored_then_cast.encoder.pos_conv_embed.conv, "weight")
+    stored_then_cast = stored_then_cast.float()
+    with torch.no_grad():
+        ref = reference(torch.from_numpy(x)[None], output_hidden_states=True).hidden_states
+        leaked = stored_then_cast(torch.from_numpy(x)[None], output_hidden_states=True).hidden_states
+    gap = max(float(np.abs(leaked[i][0].numpy() - ref[i][0].numpy()).max()) for i in range(1, len(ref)))
+    for i, state in enumerate(ref):
+        assert np.abs(ours[f"layer_{i}"] - state[0].numpy()).max() <= 1e-5 * max(1.0, float(state.abs().max()))
+    assert gap > 1e-4  # the test can tell: freezing the weight norm in the stored dtype moves the features
+
+
+def test_random_init_of_a_half_type_config_is_float32(tmp_path):
+    """--random_init builds the config saved with a bf16 checkpoint (config.dtype = bfloat16) in float32."""
+    folder = save_tiny("hubert", tmp_path / "ckpt", do_normalize=False,
+                       model=build_tiny("hubert").to(torch.bfloat16))
+    model = M.SpeechModel.load(str(folder), device="cpu", dtype="float32", random_init=True)
+    assert {p.dtype for p in model.model.parameters()} == {torch.float32}
+
+
+# --- issue 22, kind 5: weights validated at load; remedies that fit the actual settings and cause ---------------
+
+def test_non_finite_weight_is_a_load_error_naming_the_tensor(tiny_hubert, tmp_path, audio_dir, caplog):
+    """The issue's example: inf in final_layer_norm.bias of a float32 run is a load error naming the tensor, with
+    no dtype advice (float32 is in use and the checkpoint itself is damaged); the CLI exits 2 before any file."""
+    key = "encoder.layers.1.final_layer_norm.bias"
+
+    def poison(t):
+        t[key] = t[key].clone()
+        t[key][3] = float("inf")
+        return t
+
+    rewrite_weights(tiny_hubert, tmp_path / "ckpt", poison)
+    with pytest.raises(ModelLoadError, match=re.escape(key)) as err:
+        M.SpeechModel.load(str(tmp_path / "ckpt"), device="cpu")
+    assert "dtype float32" not in str(err.value) and "damaged" in str(err.value)
+    code = cli.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "out"), "--model_name",
+                     str(tmp_path / "ckpt"), "--device", "cpu", "--no_progress"])
+    assert code == 2 and key in caplog.text and not list((tmp_path / "out").rglob("*_features.npz"))
+
+
+def test_weight_beyond_float16_range_names_the_tensor_and_other_dtypes(tiny_hubert, tmp_path):
+    """A finite float32 weight of 1e6 becomes inf in float16 (max 65504): a load error for dtype float16 naming
+    the tensor and only dtypes other than float16; float32 and bfloat16 load it."""
+    key = "encoder.layers.0.feed_forward.output_dense.bias"
+
+    def big(t):
+        t[key] = t[key].clone()
+        t[key][0] = 1e6
+        return t
+
+    rewrite_weights(tiny_hubert, tmp_path / "ckpt", big)
+    with pytest.raises(ModelLoadError, match=re.escape(key)) as err:
+        M.SpeechModel.load(str(tmp_path / "ckpt"), device="cpu", dtype="float16")
+    advice = str(err.value).split("Extract with", 1)[1]
+    assert "float32" in advice and "bfloat16" in advice and "float16 " not in advice.replace("bfloat16", "")
+    for dtype in ("float32", "bfloat16"):
+        M.SpeechModel.load(str(tmp_path / "ckpt"), device="cpu", dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16", "float16"])
+def test_overflow_advice_names_only_other_dtypes(dtype):
+    """Every remedy names a setting other than the one in use; float32 (no wider type) gets no dtype advice."""
+    message = M.non_finite_message("layer_3", dtype)
+    advice = message.split("extract it with", 1)[1] if "extract it with" in message else ""
+    suggested = set(re.findall(r"\b(b?float(?:16|32))\b", advice))
+    assert dtype not in suggested
+    assert (suggested == set()) if dtype == "float32" else suggested

@@ -9,7 +9,7 @@ from transformers import AutoModel
 
 from layerwise.model import adapter as M
 from layerwise.model import longaudio
-from tests.conftest import tone
+from tests.conftest import build_tiny, save_tiny, tone
 from tests.model.test_adapter import reference_conv_outputs, save_custom
 
 
@@ -95,3 +95,66 @@ def test_chunked_bfloat16_is_as_close_to_float32_as_unchunked_bfloat16(tiny_hube
         err_plain = np.linalg.norm(plain[key] - ref) / np.linalg.norm(ref)
         err_chunked = np.linalg.norm(chunked[key] - ref) / np.linalg.norm(ref)
         assert err_chunked <= 1.5 * err_plain + 1e-3, (key, err_chunked, err_plain)
+
+
+# --- issue 22, kind 10: the chunked CNN's assumptions are checked, and a config that breaks them runs unchunked --
+
+SKIPPING_CNN = {"conv_dim": (16, 16, 16), "conv_kernel": (4, 3, 1), "conv_stride": (2, 2, 2)}  # block 2: kernel 1 < 2
+
+
+@pytest.mark.parametrize("kernels, chunked", [((4, 3, 1), False), ((4, 1, 3), True)])
+def test_cnn_whose_kernel_is_below_its_stride_gives_every_frame(tmp_path, kernels, chunked):
+    """The issue's example: a last block with kernel 1 < stride 2 skips samples, so chunks of output frames would
+    hold too few frames of the earlier blocks. Such a stack is never chunked; one whose later kernel makes up for
+    it still is. With the chunked path forced for every length, every conv block equals hooks on the transformers
+    CNN (within float32 rounding of the chunked GroupNorm), frame counts as the conv length formula gives them."""
+    config = SKIPPING_CNN | {"conv_kernel": kernels}
+    folder = save_tiny("hubert", tmp_path / "ckpt", do_normalize=False, model=build_tiny("hubert", **config))
+    model = M.SpeechModel.load(str(folder), device="cpu")
+    encoder = chunk_everything(model, chunk_frames=3)
+    assert encoder.chunked(10**6) is chunked
+    assert chunked or "kernel 1 < stride 2" in encoder.obstacle
+    x = tone(5000, seed=2) + 0.25
+    feats = model.features(x, "local", [0, 1, 2])
+    reference = reference_conv_outputs(folder, model.prepare(x))
+    expected = x.size
+    for i in range(3):
+        expected = (expected - config["conv_kernel"][i]) // config["conv_stride"][i] + 1
+        assert feats[f"conv_{i}"].shape[0] == expected == reference[i].shape[0]
+        np.testing.assert_allclose(feats[f"conv_{i}"], reference[i], rtol=0, atol=1e-4)
+    contextual = model.features(x, "contextualized", [model.num_layers])
+    with torch.no_grad():
+        ref = AutoModel.from_pretrained(folder).eval()(torch.from_numpy(x)[None], output_hidden_states=True)
+    np.testing.assert_allclose(contextual[f"layer_{model.num_layers}"], ref.hidden_states[-1][0].numpy(),
+                               rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("kernels, strides, chunkable", [
+    ((10, 3, 3, 3, 3, 2, 2), (5, 2, 2, 2, 2, 2, 2), True),  # HuBERT-base
+    ((1, 3), (2, 2), True),  # the first block's own kernel < stride never matters: no earlier block to cut
+    ((4, 3, 1), (2, 2, 2), False),
+    ((4, 1, 1), (2, 2, 2), False),
+    ((4, 1, 3), (2, 2, 2), True),  # block 2's extra kernel covers the samples block 1 skips: Σ (k − s)·P ≥ 0
+    ((4, 3, 1), (2, 2, 3), False),
+])
+def test_chunking_obstacle_is_the_documented_condition(kernels, strides, chunkable):
+    """Chunk frames ``[a, b)`` hold ``(b − a)·hop / P_i`` frames of block i exactly when the samples
+    ``(b − a − 1)·hop + field`` give that many (the conv length formula, computed here directly)."""
+    blocks = torch.nn.ModuleList()
+    for k, s in zip(kernels, strides):
+        block = torch.nn.Module()
+        block.conv = torch.nn.Conv1d(1, 1, k, s)
+        blocks.append(block)
+    hop, field = 1, 1
+    for k, s in zip(kernels, strides):
+        field, hop = field + (k - 1) * hop, hop * s
+    holds = True
+    for i in range(len(kernels)):
+        p_i = int(np.prod(strides[: i + 1]))
+        for n in (1, 2, 5):  # output frames per chunk
+            length = (n - 1) * hop + field
+            for k, s in zip(kernels[: i + 1], strides[: i + 1]):
+                length = (length - k) // s + 1
+            holds &= length >= n * hop // p_i
+    assert holds is chunkable
+    assert (longaudio.chunking_obstacle(blocks, kernels, strides) is None) is chunkable

@@ -7,6 +7,7 @@ import base64
 import csv
 import dataclasses
 import datetime as dt
+import html as html_module
 import json
 import re
 import shlex
@@ -183,7 +184,7 @@ def test_run_card_matches_the_run(written):
     assert card["Commands"] == (f"extraction: {shlex.join(MANIFEST['command'])}\n"
                                 f"analysis: {result.run.command}")
     assert re.match(r"report \d{4}-\d\d-\d\d \d\d:\d\d UTC; extraction finished \d{4}-", card["Date"])
-    assert page.headings[:2] == ["Layer-wise analysis: hubert-tiny", "Run card"]  # the tag; the card has the path
+    assert page.headings[:3] == ["Layer-wise analysis: hubert-tiny", "Contents", "Run card"]  # the tag; card: path
     assert card["Control"] == "none (this run computes no measure with a control)"
 
 
@@ -204,7 +205,7 @@ def test_figures_embedded_with_registry_titles_and_page_is_offline(written):
         image = next(i for i in page.images if i["alt"] == d.figure.title)
         assert base64.b64decode(image["src"].split(",", 1)[1]) == (out / d.name).read_bytes()
         assert d.figure.title in page.headings
-    assert len(page.images) == len(drawn) >= 5
+    assert len(page.images) == len(drawn) + 1 >= 6  # the key figure twice: on the first screen and in its place
     assert all(link.startswith(("data:image/png;base64,", "#")) for link in page.links)  # nothing fetched
 
 
@@ -390,3 +391,32 @@ def test_run_card_builder_rows_from_the_steps():
                     ("Commands", "extraction: x --a\nextraction: x --b\nanalysis: not recorded")]
     (one,) = [runcard.Step("comparison", ("c",), "3.0 s", "numpy 2")]
     assert dict(runcard.build_card([], [one], now=now))["Versions"] == "numpy 2"
+
+
+MEASURE_SCRIPT = """<script>window.addEventListener('load', () => {
+  const key = document.querySelector('#key img'), box = key ? key.getBoundingClientRect() : null;
+  document.body.setAttribute('data-measure', JSON.stringify({
+    top: box ? box.top : null, height: box ? box.height : null, viewport: window.innerHeight,
+    scroll_width: document.scrollingElement.scrollWidth}));
+});</script></body>"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="needs Chromium (apt-get install -y chromium)")
+def test_first_screen_at_1400px_shows_the_key_figure_and_nothing_overflows(written, tmp_path):
+    """At 1,400 × 900 px the key per-layer figure starts above the fold, and the page is no wider than the window
+    (wide tables scroll inside their container). The page measures itself: a script writes the key image's box
+    and the document's scroll width into the DOM, which Chromium dumps."""
+    _, _, out, _, _ = written
+    page = tmp_path / "measured.html"
+    page.write_text((out / "report.html").read_text(encoding="utf-8").replace("</body>", MEASURE_SCRIPT),
+                    encoding="utf-8")
+    dumped = subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                             "--disable-component-update", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
+                             "--window-size=1400,900", "--virtual-time-budget=5000", "--dump-dom", page.as_uri()],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=120, check=True).stdout
+    found = re.search(r"data-measure=\"([^\"]*)\"", dumped)
+    assert found, dumped[:500]
+    measured = json.loads(html_module.unescape(found.group(1)))
+    assert measured["height"] > 100 and measured["top"] < measured["viewport"], measured
+    assert measured["scroll_width"] <= 1400, measured

@@ -247,18 +247,23 @@ def test_what_each_layer_encodes(tmp_path, captured):
     control = {"cca_mel": {"layer_0": 0.8, "layer_4": 0.7, "layer_8": 0.7}}
     plots.what_each_layer_encodes(layers, measures, control, tmp_path / "w.png", subtitle="hubert-base-ls960")
     fig = captured[-1]
-    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
-    assert set(lines) == {"cca_mel, trained", "cca_mel, random init", "speaker_probe_accuracy, trained",
-                          "speaker_majority_baseline, trained"}
-    assert np.asarray(lines["cca_mel, trained"].get_xdata()).tolist() == [0, 4, 8]
-    assert np.asarray(lines["cca_mel, random init"].get_ydata()).tolist() == [0.8, 0.7, 0.7]
-    assert lines["cca_mel, trained"].get_linestyle() == "-" and lines["cca_mel, random init"].get_linestyle() == "--"
-    assert lines["cca_mel, trained"].get_color() == lines["cca_mel, random init"].get_color()
-    speaker = np.asarray(lines["speaker_probe_accuracy, trained"].get_ydata(), dtype=float)
+    panels = {ax.get_title(): {line.get_label(): line for line in ax.get_lines()} for ax in fig.axes
+              if ax.get_visible()}  # small multiples: one panel per measure
+    assert set(panels) == {"CCA with the log-mel filterbank", "speaker probe accuracy"}
+    mel, speaker_panel = panels["CCA with the log-mel filterbank"], panels["speaker probe accuracy"]
+    assert set(mel) == {"trained", "random init"}
+    assert set(speaker_panel) == {"trained", "speaker majority baseline, trained"}
+    assert np.asarray(mel["trained"].get_xdata()).tolist() == [0, 4, 8]
+    assert np.asarray(mel["random init"].get_ydata()).tolist() == [0.8, 0.7, 0.7]
+    assert mel["trained"].get_linestyle() == "-" and mel["random init"].get_linestyle() == "--"
+    assert mel["trained"].get_color() == mel["random init"].get_color()
+    assert mel["trained"].get_color() != speaker_panel["trained"].get_color()
+    assert {line.get_color() for p in panels.values() for line in p.values()} <= set(plots.OKABE_ITO)
+    speaker = np.asarray(speaker_panel["trained"].get_ydata(), dtype=float)
     assert speaker[0] == 0.5 and np.isnan(speaker[1]) and speaker[2] == 0.8  # None is a gap, not a value
-    assert lines["speaker_majority_baseline, trained"].get_linestyle() == ":"
+    assert speaker_panel["speaker majority baseline, trained"].get_linestyle() == ":"  # dotted, as the legend says
     _, texts = legend_entries(fig)
-    assert "CCA with the log-mel filterbank" in texts and "random init (dashed)" in texts
+    assert {"trained (solid)", "random init (dashed)", "majority baseline (dotted)"} <= set(texts)
     notes = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
     assert "speaker PWCCA" in notes and "CCA with L0" in notes  # not computed in a drawn group: named
     assert "label" not in notes  # no label measure at all (a frame folder): not applicable, not "missing"

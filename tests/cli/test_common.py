@@ -1,0 +1,66 @@
+"""One parser for every CLI: dashed spellings accepted, unknown flags answered with the closest match, one --help
+style (formatter, width, prog name, defaults shown, an example epilog)."""
+
+from __future__ import annotations
+
+import pytest
+
+from layerwise.cli import common, compare, data, extract, visualize
+from layerwise.contract.names import plural
+
+CLIS = {  # module -> (prog, a flag of it, a value)
+    extract: ("extract_features.py", "--audio_dir", "somewhere"),
+    visualize: ("visualize_features.py", "--features_dir", "somewhere"),
+    compare: ("compare_features.py", "--output_dir", "somewhere"),
+}
+
+
+@pytest.mark.parametrize("module", list(CLIS), ids=lambda m: m.__name__)
+def test_dashed_spelling_is_the_same_flag(module):
+    _, flag, value = CLIS[module]
+    extra = ["--features_dirs", "a", "b"] if module is compare else []
+    dest = flag[2:]
+    dashed = "--" + dest.replace("_", "-")
+    assert getattr(module.build_parser().parse_args([dashed, value, *extra]), dest) == value
+    assert getattr(module.build_parser().parse_args([f"{dashed}={value}", *extra]), dest) == value
+    assert getattr(module.build_parser().parse_args([flag, value, *extra]), dest) == value
+
+
+@pytest.mark.parametrize("module", list(CLIS), ids=lambda m: m.__name__)
+def test_unknown_flag_gets_the_closest_match(module, capsys):
+    _, flag, value = CLIS[module]
+    typo = flag[:-1] + "x" + flag[-1]  # --audio_dir -> --audio_dixr
+    extra = ["--features_dirs", "a", "b"] if module is compare else []
+    with pytest.raises(SystemExit) as exit_:
+        module.build_parser().parse_args([typo, value, *extra])
+    assert exit_.value.code == 2
+    assert f"did you mean {flag}?" in capsys.readouterr().err
+
+
+def test_data_cli_accepts_both_spellings_and_suggests(capsys):
+    parser = data.build_parser()
+    assert parser.parse_args(["download", "--delete_archive", "--no_progress"]).delete_archive is True
+    assert parser.parse_args(["download", "--no-progress"]).no_progress is True
+    with pytest.raises(SystemExit) as exit_:
+        parser.parse_args(["download", "--delete-arxhive"])
+    assert exit_.value.code == 2 and "did you mean --delete-archive?" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("module", list(CLIS), ids=lambda m: m.__name__)
+def test_one_help_style(module):
+    parser = module.build_parser()
+    assert isinstance(parser, common.CliParser) and parser.formatter_class is common.HelpFormatter
+    assert parser.prog == CLIS[module][0]
+    text = parser.format_help()
+    assert text.startswith(f"usage: {CLIS[module][0]}")
+    options = text[text.index("options:"):text.index(parser.epilog.splitlines()[0])]  # descriptions stay as written
+    assert parser._get_formatter()._width == common.HELP_WIDTH
+    assert max(len(line) for line in options.splitlines()) <= common.HELP_WIDTH
+    assert "(default: " in text and f"python {CLIS[module][0]}" in text  # defaults shown, an example epilog
+    assert "(default: None)" not in text and "(default: False)" not in text
+    assert "--no_progress" in text
+
+
+def test_plural():
+    assert [plural(n, "file") for n in (0, 1, 2, 1234)] == ["0 files", "1 file", "2 files", "1,234 files"]
+    assert plural(1, "analysis", "analyses") == "1 analysis" and plural(3, "analysis", "analyses") == "3 analyses"
