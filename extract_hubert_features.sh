@@ -16,9 +16,9 @@
 #
 # When AUDIO_DIR does not exist and DOWNLOAD_SPLIT is set (default dev-clean-2 for the default AUDIO_DIR), the
 # split is downloaded first with `python -m layerwise.data download` (checksummed, resumable).
-# Exit status: that of the extraction (0 ok, 1 some files failed, 2 nothing produced: usage
-# error or every file failed, 130 interrupted), else that of the
-# analysis or comparison when they fail.
+# Exit status (README table): 0 everything produced; 1 some files failed or a requested measure could not be computed
+# (the rest is written and the summary names what is missing); 2 nothing produced (usage error, every file failed,
+# nothing analysable); 130 interrupted.
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -90,6 +90,7 @@ fi
 # The folder the extraction writes, as extract_features.py itself derives it (extra arguments included).
 features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)"
 VIS_DIR="${VIS_DIR:-${features_dir}_analysis}"
+echo "[wrapper] extracting ${AUDIO_DIR} with ${MODEL_NAME} into ${features_dir} (loading the model first)" >&2
 
 # The files this extraction completed (written now or found complete with the same settings), nothing else.
 file_list="$(mktemp "${TMPDIR:-/tmp}/layerwise-files.XXXXXX")"
@@ -118,9 +119,15 @@ done
 
 report=""
 if [[ "${RUN_VISUALIZE}" == "1" ]]; then
+  analysis_status=0
   "${PYTHON}" "${HERE}/visualize_features.py" --features_dir "${features_dir}" --file_list "${file_list}" \
     --output_dir "${VIS_DIR}" --num_files "${NUM_FILES}" ${progress_args[@]+"${progress_args[@]}"} \
-    ${analysis_args[@]+"${analysis_args[@]}"} || exit $?
+    ${analysis_args[@]+"${analysis_args[@]}"} || analysis_status=$?
+  if [[ ${analysis_status} -ne 0 && ${analysis_status} -ne 1 ]]; then
+    exit "${analysis_status}"   # nothing analysed (its message says why)
+  fi
+  # 1: the report is written and names what could not be computed; the run goes on and ends with that status
+  [[ ${analysis_status} -gt ${status} ]] && status=${analysis_status}
   report="${VIS_DIR}/report.html"
 fi
 if [[ -n "${COMPARE_DIRS}" ]]; then

@@ -10,8 +10,9 @@
 _repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TORCH_PIN="torch==2.13.0"
 
-_imports_layerwise() {
-  "$1" -c "import layerwise, torch" >/dev/null 2>&1
+_imports_layerwise() {  # found without importing them (importing torch alone takes seconds)
+  "$1" -c "import importlib.util as u, sys; sys.exit(not (u.find_spec('layerwise') and u.find_spec('torch')))" \
+    >/dev/null 2>&1
 }
 
 if [[ -z "${PYTHON:-}" ]]; then

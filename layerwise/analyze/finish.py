@@ -175,7 +175,7 @@ def _explain(state: Collected, unavailable: dict[str, str], measures: dict,
     speakers = set() if found is None else set(found.tolist())
     if len(speakers) == 1:
         for name, reason in list(unavailable.items()):
-            if name.startswith("speaker_"):
+            if name in layout.SPEAKER_MEASURES:
                 unavailable[name] = (f"{reason}, but the analysed files hold one speaker only (speaker "
                                      f"{next(iter(speakers))}; --num_files N takes the first N files by name): "
                                      f"{more_files(num_files)}")
@@ -271,8 +271,9 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         found.add(*abx.analyse(state, options, source))
         wall["abx"] = time.perf_counter() - start
         log.info("ABX error rates in %.1f s", wall["abx"])
-    if found.control is None and measured:
-        found.notes.append(source.no_control_note())  # logged with the other notes at the end
+    no_control = source.no_control_note() if found.control is None and measured else None
+    if no_control is not None:
+        found.notes.append(no_control)  # logged with the other notes at the end
     not_applicable = _explain(state, found.unavailable, found.values, options.num_files)
     if found.control is not None:
         _explain(state, found.control.unavailable, found.control.measures, options.num_files)
@@ -282,4 +283,5 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
         meta=state.meta, run=_run_info(options, wall, shards), unit=unit, notes=_notes(state, layers) + found.notes,
         unavailable=found.unavailable, requested=_requested(state, options), intervals=found.intervals,
-        measures=found.values, measure_info=found.info, control=found.control, not_applicable=not_applicable)
+        measures=found.values, measure_info=found.info, control=found.control, not_applicable=not_applicable,
+        no_control=no_control)

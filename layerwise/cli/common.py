@@ -111,6 +111,16 @@ def setup_logging(verbose: bool) -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
+def add_shard_arguments(group, unit: str) -> None:
+    """``--subset_id`` / ``--num_subsets`` of a command that shards ``unit`` (e.g. "file i of the sorted list goes to
+    shard i mod N")."""
+    group.add_argument("--subset_id", type=int, default=None,
+                       help=f"shard K: {unit} (default 0, or SLURM_ARRAY_TASK_ID in a job array, with --num_subsets)")
+    group.add_argument("--num_subsets", type=int, default=None,
+                       help="number of shards N (default 1; required in a SLURM job array: a re-run of one task "
+                            "cannot know N from the array)")
+
+
 def shard_from_env(subset_id: int | None, num_subsets: int | None, parser) -> tuple[int, int]:
     """``(subset_id, num_subsets)`` from the flags, inside a SLURM job array from ``SLURM_ARRAY_TASK_ID``.
 

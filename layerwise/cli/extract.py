@@ -23,6 +23,7 @@ from layerwise.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CliParser,
+    add_shard_arguments,
     setup_logging,
     shard_from_env,
     with_flags,
@@ -89,12 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a segment beyond the audio (more than one frame), empty or reversed: fail the file, or "
                         f"drop it and count it in the file's metadata {d}")
     s = p.add_argument_group("sharding and queries")
-    s.add_argument("--subset_id", type=int, default=None,
-                   help="shard K: file i of the sorted list goes to shard i mod N (default 0, or "
-                        "SLURM_ARRAY_TASK_ID in a job array, with --num_subsets)")
-    s.add_argument("--num_subsets", type=int, default=None,
-                   help="number of shards N (default 1; required in a SLURM job array: a re-run of one task "
-                        "cannot know N from the array)")
+    add_shard_arguments(s, "file i of the sorted list goes to shard i mod N")
     s.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit "
                                                             "(writes and deletes nothing)")
     s.add_argument("--print_output_dir", action="store_true",

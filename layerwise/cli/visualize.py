@@ -33,15 +33,7 @@ from layerwise.analyze.options import (
     SIMILARITY_CHOICES,
     AnalysisOptions,
 )
-from layerwise.cli.common import (
-    EXIT_FAILED_INPUTS,
-    EXIT_OK,
-    EXIT_USAGE,
-    CliParser,
-    setup_logging,
-    shard_from_env,
-    with_flags,
-)
+from layerwise.cli import common
 from layerwise.contract import progress
 from layerwise.contract.provenance import command_line
 from layerwise.errors import LayerwiseError
@@ -54,7 +46,7 @@ DEFAULT_OUTPUT_DIR = "output/visualizations"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = CliParser(prog="visualize_features.py", description=__doc__.split("\n\n")[0],
+    p = common.CliParser(prog="visualize_features.py", description=__doc__.split("\n\n")[0],
                   epilog=__doc__[__doc__.index("Example:"):])
     d = "(default: %(default)s)"
     p.add_argument("--features_dir", default=DEFAULT_FEATURES_DIR, help=f"folder of *_features.npz files {d}")
@@ -90,12 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"MI measure: project (k-means NMI) or pasad (the published protocol) {d}")
     _abx_arguments(p)
     s = p.add_argument_group("analysis across machines (docs/scaling.md)")
-    s.add_argument("--subset_id", type=int, default=None,
-                   help="shard K: analyse groups of files g with g mod N == K and write partial statistics to "
-                        "OUTPUT_DIR/partials (default 0, or SLURM_ARRAY_TASK_ID in a job array, with --num_subsets)")
-    s.add_argument("--num_subsets", type=int, default=None,
-                   help="number of shards N (default 1; required in a SLURM job array: a re-run of one task "
-                        "cannot know N from the array)")
+    common.add_shard_arguments(s, "analyse groups of files g with g mod N == K and write partial statistics to "
+                           "OUTPUT_DIR/partials")
     s.add_argument("--merge", action="store_true",
                    help="merge every shard's partial statistics in OUTPUT_DIR/partials into the full summary, "
                         "figures and report")
@@ -131,10 +119,10 @@ def _abx_arguments(p: argparse.ArgumentParser) -> None:
 def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    setup_logging(args.verbose)
+    common.setup_logging(args.verbose)
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("visualize_features")
-    subset_id, num_subsets = (0, 1) if args.merge else shard_from_env(args.subset_id, args.num_subsets, parser)
+    subset_id, num_subsets = (0, 1) if args.merge else common.shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
         from layerwise.analyze.run import run_analysis
 
@@ -151,10 +139,10 @@ def main(argv=None) -> int:
             command=command_line(argv))
         summary = run_analysis(options)
     except LayerwiseError as err:
-        log.error("%s", with_flags(str(err), vars(args)))
+        log.error("%s", common.with_flags(str(err), vars(args)))
         if args.verbose:
             raise
-        return EXIT_USAGE
+        return common.EXIT_USAGE
     return exit_status(summary, args.output_dir, log)
 
 
@@ -166,16 +154,16 @@ def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
     measures a frame folder's files allow in one process; ABX when asked). The report's path is always printed."""
     if "partial" in summary:
         log.info("partial statistics written to %s; merge every shard with --merge", summary["partial"])
-        return EXIT_OK
+        return common.EXIT_OK
     report = Path(output_dir) / "report.html"
     missing = {k: v for k, v in (summary.get("unavailable") or {}).items()
                if k in summary.get("requested_measures", ())}
     if missing:
         log.error("not produced: %s", "; ".join(f"{k}: {v}" for k, v in missing.items()))
         log.error("everything else was written; report: %s", report)
-        return EXIT_FAILED_INPUTS
+        return common.EXIT_FAILED_INPUTS
     log.info("report: %s", report)
-    return EXIT_OK
+    return common.EXIT_OK
 
 
 if __name__ == "__main__":

@@ -249,5 +249,6 @@ MEASURES = (
 MEASURE = {m.key: m for m in MEASURES}
 SPAN_MEASURES = tuple(m.key for m in MEASURES if m.group == "label")  # need phone/word span folders
 PROPERTY_MEASURES = tuple(m.key for m in MEASURES if m.group in ("acoustic", "speaker"))  # need no alignment
+SPEAKER_MEASURES = tuple(m.key for m in MEASURES if m.group == "speaker")  # need >= 2 LibriSpeech speakers
 ABX_MEASURES = tuple(m.key for m in MEASURES if m.group == "abx")  # frame folders with ABX items (analyze/abx.py)
 MEASURE_GROUPS = tuple(dict.fromkeys(m.group for m in MEASURES))

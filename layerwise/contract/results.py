@@ -204,6 +204,8 @@ class AnalysisResult:
         ``cka_with_previous``) -> layer -> why that cell is empty by definition (``"the reference layer"``); it
         holds for the control's column of the same measure too. intervals : measure -> layer -> (low, high), the
         95 % interval of a measure that has one (written as ``<measure>_ci``; the method is in ``measure_info``).
+        no_control : the note of a run whose measures would be drawn against a control but that has none; None
+        when there is a control or no such measure.
     """
 
     files: list[str]
@@ -224,6 +226,7 @@ class AnalysisResult:
     requested: list[str] = field(default_factory=list)
     not_applicable: dict[str, dict[str, str]] = field(default_factory=dict)
     intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    no_control: str | None = None  # why a run whose measures would draw a control has none (also in ``notes``)
 
     # ------------------------------------------------------------------ views
     @property
@@ -277,27 +280,36 @@ class AnalysisResult:
             out[CONTROL_KEY] = self.control.summary()
         return out
 
-    def rows(self) -> list[dict]:
-        """``summary.csv``: one row per layer (None/NaN are written as empty cells)."""
+    def rows(self, part: str = "all") -> list[dict]:
+        """``summary.csv``: one row per layer (None/NaN are written as empty cells). part : ``"all"`` (the CSV),
+        ``"own"`` (the analysed model's columns) or ``"control"`` (``layer`` and the control's ``random_init_…``
+        columns; ``[]`` without a control)."""
+        if part not in ("all", "own", "control"):
+            raise ValueError(f"part={part!r} not in ('all', 'own', 'control')")
+        if part == "control" and self.control is None:
+            return []
         rows = []
         baseline = self.measure_info.get("probe_majority_baseline")
         control = self.control.measures if self.control is not None else {}
         for x in self.layers:
-            row = {
+            own: dict = {} if part == "control" else {
                 "layer": x.key, "dim": x.dim, "n_frames": x.n_frames, "frame_rate": x.frame_rate,
                 "mean": x.mean, "std": x.std, "dim_var_median": x.dim_var_median, "dim_var_max": x.dim_var_max,
                 "pca_evr_pc1": x.evr_pc1, "pca_components_90": x.components_90,
                 "cka_with_previous": x.cka_with_previous,
             }
-            for name, values in self.measures.items():
-                row[name] = values.get(x.key)
-                row.update(_ci_cells(name, self.intervals, x.key))
-            if baseline is not None:
-                row["probe_majority_baseline"] = baseline
-            for name, values in control.items():
-                row[f"{CONTROL_KEY}_{name}"] = values.get(x.key)
-                row.update(_ci_cells(f"{CONTROL_KEY}_{name}", self.control.intervals, x.key, name))
-            rows.append(row)
+            if part != "control":
+                for name, values in self.measures.items():
+                    own[name] = values.get(x.key)
+                    own.update(_ci_cells(name, self.intervals, x.key))
+                if baseline is not None:
+                    own["probe_majority_baseline"] = baseline
+            theirs: dict = {}
+            if part != "own":
+                for name, values in control.items():
+                    theirs[f"{CONTROL_KEY}_{name}"] = values.get(x.key)
+                    theirs.update(_ci_cells(f"{CONTROL_KEY}_{name}", self.control.intervals, x.key, name))
+            rows.append({"layer": x.key, **theirs} if part == "control" else {**own, **theirs})
         return rows
 
 

@@ -290,14 +290,6 @@ def _measures_text(result) -> tuple[str, ...]:
     return (text,)
 
 
-def _split_rows(rows: list[dict]) -> tuple[list[dict], list[dict]]:
-    """(the analysed model's columns, the control's ``random_init_…`` columns with ``layer``; [] without any)."""
-    prefix = f"{CONTROL_KEY}_"
-    own = [{k: v for k, v in r.items() if not k.startswith(prefix)} for r in rows]
-    control = [{"layer": r["layer"], **{k: v for k, v in r.items() if k.startswith(prefix)}} for r in rows]
-    return own, (control if len(control[0]) > 1 else [])
-
-
 def _legend(columns, control: bool = False) -> tuple[tuple[str, str], ...]:
     """What each column present holds (COLUMN_HELP), then the random-init and missing-value conventions."""
     prefix = f"{CONTROL_KEY}_"
@@ -315,7 +307,8 @@ def _layer_tables(result) -> tuple[Table, ...]:
     def why(row: dict, column: str) -> str | None:
         return result.not_applicable.get(column.removeprefix(f"{CONTROL_KEY}_"), {}).get(str(row.get("layer")))
 
-    own, control = _split_rows(result.rows())
+    own, control = result.rows("own"), result.rows("control")
+    control = control if control and len(control[0]) > 1 else []  # a control without per-layer measures: no table
     tables = [layer_table(own, why, legend=_legend(own[0]))]
     if control:
         tables.append(layer_table(control, why, heading="Random-initialisation control per layer",

@@ -25,7 +25,6 @@ from layerwise.contract.names import (
     plural,
 )
 from layerwise.contract.provenance import MANIFEST_GLOB, analysis_versions
-from layerwise.contract.results import NO_CONTROL
 from layerwise.contract.store import read_own
 from layerwise.errors import OwnFileError
 
@@ -200,7 +199,7 @@ def _control_text(result) -> str:
     """The random-init control: folder, model, seed, utterances shared; or that there is none (see the notes)."""
     if result.control is not None:
         return result.control.describe(len(result.files))
-    if any(n.startswith(NO_CONTROL) for n in result.notes):
+    if result.no_control is not None:
         return "none in this run (see the notes): the figures draw no dashed control lines"
     return "none (this run computes no measure with a control)"
 

@@ -1,0 +1,205 @@
+"""The ABX step of an analysis: items → each layer's item frames → error rates, intervals, the control.
+
+Items come from a ZeroSpeech item file (``abx_item``, whose ``#file`` names feature-file stems) or are built from
+phone alignments (``alignment_dir``; :func:`layerwise.measures.abx.abx_items_from_segments`, abkhazia's triphone rule)
+and written to ``{output_dir}/abx_triphone.item`` for reuse. Every layer is scored at its own frame rate
+(``sample_rate / hop`` of ``layout.layer_grid``: 50 Hz for ``layer_k`` of HuBERT-base, conv_k at its block's rate),
+an item taking frames ``[ceil(onset·rate − 0.5), floor(offset·rate − 0.5) + 1)``. Files are read one layer at a time
+and file by file: only the item frames of one layer are held, never all frames of all files.
+
+Per layer, the three modes of ``layout.ABX_MEASURES`` (:data:`KEY_MODE`), with ZeroSpeech subsampling seeded by the
+analysis seed, and a percentile bootstrap interval over speakers (:func:`~layerwise.measures.abx.abx_interval`). The
+random-init control (the run's one :class:`~layerwise.analyze.control.ControlSource`) is scored the same way on the
+items of the utterances it shares. Span folders: ABX does not apply (a note). Never imports torch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from decimal import Decimal
+from pathlib import Path
+
+from layerwise.analyze.control import ControlSource, check_control_file
+from layerwise.analyze.options import AnalysisOptions
+from layerwise.analyze.stream import Collected, control_meta, read
+from layerwise.contract import layout, store
+from layerwise.contract.names import speakers_of
+from layerwise.contract.results import ControlResult, MeasureFamily
+from layerwise.errors import AnalysisError
+
+log = logging.getLogger(__name__)
+
+ITEM_FILE = "abx_triphone.item"  # triphone items built from alignments, written to the output folder for reuse
+KEY_MODE = {key: key.removeprefix("abx_") for key in layout.ABX_MEASURES}  # summary key -> measures.abx mode
+INFO_KEY = "abx_info"  # summary.json key of the ABX settings, counts and interval method
+FRAME_RULE = "[ceil(onset*rate - 0.5), floor(offset*rate - 0.5) + 1) at the layer's frame rate"
+SPAN_NOTE = ("ABX does not apply to span folders (one pooled vector per segment, no frames to align): analyse the "
+             "frame folder of the same extraction with the ABX flags")
+
+
+def _items_from_alignments(options: AnalysisOptions, stems: list[str]) -> tuple[list, list[str]]:
+    """Triphone items of the analysed ``stems`` that have a phone alignment, written to ``ITEM_FILE``: (items,
+    notes). Phones are read as the extraction reads them (silences dropped, stress digits stripped)."""
+    from layerwise.contract.alignments import (  # the extraction's phone rule
+        DEFAULT_SILENCE_LABELS,
+        find_alignments,
+        read_spans,
+    )
+    from layerwise.measures.abx import abx_items_from_segments, write_item_file
+
+    sources = find_alignments(options.alignment_dir, options.alignment_format)
+    aligned = [s for s in stems if s in sources]
+    if not aligned:
+        raise AnalysisError(f"alignment_dir {options.alignment_dir} has no alignment of the {len(stems)} analysed "
+                            f"files ({', '.join(stems[:3])} …): ABX items need each file's phones, named by its stem")
+    speakers, reason = speakers_of(aligned)
+    if speakers is None:
+        raise AnalysisError(f"ABX items from alignments need each file's speaker: {reason}; write an item file "
+                            f"with a speaker column and pass it as abx_item")
+    silence = options.silence_labels or DEFAULT_SILENCE_LABELS
+    segments = [(stem, seg.start, seg.end, seg.label) for stem in aligned
+                for seg in read_spans(sources[stem], options.phone_tier, silence_labels=silence,
+                                      strip_stress_digits=True)]
+    items = abx_items_from_segments(segments, speaker_of=dict(zip(aligned, speakers.tolist())))
+    out = Path(options.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_item_file(items, out / ITEM_FILE)
+    log.info("ABX: %d triphone items built from the phone tier %r of %d files' alignments, written to %s (reuse it "
+             "with abx_item)", len(items), options.phone_tier, len(aligned), out / ITEM_FILE)
+    notes = []
+    if len(aligned) < len(stems):
+        notes.append(f"ABX: {len(stems) - len(aligned)} of the {len(stems)} analysed files have no alignment in "
+                     f"{options.alignment_dir}; their frames are not scored")
+    return items, notes
+
+
+def items_for(options: AnalysisOptions, stems: list[str]) -> tuple[list, str, list[str]]:
+    """The run's ABX items: (items, the item file they are in, notes). Raises AnalysisError when none of them
+    names an analysed file."""
+    from layerwise.measures.abx import read_item_file
+
+    if options.abx_item is None:
+        items, notes = _items_from_alignments(options, stems)
+        return items, str(Path(options.output_dir) / ITEM_FILE), notes
+    items = read_item_file(options.abx_item)
+    analysed = set(stems)
+    named = {it.file for it in items}
+    if not named & analysed:
+        raise AnalysisError(f"abx_item {options.abx_item}: none of its {len(named)} files ({', '.join(sorted(named)[:3])}"
+                            f" …) is an analysed file; its #file column must name feature-file stems")
+    outside = sum(it.file not in analysed for it in items)
+    notes = [(f"ABX: {outside:,} of the {len(items):,} items of {options.abx_item} name files that are not "
+              f"analysed; they are left out")] if outside else []
+    return items, str(options.abx_item), notes
+
+
+def layer_rate(meta: dict, key: str) -> Decimal | None:
+    """Frames per second of layer ``key`` as an exact decimal (``sample_rate / hop``: 16000 / 320 = 50), or None
+    when the files do not record their frame grid."""
+    grid, sample_rate = layout.layer_grid(meta, key), meta.get("sample_rate")
+    if grid is None or not sample_rate:
+        return None
+    return Decimal(int(sample_rate)) / Decimal(int(grid.hop))
+
+
+def _item_frames(paths: dict[str, Path], items: list, key: str, rate: Decimal, check_meta: dict | None):
+    """(frames, excluded) of every item at layer ``key`` (``abx.slice_items``), read file by file; the control's
+    files are checked against the analysed files' metadata ``check_meta`` (the control rule) when given."""
+    from layerwise.measures.abx import slice_items
+
+    by_file: dict[str, list[int]] = {}
+    for i, item in enumerate(items):
+        by_file.setdefault(item.file, []).append(i)
+    frames, excluded = [None] * len(items), []
+    for stem, indices in by_file.items():
+        ff = read(paths[stem], [key]) if stem in paths else None
+        if ff is not None and check_meta is not None:
+            check_control_file(ff, check_meta)
+        part, why = slice_items({} if ff is None else {stem: ff.layers[key]}, items, rate, only=indices)
+        for i in indices:
+            frames[i] = part[i]
+        excluded += why
+    return frames, sorted(excluded, key=lambda e: e[0])
+
+
+def _settings(options: AnalysisOptions) -> dict:
+    """The keyword arguments of ``abx_error_rates_of_items`` an analysis sets (0 = no limit -> None)."""
+    return {"distance": options.abx_distance, "max_size_group": options.abx_max_size_group or None,
+            "max_x_across": options.abx_max_x_across or None, "seed": options.seed}
+
+
+def _score_layer(family: MeasureFamily, info: dict, key: str, frames, items, excluded,
+                 options: AnalysisOptions) -> None:
+    """The three modes of one layer, with their intervals (seeded by the analysis seed), into ``family``/``info``."""
+    from layerwise.measures.abx import abx_error_rates_of_items, abx_interval
+
+    for name, mode in KEY_MODE.items():
+        result = abx_error_rates_of_items(frames, items, excluded, mode=mode, **_settings(options))
+        info["n_items_used"][key] = result.n_items_used
+        info["excluded"][key] = dict(sorted(result.excluded_counts.items()))
+        info["n_cells"].setdefault(name, {})[key] = len(result.cells["score"])
+        if math.isnan(result.score):
+            family.values.setdefault(name, {})[key] = None
+            continue
+        family.values.setdefault(name, {})[key] = result.score
+        interval = abx_interval(result, seed=options.seed)
+        info["interval"][name] = {"method": interval.method, "n_boot": interval.n_boot, "level": interval.level}
+        if interval.low is None:
+            info["interval_unavailable"].setdefault(name, {})[key] = interval.reason
+        else:
+            family.intervals.setdefault(name, {})[key] = (interval.low, interval.high)
+
+
+def score(paths: dict[str, Path], items: list, item_file: str, layers: list[str], meta: dict,
+          options: AnalysisOptions, *, desc: str, check_meta: dict | None = None) -> MeasureFamily:
+    """The ABX family of one folder: ``paths`` stem -> feature file, ``items`` scored at every layer of ``layers``
+    (one progress bar over the layers). A measure without a value on any layer is under ``unavailable``."""
+    from layerwise.contract.progress import bar
+
+    family = MeasureFamily(chance={name: layout.MEASURE[name].chance for name in KEY_MODE})
+    rates = {key: layer_rate(meta, key) for key in layers}
+    unknown = [key for key, rate in rates.items() if rate is None]
+    if unknown:
+        family.unavailable.update(dict.fromkeys(KEY_MODE, f"the frame rate of {', '.join(unknown)} is not recorded "
+                                                          f"in the files' metadata (model_config, sample_rate)"))
+        return family
+    info = {"item_file": item_file, "n_items": len(items), "frame_rule": FRAME_RULE,
+            "chance": layout.MEASURE[layout.ABX_MEASURES[0]].chance, **_settings(options),
+            "frame_rate": {key: float(rate) for key, rate in rates.items()}, "n_items_used": {}, "excluded": {},
+            "n_cells": {}, "interval": {}, "interval_unavailable": {}}
+    for key in bar(layers, desc, "layer"):
+        frames, excluded = _item_frames(paths, items, key, rates[key], check_meta)
+        _score_layer(family, info, key, frames, items, excluded, options)
+    for name, mode in KEY_MODE.items():
+        if all(v is None for v in family.values.get(name, {}).values()):
+            family.values.pop(name, None)
+            family.unavailable[name] = (f"no ABX cell in any layer ({info['n_items_used'][layers[0]]} of the "
+                                        f"{len(items)} items usable; left out: {info['excluded'][layers[0]]}): mode "
+                                        f"{mode} needs two phones in one context "
+                                        + ("and X of another speaker" if "across" in name else "of one speaker"))
+    family.info[INFO_KEY] = info
+    return family
+
+
+def analyse(state: Collected, options: AnalysisOptions,
+            source: ControlSource | None) -> tuple[MeasureFamily, ControlResult | None, list[str]]:
+    """The ABX measures of a frame folder and of its random-init control: (family, the control's result or None,
+    notes). A span folder gets no ABX, only the note that it does not apply."""
+    if state.is_span:
+        return MeasureFamily(), None, [SPAN_NOTE]
+    items, item_file, notes = items_for(options, state.files)
+    folder = Path(options.features_dir)
+    paths = {stem: store.feature_path(folder, stem) for stem in state.files}
+    family = score(paths, items, item_file, state.layers, state.meta, options, desc="ABX")
+    for name, reason in family.unavailable.items():
+        log.warning("%s could not be computed: %s", name, reason)
+    control = None
+    if source is not None and source.folder is not None:
+        shared = {store.stem_of(p): p for p in store.list_feature_files(source.folder) if store.stem_of(p) in paths}
+        if shared:
+            control_family = score(shared, items, item_file, state.layers, state.meta, options,
+                                   desc="ABX (random-init control)", check_meta=state.meta)
+            control = ControlResult.of(control_family, features_dir=source.folder, n_files=len(shared),
+                                       meta=control_meta(source.folder, sorted(shared)))
+    return family, control, notes

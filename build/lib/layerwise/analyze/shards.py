@@ -1,0 +1,190 @@
+"""Analysis across machines: each shard writes mergeable partial statistics; a merge step finishes the analysis.
+
+``subset_id K of num_subsets N`` takes the files whose group ``i // GROUP_FILES`` (i = position in file-name order
+of the selection) satisfies ``group mod N == K`` and writes ``{output_dir}/partials/partial_K_of_N.npz``
+atomically: the exact statistics (``GridStats.state``: float64 moments and cross-products), the bottom-k subsample
+with its keys, span features for span folders, the stems and the run's metadata. ``merge`` checks that all N
+partials are there and belong together (same selection, seed, layers, precision, extraction identity), merges them
+exactly (Chan's pairwise update; bottom-k union) and finishes like a single process: merged numbers equal a
+single-process run to ≈1e-9 relative (tests: 1e-9 relative), figures and report included.
+
+A partial holds ``8·Σ_l D_l·(N − off_l)`` bytes of statistics: about 430 MB for HuBERT-base with 13 layers × 768
+dims (``--layers`` cuts this quadratically), plus the sample (max_points × Σ dims × 4 bytes).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+
+from layerwise.analyze import stream
+from layerwise.analyze.options import AnalysisOptions
+from layerwise.contract import layout, store
+from layerwise.contract.results import AnalysisResult
+from layerwise.errors import UsageError
+
+log = logging.getLogger(__name__)
+
+PARTIALS_DIR = "partials"
+PARTIAL_NAME = "partial_{subset:04d}_of_{count:04d}.npz"
+_PARTIAL_RE = re.compile(r"^partial_(\d+)_of_(\d+)\.npz$")
+_HEADER = "header"  # a 0-d unicode array holding the JSON header (no pickling)
+_SAME = ("seed", "max_points", "layers", "precision", "num_files", "features_dir")  # must agree across partials
+
+
+def shard_indices(count: int, subset_id: int, num_subsets: int) -> list[int]:
+    """Positions (in the selection) of the files shard ``subset_id`` of ``num_subsets`` analyses: the shard rule of
+    ``layout.shard_indices`` applied to whole groups of ``stream.GROUP_FILES`` consecutive files (group g to shard
+    g mod N)."""
+    return layout.shard_indices(count, subset_id, num_subsets, unit=stream.GROUP_FILES)
+
+
+def partial_path(output_dir: str | Path, subset_id: int, num_subsets: int) -> Path:
+    return Path(output_dir) / PARTIALS_DIR / PARTIAL_NAME.format(subset=subset_id, count=num_subsets)
+
+
+def write_partial(files: list[Path], options: AnalysisOptions) -> Path:
+    """Run this shard's streaming pass and write its partial statistics; returns the partial's path."""
+    start = time.perf_counter()
+    indices = shard_indices(len(files), options.subset_id, options.num_subsets)
+    header = {"subset_id": options.subset_id, "num_subsets": options.num_subsets,
+              "all_stems": [store.stem_of(p) for p in files], "files": [], "empty": [],
+              **{k: str(getattr(options, k)) for k in _SAME}}
+    arrays: dict[str, np.ndarray] = {}
+    if indices:
+        state = stream.collect([files[i] for i in indices], indices, layer_spec=options.layers, seed=options.seed,
+                                max_points=options.max_points, precision=options.precision, properties=False)
+        header.update(files=state.files, empty=state.empty, meta=state.meta, keys=state.layers, dims=state.dims)
+        arrays.update({f"stats_{k}": v for k, v in state.stats.state().items()})
+        arrays.update({f"sample_{k}": v for k, v in state.sampler.state().items()})
+        if state.spans is not None:
+            arrays.update(_spans_state(state.spans))
+    header["wall_s"] = time.perf_counter() - start
+    path = partial_path(options.output_dir, options.subset_id, options.num_subsets)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with store.atomic_open(path, "wb") as handle:
+        np.savez(handle, **arrays, **{_HEADER: np.array(json.dumps(header))})
+    log.info("shard %d of %d: %d files -> %s", options.subset_id, options.num_subsets, len(header["files"]), path)
+    return path
+
+
+def _spans_state(spans) -> dict[str, np.ndarray]:
+    counts = np.array([len(labels) for labels in spans.labels], dtype=np.int64)
+    out = {"spans_counts": counts, "spans_stems": np.array(spans.stems, dtype=str),
+           "spans_labels": np.concatenate(spans.labels).astype(str) if spans.labels else np.array([], str)}
+    out.update({f"spans_layer_{k}": np.concatenate(v) for k, v in spans.layers.items()})
+    return out
+
+
+def _spans_by_stem(arrays: dict[str, np.ndarray], layers: list[str]) -> dict[str, tuple[dict, np.ndarray]]:
+    ends = np.cumsum(arrays["spans_counts"])
+    starts = ends - arrays["spans_counts"]
+    return {str(stem): ({k: arrays[f"spans_layer_{k}"][a:b] for k in layers}, arrays["spans_labels"][a:b])
+            for stem, a, b in zip(arrays["spans_stems"], starts, ends)}
+
+
+def _load(path: Path, options: AnalysisOptions) -> tuple[dict, dict[str, np.ndarray]]:
+    """(header, arrays) of one partial, read through ``store.read_own``: a missing, truncated or damaged partial is
+    an ``OwnFileError`` (exit 2) naming it and the command that rewrites it."""
+    match = _PARTIAL_RE.match(path.name)
+    subset, count = (int(match.group(1)), int(match.group(2))) if match else ("K", "N")
+    rebuild = (f"python visualize_features.py --features_dir {options.features_dir} --output_dir "
+               f"{options.output_dir} --subset_id {subset} --num_subsets {count} (with the other settings of the "
+               f"shards), then --merge again")
+    arrays = store.read_own(path, what="partial statistics", rebuild=rebuild)
+    with store.guarded(path, what="partial statistics", rebuild=rebuild):
+        return json.loads(str(arrays.pop(_HEADER))), arrays
+
+
+def _partials(output_dir: Path) -> list[Path]:
+    """Every partial of one sharding, all present, or a UsageError naming the missing shards and the way out."""
+    found = {}
+    for path in sorted((output_dir / PARTIALS_DIR).glob("partial_*_of_*.npz")):
+        match = _PARTIAL_RE.match(path.name)
+        if match:
+            found.setdefault(int(match.group(2)), {})[int(match.group(1))] = path
+    if not found:
+        raise UsageError(f"no partial statistics in {output_dir / PARTIALS_DIR}; run the shards first "
+                         f"(subset_id K, num_subsets N with the same output_dir)")
+    if len(found) > 1:
+        raise UsageError(f"{output_dir / PARTIALS_DIR} holds partials of several shardings (num_subsets "
+                         f"{sorted(found)}); remove the partials of the old one")
+    count, parts = next(iter(found.items()))
+    missing = sorted(set(range(count)) - set(parts))
+    if missing:
+        raise UsageError(f"partials of shards {missing} of {count} are missing in {output_dir / PARTIALS_DIR}; "
+                         f"run those shards (subset_id {missing[0]} …) before merging")
+    return [parts[i] for i in range(count)]
+
+
+def merge(options: AnalysisOptions) -> AnalysisResult:
+    """Merge every partial in ``options.output_dir`` and finish the analysis (PCA, t-SNE, span measures)."""
+    from layerwise.analyze.finish import finish
+
+    start = time.perf_counter()
+    from layerwise.contract.progress import bar
+
+    loaded = [_load(p, options) for p in bar(_partials(Path(options.output_dir)), "merge (reading partials)",
+                                             "shard")]
+    first_header = loaded[0][0]
+    for header, _ in loaded[1:]:
+        differ = [k for k in ("all_stems", *_SAME) if header[k] != first_header[k]]
+        if differ:
+            raise UsageError(f"partial of shard {header['subset_id']} was made with other settings than shard 0 "
+                             f"({', '.join(differ)}); re-run the shards with the same settings")
+    filled = [(h, a) for h, a in loaded if h["files"]]
+    if not filled:
+        raise UsageError("the partials hold no files with frames; nothing to merge")
+    header, arrays = filled[0]
+    state = _state_from(header, arrays, options)
+    spans_by_stem = {}
+    for other_header, other_arrays in filled:
+        layout.check_same_extraction(other_header["meta"], header["meta"],
+                                     subject=f"the partial of shard {other_header['subset_id']}",
+                                     reference_name=f"the partial of shard {header['subset_id']}",
+                                     advice=" (the shards read files of different extractions); re-run them on "
+                                            "one extraction's folder")
+        if other_header is not header:
+            other = _state_from(other_header, other_arrays, options)
+            state.stats.merge(other.stats)
+            state.sampler.merge(other.sampler)
+        if state.spans is not None:
+            spans_by_stem.update(_spans_by_stem(other_arrays, state.layers))
+    files = {stem for h, _ in filled for stem in h["files"]}
+    order = [stem for stem in header["all_stems"] if stem in files]
+    if state.spans is not None:
+        for stem in order:
+            state.spans.add(stem, *spans_by_stem[stem])
+    state.empty = [stem for h, _ in loaded for stem in h["empty"]]
+    recorded = replace(options, seed=int(header["seed"]), max_points=int(header["max_points"]),
+                       num_files=int(header["num_files"]), precision=header["precision"],
+                       features_dir=header["features_dir"])
+    wall = {"streaming_pass": sum(h["wall_s"] for h, _ in loaded), "merge": time.perf_counter() - start}
+    result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
+    if state.grids and not state.is_span:
+        result = replace(result, notes=[*result.notes, ("alignment-free property measures (cca_mel, cca_intra, "
+                                        "speaker) are not computed in sharded runs; run one process for them")])
+    return result
+
+
+def _state_from(header: dict, arrays: dict[str, np.ndarray], options: AnalysisOptions) -> stream.Collected:
+    """A :class:`stream.Collected` holding one partial's statistics and sample (span features added later)."""
+    from layerwise.analyze.spans import SpanFeatures
+    from layerwise.stats.grids import GridStats, grids_for
+    from layerwise.stats.sample import FrameSampler
+
+    layers, dims, meta = header["keys"], header["dims"], header["meta"]
+    is_span = "spans_counts" in arrays
+    grids = None if is_span else grids_for(meta, layers)
+    stats = GridStats(layers, dims, grids, precision=header["precision"])
+    stats.load_state({k[len("stats_"):]: v for k, v in arrays.items() if k.startswith("stats_")})
+    sampler = FrameSampler(layers, dims, max_points=int(header["max_points"]), seed=int(header["seed"]))
+    sampler.load_state({k[len("sample_"):]: v for k, v in arrays.items() if k.startswith("sample_")})
+    return stream.Collected(layers, dims, grids, meta, header["files"][0], stats, sampler,
+                             SpanFeatures() if is_span else None, files=list(header["files"]))

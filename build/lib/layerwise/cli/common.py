@@ -1,0 +1,168 @@
+"""What every CLI shares: one argument parser (flag spellings, "did you mean", one ``--help`` style), one logging
+format, SLURM job-array shards, exit codes, quiet third-party loggers."""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import logging
+import os
+import re
+import sys
+
+EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATEFMT = "%H:%M:%S"
+NOISY_LOGGERS = ("httpx", "httpcore", "urllib3", "filelock", "huggingface_hub", "transformers", "matplotlib",
+                 "PIL", "numba", "openTSNE")
+
+
+HELP_WIDTH = 100  # columns of every CLI's --help (fits an 80-column terminal's wrap-free 100-column log viewer)
+SUGGEST_CUTOFF = 0.6  # difflib similarity from which an unknown flag is answered with "did you mean"
+UNRECOGNIZED = "unrecognized arguments: "  # argparse's message prefix for flags it does not know
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The one ``--help`` style: descriptions and example epilogs as written, HELP_WIDTH columns, and every default
+    that says something shown as ``(default: …)`` (None, False and suppressed defaults are not)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=HELP_WIDTH, max_help_position=32)
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("%(default)" in text or "default" in text.lower() or not action.option_strings
+                or default in (None, False, argparse.SUPPRESS)):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def flag_spellings(flag: str) -> tuple[str, ...]:
+    """The spellings of a long flag a user may type: ``--audio_dir`` -> (``--audio_dir``, ``--audio-dir``)."""
+    if not flag.startswith("--"):
+        return (flag,)
+    body = flag[2:]
+    return tuple(dict.fromkeys((flag, "--" + body.replace("_", "-"), "--" + body.replace("-", "_"))))
+
+
+class CliParser(argparse.ArgumentParser):
+    """``argparse.ArgumentParser`` with the project's conventions, used by every CLI (and its sub-commands):
+
+    - each long flag is accepted with dashes or underscores (``--audio-dir`` = ``--audio_dir``);
+    - an unknown flag is answered with the closest known one (``did you mean --audio_dir?``, difflib), exit 2;
+    - :class:`HelpFormatter` unless another formatter is named.
+    """
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+    def known_flags(self) -> list[str]:
+        """Every long flag of this parser and of its sub-commands' parsers."""
+        flags = [f for f in self._option_string_actions if f.startswith("--")]
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for sub in action.choices.values():
+                    flags += sub.known_flags() if isinstance(sub, CliParser) else list(sub._option_string_actions)
+        return list(dict.fromkeys(flags))
+
+    def canonical(self, token: str) -> str:
+        """``token`` with its flag name respelt as this parser knows it (``--audio-dir=x`` -> ``--audio_dir=x``);
+        anything else (values, unknown flags, flags of a sub-command) unchanged."""
+        if not token.startswith("--") or token == "--":
+            return token
+        name, eq, value = token.partition("=")
+        if name in self._option_string_actions:
+            return token
+        for spelling in flag_spellings(name)[1:]:
+            if spelling in self._option_string_actions:
+                return spelling + eq + value
+        return token
+
+    def parse_known_args(self, args=None, namespace=None):
+        args = list(sys.argv[1:] if args is None else args)
+        end = args.index("--") if "--" in args else len(args)
+        args = [self.canonical(a) for a in args[:end]] + args[end:]
+        return super().parse_known_args(args, namespace)
+
+    def error(self, message: str):
+        """argparse's usage error (exit 2), with "did you mean --x?" for each unknown flag that is close to one."""
+        if message.startswith(UNRECOGNIZED):
+            known = self.known_flags()
+            hints = []
+            for token in message[len(UNRECOGNIZED):].split():
+                name = token.partition("=")[0]
+                if not name.startswith("-"):
+                    continue
+                close = difflib.get_close_matches(name.replace("-", "_"), [k.replace("-", "_") for k in known],
+                                                  n=1, cutoff=SUGGEST_CUTOFF)
+                if close:
+                    hints.append(f"{name}: did you mean {known[[k.replace('-', '_') for k in known].index(close[0])]}?")
+            if hints:
+                message = f"{message} ({'; '.join(hints)})"
+        super().error(message)
+
+
+def setup_logging(verbose: bool) -> None:
+    """Time of day, level, logger, message — the same for every CLI; third-party chatter at WARNING."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.INFO, format=LOG_FORMAT, datefmt=LOG_DATEFMT)
+    for name in NOISY_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def add_shard_arguments(group, unit: str) -> None:
+    """``--subset_id`` / ``--num_subsets`` of a command that shards ``unit`` (e.g. "file i of the sorted list goes to
+    shard i mod N")."""
+    group.add_argument("--subset_id", type=int, default=None,
+                       help=f"shard K: {unit} (default 0, or SLURM_ARRAY_TASK_ID in a job array, with --num_subsets)")
+    group.add_argument("--num_subsets", type=int, default=None,
+                       help="number of shards N (default 1; required in a SLURM job array: a re-run of one task "
+                            "cannot know N from the array)")
+
+
+def shard_from_env(subset_id: int | None, num_subsets: int | None, parser) -> tuple[int, int]:
+    """``(subset_id, num_subsets)`` from the flags, inside a SLURM job array from ``SLURM_ARRAY_TASK_ID``.
+
+    The number of shards is a property of the job, never of one submission: ``sbatch --array=17 job.sh``, which
+    re-runs one killed task, sets ``SLURM_ARRAY_TASK_COUNT=1`` and ``MIN=MAX=17``, so neither the count nor the
+    offset of the array can say which shard of how many this is. So ``--num_subsets N`` must be given (in the job
+    script) whenever the shard would come from the array, and the shard IS the task id: ``SLURM_ARRAY_TASK_ID`` =
+    K gives shard K of N in the first submission (``--array=0-63``) and in any re-run of that task
+    (``--array=17``). A task id outside ``[0, N-1]``, an array whose ``SLURM_ARRAY_TASK_MAX`` is ≥ N, or
+    ``--num_subsets`` without a shard is a usage error through ``parser.error`` (exit 2), never a silent shard.
+    """
+    env = os.environ
+    task = env.get("SLURM_ARRAY_TASK_ID")
+    if subset_id is None and task is not None:
+        if num_subsets is None:
+            parser.error(f"SLURM_ARRAY_TASK_ID={task} is set but --num_subsets is not: the number of shards must "
+                         "come from the job script (a re-run of one task, sbatch --array=K, sees "
+                         "SLURM_ARRAY_TASK_COUNT=1); add --num_subsets N to its command (shard = SLURM_ARRAY_TASK_ID,"
+                         " array 0..N-1), or pass --subset_id/--num_subsets")
+        try:
+            subset_id = int(task)
+            highest = int(env.get("SLURM_ARRAY_TASK_MAX", task))
+        except ValueError:
+            parser.error(f"SLURM_ARRAY_TASK_ID={task!r} / SLURM_ARRAY_TASK_MAX are not integers")
+        if highest >= num_subsets >= 1:
+            parser.error(f"the SLURM array runs up to task {highest} but --num_subsets is {num_subsets}: the shard "
+                         f"is SLURM_ARRAY_TASK_ID, so submit --array=0-{num_subsets - 1} (or a part of it)")
+        logging.getLogger(parser.prog).info("shard %d of %d: SLURM_ARRAY_TASK_ID of --num_subsets", subset_id,
+                                            num_subsets)
+    if subset_id is None and num_subsets not in (None, 1):
+        parser.error(f"--num_subsets {num_subsets} without --subset_id (and outside a SLURM job array): say which "
+                     "shard, --subset_id K")
+    subset, count = (0 if subset_id is None else subset_id), (1 if num_subsets is None else num_subsets)
+    if count < 1 or not 0 <= subset < count:
+        parser.error(f"--subset_id {subset} not in [0, {count - 1}] for --num_subsets {count}")
+    return subset, count
+
+
+def with_flags(message: str, names) -> str:
+    """A library message (which names parameters) as the CLI user reads it: ``layers: 0-9 not in …`` →
+    ``--layers: 0-9 not in …``, ``max_points=3`` → ``--max_points=3``, for each parameter in ``names`` (e.g.
+    ``vars(args)``); names already written as flags are left alone."""
+    for name in sorted(names, key=len, reverse=True):
+        message = re.sub(rf"(?<![-\w.]){re.escape(name)}(?=[=:])", f"--{name}", message)
+    return message

@@ -1,0 +1,66 @@
+"""Compare extraction folders layer by layer: cross-model linear CKA, same-index curves, per-folder sweeps, report.
+
+Reads two or more folders written by extract_features.py (utterances matched by file name; only those present in
+every folder are used) and writes one heatmap per pair of folders, cka_same_layer.png, sweep.png, summary.json,
+summary.csv and report.html to --output_dir. See docs/analysis.md, "Comparing models and checkpoints".
+
+Example:
+  python compare_features.py \\
+      --features_dirs output/hubert-base-ls960/librispeech_dev-clean_sample1 \\
+                      output/wav2vec2-base/librispeech_dev-clean_sample1 \\
+                      output/hubert-base-ls960-random_init/librispeech_dev-clean_sample1 \\
+      --output_dir output/comparison --layers 0-12
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from layerwise.cli.common import EXIT_OK, EXIT_USAGE, CliParser, setup_logging, with_flags
+from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
+from layerwise.contract import progress
+from layerwise.errors import LayerwiseError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = CliParser(prog="compare_features.py", description=__doc__.split("\n\n")[0],
+                  epilog=__doc__[__doc__.index("Example:"):])
+    d = "(default: %(default)s)"
+    p.add_argument("--features_dirs", nargs="+", required=True, metavar="DIR",
+                   help="two or more folders of *_features.npz files (extract_features.py output folders)")
+    p.add_argument("--output_dir", default=DEFAULT_OUTPUT_DIR, help=f"where figures and reports go {d}")
+    p.add_argument("--num_files", type=int, default=DEFAULT_NUM_FILES,
+                   help=f"compare the first N utterances present in every folder, in file-name order; 0 = all {d}")
+    p.add_argument("--layers", default="all",
+                   help=f"layers compared in every folder: indices, ranges or keys, e.g. 0,6,12 or 0-12 or "
+                        f"layer_3 {d}")
+    p.add_argument("--labels", nargs="+", metavar="NAME",
+                   help="one legend name per folder, in the same order (default: each folder's model tag from its "
+                        "metadata, '-random_init' appended for a control)")
+    p.add_argument("--no_progress", action="store_true", help="no progress bars on stderr")
+    p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbose)
+    progress.set_enabled(not args.no_progress)
+    log = logging.getLogger("compare_features")
+    try:
+        from layerwise.compare.run import run_comparison
+
+        run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
+                                      num_files=args.num_files, layers=args.layers, labels=args.labels))
+    except LayerwiseError as err:
+        log.error("%s", with_flags(str(err), vars(args)))
+        if args.verbose:
+            raise
+        return EXIT_USAGE
+    return EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

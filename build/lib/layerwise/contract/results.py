@@ -1,0 +1,346 @@
+"""The typed result of an analysis run: what ``analyze.compute`` returns and what figures and reports read.
+
+Every number a figure, a table or ``summary.json`` shows is in here, computed once by ``analyze.compute`` (derived
+numbers included: components for 90 % of the variance, medians, CKA with the previous layer). Nothing below computes
+statistics; the methods only reshape the result into the on-disk forms (``summary.json`` dict, ``summary.csv`` rows).
+
+A value that could not be computed is ``None`` and its reason is a string in ``LayerResult.reasons`` (per layer) or
+``AnalysisResult.unavailable`` (per measure) — never a message string in place of an array.
+
+Every measure family (the span measures, the alignment-free measures) returns one :class:`MeasureFamily`: values,
+what could not be computed and why, its scalars and provenance, and the control's family beside it, so the finish
+step merges families without parsing keys or note strings.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from layerwise.contract.layout import FRAME_SPAN
+
+N_PCA_COMPONENTS = 20  # explained-variance ratios kept per layer (summary.json, the cumulative-variance panel)
+VARIANCE_TARGET = 0.9  # components_90: the fewest principal components holding this share of the variance
+CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", "pca_explained_variance_ratio")
+CONTROL_KEY = "random_init"  # summary.json key holding the random-init control's measures
+NO_CONTROL = "no random-initialisation control"  # how the note of a run without its control begins
+CONTROL_META = ("model_name", "model_revision", "seed")  # what the report and summary.json say of a control's files
+
+
+def components_for(ratios: np.ndarray | None, target: float = VARIANCE_TARGET) -> int | None:
+    """The fewest leading components whose explained-variance ratios sum to ``target``; ``None`` when PCA is
+    undefined (``ratios`` None/empty) or the kept ratios never reach ``target`` (more than ``N_PCA_COMPONENTS``)."""
+    if ratios is None or len(ratios) == 0:
+        return None
+    cumulative = np.cumsum(ratios)
+    reached = np.flatnonzero(cumulative >= target - 1e-12)
+    return int(reached[0]) + 1 if len(reached) else None
+
+
+@dataclass(frozen=True)
+class LayerResult:
+    """One layer's numbers, over that layer's own frames.
+
+    key : stored key (``layer_3``, ``conv_0``); dim : D; n_frames : frames (or segments) of this layer over all files;
+    frame_rate : frames per second of this layer (``None`` for span folders and files without metadata).
+    mean, std : over all frames × dims (ddof=0). dim_mean, dim_var : (D,) float64 per-dimension mean and variance.
+    explained_variance_ratio : (k,) float64, k ≤ N_PCA_COMPONENTS, from the exact covariance; ``None`` if undefined.
+    components_90 : fewest components holding 90 % of the variance (``None`` if undefined or beyond the kept k).
+    projection : (n_points, 2) float64 sampled points on PC1/PC2 (PC2 column 0 when only one component exists).
+    embedding : (n_points, 2) float64 t-SNE coordinates of the sampled points.
+    cka_with_previous : CKA with the previous selected layer (``None`` for the first or when undefined).
+    reasons : measure ("pca", "tsne", "cka_with_previous") -> why it is ``None``.
+    """
+
+    key: str
+    dim: int
+    n_frames: int
+    frame_rate: float | None
+    mean: float
+    std: float
+    dim_mean: np.ndarray
+    dim_var: np.ndarray
+    explained_variance_ratio: np.ndarray | None
+    components_90: int | None
+    projection: np.ndarray | None
+    embedding: np.ndarray | None
+    cka_with_previous: float | None = None
+    reasons: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dim_var_median(self) -> float:
+        return float(np.median(self.dim_var))
+
+    @property
+    def dim_var_max(self) -> float:
+        return float(np.max(self.dim_var))
+
+    @property
+    def evr_pc1(self) -> float | None:
+        ratios = self.explained_variance_ratio
+        return None if ratios is None or len(ratios) == 0 else float(ratios[0])
+
+
+@dataclass(frozen=True)
+class SampleInfo:
+    """Where the sampled points (rows of every layer's ``projection``/``embedding``) come from, (n_points,) each.
+
+    utterances : stem of each point; frame_index : its row in that file (at the first selected layer's rate);
+    labels : span label of each point, or None for frame folders; speakers : LibriSpeech speaker of each point, or
+    None when a stem does not follow ``{speaker}-{chapter}-{utterance}``.
+    """
+
+    utterances: np.ndarray
+    frame_index: np.ndarray
+    labels: np.ndarray | None
+    speakers: np.ndarray | None
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """How the analysis was run: inputs, options, wall times in seconds per stage, and the command line."""
+
+    features_dir: str
+    output_dir: str | None
+    seed: int
+    max_points: int
+    num_files: int
+    similarity: str
+    cka_vmin: float | None = None
+    color_by: str = "auto"
+    cca_protocol: str | None = None
+    mi_protocol: str | None = None
+    wall_s: dict[str, float] = field(default_factory=dict)
+    command: str | None = None
+    shards: int = 1  # > 1 when merged from partial statistics
+    file_list: str | None = None  # the list file that chose the files (--file_list), if any
+
+
+@dataclass(frozen=True)
+class MeasureFamily:
+    """What one family of per-layer measures found (``span.span_measures``, ``alignment_free.measure``).
+
+    values : measure -> layer -> float, or ``None`` where undefined for that layer (``cca_intra`` of its reference
+        layer, a layer whose computation failed: its reason is then under ``unavailable``).
+    unavailable : measure -> why it could not be computed (a measure listed here is absent from ``values``, or
+        ``None`` on the layers the reason names).
+    info : scalars and provenance that ``summary.json`` writes beside the values, under these keys
+        (``probe_majority_baseline``, ``span_measures_info``); ``{}`` when the family writes none.
+    provenance : how the family was computed (seed, protocol, sizes) when it is not written to ``summary.json``.
+    control : the same family on the random-initialisation control (same seed, protocol, utterances), or None.
+    intervals, chance : room for measure -> layer -> (low, high) intervals and measure -> chance level.
+    The dicts are filled while the family is computed; the fields are never rebound.
+    """
+
+    values: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    info: dict = field(default_factory=dict)
+    provenance: dict = field(default_factory=dict)
+    control: MeasureFamily | None = None
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    chance: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class ControlResult:
+    """The random-initialisation control's measures (same seed, utterances and protocol as the trained run).
+
+    features_dir : the control folder; n_files : its utterances used (those it shares with the analysed files);
+    measures, measure_info, unavailable, intervals : as in :class:`AnalysisResult`; meta : the metadata of the
+    control's first shared file (model_name, model_revision, seed, random_init …; ``{}`` when not read).
+    """
+
+    features_dir: str
+    n_files: int
+    measures: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    measure_info: dict = field(default_factory=dict)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    meta: dict = field(default_factory=dict)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, family: MeasureFamily, *, features_dir, n_files: int, meta: dict) -> ControlResult:
+        """The control's result from its :class:`MeasureFamily` (the ``control`` of the trained run's family)."""
+        return cls(str(features_dir), n_files, dict(family.values), dict(family.info), dict(family.unavailable),
+                   meta, dict(family.intervals))
+
+    def describe(self, n_analysed: int) -> str:
+        """``{folder}: {model} (revision r), random initialisation seed s; N of M analysed utterances shared``."""
+        meta = {k: "not recorded" if v is None else v for k, v in self.meta.items()}
+        model = f"{meta.get('model_name', 'model not recorded')} (revision {meta.get('model_revision', 'not recorded')})"
+        init = (f"random initialisation seed {meta.get('seed', 'not recorded')}" if self.meta.get("random_init")
+                else "random initialisation not recorded in its files")
+        return f"{self.features_dir}: {model}, {init}; {self.n_files} of {n_analysed} analysed utterances shared"
+
+    def summary(self) -> dict:
+        """The ``random_init`` object of ``summary.json``: measures flat (measure -> layer -> value) as for the
+        trained model, then the scalars, the folder, the count and what could not be computed."""
+        return {**{k: dict(v) for k, v in self.measures.items()}, **ci_keys(self.intervals), **self.measure_info,
+                "features_dir": self.features_dir, "n_files": self.n_files, "unavailable": dict(self.unavailable),
+                **{k: self.meta.get(k) for k in CONTROL_META}}
+
+
+@dataclass(frozen=True)
+class AnalysisResult:
+    """Everything an analysis run found, in the order of ``layers`` (numeric).
+
+    files : stems analysed, in file-name order. layers : one :class:`LayerResult` per selected layer.
+    cka, cosine : (L, L) float64, NaN where undefined (cosine between layers of different dims; a constant layer).
+    similarity_frames : (L, L) int, frames each pair was compared over (layers of other frame rates: after
+        average-pooling the finer onto the coarser grid, see ``contract.grid``); similarity_rule : how pairs were matched.
+    sample : the sampled points. meta : the extraction's metadata (first file; ``{}`` for prototype files).
+    run : options, wall times, command. unit : "frames" or "phone segments"/"word segments".
+    notes : things the reader should know (also logged). unavailable : measure -> why it could not be computed.
+    measures : per-layer span/property measures, measure -> layer -> value or None (probe_accuracy, pwcca, mi,
+        cca_mel, cca_intra, speaker_probe_accuracy, speaker_pwcca, ...); measure_info : scalars and provenance of
+        those measures (probe_majority_baseline, span_measures_info, ...); control : the random-init control's
+        :class:`ControlResult`, or None. requested : measures this run was expected to produce; one of them in
+        ``unavailable`` makes the CLI exit non-zero. not_applicable : column (a ``rows()`` key: measure or
+        ``cka_with_previous``) -> layer -> why that cell is empty by definition (``"the reference layer"``); it
+        holds for the control's column of the same measure too. intervals : measure -> layer -> (low, high), the
+        95 % interval of a measure that has one (written as ``<measure>_ci``; the method is in ``measure_info``).
+        no_control : the note of a run whose measures would be drawn against a control but that has none; None
+        when there is a control or no such measure.
+    """
+
+    files: list[str]
+    layers: list[LayerResult]
+    cka: np.ndarray
+    cosine: np.ndarray
+    similarity_frames: np.ndarray
+    similarity_rule: str
+    sample: SampleInfo
+    meta: dict
+    run: RunInfo
+    unit: str = "frames"
+    notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    measures: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    measure_info: dict = field(default_factory=dict)
+    control: ControlResult | None = None
+    requested: list[str] = field(default_factory=list)
+    not_applicable: dict[str, dict[str, str]] = field(default_factory=dict)
+    intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    no_control: str | None = None  # why a run whose measures would draw a control has none (also in ``notes``)
+
+    # ------------------------------------------------------------------ views
+    @property
+    def keys(self) -> list[str]:
+        return [layer.key for layer in self.layers]
+
+    def layer(self, key: str) -> LayerResult:
+        return self.layers[self.keys.index(key)]
+
+    @property
+    def n_frames(self) -> int:
+        """Frames of the coarsest selected layer (all layers' counts are equal unless their frame rates differ)."""
+        return min(layer.n_frames for layer in self.layers)
+
+    @property
+    def dims(self) -> list[int]:
+        return [layer.dim for layer in self.layers]
+
+    @property
+    def model_name(self) -> str:
+        return str(self.meta.get("model_name") or "unknown model (no metadata)")
+
+    # ------------------------------------------------------------------ on-disk forms
+    def summary(self) -> dict:
+        """The ``summary.json`` object (contract keys first; NaN stays NaN — the writer turns it into null)."""
+        layers = self.layers
+        out = {
+            "files": list(self.files), "layers": self.keys, "n_frames": int(self.n_frames),
+            "mean": {x.key: x.mean for x in layers}, "std": {x.key: x.std for x in layers},
+            "cka": self.cka.tolist(), "cosine": self.cosine.tolist(),
+            "pca_explained_variance_ratio": {
+                x.key: [] if x.explained_variance_ratio is None else x.explained_variance_ratio.tolist()
+                for x in layers},
+            "pca_components_90": {x.key: x.components_90 for x in layers},
+            "n_frames_per_layer": {x.key: x.n_frames for x in layers},
+            "frame_rate": {x.key: x.frame_rate for x in layers},
+            "dims": {x.key: x.dim for x in layers},
+            "similarity_frames": self.similarity_frames.tolist(), "similarity_rule": self.similarity_rule,
+            "seed": self.run.seed, "features_dir": self.run.features_dir, "n_files": len(self.files),
+            "max_points": self.run.max_points, "n_points": len(self.sample), "similarity_drawn": self.run.similarity,
+            "model_name": self.meta.get("model_name"), "model_revision": self.meta.get("model_revision"),
+            "rep_type": self.meta.get("rep_type"), "span": self.meta.get("span", FRAME_SPAN), "unit": self.unit,
+            "shards": self.run.shards, "wall_seconds": dict(self.run.wall_s), "command": self.run.command,
+            "notes": list(self.notes), "unavailable": dict(self.unavailable),
+            "requested_measures": list(self.requested),
+        }
+        out.update({name: dict(values) for name, values in self.measures.items()})
+        out.update(ci_keys(self.intervals))
+        out.update(self.measure_info)
+        if self.control is not None:
+            out[CONTROL_KEY] = self.control.summary()
+        return out
+
+    def rows(self, part: str = "all") -> list[dict]:
+        """``summary.csv``: one row per layer (None/NaN are written as empty cells). part : ``"all"`` (the CSV),
+        ``"own"`` (the analysed model's columns) or ``"control"`` (``layer`` and the control's ``random_init_…``
+        columns; ``[]`` without a control)."""
+        if part not in ("all", "own", "control"):
+            raise ValueError(f"part={part!r} not in ('all', 'own', 'control')")
+        if part == "control" and self.control is None:
+            return []
+        rows = []
+        baseline = self.measure_info.get("probe_majority_baseline")
+        control = self.control.measures if self.control is not None else {}
+        for x in self.layers:
+            own: dict = {} if part == "control" else {
+                "layer": x.key, "dim": x.dim, "n_frames": x.n_frames, "frame_rate": x.frame_rate,
+                "mean": x.mean, "std": x.std, "dim_var_median": x.dim_var_median, "dim_var_max": x.dim_var_max,
+                "pca_evr_pc1": x.evr_pc1, "pca_components_90": x.components_90,
+                "cka_with_previous": x.cka_with_previous,
+            }
+            if part != "control":
+                for name, values in self.measures.items():
+                    own[name] = values.get(x.key)
+                    own.update(_ci_cells(name, self.intervals, x.key))
+                if baseline is not None:
+                    own["probe_majority_baseline"] = baseline
+            theirs: dict = {}
+            if part != "own":
+                for name, values in control.items():
+                    theirs[f"{CONTROL_KEY}_{name}"] = values.get(x.key)
+                    theirs.update(_ci_cells(f"{CONTROL_KEY}_{name}", self.control.intervals, x.key, name))
+            rows.append({"layer": x.key, **theirs} if part == "control" else {**own, **theirs})
+        return rows
+
+
+def ci_keys(intervals: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict[str, list[float]]]:
+    """``summary.json``'s form of per-layer intervals: ``{"<measure>_ci": {layer: [low, high]}}``."""
+    return {f"{name}_ci": {layer: [float(low), float(high)] for layer, (low, high) in per_layer.items()}
+            for name, per_layer in intervals.items()}
+
+
+def _ci_cells(column: str, intervals: dict, layer: str, measure: str | None = None) -> dict:
+    """``summary.csv`` cells ``<column>_ci_low``/``_ci_high`` of one layer when the measure has intervals (empty
+    cells for a layer without one), else none."""
+    per_layer = intervals.get(measure or column)
+    if per_layer is None:
+        return {}
+    low, high = per_layer.get(layer, (None, None))
+    return {f"{column}_ci_low": low, f"{column}_ci_high": high}
+
+
+def finite_or_none(value) -> float | None:
+    """A Python float, or None for NaN/inf/None (for JSON and tables)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def layer_reasons(reasons: dict[str, str], n_layers: int) -> str:
+    """The ``unavailable`` text of a measure from its per-layer reasons (layer -> why): one sentence when every
+    layer fails the same way (``"every layer: why"``), else ``"layer_0: why; layer_2: why"``."""
+    texts = set(reasons.values())
+    if len(texts) == 1 and len(reasons) == n_layers:
+        return f"every layer: {texts.pop()}"
+    return "; ".join(f"{key}: {why}" for key, why in reasons.items())

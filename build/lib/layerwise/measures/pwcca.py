@@ -1,0 +1,174 @@
+"""Projection-weighted CCA (Morcos, Raghu & Bengio 2018), centred and shift-invariant: the project's default.
+
+CCA, as implemented in ``fit_cca`` (X: n×p features, Y: n×q one-hot labels, both centred on the train part)::
+
+    Cxx = XᵀX/(n-1) + rx·I,  Cyy = YᵀY/(n-1) + ry·I,  Cxy = XᵀY/(n-1)
+    Wx = Cxx^(-1/2), Wy = Cyy^(-1/2)            (eigh: V diag(w^-1/2) Vᵀ)
+    Wx Cxy Wy = U S Vᵀ                          (SVD; S = canonical correlations on the fit data)
+    A = Wx U[:, :k],  B = Wy V[:, :k],  k = min(p, q_present - 1, n - 1)
+
+The one-hot columns sum to 1, so centred Y has rank q_present - 1 and its last direction carries no signal; it
+is left out. On held-out data, ``ρ_i = corr(X a_i, Y b_i)`` (Pearson). Projection weighting (Morcos et al.; the
+reference ``pwcca.py`` of google/svcca) uses the view with fewer columns, Z (the labels here): with Q the
+orthonormalised held-out canonical variates of Z (QR), ``α_i = Σ_j |⟨Q_i, z_j⟩|`` over the centred columns z_j
+of Z, and ``PWCCA = Σ_i α_i ρ_i / Σ_i α_i``. ``rx = ε · tr(Cxx⁰)/p`` with ε from the grid (features are
+standardised on the train part, so tr/p = 1); ``ry = CCA_REG_Y · tr(Cyy⁰)/q``.
+
+When the held-out part has fewer points than there are canonical variates (a word-span folder of a few utterances),
+QR gives as many orthonormal directions as points: the variates beyond them add nothing new and weigh 0.
+
+Undefined inputs raise :class:`~layerwise.errors.UndefinedMeasureError` (the families report ``None`` with its
+message), never a number: a view with zero variance on the fit part (a constant layer, one label class), a weighted
+variate whose held-out correlation is 0/0 (a view constant on the held-out part), no variate with weight.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import linalg
+
+from layerwise.errors import UndefinedMeasureError
+
+CCA_REG_GRID = (1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # ε for the features, relative to mean eig(Cxx)
+CCA_REG_Y = 1e-4  # fixed ε for the one-hot labels (only keeps Cyy invertible)
+ZERO_REL = 1e-12  # a norm below this fraction of the largest one is rounding noise: that variate has no variance
+
+
+def standardise(train: np.ndarray, *others: np.ndarray) -> list[np.ndarray]:
+    """z-score with the train part's mean/std (float64); constant columns are only centred. Constant is told
+    exactly (max == min): the mean of n equal values can miss them by an ulp, and dividing that ~1e-17 std would
+    blow rounding noise up to unit variance."""
+    mean = train.mean(axis=0)
+    std = train.std(axis=0)
+    std[(std == 0) | (np.ptp(train, axis=0) == 0 if len(train) else True)] = 1.0
+    return [(x - mean) / std for x in (train, *others)]
+
+
+@dataclass
+class CCAFit:
+    """Regularised CCA fitted on one data part: centring means and canonical directions A (p, k), B (q, k)."""
+
+    mean_x: np.ndarray
+    mean_y: np.ndarray
+    a: np.ndarray
+    b: np.ndarray
+    rho_fit: np.ndarray  # canonical correlations on the fit data, (k,)
+
+
+class _CCAMoments:
+    """Centred covariances of one fit part and their eigendecompositions, reused across the ε grid."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray):
+        n = len(x)
+        for name, view in (("the first view (the layer)", x), ("the second view", y)):
+            if n < 2 or not np.ptp(view, axis=0).max() > 0:  # every column constant (exact): CCA is 0/0
+                raise UndefinedMeasureError(f"{name} is constant on the {n} fit rows (zero variance in every "
+                                            f"dimension; for one-hot labels: a single class)")
+        self.mean_x, self.mean_y = x.mean(axis=0), y.mean(axis=0)
+        xc, yc = x - self.mean_x, y - self.mean_y
+        cxx, cyy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1)
+        self.cxy = xc.T @ yc / (n - 1)
+        self.wx, self.vx = linalg.eigh(cxx)  # Cxx = Vx diag(wx) Vxᵀ
+        self.wy, self.vy = linalg.eigh(cyy)
+        self.wx, self.wy = np.clip(self.wx, 0, None), np.clip(self.wy, 0, None)
+        self.scale_x = max(self.wx.mean(), 1e-12)  # tr(Cxx)/p (> 0: a constant view was refused above)
+        self.scale_y = max(self.wy.mean(), 1e-12)
+        self.rank_y = int(np.sum(self.wy > 1e-10 * self.wy.max())) if self.wy.max() > 0 else 0
+        self.k_max = max(1, min(x.shape[1], self.rank_y, n - 1))
+
+    def fit(self, reg_x: float, reg_y: float) -> CCAFit:
+        # (C + r I)^(-1/2) = V diag((w + r)^(-1/2)) Vᵀ, applied as products so no p×p inverse is formed.
+        dx = (self.wx + reg_x * self.scale_x) ** -0.5
+        dy = (self.wy + reg_y * self.scale_y) ** -0.5
+        wx_cxy = self.vx @ (dx[:, None] * (self.vx.T @ self.cxy))  # Wx Cxy
+        t = (wx_cxy @ self.vy) * dy[None, :] @ self.vy.T  # Wx Cxy Wy
+        u, s, vt = linalg.svd(t, full_matrices=False)
+        k = min(self.k_max, len(s))
+        a = self.vx @ (dx[:, None] * (self.vx.T @ u[:, :k]))  # Wx U_k
+        b = self.vy @ (dy[:, None] * (self.vy.T @ vt[:k].T))  # Wy V_k
+        return CCAFit(self.mean_x, self.mean_y, a, b, s[:k])
+
+
+def fit_cca(x: np.ndarray, y: np.ndarray, *, reg_x: float, reg_y: float = CCA_REG_Y) -> CCAFit:
+    """Regularised CCA of x (n, p) and y (n, q) (formulas in the module docstring); reg_* relative to tr/dim."""
+    return _CCAMoments(np.asarray(x, np.float64), np.asarray(y, np.float64)).fit(reg_x, reg_y)
+
+
+def _columnwise_corr(hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
+    """Pearson correlation of matching columns of hx, hy (n, k), (k,); NaN where a column has no variance (0/0):
+    constant exactly (max == min) or a norm below ``ZERO_REL`` of the largest."""
+    constant = (np.ptp(hx, axis=0) == 0) | (np.ptp(hy, axis=0) == 0)
+    hx, hy = hx - hx.mean(axis=0), hy - hy.mean(axis=0)
+    denom = np.sqrt((hx**2).sum(axis=0) * (hy**2).sum(axis=0))
+    num = (hx * hy).sum(axis=0)
+    defined = (denom > ZERO_REL * max(denom.max(), 1e-300)) & ~constant
+    return np.divide(num, denom, out=np.full_like(num, np.nan), where=defined)
+
+
+def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
+    """Projection-weighted mean of the canonical correlations of ``fit`` on data (x, y) (held-out or not).
+
+    x : (n, p), y : (n, q) with n >= 2 (a correlation needs two points; fewer raises ``UndefinedMeasureError``).
+    """
+    if len(x) < 2:
+        raise UndefinedMeasureError(f"PWCCA needs >= 2 held-out points for a correlation, got {len(x)} (too few "
+                                    f"utterances for a train/dev/test split)")
+    hx, hy = (x - fit.mean_x) @ fit.a, (y - fit.mean_y) @ fit.b
+    rho = _columnwise_corr(hx, hy)
+    z, h = (y, hy) if y.shape[1] <= x.shape[1] else (x, hx)
+    z, h = z - z.mean(axis=0), h - h.mean(axis=0)
+    q, r = np.linalg.qr(h)  # q (n, m), m = min(n, k): with fewer points than variates only m directions exist
+    alpha = np.zeros(h.shape[1])
+    alpha[: q.shape[1]] = np.abs(q.T @ z).sum(axis=1)  # variates beyond the m-th add no new direction: weight 0
+    diag = np.zeros(h.shape[1])
+    diag[: min(r.shape)] = np.abs(np.diag(r))
+    alpha[diag <= 1e-10 * max(diag.max(), 1e-300)] = 0.0  # variates that vanish here (class absent) weigh nothing
+    if not alpha.sum() > 0:
+        raise UndefinedMeasureError(f"no canonical variate varies on the {len(x)} held-out rows: PWCCA is 0/0")
+    weighted = alpha > 0
+    if np.isnan(rho[weighted]).any():
+        raise UndefinedMeasureError(f"{int(np.isnan(rho[weighted]).sum())} weighted canonical variate(s) have no "
+                                    f"variance on the {len(x)} held-out rows (a view constant there): correlation 0/0")
+    return float(alpha @ np.where(weighted, rho, 0.0) / alpha.sum())  # unweighted variates: 0 · ρ = 0
+
+
+def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:
+    """PWCCA on the test part with ε chosen on the dev part; returns (score, chosen ε).
+
+    x : ndarray (n, p) features (standardised here on the train part); onehot : (n, q); split : (train, dev, test).
+    """
+    train, dev, test = split
+    x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
+    moments = _CCAMoments(x_train, onehot[train])
+    best = (-np.inf, None, None)
+    for eps in CCA_REG_GRID:
+        fit = moments.fit(eps, CCA_REG_Y)
+        score = pwcca_score(fit, x_dev, onehot[dev])
+        if score > best[0]:
+            best = (score, fit, eps)
+    _, fit, eps = best
+    return pwcca_score(fit, x_test, onehot[test]), eps
+
+
+
+
+def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:
+    """PWCCA of two continuous views on the test part, one ε for both views chosen on the dev part.
+
+    x : (n, p), y : (n, q) (e.g. a layer and the filterbanks, or two layers), both standardised on the train part;
+    split : (train, dev, test) index arrays. Weights use the view with fewer columns. Returns (score, chosen ε).
+    """
+    train, dev, test = split
+    x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
+    y_train, y_dev, y_test = standardise(y[train], y[dev], y[test])
+    moments = _CCAMoments(x_train, y_train)
+    best = (-np.inf, None, None)
+    for eps in CCA_REG_GRID:
+        fit = moments.fit(eps, eps)
+        score = pwcca_score(fit, x_dev, y_dev)
+        if score > best[0]:
+            best = (score, fit, eps)
+    _, fit, eps = best
+    return pwcca_score(fit, x_test, y_test), eps

@@ -1,0 +1,147 @@
+"""What a comparison writes besides its figures: summary.json, summary.csv, report.html (each atomically).
+
+Nothing is computed here; the numbers come from :class:`~layerwise.compare.run.Comparison`, the run card from
+``runcard.comparison_card``, and every file is written by the one writer in ``html`` (NaN: JSON ``null``, an empty
+CSV cell, and on the page ``n/a (why)`` for a value undefined by definition, ``—`` for one not computed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from layerwise.contract import layout
+from layerwise.contract.names import display_name, layer_range, naming_legend
+from layerwise.contract.provenance import analysis_versions
+from layerwise.contract.results import N_PCA_COMPONENTS
+from layerwise.report import html, runcard
+
+NO_NOTES = "None: every number of the comparison was computed."
+NO_PREVIOUS = "first layer of its folder: no previous layer"
+SWEEP_HELP = {
+    "folder": "the folder's label", "dim": "dimensions of the layer",
+    "n_frames": "frames (segments for span folders) compared, the same in every folder",
+    "cka_with_previous": "linear CKA with the previous layer of the same folder",
+}
+
+
+def _folder_entry(result, folder) -> dict:
+    """summary.json ``folders`` entry: where it is, which model and settings, its layers and their dims, the layers
+    pooled onto the common grid (kernel, stride), its identity."""
+    pooled = result.pooling.get(folder.label, {})
+    meta = folder.meta
+    return {
+        "label": folder.label, "features_dir": str(folder.path), "model_name": meta.get("model_name"),
+        "model_revision": meta.get("model_revision"), "rep_type": meta.get("rep_type"),
+        "random_init": meta.get("random_init"),
+        "layers": folder.layers, "dims": dict(zip(folder.layers, folder.dims)),
+        "pooled_onto_grid": {k: {"kernel": kern, "stride": stride} for k, (kern, stride) in pooled.items()},
+        "identity": layout.identity_of(meta),
+    }
+
+
+def _folder_measures(folder, m) -> dict:
+    """summary.json ``per_folder`` entry: the folder's own per-layer measures on the compared frames."""
+    keys = folder.layers
+    return {
+        "layers": keys,
+        "mean": dict(zip(keys, m.mean)),
+        "std": dict(zip(keys, m.std)),
+        "cka_with_previous": dict(zip(keys, m.cka_previous)),
+        "pca_components_90": dict(zip(keys, m.pca_components_90)),
+        "pca_explained_variance_ratio": {k: None if r is None else list(r[:N_PCA_COMPONENTS])
+                                         for k, r in zip(keys, m.pca_ratios)},
+    }
+
+
+def summary_dict(result, figures) -> dict:
+    """The summary.json object (before NaN → null): folders, utterances used and left out, time matching,
+    ``cka_between`` (one entry per pair of folders: the layers-of-a × layers-of-b matrix with the layer keys),
+    ``cka_same_layer`` (pairs with equal layer counts), each folder's own per-layer measures, figures, notes, and how
+    it was run (command, wall seconds, package versions)."""
+    between, same = [], []
+    for pair in result.pairs:
+        a, b = result.folders[pair.a], result.folders[pair.b]
+        between.append({"a": a.label, "b": b.label, "layers_a": a.layers, "layers_b": b.layers, "matrix": pair.cka})
+        if pair.same_layer is not None:
+            same.append({"a": a.label, "b": b.label, "layers_a": a.layers, "layers_b": b.layers,
+                         "values": list(pair.same_layer)})
+    grid = None if result.grid is None else {"hop_samples": result.grid.hop,
+                                             "receptive_field_samples": result.grid.field}
+    return {
+        "labels": [f.label for f in result.folders], "folders": [_folder_entry(result, f) for f in result.folders],
+        "files": result.stems, "n_files": len(result.stems), "n_frames": result.n_frames, "span": result.span,
+        "left_out": result.left_out, "n_left_out": {k: len(v) for k, v in result.left_out.items()},
+        "grid": grid, "edge_frames_dropped": result.edge_frames_dropped,
+        "cka_between": between, "cka_same_layer": same,
+        "per_folder": {f.label: _folder_measures(f, m) for f, m in zip(result.folders, result.measures)},
+        "figures": [f.name for f in figures], "notes": result.notes,
+        "command": result.command, "wall_seconds": result.wall_seconds, "versions": analysis_versions(),
+    }
+
+
+def csv_rows(result) -> list[dict]:
+    """One row per folder and layer: the sweep measures (summary.csv; NaN and None are empty cells there)."""
+    rows = []
+    for folder, m in zip(result.folders, result.measures):
+        for k, key in enumerate(folder.layers):
+            ratios = m.pca_ratios[k]
+            rows.append({
+                "folder": folder.label, "layer": key, "dim": folder.dims[k], "n_frames": result.n_frames,
+                "mean": float(m.mean[k]), "std": float(m.std[k]), "cka_with_previous": float(m.cka_previous[k]),
+                "pca_evr_pc1": float("nan") if ratios is None else float(ratios[0]),
+                "pca_components_90": m.pca_components_90[k],
+            })
+    return rows
+
+
+def _folders_section(result) -> html.Section:
+    columns = ["label", "folder", "model", "random init", "layers", "pooled onto the common grid",
+               "utterances left out"]
+    rows = [[f.label, str(f.path), f.meta.get("model_name", "?"), f.meta.get("random_init", "?"),
+             layer_range(f.layers),
+             ", ".join(f"{display_name(k)} (kernel {a}, stride {b})" for k, (a, b) in result.pooling[f.label].items())
+             or "none",
+             len(result.left_out[f.label])] for f in result.folders]
+    legend = naming_legend({k for f in result.folders for k in f.layers})
+    return html.Section("Folders", (f"Layer names: {legend}.",) if legend else (), (html.Table(columns, rows),))
+
+
+def _numbers_sections(result) -> list[html.Section]:
+    """The CKA matrices (one table per pair) and the per-folder sweeps (summary.csv's rows)."""
+    matrices = []
+    for pair in result.pairs:
+        a, b = result.folders[pair.a], result.folders[pair.b]
+        matrices.append(html.Table([""] + [display_name(k) for k in b.layers],
+                                   [[display_name(key), *map(float, row)] for key, row in zip(a.layers, pair.cka)],
+                                   heading=f"{a.label} (rows) vs {b.label} (columns)"))
+    firsts = {(f.label, f.layers[0]) for f in result.folders if f.layers}
+
+    def why(row: dict, column: str) -> str | None:
+        return NO_PREVIOUS if column == "cka_with_previous" and (row["folder"], row["layer"]) in firsts else None
+
+    rows = csv_rows(result)
+    legend = tuple((c, SWEEP_HELP.get(c) or html.COLUMN_HELP[c]) for c in rows[0]
+                   if c in SWEEP_HELP or c in html.COLUMN_HELP) + html.CELL_LEGEND
+    return [html.Section("Numbers: linear CKA between folders", (), tuple(matrices)),
+            html.Section("Numbers: per-folder sweeps (summary.csv; layer there is the stored key)", (),
+                         (html.layer_table(rows, why, legend=legend),))]
+
+
+def comparison_page(result, figures, *, now: dt.datetime | None = None) -> html.Page:
+    """The page of a comparison: run card, notes, folders, every figure with how to read it, the numbers, the
+    utterances. Layers are shown by their display names (L0 …, C0 …) everywhere; the stored keys once, in the
+    legend. ``now`` : the report's date (default: now, UTC)."""
+    title = f"Layer-wise comparison: {', '.join(f.label for f in result.folders)}"
+    sections = [_folders_section(result), *_numbers_sections(result)]
+    return html.Page(title, runcard.comparison_card(result, now=now), list(result.notes), sections,
+                     [html.figure_view(d) for d in figures], list(result.stems), files_heading="Utterances",
+                     no_notes=NO_NOTES)
+
+
+def write_all(result, out: Path, figures) -> None:
+    """summary.json, summary.csv and report.html into ``out`` (figures already drawn there)."""
+    out = Path(out)
+    html.write_summary_json(out, summary_dict(result, figures))
+    html.write_summary_csv(out, csv_rows(result))
+    html.write_page(out, comparison_page(result, figures))

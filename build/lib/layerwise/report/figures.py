@@ -1,0 +1,262 @@
+"""The figure registry of both reports: :class:`Figure` (file name, title, caption, when it applies, the callable
+that draws it), :class:`Drawn` (a figure a run wrote) and :func:`draw_all`, which draws the entries that apply.
+
+An analysis's figures are :data:`FIGURES`, defined here and nowhere else; a comparison's are built per result by
+``compareplots.figures_of`` (one heatmap per pair of folders) with the same type. ``html`` reads the drawn entries
+for headings and captions. The analysis's draw callables only pick numbers out of an
+:class:`~layerwise.contract.results.AnalysisResult` and call the matching ``plots``/``scatter`` function (matplotlib is
+imported when the first figure is drawn, not when this module is imported).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from layerwise.contract.layout import ABX_MEASURES, PROPERTY_MEASURES, SPAN_MEASURES
+from layerwise.contract.results import N_PCA_COMPONENTS, AnalysisResult
+
+NO_CONTROL_CAPTION = ("No random-initialisation control in this run, so no dashed lines: only the analysed model is "
+                      "drawn (see the notes for where the control was looked for).")
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure of a report: ``name`` its PNG file in the output folder, ``title`` its heading, ``caption`` how to
+    read it. applies(result) says whether this run draws it; draw(result, path) writes the PNG and returns its path,
+    or None when there is nothing to draw (e.g. a 1×1 heatmap). ``result`` is whatever the report is of (an
+    ``AnalysisResult``, a ``Comparison``)."""
+
+    name: str
+    title: str
+    caption: str
+    applies: Callable[[object], bool]
+    draw: Callable[[object, Path], Path | None]
+    control: str = ""  # what the dashed lines are: added to the caption when the run has a random-init control
+
+    def caption_for(self, result) -> str:
+        """The caption of this figure in ``result``: with the control's sentence when a control is drawn, and
+        NO_CONTROL_CAPTION instead when this figure would draw one but the run has none."""
+        if not self.control:
+            return self.caption
+        return f"{self.caption} {self.control if result.control is not None else NO_CONTROL_CAPTION}"
+
+
+@dataclass(frozen=True)
+class Drawn:
+    """A figure written by this run: its registry entry and where the PNG is."""
+
+    figure: Figure
+    path: Path
+    caption: str = ""  # the caption for this run (Figure.caption_for); the registry's caption when empty
+
+    def __post_init__(self):
+        if not self.caption:
+            object.__setattr__(self, "caption", self.figure.caption)
+
+    @property
+    def name(self) -> str:
+        return self.figure.name
+
+
+def _plots():
+    from layerwise.report import plots  # matplotlib on first use only
+
+    return plots
+
+
+def _scatter():
+    from layerwise.report import scatter
+
+    return scatter
+
+
+def subtitle(result: AnalysisResult) -> str:
+    """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path."""
+    from layerwise.contract.names import model_label, plural
+
+    return f"{model_label(result.meta.get('model_name'))}: {plural(len(result.files), 'file')}, {result.n_frames:,} {result.unit}"
+
+
+def _groups(result: AnalysisResult):
+    """(group per point, group names, what) for the scatters, from ``result.run.color_by``."""
+    choice = None if result.run.color_by == "auto" else result.run.color_by
+    return _scatter().point_groups(result.sample.utterances, result.sample.labels, color_by=choice,
+                                   speakers=result.sample.speakers)
+
+
+def _draw_statistics(result: AnalysisResult, path: Path):
+    keys = result.keys
+    return _plots().feature_statistics(keys, {x.key: x.mean for x in result.layers},
+                                       {x.key: x.std for x in result.layers}, path, subtitle=subtitle(result),
+                                       dim_mean={x.key: x.dim_mean for x in result.layers},
+                                       dim_var={x.key: x.dim_var for x in result.layers})
+
+
+def _similarity(kind: str):
+    def draw(result: AnalysisResult, path: Path):
+        if len(result.layers) < 2:
+            return None  # a single layer has no heatmap worth drawing
+        matrix = result.cka if kind == "cka" else result.cosine
+        vmin = result.run.cka_vmin if kind == "cka" else None
+        return _plots().similarity_heatmap(matrix, result.keys, path, kind=kind, subtitle=subtitle(result),
+                                           vmin=vmin)
+
+    def applies(result: AnalysisResult) -> bool:
+        return result.run.similarity in (kind, "both") and len(result.layers) > 1
+
+    return applies, draw
+
+
+def _draw_pca(result: AnalysisResult, path: Path):
+    groups, names, what = _groups(result)
+    ratios = {x.key: x.explained_variance_ratio for x in result.layers}
+    projections = {x.key: x.projection for x in result.layers}
+    return _scatter().pca_figure(result.keys, ratios, projections, groups, names, what, path,
+                               subtitle=f"{subtitle(result)}; scatter: {len(result.sample)} sampled",
+                               n_show=N_PCA_COMPONENTS)
+
+
+def _draw_tsne(result: AnalysisResult, path: Path):
+    groups, names, what = _groups(result)
+    embeddings = {x.key: x.embedding if x.embedding is not None else f"t-SNE not computed:\n{x.reasons.get('tsne')}"
+                  for x in result.layers}
+    return _scatter().tsne_figure(result.keys, embeddings, groups, names, what, path,
+                                subtitle=f"{len(result.sample)} of {result.n_frames:,} {result.unit} sampled (seed "
+                                         f"{result.run.seed}); {subtitle(result)}")
+
+
+def _draw_variance(result: AnalysisResult, path: Path):
+    return _plots().variance_distribution(result.keys, {x.key: x.dim_var for x in result.layers}, path,
+                                          subtitle=subtitle(result))
+
+
+def _span_dict(measures: dict, info: dict) -> dict:
+    return {**{k: measures[k] for k in SPAN_MEASURES if k in measures}, **info}
+
+
+def _draw_span(result: AnalysisResult, path: Path):
+    control = None
+    if result.control is not None and "probe_accuracy" in result.control.measures:
+        control = _span_dict(result.control.measures, result.control.measure_info)
+    return _plots().span_measures(result.keys, _span_dict(result.measures, result.measure_info), control, path,
+                                  subtitle=subtitle(result), span=result.meta.get("span", "span"))
+
+
+def _has_span(result: AnalysisResult) -> bool:
+    return "probe_accuracy" in result.measures and "probe_majority_baseline" in result.measure_info
+
+
+def _has_properties(result: AnalysisResult) -> bool:
+    return any(k in result.measures for k in PROPERTY_MEASURES)
+
+
+def _draw_properties(result: AnalysisResult, path: Path):
+    control = result.control.measures if result.control is not None else None
+    return _plots().what_each_layer_encodes(result.keys, result.measures, control, path, subtitle=subtitle(result))
+
+
+def _has_abx(result: AnalysisResult) -> bool:
+    return any(k in result.measures for k in ABX_MEASURES)
+
+
+def _draw_abx(result: AnalysisResult, path: Path):
+    control = result.control
+    info = result.measure_info.get("abx_info", {})
+    limits = (f"{info.get('n_items', 0):,} items, {info.get('distance')} distance, subsampling max_size_group "
+              f"{info.get('max_size_group') or 'off'}, max_x_across {info.get('max_x_across') or 'off'}")
+    return _plots().abx_measures(result.keys, result.measures, result.intervals,
+                                 None if control is None else control.measures,
+                                 None if control is None else control.intervals, path, subtitle=subtitle(result),
+                                 info=limits)
+
+
+def always(result) -> bool:
+    """``Figure.applies`` of a figure every run draws."""
+    return True
+
+
+_CKA = _similarity("cka")
+_COSINE = _similarity("cosine")
+
+FIGURES: tuple[Figure, ...] = (
+    Figure("feature_statistics.png", "Feature statistics per layer", (
+        "Mean and standard deviation of all values of a layer (every real frame × every dimension). Padding never "
+        "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
+        "the CNN); scale alone says nothing about what a layer encodes. Middle: the spread over dimensions of each "
+        "dimension's std and mean (a LayerNorm output pools to a flat 0 ± 1 band; its dimensions need not be). "
+        "Right: the RMS feature-vector norm sqrt(Σ_d (var_d + mean_d²)), exact from the same moments."), always,
+        _draw_statistics),
+    Figure("layer_similarity_cka.png", "Layer similarity: linear CKA", (
+        "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
+        "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
+        "high CKA as groups of layers that compute similar things; the diagonal is 1 by definition. Layers of "
+        "different frame rates are compared after average-pooling the finer layer onto the coarser layer's frames."),
+        *_CKA),
+    Figure("layer_similarity_cosine.png", "Layer similarity: uncentered cosine (for comparison with the prototype)", (
+        "Cosine between the two layers' whole frame matrices, frame t/dim d against frame t/dim d, without "
+        "centring. Large shared means push it towards 1 and a rotation of one layer changes it, so it is not a "
+        "similarity of representations; use the CKA heatmap for that. Undefined (n/a) for layers of different "
+        "dims."), *_COSINE),
+    Figure("pca.png", "PCA with frames as points", (
+        "Top left: cumulative share of variance in the first principal components, from the exact covariance over "
+        "all frames (one curve per layer, dark = early). Top right: how many components hold 50 % / 90 % of the "
+        "variance, a rough effective dimensionality per layer. Below: the sampled frames on PC1/PC2; clusters by "
+        "colour mean the leading directions separate utterances (speaker/channel) or labels."), always, _draw_pca),
+    Figure("tsne.png", "t-SNE of sampled frames", (
+        "A 2-D neighbourhood map of the seeded frame subsample per layer. Only local neighbourhoods are meaningful: "
+        "distances between clusters and cluster sizes are not. Colour by utterance or speaker shows "
+        "speaker/recording clustering; colour by phone (span folders) shows phonetic clustering."), always,
+        _draw_tsne),
+    Figure("variance_distribution.png", "Per-dimension variance", (
+        "Histogram over dimensions of the variance of each dimension across frames (log10 scale, shared axis). "
+        "A few dimensions with variance orders of magnitude above the rest are outlier dimensions; they dominate "
+        "Euclidean distances, the uncentered cosine and the first principal components."), always, _draw_variance),
+    Figure("span_measures.png", "Where label information lives: probe accuracy, PWCCA, MI per layer", (
+        "Span folders only. x: layer in numeric order; y: held-out scores in [0, 1] (PWCCA can dip slightly below "
+        "0). Blue: accuracy of a linear probe predicting each segment's phone/word, trained and tested on disjoint "
+        "utterances; read it as its height above the dotted majority-class baseline (a layer at the baseline "
+        "carries no linearly decodable label information). Orange: projection-weighted CCA between the segment "
+        "vectors and the one-hot labels (the measure of the published layer-wise curves). Green: normalised mutual "
+        "information between k-means clusters and labels (no supervision; slightly above 0 even for noise). A peak "
+        "shows where the information is most linearly accessible, not the only place it exists."), _has_span,
+        _draw_span, control=(
+            "Solid lines: the analysed model; dashed: the same measures on a randomly initialised model of the same "
+            "config (same utterances, seed and splits). The gap between solid and dashed is what training added.")),
+    Figure("what_each_layer_encodes.png", "What each layer encodes: alignment-free measures per layer", (
+        "CCA with the log-mel filterbank (time-matched), CCA with the first layer, and speaker information "
+        "(utterance-level probe accuracy against its majority baseline, PWCCA with one-hot speaker) per layer, one "
+        "panel per measure (own y-axis), one Okabe–Ito colour (colour-blind safe) per measure. Line styles: solid "
+        "= the analysed model, dashed = the random-initialisation control, dotted = the majority baseline."),
+        _has_properties, _draw_properties, control=(
+            "Solid: the analysed model; dashed: the random-initialisation control (same utterances, seed and "
+            "protocol); the gap is what training added.")),
+    Figure("abx.png", "ABX discriminability per layer (ZeroSpeech)", (
+        "ABX error rate per layer: for triples of items A, B, X where A and X are the same phone and B another, "
+        "the share of triples in which X is closer to B than to A (DTW over the frames, angular or euclidean "
+        "distance). Lower = better; 0.5 = chance (the dotted line). Within speaker: A, B and X of one speaker; "
+        "across speakers: X of another speaker, so speaker information hurts; triphone: A and B in the same "
+        "phone context; phoneme: any context. Bands: 95 % percentile bootstrap intervals over speakers."),
+        _has_abx, _draw_abx, control=(
+            "Dashed: the random-initialisation control on the same items (its bands lighter); the gap is what "
+            "training added.")),
+)
+FIGURE_NAMES = tuple(f.name for f in FIGURES)
+BY_NAME = {f.name: f for f in FIGURES}
+
+
+def draw_all(result, out: str | Path, figures=FIGURES) -> list[Drawn]:
+    """Draw every entry of ``figures`` (default: the analysis's :data:`FIGURES`; a comparison passes
+    ``compareplots.figures_of(result)``) that applies to ``result`` into ``out``; returns those drawn, in order.
+    (The draw callables write each PNG atomically.)"""
+    from layerwise.contract.progress import bar
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    todo = [figure for figure in figures if figure.applies(result)]
+    for figure in bar(todo, "figures", "figure"):
+        if figure.applies(result) and figure.draw(result, out / figure.name) is not None:
+            drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
+    return drawn
