@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from layerwise.analyze.stream import Collected, control_meta, read
 from layerwise.contract import layout, store
 from layerwise.contract.names import speakers_of
 from layerwise.contract.results import ControlResult, MeasureFamily
-from layerwise.errors import AnalysisError
+from layerwise.errors import AnalysisError, ItemFileError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -38,9 +39,21 @@ SPAN_NOTE = ("ABX does not apply to span folders (one pooled vector per segment,
              "frame folder of the same extraction with the ABX flags")
 
 
-def _items_from_alignments(options: AnalysisOptions, stems: list[str]) -> tuple[list, list[str]]:
-    """Triphone items of the analysed ``stems`` that have a phone alignment, written to ``ITEM_FILE``: (items,
-    notes). Phones are read as the extraction reads them (silences dropped, stress digits stripped)."""
+@dataclass(frozen=True)
+class Items:
+    """A run's ABX items (:func:`items_for`): items, the item file they are in, notes for the report, and what they
+    add to ``abx_info`` (``unmatched_alignments``: alignment ids that match no analysed file, sorted)."""
+
+    items: list
+    item_file: str
+    notes: list[str] = field(default_factory=list)
+    info: dict = field(default_factory=dict)
+
+
+def _items_from_alignments(options: AnalysisOptions, stems: list[str]) -> Items:
+    """Triphone items of the analysed ``stems`` that have a phone alignment, written to ``ITEM_FILE``. Phones are
+    read as the extraction reads them (silences dropped, stress digits stripped); alignment ids that match no
+    analysed file are counted in the log and a note and listed in the info (as the extraction does)."""
     from layerwise.contract.alignments import (  # the extraction's phone rule
         DEFAULT_SILENCE_LABELS,
         find_alignments,
@@ -71,18 +84,40 @@ def _items_from_alignments(options: AnalysisOptions, stems: list[str]) -> tuple[
     if len(aligned) < len(stems):
         notes.append(f"ABX: {len(stems) - len(aligned)} of the {len(stems)} analysed files have no alignment in "
                      f"{options.alignment_dir}; their frames are not scored")
-    return items, notes
+    unmatched = sorted(set(sources) - set(stems))
+    if unmatched:
+        log.warning("ABX: %d alignment(s) in %s match no analysed feature file (%s); they give no items",
+                    len(unmatched), options.alignment_dir, ", ".join(unmatched[:5]) + (" …" if len(unmatched) > 5
+                                                                                        else ""))
+        notes.append(f"ABX: {len(unmatched)} alignment(s) in {options.alignment_dir} match no analysed feature file "
+                     f"({', '.join(unmatched[:3])}{' …' if len(unmatched) > 3 else ''}; all listed in abx_info "
+                     f"unmatched_alignments); they give no items")
+    return Items(items, str(out / ITEM_FILE), notes, {"unmatched_alignments": unmatched})
 
 
-def items_for(options: AnalysisOptions, stems: list[str]) -> tuple[list, str, list[str]]:
-    """The run's ABX items: (items, the item file they are in, notes). Raises AnalysisError when none of them
-    names an analysed file."""
+def _read_items(options: AnalysisOptions) -> list:
+    """The items of ``abx_item``; a malformed file is an ItemFileError naming the file and line and, for the item
+    file this tool writes (``ITEM_FILE``), the command that rebuilds it."""
     from layerwise.measures.abx import read_item_file
 
+    path = Path(options.abx_item)
+    try:
+        return read_item_file(path)
+    except (ItemFileError, OSError, UnicodeDecodeError) as err:
+        rebuild = ""
+        if path.name == ITEM_FILE:
+            rebuild = (f"; it is the item file an analysis writes: rebuild it with visualize_features.py "
+                       f"--features_dir {options.features_dir} --output_dir {path.parent} --alignment_dir "
+                       f"ALIGNMENTS (the phone alignments it was built from) instead of --abx_item")
+        raise ItemFileError(f"abx_item {path}: {error_text(err)}{rebuild}") from err
+
+
+def items_for(options: AnalysisOptions, stems: list[str]) -> Items:
+    """The run's ABX items (:class:`Items`). Raises ItemFileError for a malformed item file, AnalysisError when
+    none of the items names an analysed file."""
     if options.abx_item is None:
-        items, notes = _items_from_alignments(options, stems)
-        return items, str(Path(options.output_dir) / ITEM_FILE), notes
-    items = read_item_file(options.abx_item)
+        return _items_from_alignments(options, stems)
+    items = _read_items(options)
     analysed = set(stems)
     named = {it.file for it in items}
     if not named & analysed:
@@ -91,7 +126,7 @@ def items_for(options: AnalysisOptions, stems: list[str]) -> tuple[list, str, li
     outside = sum(it.file not in analysed for it in items)
     notes = [(f"ABX: {outside:,} of the {len(items):,} items of {options.abx_item} name files that are not "
               f"analysed; they are left out")] if outside else []
-    return items, str(options.abx_item), notes
+    return Items(items, str(options.abx_item), notes)
 
 
 def layer_rate(meta: dict, key: str) -> Decimal | None:
@@ -141,6 +176,10 @@ def _score_layer(family: MeasureFamily, info: dict, key: str, frames, items, exc
         info["n_cells"].setdefault(name, {})[key] = len(result.cells["score"])
         if math.isnan(result.score):
             family.values.setdefault(name, {})[key] = None
+            info.setdefault("undefined", {}).setdefault(name, {})[key] = (
+                f"no ABX cell at this layer ({result.n_items_used} of {len(items)} items usable; left out: "
+                f"{info['excluded'][key]}): mode {mode} needs two phones in one context "
+                + ("and X of another speaker" if "across" in name else "of one speaker"))
             continue
         family.values.setdefault(name, {})[key] = result.score
         interval = abx_interval(result, seed=options.seed)
@@ -152,7 +191,8 @@ def _score_layer(family: MeasureFamily, info: dict, key: str, frames, items, exc
 
 
 def score(paths: dict[str, Path], items: list, item_file: str, layers: list[str], meta: dict,
-          options: AnalysisOptions, *, desc: str, check_meta: dict | None = None) -> MeasureFamily:
+          options: AnalysisOptions, *, desc: str, check_meta: dict | None = None,
+          extra_info: dict | None = None) -> MeasureFamily:
     """The ABX family of one folder: ``paths`` stem -> feature file, ``items`` scored at every layer of ``layers``
     (one progress bar over the layers). A measure without a value on any layer is under ``unavailable``."""
     from layerwise.contract.progress import bar
@@ -167,7 +207,7 @@ def score(paths: dict[str, Path], items: list, item_file: str, layers: list[str]
     info = {"item_file": item_file, "n_items": len(items), "frame_rule": FRAME_RULE,
             "chance": layout.MEASURE[layout.ABX_MEASURES[0]].chance, **_settings(options),
             "frame_rate": {key: float(rate) for key, rate in rates.items()}, "n_items_used": {}, "excluded": {},
-            "n_cells": {}, "interval": {}, "interval_unavailable": {}}
+            "n_cells": {}, "interval": {}, "interval_unavailable": {}, **(extra_info or {})}
     for key in bar(layers, desc, "layer"):
         frames, excluded = _item_frames(paths, items, key, rates[key], check_meta)
         _score_layer(family, info, key, frames, items, excluded, options)
@@ -182,16 +222,18 @@ def score(paths: dict[str, Path], items: list, item_file: str, layers: list[str]
     return family
 
 
-def analyse(state: Collected, options: AnalysisOptions,
-            source: ControlSource | None) -> tuple[MeasureFamily, ControlResult | None, list[str]]:
+def analyse(state: Collected, options: AnalysisOptions, source: ControlSource | None,
+            found: Items | None = None) -> tuple[MeasureFamily, ControlResult | None, list[str]]:
     """The ABX measures of a frame folder and of its random-init control: (family, the control's result or None,
-    notes). A span folder gets no ABX, only the note that it does not apply."""
+    notes). A span folder gets no ABX, only the note that it does not apply. found : the items read before the
+    streaming pass (``analyze.preflight``); None: read here (a merge)."""
     if state.is_span:
         return MeasureFamily(), None, [SPAN_NOTE]
-    items, item_file, notes = items_for(options, state.files)
+    found = found or items_for(options, state.files)
+    items, item_file, notes = found.items, found.item_file, list(found.notes)
     folder = Path(options.features_dir)
     paths = {stem: store.feature_path(folder, stem) for stem in state.files}
-    family = score(paths, items, item_file, state.layers, state.meta, options, desc="ABX")
+    family = score(paths, items, item_file, state.layers, state.meta, options, desc="ABX", extra_info=found.info)
     for name, reason in family.unavailable.items():
         log.warning("%s could not be computed: %s", name, reason)
     control = None

@@ -19,7 +19,7 @@ import numpy as np
 from layerwise.analyze.spans import SpanFeatures
 from layerwise.contract import layout, store
 from layerwise.contract.results import NO_CONTROL
-from layerwise.errors import AnalysisError, FeatureFileError
+from layerwise.errors import AnalysisError, FeatureFileError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def read_control(folder: Path, trained: SpanFeatures, meta: dict, dims: dict[str
         try:
             ff = store.read_features(files[stem], list(dims))
         except FeatureFileError as err:
-            raise AnalysisError(f"control does not match the analysed features: {err}") from err
+            raise AnalysisError(f"control does not match the analysed features: {error_text(err)}") from err
         name = f"control file {ff.path}"
         check_control_file(ff, meta)
         for key, dim in dims.items():

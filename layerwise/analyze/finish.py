@@ -36,7 +36,7 @@ from layerwise.contract.results import (
     SampleInfo,
     components_for,
 )
-from layerwise.errors import EmbedError, UsageError
+from layerwise.errors import EmbedError, UsageError, error_text
 from layerwise.stats.sample import pca_from_covariance, project, tsne_embed
 
 log = logging.getLogger(__name__)
@@ -67,11 +67,11 @@ def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[
             if needed is None:
                 reasons["components_90"] = "the spectrum never reaches 90 % (numerically degenerate covariance)"
         except EmbedError as err:
-            reasons["pca"] = str(err)
+            reasons["pca"] = error_text(err)
         try:
             embedding = tsne_embed(sample.points[key], seed=seed)
         except EmbedError as err:
-            reasons["tsne"] = str(err)
+            reasons["tsne"] = error_text(err)
         previous = None
         if i:
             previous = float(cka[i, i - 1]) if np.isfinite(cka[i, i - 1]) else None
@@ -242,13 +242,18 @@ def _run_info(options: AnalysisOptions, wall: dict[str, float], shards: int) -> 
 
 
 def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall: dict[str, float],
-           shards: int = 1) -> AnalysisResult:
-    """The typed result of a finished streaming pass (``order``: stems in file-name order, for the sample)."""
+           shards: int = 1, preflight=None) -> AnalysisResult:
+    """The typed result of a finished streaming pass (``order``: stems in file-name order, for the sample).
+    preflight : what ``analyze.preflight.check`` resolved before the pass (the control, the ABX items); None (a
+    merge): resolved here."""
     span = state.meta.get("span", layout.FRAME_SPAN)
     unit = "frames" if span == layout.FRAME_SPAN else f"{span} segments"
     sample, speakers = _sample(state, options, order, unit)
     measured = state.spans is not None or state.properties is not None or options.abx
-    source = resolve_control(options.features_dir, options.control_dir) if measured else None  # once per run
+    if preflight is not None:
+        source = preflight.source if measured else None
+    else:
+        source = resolve_control(options.features_dir, options.control_dir) if measured else None  # once per run
     found = _Measures()
     if state.spans is not None:
         start = time.perf_counter()
@@ -268,7 +273,7 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         from layerwise.analyze import abx
 
         start = time.perf_counter()
-        found.add(*abx.analyse(state, options, source))
+        found.add(*abx.analyse(state, options, source, preflight.items if preflight is not None else None))
         wall["abx"] = time.perf_counter() - start
         log.info("ABX error rates in %.1f s", wall["abx"])
     no_control = source.no_control_note() if found.control is None and measured else None

@@ -38,8 +38,10 @@ def select_files(features_dir: str | Path, num_files: int, file_list: str | Path
     current directory) only the files it names."""
     folder = Path(features_dir)
     if not folder.is_dir():
-        raise AnalysisError(f"features folder {folder} does not exist; run extract_features.py first or pass "
-                            f"features_dir with its output folder")
+        found = store.look_around(folder)
+        raise AnalysisError(f"features folder {folder} " + (f"is not a folder: {found}" if found else
+                            "does not exist; run extract_features.py first or pass features_dir with its output "
+                            "folder"))
     if file_list is not None:
         text = store.read_own(file_list, what="file_list", rebuild=(
             f"extract_features.py --write_file_list {file_list} with the extraction's settings writes it again "
@@ -65,19 +67,20 @@ def select_files(features_dir: str | Path, num_files: int, file_list: str | Path
 
 def compute(files: list[Path], options: AnalysisOptions) -> AnalysisResult:
     """One streaming pass over ``files`` and every derived number. Raises LayerwiseError subclasses."""
-    from layerwise.analyze import finish, stream
+    from layerwise.analyze import finish, preflight, stream
     from layerwise.contract.names import speaker_of
 
     if options.color_by == "speaker":  # before the pass: a name that has no speaker is known from the file names
         for path in files:
             speaker_of(store.stem_of(path))
+    checked = preflight.check(files, options)  # the first file, the control, the ABX items: before the pass
     start = time.perf_counter()
     state = stream.collect(files, list(range(len(files))), layer_spec=options.layers, seed=options.seed,
                             max_points=options.max_points, precision=options.precision)
     elapsed = time.perf_counter() - start
     log.info("streaming pass: %s, %s frames in %.1f s", plural(len(state.files), "file"),
              f"{min(state.stats.n_frames(k) for k in state.layers):,}", elapsed)
-    return finish.finish(state, options, order=state.files, wall={"streaming_pass": elapsed})
+    return finish.finish(state, options, order=state.files, wall={"streaming_pass": elapsed}, preflight=checked)
 
 
 def draw(result: AnalysisResult, out: str | Path) -> list:

@@ -27,7 +27,7 @@ from layerwise.analyze import stream
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.contract import layout, store
 from layerwise.contract.results import AnalysisResult
-from layerwise.errors import UsageError
+from layerwise.errors import EmbedError, StatsError, UsageError
 
 log = logging.getLogger(__name__)
 
@@ -89,17 +89,63 @@ def _spans_by_stem(arrays: dict[str, np.ndarray], layers: list[str]) -> dict[str
             for stem, a, b in zip(arrays["spans_stems"], starts, ends)}
 
 
-def _load(path: Path, options: AnalysisOptions) -> tuple[dict, dict[str, np.ndarray]]:
-    """(header, arrays) of one partial, read through ``store.read_own``: a missing, truncated or damaged partial is
-    an ``OwnFileError`` (exit 2) naming it and the command that rewrites it."""
+# What a partial whose arrays do not fit together raises while it is turned into statistics: shapes that disagree
+# (StatsError, EmbedError), a header field of the wrong type (TypeError), an index past an array (IndexError).
+_INCONSISTENT = (StatsError, EmbedError, TypeError, IndexError)
+_HEADER_FIELDS = {"subset_id": int, "num_subsets": int, "all_stems": list, "files": list, "empty": list,
+                  "wall_s": (int, float)}
+_FILLED_FIELDS = {"meta": dict, "keys": list, "dims": list}  # present when the shard had files
+
+
+def _check_header(header) -> None:
+    """Refuse a partial header without the fields :func:`write_partial` writes (KeyError/TypeError, guarded)."""
+    if not isinstance(header, dict):
+        raise TypeError(f"header is a {type(header).__name__}, not a JSON object")
+    fields = {**_HEADER_FIELDS, **dict.fromkeys(_SAME, str), **(_FILLED_FIELDS if header.get("files") else {})}
+    for name, kind in fields.items():
+        if not isinstance(header[name], kind):
+            raise TypeError(f"header field {name} is a {type(header[name]).__name__}")
+    if header.get("files") and len(header["keys"]) != len(header["dims"]):
+        raise TypeError(f"header has {len(header['keys'])} layer keys for {len(header['dims'])} dims")
+
+
+def _check_spans(arrays: dict[str, np.ndarray], layers: list[str]) -> None:
+    """Refuse span arrays that do not fit together: one count per stem, the counts summing to the labels and to
+    every layer's rows."""
+    counts, stems, labels = arrays["spans_counts"], arrays["spans_stems"], arrays["spans_labels"]
+    total = int(np.sum(counts))
+    if counts.ndim != 1 or stems.shape != counts.shape or labels.shape != (total,) or (counts < 0).any():
+        raise IndexError(f"span arrays do not fit together: {counts.shape} counts summing to {total}, "
+                         f"{stems.shape} stems, {labels.shape} labels")
+    for key in layers:
+        if arrays[f"spans_layer_{key}"].shape[0] != total:
+            raise IndexError(f"spans_layer_{key} has {arrays[f'spans_layer_{key}'].shape[0]} rows for {total} "
+                             f"segments")
+
+
+def _load(path: Path, options: AnalysisOptions) -> tuple[dict, dict[str, np.ndarray], stream.Collected | None]:
+    """(header, the arrays that are not statistics, its state or None for a shard without files) of one partial,
+    read through ``store.read_own`` and turned into statistics under ``store.guarded``: a missing, truncated or
+    damaged partial, or one whose arrays do not fit together, is an ``OwnFileError`` (exit 2) naming it and the
+    command that rewrites it."""
     match = _PARTIAL_RE.match(path.name)
     subset, count = (int(match.group(1)), int(match.group(2))) if match else ("K", "N")
     rebuild = (f"python visualize_features.py --features_dir {options.features_dir} --output_dir "
                f"{options.output_dir} --subset_id {subset} --num_subsets {count} (with the other settings of the "
                f"shards), then --merge again")
     arrays = store.read_own(path, what="partial statistics", rebuild=rebuild)
-    with store.guarded(path, what="partial statistics", rebuild=rebuild):
-        return json.loads(str(arrays.pop(_HEADER))), arrays
+    with store.guarded(path, what="partial statistics", rebuild=rebuild, also=_INCONSISTENT):
+        header = json.loads(str(arrays.pop(_HEADER)))
+        _check_header(header)
+        if not header["files"]:
+            return header, arrays, None
+        state = _state_from(header, arrays, options)
+        if state.spans is not None:
+            _check_spans(arrays, state.layers)
+        if state.sampler.filled and set(state.sampler.result().utterances) - set(header["files"]):
+            raise IndexError("the sample names stems the partial's files do not hold")
+        rest = {k: v for k, v in arrays.items() if not k.startswith(("stats_", "sample_"))}
+        return header, rest, state
 
 
 def _partials(output_dir: Path) -> list[Path]:
@@ -133,39 +179,37 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
     loaded = [_load(p, options) for p in bar(_partials(Path(options.output_dir)), "merge (reading partials)",
                                              "shard")]
     first_header = loaded[0][0]
-    for header, _ in loaded[1:]:
+    for header, _, _ in loaded[1:]:
         differ = [k for k in ("all_stems", *_SAME) if header[k] != first_header[k]]
         if differ:
             raise UsageError(f"partial of shard {header['subset_id']} was made with other settings than shard 0 "
                              f"({', '.join(differ)}); re-run the shards with the same settings")
-    filled = [(h, a) for h, a in loaded if h["files"]]
+    filled = [(h, a, s) for h, a, s in loaded if s is not None]
     if not filled:
         raise UsageError("the partials hold no files with frames; nothing to merge")
-    header, arrays = filled[0]
-    state = _state_from(header, arrays, options)
+    header, _, state = filled[0]
     spans_by_stem = {}
-    for other_header, other_arrays in filled:
+    for other_header, other_arrays, other in filled:
         layout.check_same_extraction(other_header["meta"], header["meta"],
                                      subject=f"the partial of shard {other_header['subset_id']}",
                                      reference_name=f"the partial of shard {header['subset_id']}",
                                      advice=" (the shards read files of different extractions); re-run them on "
                                             "one extraction's folder")
         if other_header is not header:
-            other = _state_from(other_header, other_arrays, options)
             state.stats.merge(other.stats)
             state.sampler.merge(other.sampler)
         if state.spans is not None:
             spans_by_stem.update(_spans_by_stem(other_arrays, state.layers))
-    files = {stem for h, _ in filled for stem in h["files"]}
+    files = {stem for h, _, _ in filled for stem in h["files"]}
     order = [stem for stem in header["all_stems"] if stem in files]
     if state.spans is not None:
         for stem in order:
             state.spans.add(stem, *spans_by_stem[stem])
-    state.empty = [stem for h, _ in loaded for stem in h["empty"]]
+    state.empty = [stem for h, _, _ in loaded for stem in h["empty"]]
     recorded = replace(options, seed=int(header["seed"]), max_points=int(header["max_points"]),
                        num_files=int(header["num_files"]), precision=header["precision"],
                        features_dir=header["features_dir"])
-    wall = {"streaming_pass": sum(h["wall_s"] for h, _ in loaded), "merge": time.perf_counter() - start}
+    wall = {"streaming_pass": sum(h["wall_s"] for h, _, _ in loaded), "merge": time.perf_counter() - start}
     result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
     if state.grids and not state.is_span:
         result = replace(result, notes=[*result.notes, ("alignment-free property measures (cca_mel, cca_intra, "

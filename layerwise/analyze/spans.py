@@ -14,6 +14,7 @@ import numpy as np
 
 from layerwise.contract.layout import SPAN_MEASURES
 from layerwise.contract.results import MeasureFamily
+from layerwise.errors import error_text
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +69,8 @@ def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str
         result = span.span_measures(features, labels, groups, seed=seed, n_splits=n_splits,
                                     cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
     except ValueError as err:
-        log.warning("span measures could not be computed: %s", err)
-        return MeasureFamily(unavailable=dict.fromkeys(SPAN_MEASURES, str(err)))
+        log.warning("span measures could not be computed: %s", error_text(err))
+        return MeasureFamily(unavailable=dict.fromkeys(SPAN_MEASURES, error_text(err)))
     for name, reason in result.unavailable.items():
         log.warning("span measure %s could not be computed: %s", name, reason)
     return result

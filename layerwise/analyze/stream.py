@@ -22,7 +22,7 @@ from layerwise.analyze.control import check_control_file
 from layerwise.analyze.spans import SpanFeatures
 from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid
-from layerwise.errors import FeatureFileError, InputError, UsageError
+from layerwise.errors import FeatureFileError, InputError, UsageError, error_text
 from layerwise.stats.grids import GridStats, grids_for
 from layerwise.stats.sample import FrameSampler
 
@@ -62,7 +62,7 @@ def read(path: Path, layers: list[str] | None) -> store.FeatureFile:
     try:
         return store.read_features(path, layers)
     except FeatureFileError as err:
-        raise InputError(f"{err}. Remove the file, or re-extract it (extract_features.py recomputes a damaged file; "
+        raise InputError(f"{error_text(err)}. Remove the file, or re-extract it (extract_features.py recomputes a damaged file; "
                          f"a file with other layers needs --overwrite); all files of a folder must come from one "
                          f"extraction") from err
 
@@ -95,9 +95,8 @@ def check(ff: store.FeatureFile, state: Collected) -> None:
             raise UsageError(f"{name}: {key} has dim {value.shape[1]}, but {state.first_name} has {dim}; the folder "
                              f"mixes models — analyse one extraction at a time")
         if not np.isfinite(value).all():
-            raise InputError(f"{name}: {key} contains NaN or inf; remove the file or re-extract it "
-                             f"(extract_features.py recomputes non-finite files; use float32 compute if the model "
-                             f"overflows float16)")
+            raise InputError(f"{name}: {key} contains NaN or inf; remove the file, or: "
+                             f"{store.nonfinite_remedy(ff.meta.get('compute_dtype'))}")
     if (ff.labels is not None) != state.is_span:
         raise UsageError(f"{name} and {state.first_name}: one has span labels, the other not (mixed frame and span "
                          f"files); analyse each extraction's own folder")

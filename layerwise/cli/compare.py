@@ -17,11 +17,12 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
-from layerwise.cli.common import EXIT_OK, EXIT_USAGE, CliParser, setup_logging, with_flags
+from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, CliParser, setup_logging, with_flags
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
 from layerwise.contract import progress
-from layerwise.errors import LayerwiseError
+from layerwise.errors import LayerwiseError, error_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -52,13 +53,26 @@ def main(argv=None) -> int:
     try:
         from layerwise.compare.run import run_comparison
 
-        run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
-                                      num_files=args.num_files, layers=args.layers, labels=args.labels))
+        result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
+                                               num_files=args.num_files, layers=args.layers, labels=args.labels))
     except LayerwiseError as err:
-        log.error("%s", with_flags(str(err), vars(args)))
+        log.error("%s", with_flags(error_text(err), vars(args)))
         if args.verbose:
             raise
         return EXIT_USAGE
+    return exit_status(result.unavailable, args.output_dir, log)
+
+
+def exit_status(unavailable: dict[str, str], output_dir: str, log: logging.Logger) -> int:
+    """The one exit rule (README, "Exit status") for a comparison that wrote its outputs: 0 when every requested
+    number was computed, 1 when some could not be (``unavailable``: measure -> why, each named in the log). The
+    report's path is always printed. (2, nothing produced, is the error path of :func:`main`.)"""
+    report = Path(output_dir) / "report.html"
+    if unavailable:
+        log.error("not computed: %s", "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+        log.error("everything else was written; report: %s", report)
+        return EXIT_FAILED_INPUTS
+    log.info("report: %s", report)
     return EXIT_OK
 
 

@@ -24,7 +24,7 @@ from layerwise.data.librispeech import (
     failure_advice,
     format_table,
 )
-from layerwise.errors import DataError
+from layerwise.errors import DataError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
             except (DataError, OSError) as err:  # the other resources are still fetched; this one is named
                 if args.verbose:
                     log.exception("failed")
-                print(f"error: {name}: {err}\n{failure_advice(name, args.dest)}", file=sys.stderr)
+                print(f"error: {name}: {error_text(err)}\n{failure_advice(name, args.dest)}", file=sys.stderr)
                 failed.append(name)
     except KeyboardInterrupt:
         part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"

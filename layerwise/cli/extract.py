@@ -32,7 +32,7 @@ from layerwise.contract import progress
 from layerwise.contract.alignments import ALIGNMENT_FORMATS, DEFAULT_SILENCE_LABELS
 from layerwise.contract.layout import DEFAULT_REP_TYPE, FRAME_SPAN, SPANS
 from layerwise.contract.store import SAVE_DTYPES
-from layerwise.errors import LayerwiseError, UsageError
+from layerwise.errors import LayerwiseError, UsageError, error_text
 from layerwise.extract.options import DEVICES, ExtractionOptions, SpanOptions
 from layerwise.extract.spans import FRAME_RULES, OUT_OF_RANGE_POLICIES, POOLINGS
 from layerwise.model.checkpoint import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
             return EXIT_OK
         return _run(args, options, out_dir, subset_id, num_subsets)
     except LayerwiseError as err:
-        log.error("%s", with_flags(str(err), vars(args)), exc_info=args.verbose)
+        log.error("%s", with_flags(error_text(err), vars(args)), exc_info=args.verbose)
         return EXIT_USAGE
 
 

@@ -36,7 +36,7 @@ from layerwise.analyze.options import (
 from layerwise.cli import common
 from layerwise.contract import progress
 from layerwise.contract.provenance import command_line
-from layerwise.errors import LayerwiseError
+from layerwise.errors import LayerwiseError, error_text
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}
 # with its defaults (output, facebook/hubert-base-ls960, dev-clean, 1); tests/test_analyze.py checks they agree.
@@ -139,7 +139,7 @@ def main(argv=None) -> int:
             command=command_line(argv))
         summary = run_analysis(options)
     except LayerwiseError as err:
-        log.error("%s", common.with_flags(str(err), vars(args)))
+        log.error("%s", common.with_flags(error_text(err), vars(args)))
         if args.verbose:
             raise
         return common.EXIT_USAGE

@@ -24,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
+from layerwise.compare import undefined
 from layerwise.compare.frames import align, common_grid
 from layerwise.compare.options import DEFAULT_NUM_FILES, CompareOptions
 from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid, pool_plan
 from layerwise.contract.layout import FRAME_SPAN
-from layerwise.contract.results import components_for
-from layerwise.errors import CompareError, FeatureFileError, UsageError
+from layerwise.contract.results import VARIANCE_TARGET, components_for
+from layerwise.errors import CompareError, FeatureFileError, UsageError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ class FolderMeasures:
     """A folder's own per-layer measures on the compared frames; arrays of shape (L,) in ``Folder.layers`` order.
 
     cka_previous[0] is NaN (no previous layer); pca_ratios[k] is None and pca_components_90[k] None when PCA is
-    undefined (constant layer), the reason in ``Comparison.notes``.
+    undefined (constant layer). reasons : measure (``cka_with_previous``, ``pca_components_90``,
+    ``pca_explained_variance_ratio``) -> layer -> why that layer's value is NaN/None (every one has its reason).
     """
 
     mean: np.ndarray
@@ -61,17 +63,19 @@ class FolderMeasures:
     cka_previous: np.ndarray
     pca_ratios: list[np.ndarray | None]
     pca_components_90: list[int | None]
+    reasons: dict[str, dict[str, str]] = field(default_factory=dict)
 
 
 @dataclass
 class PairResult:
     """Folders ``a`` < ``b`` (indices): ``cka`` (L_a, L_b) float64; ``same_layer`` its diagonal (L,) when both have
-    the same number of layers, else None."""
+    the same number of layers, else None; reasons : (i, j) -> why ``cka[i, j]`` is NaN (every NaN has one)."""
 
     a: int
     b: int
     cka: np.ndarray
     same_layer: np.ndarray | None
+    reasons: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -79,7 +83,9 @@ class Comparison:
     """Everything figures and reports show. grid : the common frame grid (None without geometry metadata);
     pooling : label -> layer -> (kernel, stride) for layers pooled onto it; left_out : label -> stems of that folder
     not present in all folders; edge_frames_dropped : frames cut because a pooled layer ended one frame early;
-    command, wall_seconds : how the comparison was run (set by :func:`run_comparison`)."""
+    command, wall_seconds : how the comparison was run (set by :func:`run_comparison`). unavailable : measure ->
+    why some of its requested numbers could not be computed (non-empty: the CLI exits 1); grid_reason : why
+    ``grid`` is None (None when there is a grid)."""
 
     folders: list[Folder]
     stems: list[str]
@@ -92,6 +98,8 @@ class Comparison:
     pairs: list[PairResult]
     measures: list[FolderMeasures]
     notes: list[str] = field(default_factory=list)
+    unavailable: dict[str, str] = field(default_factory=dict)
+    grid_reason: str | None = None
     command: str | None = None  # the command line, for the run card
     wall_seconds: float | None = None  # the comparison's wall time (reading, statistics, figures)
 
@@ -102,8 +110,9 @@ def match_stems(dirs: list[Path]) -> tuple[list[str], list[dict[str, Path]], lis
     paths = []
     for folder in dirs:
         if not folder.is_dir():
-            raise CompareError(f"features folder {folder} does not exist; pass folders written by "
-                               f"extract_features.py")
+            found = store.look_around(folder)
+            raise CompareError(f"features folder {folder} " + (f"is not a folder: {found}" if found else
+                               "does not exist; pass folders written by extract_features.py"))
         files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
         if not files:
             found = store.look_around(folder)
@@ -145,7 +154,7 @@ def describe_folders(dirs: list[Path], firsts: list[store.FeatureFile], layer_sp
         try:
             layers = layout.parse_layer_spec(layer_spec, list(ff.layers))
         except UsageError as err:
-            raise CompareError(f"{folder}: {err}") from err
+            raise CompareError(f"{folder}: {error_text(err)}") from err
         folders.append(Folder(label, folder, ff.meta, layers, [ff.layers[k].shape[1] for k in layers],
                               {k: layout.layer_grid(ff.meta, k) for k in layers}))
     spans = {f.meta.get("span", FRAME_SPAN) for f in folders}
@@ -169,7 +178,7 @@ def pooling_plan(folder: Folder, grid: Grid | None) -> dict[str, tuple[int, int]
             plan[key] = pool_plan(own, grid)
         except UsageError as err:
             raise CompareError(f"{folder.label} {key} (hop {own.hop}, field {own.field} samples) cannot be matched "
-                               f"in time with the common grid (hop {grid.hop}, field {grid.field}): {err}; compare "
+                               f"in time with the common grid (hop {grid.hop}, field {grid.field}): {error_text(err)}; compare "
                                f"other layers (layers)") from err
     return plan
 
@@ -178,7 +187,7 @@ def _read(path: Path, layers: list[str] | None, first: store.FeatureFile | None,
     try:
         ff = store.read_features(path, layers)
     except FeatureFileError as err:
-        raise CompareError(f"{err}; re-extract the file or remove it") from err
+        raise CompareError(f"{error_text(err)}; re-extract the file or remove it") from err
     if first is not None:
         layout.check_same_extraction(ff.meta, first.meta, subject=str(path),
                                      reference_name=f"{first.path.name} in the same folder",
@@ -210,37 +219,42 @@ def _stream(stems: list[str], paths: list[dict[str, Path]], firsts: list[store.F
     return stats, dropped
 
 
-def _pairs(stats, folders: list[Folder]) -> list[PairResult]:
-    """Cross-model CKA of every pair of folders (a < b), with its diagonal when the layer counts agree."""
+def _pairs(stats, folders: list[Folder], constant: list[dict[str, str]]) -> list[PairResult]:
+    """Cross-model CKA of every pair of folders (a < b), with its diagonal when the layer counts agree and the
+    reason of each undefined cell (``constant``: per folder, layer -> why it is constant)."""
     pairs = []
     for a in range(len(folders)):
         for b in range(a + 1, len(folders)):
             matrix = stats.cka_between(a, b)
             same = np.diagonal(matrix).copy() if matrix.shape[0] == matrix.shape[1] else None
-            pairs.append(PairResult(a, b, matrix, same))
+            why = undefined.cka_cell_reasons(matrix, folders[a], folders[b], constant[a], constant[b])
+            pairs.append(PairResult(a, b, matrix, same, why))
     return pairs
 
 
-def _folder_measures(stats, folders: list[Folder], notes: list[str]) -> list[FolderMeasures]:
-    """Each folder's own per-layer measures on the compared frames; a PCA that is undefined is noted."""
+def _folder_measures(stats, folders: list[Folder], constant: list[dict[str, str]]) -> list[FolderMeasures]:
+    """Each folder's own per-layer measures on the compared frames, each value that is undefined with its reason."""
     from layerwise.errors import EmbedError
     from layerwise.stats.sample import pca_from_covariance
 
     measures = []
     for f, folder in enumerate(folders):
-        ratios, needed = [], []
+        ratios, needed, no_pca, no_90 = [], [], {}, {}
         for k, key in enumerate(folder.layers):
             try:
                 ratio, _ = pca_from_covariance(stats.covariance(f, k), stats.n, folder.dims[k])
             except EmbedError as err:
-                notes.append(f"{folder.label} {key}: PCA not computed: {err}")
-                ratios.append(None)
-                needed.append(None)
-                continue
+                no_pca[key] = f"PCA not computed: {error_text(err)}"
+                ratio = None
             ratios.append(ratio)
             needed.append(components_for(ratio))
-        measures.append(FolderMeasures(stats.layer_mean(f), stats.layer_std(f), stats.cka_previous(f), ratios,
-                                       needed))
+            if ratio is not None and needed[-1] is None:
+                no_90[key] = f"the {len(ratio)} components of the PCA do not reach {VARIANCE_TARGET:.0%} of the variance"
+        previous = stats.cka_previous(f)
+        reasons = {"cka_with_previous": undefined.previous_reasons(previous, folder.layers, constant[f]),
+                   "pca_components_90": {**no_pca, **no_90}, "pca_explained_variance_ratio": no_pca}
+        measures.append(FolderMeasures(stats.layer_mean(f), stats.layer_std(f), previous, ratios, needed,
+                                       {m: r for m, r in reasons.items() if r}))
     return measures
 
 
@@ -271,10 +285,26 @@ def compute(options: CompareOptions) -> Comparison:
     plans = [pooling_plan(f, grid) for f in folders]
     stats, dropped = _stream(stems, paths, firsts, folders, grid, plans)
     notes = _input_notes(folders, left, span, grid, dropped)
-    pairs = _pairs(stats, folders)
-    measures = _folder_measures(stats, folders, notes)
+    constant = undefined.constant_layers(stats, folders, "frames" if span == FRAME_SPAN else f"{span} segments")
+    pairs = _pairs(stats, folders, constant)
+    measures = _folder_measures(stats, folders, constant)
+    missing = undefined.unavailable(
+        [(folders[p.a].label, folders[p.b].label, _pair_cells(p)) for p in pairs],
+        [(f.label, m.reasons) for f, m in zip(folders, measures)])
+    grid_reason = (None if grid is not None else "span folders: segments are compared one by one, on no frame grid"
+                   if span != FRAME_SPAN else "no frame-geometry metadata: frames compared index by index")
     return Comparison(folders, stems, {f.label: s for f, s in zip(folders, left)}, int(stats.n), span, grid,
-                      {f.label: p for f, p in zip(folders, plans)}, dropped, pairs, measures, notes)
+                      {f.label: p for f, p in zip(folders, plans)}, dropped, pairs, measures, notes, missing,
+                      grid_reason)
+
+
+def _pair_cells(pair: PairResult) -> dict[str, dict]:
+    """measure -> cell -> why, for a pair's undefined numbers: the matrix's cells and, when it has one, its
+    diagonal's (``cka_same_layer``)."""
+    cells = {"cka_between": pair.reasons}
+    if pair.same_layer is not None:
+        cells["cka_same_layer"] = {ij: why for ij, why in pair.reasons.items() if ij[0] == ij[1]}
+    return cells
 
 
 def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FILES, layers: str | None = None,

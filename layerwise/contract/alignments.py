@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 
-from layerwise.errors import AlignmentError, UsageError
+from layerwise.errors import AlignmentError, UsageError, error_text
 
 ALIGNMENT_FORMATS = ("auto", "textgrid", "ctm", "librispeech", "json")
 TEXTGRID_SUFFIX = ".textgrid"  # compared lower-case: matches .TextGrid and .textgrid
@@ -100,6 +100,14 @@ def _file_format(path: Path, alignment_format: str) -> str | None:
     return alignment_format if path.name.lower().endswith(suffix[alignment_format]) else None
 
 
+def _read_text(path: Path) -> str:
+    """The text of alignment file ``path`` (UTF-8, a byte-order mark dropped), or an AlignmentError naming it."""
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise AlignmentError(f"cannot read alignment file {path}: {error_text(err)}") from err
+
+
 def _ctm_tier(path: Path) -> str:
     """``phones.ctm`` -> ``phones``; ``dev-clean.words.ctm`` -> ``words``."""
     return path.name[: -len(".ctm")].rsplit(".", 1)[-1]
@@ -108,7 +116,7 @@ def _ctm_tier(path: Path) -> str:
 def _read_ctm(path: Path) -> dict[str, dict[str, list[Segment]]]:
     tier = _ctm_tier(path)
     out: dict[str, dict[str, list[Segment]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         fields = line.split()
         if not fields or line.lstrip().startswith(";;"):
             continue
@@ -123,7 +131,7 @@ def _read_ctm(path: Path) -> dict[str, dict[str, list[Segment]]]:
 
 def _read_librispeech(path: Path) -> dict[str, dict[str, list[Segment]]]:
     out: dict[str, dict[str, list[Segment]]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8-sig").splitlines(), 1):
+    for number, line in enumerate(_read_text(path).splitlines(), 1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -150,9 +158,9 @@ def _read_json(path: Path) -> dict[str, dict[str, list[Segment]]]:
         raise AlignmentError(f"{path}: cannot tell phones from words; name it alignment_phone_<split>.json or "
                              f"alignment_word_<split>.json as the reference code does")
     try:
-        content = json.loads(path.read_text(encoding="utf-8-sig"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise AlignmentError(f"cannot read JSON alignment {path}: {err}") from err
+        content = json.loads(_read_text(path))
+    except json.JSONDecodeError as err:
+        raise AlignmentError(f"cannot read JSON alignment {path}: {error_text(err)}") from err
     if not isinstance(content, dict):
         raise AlignmentError(f"{path}: expected an object label -> [[utt, audio_path, start, end], ...]")
     tier = JSON_UNIT_TIERS[unit]
@@ -245,13 +253,27 @@ def read_segments(source: Source | str | Path, tier: str) -> list[Segment]:
     return sorted(segments, key=lambda s: (s.start, s.end))
 
 
-def _read_textgrid(path: Path, tier: str) -> list[Segment]:
+def tier_names(source: Source | str | Path) -> list[str]:
+    """The tier names of one utterance's alignment (a TextGrid is parsed here), sorted. Raises ``AlignmentError``
+    when the file cannot be parsed."""
+    if not isinstance(source, Source):
+        source = Source(Path(source), "textgrid")
+    if source.tiers is not None:
+        return sorted(source.tiers)
+    return sorted(_open_textgrid(source.path).tierNames)
+
+
+def _open_textgrid(path: Path):
     from praatio import textgrid  # deferred: only extraction with --span needs it
 
     try:
-        grid = textgrid.openTextgrid(str(path), includeEmptyIntervals=False, reportingMode="silence")
+        return textgrid.openTextgrid(str(path), includeEmptyIntervals=False, reportingMode="silence")
     except Exception as err:  # praatio raises a variety of types for malformed files
-        raise AlignmentError(f"cannot read TextGrid {path}: {err}") from err
+        raise AlignmentError(f"cannot read TextGrid {path}: {error_text(err)}") from err
+
+
+def _read_textgrid(path: Path, tier: str) -> list[Segment]:
+    grid = _open_textgrid(path)
     if tier not in grid.tierNames:
         raise AlignmentError(f"{path}: no tier {tier!r}; tiers present: {list(grid.tierNames)}")
     segments = []

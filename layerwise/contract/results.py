@@ -179,10 +179,12 @@ class ControlResult:
 
     def summary(self) -> dict:
         """The ``random_init`` object of ``summary.json``: measures flat (measure -> layer -> value) as for the
-        trained model, then the scalars, the folder, the count and what could not be computed."""
+        trained model, then the scalars, the folder, the count, what could not be computed and ``reasons``
+        (measure -> layer -> why its value is null)."""
         return {**{k: dict(v) for k, v in self.measures.items()}, **ci_keys(self.intervals), **self.measure_info,
                 "features_dir": self.features_dir, "n_files": self.n_files, "unavailable": dict(self.unavailable),
-                **{k: self.meta.get(k) for k in CONTROL_META}}
+                **{k: self.meta.get(k) for k in CONTROL_META},
+                REASONS_KEY: _measure_reasons(self.measures, self.unavailable, self.measure_info)}
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,30 @@ class AnalysisResult:
         out.update(self.measure_info)
         if self.control is not None:
             out[CONTROL_KEY] = self.control.summary()
+        out[REASONS_KEY] = self.reasons()
+        return out
+
+    def reasons(self) -> dict[str, dict[str, str]]:
+        """Why each empty per-layer value is empty: column (a summary.json key: ``cka``, ``cosine``,
+        ``pca_explained_variance_ratio``, ``pca_components_90``, ``tsne``, ``cka_with_previous``, ``frame_rate``, a
+        measure) -> layer -> why. Holds every null/[] a layer has in summary.json and summary.csv (cells empty by
+        definition, ``not_applicable``, included), so no empty value comes without its reason."""
+        out: dict[str, dict[str, str]] = {}
+        for x in self.layers:
+            for what, why in x.reasons.items():
+                for column in LAYER_REASON_COLUMNS.get(what, (what,)):
+                    out.setdefault(column, {})[x.key] = why
+            if x.frame_rate is None:
+                out.setdefault("frame_rate", {})[x.key] = (
+                    "span folders hold one vector per segment, not frames" if self.unit != "frames"
+                    else "the files do not record their frame grid (model_config, sample_rate)")
+        for name, matrix in (("cka", self.cka), ("cosine", self.cosine)):
+            found = _matrix_reasons(name, np.asarray(matrix, float), self.layers, self.similarity_frames)
+            if found:
+                out[name] = found
+        out.update(_measure_reasons(self.measures, self.unavailable, self.measure_info))
+        for column, cells in self.not_applicable.items():
+            out.setdefault(column, {}).update(cells)
         return out
 
     def rows(self, part: str = "all") -> list[dict]:
@@ -311,6 +337,58 @@ class AnalysisResult:
                     theirs.update(_ci_cells(f"{CONTROL_KEY}_{name}", self.control.intervals, x.key, name))
             rows.append({"layer": x.key, **theirs} if part == "control" else {**own, **theirs})
         return rows
+
+
+REASONS_KEY = "reasons"  # summary.json: column -> layer -> why that layer's value is null or []
+# LayerResult.reasons keys -> the summary.json / summary.csv columns they empty (PCA undefined: its ratios and count)
+LAYER_REASON_COLUMNS = {"pca": ("pca_explained_variance_ratio", "pca_components_90", "pca_evr_pc1"),
+                        "components_90": ("pca_components_90",)}
+
+
+def _measure_reasons(measures: dict, unavailable: dict[str, str], info: dict) -> dict[str, dict[str, str]]:
+    """measure -> layer -> why, for every layer whose value of a measure is None: the layer's own reason when a
+    family records one (``info[...]["undefined"]``, e.g. ``abx_info``), else the measure's ``unavailable`` text."""
+    per_layer = {}
+    for value in info.values():
+        if isinstance(value, dict) and isinstance(value.get("undefined"), dict):
+            per_layer.update(value["undefined"])
+    out = {}
+    for name, values in measures.items():
+        for key, value in values.items():
+            if value is None or (isinstance(value, float) and not np.isfinite(value)):
+                out.setdefault(name, {})[key] = (per_layer.get(name, {}).get(key) or unavailable.get(name)
+                                                 or "undefined for this layer's input")
+    return out
+
+
+def _matrix_reasons(name: str, matrix: np.ndarray, layers: list, frames: np.ndarray) -> dict[str, str]:
+    """layer -> why its row of the (L, L) ``name`` matrix (``"cka"`` or ``"cosine"``) holds nulls: the layer is
+    constant (CKA: zero variance; cosine: all-zero frames), its partners are, fewer than 2 frames were matched in
+    time, or (cosine) the dims differ."""
+    def empty(x) -> bool:  # CKA is 0/0 for zero variance; cosine for zero norm (zero variance and zero mean)
+        constant = not np.any(np.asarray(x.dim_var) > 0)
+        return constant and (name == "cka" or not np.any(np.asarray(x.dim_mean) != 0))
+
+    what = "zero variance in every dimension" if name == "cka" else "every frame is zero"
+    out = {}
+    for i, x in enumerate(layers):
+        bad = [j for j in range(len(layers)) if not np.isfinite(matrix[i, j])]
+        if not bad:
+            continue
+        if empty(x):
+            out[x.key] = f"{x.key} is constant ({what}): {name} is 0/0, undefined with every layer"
+            continue
+        causes: dict[str, list[str]] = {}
+        for j in bad:
+            y = layers[j]
+            cause = ("fewer than 2 frames matched in time" if frames[i, j] < 2
+                     else f"different dims ({x.dim} vs {y.dim}): cosine compares dimension d with dimension d"
+                     if name == "cosine" and x.dim != y.dim
+                     else f"the other layer is constant ({what})" if empty(y)
+                     else "numerically degenerate (0/0)")
+            causes.setdefault(cause, []).append(y.key)
+        out[x.key] = "; ".join(f"undefined with {', '.join(keys)}: {cause}" for cause, keys in causes.items())
+    return out
 
 
 def ci_keys(intervals: dict[str, dict[str, tuple[float, float]]]) -> dict[str, dict[str, list[float]]]:

@@ -34,7 +34,7 @@ from layerwise.contract.layout import (
     parse_layer_key,
     sort_layer_keys,
 )
-from layerwise.errors import FeatureFileError, OwnFileError
+from layerwise.errors import FeatureFileError, OwnFileError, error_text
 
 FEATURE_SUFFIX = "_features.npz"
 META_KEY = "meta"
@@ -63,29 +63,87 @@ def list_feature_files(features_dir: str | Path) -> list[Path]:
 
 AUDIO_SUFFIXES = (".flac", ".wav", ".mp3", ".ogg", ".opus", ".m4a", ".sph")  # what "audio, not features" looks like
 ANALYSIS_SUFFIX = "_analysis"  # an analysis output folder named after its features folder (docs, the wrapper)
+OUTPUT_SUMMARY = "summary.json"  # what an analysis's or a comparison's output folder holds (its features_dir inside)
+CHECKPOINT_CONFIG = "config.json"  # a save_pretrained folder: this config beside weight files of these patterns
+CHECKPOINT_WEIGHTS = ("*.safetensors", "*.bin")
 
 
 def look_around(folder: str | Path) -> str:
-    """Why ``folder`` holds no ``*_features.npz`` and where the right folder is, for a "not found" message: what
-    it does hold (subfolders with feature files — the folder one level above the features —, audio, an analysis's
-    outputs) and the sibling without ``_analysis``. ``""`` when nothing useful is found."""
+    """Why ``folder`` holds no ``*_features.npz`` and where the right folder is, for a "not found" message: a path
+    that is a file (a feature file: its folder; audio: extract it first), a model checkpoint (give it to
+    extract_features.py), what a folder holds (subfolders with feature files — the folder one level above the
+    features —, audio, an analysis's or a comparison's outputs: the features folder its ``summary.json`` names, or
+    the sibling without ``_analysis``). ``""`` when nothing useful is found."""
     folder = Path(folder)
+    if folder.is_file():
+        return _file_hint(folder)
+    if not folder.is_dir():
+        return ""
     hints = []
     holders = sorted({p.parent for p in folder.glob(f"*/*{FEATURE_SUFFIX}")} |
                      {p.parent for p in folder.glob(f"*/*/*{FEATURE_SUFFIX}")})
     if holders:
         shown = ", ".join(str(h) for h in holders[:5]) + (" …" if len(holders) > 5 else "")
         hints.append(f"{len(holders)} folder(s) below it hold feature files: {shown}; pass one of them")
-    if folder.name.endswith(ANALYSIS_SUFFIX) or (folder / "summary.json").is_file():
-        sibling = folder.with_name(folder.name.removesuffix(ANALYSIS_SUFFIX))
-        source = (f"; its features are in {sibling}" if sibling != folder and list_feature_files(sibling) else "")
-        hints.append(f"it is an analysis output folder (report.html, summary.json){source}")
-    audio = next((p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES), None) if folder.is_dir() \
-        else None
+    if (folder / CHECKPOINT_CONFIG).is_file() and any(next(folder.glob(p), None) for p in CHECKPOINT_WEIGHTS):
+        hints.append(f"it is a model checkpoint ({CHECKPOINT_CONFIG} + weights), not features: give it to "
+                     f"extract_features.py --model_name {folder} and pass the output folder it prints")
+    if folder.name.endswith(ANALYSIS_SUFFIX) or (folder / OUTPUT_SUMMARY).is_file():
+        hints.append(_output_folder_hint(folder))
+    audio = next((p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES), None)
     if audio is not None and not holders:
         hints.append(f"it holds audio ({audio.relative_to(folder)} …), not features: run extract_features.py "
                      f"--audio_dir {folder} first and pass the output folder it prints")
     return "; ".join(hints)
+
+
+def _file_hint(path: Path) -> str:
+    """What to pass instead of the file ``path``: its folder for a feature file, an extraction for audio, the
+    features folder of an analysis's or comparison's output file."""
+    if path.name.endswith(FEATURE_SUFFIX):
+        return f"this is a feature file; pass its folder {path.parent}"
+    if path.suffix.lower() in AUDIO_SUFFIXES:
+        return (f"this is an audio file, not features: run extract_features.py --audio_dir {path.parent} first and "
+                f"pass the output folder it prints")
+    if (path.parent / OUTPUT_SUMMARY).is_file():
+        return f"this is a file of an output folder, not a folder of features: {_output_folder_hint(path.parent)}"
+    return "this is a file, not a folder: pass the folder of *_features.npz files that extract_features.py wrote"
+
+
+def _output_folder_hint(folder: Path) -> str:
+    """An analysis's or comparison's output folder: the features folder(s) its ``summary.json`` names (or, without
+    one, the sibling without ``_analysis`` when it holds features)."""
+    sources, kind = [], "an analysis"
+    try:
+        summary = read_own(folder / OUTPUT_SUMMARY, what="summary", rebuild="")
+    except OwnFileError:
+        summary = None
+    if isinstance(summary, dict):
+        kind = "a comparison" if "folders" in summary else kind
+        named = [summary.get("features_dir")] + [f.get("features_dir") for f in summary.get("folders") or []
+                                                 if isinstance(f, dict)]
+        sources = list(dict.fromkeys(str(d) for d in named if isinstance(d, str) and d))
+    if not sources:
+        sibling = folder.with_name(folder.name.removesuffix(ANALYSIS_SUFFIX))
+        sources = [str(sibling)] if sibling != folder and list_feature_files(sibling) else []
+    where = f"; its features are in {' and '.join(sources)}: pass {'that' if len(sources) == 1 else 'one'}" \
+        if sources else ""
+    return f"it is {kind} output folder (report.html, {OUTPUT_SUMMARY}){where}"
+
+
+HALF_DTYPES = ("float16", "bfloat16")  # compute dtypes whose range (float16: 65504) a model's activations can overflow
+
+
+def nonfinite_remedy(compute_dtype: str | None) -> str:
+    """What to do about NaN/inf features computed in ``compute_dtype`` (a file's ``meta["compute_dtype"]``): a half
+    type can overflow, so float32 compute; float32 (or unrecorded) cannot be helped by another dtype, so the
+    features or the model are damaged. Never advises the setting already in use."""
+    if compute_dtype in HALF_DTYPES:
+        return (f"it was computed in {compute_dtype}, whose range the model can overflow: re-extract with --dtype "
+                f"float32")
+    computed = f"computed in {compute_dtype}" if compute_dtype else "its compute dtype is not recorded"
+    return (f"{computed}, so no dtype change helps: the file or the model is damaged — re-extract the file "
+            f"(extract_features.py recomputes non-finite files) and check the checkpoint's weights for NaN/inf")
 
 
 def write_features(
@@ -116,7 +174,7 @@ def write_features(
             raise ValueError(f"{key}: expected a 2-D (T, D) array, got shape {value.shape}")
         if not np.isfinite(value).all():
             raise FeatureFileError(f"{key} contains NaN or inf (compute_dtype={meta.get('compute_dtype')!r}); "
-                                   f"nothing written — extract with float32 compute")
+                                   f"nothing written — {nonfinite_remedy(meta.get('compute_dtype'))}")
         with np.errstate(over="ignore"):  # overflow is checked, with a clearer message, just below
             stored = np.ascontiguousarray(value, dtype=SAVE_DTYPES[save_dtype])
         if stored.dtype == np.float16 and np.any(np.isinf(stored) & np.isfinite(value)):
@@ -223,14 +281,18 @@ REBUILD_FEATURES = ("re-run extract_features.py with this folder's settings (it 
 
 
 @contextmanager
-def guarded(path: str | Path, *, what: str, rebuild: str, error: type[Exception] = OwnFileError):
+def guarded(path: str | Path, *, what: str, rebuild: str, error: type[Exception] = OwnFileError,
+            also: tuple[type[Exception], ...] = ()):
     """The one guard for reading back a file this tool wrote: any :data:`READ_ERRORS` raised inside the block
-    becomes ``error`` naming ``what``, the file, the cause and the command that rebuilds it."""
+    becomes ``error`` naming ``what``, the file, the cause and the command that rebuilds it.
+
+    also : further exception types that mean "the file's contents do not fit together" inside the block (e.g. the
+    ``StatsError`` of arrays whose shapes disagree), turned into ``error`` the same way."""
     try:
         yield Path(path)
-    except READ_ERRORS as err:
+    except (*READ_ERRORS, *also) as err:
         state = "it is missing" if isinstance(err, FileNotFoundError) else "damaged or incomplete"
-        raise error(f"cannot read {what} {path}: {state} ({type(err).__name__}: {' '.join(str(err).split())}); "
+        raise error(f"cannot read {what} {path}: {state} ({type(err).__name__}: {error_text(err)}); "
                     f"rebuild it: {rebuild}") from err
 
 
@@ -326,7 +388,7 @@ def resume_state(path: str | Path, expected_keys: list[str], identity: dict,
             if why:
                 return "damaged", why
     except READ_ERRORS as err:
-        return "damaged", str(err)
+        return "damaged", error_text(err)
     return "complete", ""
 
 

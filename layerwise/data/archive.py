@@ -11,7 +11,7 @@ import tarfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from layerwise.errors import UnsafeArchiveError
+from layerwise.errors import UnsafeArchiveError, error_text
 
 
 def _check_member(name: str, root: Path, *, link_target: str | None = None) -> None:
@@ -53,4 +53,4 @@ def safe_extract(archive: Path, root: Path) -> None:
                 _check_member(m.name, root, link_target=m.linkname if m.issym() else None)
             tf.extractall(root, members=members, filter="data")
     except (tarfile.TarError, EOFError) as err:
-        raise UnsafeArchiveError(f"cannot extract {archive}: {err}") from err
+        raise UnsafeArchiveError(f"cannot extract {archive}: {error_text(err)}") from err

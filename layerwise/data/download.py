@@ -23,7 +23,7 @@ from pathlib import Path, PurePosixPath
 from filelock import FileLock, Timeout
 from tqdm import tqdm
 
-from layerwise.errors import DataError
+from layerwise.errors import DataError, error_text, one_line
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _fetch(url: str, part: Path, resource: Resource, *, progress: bool) -> None:
             return
         raise DataError(f"{url}: HTTP {err.code} {err.reason}") from err
     except (urllib.error.URLError, OSError, http.client.HTTPException) as err:
-        raise DataError(f"{url}: {getattr(err, 'reason', err)!s}") from err
+        raise DataError(f"{url}: {one_line(str(getattr(err, 'reason', err))) or error_text(err)}") from err
     with response:
         length = response.headers.get("Content-Length")
         if response.status == 206:
@@ -119,7 +119,7 @@ def _fetch(url: str, part: Path, resource: Resource, *, progress: bool) -> None:
                     f.write(block)
                     bar.update(len(block))
             except (OSError, http.client.HTTPException) as err:
-                raise DataError(f"{url}: connection lost after {f.tell():,} bytes ({err})") from err
+                raise DataError(f"{url}: connection lost after {f.tell():,} bytes ({error_text(err)})") from err
             got = f.tell()
     if expected is not None and got < expected:
         raise DataError(f"{url}: connection closed after {got:,} of {expected:,} bytes")
@@ -149,7 +149,7 @@ def fetch_archive(resource: Resource, dest: Path, *, mirrors: list[str] | None =
             try:
                 _fetch(url, part, resource, progress=progress)
             except DataError as err:
-                errors.append(str(err))
+                errors.append(error_text(err))
                 break
             problem = verify(part, resource)
             if problem is None:
@@ -159,7 +159,7 @@ def fetch_archive(resource: Resource, dest: Path, *, mirrors: list[str] | None =
             errors.append(f"{url}: downloaded file failed verification: {problem}")
             if not resumed:
                 break
-    raise DataError(f"could not get a verified {resource.archive}:\n  " + "\n  ".join(errors))
+    raise DataError(f"could not get a verified {resource.archive} from {len(urls)} mirror(s): " + "; ".join(errors))
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ from pathlib import Path, PurePosixPath
 from layerwise.contract.store import read_own, write_json_atomic
 from layerwise.data.archive import safe_extract
 from layerwise.data.download import Resource, fetch_archive, locked
-from layerwise.errors import DataError, OwnFileError, UnsafeArchiveError
+from layerwise.errors import DataError, OwnFileError, UnsafeArchiveError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ def download(name: str, dest: str | Path, *, mirrors: list[str] | None = None, k
         try:
             safe_extract(archive, dest / resource.extract_to)
         except UnsafeArchiveError as err:
-            raise DataError(str(err)) from err
+            raise DataError(error_text(err)) from err
         if not folder.is_dir():
             raise DataError(f"{archive} did not contain {resource.folder}/")
         write_json_atomic(marker, {"resource": name, "archive": resource.archive, "md5": resource.md5})

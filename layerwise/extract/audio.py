@@ -15,7 +15,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from layerwise.errors import AudioLoadError, DuplicateStemError, UsageError
+from layerwise.errors import AudioLoadError, DuplicateStemError, UsageError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -90,8 +90,8 @@ def find_audio_files(audio_dir: str | Path, extensions: tuple[str, ...] = AUDIO_
     skipped: dict[str, list[Path]] = defaultdict(list)
 
     def on_error(err: OSError) -> None:
-        skipped[f"{UNREADABLE}: {err.strerror or err}"].append(Path(err.filename))
-        log.warning("%s: cannot read directory: %s", err.filename, err.strerror or err)
+        skipped[f"{UNREADABLE}: {err.strerror or error_text(err)}"].append(Path(err.filename))
+        log.warning("%s: cannot read directory: %s", err.filename, err.strerror or error_text(err))
 
     visited: set[Path] = set()
     seen: dict[Path, Path] = {}
@@ -143,7 +143,7 @@ def load_audio(path: str | Path, sample_rate: int) -> Waveform:
     try:
         data, source_rate = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError, OSError, ValueError, TypeError) as err:
-        raise AudioLoadError(f"cannot decode audio: {err}") from err
+        raise AudioLoadError(f"cannot decode audio: {error_text(err)}") from err
     if data.shape[0] == 0:
         raise AudioLoadError("file holds no samples")
     channels = data.shape[1]

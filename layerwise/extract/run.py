@@ -19,7 +19,7 @@ import numpy as np
 
 from layerwise.contract import layout, store
 from layerwise.contract.alignments import digest as alignment_digest
-from layerwise.contract.alignments import find_alignments, read_spans
+from layerwise.contract.alignments import find_alignments, read_spans, tier_names
 from layerwise.contract.grid import FrameGeometry
 from layerwise.contract.names import plural
 from layerwise.errors import AlignmentError, AudioLoadError, UsageError, error_text
@@ -36,7 +36,7 @@ OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --save_dir"
 
 def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOptions, *, info, runlog: RunLog,
                    overwrite: bool = False, stop: threading.Event | None = None, progress: bool = True,
-                   audio_stems: Collection[str] | None = None) -> RunLog:
+                   audio_stems: Collection[str] | None = None, alignments: dict | None = None) -> RunLog:
     """Extract the features of ``jobs`` into ``out_dir`` and return ``runlog`` with counts and failures.
 
     model : a loaded :class:`~layerwise.model.adapter.SpeechModel`, or a callable returning one — called only when some file
@@ -46,13 +46,14 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     non-finite ones are recomputed. ``stop`` (set by a signal handler) ends the run after the file in progress.
     audio_stems : the stems of every audio file of the folder (all shards; default: those of ``jobs``): alignment
         ids that match none of them are counted in the log and listed in the manifest.
-    Raises :class:`~layerwise.errors.UsageError` for unusable settings (bad layers, missing alignments).
+    alignments : the run's alignments as :func:`load_alignments` returns them (default: read here).
+    Raises :class:`~layerwise.errors.UsageError` for unusable settings (bad layers, missing alignments, a tier the
+    alignments do not have).
     """
     keys = options.layer_keys(info)
     identity = options.identity(info)
-    alignments = (find_alignments(options.spans.alignment_dir, options.spans.alignment_format)
-                  if options.span != layout.FRAME_SPAN else {})
-    _check_tier(alignments, options)
+    if alignments is None:
+        alignments = load_alignments(options)
     stems = set(audio_stems) if audio_stems is not None else {job.source.stem for job in jobs}
     if unmatched := sorted(set(alignments) - stems):
         runlog.unmatched_alignments(unmatched, options.spans.alignment_dir)
@@ -167,6 +168,7 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     from layerwise.model.adapter import SpeechModel
 
     out_dir = options.output_dir(save_dir)
+    alignments = load_alignments(options)  # a wrong tier is refused here, before any weight or audio byte is read
     selection = jobs.select(audio_dir, out_dir, options, subset_id, num_subsets, extensions)
     runlog = RunLog(out_dir, subset_id, num_subsets, not_taken=selection.scan.skipped, sample=selection.sample)
     for reason, paths in selection.scan.skipped.items():
@@ -192,7 +194,7 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     log.info("%s in shard %d/%d -> %s", plural(len(selection.jobs), "file"), subset_id, num_subsets, out_dir)
     return run_extraction(model if model is not None else load, selection.jobs, out_dir, options, info=info,
                           runlog=runlog, overwrite=overwrite, stop=stop, progress=progress,
-                          audio_stems={path.stem for path in selection.scan.files})
+                          audio_stems={path.stem for path in selection.scan.files}, alignments=alignments)
 
 
 def check_settings(options: ExtractionOptions):
@@ -203,24 +205,51 @@ def check_settings(options: ExtractionOptions):
     from layerwise.model.adapter import resolve_device
     from layerwise.model.checkpoint import describe, with_fingerprint
 
-    info = describe(options.model_name, revision=options.revision, normalize=options.normalize, fingerprint=False)
+    info = describe(options.model_name, revision=options.revision, normalize=options.normalize, fingerprint=False,
+                    weights=not options.random_init)
     options.layer_keys(info)  # a bad layer spec fails here
     resolve_device(options.device)  # --device cuda without a GPU fails here
     return with_fingerprint(info)
 
 
-def _check_tier(alignments: dict, options: ExtractionOptions) -> None:
-    """Refuse a tier that no parsed alignment file holds (CTM, LibriSpeech, JSON are parsed up front), before the
-    weights load; TextGrids are parsed one file at a time, so a missing tier there is each file's failure."""
-    parsed = [source.tiers for source in alignments.values() if source.tiers is not None]
-    if not parsed or len(parsed) < len(alignments):
-        return
+# A TextGrid is parsed to learn its tiers; when the first ones cannot be parsed (each such file is its own failure
+# later), this many are tried before the check is left to the files.
+TIER_PROBE_FILES = 5
+ALIGNMENTS_IGNORED = ("--alignment_dir (alignment_dir) is ignored with the frame span, which stores every frame and "
+                      "pools nothing: phone/word spans need --span phone|word; for ABX error rates per layer give "
+                      "the alignments to the analysis instead (visualize_features.py --alignment_dir)")
+
+
+def load_alignments(options: ExtractionOptions) -> dict:
+    """The run's alignments (utterance stem -> Source; empty for the frame span), with the tier checked
+    (:func:`check_tier`); for the frame span a given ``alignment_dir`` is said to be ignored (a warning)."""
+    if options.span == layout.FRAME_SPAN:
+        if options.spans.alignment_dir is not None:
+            log.warning("%s", ALIGNMENTS_IGNORED)
+        return {}
+    alignments = find_alignments(options.spans.alignment_dir, options.spans.alignment_format)
+    check_tier(alignments, options)
+    return alignments
+
+
+def check_tier(alignments: dict, options: ExtractionOptions) -> None:
+    """Refuse a tier that the alignments do not hold, before the weights load: the first alignment file that can
+    be parsed (any format; a TextGrid is parsed here) decides, and for the multi-utterance formats (parsed up
+    front) any utterance holding the tier is enough. Raises :class:`~layerwise.errors.UsageError` naming the
+    tiers found."""
     name, tier = (("phone_tier", options.spans.phone_tier) if options.span == "phone"
                   else ("word_tier", options.spans.word_tier))
-    if not any(tier in tiers for tiers in parsed):
-        present = sorted({t for tiers in parsed for t in tiers})
-        raise UsageError(f"{name}={tier!r}: no alignment in {options.spans.alignment_dir} has that tier; tiers "
-                         f"present: {present}")
+    if any(source.tiers is not None and tier in source.tiers for source in alignments.values()):
+        return
+    for source in list(alignments.values())[:TIER_PROBE_FILES]:
+        try:
+            present = tier_names(source)
+        except AlignmentError:
+            continue  # an unparsable file: that file's failure, the next one decides
+        if tier in present:
+            return
+        raise UsageError(f"{name}={tier!r}: the alignment {source} has no such tier; tiers found there: {present}. "
+                         f"Pass the one that holds the {options.span}s")
 
 
 def _fbank_function() -> Callable:

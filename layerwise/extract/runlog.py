@@ -20,7 +20,7 @@ from layerwise import __version__
 from layerwise.contract import layout, store
 from layerwise.contract.names import format_duration
 from layerwise.contract.provenance import MANIFEST_GLOB, extraction_versions
-from layerwise.errors import UsageError, one_line
+from layerwise.errors import UsageError, error_text, one_line
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,8 @@ class RunLog:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
-            raise UsageError(f"cannot create the output folder {self.out_dir}: {err.strerror or err} (check "
-                             f"save_dir)") from err
+            raise UsageError(f"cannot create the output folder {self.out_dir}: "
+                             f"{err.strerror or error_text(err)} (check save_dir)") from err
         self.meta, self.n_files, self.overwrite = meta, n_files, overwrite
         self._t0 = time.perf_counter()
 

@@ -103,7 +103,8 @@ class SpeechModel:
         from layerwise.model.longaudio import ChunkedFeatureEncoder
 
         device = resolve_device(device)
-        info, config, extractor, kwargs = read_checkpoint(name, revision=revision, normalize=normalize)
+        info, config, extractor, kwargs = read_checkpoint(name, revision=revision, normalize=normalize,
+                                                          weights=not random_init)
         log.info("waveform normalisation: %s (normalize=%s; the checkpoint's feature extractor says do_normalize=%s)",
                  "on" if info.normalize else "off", normalize, getattr(extractor, "do_normalize", True))
         model = load_base_model(name, config, kwargs, random_init=random_init, seed=seed)

@@ -31,7 +31,8 @@ from urllib.parse import urlparse
 
 from layerwise.contract.grid import FrameGeometry
 from layerwise.contract.layout import KEY_PREFIX, layer_key
-from layerwise.errors import ModelLoadError
+from layerwise.errors import ModelLoadError, error_text
+from layerwise.model.files import PREPROCESSOR_FILE, check_local_files, remedy
 from layerwise.model.fingerprint import folder_fingerprint
 
 log = logging.getLogger(__name__)
@@ -173,18 +174,33 @@ def source_kwargs(name: str, revision: str | None) -> dict:
 
 
 def call_hub(loader, name: str, kwargs: dict, what: str):
-    """``loader.from_pretrained(**kwargs)`` with hub and folder failures turned into one :class:`ModelLoadError`."""
+    """``loader.from_pretrained(**kwargs)`` with every failure to read the checkpoint (hub, cache or folder: a
+    missing file, invalid JSON, a damaged weight file, ...) turned into one :class:`ModelLoadError` whose advice
+    fits the source in use (:func:`load_advice`); a ``MemoryError`` stays what it is."""
     reason = kwargs.get("_offline_reason")
     clean = {k: v for k, v in kwargs.items() if not k.startswith("_")}
     try:
         with quiet_transformers():
             return loader.from_pretrained(**clean)
-    except (OSError, ValueError) as err:
+    except MemoryError:
+        raise
+    except Exception as err:  # SafetensorError, UnpicklingError, OSError, ValueError, ...
         if reason:
             raise ModelLoadError(f"model {name!r} is not in the local Hugging Face cache and {reason}. "
                                  + offline_help(name)) from err
-        raise ModelLoadError(f"cannot load the {what} of model {name!r}: {err}\n"
-                             + offline_help(name)) from err
+        raise ModelLoadError(f"cannot load the {what} of model {name!r}: {error_text(err)}. "
+                             + load_advice(name)) from err
+
+
+def load_advice(name: str) -> str:
+    """What to do when checkpoint ``name`` was found but cannot be read: for a local folder, rebuild that folder
+    (it is already a local folder, so passing one is no remedy); for a hub id, check the id and revision, download
+    it again, or pass a local folder."""
+    if looks_like_path(name):
+        return remedy(Path(name).expanduser())
+    return (f"Check the hub id and --revision; if a file in the Hugging Face cache is damaged, download it again "
+            f"(`hf download {name} --force-download`); or pass a local checkpoint folder: --model_name DIR "
+            "(wrapper: MODEL_NAME=DIR).")
 
 
 def resolve_normalize(feature_extractor, normalize: str) -> bool:
@@ -194,25 +210,24 @@ def resolve_normalize(feature_extractor, normalize: str) -> bool:
     return own if normalize == "auto" else normalize == "on"
 
 
-def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = "auto", fingerprint: bool = True):
+def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = "auto", fingerprint: bool = True,
+                    weights: bool = True):
     """(ModelInfo, transformers config, feature extractor, from_pretrained kwargs) of ``name``; no weights.
     ``fingerprint=False`` leaves a local folder's ``revision`` None instead of hashing its weight files (for checks
-    of the settings against the config, which must come before any weight byte is read)."""
-    from transformers import AutoConfig, AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+    of the settings against the config, which must come before any weight byte is read). A local folder's files are
+    checked first (:func:`layerwise.model.files.check_local_files`: the JSON files, and with ``weights`` the weight
+    files' headers), so a damaged file is a :class:`ModelLoadError` naming it before any audio is read."""
+    from transformers import AutoConfig
 
     kwargs = source_kwargs(name, revision)
     local = looks_like_path(name)
+    if local:
+        check_local_files(Path(kwargs["pretrained_model_name_or_path"]), weights=weights)
     config = call_hub(AutoConfig, name, kwargs, "config")
     if not hasattr(config, "conv_kernel") or not hasattr(config, "conv_stride"):
         raise ModelLoadError(f"{name!r} (model_type {getattr(config, 'model_type', '?')!r}) is not a wav2vec2-style "
                              "model with a CNN feature encoder (HuBERT, wav2vec 2.0, WavLM, ...)")
-    try:
-        with quiet_transformers():
-            extractor = AutoFeatureExtractor.from_pretrained(**{k: v for k, v in kwargs.items() if k[0] != "_"})
-    except (OSError, ValueError):
-        log.warning("%s has no preprocessor_config.json; using Wav2Vec2FeatureExtractor defaults "
-                    "(16 kHz, do_normalize=True)", name)
-        extractor = Wav2Vec2FeatureExtractor()
+    extractor = _feature_extractor(name, kwargs)
     applied = resolve_normalize(extractor, normalize)
     sample_rate = int(getattr(extractor, "sampling_rate", 16000))
     summary = {k: (list(v) if isinstance(v, (list, tuple)) else v)
@@ -227,13 +242,50 @@ def read_checkpoint(name: str, *, revision: str | None = None, normalize: str = 
     return info, config, extractor, kwargs
 
 
-def describe(name: str, *, revision: str | None = None, normalize: str = "auto", fingerprint: bool = True) -> ModelInfo:
+def _feature_extractor(name: str, kwargs: dict):
+    """The checkpoint's feature extractor; Wav2Vec2FeatureExtractor defaults (with a warning) only when it has no
+    preprocessor_config.json. One that exists but cannot be read is a :class:`ModelLoadError`: the defaults
+    (do_normalize=True) could silently change the features."""
+    from transformers import AutoFeatureExtractor, Wav2Vec2FeatureExtractor
+
+    try:
+        with quiet_transformers():
+            return AutoFeatureExtractor.from_pretrained(**{k: v for k, v in kwargs.items() if k[0] != "_"})
+    except MemoryError:
+        raise
+    except Exception as err:  # present but unreadable is an error, absent is the fallback below
+        if (present := _preprocessor_file(name, kwargs)) is not None:
+            raise ModelLoadError(f"cannot read the feature extractor settings {present} of model {name!r}: "
+                                 f"{error_text(err)}. {load_advice(name)}") from err
+    log.warning("%s has no preprocessor_config.json; using Wav2Vec2FeatureExtractor defaults "
+                "(16 kHz, do_normalize=True)", name)
+    return Wav2Vec2FeatureExtractor()
+
+
+def _preprocessor_file(name: str, kwargs: dict) -> str | None:
+    """Where ``name``'s preprocessor_config.json is (the folder's, or the hub cache's copy), None when it has none."""
+    if looks_like_path(name):
+        path = Path(kwargs["pretrained_model_name_or_path"]) / PREPROCESSOR_FILE
+        return str(path) if path.exists() else None
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        cached = try_to_load_from_cache(name, PREPROCESSOR_FILE, revision=kwargs.get("revision"))
+    except Exception:  # noqa: BLE001 -- an id the cache cannot hold: nothing cached
+        return None
+    return cached if isinstance(cached, str) else None
+
+
+def describe(name: str, *, revision: str | None = None, normalize: str = "auto", fingerprint: bool = True,
+             weights: bool = True) -> ModelInfo:
     """Config-only :class:`ModelInfo` of ``name`` (hub id or local folder): reads config.json and
     preprocessor_config.json and builds no model. For a local folder ``revision`` is the SHA-256 fingerprint of its
     config and weight files (the weight bytes are read, once per process, ≈ 1 s for a 360 MB base model).
-    ``fingerprint=False``: no weight byte is read (``revision`` None for a local folder).
-    Raises :class:`ModelLoadError` (a usage error, exit 2)."""
-    return read_checkpoint(name, revision=revision, normalize=normalize, fingerprint=fingerprint)[0]
+    ``fingerprint=False``: only the weight files' headers are read (``revision`` None for a local folder);
+    ``weights=False`` (a random-init control) does not look at the weight files at all.
+    Raises :class:`ModelLoadError` (a usage error, exit 2) for a folder or file that cannot be read."""
+    return read_checkpoint(name, revision=revision, normalize=normalize, fingerprint=fingerprint,
+                           weights=weights)[0]
 
 
 def with_fingerprint(info: ModelInfo) -> ModelInfo:

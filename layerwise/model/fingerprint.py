@@ -13,6 +13,8 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
+from layerwise.model.files import read_error
+
 CONFIG_FILES = ("config.json", "preprocessor_config.json")
 WEIGHT_PATTERNS = ("*.safetensors", "*.bin")
 # 4 MiB reads: large enough that the per-call overhead is negligible next to SHA-256 (≈ 0.4–1 GB/s), small enough
@@ -31,7 +33,8 @@ def fingerprinted_files(folder: Path) -> list[Path]:
 
 
 def folder_fingerprint(folder: str | Path) -> str:
-    """``"sha256:" + 16 hex digits`` over the name, size and bytes of each of :func:`fingerprinted_files`."""
+    """``"sha256:" + 16 hex digits`` over the name, size and bytes of each of :func:`fingerprinted_files`.
+    A file that cannot be read (permission denied, I/O error) is a ModelLoadError naming it."""
     folder = Path(folder).expanduser().resolve()
     files = fingerprinted_files(folder)
     stats = tuple((p.name, (s := p.stat()).st_size, s.st_mtime_ns, s.st_ctime_ns, s.st_ino) for p in files)
@@ -40,8 +43,11 @@ def folder_fingerprint(folder: str | Path) -> str:
         digest = hashlib.sha256()
         for path, (name, size, *_) in zip(files, stats):
             digest.update(name.encode() + b"\0" + size.to_bytes(8, "little"))
-            with open(path, "rb") as stream:
-                while chunk := stream.read(CHUNK_BYTES):
-                    digest.update(chunk)
+            try:
+                with open(path, "rb") as stream:
+                    while chunk := stream.read(CHUNK_BYTES):
+                        digest.update(chunk)
+            except OSError as err:
+                raise read_error(path, err) from err
         _CACHE[key] = "sha256:" + digest.hexdigest()[:DIGEST_HEX]
     return _CACHE[key]

@@ -17,7 +17,9 @@ from layerwise.contract.results import N_PCA_COMPONENTS
 from layerwise.report import html, runcard
 
 NO_NOTES = "None: every number of the comparison was computed."
-NO_PREVIOUS = "first layer of its folder: no previous layer"
+# summary.csv column -> the FolderMeasures.reasons measure whose reasons explain its empty cells
+CSV_REASONS = {"cka_with_previous": "cka_with_previous", "pca_evr_pc1": "pca_explained_variance_ratio",
+               "pca_components_90": "pca_components_90"}
 SWEEP_HELP = {
     "folder": "the folder's label", "dim": "dimensions of the layer",
     "n_frames": "frames (segments for span folders) compared, the same in every folder",
@@ -51,31 +53,49 @@ def _folder_measures(folder, m) -> dict:
         "pca_components_90": dict(zip(keys, m.pca_components_90)),
         "pca_explained_variance_ratio": {k: None if r is None else list(r[:N_PCA_COMPONENTS])
                                          for k, r in zip(keys, m.pca_ratios)},
+        "reasons": m.reasons,
     }
+
+
+def _pair_entries(result, pair) -> tuple[dict, dict | None]:
+    """summary.json ``cka_between`` and ``cka_same_layer`` entries of one pair (the latter None when the layer
+    counts differ); ``reasons`` there: row layer -> column layer -> why that cell is null, and layer of ``a`` ->
+    why that value is null."""
+    a, b = result.folders[pair.a], result.folders[pair.b]
+    head = {"a": a.label, "b": b.label, "layers_a": a.layers, "layers_b": b.layers}
+    cells: dict[str, dict[str, str]] = {}
+    for (i, j), why in pair.reasons.items():
+        cells.setdefault(a.layers[i], {})[b.layers[j]] = why
+    between = {**head, "matrix": pair.cka, "reasons": cells}
+    if pair.same_layer is None:
+        return between, None
+    diagonal = {a.layers[i]: why for (i, j), why in pair.reasons.items() if i == j}
+    return between, {**head, "values": list(pair.same_layer), "reasons": diagonal}
 
 
 def summary_dict(result, figures) -> dict:
     """The summary.json object (before NaN → null): folders, utterances used and left out, time matching,
     ``cka_between`` (one entry per pair of folders: the layers-of-a × layers-of-b matrix with the layer keys),
-    ``cka_same_layer`` (pairs with equal layer counts), each folder's own per-layer measures, figures, notes, and how
-    it was run (command, wall seconds, package versions)."""
+    ``cka_same_layer`` (pairs with equal layer counts), each folder's own per-layer measures, figures, notes,
+    ``unavailable`` (measure -> why some of its numbers could not be computed), and how it was run (command, wall
+    seconds, package versions). Every null has its reason: in the entry's ``reasons``, or ``grid_reason``."""
     between, same = [], []
     for pair in result.pairs:
-        a, b = result.folders[pair.a], result.folders[pair.b]
-        between.append({"a": a.label, "b": b.label, "layers_a": a.layers, "layers_b": b.layers, "matrix": pair.cka})
-        if pair.same_layer is not None:
-            same.append({"a": a.label, "b": b.label, "layers_a": a.layers, "layers_b": b.layers,
-                         "values": list(pair.same_layer)})
+        entry, diagonal = _pair_entries(result, pair)
+        between.append(entry)
+        if diagonal is not None:
+            same.append(diagonal)
     grid = None if result.grid is None else {"hop_samples": result.grid.hop,
                                              "receptive_field_samples": result.grid.field}
     return {
         "labels": [f.label for f in result.folders], "folders": [_folder_entry(result, f) for f in result.folders],
         "files": result.stems, "n_files": len(result.stems), "n_frames": result.n_frames, "span": result.span,
         "left_out": result.left_out, "n_left_out": {k: len(v) for k, v in result.left_out.items()},
-        "grid": grid, "edge_frames_dropped": result.edge_frames_dropped,
+        "grid": grid, **({"grid_reason": result.grid_reason} if grid is None else {}),
+        "edge_frames_dropped": result.edge_frames_dropped,
         "cka_between": between, "cka_same_layer": same,
         "per_folder": {f.label: _folder_measures(f, m) for f, m in zip(result.folders, result.measures)},
-        "figures": [f.name for f in figures], "notes": result.notes,
+        "figures": [f.name for f in figures], "notes": result.notes, "unavailable": result.unavailable,
         "command": result.command, "wall_seconds": result.wall_seconds, "versions": analysis_versions(),
     }
 
@@ -112,13 +132,16 @@ def _numbers_sections(result) -> list[html.Section]:
     matrices = []
     for pair in result.pairs:
         a, b = result.folders[pair.a], result.folders[pair.b]
-        matrices.append(html.Table([""] + [display_name(k) for k in b.layers],
+        columns = [""] + [display_name(k) for k in b.layers]
+        matrices.append(html.Table(columns,
                                    [[display_name(key), *map(float, row)] for key, row in zip(a.layers, pair.cka)],
+                                   {(i, columns[j + 1]): r for (i, j), r in pair.reasons.items()},
                                    heading=f"{a.label} (rows) vs {b.label} (columns)"))
-    firsts = {(f.label, f.layers[0]) for f in result.folders if f.layers}
+    reasons = {f.label: m.reasons for f, m in zip(result.folders, result.measures)}
 
     def why(row: dict, column: str) -> str | None:
-        return NO_PREVIOUS if column == "cka_with_previous" and (row["folder"], row["layer"]) in firsts else None
+        measure = CSV_REASONS.get(column)
+        return reasons[row["folder"]].get(measure, {}).get(row["layer"]) if measure else None
 
     rows = csv_rows(result)
     legend = tuple((c, SWEEP_HELP.get(c) or html.COLUMN_HELP[c]) for c in rows[0]
@@ -134,7 +157,8 @@ def comparison_page(result, figures, *, now: dt.datetime | None = None) -> html.
     legend. ``now`` : the report's date (default: now, UTC)."""
     title = f"Layer-wise comparison: {', '.join(f.label for f in result.folders)}"
     sections = [_folders_section(result), *_numbers_sections(result)]
-    return html.Page(title, runcard.comparison_card(result, now=now), list(result.notes), sections,
+    notes = [*result.notes, *(f"{measure} not computed: {why}" for measure, why in result.unavailable.items())]
+    return html.Page(title, runcard.comparison_card(result, now=now), notes, sections,
                      [html.figure_view(d) for d in figures], list(result.stems), files_heading="Utterances",
                      no_notes=NO_NOTES)
 

@@ -70,8 +70,9 @@ def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str, di
                        boxprops={"facecolor": "#E69F00"}, medianprops={"color": "black"})
             from matplotlib.patches import Patch
 
-            ax.legend(handles=[Patch(color="#56B4E9", label="per-dimension std"),
-                               Patch(color="#E69F00", label="per-dimension mean")], fontsize=8)
+            ax.legend(handles=[Patch(color="#56B4E9", label="per-dimension std"),  # below the axes: never on a box
+                               Patch(color="#E69F00", label="per-dimension mean")], fontsize=8, ncol=2,
+                      loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
             ax.set_ylabel("over dimensions (box: quartiles, whiskers 1.5 IQR)")
             ax.set_title("per-dimension spread", fontsize=9)
             ax = axes[0, 2]
@@ -318,9 +319,10 @@ def abx_measures(layers, measures: dict, intervals: dict, control: dict | None, 
     -> {layer key -> (low, high)}; info : a line of counts for the title. Returns None when no rate has a value.
     """
     x = layer_positions(layers)
-    runs = [("trained", measures, intervals or {}, "-", "o", 0.2)]
+    # light bands (three modes share the axis): the interval is the band, its edges a hairline of the line's colour
+    runs = [("trained", measures, intervals or {}, "-", "o", 0.1)]
     if control:
-        runs.append(("random init", control, control_intervals or {}, "--", "x", 0.1))
+        runs.append(("random init", control, control_intervals or {}, "--", "x", 0.05))
     keys = [k for k in layout.ABX_MEASURES if _present(measures, k, layers)]
     if not keys:
         return None
@@ -340,6 +342,8 @@ def abx_measures(layers, measures: dict, intervals: dict, control: dict | None, 
                 high = [band[k][1] if band.get(k) is not None else np.nan for k in layers]
                 if np.isfinite(low).any():
                     ax.fill_between(x, low, high, color=colour, alpha=alpha, linewidth=0)
+                    for edge in (low, high):
+                        ax.plot(x, edge, color=colour, linewidth=0.5, linestyle=line_style, alpha=0.6)
                 drawn += [v for v in [*ys, *low, *high] if np.isfinite(v)]
         ax.axhline(chance, color="0.35", linestyle=":", label=f"chance ({chance:g})")
         ax.set_xticks(x, [display_name(k) for k in layers])

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from layerwise.errors import StatsError
+from layerwise.errors import StatsError, error_text
 
 BLOCK_FRAMES = 2048  # rows per product (GEMM K): 2048 × 9984 float32 = 82 MB queued; K = 256 ran at a quarter of the
 #                     GEMM peak, K = 2048 near it (2 cores, AVX-512)
@@ -224,9 +224,16 @@ class LayerStats:
             stats.sq = np.array(state["sq"], np.float64)
             rows = [np.array(state[f"rows_{i}"], np.float64, order="F") for i in range(len(layers))]
         except KeyError as err:
-            raise StatsError(f"statistics state lacks {err}") from err
-        if [r.shape for r in rows] != [r.shape for r in stats.rows] or stats.ref.shape != stats.shift.shape:
-            raise StatsError(f"statistics state does not fit layers {layers} with dims {dims}")
+            raise StatsError(f"statistics state lacks {error_text(err)}") from err
+        size = (int(sum(dims)),)
+        expected = {"ref": size, "shift": size, "sq": size,
+                    **{f"rows_{i}": r.shape for i, r in enumerate(stats.rows)}}
+        found = {"ref": stats.ref.shape, "shift": stats.shift.shape, "sq": stats.sq.shape,
+                 **{f"rows_{i}": r.shape for i, r in enumerate(rows)}}
+        wrong = [f"{k} {found[k]} (expected {v})" for k, v in expected.items() if found[k] != v]
+        if wrong or stats.n < 0:
+            raise StatsError(f"statistics state does not fit layers {layers} with dims {dims}: "
+                             + ("; ".join(wrong) or f"n = {stats.n} frames"))
         stats.rows = rows
         if precision == "float64":
             stats._acc = rows

@@ -29,6 +29,26 @@ TSNE_EXAGGERATION_ITER, TSNE_ITER = 100, 250
 
 
 
+def _check_state(arrays: dict[str, np.ndarray], n: int, dims: list[tuple[str, int]]) -> None:
+    """Refuse a saved sample whose arrays do not fit together (EmbedError naming the array): ``keys`` (n,) float,
+    ``points_i`` (n, D_i), ``file``/``row``/``labels`` (n,), ``file`` ids within ``stems``, ``row`` >= 0."""
+    want = {"keys": (n,), "file": (n,), "row": (n,), "labels": (n,), "has_labels": ()}
+    want.update({f"points_{i}": (n, d) for i, (_, d) in enumerate(dims)})
+    for name, shape in want.items():
+        if name not in arrays:
+            raise EmbedError(f"saved sample lacks {name}")
+        if np.shape(arrays[name]) != shape:
+            raise EmbedError(f"saved sample: {name} has shape {np.shape(arrays[name])}, expected {shape} "
+                             f"({n} points in keys; layers {[k for k, _ in dims]})")
+    stems = arrays.get("stems")
+    if stems is None or np.ndim(stems) != 1:
+        raise EmbedError("saved sample lacks its stems (1-D)")
+    ids, rows = np.asarray(arrays["file"]), np.asarray(arrays["row"])
+    if n and (ids.min() < 0 or ids.max() >= len(stems) or rows.min() < 0):
+        raise EmbedError(f"saved sample: file ids {ids.min()}..{ids.max()} for {len(stems)} stems, or a negative "
+                         f"row: its arrays do not fit together")
+
+
 @dataclass
 class Subsample:
     """The sampled frames, ordered by (file order, frame index).
@@ -127,6 +147,7 @@ class FrameSampler:
         n = len(arrays["keys"])
         if n > self.max_points:
             raise EmbedError(f"saved sample of {n} points exceeds max_points={self.max_points}")
+        _check_state(arrays, n, [(k, self._points[k].shape[1]) for k in self.layers])
         for i, key in enumerate(self.layers):
             self._points[key][:n] = arrays[f"points_{i}"]
         self._keys[:n], self._file[:n], self._row[:n] = arrays["keys"], arrays["file"], arrays["row"]

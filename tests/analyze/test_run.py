@@ -457,7 +457,7 @@ def test_not_found_says_what_is_there_and_where_the_features_are(tmp_path):
         select_files(tmp_path / "out", 0)
     with pytest.raises(AnalysisError, match=r"holds audio .*run extract_features.py --audio_dir"):
         select_files(tmp_path / "audio", 0)
-    with pytest.raises(AnalysisError, match=rf"analysis output folder.*its features are in {feat}"):
+    with pytest.raises(AnalysisError, match=rf"analysis (or comparison )?output folder.*its features are in {feat}"):
         select_files(analysis, 0)
 
 

@@ -245,3 +245,65 @@ def test_unreadable_file_list_exits_2_naming_it(tmp_path):
     done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(tmp_path / "o"), "--file_list",
                                  str(listing)], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 2 and str(listing) in done.stderr and "--write_file_list" in done.stderr
+
+
+@pytest.mark.parametrize("damage", ["points_columns", "keys_short", "stats_row_short", "stems_short"])
+def test_merge_of_a_partial_with_inconsistent_shapes_exits_2_naming_it_and_its_shard_command(tmp_path, damage):
+    """A damaged partial that is a valid npz whose arrays do not fit together (reviewer's round of issue 22 kind 6):
+    an OwnFileError naming the file and the command that rebuilds that shard, never a raw ValueError."""
+    from layerwise.errors import OwnFileError
+
+    feat, out = write_files(tmp_path / "feat", 20), tmp_path / "o"
+    for k in range(2):
+        run_analysis(features_dir=feat, output_dir=out, num_files=0, max_points=20, subset_id=k, num_subsets=2)
+    path = out / "partials" / "partial_0000_of_0002.npz"  # 20 files: one group, all in shard 0
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    if damage == "points_columns":
+        arrays["sample_points_0"] = arrays["sample_points_0"][:, :-1]
+    elif damage == "keys_short":
+        arrays["sample_keys"] = arrays["sample_keys"][:-1]
+    elif damage == "stats_row_short":
+        arrays["stats_g0_rows_0"] = arrays["stats_g0_rows_0"][:-1]
+    else:
+        arrays["sample_stems"] = arrays["sample_stems"][:1]
+    np.savez(path, **arrays)
+    with pytest.raises(OwnFileError) as caught:
+        run_analysis(features_dir=feat, output_dir=out, merge=True)
+    assert str(path) in str(caught.value) and "--subset_id 0 --num_subsets 2" in str(caught.value)
+    done = subprocess.run(CLI + ["--features_dir", str(feat), "--output_dir", str(out), "--merge"],
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert str(path) in done.stderr and "--subset_id 0 --num_subsets 2" in done.stderr
+
+
+def test_every_null_of_a_constant_layer_has_its_reason_in_summary_json(tmp_path):
+    """Reviewer's round of issue 22 kind 3: a constant (all-zero) layer's nulls and [] in summary.json each have a
+    reason in summary.json ``reasons`` (column -> layer -> why); the numbers are those of numpy."""
+    feat = tmp_path / "feat"
+    rng = np.random.default_rng(1)
+    feat.mkdir()
+    for i in range(6):
+        arrays = {f"layer_{k}": rng.normal(size=(30, 4)).astype(np.float32) for k in range(3)}
+        arrays["layer_1"] = np.zeros((30, 4), np.float32)
+        store.write_features(store.feature_path(feat, f"{10 + i % 3}-100-{i:04d}"), arrays, META)
+    out = tmp_path / "o"
+    run_analysis(features_dir=feat, output_dir=out, num_files=0, max_points=20, control_dir="none")
+    summary = json.loads((out / "summary.json").read_text())
+    reasons = summary["reasons"]
+    layers = summary["layers"]
+    for name in ("cka", "cosine"):  # numpy: CKA 0/0 for zero variance, cosine 0/0 for a zero norm
+        matrix = summary[name]
+        for i, key in enumerate(layers):
+            if any(v is None for v in matrix[i]):
+                assert key in reasons[name], (name, key)
+        assert all(v is None for v in matrix[1]) and "constant" in reasons[name]["layer_1"]
+        assert "layer_1" in reasons[name]["layer_0"]  # the partner's row names the constant layer
+    for column, values in summary.items():  # every per-layer null or [] has its reason
+        if isinstance(values, dict) and set(values) <= set(layers) and values:
+            for key, value in values.items():
+                if value is None or value == []:
+                    assert key in reasons.get(column, {}), (column, key)
+    assert summary["pca_explained_variance_ratio"]["layer_1"] == []
+    assert reasons["pca_components_90"]["layer_1"]
+    assert summary["std"]["layer_1"] == 0.0  # numbers unchanged beside the new key

@@ -119,3 +119,31 @@ def test_a_utf8_bom_changes_nothing_in_any_format(tmp_path, fmt):
     for utt in plain:
         for tier in ("words", "phones") if fmt != "librispeech" and utt == UTT else ("words",):
             assert alignments.read_segments(bom[utt], tier) == alignments.read_segments(plain[utt], tier)
+
+
+@pytest.mark.parametrize("fmt", ["textgrid", "ctm", "librispeech", "json"])
+def test_tier_names_are_the_tiers_written(tmp_path, fmt):
+    """tier_names of UTT in every format: the tiers write_all put there (TextGrid: both; CTM/JSON: one per file,
+    merged; LibriSpeech: words only)."""
+    write_all(tmp_path)
+    expected = ["words"] if fmt == "librispeech" else ["phones", "words"]
+    assert alignments.tier_names(alignments.find_alignments(tmp_path / fmt)[UTT]) == expected
+
+
+def test_unreadable_alignment_files_name_the_file_on_one_line(tmp_path):
+    """A malformed TextGrid, a CTM that is not UTF-8, a JSON file that is not JSON: AlignmentError naming the file,
+    the whole reason on one line."""
+    (tmp_path / "a.TextGrid").write_text("File type = \"ooTextFile\"\nObject class = \"TextGrid\"\n\nxmin = oops\n")
+    with pytest.raises(AlignmentError) as err:
+        alignments.tier_names(tmp_path / "a.TextGrid")
+    assert "a.TextGrid" in str(err.value) and "\n" not in str(err.value)
+    (tmp_path / "c").mkdir()
+    (tmp_path / "c" / "phones.ctm").write_bytes(b"u 1 0.1 0.2 \xff\xfe\n")
+    with pytest.raises(AlignmentError, match=r"phones\.ctm") as err:
+        alignments.find_alignments(tmp_path / "c")
+    assert "\n" not in str(err.value)
+    (tmp_path / "j").mkdir()
+    (tmp_path / "j" / "alignment_phone_dev.json").write_text('{"AH": [\n')
+    with pytest.raises(AlignmentError, match=r"alignment_phone_dev\.json") as err:
+        alignments.find_alignments(tmp_path / "j")
+    assert "\n" not in str(err.value)

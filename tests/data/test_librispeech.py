@@ -443,3 +443,16 @@ def test_failure_advice_for_alignments_and_for_nothing_kept(tmp_path):
     (tmp_path / "librispeech_alignments.zip.bad").write_bytes(b"x")
     assert f"{tmp_path.absolute() / 'librispeech_alignments.zip.bad'} failed verification" in (
         librispeech.failure_advice("alignments", tmp_path))
+
+
+def test_cli_prints_a_failed_download_on_one_line(server, tmp_path):
+    """Issue 22 (lossy error text): the DataError of a resource whose every mirror failed is printed whole, on one
+    line (each mirror's reason kept), before the advice lines; nothing produced: exit 2."""
+    urls = [server.base + "/x/", server.base + "/y/"]
+    failed = run_cli("download", "--split", "dev-clean-2", "--dest", str(tmp_path / "d"), "--no-progress",
+                     "--mirror", urls[0], "--mirror", urls[1])
+    assert failed.returncode == 2 and "Traceback" not in failed.stderr
+    (line,) = [x for x in failed.stderr.splitlines() if x.startswith("error: dev-clean-2:")]
+    assert all(f"{url}dev-clean-2.tar.gz: HTTP 404" in line for url in urls), line
+    assert "could not get a verified dev-clean-2.tar.gz" in line
+    assert "not downloaded: dev-clean-2" in failed.stderr

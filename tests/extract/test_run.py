@@ -282,3 +282,86 @@ def test_fbank_is_stored_beside_the_layers(tiny_hubert, tmp_path):
     expected = (librosa.amplitude_to_db(mel, top_db=80.0) / 80.0 + 1).T
     assert f.fbank.shape == (1 + 20000 // 160, 80) and f.meta["fbank"] is True
     np.testing.assert_allclose(f.fbank, expected, atol=1e-5)
+
+
+def _one_file_with_textgrids(tmp_path, grids: dict) -> tuple:
+    """An audio folder with s-c-0001.flac (1.5 s) and an alignment folder holding ``grids`` (file name -> tiers)."""
+    (tmp_path / "audio").mkdir()
+    sf.write(tmp_path / "audio" / "s-c-0001.flac", tone(24000), 16000)
+    (tmp_path / "al").mkdir()
+    for name, tiers in grids.items():
+        if tiers is None:
+            (tmp_path / "al" / name).write_text("not a TextGrid\n")
+        else:
+            write_textgrid(tmp_path / "al" / name, tiers, 1.5)
+    return tmp_path / "audio", tmp_path / "al"
+
+
+def _loud(*args, **kwargs):
+    raise AssertionError("the checkpoint was described or loaded before the tier was checked")
+
+
+@pytest.mark.parametrize("first_unreadable", [False, True])
+def test_missing_textgrid_tier_is_refused_before_the_model(tiny_hubert, tmp_path, monkeypatch, caplog,
+                                                           first_unreadable):
+    """--phone_tier nosuchtier with TextGrid alignments: exit 2 naming the tiers the first (readable) TextGrid holds
+    (read here with praatio's writer input: words, phones), before the checkpoint is described or loaded. An
+    unreadable first TextGrid is that file's own matter; the next one decides."""
+    from layerwise.extract import run
+    from layerwise.model import adapter
+
+    grids = {"s-c-0001.TextGrid": {"words": [(0.1, 0.5, "a")], "phones": [(0.1, 0.5, "AH")]}}
+    if first_unreadable:
+        grids["s-c-0000.TextGrid"] = None
+    audio, al = _one_file_with_textgrids(tmp_path, grids)
+    monkeypatch.setattr(run, "check_settings", _loud)
+    monkeypatch.setattr(adapter, "load_base_model", _loud)
+    code = extract_features.main(["--audio_dir", str(audio), "--save_dir", str(tmp_path / "o"), "--model_name",
+                                  str(tiny_hubert), "--span", "phone", "--alignment_dir", str(al),
+                                  "--phone_tier", "nosuchtier", "--device", "cpu", "--no_progress"])
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 2 and len(errors) == 1, caplog.text
+    assert "--phone_tier='nosuchtier'" in errors[0] and "['phones', 'words']" in errors[0]
+    assert "s-c-0001.TextGrid" in errors[0] and "described or loaded" not in caplog.text
+
+
+def test_textgrid_tier_present_runs(tiny_hubert, tmp_path):
+    """The same folder with the right tier: the phone span is extracted (the check refuses nothing it should not)."""
+    audio, al = _one_file_with_textgrids(tmp_path, {"s-c-0001.TextGrid": {"phones": [(0.1, 0.5, "AH0")],
+                                                                          "words": [(0.1, 0.5, "a")]}})
+    code = extract_features.main(["--audio_dir", str(audio), "--save_dir", str(tmp_path / "o"), "--model_name",
+                                  str(tiny_hubert), "--span", "phone", "--alignment_dir", str(al), "--device", "cpu",
+                                  "--no_progress"])
+    assert code == 0
+    assert store.read_features(next((tmp_path / "o").rglob("*_features.npz"))).labels.tolist() == ["AH"]
+
+
+def test_alignment_dir_with_the_frame_span_is_said_to_be_ignored(tiny_hubert, audio_dir, tmp_path, caplog):
+    """--alignment_dir without --span phone|word pools nothing: a warning says so and where alignments are used
+    (spans: --span phone|word; ABX: the analysis' --alignment_dir); the frame files are written as without it."""
+    (tmp_path / "al").mkdir()
+    code = extract_features.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "o"), "--model_name",
+                                  str(tiny_hubert), "--alignment_dir", str(tmp_path / "al"), "--device", "cpu",
+                                  "--no_progress"])
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING" and "alignment_dir" in
+                r.getMessage()]
+    assert code == 0 and len(warnings) == 1
+    assert "ignored" in warnings[0] and "--span phone|word" in warnings[0]
+    assert "visualize_features.py --alignment_dir" in warnings[0]
+    assert len(list((tmp_path / "o").rglob("*_features.npz"))) == 4
+
+
+def test_cli_prints_the_whole_message_on_one_line(tiny_hubert, audio_dir, tmp_path, monkeypatch, caplog):
+    """A usage error whose message spans lines (a foreign reason inside it) is printed whole, newlines folded
+    (errors.error_text): nothing after the first line is lost."""
+    from layerwise.errors import UsageError
+    from layerwise.extract import run
+
+    def refuse(options):
+        raise UsageError("first line:\n(0.1, 0.5, AH0) and\n  (0.3, 0.7, B)")
+
+    monkeypatch.setattr(run, "check_settings", refuse)
+    code = extract_features.main(["--audio_dir", str(audio_dir), "--save_dir", str(tmp_path / "o"), "--model_name",
+                                  str(tiny_hubert), "--device", "cpu", "--no_progress"])
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert code == 2 and errors == ["first line: (0.1, 0.5, AH0) and (0.3, 0.7, B)"]

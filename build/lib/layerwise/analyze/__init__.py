@@ -1,7 +1,0 @@
-"""Feature store → statistics → measures → result: the analysis run (compute → draw → write), its options, the one
-streaming pass, the random-init control, the finish step and analysis shards. No torch."""
-
-from layerwise.analyze.options import AnalysisOptions
-from layerwise.analyze.run import run_analysis
-
-__all__ = ["AnalysisOptions", "run_analysis"]
