@@ -21,8 +21,8 @@ import numpy as np
 
 from layerwise.analyze.control import ControlSource, read_control, resolve_control
 from layerwise.analyze.options import AnalysisOptions
-from layerwise.analyze.spans import SPAN_MEASURES, more_files
 from layerwise.analyze.spans import analyse as analyse_spans
+from layerwise.analyze.spans import more_files
 from layerwise.analyze.stream import Collected, control_meta
 from layerwise.contract import layout
 from layerwise.contract.names import speakers_of
@@ -191,7 +191,7 @@ def _requested(state: Collected, options: AnalysisOptions) -> list[str]:
     filterbanks, cca_intra with layer_0 analysed, the speaker measures with LibriSpeech names); an unavailable one
     (whole or on some layers) makes the CLI exit 1."""
     if state.spans is not None:
-        return list(SPAN_MEASURES)
+        return list(layout.SPAN_MEASURES)
     requested = list(layout.ABX_MEASURES) if options.abx else []
     if state.properties is not None:  # one process over a frame folder: the property measures its files allow
         from layerwise.measures.alignment_free import BASE_LAYER, MEASURES

@@ -166,7 +166,7 @@ def variance_distribution(layers, dim_var: dict, path, *, subtitle: str):
         return plotkit.save(fig, path)
 
 
-SPAN_MEASURES = tuple((key, MEASURE[key].label, MEASURE[key].colour) for key in layout.SPAN_MEASURES)
+SPAN_CURVES = tuple((key, MEASURE[key].label, MEASURE[key].colour) for key in layout.SPAN_MEASURES)  # drawn
 
 
 def _values(per_layer: dict, layers) -> list[float]:
@@ -190,7 +190,7 @@ def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle
         fig, ax = plt.subplots(figsize=(max(7.0, 0.5 * len(layers) + 3.0), 4.5))
         drawn = []
         for run, values, line_style, marker in runs:
-            for key, name, colour in SPAN_MEASURES:
+            for key, name, colour in SPAN_CURVES:
                 if key in values:
                     ys = _values(values[key], layers)
                     drawn += ys
