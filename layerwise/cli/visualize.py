@@ -159,7 +159,10 @@ def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
     missing = {k: v for k, v in (summary.get("unavailable") or {}).items()
                if k in summary.get("requested_measures", ())}
     if missing:
-        log.error("not produced: %s", "; ".join(f"{k}: {v}" for k, v in missing.items()))
+        by_reason: dict[str, list[str]] = {}  # measures that share a reason are named together, the reason once
+        for name, reason in missing.items():
+            by_reason.setdefault(reason, []).append(name)
+        log.error("not produced: %s", "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()))
         log.error("everything else was written; report: %s", report)
         return common.EXIT_FAILED_INPUTS
     log.info("report: %s", report)
