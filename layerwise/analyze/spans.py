@@ -14,7 +14,7 @@ import numpy as np
 
 from layerwise.contract.layout import SPAN_MEASURES
 from layerwise.contract.results import MeasureFamily
-from layerwise.errors import error_text
+from layerwise.errors import UndefinedMeasureError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str
     try:
         result = span.span_measures(features, labels, groups, seed=seed, n_splits=n_splits,
                                     cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
-    except ValueError as err:
+    except UndefinedMeasureError as err:  # too few utterances or classes: every measure unavailable, with why
         log.warning("span measures could not be computed: %s", error_text(err))
         return MeasureFamily(unavailable=dict.fromkeys(SPAN_MEASURES, error_text(err)))
     for name, reason in result.unavailable.items():

@@ -50,7 +50,7 @@ def utterance_splits(groups: np.ndarray, *, n_splits: int, seed: int) -> list[tu
     ids, inverse = np.unique(groups, return_inverse=True)
     n_ids = len(ids)
     if n_ids < 3:
-        raise ValueError(f"need segments from at least 3 utterances for train/dev/test splits, got {n_ids}")
+        raise UndefinedMeasureError(f"need segments from at least 3 utterances for train/dev/test splits, got {n_ids}")
     if n_splits < 1:
         raise ValueError(f"n_splits={n_splits} must be >= 1")
     n_test = max(1, round(SPLIT_FRACTIONS[2] * n_ids))
@@ -266,7 +266,7 @@ def _segments(features, labels, groups, *, seed, n_splits, min_count, max_classe
     labels, groups = labels[keep], groups[keep]
     classes = np.unique(labels)
     if len(classes) < 2:
-        raise ValueError(f"need >= 2 label classes with >= {min_count} segments each, got {len(classes)}")
+        raise UndefinedMeasureError(f"need >= 2 label classes with >= {min_count} segments each, got {len(classes)}")
     splits = utterance_splits(groups, n_splits=n_splits, seed=seed)
     onehot = (labels[:, None] == classes[None, :]).astype(np.float64)
     xs = {key: np.asarray(value[keep], dtype=np.float64) for key, value in features.items()}

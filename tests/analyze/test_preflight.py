@@ -132,7 +132,7 @@ def test_stored_and_printed_messages_keep_every_line(tmp_path, monkeypatch, capl
     """Issue 22 kind 1 in analyze/ and cli/visualize: reasons and printed errors fold newlines, drop nothing."""
     from layerwise.analyze import finish
     from layerwise.cli import visualize
-    from layerwise.errors import EmbedError
+    from layerwise.errors import EmbedError, UndefinedMeasureError
     from layerwise.measures import span
 
     def fail_tsne(*args, **kwargs):
@@ -142,8 +142,8 @@ def test_stored_and_printed_messages_keep_every_line(tmp_path, monkeypatch, capl
     summary = analyse(folder, tmp_path / "o")
     assert summary["reasons"]["tsne"]["layer_0"] == "t-SNE failed: second line"
 
-    def fail_spans(*args, **kwargs):
-        raise ValueError("too few classes:\nonly 'a'")
+    def fail_spans(*args, **kwargs):  # what span_measures raises for too few classes (an undefined measure)
+        raise UndefinedMeasureError("too few classes:\nonly 'a'")
     monkeypatch.setattr(span, "span_measures", fail_spans)
     features = spans.SpanFeatures()
     features.add("1-1-0001", {"layer_0": np.ones((2, 2))}, np.array(["a", "a"]))
@@ -174,3 +174,16 @@ def test_preflight_resolves_the_control_once(tmp_path, monkeypatch):
     shutil.rmtree(tmp_path / "o", ignore_errors=True)
     analyse(folder, tmp_path / "o", control_dir="auto")
     assert len(calls) == 1
+
+
+def test_a_bug_in_the_span_measures_is_not_turned_into_an_unavailable_measure(monkeypatch):
+    """Only an undefined measure (too few utterances or classes) becomes 'unavailable'; any other error surfaces."""
+    from layerwise.measures import span
+
+    def broken(*args, **kwargs):
+        raise ValueError("labels (3,) and groups (4,) must both be (n_segments,)")
+    monkeypatch.setattr(span, "span_measures", broken)
+    features = spans.SpanFeatures()
+    features.add("1-1-0001", {"layer_0": np.ones((2, 2))}, np.array(["a", "b"]))
+    with pytest.raises(ValueError, match="must both be"):
+        spans.measures(features, seed=0, n_splits=2)
