@@ -32,9 +32,23 @@ the reference numbers were made with) every stored score of the phone cases is r
 vs layer to ~1e-14 with any kernels (tests/test_pasad.py shows both, and the size of the noise).
 
 Cross-validation: 10 parts (label-stratified for label views), 3 trials of (dev part, test part) with the other
-8 parts as training set; per trial every ε pair is fitted on the training set and scored on dev, the best pair's
+8 parts as training set; per trial the ε pairs are fitted on the training set and scored on dev, the best pair's
 fit is scored on test; the result is the mean test score. The reference draws parts, trials and the order of ε
 pairs unseeded; :func:`stratified_parts`, :func:`draw_trials` and :func:`draw_eps_pairs` draw them from a seed.
+
+Fallback and retries, as the reference's ``CCACrossVal.train_cca`` / ``cca_trainer``: the ε pairs are an ordered
+list of candidates — the 9 pairs of ``EPS_VALUES`` shuffled, then the 16 pairs of the larger ``EPS_FALLBACK``
+shuffled — tried in order until ``N_EPS_PAIRS`` fits have succeeded; a pair whose fit fails (``LinAlgError``) is
+recorded and the next, eventually larger, ε is tried. A trial on which every pair fails is recorded and replaced by
+a (dev, test) pair of parts no trial uses (the reference draws it at random among them; here in ascending order),
+until ``N_TRIALS`` trials have succeeded; fewer is a ``LinAlgError`` (the reference stops at an assertion there).
+
+Speed: the published order of operations (``pinv`` + ``sqrtm`` per ε pair) is kept. Caching one
+eigendecomposition per view and applying ε to its eigenvalues was measured (a 768- vs 768-dim layer pair, 1,500
+frames: 106 s → 65 s per layer) but does not give the same numbers: the uncentred weighting adds each kept dim's mean
+to a canonical variate whose sign is arbitrary (LAPACK's), so the score moves with rounding (2.2e-3 under a 1e-15
+relative change of the input, with the reference order itself) and the faster order differed by ~1e-2. The default
+protocol (``measures/pwcca.py``) has the fast path, exact to 1e-10.
 
 Where the reference divides 0 by 0 (a view constant on the fit part: max|C| = 0; a test part on which a view is
 constant: NaN correlations; MI of a part holding one label: H = 0) this module raises
@@ -43,14 +57,19 @@ constant: NaN correlations; MI of a part holding one label: H = 0) this module r
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 
 from layerwise.errors import UndefinedMeasureError
+
+log = logging.getLogger(__name__)
 
 N_PARTS = 10  # the reference's num_splits
 N_TRIALS = 3  # the reference's num_trials
 N_EPS_PAIRS = 6  # the reference's num_reg_param_values
 EPS_VALUES = (1e-10, 1e-11, 1e-9)  # the reference's first three ε values; pairs from these are tried first
+EPS_FALLBACK = (1e-8, 1e-7, 1e-6, 1e-5)  # the reference's larger ε values: their 16 pairs follow, for failed fits
 MI_CLUSTERS = {"phone": 500, "word": 5000}  # the reference's k-means sizes (capped by the number of points)
 MI_BATCH = {"phone": 1500, "word": 4000}
 MI_MAX_ITER = 500
@@ -69,10 +88,7 @@ class PasadFit:
         cov = np.cov(vx, vy) if cov is None else cov.copy()  # normalised in place below
         sxx, sxy, syy = cov[:dx, :dx], cov[:dx, dx:], cov[dx:, dx:]
         xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
-        constant_x = not xmax > 0 or not np.ptp(vx, axis=1).max() > 0  # exact: np.cov of equal values can miss 0
-        if constant_x or not ymax > 0 or not np.ptp(vy, axis=1).max() > 0:  # max-normalising zero is 0/0
-            view = "view1 (the layer)" if constant_x else "view2"
-            raise UndefinedMeasureError(f"{view} is constant on the {vx.shape[1]} fit points (zero covariance)")
+        _check_views(vx, vy, xmax, ymax)
         sxx /= xmax
         syy /= ymax
         sxy /= np.sqrt(xmax * ymax)
@@ -120,6 +136,48 @@ def _weighted(acts: np.ndarray, means: np.ndarray, proj: np.ndarray, rho: np.nda
     return float(np.sum(weights * rho))
 
 
+def _check_views(vx: np.ndarray, vy: np.ndarray, xmax: float, ymax: float) -> None:
+    constant_x = not xmax > 0 or not np.ptp(vx, axis=1).max() > 0  # exact: np.cov of equal values can miss 0
+    if constant_x or not ymax > 0 or not np.ptp(vy, axis=1).max() > 0:  # max-normalising zero is 0/0
+        view = "view1 (the layer)" if constant_x else "view2"
+        raise UndefinedMeasureError(f"{view} is constant on the {vx.shape[1]} fit points (zero covariance)")
+
+
+def _trial(x, y, parts, dev, test, eps_pairs, n_eps, mean_score) -> tuple[dict, PasadFit]:
+    """One (dev, test) trial: ε pairs tried in order until ``n_eps`` fits succeed (failures recorded, the next
+    pair tried), the best on dev scored on test; returns (its record, the best fit). Raises ``LinAlgError`` when
+    every pair fails."""
+    train = np.concatenate([p for i, p in enumerate(parts) if i not in (dev, test)])
+    vx, vy = x[train].T, y[train].T
+    record = {"dev": int(dev), "test": int(test), "eps_pairs": [], "train_scores": [], "dev_scores": [],
+              "failed_eps": []}
+    cov = np.cov(vx, vy)  # the same for every ε pair
+    fits = []
+    for eps_x, eps_y in eps_pairs:
+        if len(fits) == n_eps:
+            break
+        try:
+            fit = PasadFit(vx, vy, eps_x, eps_y, cov)
+            train_score = fit.score(vx, vy, mean_score)
+        except np.linalg.LinAlgError:
+            record["failed_eps"].append([float(eps_x), float(eps_y)])
+            log.info("CCA fit failed for ε = (%g, %g) on trial (dev %d, test %d); trying the next pair",
+                     eps_x, eps_y, dev, test)
+            continue
+        fits.append(fit)
+        record["eps_pairs"].append([float(eps_x), float(eps_y)])
+        record["train_scores"].append(train_score)
+        record["dev_scores"].append(fit.score(x[parts[dev]].T, y[parts[dev]].T, mean_score))
+    if not fits:
+        raise np.linalg.LinAlgError(f"CCA failed for every one of the {len(eps_pairs)} ε pairs on trial (dev {dev}, "
+                                    f"test {test})")
+    best = int(np.argmax(record["dev_scores"]))
+    record["best_eps"] = record["eps_pairs"][best]
+    record["test_score"] = fits[best].score(x[parts[test]].T, y[parts[test]].T, mean_score)
+    record["fit"] = fits[best]  # the chosen PasadFit, for rescoring resampled test parts (resample.py); not written
+    return record, fits[best]
+
+
 def pasad_cca_score(
     view1: np.ndarray,
     view2: np.ndarray,
@@ -131,46 +189,44 @@ def pasad_cca_score(
     """Cross-validated PWCCA exactly as the reference protocol (module docstring).
 
     view1, view2 : (n_points, d1), (n_points, d2), any float dtype (computed in float64).
-    parts : index arrays into the points (the 10 parts). trials : (dev part, test part) per trial; the training set
-    is the other parts, concatenated in part order. eps_pairs : (εx, εy) tried in this order on every trial; a pair
-    whose fit fails (``LinAlgError``) is recorded and skipped, as the reference does.
+    parts : index arrays into the points (the 10 parts). trials : (dev part, test part) per trial, the training set
+    being the other parts concatenated in part order; a trial on which every ε pair fails is replaced by a pair
+    of parts no trial uses (``_spare_trials``). eps_pairs : (εx, εy) candidates in order; on each trial they are
+    tried until ``min(N_EPS_PAIRS, len(eps_pairs))`` fits succeed, a pair whose fit fails (``LinAlgError``) is
+    recorded and the next one tried, as the reference does (module docstring: fallback and retries).
 
     Returns ``(score, details)``: score = mean test score over the trials; details = ``{"trials": [{"dev", "test",
-    "eps_pairs", "train_scores", "dev_scores", "best_eps", "test_score", "failed_eps"}], "mean_score": ...}``.
+    "eps_pairs", "train_scores", "dev_scores", "best_eps", "test_score", "failed_eps"}], "fits": [the best
+    PasadFit of each trial], "failed_trials": [[dev, test], ...], "mean_score": ..., "score": ...}``. Raises
+    ``LinAlgError`` when fewer than ``len(trials)`` trials succeed.
     """
     x, y = np.asarray(view1, np.float64), np.asarray(view2, np.float64)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"views have {x.shape[0]} and {y.shape[0]} points; they must describe the same points")
     parts = [np.asarray(p, dtype=np.int64) for p in parts]
-    out = []
-    for dev, test in trials:
-        train = np.concatenate([p for i, p in enumerate(parts) if i not in (dev, test)])
-        fits, record = [], {"dev": int(dev), "test": int(test), "eps_pairs": [], "train_scores": [],
-                            "dev_scores": [], "failed_eps": []}
-        cov = np.cov(x[train].T, y[train].T)  # the same for every ε pair
-        for eps_x, eps_y in eps_pairs:
-            try:
-                fit = PasadFit(x[train].T, y[train].T, eps_x, eps_y, cov)
-                train_score = fit.score(x[train].T, y[train].T, mean_score)
-            except np.linalg.LinAlgError:
-                record["failed_eps"].append([float(eps_x), float(eps_y)])
-                continue
-            fits.append(fit)
-            record["eps_pairs"].append([float(eps_x), float(eps_y)])
-            record["train_scores"].append(train_score)
-            record["dev_scores"].append(fit.score(x[parts[dev]].T, y[parts[dev]].T, mean_score))
-        if not fits:
-            raise np.linalg.LinAlgError(f"CCA failed for every ε pair on trial (dev {dev}, test {test})")
-        best = int(np.argmax(record["dev_scores"]))
-        record["best_eps"] = record["eps_pairs"][best]
-        record["test_score"] = fits[best].score(x[parts[test]].T, y[parts[test]].T, mean_score)
+    n_trials, n_eps = len(trials), min(N_EPS_PAIRS, len(eps_pairs))
+    out, fits, failed = [], [], []
+    for dev, test in [*trials, *_spare_trials(trials, len(parts))]:
+        if len(out) == n_trials:
+            break
+        try:
+            record, fit = _trial(x, y, parts, dev, test, eps_pairs, n_eps, mean_score)
+        except np.linalg.LinAlgError as err:
+            failed.append([int(dev), int(test)])
+            log.info("%s; trying another (dev, test) pair of unused parts", err)
+            continue
         out.append(record)
+        fits.append(fit)
+    if len(out) < n_trials:
+        raise np.linalg.LinAlgError(f"CCA failed for every ε pair on the (dev, test) parts {failed}; only {len(out)} "
+                                    f"of {n_trials} trials succeeded")
     score = float(np.mean([r["test_score"] for r in out]))
     if not np.isfinite(score):  # a view constant on a test part: its correlations are 0/0
         undefined = [r["test"] for r in out if not np.isfinite(r["test_score"])]
         raise UndefinedMeasureError(f"CCA is undefined on test part(s) {undefined}: a view has no variance there "
                                     f"(0/0)")
-    return score, {"trials": out, "mean_score": bool(mean_score), "score": score}
+    return score, {"trials": out, "fits": fits, "failed_trials": failed, "mean_score": bool(mean_score),
+                   "score": score}
 
 
 def stratified_parts(labels: np.ndarray | None, n_points: int, *, seed: int, n_parts: int = N_PARTS
@@ -200,23 +256,34 @@ def draw_trials(*, seed: int, n_parts: int = N_PARTS, n_trials: int = N_TRIALS) 
     return [(int(order[2 * t]), int(order[2 * t + 1])) for t in range(n_trials)]
 
 
-def draw_eps_pairs(*, seed: int, n_pairs: int = N_EPS_PAIRS) -> list[tuple[float, float]]:
-    """The first ``n_pairs`` of the 9 pairs from ``EPS_VALUES`` in a seeded order (the reference shuffles them)."""
-    pairs = [(a, b) for a in EPS_VALUES for b in EPS_VALUES]
-    return [pairs[i] for i in np.random.default_rng(seed).permutation(len(pairs))[:n_pairs]]
+def _spare_trials(trials: list[tuple[int, int]], n_parts: int) -> list[tuple[int, int]]:
+    """Replacement (dev, test) pairs from the parts no given trial uses, in ascending order (the reference draws
+    them at random from the unused parts; ascending keeps the result a function of the given trials)."""
+    unused = sorted(set(range(n_parts)) - {p for t in trials for p in t})
+    return [(unused[i], unused[i + 1]) for i in range(0, len(unused) - 1, 2)]
 
 
-def pasad_mi(fit_x: np.ndarray, eval_x: np.ndarray, eval_labels: np.ndarray, *, span: str, seed: int,
-             n_clusters: int | None = None) -> float:
-    """MI between k-means clusters and labels, normalised by the label entropy: MI(labels, clusters) / H(labels).
+def draw_eps_pairs(*, seed: int, n_pairs: int | None = None) -> list[tuple[float, float]]:
+    """The reference's ε candidates in a seeded order: the 9 pairs from ``EPS_VALUES`` shuffled, then the 16 pairs
+    from ``EPS_FALLBACK`` shuffled (the reference's ``get_epsilon_lst``); the first ``n_pairs`` (None: all 25).
+    ``pasad_cca_score`` tries them in order until ``N_EPS_PAIRS`` fits succeed."""
+    rng = np.random.default_rng(seed)
+    first = [(a, b) for a in EPS_VALUES for b in EPS_VALUES]
+    larger = [(a, b) for a in EPS_FALLBACK for b in EPS_FALLBACK]
+    pairs = [first[i] for i in rng.permutation(len(first))] + [larger[i] for i in rng.permutation(len(larger))]
+    return pairs if n_pairs is None else pairs[:n_pairs]
+
+
+def pasad_clusters(fit_x: np.ndarray, eval_x: np.ndarray, *, span: str, seed: int,
+                   n_clusters: int | None = None) -> np.ndarray:
+    """k-means cluster (n_eval,) of each evaluated item, as the reference's ``get_mi_score`` clusters.
 
     MiniBatchKMeans (``MI_CLUSTERS[span]`` clusters capped by ``len(fit_x)``, batch ``MI_BATCH[span]``,
-    ``MI_MAX_ITER`` iterations, seeded) fitted on ``fit_x`` (n_fit, D), applied to ``eval_x`` (n_eval, D) with
-    labels ``eval_labels`` (n_eval,). Raw features, as the reference (no standardisation). ``span``: phone or word.
-    ``n_clusters`` overrides the reference's cluster count (still capped by ``len(fit_x)``).
+    ``MI_MAX_ITER`` iterations, seeded; ``n_init`` left at scikit-learn's default, as the reference leaves it:
+    :func:`kmeans_n_init` says what that default is) fitted on ``fit_x`` (n_fit, D) and applied to ``eval_x``
+    (n_eval, D). Raw features, as the reference (no standardisation). ``n_clusters`` overrides the cluster count.
     """
     from sklearn.cluster import MiniBatchKMeans
-    from sklearn.metrics import mutual_info_score
 
     if span not in MI_CLUSTERS:
         raise ValueError(f"span={span!r} not in {tuple(MI_CLUSTERS)}")
@@ -224,8 +291,28 @@ def pasad_mi(fit_x: np.ndarray, eval_x: np.ndarray, eval_labels: np.ndarray, *, 
         raise UndefinedMeasureError(f"the layer is constant on its {len(fit_x)} fit items (every row equal): one "
                                     f"cluster, MI 0 by construction")
     kmeans = MiniBatchKMeans(n_clusters=min(n_clusters or MI_CLUSTERS[span], len(fit_x)), batch_size=MI_BATCH[span],
-                             max_iter=MI_MAX_ITER, random_state=seed, n_init=3)
-    clusters = kmeans.fit(np.asarray(fit_x, np.float64)).predict(np.asarray(eval_x, np.float64))
+                             max_iter=MI_MAX_ITER, random_state=seed)
+    return kmeans.fit(np.asarray(fit_x, np.float64)).predict(np.asarray(eval_x, np.float64))
+
+
+def kmeans_n_init() -> str:
+    """scikit-learn's default ``n_init`` of MiniBatchKMeans as this installation resolves it (the reference passes
+    none): ``"auto"`` = 1 run with k-means++ (scikit-learn >= 1.4); 3 before 1.4 (the published numbers' era)."""
+    import inspect
+
+    from sklearn.cluster import MiniBatchKMeans
+
+    default = inspect.signature(MiniBatchKMeans).parameters["n_init"].default
+    return "auto (1 run with k-means++ initialisation)" if default == "auto" else str(default)
+
+
+def pasad_mi(fit_x: np.ndarray, eval_x: np.ndarray, eval_labels: np.ndarray, *, span: str, seed: int,
+             n_clusters: int | None = None) -> float:
+    """MI between k-means clusters (:func:`pasad_clusters`) and labels, normalised by the label entropy:
+    MI(labels, clusters) / H(labels) on the evaluated items (eval_x (n_eval, D), eval_labels (n_eval,))."""
+    from sklearn.metrics import mutual_info_score
+
+    clusters = pasad_clusters(fit_x, eval_x, span=span, seed=seed, n_clusters=n_clusters)
     entropy = mutual_info_score(eval_labels, eval_labels)
     if not entropy > 0:
         raise UndefinedMeasureError(f"the {len(eval_labels)} evaluated points hold one label class: MI / H(labels) "

@@ -58,7 +58,8 @@ class CCAFit:
 
 
 class _CCAMoments:
-    """Centred covariances of one fit part and their eigendecompositions, reused across the ε grid."""
+    """Centred covariances of one fit part and their eigendecompositions, reused across the ε grid: one
+    eigendecomposition per view and split, the ε grid costs one SVD per ε (of the whitened cross-covariance)."""
 
     def __init__(self, x: np.ndarray, y: np.ndarray):
         n = len(x)
@@ -73,21 +74,23 @@ class _CCAMoments:
         self.wx, self.vx = linalg.eigh(cxx)  # Cxx = Vx diag(wx) Vxᵀ
         self.wy, self.vy = linalg.eigh(cyy)
         self.wx, self.wy = np.clip(self.wx, 0, None), np.clip(self.wy, 0, None)
+        self.cxy_eig = self.vx.T @ self.cxy @ self.vy  # Cxy in the eigenbases: Vxᵀ Cxy Vy, (p, q), once per split
         self.scale_x = max(self.wx.mean(), 1e-12)  # tr(Cxx)/p (> 0: a constant view was refused above)
         self.scale_y = max(self.wy.mean(), 1e-12)
         self.rank_y = int(np.sum(self.wy > 1e-10 * self.wy.max())) if self.wy.max() > 0 else 0
         self.k_max = max(1, min(x.shape[1], self.rank_y, n - 1))
 
     def fit(self, reg_x: float, reg_y: float) -> CCAFit:
-        # (C + r I)^(-1/2) = V diag((w + r)^(-1/2)) Vᵀ, applied as products so no p×p inverse is formed.
+        # (C + r I)^(-1/2) = V diag(d) Vᵀ with d = (w + r)^(-1/2): ε only shifts the eigenvalues. So
+        # Wx Cxy Wy = Vx [diag(dx) (Vxᵀ Cxy Vy) diag(dy)] Vyᵀ; the SVD of the bracket, Ũ S Ṽᵀ, gives U = Vx Ũ and
+        # V = Vy Ṽ (the same singular values; vectors up to a joint sign per pair, which the score ignores), and
+        # A = Wx U = Vx diag(dx) Ũ, B = Vy diag(dy) Ṽ. Per ε: one SVD and two products, no p×p inverse.
         dx = (self.wx + reg_x * self.scale_x) ** -0.5
         dy = (self.wy + reg_y * self.scale_y) ** -0.5
-        wx_cxy = self.vx @ (dx[:, None] * (self.vx.T @ self.cxy))  # Wx Cxy
-        t = (wx_cxy @ self.vy) * dy[None, :] @ self.vy.T  # Wx Cxy Wy
-        u, s, vt = linalg.svd(t, full_matrices=False)
+        u, s, vt = linalg.svd(dx[:, None] * self.cxy_eig * dy[None, :], full_matrices=False)
         k = min(self.k_max, len(s))
-        a = self.vx @ (dx[:, None] * (self.vx.T @ u[:, :k]))  # Wx U_k
-        b = self.vy @ (dy[:, None] * (self.vy.T @ vt[:k].T))  # Wy V_k
+        a = self.vx @ (dx[:, None] * u[:, :k])  # Wx U_k, (p, k)
+        b = self.vy @ (dy[:, None] * vt[:k].T)  # Wy V_k, (q, k)
         return CCAFit(self.mean_x, self.mean_y, a, b, s[:k])
 
 
@@ -134,10 +137,12 @@ def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     return float(alpha @ np.where(weighted, rho, 0.0) / alpha.sum())  # unweighted variates: 0 · ρ = 0
 
 
-def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:
+def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ...],
+                  keep: dict | None = None) -> tuple[float, float]:
     """PWCCA on the test part with ε chosen on the dev part; returns (score, chosen ε).
 
     x : ndarray (n, p) features (standardised here on the train part); onehot : (n, q); split : (train, dev, test).
+    keep : a dict that receives the chosen ``fit`` and the scored ``x_test``, ``y_test`` (for rescoring resamples).
     """
     train, dev, test = split
     x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
@@ -149,16 +154,18 @@ def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ..
         if score > best[0]:
             best = (score, fit, eps)
     _, fit, eps = best
+    if keep is not None:
+        keep.update(fit=fit, x_test=x_test, y_test=onehot[test])
     return pwcca_score(fit, x_test, onehot[test]), eps
 
 
-
-
-def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...]) -> tuple[float, float]:
+def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...],
+                  keep: dict | None = None) -> tuple[float, float]:
     """PWCCA of two continuous views on the test part, one ε for both views chosen on the dev part.
 
     x : (n, p), y : (n, q) (e.g. a layer and the filterbanks, or two layers), both standardised on the train part;
     split : (train, dev, test) index arrays. Weights use the view with fewer columns. Returns (score, chosen ε).
+    keep : as :func:`pwcca_heldout`.
     """
     train, dev, test = split
     x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
@@ -171,4 +178,6 @@ def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...]) -
         if score > best[0]:
             best = (score, fit, eps)
     _, fit, eps = best
+    if keep is not None:
+        keep.update(fit=fit, x_test=x_test, y_test=y_test)
     return pwcca_score(fit, x_test, y_test), eps

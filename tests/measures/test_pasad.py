@@ -145,8 +145,13 @@ def test_seeded_parts_trials_and_eps_pairs():
     trials = pasad.draw_trials(seed=3)
     used = [p for t in trials for p in t]
     assert len(trials) == 3 and len(set(used)) == 6 and all(0 <= p < 10 for p in used)
-    pairs = pasad.draw_eps_pairs(seed=3)
-    assert len(pairs) == 6 and len(set(pairs)) == 6 and all(set(p) <= {1e-9, 1e-10, 1e-11} for p in pairs)
+    pairs = pasad.draw_eps_pairs(seed=3)  # the reference's get_epsilon_lst: 9 small pairs shuffled, 16 larger after
+    assert len(pairs) == 25 and len(set(pairs)) == 25
+    assert all(set(p) <= {1e-9, 1e-10, 1e-11} for p in pairs[:9])
+    assert all(set(p) <= {1e-8, 1e-7, 1e-6, 1e-5} for p in pairs[9:])
+    small = [(a, b) for a in (1e-10, 1e-11, 1e-9) for b in (1e-10, 1e-11, 1e-9)]
+    assert pairs[:6] == [small[i] for i in np.random.default_rng(3).permutation(9)[:6]]  # unchanged first six
+    assert pasad.draw_eps_pairs(seed=3, n_pairs=6) == pairs[:6]
     assert pasad.stratified_parts(None, 25, seed=0)[0].size >= 2
 
 
@@ -175,3 +180,97 @@ def test_mi_of_shuffled_labels_is_the_finite_sample_bias():
     # planted: labels = the cluster of a coarse grid of x -> far above the bias
     planted = np.where(x[n // 2 :, 0] > 0, "pos", "neg")
     assert pasad.pasad_mi(x[: n // 2], x[n // 2 :], planted, span="phone", seed=0, n_clusters=k) > 0.5
+
+
+# ------------------------------------------------------------------ ε fallback and retries (the reference's train_cca)
+def _rank_deficient(n=500, seed=0):
+    """x: 12 dims of rank 4 (8 null directions) with an offset; y: 5 noisy dims related to x."""
+    rng = np.random.default_rng(seed)
+    base = rng.normal(size=(n, 4))
+    x = base @ rng.normal(size=(4, 12)) + 2.0
+    return x, base[:, :3] @ rng.normal(size=(3, 5)) + 0.5 * rng.normal(size=(n, 5))
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # sqrt of the negative eigenvalues, as in the reference
+def test_a_failing_eps_falls_back_to_larger_eps_and_still_scores():
+    """A rank-deficient view: with ε ≤ 1e-9 the pseudo-inverse of Cxx + εI (condition ≈ 1/ε) is indefinite by
+    rounding, its square root NaN, the SVD fails. The reference then tries the next pairs of its list, the larger ε
+    (1e-8 … 1e-5), until 6 fits succeed; before, those failures were skipped and this measure failed outright."""
+    x, y = _rank_deficient()
+    parts, trials = pasad.stratified_parts(None, len(x), seed=0), pasad.draw_trials(seed=0)
+    candidates = [(1e-20, 1e-20), *pasad.draw_eps_pairs(seed=0)]
+    score, details = pasad.pasad_cca_score(x, y, parts, trials, candidates)
+    assert np.isfinite(score) and details["failed_trials"] == []
+    for trial in details["trials"]:
+        assert trial["failed_eps"][0] == [1e-20, 1e-20]  # the first ε fails ...
+        assert len(trial["eps_pairs"]) == pasad.N_EPS_PAIRS  # ... and retries continue until 6 fits succeed
+        tried = trial["failed_eps"] + trial["eps_pairs"]
+        assert tried == [list(p) for p in candidates[: len(tried)]]  # in the candidates' order
+        assert all(min(p) >= 1e-8 for p in trial["eps_pairs"])  # here only the larger ε fit
+    # independent: the same score from the pairs that succeeded, given alone
+    used = [tuple(p) for p in details["trials"][0]["eps_pairs"]]
+    assert all([list(p) for p in used] == t["eps_pairs"] for t in details["trials"])
+    again, _ = pasad.pasad_cca_score(x, y, parts, trials, used)
+    assert again == pytest.approx(score, abs=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_trial_where_every_eps_fails_is_retried_on_unused_parts_then_refused():
+    x, y = _rank_deficient()
+    parts, trials = pasad.stratified_parts(None, len(x), seed=0), pasad.draw_trials(seed=0)
+    with pytest.raises(np.linalg.LinAlgError, match=r"only 0 of 3 trials succeeded") as err:
+        pasad.pasad_cca_score(x, y, parts, trials, [(1e-20, 1e-20), (1e-11, 1e-11)])
+    unused = sorted(set(range(10)) - {p for t in trials for p in t})  # the 4 parts no trial used: 2 more tries
+    assert str([list(t) for t in trials] + [unused[:2], unused[2:]]) in str(err.value)
+
+
+# ------------------------------------------------------------- no failed fit: the numbers of the code before the fallback
+class _SlowFit:
+    """The reference order of operations, copied from pasad.py before the ε fallback (pinv + sqrtm per ε pair)."""
+
+    def __init__(self, vx, vy, eps_x, eps_y):
+        dx = vx.shape[0]
+        cov = np.cov(vx, vy)
+        sxx, sxy, syy = cov[:dx, :dx], cov[:dx, dx:], cov[dx:, dx:]
+        xmax, ymax = np.max(np.abs(sxx)), np.max(np.abs(syy))
+        sxx, syy, sxy = sxx / xmax, syy / ymax, sxy / np.sqrt(xmax * ymax)
+        self.x_idx, self.y_idx = np.abs(np.diagonal(sxx)) >= eps_x, np.abs(np.diagonal(syy)) >= eps_y
+        sxx = sxx[self.x_idx][:, self.x_idx] + eps_x * np.eye(int(self.x_idx.sum()))
+        syy = syy[self.y_idx][:, self.y_idx] + eps_y * np.eye(int(self.y_idx.sum()))
+        sxy = sxy[self.x_idx][:, self.y_idx]
+
+        def sqrtm(a):
+            w, v = np.linalg.eigh(a)
+            return v @ np.diag(np.sqrt(w)) @ v.T
+
+        ixx, iyy = sqrtm(np.linalg.pinv(sxx)), sqrtm(np.linalg.pinv(syy))
+        u, _, vh = np.linalg.svd(ixx @ (sxy @ iyy), full_matrices=False)
+        self.px, self.py = u.T @ ixx, vh @ iyy
+        self.kept_x, self.kept_y = sxx.shape[0], syy.shape[0]
+
+    score = pasad.PasadFit.score  # scoring did not change
+
+
+def _slow_score(x, y, parts, trials, eps_pairs):
+    scores = []
+    for dev, test in trials:
+        train = np.concatenate([p for i, p in enumerate(parts) if i not in (dev, test)])
+        fits = [_SlowFit(x[train].T, y[train].T, *e) for e in eps_pairs]
+        dev_scores = [f.score(x[parts[dev]].T, y[parts[dev]].T) for f in fits]
+        scores.append(fits[int(np.argmax(dev_scores))].score(x[parts[test]].T, y[parts[test]].T))
+    return float(np.mean(scores))
+
+
+def test_fallback_machinery_keeps_the_reference_numbers_where_no_fit_fails():
+    """Where every ε pair fits, the ordered fallback list changes nothing: the fixture's layer-vs-layer case and
+    random data give the numbers of the code before the fallback (pinv + sqrtm per pair, the first 6 pairs) to
+    1e-10."""
+    assert run("layer_vs_layer", False)[0] == pytest.approx(_slow_score(REF["Z"], REF["X"], PARTS, TRIALS, EPS),
+                                                           abs=1e-10)
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(900, 40)) + rng.normal(size=40) * 3  # uncentred, as the published weighting expects
+    y = x[:, :25] @ rng.normal(size=(25, 30)) + 2.0 * rng.normal(size=(900, 30))
+    parts = pasad.stratified_parts(None, len(x), seed=1)
+    trials, eps = pasad.draw_trials(seed=1), pasad.draw_eps_pairs(seed=1)
+    score, _ = pasad.pasad_cca_score(x, y, parts, trials, eps)
+    assert score == pytest.approx(_slow_score(x, y, parts, trials, eps[:6]), abs=1e-10)
