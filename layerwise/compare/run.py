@@ -53,7 +53,7 @@ class Folder:
 class FolderMeasures:
     """A folder's own per-layer measures on the compared frames; arrays of shape (L,) in ``Folder.layers`` order.
 
-    cka_previous[0] is NaN (no previous layer); pca_ratios[k] is None and pca_components_90[k] None when PCA is
+    cka_previous[0] is NaN (no previous layer), as is cka_previous_debiased[0] (the unbiased-HSIC twin); pca_ratios[k] is None and pca_components_90[k] None when PCA is
     undefined (constant layer). reasons : measure (``cka_with_previous``, ``pca_components_90``,
     ``pca_explained_variance_ratio``) -> layer -> why that layer's value is NaN/None (every one has its reason).
     """
@@ -64,18 +64,22 @@ class FolderMeasures:
     pca_ratios: list[np.ndarray | None]
     pca_components_90: list[int | None]
     reasons: dict[str, dict[str, str]] = field(default_factory=dict)
+    cka_previous_debiased: np.ndarray | None = None  # (L,) debiased CKA with the previous layer; [0] NaN
 
 
 @dataclass
 class PairResult:
     """Folders ``a`` < ``b`` (indices): ``cka`` (L_a, L_b) float64; ``same_layer`` its diagonal (L,) when both have
-    the same number of layers, else None; reasons : (i, j) -> why ``cka[i, j]`` is NaN (every NaN has one)."""
+    the same number of layers, else None; reasons : (i, j) -> why ``cka[i, j]`` is NaN (every NaN has one).
+    cka_debiased, reasons_debiased : the same for debiased CKA (unbiased HSIC; ``cka_between_debiased``)."""
 
     a: int
     b: int
     cka: np.ndarray
     same_layer: np.ndarray | None
     reasons: dict[tuple[int, int], str] = field(default_factory=dict)
+    cka_debiased: np.ndarray | None = None
+    reasons_debiased: dict[tuple[int, int], str] = field(default_factory=dict)
 
 
 @dataclass
@@ -228,7 +232,9 @@ def _pairs(stats, folders: list[Folder], constant: list[dict[str, str]]) -> list
             matrix = stats.cka_between(a, b)
             same = np.diagonal(matrix).copy() if matrix.shape[0] == matrix.shape[1] else None
             why = undefined.cka_cell_reasons(matrix, folders[a], folders[b], constant[a], constant[b])
-            pairs.append(PairResult(a, b, matrix, same, why))
+            debiased = stats.cka_between_debiased(a, b)
+            why_debiased = undefined.cka_cell_reasons(debiased, folders[a], folders[b], constant[a], constant[b])
+            pairs.append(PairResult(a, b, matrix, same, why, debiased, why_debiased))
     return pairs
 
 
@@ -250,11 +256,12 @@ def _folder_measures(stats, folders: list[Folder], constant: list[dict[str, str]
             needed.append(components_for(ratio))
             if ratio is not None and needed[-1] is None:
                 no_90[key] = f"the {len(ratio)} components of the PCA do not reach {VARIANCE_TARGET:.0%} of the variance"
-        previous = stats.cka_previous(f)
+        previous, debiased = stats.cka_previous(f), stats.cka_previous_debiased(f)
         reasons = {"cka_with_previous": undefined.previous_reasons(previous, folder.layers, constant[f]),
+                   "cka_with_previous_debiased": undefined.previous_reasons(debiased, folder.layers, constant[f]),
                    "pca_components_90": {**no_pca, **no_90}, "pca_explained_variance_ratio": no_pca}
         measures.append(FolderMeasures(stats.layer_mean(f), stats.layer_std(f), previous, ratios, needed,
-                                       {m: r for m, r in reasons.items() if r}))
+                                       {m: r for m, r in reasons.items() if r}, debiased))
     return measures
 
 
@@ -301,7 +308,7 @@ def compute(options: CompareOptions) -> Comparison:
 def _pair_cells(pair: PairResult) -> dict[str, dict]:
     """measure -> cell -> why, for a pair's undefined numbers: the matrix's cells and, when it has one, its
     diagonal's (``cka_same_layer``)."""
-    cells = {"cka_between": pair.reasons}
+    cells = {"cka_between": pair.reasons, "cka_between_debiased": pair.reasons_debiased}
     if pair.same_layer is not None:
         cells["cka_same_layer"] = {ij: why for ij, why in pair.reasons.items() if ij[0] == ij[1]}
     return cells

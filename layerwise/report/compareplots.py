@@ -92,17 +92,45 @@ def same_layer(result, path: Path, *, subtitle: str) -> None:
     _save(fig, path)
 
 
+# Sweeps never zoom below this span (a comparison has no interval to set it): differences under 0.05 in CKA are
+# inside the seed-to-seed spread of such numbers (issue 19: ±0.015 to ±0.03 on 13 files), so 1e-9 noise stays flat.
+MIN_SWEEP_SPAN = 0.05
+MIN_RELATIVE_SPAN = 0.1  # mean, std: at least 10 % of the largest |value| (their scale differs between models)
+MIN_COUNT_SPAN = 4.0  # components for 90 %: integers
+
+
+def hold_span(ax, values, span: float) -> None:
+    """Widen the y-axis of ``ax`` to at least ``span`` around the finite ``values`` (never zoom into noise)."""
+    finite = [float(v) for v in values if v is not None and np.isfinite(v)]
+    if not finite:
+        return
+    low, high = min(finite), max(finite)
+    if high - low < span:
+        centre = (low + high) / 2.0
+        ax.set_ylim(centre - span / 2.0, centre + span / 2.0)
+
+
 def sweep(result, path: Path, *, subtitle: str) -> None:
     """Each folder's own per-layer measures, one line per folder: mean, std, CKA with the previous layer, PCA
     components for 90 % of the variance."""
     panels = (("mean", "mean over frames × dims"), ("std", "std over frames × dims"),
-              ("cka_previous", "linear CKA with the previous layer"),
+              ("cka_previous", "CKA with the previous layer (solid: linear; dashed: debiased)"),
               ("pca_components_90", "PCA components for 90 % of the variance"))
     fig, axes = plt.subplots(2, 2, figsize=(11.0, 7.5))
     for ax, (attr, title) in zip(axes.flat, panels):
+        shown = []
         for folder, measures in zip(result.folders, result.measures):
             values = [np.nan if v is None else v for v in getattr(measures, attr)]
-            ax.plot([_index(k) for k in folder.layers], values, marker="o", label=folder.label)
+            line = ax.plot([_index(k) for k in folder.layers], values, marker="o", label=folder.label)[0]
+            shown += values
+            if attr == "cka_previous" and measures.cka_previous_debiased is not None:
+                ax.plot([_index(k) for k in folder.layers], measures.cka_previous_debiased, marker="x",
+                        linestyle="--", color=line.get_color(), label=f"{folder.label}, debiased")
+                shown += list(measures.cka_previous_debiased)
+        finite = [abs(v) for v in shown if np.isfinite(v)]
+        span = {"cka_previous": MIN_SWEEP_SPAN, "pca_components_90": MIN_COUNT_SPAN}.get(
+            attr, max(MIN_SWEEP_SPAN, MIN_RELATIVE_SPAN * max(finite, default=0.0)))
+        hold_span(ax, shown, span)
         ax.set_title(title, fontsize=10)
         _layer_ticks(ax, result.folders)
         if attr == "pca_components_90":
@@ -111,6 +139,7 @@ def sweep(result, path: Path, *, subtitle: str) -> None:
             plain_numbers(ax, scientific=True)  # values near 0 keep a ×10ⁿ factor, never an offset
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=8)
+    axes.flat[2].legend(fontsize=7)
     fig.suptitle(f"Per-folder layer sweeps on the compared frames\n{subtitle}", fontsize=11)
     fig.tight_layout()
     _save(fig, path)
@@ -126,7 +155,8 @@ PAIR_CAPTION = (
     "in time). 1 means the two layers' frame representations agree up to a rotation and an isotropic scaling; near "
     "0 means unrelated. A bright diagonal means layer k of one model matches layer k of the other; a bright band off "
     "the diagonal means the corresponding computation sits at another depth. With few frames CKA of unrelated layers "
-    "is biased upwards (about dim/frames).")
+    "is biased upwards (about D/(n + D) for D dims and n frames): the debiased numbers (unbiased HSIC) are in the "
+    "tables below and in summary.json cka_between_debiased.")
 SAME_LAYER_CAPTION = (
     "The diagonal of each heatmap above, for pairs of folders with the same number of layers. Against a folder "
     "written with --random_init this reads as how far training moved each layer: low CKA = the trained layer "
@@ -136,7 +166,8 @@ SWEEP_CAPTION = (
     "Each folder's own per-layer measures, one line per folder, computed on the compared frames (the common "
     "utterances, after time matching), so they can differ slightly from visualize_features.py on one folder. Mean "
     "and std show scale; CKA with the previous layer shows where the representation changes fastest; the number of "
-    "principal components for 90 % of the variance is a rough effective dimensionality.")
+    "principal components for 90 % of the variance is a rough effective dimensionality. The axes never zoom below "
+    "a span of 0.05 (CKA) or 10 % of the values (mean, std), so noise of 1e-9 stays a flat line.")
 
 
 def _draw_pair(pair, result, path: Path) -> Path:

@@ -17,13 +17,17 @@ from layerwise.contract.results import N_PCA_COMPONENTS
 from layerwise.report import html, runcard
 
 NO_NOTES = "None: every number of the comparison was computed."
+DEBIASED_TEXT = ("Unbiased HSIC (Song et al. 2012), as Kornblith et al.'s debiased=True: ≈ 0 for unrelated layers, "
+                 "where linear CKA is biased upwards by about D/(n + D) (D dims, n frames).")
 # summary.csv column -> the FolderMeasures.reasons measure whose reasons explain its empty cells
-CSV_REASONS = {"cka_with_previous": "cka_with_previous", "pca_evr_pc1": "pca_explained_variance_ratio",
+CSV_REASONS = {"cka_with_previous": "cka_with_previous", "cka_with_previous_debiased": "cka_with_previous_debiased",
+               "pca_evr_pc1": "pca_explained_variance_ratio",
                "pca_components_90": "pca_components_90"}
 SWEEP_HELP = {
     "folder": "the folder's label", "dim": "dimensions of the layer",
     "n_frames": "frames (segments for span folders) compared, the same in every folder",
     "cka_with_previous": "linear CKA with the previous layer of the same folder",
+    "cka_with_previous_debiased": "debiased CKA (unbiased HSIC) with the previous layer of the same folder",
 }
 
 
@@ -50,6 +54,7 @@ def _folder_measures(folder, m) -> dict:
         "mean": dict(zip(keys, m.mean)),
         "std": dict(zip(keys, m.std)),
         "cka_with_previous": dict(zip(keys, m.cka_previous)),
+        "cka_with_previous_debiased": dict(zip(keys, m.cka_previous_debiased)),
         "pca_components_90": dict(zip(keys, m.pca_components_90)),
         "pca_explained_variance_ratio": {k: None if r is None else list(r[:N_PCA_COMPONENTS])
                                          for k, r in zip(keys, m.pca_ratios)},
@@ -57,16 +62,18 @@ def _folder_measures(folder, m) -> dict:
     }
 
 
-def _pair_entries(result, pair) -> tuple[dict, dict | None]:
+def _pair_entries(result, pair, debiased: bool = False) -> tuple[dict, dict | None]:
     """summary.json ``cka_between`` and ``cka_same_layer`` entries of one pair (the latter None when the layer
     counts differ); ``reasons`` there: row layer -> column layer -> why that cell is null, and layer of ``a`` ->
-    why that value is null."""
+    why that value is null. debiased : the ``cka_between_debiased`` entry instead (no same-layer entry)."""
     a, b = result.folders[pair.a], result.folders[pair.b]
     head = {"a": a.label, "b": b.label, "layers_a": a.layers, "layers_b": b.layers}
     cells: dict[str, dict[str, str]] = {}
-    for (i, j), why in pair.reasons.items():
+    for (i, j), why in (pair.reasons_debiased if debiased else pair.reasons).items():
         cells.setdefault(a.layers[i], {})[b.layers[j]] = why
-    between = {**head, "matrix": pair.cka, "reasons": cells}
+    between = {**head, "matrix": pair.cka_debiased if debiased else pair.cka, "reasons": cells}
+    if debiased:
+        return between, None
     if pair.same_layer is None:
         return between, None
     diagonal = {a.layers[i]: why for (i, j), why in pair.reasons.items() if i == j}
@@ -76,7 +83,8 @@ def _pair_entries(result, pair) -> tuple[dict, dict | None]:
 def summary_dict(result, figures) -> dict:
     """The summary.json object (before NaN → null): folders, utterances used and left out, time matching,
     ``cka_between`` (one entry per pair of folders: the layers-of-a × layers-of-b matrix with the layer keys),
-    ``cka_same_layer`` (pairs with equal layer counts), each folder's own per-layer measures, figures, notes,
+    ``cka_same_layer`` (pairs with equal layer counts), ``cka_between_debiased`` (as ``cka_between``, debiased CKA),
+    each folder's own per-layer measures, figures, notes,
     ``unavailable`` (measure -> why some of its numbers could not be computed), and how it was run (command, wall
     seconds, package versions). Every null has its reason: in the entry's ``reasons``, or ``grid_reason``."""
     between, same = [], []
@@ -94,6 +102,7 @@ def summary_dict(result, figures) -> dict:
         "grid": grid, **({"grid_reason": result.grid_reason} if grid is None else {}),
         "edge_frames_dropped": result.edge_frames_dropped,
         "cka_between": between, "cka_same_layer": same,
+        "cka_between_debiased": [_pair_entries(result, pair, debiased=True)[0] for pair in result.pairs],
         "per_folder": {f.label: _folder_measures(f, m) for f, m in zip(result.folders, result.measures)},
         "figures": [f.name for f in figures], "notes": result.notes, "unavailable": result.unavailable,
         "command": result.command, "wall_seconds": result.wall_seconds, "versions": analysis_versions(),
@@ -109,6 +118,7 @@ def csv_rows(result) -> list[dict]:
             rows.append({
                 "folder": folder.label, "layer": key, "dim": folder.dims[k], "n_frames": result.n_frames,
                 "mean": float(m.mean[k]), "std": float(m.std[k]), "cka_with_previous": float(m.cka_previous[k]),
+                "cka_with_previous_debiased": float(m.cka_previous_debiased[k]),
                 "pca_evr_pc1": float("nan") if ratios is None else float(ratios[0]),
                 "pca_components_90": m.pca_components_90[k],
             })
@@ -129,13 +139,15 @@ def _folders_section(result) -> html.Section:
 
 def _numbers_sections(result) -> list[html.Section]:
     """The CKA matrices (one table per pair) and the per-folder sweeps (summary.csv's rows)."""
-    matrices = []
+    matrices, debiased = [], []
     for pair in result.pairs:
         a, b = result.folders[pair.a], result.folders[pair.b]
         columns = [""] + [display_name(k) for k in b.layers]
-        matrices.append(html.Table(columns,
-                                   [[display_name(key), *map(float, row)] for key, row in zip(a.layers, pair.cka)],
-                                   {(i, columns[j + 1]): r for (i, j), r in pair.reasons.items()},
+        for into, matrix, why in ((matrices, pair.cka, pair.reasons),
+                                  (debiased, pair.cka_debiased, pair.reasons_debiased)):
+            into.append(html.Table(columns,
+                                   [[display_name(key), *map(float, row)] for key, row in zip(a.layers, matrix)],
+                                   {(i, columns[j + 1]): r for (i, j), r in why.items()},
                                    heading=f"{a.label} (rows) vs {b.label} (columns)"))
     reasons = {f.label: m.reasons for f, m in zip(result.folders, result.measures)}
 
@@ -147,6 +159,7 @@ def _numbers_sections(result) -> list[html.Section]:
     legend = tuple((c, SWEEP_HELP.get(c) or html.COLUMN_HELP[c]) for c in rows[0]
                    if c in SWEEP_HELP or c in html.COLUMN_HELP) + html.CELL_LEGEND
     return [html.Section("Numbers: linear CKA between folders", (), tuple(matrices)),
+            html.Section("Numbers: debiased CKA between folders", (DEBIASED_TEXT,), tuple(debiased)),
             html.Section("Numbers: per-folder sweeps (summary.csv; layer there is the stored key)", (),
                          (html.layer_table(rows, why, legend=legend),))]
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from layerwise.contract.layout import ABX_MEASURES, PROPERTY_MEASURES, SPAN_MEASURES
+from layerwise.contract.layout import ABX_MEASURES, MEASURE, PROPERTY_MEASURES, SPAN_MEASURES
 from layerwise.contract.results import N_PCA_COMPONENTS, AnalysisResult
 
 NO_CONTROL_CAPTION = ("No random-initialisation control in this run, so no dashed lines: only the analysed model is "
@@ -73,10 +73,36 @@ def _scatter():
 
 
 def subtitle(result: AnalysisResult) -> str:
-    """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path."""
+    """``hubert-base-ls960: 12 files, 3,646 frames`` — the model's tag, not a machine path; layers at several frame
+    rates (conv blocks) give each group of layers its own count (``C0: 48,000; C1: 24,000; … frames``)."""
     from layerwise.contract.names import model_label, plural
 
-    return f"{model_label(result.meta.get('model_name'))}: {plural(len(result.files), 'file')}, {result.n_frames:,} {result.unit}"
+    counts: dict[int, list[str]] = {}
+    for x in result.layers:
+        counts.setdefault(x.n_frames, []).append(x.key)
+    if len(counts) > 1:  # conv blocks at their own frame rates: each block's own count, not the coarsest one's
+        from layerwise.contract.names import layer_range
+
+        frames = "; ".join(f"{layer_range(keys)}: {n:,}" for n, keys in counts.items()) + f" {result.unit}"
+    else:
+        frames = f"{result.n_frames:,} {result.unit}"
+    return f"{model_label(result.meta.get('model_name'))}: {plural(len(result.files), 'file')}, {frames}"
+
+
+def model_name(result: AnalysisResult) -> str:
+    """The legend's name of the analysed model: its tag, "(random init)" added when its weights are random."""
+    from layerwise.contract.names import model_label
+
+    tag = model_label(result.meta.get("model_name"))
+    return f"{tag} (random init)" if result.meta.get("random_init") else tag
+
+
+def bands(result: AnalysisResult) -> dict:
+    """run -> (intervals, chance) for the curves: the analysed model's and, with a control, the control's."""
+    out = {"trained": (result.intervals, getattr(result, "chance", {}))}
+    if result.control is not None:
+        out["random init"] = (result.control.intervals, getattr(result.control, "chance", {}))
+    return out
 
 
 def _groups(result: AnalysisResult):
@@ -91,20 +117,25 @@ def _draw_statistics(result: AnalysisResult, path: Path):
     return _plots().feature_statistics(keys, {x.key: x.mean for x in result.layers},
                                        {x.key: x.std for x in result.layers}, path, subtitle=subtitle(result),
                                        dim_mean={x.key: x.dim_mean for x in result.layers},
-                                       dim_var={x.key: x.dim_var for x in result.layers})
+                                       dim_var={x.key: x.dim_var for x in result.layers},
+                                       ranks={"effective_rank": {x.key: x.effective_rank for x in result.layers},
+                                              "pca_components_90": {x.key: x.components_90 for x in result.layers}},
+                                       intervals=result.intervals)
 
 
 def _similarity(kind: str):
     def draw(result: AnalysisResult, path: Path):
         if len(result.layers) < 2:
             return None  # a single layer has no heatmap worth drawing
-        matrix = result.cka if kind == "cka" else result.cosine
-        vmin = result.run.cka_vmin if kind == "cka" else None
+        matrix = {"cka": result.cka, "cka_debiased": result.cka_debiased, "cosine": result.cosine}[kind]
+        vmin = result.run.cka_vmin if kind != "cosine" else None
         return _plots().similarity_heatmap(matrix, result.keys, path, kind=kind, subtitle=subtitle(result),
                                            vmin=vmin)
 
     def applies(result: AnalysisResult) -> bool:
-        return result.run.similarity in (kind, "both") and len(result.layers) > 1
+        wanted = "cka" if kind == "cka_debiased" else kind
+        present = kind != "cka_debiased" or getattr(result, "cka_debiased", None) is not None
+        return result.run.similarity in (wanted, "both") and len(result.layers) > 1 and present
 
     return applies, draw
 
@@ -141,7 +172,8 @@ def _draw_span(result: AnalysisResult, path: Path):
     if result.control is not None and "probe_accuracy" in result.control.measures:
         control = _span_dict(result.control.measures, result.control.measure_info)
     return _plots().span_measures(result.keys, _span_dict(result.measures, result.measure_info), control, path,
-                                  subtitle=subtitle(result), span=result.meta.get("span", "span"))
+                                  subtitle=subtitle(result), span=result.meta.get("span", "span"),
+                                  bands=bands(result), model=model_name(result))
 
 
 def _has_span(result: AnalysisResult) -> bool:
@@ -149,12 +181,17 @@ def _has_span(result: AnalysisResult) -> bool:
 
 
 def _has_properties(result: AnalysisResult) -> bool:
-    return any(k in result.measures for k in PROPERTY_MEASURES)
+    """Any registry measure besides the span folders' label measures (span_measures.png) and ABX (abx.png): the
+    property measures and every measure added to the registry since (drawn through the registry, no special case)."""
+    own = set(SPAN_MEASURES) | set(ABX_MEASURES)
+    return any(k in result.measures and k not in own and MEASURE[k].twin_of not in SPAN_MEASURES
+               for k in MEASURE) or any(k in result.measures for k in PROPERTY_MEASURES)
 
 
 def _draw_properties(result: AnalysisResult, path: Path):
     control = result.control.measures if result.control is not None else None
-    return _plots().what_each_layer_encodes(result.keys, result.measures, control, path, subtitle=subtitle(result))
+    return _plots().what_each_layer_encodes(result.keys, result.measures, control, path, subtitle=subtitle(result),
+                                            bands=bands(result), model=model_name(result))
 
 
 def _has_abx(result: AnalysisResult) -> bool:
@@ -169,7 +206,7 @@ def _draw_abx(result: AnalysisResult, path: Path):
     return _plots().abx_measures(result.keys, result.measures, result.intervals,
                                  None if control is None else control.measures,
                                  None if control is None else control.intervals, path, subtitle=subtitle(result),
-                                 info=limits)
+                                 info=limits, model=model_name(result))
 
 
 def always(result) -> bool:
@@ -178,6 +215,7 @@ def always(result) -> bool:
 
 
 _CKA = _similarity("cka")
+_CKA_DEBIASED = _similarity("cka_debiased")
 _COSINE = _similarity("cosine")
 
 FIGURES: tuple[Figure, ...] = (
@@ -186,13 +224,24 @@ FIGURES: tuple[Figure, ...] = (
         "enters. A jump in the std marks a change of scale between layers (e.g. the first transformer layer after "
         "the CNN); scale alone says nothing about what a layer encodes. Middle: the spread over dimensions of each "
         "dimension's std and mean (a LayerNorm output pools to a flat 0 ± 1 band; its dimensions need not be). "
-        "Right: the RMS feature-vector norm sqrt(Σ_d (var_d + mean_d²)), exact from the same moments."), always,
+        "Then the RMS feature-vector norm sqrt(Σ_d (var_d + mean_d²)), exact from the same moments. Last: the "
+        "effective rank (exp of the entropy of the normalised covariance spectrum, Roy & Vetterli 2007 / RankMe) "
+        "and the components holding 90 % of the variance, with their 95 % intervals as bands (group jackknife over "
+        "utterances of the frame sample: conservative)."), always,
         _draw_statistics),
+    Figure("layer_similarity_cka_debiased.png", "Layer similarity: debiased CKA", (
+        "Debiased linear CKA over frames: the unbiased HSIC estimator (Song et al. 2012; Kornblith et al. 2019's "
+        "debiased=True) in place of the plug-in one. Linear CKA is biased upwards by about D/(n + D) for D dimensions "
+        "over n frames (0.43 for unrelated 768-dim features over 1,000 frames); the debiased estimate is ≈ 0 there, "
+        "and can dip slightly below 0. Shown by default; the linear CKA of the published analyses is one click "
+        "away. Colour scale fixed at 0–1 (--cka_vmin zooms, and the title then says so)."), *_CKA_DEBIASED),
     Figure("layer_similarity_cka.png", "Layer similarity: linear CKA", (
         "Linear centred kernel alignment over frames (Kornblith et al. 2019): 1 means the two layers' frame "
         "representations are the same up to rotation and isotropic scaling; near 0 means unrelated. Read blocks of "
         "high CKA as groups of layers that compute similar things; the diagonal is 1 by definition. Layers of "
-        "different frame rates are compared after average-pooling the finer layer onto the coarser layer's frames."),
+        "different frame rates are compared after average-pooling the finer layer onto the coarser layer's frames. "
+        "Biased upwards by about D/(n + D) (D dims, n frames): few frames make unrelated layers look similar; the "
+        "debiased heatmap corrects that. Colour scale fixed at 0–1 unless zoomed with --cka_vmin."),
         *_CKA),
     Figure("layer_similarity_cosine.png", "Layer similarity: uncentered cosine (for comparison with the prototype)", (
         "Cosine between the two layers' whole frame matrices, frame t/dim d against frame t/dim d, without "

@@ -44,14 +44,18 @@ COLUMN_HELP = {
     "pca_components_90": "fewest principal components holding 90 % of the variance (— when PCA is undefined or "
                          "needs more than the components kept)",
     "cka_with_previous": "linear CKA with the row above",
+    "cka_with_previous_debiased": "debiased CKA (unbiased HSIC) with the row above: ≈ 0 for unrelated layers",
     "probe_majority_baseline": "accuracy of always answering the most frequent label",
+    "cka_debiased": "debiased CKA (unbiased HSIC)",
     **{m.key: m.description for m in MEASURES},  # the measure registry (contract.py)
 }
 TEMPLATES = Path(__file__).parent / "templates"  # shipped as package data (pyproject.toml)
 TEMPLATE = "report.html.j2"
 NOT_COMPUTED = "not computed (see the notes)"  # the tooltip of a "—" cell
 ANALYSIS_NO_NOTES = "None: every requested measure was computed and the extraction recorded no failure."
-CELL_LEGEND = (("n/a (…)", "undefined for that layer, for the reason given"),
+CELL_LEGEND = (("x [a, b]", ("the value and its 95 % interval (how it was made: summary.json intervals.methods), "
+                             "rounded to the digits the interval supports; summary.csv keeps full precision")),
+               ("n/a (…)", "undefined for that layer, for the reason given"),
                ("—", ("not computed (the reason is in the notes). The same numbers are in summary.csv and "
                       "summary.json")))
 
@@ -137,12 +141,52 @@ class Cell:
     title: str = ""
 
 
+CI_SUFFIXES = ("_ci_low", "_ci_high")  # summary.csv's interval columns of a value column
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """A value with its 95 % interval, shown with only the digits the interval supports."""
+
+    value: float
+    low: float
+    high: float
+
+    @property
+    def decimals(self) -> int:
+        """Decimals down to one digit below the first significant digit of the half-width (half-width 0.0123 ->
+        3: ``0.456``); 0 for a half-width of 10 or more; 6 at most (a zero-width interval)."""
+        half = (self.high - self.low) / 2.0
+        if not half > 0:
+            return 6
+        return int(min(6, max(0, -math.floor(math.log10(half)) + 1)))
+
+    def text(self) -> str:
+        d = self.decimals
+        return f"{self.value:.{d}f} [{self.low:.{d}f}, {self.high:.{d}f}]"
+
+
+def with_intervals(row: dict) -> dict:
+    """A table row with each value that has ``<column>_ci_low/_ci_high`` cells turned into an :class:`Estimate`
+    (rounded to what its interval supports) and the interval columns dropped; summary.csv keeps full precision."""
+    out = {}
+    for column, value in row.items():
+        if column.endswith(CI_SUFFIXES):
+            continue
+        low, high = row.get(f"{column}_ci_low"), row.get(f"{column}_ci_high")
+        finite = all(isinstance(v, (int, float, np.number)) and math.isfinite(v) for v in (value, low, high))
+        out[column] = Estimate(float(value), float(low), float(high)) if finite else value
+    return out
+
+
 def cell(value, why: str | None = None) -> Cell:
     """The one cell convention of both reports. A missing value (None, NaN, inf) reads ``n/a (why)`` when ``why``
     says why it is undefined by definition, else ``—`` (not computed; the reason is in the notes). Floats with 4
     significant digits, integers with thousands separators, anything else as its text."""
     if value is None or (isinstance(value, (float, np.floating)) and not math.isfinite(value)):
         return Cell(f"n/a ({why})", "na") if why else Cell("—", "num", NOT_COMPUTED)
+    if isinstance(value, Estimate):
+        return Cell(value.text(), "num", "value [95 % interval]; digits as the interval supports")
     if isinstance(value, (bool, np.bool_)):
         return Cell(str(bool(value)))
     if isinstance(value, (float, np.floating)):
@@ -172,8 +216,9 @@ class Table:
 def layer_table(rows: list[dict], reasons=None, **kwargs) -> Table:
     """A :class:`Table` of per-layer ``rows`` (columns from the first row's keys); the ``layer`` column shows the
     display name (L0 …). reasons : callable (row, column) -> why a cell is undefined by definition, or None."""
-    columns = list(rows[0])
-    values = [[display_name(str(row.get(c))) if c == "layer" else row.get(c) for c in columns] for row in rows]
+    shown = [with_intervals(row) for row in rows]
+    columns = list(shown[0])
+    values = [[display_name(str(row.get(c))) if c == "layer" else row.get(c) for c in columns] for row in shown]
     why = {}
     if reasons is not None:
         why = {(i, c): r for i, row in enumerate(rows) for c in columns if (r := reasons(row, c))}
@@ -191,12 +236,15 @@ class Section:
 
 @dataclass(frozen=True)
 class FigureView:
-    """A drawn figure as the page shows it: anchor (the file's stem), title, caption, base64 PNG."""
+    """A drawn figure as the page shows it: anchor (the file's stem), title, caption, base64 PNG. alternative : a
+    second figure shown in its place one click away (two tabs, plain HTML/CSS), or None."""
 
     anchor: str
     title: str
     caption: str
     data: str
+    alternative: FigureView | None = None
+    tab: str = ""  # the label of this view's tab when it has an alternative (or is one)
 
 
 def figure_view(drawn) -> FigureView:
@@ -209,7 +257,26 @@ GLANCE_LINES = 5  # rows of the condensed run card on the first screen (one line
 GLANCE_ROWS = ("Model", "Data", "Layers", "Control", "Wall time")  # which rows, when the card has them
 # the figure a reader wants first (anchor = PNG stem): what each layer encodes, else the layer-similarity heatmap;
 # a comparison has neither and shows its first figure (its same-index CKA curves)
-KEY_FIGURES = ("what_each_layer_encodes", "span_measures", "layer_similarity_cka", "cka_same_layer")
+KEY_FIGURES = ("what_each_layer_encodes", "span_measures", "layer_similarity_cka_debiased", "layer_similarity_cka",
+               "cka_same_layer")
+# (default, alternative, their tab labels): figures shown as two tabs of one figure, the default first
+FIGURE_TABS = (("layer_similarity_cka_debiased", "layer_similarity_cka", "debiased CKA (shown by default)",
+                "linear CKA (as published)"),)
+
+
+def with_tabs(views: list[FigureView]) -> list[FigureView]:
+    """``views`` with each FIGURE_TABS pair present merged into one view: the default with the other as its
+    ``alternative`` (the other's own entry removed)."""
+    from dataclasses import replace
+
+    by_anchor = {v.anchor: v for v in views}
+    merged = {}
+    for default, other, tab_default, tab_other in FIGURE_TABS:
+        if default in by_anchor and other in by_anchor:
+            merged[default] = replace(by_anchor[default], tab=tab_default,
+                                      alternative=replace(by_anchor[other], tab=tab_other))
+            merged[other] = None
+    return [merged.get(v.anchor, v) for v in views if merged.get(v.anchor, v) is not None]
 
 
 @dataclass(frozen=True)
@@ -324,7 +391,7 @@ def analysis_page(result, drawn: list, card: list[tuple[str, str]], notes: list[
     if result.meta.get("random_init"):
         title += " (random initialisation, not the trained weights)"
     summary = Section("Summary per layer", _measures_text(result), _layer_tables(result))
-    return Page(title, card, notes, [summary], [figure_view(d) for d in drawn], list(result.files))
+    return Page(title, card, notes, [summary], with_tabs([figure_view(d) for d in drawn]), list(result.files))
 
 
 def write_report_html(output_dir: Path, result, drawn: list) -> Path:

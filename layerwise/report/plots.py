@@ -24,9 +24,11 @@ FLAT_RANGE = 1e-5  # values spanning less than this are one colour: the colour r
 MAX_DIGITS = 5  # decimals written in heatmap cells: enough to tell apart values that differ by 1e-5
 HEATMAP_TITLES = {
     "cka": "Linear CKA between layers (centred, over frames)",
+    "cka_debiased": "Debiased CKA between layers (unbiased HSIC, over frames)",
     "cosine": "Uncentered cosine between layers' frame matrices",
 }
-HEATMAP_MEASURES = {"cka": "linear CKA", "cosine": "uncentered cosine"}  # colour bar label
+HEATMAP_MEASURES = {"cka": "linear CKA", "cka_debiased": "debiased CKA", "cosine": "uncentered cosine"}  # colour bar
+HEATMAP_SCALE = (0.0, 1.0)  # fixed colour scale of every similarity heatmap: 0.91 must look close to 1, not "unrelated"
 HEATMAP_CAPTIONS = {
     "cosine": "Caveat: the uncentered cosine is dominated by the layers' means and changes under a rotation of one "
               "layer; it is not a similarity of representations. Use the CKA heatmap for that. n/a: layers of "
@@ -41,19 +43,21 @@ def rms_norm(dim_mean: np.ndarray, dim_var: np.ndarray) -> float:
 
 
 def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str, dim_mean: dict | None = None,
-                       dim_var: dict | None = None):
+                       dim_var: dict | None = None, ranks: dict | None = None, intervals: dict | None = None):
     """Per layer, x = layer index (gaps between selected layers stay visible). Left: mean ± std over all frames ×
     dims (error bars). With per-dimension moments (dim_mean, dim_var : layer key -> (dim,)): middle, the spread over
     dimensions of each dimension's std and mean (box plots: a LayerNorm output's flat 0 ± 1 band is resolved here);
-    right, the RMS feature norm sqrt(Σ_d (var_d + mean_d²)). mean, std : layer key -> float."""
+    right, the RMS feature norm sqrt(Σ_d (var_d + mean_d²)). mean, std : layer key -> float. ranks : {"effective_rank":
+    {layer: value}, "pca_components_90": {layer: value}} — a last panel with each as a line and its 95 % interval
+    (``intervals``: statistic -> layer -> (low, high)) as a band."""
     with style() as (plt, _sns):
         x = layer_positions(layers)
         m = np.array([mean[k] for k in layers], dtype=float)
         s = np.array([std[k] for k in layers], dtype=float)
         per_dim = dim_mean is not None and dim_var is not None
+        panels = (3 if per_dim else 1) + (ranks is not None)
         width = max(6.0, 0.5 * len(layers) + 3.0)
-        fig, axes = plt.subplots(1, 3 if per_dim else 1, figsize=(width * (2.2 if per_dim else 1), 4.0),
-                                 squeeze=False)
+        fig, axes = plt.subplots(1, panels, figsize=(width * (0.75 * panels + 0.1), 4.0), squeeze=False)
         ax = axes[0, 0]
         ax.errorbar(x, m, yerr=s, fmt="o-", capsize=4, color="#0072B2", label="mean ± std")
         ax.fill_between(x, m - s, m + s, alpha=0.15, color="#0072B2")
@@ -79,6 +83,14 @@ def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str, di
             ax.plot(x, [rms_norm(dim_mean[k], dim_var[k]) for k in layers], "o-", color="#009E73")
             ax.set_ylabel("RMS feature norm sqrt(E‖x‖²)")
             ax.set_title("feature-vector norm", fontsize=9)
+        if ranks is not None:
+            ax = axes[0, -1]
+            for key, name, colour in (("effective_rank", "effective rank", "#D55E00"),
+                                      ("pca_components_90", "components for 90 %", "#CC79A7")):
+                draw_curve(ax, x, layers, ranks, key, colour=colour, label=name, intervals=intervals)
+            ax.set_ylabel("dimensions")
+            ax.set_title("effective rank (exp entropy of the spectrum); band: 95 % interval", fontsize=9)
+            ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False, ncol=2)
         for ax in axes.flat:
             ax.set_xticks(x, [display_name(k) for k in layers])
             ax.set_xlabel("layer")
@@ -88,17 +100,21 @@ def feature_statistics(layers, mean: dict, std: dict, path, *, subtitle: str, di
 
 
 def _colour_range(matrix: np.ndarray, vmin: float | None) -> tuple[float, float, str]:
-    """(low, high, how) of a heatmap's colour scale: the finite values' range, or ``vmin`` as the lower end."""
-    finite = matrix[np.isfinite(matrix)]
-    high = float(finite.max()) if finite.size else 1.0
+    """(low, high, how) of a heatmap's colour scale: the fixed ``HEATMAP_SCALE`` (0–1), or [``vmin``, 1] when zoomed
+    (``--cka_vmin``). Values outside get the end colours."""
+    low, high = HEATMAP_SCALE
     if vmin is not None:
-        low, how = float(vmin), f"lower end set to {vmin:g}; lower values get the lowest colour"
-        high = max(high, low + FLAT_RANGE)
-    else:
-        low, how = (float(finite.min()) if finite.size else 0.0), "from the data"
-    if high - low < FLAT_RANGE:
-        low = high - FLAT_RANGE
-    return low, high, how
+        low = min(float(vmin), high - FLAT_RANGE)
+        return low, high, f"zoomed: lower end v_min = {vmin:g}; lower values get the lowest colour"
+    return low, high, "fixed; values below 0 get the lowest colour"
+
+
+def _data_digits(matrix: np.ndarray) -> int:
+    """Decimals of the cell texts: enough to tell the values present apart (:func:`_digits` of their range)."""
+    finite = matrix[np.isfinite(matrix)]
+    if finite.size < 2 or np.ptp(finite) <= 0:
+        return 2
+    return _digits(float(finite.min()), float(finite.max()))
 
 
 def _digits(low: float, high: float) -> int:
@@ -110,10 +126,10 @@ def _digits(low: float, high: float) -> int:
 def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle: str, vmin: float | None = None):
     """Layer × layer heatmap with each cell's value written in it (up to ANNOTATE_UP_TO layers).
 
-    matrix : (L, L) float, NaN where undefined (drawn grey, "n/a"). kind : "cka" (linear CKA, centred) or "cosine"
-    (uncentered cosine; its caveat is printed as a caption). The colour scale spans the values present (the range is
-    in the colour bar label), or [vmin, max] with an explicit ``vmin``. Returns None for fewer than two layers (a 1×1
-    heatmap says nothing).
+    matrix : (L, L) float, NaN where undefined (drawn grey, "n/a"). kind : "cka" (linear CKA, centred),
+    "cka_debiased" (unbiased HSIC) or "cosine" (uncentered cosine; its caveat is printed as a caption). The colour
+    scale is fixed at 0–1 (``HEATMAP_SCALE``), or [vmin, 1] with an explicit ``vmin`` (the title then says "zoomed:
+    v_min = …"); the cells' decimals follow the values' range. Returns None for fewer than two layers.
     """
     matrix = np.asarray(matrix, dtype=float)
     if len(layers) < 2:
@@ -121,7 +137,7 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
     low, high, how = _colour_range(matrix, vmin)
     names = [display_name(k) for k in layers]
     annotate = len(layers) <= ANNOTATE_UP_TO
-    digits = _digits(low, high)
+    digits = _data_digits(matrix)
     with style() as (plt, sns):
         size = max(5.0, (0.45 + 0.07 * (digits - 2)) * len(layers) + 2.5)  # wider cells for longer numbers
         fig, ax = plt.subplots(figsize=(size + 1.2, size))
@@ -129,16 +145,16 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
         sns.heatmap(matrix, mask=~np.isfinite(matrix), vmin=low, vmax=high, cmap="viridis", square=True,
                     annot=annotate, fmt=f".{digits}f", annot_kws={"fontsize": 7}, xticklabels=names,
                     yticklabels=names, linewidths=0.5, linecolor="white", ax=ax,
-                    cbar_kws={"label": f"{HEATMAP_MEASURES.get(kind, kind)}, colour range {low:.{digits}f} – "
-                                       f"{high:.{digits}f} ({how})",
-                              "shrink": 0.8, "format": f"%.{digits}f"})
+                    cbar_kws={"label": f"{HEATMAP_MEASURES.get(kind, kind)}, colour range {low:g} – {high:g} ({how})",
+                              "shrink": 0.8, "format": "%.2f" if vmin is None else f"%.{_digits(low, high)}f"})
         if annotate:
             for i, j in zip(*np.nonzero(~np.isfinite(matrix))):
                 ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.3")
         ax.set_xlabel("layer")
         ax.set_ylabel("layer")
         ax.tick_params(axis="y", rotation=0)
-        ax.set_title(f"{HEATMAP_TITLES.get(kind, kind)}\n{subtitle}", fontsize=10)
+        zoom = "" if vmin is None else f" — zoomed: v_min = {vmin:g}"
+        ax.set_title(f"{HEATMAP_TITLES.get(kind, kind)}{zoom}\n{subtitle}", fontsize=10)
         if kind in HEATMAP_CAPTIONS:
             caption(fig, HEATMAP_CAPTIONS[kind])
         return plotkit.save(fig, path)
@@ -174,27 +190,31 @@ def _values(per_layer: dict, layers) -> list[float]:
     return [np.nan if per_layer.get(k) is None else float(per_layer[k]) for k in layers]
 
 
-def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle: str, span: str):
+def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle: str, span: str,
+                  bands: dict | None = None, model: str = "analysed model"):
     """Probe accuracy, PWCCA and MI against layer on one axes: trained solid, random-init control dashed, the
     majority baseline of the probe as a horizontal line.
 
     trained, control : dicts as returned by ``spanalysis.analyse`` (layer -> float or None under
     ``probe_accuracy``/``pwcca``/``mi``, one float ``probe_majority_baseline``, ``span_measures_info``); control
-    may be None or lack the measures (not drawn).
+    may be None or lack the measures (not drawn). bands : "trained"/"random init" -> (intervals, chance): each
+    curve's 95 % interval as a band, its chance level as a dashed grey line. model : the legend's name of the
+    analysed model (its tag; "random init" names the control).
     """
     x = layer_positions(layers)
-    runs = [("trained", trained, "-", "o")]
+    runs = [(model, trained, "-", "o")]
     if control is not None and "probe_accuracy" in control:
         runs.append(("random init", control, "--", "x"))
     with style() as (plt, _sns):
         fig, ax = plt.subplots(figsize=(max(7.0, 0.5 * len(layers) + 3.0), 4.5))
         drawn = []
-        for run, values, line_style, marker in runs:
+        for i, (run, values, line_style, marker) in enumerate(runs):
+            intervals, chance = (bands or {}).get("trained" if i == 0 else "random init", (None, None))
             for key, name, colour in SPAN_CURVES:
                 if key in values:
-                    ys = _values(values[key], layers)
-                    drawn += ys
-                    ax.plot(x, ys, linestyle=line_style, marker=marker, color=colour, label=f"{name}, {run}")
+                    drawn += draw_curve(ax, x, layers, values, key, colour=colour, line_style=line_style,
+                                        marker=marker, label=f"{name}, {run}", intervals=intervals,
+                                        chance=chance if i == 0 else None, alpha=0.15 if i == 0 else 0.07)
         base = trained["probe_majority_baseline"]
         ax.axhline(base, color="0.35", linestyle=":", label=f"majority baseline ({base:.2f})")
         if len(runs) > 1 and abs(control["probe_majority_baseline"] - base) > 1e-9:
@@ -205,7 +225,9 @@ def span_measures(layers, trained: dict, control: dict | None, path, *, subtitle
         ax.set_ylabel("accuracy / correlation / NMI")
         plotkit.plain_numbers(ax)
         ax.set_ylim(min([0.0] + [v for v in drawn if np.isfinite(v)]) - 0.02, 1.02)
-        ax.legend(fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        handles, labels = ax.get_legend_handles_labels()
+        unique = dict(zip(labels, handles))  # one "chance" entry for all curves
+        ax.legend(unique.values(), unique.keys(), fontsize=8, loc="center left", bbox_to_anchor=(1.0, 0.5))
         info = trained.get("span_measures_info", {})
         counts = ", ".join(f"{info[k]:,} {what}" for k, what in (
             ("n_segments", f"{span} segments"), ("n_classes", "classes"), ("n_utterances", "utterances"),
@@ -221,12 +243,53 @@ OKABE_ITO = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "
 # measure key -> legend name; each non-baseline measure gets its own panel and an Okabe–Ito colour by registry order
 ENCODES_MEASURES = {m.key: m.label for m in layout.MEASURES}  # the registry in contract.layout
 ENCODES_GROUPS = tuple(tuple(m.key for m in layout.MEASURES if m.group == group)
-                       for group in ("acoustic", "speaker", "label"))
+                       for group in layout.MEASURE_GROUPS if group != "abx")  # ABX: its own figure
 BASELINE_SUFFIX = "baseline"  # a measure key ending so is a reference line, drawn dotted in its group's first panel
 RUN_STYLES = {"trained": ("-", "o"), "random init": ("--", "x")}
 BASELINE_STYLE = ":"  # dotted, for the trained model's and the control's baselines alike
 ENCODES_LEGEND = ("solid: analysed model; dashed: random-init control; dotted: majority baseline "
-                  "(same colour as its measure's panel)")
+                  "(same colour as its measure's panel); band: 95 % interval; grey dashed: chance")
+CHANCE_STYLE = {"color": "0.45", "linestyle": (0, (4, 2)), "linewidth": 1.0}  # the chance line of every curve
+BAND_ALPHA = {"trained": 0.18, "random init": 0.08}  # the control's band lighter
+
+
+def band_of(intervals: dict | None, key: str, layers) -> tuple[list[float], list[float]]:
+    """(low, high) per layer (NaN where a layer has no interval) of measure ``key`` in ``intervals`` (measure ->
+    layer -> (low, high))."""
+    per_layer = (intervals or {}).get(key) or {}
+    low = [np.nan if per_layer.get(k) is None else float(per_layer[k][0]) for k in layers]
+    high = [np.nan if per_layer.get(k) is None else float(per_layer[k][1]) for k in layers]
+    return low, high
+
+
+def chance_of(chance: dict | None, key: str, layers) -> list[float]:
+    """The chance level per layer of measure ``key``: ``chance`` (measure -> layer -> value, labels permuted) when
+    it has the measure, else the registry's fixed chance (ABX: 0.5), else NaN."""
+    per_layer = (chance or {}).get(key)
+    if per_layer:
+        return _values(per_layer, layers)
+    fixed = MEASURE[key].chance if key in MEASURE else None
+    return [np.nan if fixed is None else float(fixed)] * len(layers)
+
+
+def draw_curve(ax, x, layers, values: dict, key: str, *, colour, line_style="-", marker="o", label="",
+               intervals: dict | None = None, chance: dict | None = None, alpha: float = 0.18) -> list[float]:
+    """One measure's per-layer line with its 95 % interval as a band (when ``intervals`` has it) and its chance
+    level as a dashed grey line labelled "chance" (when known); returns every y drawn (for the axis limits)."""
+    ys = _values(values.get(key) or {}, layers)
+    drawn = [v for v in ys if np.isfinite(v)]
+    if not drawn:
+        return []
+    ax.plot(x, ys, linestyle=line_style, marker=marker, color=colour, label=label)
+    low, high = band_of(intervals, key, layers)
+    if np.isfinite(low).any():
+        ax.fill_between(x, low, high, color=colour, alpha=alpha, linewidth=0)
+        drawn += [v for v in low + high if np.isfinite(v)]
+    level = chance_of(chance, key, layers)
+    if np.isfinite(level).any():
+        ax.plot(x, level, label="chance", **CHANCE_STYLE)
+        drawn += [v for v in level if np.isfinite(v)]
+    return drawn
 
 
 def _present(values: dict | None, key: str, layers) -> bool:
@@ -246,13 +309,15 @@ def _encodes_panels(layers, runs) -> list[tuple[str, list[str]]]:
     return panels
 
 
-def _encodes_panel(ax, x, layers, key, baselines, runs, colour) -> None:
-    """One measure of what_each_layer_encodes on its own axes: each run's line, its baselines dotted."""
+def _encodes_panel(ax, x, layers, key, baselines, runs, colour, bands=None) -> None:
+    """One measure of what_each_layer_encodes on its own axes: each run's line with its band and chance line, its
+    baselines dotted. bands : run -> (intervals, chance), each measure -> layer -> ..."""
     for run, values in runs:
         line_style, marker = RUN_STYLES[run]
-        ys = _values((values or {}).get(key) or {}, layers)
-        if np.isfinite(ys).any():
-            ax.plot(x, ys, linestyle=line_style, marker=marker, color=colour, label=f"{run}")
+        intervals, chance = (bands or {}).get(run, (None, None))
+        draw_curve(ax, x, layers, values or {}, key, colour=colour, line_style=line_style, marker=marker,
+                   label=run, intervals=intervals, chance=chance if run == "trained" else None,
+                   alpha=BAND_ALPHA[run])
         for base in baselines:
             bs = _values((values or {}).get(base) or {}, layers)
             if np.isfinite(bs).any():
@@ -263,14 +328,17 @@ def _encodes_panel(ax, x, layers, key, baselines, runs, colour) -> None:
     plotkit.plain_numbers(ax)
 
 
-def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, *, subtitle: str):
+def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, *, subtitle: str,
+                            bands: dict | None = None, model: str = "analysed model"):
     """Small multiples: one panel per available measure (x: layer, y: its score), the analysed model solid, the
     random-init control dashed, majority baselines dotted (ENCODES_LEGEND), one Okabe–Ito colour per measure.
 
     measures, control : measure key (ENCODES_MEASURES) -> {layer key -> float or None}; None = not computed for that
     layer (a gap). Measures absent or None for every layer are not drawn; those of a group (ENCODES_GROUPS: mel,
     speaker, label) of which another measure is drawn are named in a caption as not computed. Returns None when no
-    measure has a value.
+    measure has a value. bands : "trained"/"random init" -> (intervals, chance) (measure -> layer -> (low, high) /
+    value): every measure's interval is drawn as a band and its chance level as a dashed grey line, whatever the
+    measure (the registry's, new ones included). model : the legend's name of the analysed model (its tag).
     """
     x = layer_positions(layers)
     runs = [("trained", measures)] + ([("random init", control)] if control else [])
@@ -291,15 +359,24 @@ def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, 
         fig, axes = plt.subplots(rows, cols, figsize=(cols * width + 0.5, rows * 2.6 + 1.3), squeeze=False,
                                  sharex=True)
         for ax, (key, baselines) in zip(axes.flat, panels):
-            _encodes_panel(ax, x, layers, key, baselines, runs, colours[key])
+            _encodes_panel(ax, x, layers, key, baselines, runs, colours[key], bands)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
         for ax in axes[-1]:
             ax.set_xlabel("layer")
         for ax in axes[:, 0]:
             ax.set_ylabel("score")
-        handles = [Line2D([], [], color="0.2", linestyle=s, marker=m, label=f"{run} ({'solid' if s == '-' else 'dashed'})")
+        names = {"trained": model, "random init": "random init"}
+        handles = [Line2D([], [], color="0.2", linestyle=s, marker=m,
+                          label=f"{names[run]} ({'solid' if s == '-' else 'dashed'})")
                    for run, (s, m) in RUN_STYLES.items() if run == "trained" or control]
+        if any(np.isfinite(band_of(i, k, layers)[0]).any() for i, _ in (bands or {}).values() for k, _ in panels):
+            from matplotlib.patches import Patch
+
+            handles.append(Patch(color="0.6", alpha=0.4, label="95 % interval (band)"))
+        if any(np.isfinite(chance_of((bands or {}).get("trained", (None, None))[1], k, layers)).any()
+               for k, _ in panels):
+            handles.append(Line2D([], [], label="chance", **CHANCE_STYLE))
         if any(b for _, b in panels):
             handles.append(Line2D([], [], color="0.2", linestyle=BASELINE_STYLE, label="majority baseline (dotted)"))
         plotkit.finish(fig, f"What each layer encodes (one panel per measure)\n{subtitle}\n")
@@ -311,7 +388,7 @@ def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, 
 
 
 def abx_measures(layers, measures: dict, intervals: dict, control: dict | None, control_intervals: dict | None,
-                 path, *, subtitle: str, info: str = ""):
+                 path, *, subtitle: str, info: str = "", model: str = "analysed model"):
     """The three ABX error rates against layer (``layout.ABX_MEASURES``): the analysed model solid with its 95 %
     interval as a band, the random-init control dashed (its band lighter), chance (0.5) as a dotted line.
 
@@ -320,7 +397,7 @@ def abx_measures(layers, measures: dict, intervals: dict, control: dict | None, 
     """
     x = layer_positions(layers)
     # light bands (three modes share the axis): the interval is the band, its edges a hairline of the line's colour
-    runs = [("trained", measures, intervals or {}, "-", "o", 0.1)]
+    runs = [(model, measures, intervals or {}, "-", "o", 0.1)]
     if control:
         runs.append(("random init", control, control_intervals or {}, "--", "x", 0.05))
     keys = [k for k in layout.ABX_MEASURES if _present(measures, k, layers)]

@@ -11,7 +11,9 @@ audio). Accumulated in float64 over all frames, with a state that does not grow 
 - ``between[(f, g)]`` : ``Xc_fᵀ Xc_g`` (N_f, N_g) for every pair f < g: CKA of every layer of f with every layer
   of g.
 
-with ``Xc = X − 1·meanᵀ``. Each file is centred on its own mean and merged with the exact pairwise update of Chan,
+with ``Xc = X − 1·meanᵀ``. Debiased CKA (:mod:`layerwise.stats.debiased`) also needs, over all layers of all folders,
+``quartic`` = Σ_t ‖u_t,a‖²‖u_t,b‖² (ΣL, ΣL) and ``cubic`` = Σ_t ‖u_t,a‖²·u_t (ΣL, ΣN), kept about a fixed reference
+``ref[f]`` (the first utterance's mean, u = x − ref) and moved to the final mean when a result is read. Each file is centred on its own mean and merged with the exact pairwise update of Chan,
 Golub & LeVeque (1979), which avoids the cancellation of ``XᵀY − n·μxμyᵀ`` when means are large (HuBERT's outlier
 dimensions):
 
@@ -38,6 +40,7 @@ import numpy as np
 from scipy.linalg import blas
 
 from layerwise.errors import StatsError
+from layerwise.stats.debiased import debiased_cka, row_sums, shift_sums
 
 MIN_FRAMES = 2  # a centred cross-product needs two frames
 # Below this many flops per utterance (≈ 2·T·(Σ_f N_f)²) the products run on one BLAS thread: starting and
@@ -72,6 +75,11 @@ class CrossStats:
         self.between = {(f, g): np.zeros((self.offsets[f][-1], self.offsets[g][-1]), order="F")
                         for f in range(count) for g in range(f + 1, count)}
         self._threads = None  # threadpoolctl controller, made on the first small update
+        self.ref: list[np.ndarray] | None = None
+        self.all_offsets = np.concatenate([[0], np.cumsum([d for ds in self.dims for d in ds])]).astype(int)
+        size, total = int(self.all_offsets[-1]), len(self.all_offsets) - 1
+        self.quartic = np.zeros((total, total))
+        self.cubic = np.zeros((total, size))
 
     def _slice(self, folder: int, index: int) -> slice:
         return slice(self.offsets[folder][index], self.offsets[folder][index + 1])
@@ -111,6 +119,13 @@ class CrossStats:
             x -= mean
             centred.append(x)
             file_means.append(mean)
+        if self.ref is None:
+            self.ref = [m.copy() for m in file_means]
+        u = np.concatenate([x + (m - r) for x, m, r in zip(centred, file_means, self.ref)], axis=1)  # (T, ΣN)
+        p = row_sums(u, self.all_offsets)
+        self.quartic += p.T @ p
+        self.cubic += p.T @ u
+        del u
         n_a, n = self.n, self.n + t
         weight = n_a * t / n  # the (n_a·n_b/n) of the merge; 0 for the first file
         deltas = [m - mu for m, mu in zip(file_means, self.mean)]
@@ -167,6 +182,68 @@ class CrossStats:
             denom = norms[k - 1] * norms[k]
             if denom > 0:
                 out[k] = np.linalg.norm(cross) ** 2 / denom
+        return out
+
+    def _layer_index(self, folder: int, index: int) -> int:
+        return sum(len(k) for k in self.layers[:folder]) + index
+
+    def _centred_quartic(self) -> np.ndarray:
+        """(ΣL, ΣL) Σ_t ‖x̃_t,a‖²‖x̃_t,b‖² about the final means, defined for the pairs this class keeps blocks of (a
+        layer with itself, with its neighbours in its folder, with every layer of the other folders); NaN elsewhere."""
+        delta = np.concatenate([m - r for m, r in zip(self.mean, self.ref)])
+        off = self.all_offsets
+        alpha = np.add.reduceat(delta * delta, off[:-1])
+        w_delta = np.full(self.cubic.shape, np.nan)  # row a: δ_aᵀ·(C + n·δδᵀ)_{a,:} about the reference
+        starts = [self._layer_index(f, 0) for f in range(len(self.layers))]
+        for f, keys in enumerate(self.layers):
+            for k in range(len(keys)):
+                a = starts[f] + k
+                da = delta[off[a]:off[a + 1]]
+                for c, block in ((k, self.within[f][k]), (k - 1, self.adjacent[f][k - 1].T if k else None),
+                                 (k + 1, self.adjacent[f][k] if k + 1 < len(keys) else None)):
+                    if block is not None:
+                        w_delta[a, off[starts[f] + c]:off[starts[f] + c + 1]] = da @ block
+                for (g0, g1), cross in self.between.items():
+                    if f in (g0, g1):
+                        other = g1 if f == g0 else g0
+                        rows = cross[self._slice(f, k), :] if f == g0 else cross[:, self._slice(f, k)].T
+                        w_delta[a, off[starts[other]]:off[starts[other] + len(self.layers[other])]] = da @ rows
+                w_delta[a] += self.n * alpha[a] * delta
+        trace = np.array([np.trace(w) for ws in self.within for w in ws]) + self.n * alpha
+        quartic, _, _ = shift_sums(self.quartic, self.cubic, trace, self.n * delta, self.n, delta, w_delta, off)
+        return quartic
+
+    def _own_terms(self, folder: int, quartic: np.ndarray):
+        """(trace (L_f,), (‖X̃ᵀX̃‖²_F, Σ_t ‖x̃_t‖⁴) per layer) of ``folder``."""
+        index = [self._layer_index(folder, k) for k in range(len(self.layers[folder]))]
+        trace = np.array([np.trace(w) for w in self.within[folder]])
+        return trace, (self._norms(folder) ** 2, quartic[index, index]), index
+
+    def cka_between_debiased(self, f: int, g: int) -> np.ndarray:
+        """Debiased linear CKA (unbiased HSIC) of every layer of folder f with every layer of folder g, (L_f, L_g);
+        NaN below 4 frames or where a layer is constant."""
+        self._check(MIN_FRAMES)
+        if f == g:
+            raise StatsError("cka_between_debiased needs two different folders")
+        cross = self.between[(g, f)].T if f > g else self.between[(f, g)]
+        quartic = self._centred_quartic()
+        trace_f, own_f, index_f = self._own_terms(f, quartic)
+        trace_g, own_g, index_g = self._own_terms(g, quartic)
+        cross_sq = np.array([[np.linalg.norm(cross[self._slice(f, i), self._slice(g, j)]) ** 2
+                              for j in range(len(self.layers[g]))] for i in range(len(self.layers[f]))])
+        return debiased_cka(cross_sq, quartic[np.ix_(index_f, index_g)], trace_f, trace_g, own_f, own_g, self.n)
+
+    def cka_previous_debiased(self, folder: int) -> np.ndarray:
+        """Debiased linear CKA of each layer of ``folder`` with the layer before it, (L_f,); entry 0 is NaN."""
+        self._check(MIN_FRAMES)
+        quartic = self._centred_quartic()
+        trace, own, index = self._own_terms(folder, quartic)
+        out = np.full(len(index), np.nan)
+        for k, cross in enumerate(self.adjacent[folder], start=1):
+            value = debiased_cka(np.array([[np.linalg.norm(cross) ** 2]]),
+                                 np.array([[quartic[index[k - 1], index[k]]]]), trace[[k - 1]], trace[[k]],
+                                 tuple(o[[k - 1]] for o in own), tuple(o[[k]] for o in own), self.n)
+            out[k] = value[0, 0]
         return out
 
     def covariance(self, folder: int, index: int) -> np.ndarray:

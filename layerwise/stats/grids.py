@@ -142,6 +142,10 @@ class GridStats:
         """(L, L) linear CKA; layers of different grids over their matched frames; NaN where undefined."""
         return self._matrix("cka")
 
+    def cka_debiased(self) -> np.ndarray:
+        """(L, L) debiased linear CKA (unbiased HSIC), paired as :meth:`cka`; NaN where undefined (below 4 frames)."""
+        return self._matrix("cka_debiased")
+
     def cosine(self) -> np.ndarray:
         """(L, L) uncentered cosine (equal dims only); layers of different grids over their matched frames."""
         return self._matrix("cosine")

@@ -17,6 +17,11 @@ float64 computation (tests/test_stats.py). ``precision="float64"`` (the default)
 as fast. Partial states merge exactly (:meth:`merge`: another state is one more "file"); a run that ends its groups
 where the partial runs ended theirs gives the merged numbers to float64 rounding.
 
+For debiased CKA (:mod:`layerwise.stats.debiased`) the state also keeps ``quartic`` (L, L) = Σ_t ‖u_t,a‖²‖u_t,b‖² and
+``cubic`` (L, N) = Σ_t ‖u_t,a‖²·u_t about ``ref`` (float64, exact per row), moved with the reference at settle and
+merge; and per file, per layer, the count, mean and sum of squares the exact jackknife of mean/std needs
+(:mod:`layerwise.stats.uncertainty`).
+
 Memory: ``8·Σ_l D_l·(N − off_l)`` ≈ ``4·N²`` bytes float64, half that again for the float32 accumulators, plus the
 row queue (``BLOCK_FRAMES × N × 4``): HuBERT-base, 13 layers × 768 dims (N = 9984): about 730 MB.
 Time per frame: ``Σ_l 2·D_l·(N − off_l)`` ≈ N² flops (1e8 for HuBERT-base) in float32 GEMMs.
@@ -27,6 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from layerwise.errors import StatsError, error_text
+from layerwise.stats.debiased import debiased_cka, row_sums, shift_sums
 
 BLOCK_FRAMES = 2048  # rows per product (GEMM K): 2048 × 9984 float32 = 82 MB queued; K = 256 ran at a quarter of the
 #                     GEMM peak, K = 2048 near it (2 cores, AVX-512)
@@ -65,6 +71,16 @@ class LayerStats:
         self._buf: np.ndarray | None = None  # (BLOCK_FRAMES, N) centred rows waiting for their product
         self._buf_rows = 0
         self._pending: list[np.ndarray] = []
+        # Debiased CKA (layerwise.stats.debiased): Σ_t p_t(a)·p_t(b) (L, L) and Σ_t p_t(a)·u_t (L, N), p_t(a) =
+        # ‖u_t,a‖², u_t = x_t − ref, float64; trace[a] = Σ_t p_t(a) is the layer's sum of ``sq``.
+        self.quartic = np.zeros((len(self.layers), len(self.layers)))
+        self.cubic = np.zeros((len(self.layers), size))
+        # Per file, per layer (exact group jackknife of mean and std, stats.uncertainty): values summed (frames ×
+        # dims), their mean and the sum of squares about it.
+        self.file_count: list[int] = []
+        self.file_mean: list[np.ndarray] = []
+        self.file_m2: list[np.ndarray] = []
+        self._cross_cache: tuple[int, np.ndarray] | None = None  # (n, _cross_sq()): CKA and debiased CKA share it
 
     # ---------------------------------------------------------------- accumulation
     def _stack(self, arrays: dict[str, np.ndarray]) -> np.ndarray:
@@ -92,11 +108,30 @@ class LayerStats:
         if t == 0:
             return
         file_mean = x.mean(axis=0, dtype=np.float64)
+        ref = file_mean if self.n == 0 and not self._pending else self.ref  # what _add_mean makes the reference
+        d = file_mean - ref
+        colsq = np.zeros_like(file_mean)
         for start in range(0, t, BLOCK_FRAMES):
             centred = x[start:start + BLOCK_FRAMES] - file_mean  # float64 (B, N)
-            self.sq += np.einsum("ij,ij->j", centred, centred)  # exact float64 diagonal
+            colsq += np.einsum("ij,ij->j", centred, centred)
             self._buffer_rows(centred)
+            centred += d  # u_t = x_t − ref, in place (the queue holds its own copy)
+            p = row_sums(centred, self.offsets)  # (B, L)
+            self.quartic += p.T @ p
+            self.cubic += p.T @ centred
+        self.sq += colsq  # exact float64 diagonal
+        self._record_file(t, file_mean, colsq)
         self._add_mean(t, file_mean)
+
+    def _record_file(self, t: int, file_mean: np.ndarray, colsq: np.ndarray) -> None:
+        """Keep the file's per-layer count, mean and sum of squares about it over frames × dims (L floats each)."""
+        starts = self.offsets[:-1]
+        dims = np.asarray(self.dims)
+        layer_mean = np.add.reduceat(file_mean, starts) / dims
+        spread = (file_mean - np.repeat(layer_mean, dims)) ** 2
+        self.file_count.append(t)
+        self.file_mean.append(layer_mean)
+        self.file_m2.append(np.add.reduceat(colsq, starts) + t * np.add.reduceat(spread, starts))
 
     def _buffer_rows(self, centred: np.ndarray) -> None:
         """Queue centred rows (of any files) for the products: one GEMM per layer per ``BLOCK_FRAMES`` rows, whose
@@ -184,6 +219,7 @@ class LayerStats:
         from scipy.linalg import blas
 
         d = self.shift / self.n
+        self.quartic, self.cubic, _ = self._shifted(d)  # before W moves: the expansion uses W about the old ref
         for i, (off, end) in enumerate(zip(self.offsets[:-1], self.offsets[1:])):  # rank-1 update in place
             self.rows[i] = blas.dger(-float(self.n), d[off:end], d[off:], a=self.rows[i], overwrite_a=1)
         self.sq -= self.n * d * d
@@ -198,19 +234,58 @@ class LayerStats:
             return self
         other._settle()
         self._flush()
+        target = other.ref if self.n == 0 else self.ref  # the reference _add_mean keeps
+        quartic, cubic, _ = other._shifted(target - other.ref)
+        self.quartic += quartic
+        self.cubic += cubic
         for mine, theirs in zip(self.rows, other.rows):
             mine += theirs
         self.sq += other.sq
+        self.file_count += other.file_count
+        self.file_mean += other.file_mean
+        self.file_m2 += other.file_m2
         self._add_mean(other.n, other.ref)
         return self
 
+    def _w_delta(self, delta: np.ndarray) -> np.ndarray:
+        """(L, N): row a is δ_aᵀ·W_{a,:} for the symmetric W about the current reference (its diagonal: ``sq``)."""
+        out = np.empty((len(self.layers), int(self.offsets[-1])))
+        for a, (off, end) in enumerate(zip(self.offsets[:-1], self.offsets[1:])):
+            da = delta[off:end]
+            out[a, off:] = da @ self.rows[a]
+            out[a, off:end] += da * (self.sq[off:end] - np.diagonal(self._view(a, a)))
+            for c in range(a):
+                out[a, self.offsets[c]:self.offsets[c + 1]] = self._view(c, a) @ da
+        return out
+
+    def _shifted(self, delta: np.ndarray):
+        """(quartic, cubic, trace) about ``ref + delta`` (layerwise.stats.debiased.shift_sums); state unchanged."""
+        trace = np.add.reduceat(self.sq, self.offsets[:-1])
+        return shift_sums(self.quartic, self.cubic, trace, self.shift, self.n, delta, self._w_delta(delta),
+                          self.offsets)
+
     # ---------------------------------------------------------------- persistence (analysis shards)
     def state(self) -> dict[str, np.ndarray]:
-        """The settled state as arrays: ``n``, ``ref`` (= mean), ``shift`` (zeros), ``rows_{l}`` per layer."""
+        """The settled state as arrays: ``n``, ``ref`` (= mean), ``shift`` (zeros), ``sq``, ``quartic`` (L, L) and
+        ``cubic`` (L, N) (debiased CKA), ``file_count`` (F,), ``file_mean``/``file_m2`` (F, L) (jackknife of mean
+        and std), ``rows_{l}`` per layer."""
         self._settle()
-        out = {"n": np.array(self.n), "ref": self.ref, "shift": self.shift, "sq": self.sq}
+        out = {"n": np.array(self.n), "ref": self.ref, "shift": self.shift, "sq": self.sq,
+               "quartic": self.quartic, "cubic": self.cubic, **self._file_arrays()}
         out.update({f"rows_{i}": rows for i, rows in enumerate(self.rows)})
         return out
+
+    def _file_arrays(self) -> dict[str, np.ndarray]:
+        count = len(self.layers)
+        return {"file_count": np.array(self.file_count, np.int64),
+                "file_mean": np.array(self.file_mean, np.float64).reshape(-1, count),
+                "file_m2": np.array(self.file_m2, np.float64).reshape(-1, count)}
+
+    def file_sums(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Per file (in the order they were added, merged partials after), per layer: (values over frames × dims
+        (F,) int — frames × the layer's dim, means (F, L), sums of squares about each file's layer mean (F, L))."""
+        arrays = self._file_arrays()
+        return arrays["file_count"][:, None] * np.asarray(self.dims)[None, :], arrays["file_mean"], arrays["file_m2"]
 
     @classmethod
     def from_state(cls, layers: list[str], dims: list[int], state: dict[str, np.ndarray], *,
@@ -222,19 +297,28 @@ class LayerStats:
             stats.ref = np.array(state["ref"], np.float64)
             stats.shift = np.array(state["shift"], np.float64)
             stats.sq = np.array(state["sq"], np.float64)
+            stats.quartic = np.array(state["quartic"], np.float64)
+            stats.cubic = np.array(state["cubic"], np.float64)
+            count = [int(c) for c in np.asarray(state["file_count"]).reshape(-1)]
+            means = np.array(state["file_mean"], np.float64)
+            m2 = np.array(state["file_m2"], np.float64)
             rows = [np.array(state[f"rows_{i}"], np.float64, order="F") for i in range(len(layers))]
         except KeyError as err:
             raise StatsError(f"statistics state lacks {error_text(err)}") from err
         size = (int(sum(dims)),)
-        expected = {"ref": size, "shift": size, "sq": size,
+        count_l = len(layers)
+        expected = {"ref": size, "shift": size, "sq": size, "quartic": (count_l, count_l),
+                    "cubic": (count_l, size[0]), "file_mean": (len(count), count_l), "file_m2": (len(count), count_l),
                     **{f"rows_{i}": r.shape for i, r in enumerate(stats.rows)}}
         found = {"ref": stats.ref.shape, "shift": stats.shift.shape, "sq": stats.sq.shape,
-                 **{f"rows_{i}": r.shape for i, r in enumerate(rows)}}
+                 "quartic": stats.quartic.shape, "cubic": stats.cubic.shape, "file_mean": means.shape,
+                 "file_m2": m2.shape, **{f"rows_{i}": r.shape for i, r in enumerate(rows)}}
         wrong = [f"{k} {found[k]} (expected {v})" for k, v in expected.items() if found[k] != v]
         if wrong or stats.n < 0:
             raise StatsError(f"statistics state does not fit layers {layers} with dims {dims}: "
                              + ("; ".join(wrong) or f"n = {stats.n} frames"))
         stats.rows = rows
+        stats.file_count, stats.file_mean, stats.file_m2 = count, list(means), list(m2)
         if precision == "float64":
             stats._acc = rows
         return stats
@@ -302,24 +386,52 @@ class LayerStats:
             out[key] = float(np.sqrt(np.mean(self.dim_var(key) + (mu - mu.mean()) ** 2)))
         return out
 
+    def _cross_sq(self) -> np.ndarray:
+        """(L, L) ‖Xc_iᵀ Xc_j‖²_F; the diagonal from the stored block with its diagonal replaced by the exact sums of
+        squares (no copies)."""
+        if self._cross_cache is not None and self._cross_cache[0] == self.n:
+            return self._cross_cache[1]
+        count = len(self.layers)
+        sq = [self.sq[self._slice(k)] for k in self.layers]
+        out = np.zeros((count, count))
+        for i in range(count):
+            v = self._view(i, i)
+            out[i, i] = np.vdot(v, v) - np.vdot(np.diagonal(v), np.diagonal(v)) + sq[i] @ sq[i]
+            for j in range(i + 1, count):
+                view = self._view(i, j)
+                out[i, j] = out[j, i] = np.vdot(view, view)
+        self._cross_cache = (self.n, out)
+        return out
+
     def cka(self) -> np.ndarray:
         """Linear CKA (Kornblith et al. 2019) between every pair of layers, (L, L), rows/cols in ``layers`` order.
 
         CKA(X, Y) = ‖Xcᵀ Yc‖²_F / (‖Xcᵀ Xc‖_F · ‖Ycᵀ Yc‖_F); the 1/(n−1)² of HSIC cancels. NaN for a constant layer.
+        Biased upwards by about D/(n + D) on independent features: see :meth:`cka_debiased`.
         """
         self._check(2)
         count = len(self.layers)
-        sq = [self.sq[self._slice(k)] for k in self.layers]
-        # ‖Xcᵀ Xc‖²_F from the stored block with its diagonal replaced by the exact sums of squares (no copies)
-        self_norm = np.sqrt([np.vdot(v, v) - np.vdot(np.diagonal(v), np.diagonal(v)) + s @ s
-                             for v, s in ((self._view(i, i), sq[i]) for i in range(count))])
+        cross = self._cross_sq()
+        self_norm = np.sqrt(np.diagonal(cross))
         out = np.eye(count)
         for i in range(count):
             for j in range(i + 1, count):
-                view = self._view(i, j)
                 denom = self_norm[i] * self_norm[j]
-                out[i, j] = out[j, i] = np.vdot(view, view) / denom if denom > 0 else np.nan
+                out[i, j] = out[j, i] = cross[i, j] / denom if denom > 0 else np.nan
         out[np.diag_indices(count)] = np.where(self_norm > 0, 1.0, np.nan)
+        return out
+
+    def cka_debiased(self) -> np.ndarray:
+        """Debiased linear CKA (unbiased HSIC, Song et al. 2012; Kornblith et al. 2019's ``debiased=True``) between
+        every pair of layers, (L, L), from the same moments plus Σ_t ‖x̃_t,a‖²‖x̃_t,b‖² (``quartic``, settled).
+        ≈ 0 on independent features where linear CKA is not; NaN below 4 frames or where a layer's unbiased
+        self-HSIC is not positive (a constant layer). The diagonal is 1 where defined."""
+        self._check(2)
+        cross = self._cross_sq()
+        trace = np.add.reduceat(self.sq, self.offsets[:-1])
+        own = (np.diagonal(cross), np.diagonal(self.quartic))
+        out = debiased_cka(cross, self.quartic, trace, trace, own, own, self.n)
+        out[np.diag_indices(len(self.layers))] = np.where(np.isfinite(np.diagonal(out)), 1.0, np.nan)
         return out
 
     def cosine(self) -> np.ndarray:

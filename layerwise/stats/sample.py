@@ -182,6 +182,14 @@ def pca_from_covariance(covariance: np.ndarray, n_frames: int, n_components: int
     Returns (explained_variance_ratio (k,), components (k, D)), k = min(n_components, D, n_frames − 1) (a sample of n
     frames spans at most n − 1 directions). Signs by scikit-learn's ``svd_flip`` (largest-magnitude entry positive).
     """
+    ratios, components, _ = pca_spectrum(covariance, n_frames, n_components)
+    return ratios, components
+
+
+def pca_spectrum(covariance: np.ndarray, n_frames: int,
+                 n_components: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`pca_from_covariance` plus the whole spectrum: (ratios (k,), components (k, D), eigenvalues (D,)
+    descending, clipped at 0) — one eigendecomposition for PCA and :func:`effective_rank`."""
     if n_frames < MIN_PCA_FRAMES:
         raise EmbedError(f"PCA needs at least {MIN_PCA_FRAMES} frames, got {n_frames}")
     from threadpoolctl import threadpool_limits
@@ -196,7 +204,19 @@ def pca_from_covariance(covariance: np.ndarray, n_frames: int, n_components: int
     from sklearn.utils.extmath import svd_flip
 
     _, components = svd_flip(vectors[:, :k], vectors[:, :k].T, u_based_decision=False)  # largest |entry| > 0
-    return values[:k] / total, components
+    return values[:k] / total, components, values
+
+
+def effective_rank(eigenvalues: np.ndarray) -> float:
+    """exp of the Shannon entropy of the normalised spectrum, p_i = λ_i / Σλ, zeros excluded (Roy & Vetterli 2007;
+    the RankMe of Garrido et al. 2023 on the covariance's eigenvalues). Between 1 and the number of non-zero
+    eigenvalues; r for a rank-r isotropic covariance. eigenvalues : (D,) ≥ 0 (negative rounding noise is clipped)."""
+    values = np.clip(np.asarray(eigenvalues, np.float64), 0.0, None)
+    total = values.sum()
+    if not total > 0:
+        raise EmbedError("zero variance: the effective rank is undefined")
+    p = values[values > 0] / total
+    return float(np.exp(-np.sum(p * np.log(p))))
 
 
 def project(points: np.ndarray, mean: np.ndarray, components: np.ndarray) -> np.ndarray:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import tracemalloc
 
@@ -429,11 +430,55 @@ def test_report_run_card_display_names_and_plain_tick_labels(tmp_path, monkeypat
     assert "layer_1" not in "".join(cell for t in parser.tables for row in t for cell in row)
 
     panels = {title: rest for title, *rest in drawn["sweep.png"]}
-    ticks, offset, labels = panels["linear CKA with the previous layer"]
+    ticks, offset, labels = panels["CKA with the previous layer (solid: linear; dashed: debiased)"]
     assert ticks == ["L0", "L1", "L2"] and offset == ""
-    assert all(abs(float(text.replace("−", "-")) - 1) < 1e-3 for text in labels if text)  # 0.99998, not "8"
+    values = [float(text.replace("−", "-")) for text in labels if text]
+    assert max(values) - min(values) >= 0.05 - 1e-9  # CKA ≈ 0.99998 everywhere: never zoomed into its noise
+    assert all(len(text) <= 6 for text in labels)  # plain tick values ("0.98"), no offset notation
     ticks, offset, labels = panels["mean over frames × dims"]  # means near 0: a ×10ⁿ factor, distinct labels
     assert len(set(labels)) == len(labels) and (offset == "" or offset.startswith("1e"))
     (same,) = drawn["cka_same_layer.png"]
     assert same[1] == ["L0", "L1", "L2"] and same[2] == ""
     assert result.command == command
+
+
+def gram_cka_debiased(x: np.ndarray, y: np.ndarray) -> float:
+    """Debiased CKA in the Gram form: Song et al. (2012) unbiased HSIC with K = XXᵀ, L = YYᵀ, zeroed diagonals."""
+    def hsic(a, b):
+        n = len(a)
+        a, b = a - a.mean(0), b - b.mean(0)  # the estimator is shift-invariant; centring keeps float64 accurate
+        k, l = a @ a.T, b @ b.T
+        np.fill_diagonal(k, 0.0)
+        np.fill_diagonal(l, 0.0)
+        one = np.ones(n)
+        return (np.trace(k @ l) + k.sum() * l.sum() / ((n - 1) * (n - 2)) - 2 / (n - 2) * one @ k @ l @ one)
+
+    return float(hsic(x, y) / np.sqrt(hsic(x, x) * hsic(y, y)))
+
+
+def test_cka_between_debiased_equals_gram_form_and_is_written(tmp_path):
+    rng = np.random.default_rng(9)
+    keys = ["layer_0", "layer_1", "layer_2"]
+    files_a, files_b = synthetic(rng, (30, 7, 52, 11)), synthetic(rng, (30, 7, 52, 11))
+    files_b = {stem: {k: files_b[s][k] for k in keys} for stem, s in zip(sorted(files_a), sorted(files_b))}
+    for stem in files_b:  # b's layer_0 shares a's layer_0 plus noise: one planted relation
+        files_b[stem]["layer_0"] = (files_a[stem]["layer_0"] + rng.normal(size=files_a[stem]["layer_0"].shape)
+                                    ).astype(np.float32)
+    a = write_folder(tmp_path / "a", files_a, meta_for("org/model-a", keys))
+    b = write_folder(tmp_path / "b", files_b, meta_for("org/model-b", keys))
+    result = compare([a, b])
+    stems = sorted(files_a)
+    want = np.array([[gram_cka_debiased(concat(files_a, stems, p), concat(files_b, stems, q)) for q in keys]
+                     for p in keys])
+    np.testing.assert_allclose(result.pairs[0].cka_debiased, want, atol=1e-9)
+    previous = [gram_cka_debiased(concat(files_a, stems, p), concat(files_a, stems, q)) for p, q in
+                itertools.pairwise(keys)]
+    np.testing.assert_allclose(result.measures[0].cka_previous_debiased[1:], previous, atol=1e-9)
+    assert want[0, 0] > 0.5 and abs(want[2, 1]) < 0.2 < result.pairs[0].cka[2, 1] + 0.2
+    from layerwise.report.comparereport import summary_dict
+
+    summary = summary_dict(result, [])
+    entry = summary["cka_between_debiased"][0]
+    assert (entry["a"], entry["b"], entry["layers_a"]) == ("model-a", "model-b", keys)
+    np.testing.assert_allclose(entry["matrix"], want, atol=1e-9)
+    assert set(summary["per_folder"]["model-a"]["cka_with_previous_debiased"]) == set(keys)

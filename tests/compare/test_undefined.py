@@ -82,6 +82,7 @@ def test_constant_layer_nulls_have_reasons_and_exit_1(tmp_path, caplog, value):
 
     # unavailable names every missing measure (not the first layer's empty-by-definition cell) ...
     assert set(summary["unavailable"]) == {"cka_between", "cka_same_layer", "cka_with_previous",
+                                           "cka_between_debiased", "cka_with_previous_debiased",
                                            "pca_components_90", "pca_explained_variance_ratio"}
     assert all("layer_1" in why for why in summary["unavailable"].values())
     # ... and so do the log (with the report's path) and the report (n/a (why) cells, the notes).

@@ -420,3 +420,42 @@ def test_first_screen_at_1400px_shows_the_key_figure_and_nothing_overflows(writt
     measured = json.loads(html_module.unescape(found.group(1)))
     assert measured["height"] > 100 and measured["top"] < measured["viewport"], measured
     assert measured["scroll_width"] <= 1400, measured
+
+
+def test_debiased_heatmap_by_default_linear_one_click_away_and_digits_from_intervals(tmp_path):
+    """The similarity figure is two CSS tabs (no script): debiased CKA checked, linear CKA the other tab, each
+    saying which estimator it shows; a value with an interval prints only the digits the interval supports."""
+    from dataclasses import replace
+
+    result = make_result(tmp_path)
+    debiased = np.array([[1.0, 0.41, 0.02], [0.41, 1.0, 0.5], [0.02, 0.5, 1.0]])
+    result = replace(result, cka_debiased=debiased, intervals={"std": {"layer_1": (1.9876, 2.0123)}},
+                     run=replace(result.run, similarity="cka"))
+    drawn = figures.draw_all(result, tmp_path / "out", [figures.BY_NAME["layer_similarity_cka_debiased.png"],
+                                                        figures.BY_NAME["layer_similarity_cka.png"]])
+    page_html = html.render(html.analysis_page(result, drawn, [("Model", "m")], []))
+    assert "<script" not in page_html
+    first = page_html.index("id='tab-layer_similarity_cka_debiased-1' checked")
+    second = page_html.index("id='tab-layer_similarity_cka_debiased-2'")
+    assert first < second and "debiased CKA (shown by default)" in page_html
+    assert "Shown: Layer similarity: debiased CKA." in page_html and "Shown: Layer similarity: linear CKA." in page_html
+    assert page_html.count("data:image/png;base64,") == 2 + 1  # the two tabs and the key figure (debiased)
+    parser = Page()
+    parser.feed(page_html)
+    assert parser.headings.count("Layer similarity: debiased CKA") == 1
+    assert "Layer similarity: linear CKA" not in parser.headings  # a tab of the same figure, not its own section
+    # half-width 0.01235 → first significant digit at 1e-2, one more: 3 decimals (2.000 [1.988, 2.012])
+    assert "2.000 [1.988, 2.012]" in page_html
+    assert html.Estimate(0.5, 0.3, 0.7).text() == "0.50 [0.30, 0.70]"
+    assert html.Estimate(123.4, 100.0, 150.0).text() == "123 [100, 150]"
+
+
+def test_subtitle_gives_each_frame_rate_its_own_count(tmp_path):
+    from dataclasses import replace
+
+    result = make_result(tmp_path)
+    layers = [replace(x, key=k, n_frames=n) for x, k, n in zip(result.layers, ["conv_0", "conv_1", "layer_0"],
+                                                                  (4000, 2000, 500))]
+    text = figures.subtitle(replace(result, layers=layers))
+    assert "C0: 4,000; C1: 2,000; L0: 500 frames" in text
+    assert figures.subtitle(result).endswith("1,000 frames")

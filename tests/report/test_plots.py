@@ -101,7 +101,7 @@ def test_colour_by_speaker_utterance_or_label():
         AnalysisOptions(features_dir=".", output_dir=".", color_by="chapter")
 
 
-def test_heatmap_colour_scale_from_the_data_values_written_in_cells(tmp_path, captured):
+def test_heatmap_colour_scale_fixed_0_1_values_written_in_cells_zoom_said(tmp_path, captured):
     rng = np.random.default_rng(1)
     m = 0.9 + 0.1 * rng.random((5, 5))
     m = (m + m.T) / 2
@@ -111,9 +111,9 @@ def test_heatmap_colour_scale_from_the_data_values_written_in_cells(tmp_path, ca
     assert path.read_bytes()[:4] == b"\x89PNG" and sorted(p.name for p in tmp_path.iterdir()) == ["cka.png"]
     ax = captured[-1].axes[0]
     mesh = ax.collections[0]
-    assert mesh.norm.vmin == pytest.approx(m.min()) and mesh.norm.vmax == pytest.approx(1.0)
+    assert mesh.norm.vmin == 0.0 and mesh.norm.vmax == 1.0  # 0.91 looks close to 1, not "unrelated"
     label = captured[-1].axes[1].get_ylabel()  # the colour bar
-    assert f"{m.min():.3f} – 1.000 (from the data)" in label
+    assert "colour range 0 – 1 (fixed" in label and "zoomed" not in ax.get_title()
     cells = sorted((t.get_position(), t.get_text()) for t in ax.texts)
     expected = sorted(((j + 0.5, i + 0.5), f"{m[i, j]:.3f}") for i in range(5) for j in range(5))
     assert cells == expected
@@ -122,7 +122,8 @@ def test_heatmap_colour_scale_from_the_data_values_written_in_cells(tmp_path, ca
 
     plots.similarity_heatmap(m, layers, tmp_path / "cka2.png", kind="cka", subtitle="s", vmin=0.5)
     assert captured[-1].axes[0].collections[0].norm.vmin == 0.5
-    assert "lower end set to 0.5" in captured[-1].axes[1].get_ylabel()
+    assert "zoomed: v_min = 0.5" in captured[-1].axes[0].get_title()
+    assert "zoomed: lower end v_min = 0.5" in captured[-1].axes[1].get_ylabel()
 
 
 def test_cosine_heatmap_caveat_is_a_caption_and_nan_cells_say_na(tmp_path, captured):
@@ -133,18 +134,19 @@ def test_cosine_heatmap_caveat_is_a_caption_and_nan_cells_say_na(tmp_path, captu
     assert "means" not in ax.get_title() and any("dominated by the layers' means" in t.get_text() for t in fig.texts)
     texts = {t.get_position(): t.get_text() for t in ax.texts}
     assert texts[(1.5, 0.5)] == "n/a" and texts[(0.5, 1.5)] == "n/a" and texts[(2.5, 0.5)] == "0.40"
-    assert ax.collections[0].norm.vmin == pytest.approx(0.2)
+    assert ax.collections[0].norm.vmin == 0.0 and ax.collections[0].norm.vmax == 1.0
 
 
 def test_heatmap_of_nearly_equal_values_shows_their_differences(tmp_path, captured):
     m = np.array([[1.0, 0.99993, 0.99981], [0.99993, 1.0, 0.99996], [0.99981, 0.99996, 1.0]])
     plots.similarity_heatmap(m, ["layer_0", "layer_1", "layer_2"], tmp_path / "h.png", kind="cka", subtitle="s")
     ax = captured[-1].axes[0]
-    assert ax.collections[0].norm.vmin == pytest.approx(0.99981)
-    assert {t.get_text() for t in ax.texts} == {"1.00000", "0.99993", "0.99981", "0.99996"}  # not all "1.000"
+    assert ax.collections[0].norm.vmin == 0.0  # the colours do not zoom into the differences …
+    assert {t.get_text() for t in ax.texts} == {"1.00000", "0.99993", "0.99981", "0.99996"}  # … the cell texts do
     plots.similarity_heatmap(np.ones((2, 2)), ["layer_0", "layer_1"], tmp_path / "o.png", kind="cka", subtitle="s")
     norm = captured[-1].axes[0].collections[0].norm
-    assert norm.vmax == 1.0 and norm.vmin == pytest.approx(1.0 - plots.FLAT_RANGE)  # never above the maximum
+    assert norm.vmax == 1.0 and norm.vmin == 0.0
+    assert {t.get_text() for t in captured[-1].axes[0].texts} == {"1.00"}
 
 
 def test_single_layer_gets_no_heatmap(tmp_path):
@@ -215,19 +217,28 @@ def test_span_measures_figure_trained_solid_control_dashed_baseline_line(tmp_pat
                "span_measures_info": {"n_segments": 1234, "n_classes": 39, "n_utterances": 20, "n_splits": 3}}
     control = {"probe_accuracy": {k: 0.35 for k in layers}, "probe_majority_baseline": 0.2,
                "pwcca": {k: -0.05 for k in layers}}
-    path = plots.span_measures(layers, trained, control, tmp_path / "s.png", subtitle="m", span="phone")
+    bands = {"trained": ({"pwcca": {k: (v - 0.1, v + 0.1) for k, v in trained["pwcca"].items()}},
+                         {"probe_accuracy": {k: 0.22 for k in layers}})}
+    path = plots.span_measures(layers, trained, control, tmp_path / "s.png", subtitle="m", span="phone",
+                               bands=bands, model="hubert-base")
     assert path.read_bytes()[:4] == b"\x89PNG"
     ax = captured[-1].axes[0]
     lines = {line.get_label(): line for line in ax.get_lines()}
-    for label, values, style in (("label probe accuracy, trained", trained["probe_accuracy"], "-"),
-                                 ("label PWCCA, trained", trained["pwcca"], "-"),
-                                 ("label MI, trained", trained["mi"], "-"),
+    for label, values, style in (("label probe accuracy, hubert-base", trained["probe_accuracy"], "-"),
+                                 ("label PWCCA, hubert-base", trained["pwcca"], "-"),
+                                 ("label MI, hubert-base", trained["mi"], "-"),
                                  ("label probe accuracy, random init", control["probe_accuracy"], "--"),
                                  ("label PWCCA, random init", control["pwcca"], "--")):
         line = lines[label]
         assert np.asarray(line.get_xdata()).tolist() == [0, 6, 12]  # numeric layer index, gaps kept
         assert np.asarray(line.get_ydata()).tolist() == [values[k] for k in layers] and line.get_linestyle() == style
     assert "label MI, random init" not in lines  # not computed for the control: not drawn
+    assert not any("trained" in label for label in lines)  # the model's tag names it
+    assert np.asarray(lines["chance"].get_ydata()).tolist() == [0.22] * 3  # the probe's permuted-label chance
+    bands_drawn = [c for c in ax.collections if len(c.get_paths())]
+    assert len(bands_drawn) == 1  # the one interval given, as a band between low and high
+    ys = bands_drawn[0].get_paths()[0].vertices[:, 1]
+    assert np.isclose(ys.min(), 0.0) and np.isclose(ys.max(), 0.8)
     baseline = lines["majority baseline (0.20)"]
     assert np.asarray(baseline.get_ydata()).tolist() == [0.2, 0.2]
     assert ax.get_ylim()[0] < -0.05  # a negative PWCCA stays visible
@@ -245,25 +256,33 @@ def test_what_each_layer_encodes(tmp_path, captured):
                 "speaker_majority_baseline": {k: 0.25 for k in layers},
                 "mi": {k: None for k in layers}}
     control = {"cca_mel": {"layer_0": 0.8, "layer_4": 0.7, "layer_8": 0.7}}
-    plots.what_each_layer_encodes(layers, measures, control, tmp_path / "w.png", subtitle="hubert-base-ls960")
+    bands = {"trained": ({"cca_mel": {k: (0.2, 0.95) for k in layers}}, {"speaker_probe_accuracy": {k: 0.3 for k in
+                                                                                                  layers}})}
+    plots.what_each_layer_encodes(layers, measures, control, tmp_path / "w.png", subtitle="hubert-base-ls960",
+                                  bands=bands, model="hubert-base-ls960")
     fig = captured[-1]
     panels = {ax.get_title(): {line.get_label(): line for line in ax.get_lines()} for ax in fig.axes
               if ax.get_visible()}  # small multiples: one panel per measure
     assert set(panels) == {"CCA with the log-mel filterbank", "speaker probe accuracy"}
     mel, speaker_panel = panels["CCA with the log-mel filterbank"], panels["speaker probe accuracy"]
     assert set(mel) == {"trained", "random init"}
-    assert set(speaker_panel) == {"trained", "speaker majority baseline, trained"}
+    assert set(speaker_panel) == {"trained", "speaker majority baseline, trained", "chance"}
+    assert np.asarray(speaker_panel["chance"].get_ydata()).tolist() == [0.3] * 3
+    mel_ax = next(ax for ax in fig.axes if ax.get_title() == "CCA with the log-mel filterbank")
+    assert [c for c in mel_ax.collections if len(c.get_paths())]  # the interval's band
     assert np.asarray(mel["trained"].get_xdata()).tolist() == [0, 4, 8]
     assert np.asarray(mel["random init"].get_ydata()).tolist() == [0.8, 0.7, 0.7]
     assert mel["trained"].get_linestyle() == "-" and mel["random init"].get_linestyle() == "--"
     assert mel["trained"].get_color() == mel["random init"].get_color()
     assert mel["trained"].get_color() != speaker_panel["trained"].get_color()
-    assert {line.get_color() for p in panels.values() for line in p.values()} <= set(plots.OKABE_ITO)
+    assert {line.get_color() for p in panels.values() for k, line in p.items() if k != "chance"} <= set(
+        plots.OKABE_ITO)  # the chance line is grey in every panel
     speaker = np.asarray(speaker_panel["trained"].get_ydata(), dtype=float)
     assert speaker[0] == 0.5 and np.isnan(speaker[1]) and speaker[2] == 0.8  # None is a gap, not a value
     assert speaker_panel["speaker majority baseline, trained"].get_linestyle() == ":"  # dotted, as the legend says
     _, texts = legend_entries(fig)
-    assert {"trained (solid)", "random init (dashed)", "majority baseline (dotted)"} <= set(texts)
+    assert {"hubert-base-ls960 (solid)", "random init (dashed)", "majority baseline (dotted)", "chance",
+            "95 % interval (band)"} <= set(texts)
     notes = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
     assert "speaker PWCCA" in notes and "CCA with L0" in notes  # not computed in a drawn group: named
     assert "label" not in notes  # no label measure at all (a frame folder): not applicable, not "missing"

@@ -96,3 +96,23 @@ def test_tsne_seeded_and_keeps_clusters_apart():
     assert a.shape == (60, 2)
     nearest = np.argsort(((a[:, None] - a[None]) ** 2).sum(-1), axis=1)[:, 1]
     assert np.mean((nearest < 30) == (np.arange(60) < 30)) > 0.95
+
+
+def test_effective_rank_equals_direct_formula_and_planted_ranks():
+    from layerwise.contract.results import VARIANCE_TARGET
+    from layerwise.stats import uncertainty
+    from layerwise.stats.sample import effective_rank, pca_spectrum
+
+    assert uncertainty.VARIANCE_TARGET == VARIANCE_TARGET
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(300, 12)) * np.linspace(0.2, 3.0, 12)
+    cov = np.cov(x.T, ddof=0)
+    lam = np.linalg.eigvalsh(cov)
+    p = lam / lam.sum()
+    _, _, spectrum = pca_spectrum(cov, len(x), 5)
+    np.testing.assert_allclose(effective_rank(spectrum), np.exp(-np.sum(p * np.log(p))), rtol=1e-12)
+    for r in (1, 3, 7):  # rank-r isotropic covariance in 20 dims → r
+        basis = np.linalg.qr(rng.normal(size=(20, r)))[0]
+        np.testing.assert_allclose(effective_rank(np.linalg.eigvalsh(basis @ basis.T * 2.5)), r, rtol=1e-9)
+    with pytest.raises(EmbedError):
+        effective_rank(np.zeros(4))
