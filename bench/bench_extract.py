@@ -11,6 +11,9 @@ Builds a randomly initialised HuBERT-base (real config, so real FLOPs) saved wit
   (d) the peak GFLOP/s of a large matmul per dtype,
   (e) the peak RSS of one --long_seconds utterance, all layers, in a fresh process (bench_long.py): the automatic
       chunked CNN, and with --long_compare also the whole-utterance CNN.
+Where bf16 is emulated (AVX2-only CPUs: ≈ 1 GFLOP/s bf16 matmuls), --low_utterances K times the lower-precision
+rows on the first K utterances only (their ratio to the naive loop compares per-file steady rates), and the
+bf16 matmul peak runs at --low_matmul_n (default 1024 there). Prints the CPU's SIMD flags and torch's kernel level.
 With --repeats R every timing runs R times in alternation and each row keeps its fastest round (a shared
 machine's background load only slows a round down). Checks fp32 equality with the naive loop and, for lower
 precisions, per-layer relative error and linear CKA vs fp32. Prints the CPU kind (from /proc/cpuinfo), a table,
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -35,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from layerwise.contract import store
+from layerwise.model import machine
 
 if __package__ in (None, ""):  # run as a script (python bench/bench_extract.py): this folder is on sys.path
     import benchlib
@@ -45,8 +50,24 @@ ROOT = Path(__file__).resolve().parents[1]
 
 NAIVE, MODEL_ONLY, END_TO_END = "naive loop", "model only (SpeechModel.features)", "extract_features.py end to end"
 SUBSET = "model only, --layers {}"
+EMULATED_MATMUL_N = 1024  # bf16 peak matmul where bf16 is emulated: 2·1024³ FLOP ≈ 2 s at ≈ 1 GFLOP/s
 TARGETS = {"fp32_vs_naive": 1.0, "fp32_max_rel_err": 1e-4, "fp32_peak_frac": 0.70, "low_vs_naive": 1.8,
            "low_peak_frac": 0.40, "low_cka": 0.999, "e2e_vs_model": 0.9}
+
+
+def simd_flags(flags: set[str]) -> list[str]:
+    """The /proc/cpuinfo flags that decide which kernels torch runs: AVX*, AMX*, FMA, F16C (sorted)."""
+    return sorted(f for f in flags if f.startswith(("avx", "amx")) or f in ("fma", "f16c"))
+
+
+def subset_folder(files: list[tuple[Path, float]], root: Path, folder: Path) -> Path:
+    """A copy of ``files`` (paths under ``root``) under ``folder``, same relative paths: the corpus of the
+    lower-precision rows with --low_utterances."""
+    for path, _ in files:
+        target = folder / path.relative_to(root)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, target)
+    return folder
 
 
 def row(name, dtype, audio_s, wall_s, flops, peak, naive_rate=None, startup_s=None, **extra) -> dict:
@@ -115,6 +136,11 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=1,
                    help="rounds of all measurements; each row keeps its fastest (default: %(default)s)")
     p.add_argument("--matmul_n", type=int, default=4096, help="size of the peak matmul (default: %(default)s)")
+    p.add_argument("--low_matmul_n", type=int, default=None,
+                   help="size of the lower-precision peak matmul (default: --matmul_n where bf16 is native on the "
+                        "device, else 1024: an emulated 4096³ bf16 matmul takes minutes)")
+    p.add_argument("--low_utterances", type=int, default=None,
+                   help="time the lower-precision rows on the first K utterances only, K >= 2 (default: all)")
     p.add_argument("--workdir", type=Path, default=None, help="keep checkpoint/audio/outputs here (default: temp)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: bench/results/extract-<time>.json)")
     args = p.parse_args(argv)
@@ -122,6 +148,8 @@ def main(argv=None) -> int:
     if dtypes[0] != "float32":
         p.error("--dtypes must start with float32 (the reference)")
     subset = sorted({int(i) for i in args.subset_layers.split(",")})
+    if args.low_utterances is not None and args.low_utterances < 2:
+        p.error(f"--low_utterances {args.low_utterances}: steady state needs >= 2 utterances")
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -137,6 +165,11 @@ def main(argv=None) -> int:
     info = benchlib.machine_info(args.device)
     print(f"# {info['cpu']} ({info['cpu_kind']}) | {info.get('gpu', 'no GPU')} | torch {info['torch']} | "
           f"{threads} threads | load {info['loadavg_start'][0]:.2f} | ISA {','.join(info['isa'])}", flush=True)
+    print(f"# CPU flags (SIMD): {' '.join(simd_flags(machine.cpu_flags()))} | torch kernels "
+          f"{torch.backends.cpu.get_cpu_capability()} | native bf16: {machine.native_bf16_cpu()}", flush=True)
+    info["simd_flags"] = simd_flags(machine.cpu_flags())
+    low_n = args.low_matmul_n or (args.matmul_n if args.device == "cuda" or machine.native_bf16_cpu()
+                                  else min(args.matmul_n, EMULATED_MATMUL_N))
 
     model_dir = benchlib.save_checkpoint(work / "hubert-base-random", seed=args.seed)
     corpus = benchlib.write_corpus(work / "audio", args.seconds, seed=args.seed)
@@ -159,21 +192,27 @@ def main(argv=None) -> int:
     results: dict[str, dict] = {}
     naive_out = work / "naive"
     stems = [p.stem for p, _ in corpus]
+    low_k = min(args.low_utterances or len(corpus), len(corpus))
+    low_audio = subset_folder(corpus[:low_k], work / "audio", work / "audio-low") if low_k < len(corpus) else \
+        work / "audio"
     by_stem = {stem: (s, f) for stem, s, f in zip(stems, seconds, flops)}
     for round_ in range(args.repeats):
         print(f"# round {round_ + 1}/{args.repeats} (load {os.getloadavg()[0]:.2f})", flush=True)
         for d in dtypes:
-            peaks[d] = max(peaks[d], benchlib.matmul_peak(d, n=args.matmul_n, device=args.device))
+            peaks[d] = max(peaks[d], benchlib.matmul_peak(d, n=args.matmul_n if d == "float32" else low_n,
+                                                          device=args.device))
         load_s, times = benchlib.naive_loop(model_dir, [p for p, _ in corpus], naive_out, device=args.device)
         timings.setdefault((NAIVE, "float32"), []).append(per_file(times, stems, stamps=False))
         startups.setdefault((NAIVE, "float32"), []).append(load_s + times[0])
         for d in dtypes:
-            times = benchlib.model_only(model_dir, waves, dtype=d, device=args.device)
-            timings.setdefault((MODEL_ONLY, d), []).append(per_file(times, stems, stamps=False))
+            k = len(waves) if d == "float32" else low_k
+            times = benchlib.model_only(model_dir, waves[:k], dtype=d, device=args.device)
+            timings.setdefault((MODEL_ONLY, d), []).append(per_file(times, stems[:k], stamps=False))
         times = benchlib.model_only(model_dir, waves, dtype="float32", device=args.device, layers=subset)
         timings.setdefault((SUBSET.format(args.subset_layers), "float32"), []).append(per_file(times, stems, stamps=False))
         for d in dtypes:
-            res = results[d] = run_cli(model_dir, work / "audio", work / f"out-{d}", d, args.device, threads)
+            folder = work / "audio" if d == "float32" else low_audio
+            res = results[d] = run_cli(model_dir, folder, work / f"out-{d}", d, args.device, threads)
             order = [store.stem_of(o) for o in res["outputs"]]
             timings.setdefault((END_TO_END, d), []).append(per_file(res["mtimes"], order, stamps=True))
             startups.setdefault((END_TO_END, d), []).append(res["mtimes"][0] - res["launch"])
@@ -186,7 +225,8 @@ def main(argv=None) -> int:
         if key in startups:  # time to the first file, less that file's steady-state compute time
             best[key]["startup_s"] = min(startups[key]) - by_stem[stems[0]][0] * w / a
     naive_rate = best[NAIVE, "float32"]["a"] / best[NAIVE, "float32"]["w"]
-    rows = [{"name": f"matmul {args.matmul_n}^3 peak", "dtype": d, "audio_s": None, "wall_s": None, "startup_s": None,
+    rows = [{"name": f"matmul {args.matmul_n if d == 'float32' else low_n}^3 peak", "dtype": d, "audio_s": None,
+             "wall_s": None, "startup_s": None,
              "realtime_factor": None, "vs_naive_fp32": None, "gflops": peaks[d], "peak_gflops": peaks[d],
              "peak_fraction": 1.0} for d in dtypes]
     for (name, d), m in best.items():
@@ -205,7 +245,9 @@ def main(argv=None) -> int:
     by_name = lambda r: sorted(r["outputs"], key=lambda p: p.name)
     agreement = {"float32_vs_naive": compare(by_name(results["float32"]), naive_files, keys)}
     for d in dtypes[1:]:
-        agreement[f"{d}_vs_float32"] = compare(by_name(results[d]), by_name(results["float32"]), keys)
+        low = by_name(results[d])
+        names = {p.name for p in low}
+        agreement[f"{d}_vs_float32"] = compare(low, [p for p in by_name(results["float32"]) if p.name in names], keys)
     info["loadavg_end"] = list(os.getloadavg())
 
     print_table(rows, agreement, info, long_rows)

@@ -8,8 +8,15 @@ either ``--model_dir`` or a random-init HuBERT-base config saved in-process (no 
   (2) per-utterance extraction timing per ``--dtypes`` row (float32, tf32 = float32 weights with
       ``torch.backends.cuda.matmul.allow_tf32``/``cudnn.allow_tf32``, bfloat16): model only
       (``SpeechModel.features``, one warm-up call first) and through the library's extraction call
-      (``layerwise.extract.run.extract_folder`` into a temporary folder, the loaded model reused);
-  (3) the streaming statistics on the device: layerwise's ``LayerStats`` is numpy-only, so the same sums (n, Σ(x − r),
+      (``layerwise.extract.run.extract_folder`` into a temporary folder, the loaded model reused), and the same call
+      with ``--no_store`` (the features feed one shard's analysis partial, ``analyze.partial.PartialFeed``; no file
+      per utterance);
+  (3) batched extraction where it is exact: on the same config with a layer-norm CNN and pre-LN transformer
+      (``feat_extract_norm="layer"``, the wav2vec2-large-lv60 / HuBERT-large kind; random init, the same FLOPs),
+      ``--batch_size`` consecutive utterances per padded, masked forward pass (``SpeechModel.features_batch`` on the
+      groups of ``batch_groups``, and ``extract_folder(batch_size=...)``) against one pass per utterance of that
+      model on the same device and dtype: max relative error ≤ ``BATCH_RTOL`` (float32);
+  (4) the streaming statistics on the device: layerwise's ``LayerStats`` is numpy-only, so the same sums (n, Σ(x − r),
       Σ(x − r)(x − r)ᵀ over all layers side by side, r = the first utterance's mean) are accumulated by torch in
       float64 on the device, timed, and checked against ``LayerStats(precision="float64")`` (timed on the CPU too):
       mean, every centred cross-product block and the linear CKA matrix within ``MOMENTS_RTOL``.
@@ -46,11 +53,15 @@ else:
 log = logging.getLogger(__name__)
 
 DEVICE_RTOL = 1e-4  # device float32 vs CPU float32, max|Δ| / max|ref| per layer (the issue's target)
+BATCH_RTOL = 1e-5  # padded batch vs one utterance per pass, same device and dtype (the issue's contract)
 MOMENTS_RTOL = 1e-9  # torch float64 sums on the device vs numpy LayerStats float64 (the issue's target)
 CHECK_UTTERANCES = 3  # "a few utterances" for the equality check: ≈ 37 s of audio at the corpus' 12.3 s mean
 ROW_DTYPES = {"float32": "float32", "tf32": "float32", "bfloat16": "bfloat16"}  # row -> compute dtype of the weights
 TF32_CPU = "TF32 is a CUDA tensor-core matmul mode (torch.backends.cuda.matmul.allow_tf32); no CPU equivalent"
 MODEL_ROW, LIBRARY_ROW = "extraction, model only", "extraction, extract_folder"
+NO_STORE_ROW = "extraction, extract_folder --no_store"
+LN_SINGLE_ROW = "layer-norm CNN, per utterance, model only"
+LN_BATCH_ROW, LN_LIBRARY_ROW = "layer-norm CNN, batched, model only", "layer-norm CNN, batched, extract_folder"
 STATS_DEVICE_ROW, STATS_CPU_ROW = "streaming stats, torch float64 on {}", "streaming stats, LayerStats float64 (CPU)"
 
 
@@ -65,12 +76,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0, help="seed of weights and audio (default: %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--no_library", action="store_true", help="skip the extract_folder rows")
+    p.add_argument("--batch_size", type=int, default=8,
+                   help="utterances per pass of the batched rows; 1 skips them (default: %(default)s)")
     p.add_argument("--workdir", type=Path, default=None, help="keep checkpoint/audio/outputs here (default: temp)")
     p.add_argument("--out", type=Path, default=None, help="JSON path (default: bench/results/gpu-<time>.json)")
     args = p.parse_args(argv)
     args.dtypes = [d.strip() for d in args.dtypes.split(",") if d.strip()]
     if not args.dtypes or args.dtypes[0] != "float32" or any(d not in ROW_DTYPES for d in args.dtypes):
         p.error(f"--dtypes {','.join(args.dtypes)!r}: float32 first, then any of {','.join(ROW_DTYPES)}")
+    if args.batch_size < 1:
+        p.error(f"--batch_size {args.batch_size} must be >= 1")
     if args.model_dir is not None and not (args.model_dir / "config.json").is_file():
         p.error(f"--model_dir {args.model_dir} holds no config.json (a save_pretrained folder is expected)")
     return args
@@ -127,9 +142,10 @@ def row(name: str, dtype: str, audio_s: float, wall_s: float, reference: str, ag
             "per_layer": agree.get("per_layer"), "skipped": None}
 
 
-def library_call(model, model_dir: Path, audio_dir: Path, save_dir: Path, check_stems: list[str]) -> tuple:
-    """``extract_folder`` over ``audio_dir`` into ``save_dir`` with ``model`` (already loaded, so no load time):
-    (wall seconds, features of ``check_stems`` read back from the written files)."""
+def library_call(model, model_dir: Path, audio_dir: Path, save_dir: Path, check_stems: list[str],
+                 batch_size: int = 1) -> tuple:
+    """``extract_folder`` over ``audio_dir`` into ``save_dir`` with ``model`` (already loaded, so no load time) and
+    ``batch_size``: (wall seconds, features of ``check_stems`` read back from the written files)."""
     from layerwise.contract import store
     from layerwise.extract.options import ExtractionOptions
     from layerwise.extract.run import extract_folder
@@ -138,7 +154,7 @@ def library_call(model, model_dir: Path, audio_dir: Path, save_dir: Path, check_
                                 dataset_split="bench", data_sample="gpu")
     benchlib.sync(model.device)
     t0 = time.perf_counter()
-    runlog = extract_folder(audio_dir, save_dir, options, model=model, overwrite=True)
+    runlog = extract_folder(audio_dir, save_dir, options, model=model, overwrite=True, batch_size=batch_size)
     benchlib.sync(model.device)
     wall = time.perf_counter() - t0
     if runlog.failures:
@@ -149,6 +165,28 @@ def library_call(model, model_dir: Path, audio_dir: Path, save_dir: Path, check_
         layers = store.read_features(written[stem]).layers
         feats.append({k: v.reshape(-1, v.shape[-1]) for k, v in layers.items()})
     return wall, feats
+
+
+def no_store_call(model, model_dir: Path, audio_dir: Path, save_dir: Path) -> tuple[float, Path]:
+    """``extract_features.py --no_store`` as a library call: ``extract_folder`` feeding the analysis partial of one
+    shard (``analyze.partial.PartialFeed``) instead of writing feature files, with ``model`` already loaded:
+    (wall seconds, the partial written)."""
+    from layerwise.analyze.partial import PartialFeed
+    from layerwise.extract.options import ExtractionOptions
+    from layerwise.extract.run import extract_folder
+
+    options = ExtractionOptions(model_name=str(model_dir), dtype=model.dtype, device=model.device,
+                                dataset_split="bench", data_sample="gpu")
+    sink = PartialFeed(options.output_dir(save_dir))
+    benchlib.sync(model.device)
+    t0 = time.perf_counter()
+    runlog = extract_folder(audio_dir, save_dir, options, model=model, overwrite=True, sink=sink)
+    benchlib.sync(model.device)
+    wall = time.perf_counter() - t0
+    if runlog.failures or not sink.path.is_file():
+        raise RuntimeError(f"--no_store failed on {len(runlog.failures)} file(s) ({runlog.failures[:3]}) or wrote "
+                           f"no partial ({sink.path})")
+    return wall, sink.path
 
 
 def extraction_rows(args, model_dir: Path, audio_dir: Path, corpus: list, ref: list[dict], work: Path) -> tuple:
@@ -175,8 +213,69 @@ def extraction_rows(args, model_dir: Path, audio_dir: Path, corpus: list, ref: l
             if not args.no_library:
                 wall, lib = library_call(model, model_dir, audio_dir, work / f"library-{dtype}", stems[:len(ref)])
                 rows.append(row(LIBRARY_ROW, dtype, audio_s, wall, "CPU float32", agreement(lib, ref)))
+                wall, partial = no_store_call(model, model_dir, audio_dir, work / f"no-store-{dtype}")
+                rows.append({**row(NO_STORE_ROW, dtype, audio_s, wall, "-"), "partial": str(partial)})
         print(f"# {dtype}: done ({rows[-1]['realtime_factor']:.1f}× realtime)", flush=True)
     return rows, all_feats
+
+
+def layer_norm_checkpoint(model_dir: Path, folder: Path, seed: int) -> Path:
+    """``model_dir``'s config with a layer-norm CNN and a pre-LN transformer (``feat_extract_norm="layer"``,
+    ``do_stable_layer_norm=True``: the wav2vec2-large-lv60 / HuBERT-large kind), random weights seeded by ``seed``,
+    saved with save_pretrained: the same FLOPs, and utterances of any length may share a padded forward pass."""
+    import torch
+    from transformers import AutoConfig, AutoFeatureExtractor, AutoModel
+
+    config = AutoConfig.from_pretrained(model_dir)
+    config.feat_extract_norm, config.do_stable_layer_norm = "layer", True
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        AutoModel.from_config(config).save_pretrained(folder)
+    AutoFeatureExtractor.from_pretrained(model_dir).save_pretrained(folder)
+    return folder
+
+
+def run_batched(model, waves: list[np.ndarray], batch_size: int) -> tuple[float, list[dict[str, np.ndarray]]]:
+    """Seconds of ``model.features_batch`` over the groups ``model.batch_groups`` makes of consecutive ``waves``
+    (one untimed warm-up batch first), and every utterance's features in order."""
+    layers = list(range(model.num_layers + 1))
+    groups = model.batch_groups([len(w) for w in waves], batch_size)
+    model.features_batch([waves[i] for i in groups[0]], "contextualized", layers)  # warm-up
+    benchlib.sync(model.device)
+    t0 = time.perf_counter()
+    feats = [f for g in groups for f in model.features_batch([waves[i] for i in g], "contextualized", layers)]
+    benchlib.sync(model.device)
+    return time.perf_counter() - t0, feats
+
+
+def batched_rows(args, model_dir: Path, audio_dir: Path, corpus: list, work: Path) -> list[dict]:
+    """Per ``args.dtypes``: the layer-norm variant of ``model_dir`` one utterance per pass (model only), then
+    ``args.batch_size`` per pass (model only, and through extract_folder), each batched row against the
+    per-utterance features of the same model, device and dtype."""
+    from layerwise.model.adapter import SpeechModel
+
+    folder = layer_norm_checkpoint(model_dir, work / "layer-norm-cnn", args.seed)
+    waves, stems = [w for _, _, w in corpus], [p.stem for p, _, _ in corpus]
+    audio_s, rows, models = sum(s for _, s, _ in corpus), [], {}
+    for dtype in args.dtypes:
+        if dtype == "tf32" and args.device != "cuda":
+            rows.append({"name": LN_BATCH_ROW, "dtype": dtype, "skipped": TF32_CPU})
+            continue
+        compute = ROW_DTYPES[dtype]
+        if compute not in models:
+            models[compute] = SpeechModel.load(str(folder), device=args.device, dtype=compute)
+        model = models[compute]
+        with tf32_mode(dtype == "tf32"):
+            times, single = run_model(model, waves, len(waves))
+            rows.append(row(LN_SINGLE_ROW, dtype, audio_s, sum(times), "-"))
+            wall, batched = run_batched(model, waves, args.batch_size)
+            rows.append(row(LN_BATCH_ROW, dtype, audio_s, wall, "per utterance", agreement(batched, single)))
+            if not args.no_library:
+                wall, lib = library_call(model, folder, audio_dir, work / f"batched-{dtype}", stems,
+                                         batch_size=args.batch_size)
+                rows.append(row(LN_LIBRARY_ROW, dtype, audio_s, wall, "per utterance", agreement(lib, single)))
+        print(f"# {dtype}, batch {args.batch_size}: done ({rows[-1]['realtime_factor']:.1f}× realtime)", flush=True)
+    return rows
 
 
 def device_moments(feats: list[dict[str, np.ndarray]], keys: list[str], device: str) -> dict:
@@ -271,13 +370,18 @@ def evaluate(rows: list[dict]) -> dict:
     fp32 = [r for r in rows if r.get("dtype") == "float32" and r["name"] in (MODEL_ROW, LIBRARY_ROW)]
     err = max(r["max_rel_err"] for r in fp32)
     stats = next(r for r in rows if r["name"].startswith("streaming stats, torch"))
-    return {"device float32 == CPU float32": (err, f"<= {DEVICE_RTOL}", err <= DEVICE_RTOL),
+    checks = {}
+    batched = [r for r in rows if r.get("dtype") == "float32" and r["name"] in (LN_BATCH_ROW, LN_LIBRARY_ROW)]
+    if batched:
+        worst = max(r["max_rel_err"] for r in batched)
+        checks["float32 batched == per utterance"] = (worst, f"<= {BATCH_RTOL}", worst <= BATCH_RTOL)
+    return checks | {"device float32 == CPU float32": (err, f"<= {DEVICE_RTOL}", err <= DEVICE_RTOL),
             "device float64 moments == LayerStats": (stats["max_rel_err"], f"<= {MOMENTS_RTOL}",
                                                      stats["max_rel_err"] <= MOMENTS_RTOL)}
 
 
 def print_table(rows: list[dict], checks: dict) -> None:
-    fmt = "{:<46} {:<9} {:>8} {:>8} {:>9} {:>10} {:>9}  {}"
+    fmt = "{:<48} {:<9} {:>8} {:>8} {:>9} {:>10} {:>9}  {}"
     print(fmt.format("row", "dtype", "audio s", "wall s", "x realtm", "max rel", "min CKA", "vs"))
 
     def num(v, f):
@@ -327,6 +431,8 @@ def main(argv=None) -> int:
     model_dir, corpus = make_corpus(args, work)
     ref = cpu_reference(model_dir, [w for _, _, w in corpus[:CHECK_UTTERANCES]])
     rows, feats = extraction_rows(args, model_dir, work / "audio", corpus, ref, work)
+    if args.batch_size > 1:
+        rows += batched_rows(args, model_dir, work / "audio", corpus, work)
     rows += moments_rows(feats, args.device, sum(s for _, s, _ in corpus))
     checks = evaluate(rows)
     print_table(rows, checks)

@@ -53,25 +53,99 @@ def write_partial(files: list[Path], options: AnalysisOptions) -> Path:
     """Run this shard's streaming pass and write its partial statistics; returns the partial's path."""
     start = time.perf_counter()
     indices = shard_indices(len(files), options.subset_id, options.num_subsets)
-    header = {"subset_id": options.subset_id, "num_subsets": options.num_subsets,
-              "all_stems": [store.stem_of(p) for p in files], "files": [], "empty": [],
-              **{k: str(getattr(options, k)) for k in _SAME}}
-    arrays: dict[str, np.ndarray] = {}
+    state = None
     if indices:
         state = stream.collect([files[i] for i in indices], indices, layer_spec=options.layers, seed=options.seed,
-                                max_points=options.max_points, precision=options.precision, properties=False)
+                               max_points=options.max_points, precision=options.precision)
+    header = header_of(options, [store.stem_of(p) for p in files])
+    return save_partial(partial_path(options.output_dir, options.subset_id, options.num_subsets), header, state,
+                        wall_s=time.perf_counter() - start)
+
+
+def header_of(options: AnalysisOptions, all_stems: list[str], **extra) -> dict:
+    """The header of a partial before its pass: the shard, every stem of the selection (all shards) and the
+    settings every partial of one merge must share (``_SAME``), plus ``extra`` fields."""
+    return {"subset_id": options.subset_id, "num_subsets": options.num_subsets, "all_stems": list(all_stems),
+            "files": [], "empty": [], **{k: str(getattr(options, k)) for k in _SAME}, **extra}
+
+
+def save_partial(path: Path, header: dict, state: stream.Collected | None, *, wall_s: float) -> Path:
+    """Write one partial atomically: ``header`` completed from ``state`` (None: a shard without files) and the
+    state's arrays (statistics, sample, span features, the alignment-free property collector)."""
+    header = dict(header)
+    arrays: dict[str, np.ndarray] = {}
+    if state is not None:
         header.update(files=state.files, empty=state.empty, meta=state.meta, keys=state.layers, dims=state.dims)
         arrays.update({f"stats_{k}": v for k, v in state.stats.state().items()})
         arrays.update({f"sample_{k}": v for k, v in state.sampler.state().items()})
         if state.spans is not None:
             arrays.update(_spans_state(state.spans))
-    header["wall_s"] = time.perf_counter() - start
-    path = partial_path(options.output_dir, options.subset_id, options.num_subsets)
+        if state.properties is not None:
+            arrays.update(properties_state(state.properties))
+            header["properties_max_frames"] = int(state.properties.max_frames)
+    header["wall_s"] = wall_s
     path.parent.mkdir(parents=True, exist_ok=True)
     with store.atomic_open(path, "wb") as handle:
         np.savez(handle, **arrays, **{_HEADER: np.array(json.dumps(header))})
-    log.info("shard %d of %d: %d files -> %s", options.subset_id, options.num_subsets, len(header["files"]), path)
+    log.info("shard %d of %d: %d files -> %s", header["subset_id"], header["num_subsets"], len(header["files"]),
+             path)
     return path
+
+
+_PROPS = "props_"  # prefix of the property collector's arrays in a partial
+
+
+def properties_state(collector) -> dict[str, np.ndarray]:
+    """An ``alignment_free.PropertyCollector`` as plain arrays (bounded per file: the per-file means and at most
+    ``max_frames`` sampled rows per file and grid, time-matched to the filterbank and the base layer): per layer
+    ``means`` (n_files, D) float64, ``frames`` with ``frame_file``, the ``mel`` and ``intra`` pairs (a, b) with
+    their file ids; ``stems`` and ``n_fbank_files``."""
+    out = {f"{_PROPS}stems": np.array(collector.stems, dtype=str),
+           f"{_PROPS}n_fbank_files": np.array(collector.n_fbank_files, dtype=np.int64)}
+
+    def flat(parts, width=None):
+        return np.concatenate(parts) if parts else np.zeros((0,) if width is None else (0, width))
+
+    for i, key in enumerate(collector.layers):
+        out[f"{_PROPS}means_{i}"] = np.stack(collector.means[key]) if collector.means[key] else np.zeros((0, 0))
+        out[f"{_PROPS}frames_{i}"] = flat(collector.frames[key], 0)
+        out[f"{_PROPS}frame_file_{i}"] = flat(collector.frame_file[key]).astype(np.int64)
+        for what in ("mel", "intra"):
+            pairs = getattr(collector, what)[key]
+            out[f"{_PROPS}{what}_a_{i}"] = flat([a for a, _ in pairs], 0)
+            out[f"{_PROPS}{what}_b_{i}"] = flat([b for _, b in pairs], 0)
+            out[f"{_PROPS}{what}_file_{i}"] = flat(getattr(collector, f"{what}_file")[key]).astype(np.int64)
+    return out
+
+
+def merged_properties(parts: list[dict[str, np.ndarray]], order: list[str], collector):
+    """Fill the empty ``collector`` with the property states ``parts`` (:func:`properties_state` of each partial),
+    files in ``order`` (file-name order, as one process adds them): each row's file id is mapped to the stem's
+    place in the merged file list and rows are stably sorted by it, so the concatenated arrays the measures read
+    equal one process's."""
+    present = {str(stem) for part in parts for stem in part[f"{_PROPS}stems"]}
+    stems = [stem for stem in order if stem in present]
+    place = {stem: n for n, stem in enumerate(stems)}
+    collector.stems = stems
+    collector.n_fbank_files = int(sum(int(part[f"{_PROPS}n_fbank_files"]) for part in parts))
+    for i, key in enumerate(collector.layers):
+        means = {str(s): row for part in parts for s, row in zip(part[f"{_PROPS}stems"], part[f"{_PROPS}means_{i}"])}
+        collector.means[key] = [means[s] for s in stems]
+        for rows, files, target, file_target in (
+                (("frames",), "frame_file", collector.frames, collector.frame_file),
+                (("mel_a", "mel_b"), "mel_file", collector.mel, collector.mel_file),
+                (("intra_a", "intra_b"), "intra_file", collector.intra, collector.intra_file)):
+            ids = [np.array([place[str(part[f"{_PROPS}stems"][j])] for j in part[f"{_PROPS}{files}_{i}"]],
+                            dtype=np.int64) for part in parts]
+            new_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+            if not len(new_ids):
+                continue
+            by_file = np.argsort(new_ids, kind="stable")
+            arrays = [np.concatenate([part[f"{_PROPS}{name}_{i}"] for part in parts
+                                      if len(part[f"{_PROPS}{name}_{i}"])])[by_file] for name in rows]
+            target[key] = [arrays[0]] if len(rows) == 1 else [tuple(arrays)]
+            file_target[key] = [new_ids[by_file]]
+    return collector
 
 
 def _spans_state(spans) -> dict[str, np.ndarray]:
@@ -169,52 +243,93 @@ def _partials(output_dir: Path) -> list[Path]:
     return [parts[i] for i in range(count)]
 
 
-def merge(options: AnalysisOptions) -> AnalysisResult:
-    """Merge every partial in ``options.output_dir`` and finish the analysis (PCA, t-SNE, span measures)."""
-    from layerwise.analyze.finish import finish
+NO_STORE_NOTE = ("extract_features.py --no_store: the features were not stored, so what needs them again after the "
+                 "pass is not computed: the random-init control (the dashed lines), ABX error rates and PNMI; "
+                 "extract a sample set with storage (--num_utterances N) and analyse that folder for them")
 
-    start = time.perf_counter()
+
+def merge(options: AnalysisOptions) -> AnalysisResult:
+    """Merge every partial in ``options.output_dir`` and finish the analysis (PCA, t-SNE, span and alignment-free
+    measures). Partials of ``extract_features.py --no_store`` merge the same way; what needs the features again
+    (the control, ABX, PNMI) is refused when asked for and otherwise noted as not computed (:data:`NO_STORE_NOTE`)."""
+    from layerwise.analyze.finish import finish
     from layerwise.contract.progress import bar
 
+    start = time.perf_counter()
     loaded = [_load(p, options) for p in bar(_partials(Path(options.output_dir)), "merge (reading partials)",
                                              "shard")]
-    first_header = loaded[0][0]
-    for header, _, _ in loaded[1:]:
-        differ = [k for k in ("all_stems", *_SAME) if header[k] != first_header[k]]
-        if differ:
-            raise UsageError(f"partial of shard {header['subset_id']} was made with other settings than shard 0 "
-                             f"({', '.join(differ)}); re-run the shards with the same settings")
+    _check_together([h for h, _, _ in loaded])
+    no_store = bool(loaded[0][0].get("no_store"))
+    if no_store and (options.abx or options.alignment_dir is not None):
+        raise UsageError("ABX and PNMI need the stored features, which extract_features.py --no_store does not "
+                         "write; merge without abx_item/alignment_dir, or extract a sample set with storage and "
+                         "analyse that folder for them")
     filled = [(h, a, s) for h, a, s in loaded if s is not None]
     if not filled:
         raise UsageError("the partials hold no files with frames; nothing to merge")
     header, _, state = filled[0]
+    order = _merge_states(filled)
+    state.empty = [stem for h, _, _ in loaded for stem in h["empty"]]
+    recorded = replace(options, seed=int(header["seed"]), max_points=int(header["max_points"]),
+                       num_files=int(header["num_files"]), precision=header["precision"],
+                       features_dir=header["features_dir"], control_dir=None if no_store else options.control_dir)
+    wall = {"streaming_pass": sum(h["wall_s"] for h, _, _ in loaded), "merge": time.perf_counter() - start}
+    result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
+    if no_store:
+        notes = [NO_STORE_NOTE if note == result.no_control else note for note in result.notes]
+        result = replace(result, notes=notes if result.no_control else [*notes, NO_STORE_NOTE],
+                         no_control=NO_STORE_NOTE if result.no_control else None)
+    elif state.grids and not state.is_span and state.properties is None:
+        result = replace(result, notes=[*result.notes, ("alignment-free property measures (cca_mel, cca_intra, "
+                                        "speaker) are not in these partials (written by an older version); "
+                                        "re-run the shards for them")])
+    return result
+
+
+def _check_together(headers: list[dict]) -> None:
+    """Refuse partials that do not belong to one merge, naming what differs: the selection and settings
+    (``_SAME``), stored vs ``--no_store``, and the extraction identity (``layout.check_same_extraction``: of the
+    files read, or of a ``--no_store`` shard's run, recorded also for a shard without files)."""
+    first = headers[0]
+    for header in headers[1:]:
+        differ = [k for k in ("all_stems", *_SAME) if header[k] != first[k]]
+        if bool(header.get("no_store")) != bool(first.get("no_store")):
+            differ.append("no_store (one partial from extract_features.py --no_store, the other from stored files)")
+        if differ:
+            raise UsageError(f"partial of shard {header['subset_id']} was made with other settings than shard "
+                             f"{first['subset_id']} ({', '.join(differ)}); re-run the shards with the same settings")
+    known = [h for h in headers if h.get("identity") or h.get("meta")]
+    for header in known[1:]:
+        layout.check_same_extraction(header.get("identity") or header["meta"], known[0].get("identity")
+                                     or known[0]["meta"], subject=f"the partial of shard {header['subset_id']}",
+                                     reference_name=f"the partial of shard {known[0]['subset_id']}",
+                                     advice=" (the shards come from different extractions); re-run them with one "
+                                            "extraction's settings")
+
+
+def _merge_states(filled: list[tuple[dict, dict, stream.Collected]]) -> list[str]:
+    """Fold every filled partial into the first one's state (statistics, sample, span features, property
+    collector); returns the merged stems in file-name order."""
+    header, _, state = filled[0]
     spans_by_stem = {}
-    for other_header, other_arrays, other in filled:
-        layout.check_same_extraction(other_header["meta"], header["meta"],
-                                     subject=f"the partial of shard {other_header['subset_id']}",
-                                     reference_name=f"the partial of shard {header['subset_id']}",
-                                     advice=" (the shards read files of different extractions); re-run them on "
-                                            "one extraction's folder")
-        if other_header is not header:
-            state.stats.merge(other.stats)
-            state.sampler.merge(other.sampler)
-        if state.spans is not None:
+    for other_header, other_arrays, other in filled[1:]:
+        state.stats.merge(other.stats)
+        state.sampler.merge(other.sampler)
+    if state.spans is not None:
+        for _, other_arrays, _ in filled:
             spans_by_stem.update(_spans_by_stem(other_arrays, state.layers))
     files = {stem for h, _, _ in filled for stem in h["files"]}
     order = [stem for stem in header["all_stems"] if stem in files]
     if state.spans is not None:
         for stem in order:
             state.spans.add(stem, *spans_by_stem[stem])
-    state.empty = [stem for h, _, _ in loaded for stem in h["empty"]]
-    recorded = replace(options, seed=int(header["seed"]), max_points=int(header["max_points"]),
-                       num_files=int(header["num_files"]), precision=header["precision"],
-                       features_dir=header["features_dir"])
-    wall = {"streaming_pass": sum(h["wall_s"] for h, _, _ in loaded), "merge": time.perf_counter() - start}
-    result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
-    if state.grids and not state.is_span:
-        result = replace(result, notes=[*result.notes, ("alignment-free property measures (cca_mel, cca_intra, "
-                                        "speaker) are not computed in sharded runs; run one process for them")])
-    return result
+    props = [a for _, a, _ in filled if f"{_PROPS}stems" in a]
+    if props and len(props) == len(filled) and not state.is_span and state.grids:
+        collector = stream.property_collector(state, seed=int(header["seed"]))
+        if collector is not None:
+            collector.max_frames = int(header.get("properties_max_frames", collector.max_frames))
+            state.properties = merged_properties(props, order, collector)
+    return order
 
 
 def _state_from(header: dict, arrays: dict[str, np.ndarray], options: AnalysisOptions) -> stream.Collected:

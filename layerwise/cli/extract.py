@@ -43,6 +43,8 @@ EXAMPLE = """examples:
   python extract_features.py --audio_dir content/data/LibriSpeech/dev-clean-2
   python extract_features.py --model_name /path/to/saved_checkpoint --layers 0-4,12 --dtype bfloat16
   python extract_features.py --rep_type local --subset_id 3 --num_subsets 8
+  python extract_features.py --no_store --subset_id 3 --num_subsets 8   # no features stored: analysis partials;
+  python visualize_features.py --merge --output_dir OUTPUT               # then merge them (docs/scaling.md)
   python extract_features.py --span phone --alignment_dir content/data/librispeech_alignments
   python extract_features.py --num_utterances 500 --data_sample 2 --fbank      # sample set 2: 500 seeded random files
 """
@@ -91,6 +93,13 @@ def build_parser() -> argparse.ArgumentParser:
                         f"drop it and count it in the file's metadata {d}")
     s = p.add_argument_group("sharding and queries")
     add_shard_arguments(s, "file i of the sorted list goes to shard i mod N")
+    s.add_argument("--no_store", action="store_true",
+                   help="store no feature files: the forward pass feeds the analysis directly and this shard writes "
+                        "only its mergeable analysis partial (OUTPUT/partials/partial_K_of_N.npz) and manifest; a "
+                        "shard takes whole groups of 64 files in file-name order (the analysis shard rule); then "
+                        "visualize_features.py --merge --output_dir OUTPUT (OUTPUT: --print_output_dir) writes "
+                        "summary, figures and report. No random-init control, ABX or PNMI (they need the features "
+                        "again); see docs/scaling.md")
     s.add_argument("--list_only", action="store_true", help="print the files this shard would take, and exit "
                                                             "(writes and deletes nothing)")
     s.add_argument("--print_output_dir", action="store_true",
@@ -106,6 +115,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="waveform zero-mean/unit-variance normalisation; auto = the checkpoint's feature extractor "
                         f"setting {d}")
     c.add_argument("--num_threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    c.add_argument("--batch_size", type=int, default=1,
+                   help="utterances per forward pass where that is exact: any lengths (padded, with an attention "
+                        "mask) for a layer-norm CNN (wav2vec2-large-lv60, HuBERT-large), equal lengths only for a "
+                        f"group-norm CNN (HuBERT-base: the others one at a time); for GPUs {d}")
     c.add_argument("--overwrite", action="store_true",
                    help="recompute every file, also those complete or from a run with other settings")
     c.add_argument("--random_init", action="store_true",
@@ -137,6 +150,11 @@ def main(argv=None) -> int:
     subset_id, num_subsets = shard_from_env(args.subset_id, args.num_subsets, parser)
     if args.num_threads is not None and args.num_threads < 1:
         parser.error(f"--num_threads {args.num_threads} must be >= 1")
+    if args.batch_size < 1:
+        parser.error(f"--batch_size {args.batch_size} must be >= 1")
+    if args.no_store and args.write_file_list is not None:
+        parser.error("--write_file_list lists stored feature files; --no_store stores none (merge its partials "
+                     "with visualize_features.py --merge)")
     try:
         options = options_from_args(args)
         out_dir = options.output_dir(args.save_dir)
@@ -157,8 +175,14 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
                          f"layerwise.data download --split dev-clean-2 --dest content/data, or point --audio_dir "
                          f"(AUDIO_DIR= for the wrapper) at audio you have")
     extensions = audio.parse_extensions(args.extensions)
+    sink = None
+    if args.no_store:  # the analysis side of this shard, fed by the extraction (layerwise/analyze/partial.py)
+        from layerwise.analyze.partial import PartialFeed
+
+        sink = PartialFeed(out_dir, subset_id, num_subsets)
     if args.list_only:  # a query: selects and prints, writes and deletes nothing
-        selection = jobs.select(args.audio_dir, out_dir, options, subset_id, num_subsets, extensions)
+        selection = jobs.select(args.audio_dir, out_dir, options, subset_id, num_subsets, extensions,
+                                group_files=None if sink is None else sink.group_files)
         for line in selection.scan.skipped_summary():
             log.info("not taken: %s", line)
         for job in selection.jobs:
@@ -179,7 +203,8 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     try:
         runlog = extract_folder(args.audio_dir, args.save_dir, options, subset_id=subset_id, num_subsets=num_subsets,
                                 extensions=extensions, overwrite=args.overwrite, stop=stop,
-                                progress=not args.no_progress, num_threads=args.num_threads)
+                                progress=not args.no_progress, num_threads=args.num_threads,
+                                batch_size=args.batch_size, sink=sink)
     except KeyboardInterrupt:
         log.error("aborted; finished files are complete, re-run to resume")
         return EXIT_INTERRUPTED
@@ -188,6 +213,8 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
             signal.signal(sig, handler)
     for line in runlog.summary_lines():
         log.info(line)
+    if runlog.partial is not None:
+        log.info("when every shard is done: python visualize_features.py --merge --output_dir %s", out_dir)
     if args.write_file_list is not None:
         from layerwise.contract.store import write_text_atomic
 

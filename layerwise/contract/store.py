@@ -165,7 +165,17 @@ def write_features(
     fbank : optional log-mel frames (T_fbank, n_mels), stored float32 under ``fbank``.
     Raises :class:`FeatureFileError` (an input error: the file fails, the run goes on) for NaN/inf features.
     """
-    path = Path(path)
+    payload = encode_features(arrays, meta, save_dtype=save_dtype, labels=labels, intervals=intervals, fbank=fbank)
+    with atomic_open(Path(path), "wb") as handle:
+        np.savez(handle, **payload)
+
+
+def encode_features(arrays: dict[str, np.ndarray], meta: dict, *, save_dtype: str = "float32",
+                    labels: np.ndarray | None = None, intervals: np.ndarray | None = None,
+                    fbank: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The arrays :func:`write_features` stores (same arguments, same checks and errors), not written: what
+    ``extract_features.py --no_store`` feeds the analysis (:func:`decode_features`), so its numbers equal a stored
+    file's."""
     payload: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         if parse_layer_key(key) is None:
@@ -189,8 +199,15 @@ def write_features(
     if fbank is not None:
         payload[FBANK_KEY] = np.ascontiguousarray(fbank, dtype=np.float32)
     payload[META_KEY] = np.array(json.dumps({"format_version": FORMAT_VERSION, **meta}, sort_keys=True))
-    with atomic_open(path, "wb") as handle:
-        np.savez(handle, **payload)
+    return payload
+
+
+def decode_features(path: str | Path, payload: dict[str, np.ndarray]) -> FeatureFile:
+    """The :class:`FeatureFile` that :func:`read_features` would return for ``payload`` (from
+    :func:`encode_features`) written at ``path``: the same arrays and dtypes, the metadata through the same JSON."""
+    layers = {key: payload[key] for key in sort_layer_keys(payload)}
+    return FeatureFile(stem_of(path), Path(path), layers, payload.get(LABELS_KEY), payload.get(INTERVALS_KEY),
+                       json.loads(str(payload[META_KEY])), payload.get(FBANK_KEY))
 
 
 TMP_SEP = "~"  # temporaries: .{name}~{host}~{pid}~{random}.tmp (the writer is known, so a stale one can be told)

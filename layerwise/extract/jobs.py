@@ -43,11 +43,13 @@ class Selection:
     jobs: list[Job]
     scan: audio.AudioScan
     sample: dict | None = None
+    all_stems: list[str] = field(default_factory=list)  # every shard's files (the sample set), in shard order
 
 
-def shard_files(files: list, subset_id: int, num_subsets: int) -> list:
-    """File i of the sorted list belongs to shard ``i mod num_subsets`` (``layout.shard_indices``)."""
-    return [files[i] for i in layout.shard_indices(len(files), subset_id, num_subsets)]
+def shard_files(files: list, subset_id: int, num_subsets: int, *, unit: int = 1) -> list:
+    """File i of the sorted list belongs to shard ``(i // unit) mod num_subsets`` (``layout.shard_indices``;
+    ``unit`` 1: i mod N)."""
+    return [files[i] for i in layout.shard_indices(len(files), subset_id, num_subsets, unit=unit)]
 
 
 def sample_set(files: list[Path], num_utterances: int, data_sample: str) -> tuple[list[Path], dict]:
@@ -75,10 +77,13 @@ def sample_set(files: list[Path], num_utterances: int, data_sample: str) -> tupl
 
 
 def select(audio_dir: str | Path, out_dir: Path, options, subset_id: int, num_subsets: int,
-           extensions: tuple[str, ...] = audio.AUDIO_EXTENSIONS) -> Selection:
+           extensions: tuple[str, ...] = audio.AUDIO_EXTENSIONS, *, group_files: int | None = None) -> Selection:
     """The jobs of shard ``subset_id`` of ``num_subsets`` for ``options`` (an ExtractionOptions).
 
     Duplicate stems are an error over the WHOLE folder (so all shards agree) before any work.
+    group_files : None = the stored rule (file i of the sorted list to shard i mod N); an int G = the analysis
+    shard rule (``extract_features.py --no_store``): the files in feature-file-name order, whole groups of G
+    consecutive files, group g to shard g mod N (:func:`shard_files`).
     """
     if not 0 <= subset_id < num_subsets:
         raise UsageError(f"subset_id={subset_id} not in [0, {num_subsets - 1}] for num_subsets={num_subsets}")
@@ -90,8 +95,11 @@ def select(audio_dir: str | Path, out_dir: Path, options, subset_id: int, num_su
     files, sample = scan.files, None
     if options.num_utterances is not None:
         files, sample = sample_set(files, options.num_utterances, options.data_sample)
-    jobs = [Job(p, store.feature_path(out_dir, p.stem)) for p in shard_files(files, subset_id, num_subsets)]
-    return Selection(jobs, scan, sample)
+    if group_files is not None:  # the order and groups an analysis of the stored files would use
+        files = sorted(files, key=lambda p: store.feature_path(out_dir, p.stem).name)
+    taken = shard_files(files, subset_id, num_subsets, unit=group_files or 1)
+    jobs = [Job(p, store.feature_path(out_dir, p.stem)) for p in taken]
+    return Selection(jobs, scan, sample, [p.stem for p in files])
 
 
 def remove_stale_temporaries(out_dir: Path, jobs: list[Job], *, now: float | None = None) -> int:

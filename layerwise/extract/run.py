@@ -1,9 +1,10 @@
 """The extraction run: jobs → resume check → (load the model only if work remains) → decode ahead / compute /
 write behind → manifest, failures.
 
-One utterance per forward pass (exact: see model/adapter.py). Decoding of the next files and writing of finished
-ones run on background threads so the model does not wait on I/O. Every per-file problem becomes a line in
-``failures.tsv``; the run always finishes the remaining files. Nothing here prints: the CLI does.
+One utterance per forward pass, or with ``batch_size`` a few where that is exact (see model/adapter.py). Decoding
+of the next files and writing of finished ones run on background threads so the model does not wait on I/O.
+Every per-file problem becomes a line in ``failures.tsv``; the run always finishes the remaining files. Nothing
+here prints: the CLI does.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ OVERWRITE_HINT = "pass --overwrite to replace it, or choose another --save_dir"
 
 def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOptions, *, info, runlog: RunLog,
                    overwrite: bool = False, stop: threading.Event | None = None, progress: bool = True,
-                   audio_stems: Collection[str] | None = None, alignments: dict | None = None) -> RunLog:
+                   audio_stems: Collection[str] | None = None, alignments: dict | None = None,
+                   batch_size: int = 1, sink=None) -> RunLog:
     """Extract the features of ``jobs`` into ``out_dir`` and return ``runlog`` with counts and failures.
 
     model : a loaded :class:`~layerwise.model.adapter.SpeechModel`, or a callable returning one — called only when some file
@@ -47,6 +49,11 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     audio_stems : the stems of every audio file of the folder (all shards; default: those of ``jobs``): alignment
         ids that match none of them are counted in the log and listed in the manifest.
     alignments : the run's alignments as :func:`load_alignments` returns them (default: read here).
+    batch_size : up to this many consecutive utterances per forward pass where that is exact
+        (``SpeechModel.batch_groups``; :func:`_batch_ahead`); 1 = one utterance per pass.
+    sink : ``extract_features.py --no_store``: an ``analyze.partial.PartialFeed``, already begun, fed each
+        utterance as its feature file would read back (``store.encode_features``/``decode_features``) instead of
+        writing it; it writes the shard's analysis partial at the end (not when interrupted). None: store files.
     Raises :class:`~layerwise.errors.UsageError` for unusable settings (bad layers, missing alignments, a tier the
     alignments do not have).
     """
@@ -62,20 +69,32 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
                 "receptive_field_samples": info.geometry.receptive_field}
     runlog.start(run_meta, n_files=len(jobs), overwrite=overwrite)
 
-    todo = _resume(jobs, keys, identity, alignments, info, options, runlog, overwrite)
+    todo = _todo(jobs, keys, identity, alignments, info, options, runlog, overwrite, sink)
     if not todo:
-        runlog.finish()
-        return runlog
+        return _finish(runlog, sink)
 
     if callable(model) and not hasattr(model, "features"):
         model = model()
     run_meta["device"] = model.device
     indices = [layout.parse_layer_key(k)[1] for k in keys]
+    ahead: dict[Path, dict] = {}  # target -> features computed in a batch with an earlier job
+    compute, write = _steps(model, indices, ahead, run_meta, info, options, sink)
+    batch = _batch_ahead(model, batch_size, options.rep_type, indices, ahead) if batch_size > 1 else None
+    _pipeline(todo, info.sample_rate, info.geometry.receptive_field, compute, write, runlog, stop, progress, batch,
+              max(LOOKAHEAD, batch_size))
+    return _finish(runlog, sink)
+
+
+def _steps(model, indices: list[int], ahead: dict, run_meta: dict, info, options: ExtractionOptions, sink):
+    """The pipeline's ``compute(job) -> result`` (forward pass, or the batch's features from ``ahead``; filterbank;
+    span pooling) and ``write(job, result)`` (the feature file, or under ``sink`` the same arrays fed to it)."""
     fbank = _fbank_function() if options.fbank else None
 
     def compute(job: Job):
         samples = job.wave.samples
-        feats = model.features(samples, options.rep_type, indices)
+        feats = ahead.pop(job.target, None)
+        if feats is None:
+            feats = model.features(samples, options.rep_type, indices)
         job.extra = {**job.extra_meta, "source_path": str(job.source), "duration_s": job.wave.duration,
                      "n_samples": len(samples), "n_frames": info.geometry.n_frames(len(samples)),
                      "source_sample_rate": job.wave.source_rate, "source_channels": job.wave.source_channels}
@@ -87,10 +106,32 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
 
     def write(job: Job, result) -> None:
         feats, labels, intervals, extra = result
-        store.write_features(job.target, feats, {**run_meta, **job.extra}, save_dtype=options.save_dtype,
-                             labels=labels, intervals=intervals, **extra)
+        settings = {"save_dtype": options.save_dtype, "labels": labels, "intervals": intervals, **extra}
+        if sink is None:
+            store.write_features(job.target, feats, {**run_meta, **job.extra}, **settings)
+        else:  # rounded to the storage dtype, the metadata through JSON: what the stored file would read back as
+            sink.add(store.decode_features(job.target, store.encode_features(feats, {**run_meta, **job.extra},
+                                                                             **settings)))
 
-    _pipeline(todo, info.sample_rate, info.geometry.receptive_field, compute, write, runlog, stop, progress)
+    return compute, write
+
+
+def _todo(jobs, keys, identity, alignments, info, options: ExtractionOptions, runlog: RunLog, overwrite: bool,
+          sink) -> list[Job]:
+    """The jobs to compute: stored runs by :func:`_resume`; under ``sink`` (``--no_store``) none when the shard's
+    partial is already complete, else every job (nothing stored to resume from: the shard is redone whole)."""
+    if sink is not None and sink.complete:
+        for job in jobs:
+            runlog.skip(job.source, job.target)
+        return []
+    return _resume(jobs, keys, identity, alignments, info, options, runlog, overwrite or sink is not None)
+
+
+def _finish(runlog: RunLog, sink) -> RunLog:
+    """Under ``sink``, write the shard's partial (unless it was complete already or the run was interrupted: a
+    partial of part of a shard must never be merged); then the manifest and failures."""
+    if sink is not None and not runlog.was_interrupted:
+        runlog.partial = sink.path if sink.complete else sink.finish([Path(p).stem for p, _ in runlog.failures])
     runlog.finish()
     return runlog
 
@@ -157,27 +198,40 @@ def expected_shapes(info, keys: list[str], options: ExtractionOptions):
 def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: ExtractionOptions, *, subset_id: int = 0,
                    num_subsets: int = 1, extensions: tuple[str, ...] = audio.AUDIO_EXTENSIONS, overwrite: bool = False,
                    model=None, stop: threading.Event | None = None, progress: bool = False,
-                   num_threads: int | None = None) -> RunLog:
+                   num_threads: int | None = None, batch_size: int = 1, sink=None) -> RunLog:
     """The whole extraction of one shard as a library call: select the files → describe the checkpoint (config only;
     bad ``layers`` fail here) → :func:`run_extraction`, loading the weights only when some file needs computing.
 
     model : an already loaded SpeechModel to reuse (tests, notebooks), else it is loaded from ``options``.
+    batch_size : utterances per forward pass where exact (:func:`run_extraction`); how to run, not what is stored.
+    sink : ``--no_store``: an ``analyze.partial.PartialFeed`` for this shard (:func:`run_extraction`); the shard
+        then takes whole groups of ``sink.group_files`` files in feature-file-name order (the analysis shard rule,
+        ``jobs.select``), and even a shard without files writes its (empty) partial, as every shard must for a merge.
     Returns the run log (``n_done``, ``n_skipped``, ``failures``, ``complete_files``, ``summary_lines()``).
     Raises :class:`~layerwise.errors.UsageError` for bad settings or folders, before any file is written.
     """
     from layerwise.model.adapter import SpeechModel
 
+    if not isinstance(batch_size, int) or batch_size < 1:
+        raise UsageError(f"batch_size={batch_size!r} must be an integer >= 1")
     out_dir = options.output_dir(save_dir)
     alignments = load_alignments(options)  # a wrong tier is refused here, before any weight or audio byte is read
-    selection = jobs.select(audio_dir, out_dir, options, subset_id, num_subsets, extensions)
+    selection = jobs.select(audio_dir, out_dir, options, subset_id, num_subsets, extensions,
+                            group_files=None if sink is None else sink.group_files)
     runlog = RunLog(out_dir, subset_id, num_subsets, not_taken=selection.scan.skipped, sample=selection.sample)
     for reason, paths in selection.scan.skipped.items():
         for path in paths if reason.startswith(audio.UNREADABLE) else ():
             runlog.fail(path, reason)
     if not selection.jobs:  # more shards than files: nothing to do, and no reason to load (or download) the model
         log.warning("shard %d of %d holds no files (%s)", subset_id, num_subsets, audio_dir)
-        return runlog
+        if sink is None:
+            return runlog
     info = model.info if model is not None else check_settings(options)
+    if sink is not None:
+        _begin_feed(sink, out_dir, selection.all_stems, options.identity(info), overwrite)
+        if not selection.jobs:
+            runlog.partial = sink.path if sink.complete else sink.finish([])
+            return runlog
 
     def load() -> SpeechModel:
         if num_threads:
@@ -194,7 +248,19 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     log.info("%s in shard %d/%d -> %s", plural(len(selection.jobs), "file"), subset_id, num_subsets, out_dir)
     return run_extraction(model if model is not None else load, selection.jobs, out_dir, options, info=info,
                           runlog=runlog, overwrite=overwrite, stop=stop, progress=progress,
-                          audio_stems={path.stem for path in selection.scan.files}, alignments=alignments)
+                          audio_stems={path.stem for path in selection.scan.files}, alignments=alignments,
+                          batch_size=batch_size, sink=sink)
+
+
+def _begin_feed(sink, out_dir: Path, all_stems: list[str], identity: dict, overwrite: bool) -> None:
+    """Start a ``--no_store`` shard's feed, after refusing a folder that holds stored feature files (this run's
+    manifest would replace theirs)."""
+    stored = store.list_feature_files(out_dir) if out_dir.is_dir() else []
+    if stored:
+        raise UsageError(f"no_store: {out_dir} holds {plural(len(stored), 'stored feature file')} (e.g. "
+                         f"{stored[0].name}); analyse that folder with visualize_features.py, or choose another "
+                         f"--save_dir for the --no_store run")
+    sink.begin(all_stems, identity, overwrite=overwrite)
 
 
 def check_settings(options: ExtractionOptions):
@@ -258,8 +324,10 @@ def _fbank_function() -> Callable:
     return log_mel
 
 
-def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, stop, progress) -> None:
-    """Decode ahead (1 thread), compute in this thread, write behind (1 thread); failures go to ``runlog``."""
+def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, stop, progress, batch=None,
+              lookahead: int = LOOKAHEAD) -> None:
+    """Decode ahead (``lookahead`` files, 1 thread), compute in this thread, write behind (1 thread); failures go
+    to ``runlog``. ``batch(job, queue)``, when given, runs before each job's compute (:func:`_batch_ahead`)."""
     from tqdm import tqdm
 
     def decode(job: Job) -> Job:
@@ -276,7 +344,7 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
         upcoming = iter(jobs)
         for job in upcoming:
             queue.append((job, decoder.submit(decode, job)))
-            if len(queue) >= LOOKAHEAD:
+            if len(queue) >= lookahead:
                 break
         while queue and not (stop and stop.is_set()):
             job, decoded = queue.popleft()
@@ -284,6 +352,8 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
                 queue.append((nxt, decoder.submit(decode, nxt)))
             try:
                 decoded.result()
+                if batch is not None:
+                    batch(job, queue)
                 if job.wave.source_rate != sample_rate or job.wave.source_channels != 1:
                     log.info("%s: %d Hz, %d channel(s) -> resampled/downmixed to %d Hz mono", job.source.name,
                              job.wave.source_rate, job.wave.source_channels, sample_rate)
@@ -302,6 +372,40 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
     left = len(queue) + sum(1 for _ in upcoming)  # decoded ahead + never started
     if stop and stop.is_set() and left:
         runlog.interrupted(left)
+
+
+def _batch_ahead(model, batch_size: int, rep_type: str, indices: list[int], ahead: dict) -> Callable:
+    """The pipeline's batching step: before a job is computed, its features and those of the next decoded jobs
+    that may share its forward pass (``model.batch_groups``: any lengths for a layer-norm CNN, equal lengths for a
+    group-norm one) are computed together into ``ahead`` (target -> features). A job already in ``ahead`` is left
+    alone; a failed batch leaves its jobs to the one-utterance path, so every failure is that file's own."""
+    if not model.padding_exact:
+        log.warning("batch_size=%d: this model's CNN normalises its first block over the whole utterance "
+                    "(feat_extract_norm='group'), so zero padding would change its features; only consecutive "
+                    "utterances of equal length share a forward pass, the others run one at a time", batch_size)
+
+    def batch(job: Job, queue: deque) -> None:
+        if job.target in ahead:
+            return
+        group = [job]
+        for nxt, decoded in list(queue)[: batch_size - 1]:
+            try:
+                decoded.result()
+            except Exception:  # noqa: BLE001 -- that file fails on its own turn
+                break
+            group.append(nxt)
+        lengths = [len(j.wave.samples) for j in group]
+        group = [group[i] for i in model.batch_groups(lengths, batch_size)[0]]
+        if len(group) < 2:
+            return
+        try:
+            feats = model.features_batch([j.wave.samples for j in group], rep_type, indices)
+        except Exception as err:  # noqa: BLE001 -- retried one by one: each file's own error, if any
+            log.info("a batch of %d utterances failed (%s); computing them one by one", len(group), err)
+            return
+        ahead.update({j.target: f for j, f in zip(group, feats)})
+
+    return batch
 
 
 def _collect(item, runlog: RunLog, bar) -> None:

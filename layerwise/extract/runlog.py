@@ -47,6 +47,7 @@ class RunLog:
         self.overwrite = False
         self.was_interrupted = False
         self.manifest_kept: str | None = None  # why an earlier run's manifest was left in place
+        self.partial: Path | None = None  # --no_store: the analysis partial this shard wrote (no feature files)
         self._t0 = time.perf_counter()
 
     @property
@@ -150,6 +151,7 @@ class RunLog:
             "missing_alignment": self.missing_alignment,
             "unmatched_alignments": self.unmatched_alignment,
             "not_taken": self.not_taken,
+            **({} if self.partial is None else {"no_store": {"partial": str(self.partial), "feature_files": False}}),
         })
 
     def counts(self) -> dict:
@@ -167,7 +169,8 @@ class RunLog:
                  + (f", {c['missing_alignment']} without alignment" if c["missing_alignment"] else "")
                  + f" | {format_duration(self.audio_seconds)} of audio in {format_duration(c['wall_seconds'])} "
                  + f"({rtf})",
-                 f"outputs: {self.out_dir}"]
+                 f"outputs: {self.out_dir}" + (f" (no feature files stored; analysis partial {self.partial})"
+                                               if self.partial is not None else "")]
         for reason, paths in sorted(self.not_taken.items()):
             lines.append(f"not taken: {len(paths)} file(s): {reason} (e.g. {paths[0]})")
         if self.failures:

@@ -7,9 +7,13 @@ waveform normalisation, and returns for ONE utterance either
 - ``contextualized``: ``layer_0`` ... ``layer_L`` = ``model(x, output_hidden_states=True).hidden_states``, or
 - ``local``: ``conv_0`` ... ``conv_{K-1}`` = the output of each CNN feature-encoder block (after its activation),
 
-each as a time-major ``(T, D)`` float32 array. One utterance per forward pass: HuBERT-base's first conv block
-normalises over time (GroupNorm), so zero-padded batches change the numbers. The frame math (hop, receptive field,
-frame counts, frame centre times) lives in :mod:`layerwise.contract.grid` (``SpeechModel.geometry``).
+each as a time-major ``(T, D)`` float32 array. Several utterances share a forward pass only where that is exact
+(:meth:`SpeechModel.batch_groups`): a CNN normalised per frame (``feat_extract_norm="layer"``: wav2vec2-large-lv60,
+HuBERT-large, WavLM-large) is local in time, so zero-padded utterances with an attention mask give each utterance's
+own numbers (to the rounding of batched kernels); a group-norm CNN (HuBERT-base, wav2vec2-base) normalises its
+first block over the whole input, so padding would change every frame, and only utterances of equal length (no
+padding) are batched. The frame math (hop, receptive field, frame counts, frame centre times) lives in
+:mod:`layerwise.contract.grid` (``SpeechModel.geometry``).
 
 The settings (rep_type, dtype, device, normalize) arrive validated by the run's options
 (:class:`~layerwise.extract.options.ExtractionOptions`) and are trusted here.
@@ -133,6 +137,19 @@ class SpeechModel:
             return self._normalizer.zero_mean_unit_var_norm([samples], None)[0].astype(np.float32, copy=False)
         return samples
 
+    @property
+    def padding_exact(self) -> bool:
+        """True when zero-padded batches with an attention mask are exact: a CNN normalised per frame
+        (``feat_extract_norm="layer"``), local in time; a group-norm first block normalises over the whole input."""
+        return self.info.config_summary.get("feat_extract_norm", "group") == "layer"
+
+    def batch_groups(self, lengths: list[int], batch_size: int) -> list[list[int]]:
+        """Which of consecutive utterances of ``lengths`` samples share a forward pass (:func:`batch_groups`):
+        any lengths for a layer-norm CNN, equal lengths only for a group-norm one, long audio alone."""
+        encoder = self.model.feature_extractor
+        alone = encoder.long_samples if encoder.obstacle is None else 2**62
+        return batch_groups(lengths, batch_size, padding_exact=self.padding_exact, alone=alone)
+
     def features(self, samples: np.ndarray, rep_type: str, layers: list[int]) -> dict[str, np.ndarray]:
         """Features of ONE utterance.
 
@@ -145,44 +162,71 @@ class SpeechModel:
         when the input is shorter than one frame, would need more memory than is available, or gives NaN/inf
         (named by layer key and compute dtype).
         """
+        return self.features_batch([samples], rep_type, layers)[0]
+
+    def features_batch(self, waves: list[np.ndarray], rep_type: str, layers: list[int]) -> list[dict[str, np.ndarray]]:
+        """Features of several utterances in ONE forward pass, each as :meth:`features` gives it.
+
+        waves : ndarrays (n_samples_b,), float32, a group that :meth:`batch_groups` allows (else ValueError). Each is
+        normalised on its own, zero-padded to the longest, and, when lengths differ (layer-norm CNN only), the
+        model gets the attention mask of the real samples; each utterance's arrays are its own frames only:
+        ``geometry.n_frames(n_samples_b)`` rows (``conv_lengths`` for local keys). Equal to one pass per utterance
+        up to the rounding of batched kernels (tested within 1e-5). Raises :class:`InputError` as :meth:`features`
+        does, for the whole group (its caller retries the utterances one by one, so each failure is its own).
+        """
         torch = _torch()
         keys = self.keys(rep_type)
         if not layers or not all(0 <= i < len(keys) for i in layers):
             raise ValueError(f"layers={list(layers)} must be a non-empty list of indices in [0, {len(keys) - 1}]")
-        if self.geometry.n_frames(len(samples)) < 1:
-            raise InputError(f"{len(samples)} samples are shorter than one frame "
-                             f"({self.geometry.receptive_field} samples)")
-        needed = memory_needed(self, len(samples), rep_type, layers)
-        check_memory(needed, len(samples) / self.sample_rate, self.device)
-        x = torch.from_numpy(self.prepare(samples))[None].to(self.device, self.torch_dtype, non_blocking=True)
+        lengths = [len(w) for w in waves]
+        if len(waves) > 1 and self.batch_groups(lengths, len(waves)) != [list(range(len(waves)))]:
+            raise ValueError(f"utterances of {lengths} samples cannot share an exact forward pass (batch_groups)")
+        for n in lengths:
+            if self.geometry.n_frames(n) < 1:
+                raise InputError(f"{n} samples are shorter than one frame ({self.geometry.receptive_field} samples)")
+        longest, seconds = max(lengths), sum(lengths) / self.sample_rate
+        needed = len(waves) * memory_needed(self, longest, rep_type, layers)  # every row padded to the longest
+        check_memory(needed, seconds, self.device)
+        x = np.zeros((len(waves), longest), np.float32)
+        for b, w in enumerate(waves):
+            x[b, :len(w)] = self.prepare(w)
+        x = torch.from_numpy(x).to(self.device, self.torch_dtype, non_blocking=True)
+        mask = None
+        if len(set(lengths)) > 1:
+            mask = (torch.arange(longest)[None] < torch.tensor(lengths)[:, None]).to(self.device, torch.long)
         try:
             with torch.inference_mode():
                 if rep_type == "contextualized":
-                    states = self._encoder_states(x, layers)
+                    states = self._encoder_states(x, layers, mask)
+                    rows = {i: [self.geometry.n_frames(n) for n in lengths] for i in layers}
                 else:
-                    outputs = self.model.feature_extractor.block_outputs(x, set(layers))
-                    states = {i: h[0].transpose(0, 1) for i, h in outputs.items()}
+                    states = {i: h.transpose(1, 2) for i, h in
+                              self.model.feature_extractor.block_outputs(x, set(layers)).items()}
+                    conv = [self.geometry.conv_lengths(n) for n in lengths]
+                    rows = {i: [c[i] for c in conv] for i in layers}
                 for i in layers:  # on the device, before any copy
-                    if not bool(torch.isfinite(states[i]).all()):
+                    if not all(bool(torch.isfinite(states[i][b, :t]).all()) for b, t in enumerate(rows[i])):
                         raise InputError(non_finite_message(keys[i], self.dtype))
-                return {keys[i]: states[i].float().cpu().numpy() for i in layers}
+                return [{keys[i]: states[i][b, :rows[i][b]].float().cpu().numpy() for i in layers}
+                        for b in range(len(waves))]
         except MemoryError as err:
-            raise out_of_memory(needed, len(samples) / self.sample_rate, self.device) from err
+            raise out_of_memory(needed, seconds, self.device) from err
         except RuntimeError as err:
             if "memory" not in str(err).lower():
                 raise
-            raise out_of_memory(needed, len(samples) / self.sample_rate, self.device) from err
+            raise out_of_memory(needed, seconds, self.device) from err
 
-    def _encoder_states(self, x, layers: list[int]) -> dict:
-        """Hidden states ``{k: (T, D) tensor}`` for k in ``layers``, from the transformers forward pass stopped right
-        after the deepest one. As transformers' ``output_hidden_states``: state 0 is the input of the first encoder
-        layer, state k the output of layer k (hooks on the encoder layers; other states are not kept)."""
+    def _encoder_states(self, x, layers: list[int], attention_mask=None) -> dict:
+        """Hidden states ``{k: (B, T, D) tensor}`` for k in ``layers``, from the transformers forward pass stopped
+        right after the deepest one. As transformers' ``output_hidden_states``: state 0 is the input of the first
+        encoder layer, state k the output of layer k (hooks on the encoder layers; other states are not kept).
+        ``attention_mask`` (B, n_samples), 1 on real samples, for zero-padded utterances of a layer-norm CNN."""
         wanted, deepest = set(layers), max(layers)
         blocks, states = self.model.encoder.layers, {}
 
         def keep(index: int, value) -> None:
             if index in wanted:
-                states[index] = value[0]
+                states[index] = value
             if index == deepest:
                 raise _StopForward
 
@@ -195,13 +239,35 @@ class SpeechModel:
         handles = [blocks[0].register_forward_pre_hook(before_first, with_kwargs=True)]
         handles += [blocks[k - 1].register_forward_hook(after(k)) for k in range(1, deepest + 1)]
         try:
-            self.model(x)
+            if attention_mask is None:
+                self.model(x)
+            else:
+                self.model(x, attention_mask=attention_mask)
         except _StopForward:
             pass
         finally:
             for handle in handles:
                 handle.remove()
         return states
+
+
+def batch_groups(lengths: list[int], batch_size: int, *, padding_exact: bool, alone: int) -> list[list[int]]:
+    """Consecutive utterances grouped into forward passes of at most ``batch_size`` (indices into ``lengths``, in
+    order, every index once).
+
+    lengths : samples per utterance. padding_exact : True when zero padding with an attention mask is exact (a
+    layer-norm CNN): any lengths may share a pass; else only runs of equal length do (no padding at all).
+    alone : an utterance longer than this many samples (the chunked CNN of long audio) always runs alone.
+    """
+    groups: list[list[int]] = []
+    for i, n in enumerate(lengths):
+        last = groups[-1] if groups else None
+        if (last is not None and len(last) < batch_size and n <= alone and lengths[last[0]] <= alone
+                and (padding_exact or n == lengths[last[0]])):
+            last.append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 class _StopForward(Exception):

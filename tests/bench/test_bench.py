@@ -216,3 +216,24 @@ def test_long_file_row_runs_bench_long_in_a_fresh_process(tmp_path):
     r = bench_extract.long_file(model_dir, 42.0, unchunked=False, threads=1)
     assert "error" not in r, r
     assert r["frames"] == (42 * 16000 - 400) // 320 + 1 and r["layers"] == 3 and r["unchunked"] is False
+
+
+def test_simd_flags_keep_the_kernel_deciding_flags():
+    flags = {"fpu", "sse2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16", "pni"}
+    assert bench_extract.simd_flags(flags) == ["amx_bf16", "amx_tile", "avx", "avx2", "avx512_bf16", "avx512f",
+                                               "f16c", "fma"]
+
+
+def test_subset_folder_copies_the_first_files_with_their_relative_paths(tmp_path):
+    corpus = benchlib.write_corpus(tmp_path / "audio", 30.0, seed=1)
+    assert len(corpus) >= 2
+    folder = bench_extract.subset_folder(corpus[:1], tmp_path / "audio", tmp_path / "low")
+    copied = sorted(p.relative_to(folder) for p in folder.rglob("*.flac"))
+    assert copied == [corpus[0][0].relative_to(tmp_path / "audio")]
+    assert (folder / copied[0]).read_bytes() == corpus[0][0].read_bytes()
+
+
+def test_low_utterances_below_two_is_refused():
+    with pytest.raises(SystemExit) as err:
+        bench_extract.main(["--low_utterances", "1"])
+    assert err.value.code == 2

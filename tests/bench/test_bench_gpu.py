@@ -66,7 +66,7 @@ def test_bench_gpu_runs_on_cpu(tmp_path):
     model_dir = save_tiny("hubert", tmp_path / "tiny", do_normalize=False)
     out, work = tmp_path / "gpu.json", tmp_path / "work"
     cmd = [sys.executable, str(ROOT / "bench" / "bench_gpu.py"), "--device", "cpu", "--model_dir", str(model_dir),
-           "--seconds", "16", "--threads", "1", "--workdir", str(work), "--out", str(out)]
+           "--seconds", "16", "--threads", "1", "--batch_size", "2", "--workdir", str(work), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result, printed = json.loads(out.read_text()), proc.stdout
@@ -80,9 +80,15 @@ def test_bench_gpu_runs_on_cpu(tmp_path):
     rows = {(r["name"], r["dtype"]): r for r in result["rows"]}
     model, library = "extraction, model only", "extraction, extract_folder"
     stats_dev, stats_cpu = "streaming stats, torch float64 on cpu", "streaming stats, LayerStats float64 (CPU)"
+    single, batched = "layer-norm CNN, per utterance, model only", "layer-norm CNN, batched, model only"
+    batched_lib = "layer-norm CNN, batched, extract_folder"
+    no_store = "extraction, extract_folder --no_store"
     assert set(rows) == {(model, "float32"), (library, "float32"), (model, "tf32"), (model, "bfloat16"),
-                         (library, "bfloat16"), (stats_dev, "float64"), (stats_cpu, "float64")}
-    assert "CUDA" in rows[model, "tf32"]["skipped"]
+                         (library, "bfloat16"), (stats_dev, "float64"), (stats_cpu, "float64"),
+                         *((name, d) for name in (single, batched, batched_lib, no_store)
+                           for d in ("float32", "bfloat16")),
+                         (batched, "tf32")}
+    assert "CUDA" in rows[model, "tf32"]["skipped"] and "CUDA" in rows[batched, "tf32"]["skipped"]
     for r in (r for r in result["rows"] if not r["skipped"]):
         assert r["audio_s"] == pytest.approx(audio_s, rel=1e-12) and r["wall_s"] > 0
         assert r["realtime_factor"] == pytest.approx(r["audio_s"] / r["wall_s"], rel=1e-12)
@@ -90,14 +96,26 @@ def test_bench_gpu_runs_on_cpu(tmp_path):
         assert len(rows[key]["per_layer"]) == 3  # tiny: layer_0..layer_2
         assert max(v["max_rel_err"] for v in rows[key]["per_layer"].values()) <= 1e-4
     assert 0.99 < rows[model, "bfloat16"]["min_cka"] <= 1 + 1e-12
+    for key in ((batched, "float32"), (batched_lib, "float32")):  # padded batch == one utterance per pass
+        assert len(rows[key]["per_layer"]) == 3 and rows[key]["max_rel_err"] <= 1e-5
+    ln_config = json.loads((work / "layer-norm-cnn" / "config.json").read_text())
+    tiny_config = json.loads((model_dir / "config.json").read_text())
+    assert (ln_config["feat_extract_norm"], ln_config["do_stable_layer_norm"]) == ("layer", True)
+    assert ln_config["hidden_size"] == tiny_config["hidden_size"] and ln_config["conv_dim"] == tiny_config["conv_dim"]
+    assert len(list((work / "batched-float32").rglob("*_features.npz"))) == 2
+    for d in ("float32", "bfloat16"):  # --no_store: one shard's analysis partial, no feature file
+        partials = list((work / f"no-store-{d}").rglob("partial_*.npz"))
+        assert [str(p) for p in partials] == [rows[no_store, d]["partial"]]
+        assert not list((work / f"no-store-{d}").rglob("*_features.npz"))
     moments = rows[stats_dev, "float64"]["moments"]
     assert moments["frames"] == sum(frames(n) for n in samples)
     assert max(moments["mean"], moments["comoment"], moments["cka_abs"]) <= 1e-9
-    assert all(c["ok"] for c in result["checks"].values()) and len(result["checks"]) == 2
+    assert all(c["ok"] for c in result["checks"].values()) and len(result["checks"]) == 3
     assert len(list((work / "library-float32").rglob("*_features.npz"))) == 2
 
     for text in ("# device CPU", "torch", "ISA", model, library, stats_dev, stats_cpu, "skipped: TF32",
-                 "PASS device float32 == CPU float32", "PASS device float64 moments == LayerStats"):
+                 "PASS device float32 == CPU float32", "PASS device float64 moments == LayerStats",
+                 "PASS float32 batched == per utterance", batched, batched_lib, no_store):
         assert text in printed, text
     line = next(s for s in printed.splitlines() if s.startswith(model) and " float32 " in s)
     assert float(line.split()[-5]) == pytest.approx(rows[model, "float32"]["realtime_factor"], abs=0.051)  # .1f

@@ -229,3 +229,56 @@ def test_file_that_cannot_fit_fails_alone_with_the_memory_it_needs(tiny_hubert, 
         model.features(x, "contextualized", [0, 1, 2])
     monkeypatch.setattr(machine, "available_memory", lambda device: needed)
     assert model.features(x, "contextualized", [2])["layer_2"].shape == (frames, 32)
+
+
+def test_batch_groups_by_hand():
+    """Consecutive utterances, at most batch_size per pass; equal lengths only without exact padding; long alone."""
+    lengths = [5, 5, 3, 5, 5, 5, 9, 3]
+    assert M.batch_groups(lengths, 2, padding_exact=False, alone=100) == [[0, 1], [2], [3, 4], [5], [6], [7]]
+    assert M.batch_groups(lengths, 3, padding_exact=True, alone=100) == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    assert M.batch_groups(lengths, 4, padding_exact=True, alone=8) == [[0, 1, 2, 3], [4, 5], [6], [7]]
+    assert M.batch_groups(lengths, 1, padding_exact=True, alone=100) == [[i] for i in range(8)]
+
+
+LAYER_NORM_CNN = {  # feat_extract_norm="layer": the CNN is local in time (wav2vec2-large-lv60, HuBERT-large)
+    "wav2vec2-large-lv60-like": ("wav2vec2", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
+    "hubert-large-like": ("hubert", {"do_stable_layer_norm": True, "feat_extract_norm": "layer"}),
+    "wav2vec2-post-ln-layer-cnn": ("wav2vec2", {"feat_extract_norm": "layer"}),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(LAYER_NORM_CNN))
+def test_padded_batch_equals_unbatched_for_layer_norm_cnn(variant, tmp_path):
+    """Utterances of different lengths in one padded, masked forward pass: each equals transformers' unbatched
+    ``model(x, output_hidden_states=True)`` of that utterance alone within 1e-5, every layer, and each CNN block
+    equals the unbatched block outputs."""
+    kind, overrides = LAYER_NORM_CNN[variant]
+    folder = save_custom(kind, tmp_path / variant, **overrides)
+    model = M.SpeechModel.load(str(folder), device="cpu")
+    assert model.padding_exact
+    waves = [tone(n, seed=n) for n in (16000, 4000, 9123)]
+    assert model.batch_groups([len(w) for w in waves], 3) == [[0, 1, 2]]
+    layers = list(range(model.num_layers + 1))
+    batched = model.features_batch(waves, "contextualized", layers)
+    local = model.features_batch(waves, "local", list(range(7)))
+    for w, feats, conv in zip(waves, batched, local):
+        reference = reference_hidden_states(folder, model.prepare(w))
+        for i, ref in enumerate(reference):
+            assert feats[f"layer_{i}"].shape == ref.shape == (model.geometry.n_frames(len(w)), model.hidden_size)
+            np.testing.assert_allclose(feats[f"layer_{i}"], ref, atol=1e-5, rtol=1e-5)
+        for i, ref in enumerate(reference_conv_outputs(folder, model.prepare(w))):
+            np.testing.assert_allclose(conv[f"conv_{i}"], ref, atol=1e-5, rtol=1e-5)
+
+
+def test_group_norm_cnn_batches_only_equal_lengths(tiny_hubert):
+    """HuBERT-base's GroupNorm CNN: equal lengths share a pass (no padding) and equal the unbatched reference;
+    unequal lengths are refused by features_batch and kept apart by batch_groups."""
+    model = M.SpeechModel.load(str(tiny_hubert), device="cpu")
+    assert not model.padding_exact
+    same = [tone(8000, seed=s) for s in (1, 2, 3)]
+    for w, feats in zip(same, model.features_batch(same, "contextualized", [0, 1, 2])):
+        for i, ref in enumerate(reference_hidden_states(tiny_hubert, model.prepare(w))):
+            np.testing.assert_allclose(feats[f"layer_{i}"], ref, atol=1e-5, rtol=1e-5)
+    assert model.batch_groups([8000, 8000, 6000, 8000], 4) == [[0, 1], [2], [3]]
+    with pytest.raises(ValueError, match="cannot share an exact forward pass"):
+        model.features_batch([tone(8000), tone(6000)], "contextualized", [0])
