@@ -182,8 +182,11 @@ def _score_layer(family: MeasureFamily, info: dict, key: str, frames, items, exc
                 + ("and X of another speaker" if "across" in name else "of one speaker"))
             continue
         family.values.setdefault(name, {})[key] = result.score
+        if not options.n_boot:  # --n_boot 0: no intervals (otherwise ABX keeps its own abx.DEFAULT_N_BOOT)
+            continue
         interval = abx_interval(result, seed=options.seed)
         info["interval"][name] = {"method": interval.method, "n_boot": interval.n_boot, "level": interval.level}
+        family.methods[name] = f"{interval.method}, {interval.n_boot} resamples"
         if interval.low is None:
             info["interval_unavailable"].setdefault(name, {})[key] = interval.reason
         else:
@@ -197,7 +200,7 @@ def score(paths: dict[str, Path], items: list, item_file: str, layers: list[str]
     (one progress bar over the layers). A measure without a value on any layer is under ``unavailable``."""
     from layerwise.contract.progress import bar
 
-    family = MeasureFamily(chance={name: layout.MEASURE[name].chance for name in KEY_MODE})
+    family = MeasureFamily(chance={name: dict.fromkeys(layers, layout.MEASURE[name].chance) for name in KEY_MODE})
     rates = {key: layer_rate(meta, key) for key in layers}
     unknown = [key for key, rate in rates.items() if rate is None]
     if unknown:

@@ -37,7 +37,8 @@ from layerwise.contract.results import (
     components_for,
 )
 from layerwise.errors import EmbedError, UsageError, error_text
-from layerwise.stats.sample import pca_from_covariance, project, tsne_embed
+from layerwise.stats.sample import effective_rank, pca_spectrum, project, tsne_embed
+from layerwise.stats.uncertainty import StatisticIntervals, statistic_intervals
 
 log = logging.getLogger(__name__)
 
@@ -47,23 +48,24 @@ def _speakers(utterances: np.ndarray) -> np.ndarray | None:
 
 
 def _pca(stats, key: str, n: int, dim: int, sample_points: np.ndarray):
-    """(ratios (k,), components_90, projection (n_points, 2)) of one layer, or raises EmbedError."""
-    ratios, components = pca_from_covariance(stats.covariance(key), n, dim)
+    """(ratios (k,), components_90, projection (n_points, 2), effective rank) of one layer, or raises EmbedError."""
+    ratios, components, spectrum = pca_spectrum(stats.covariance(key), n, dim)
     needed = components_for(ratios)
     keep = max(N_PCA_COMPONENTS, needed or 0)
     coords = project(sample_points, stats.dim_mean(key), components[:2])
-    return ratios[:keep], needed, np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    return ratios[:keep], needed, np.pad(coords, ((0, 0), (0, 2 - coords.shape[1]))), effective_rank(spectrum)
 
 
-def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[LayerResult]:
+def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate,
+            cka_debiased: np.ndarray) -> list[LayerResult]:
     from layerwise.contract.progress import bar
 
     out = []
     for i, key in enumerate(bar(state.layers, "PCA + t-SNE", "layer")):
         stats, reasons = state.stats.stats_of(key), {}
-        ratios = needed = projection = embedding = None
+        ratios = needed = projection = embedding = rank = None
         try:
-            ratios, needed, projection = _pca(stats, key, stats.n, state.dims[i], sample.points[key])
+            ratios, needed, projection, rank = _pca(stats, key, stats.n, state.dims[i], sample.points[key])
             if needed is None:
                 reasons["components_90"] = "the spectrum never reaches 90 % (numerically degenerate covariance)"
         except EmbedError as err:
@@ -77,28 +79,53 @@ def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate) -> list[
             previous = float(cka[i, i - 1]) if np.isfinite(cka[i, i - 1]) else None
             if previous is None:
                 reasons["cka_with_previous"] = "undefined (a constant layer, or no frames to match in time)"
+        debiased = float(cka_debiased[i, i - 1]) if i and np.isfinite(cka_debiased[i, i - 1]) else None
+        if i and debiased is None:
+            reasons["cka_with_previous_debiased"] = ("undefined (a constant layer, fewer than 4 frames, or too few "
+                                                     "frames for the unbiased estimate)")
         var = stats.dim_var(key)
         out.append(LayerResult(
             key=key, dim=state.dims[i], n_frames=stats.n, frame_rate=state.stats.frame_rate(key, rate),
             mean=stats.layer_mean()[key], std=stats.layer_std()[key], dim_mean=stats.dim_mean(key), dim_var=var,
             explained_variance_ratio=ratios, components_90=needed, projection=projection, embedding=embedding,
-            cka_with_previous=previous, reasons=reasons))
+            cka_with_previous=previous, reasons=reasons, effective_rank=rank, cka_with_previous_debiased=debiased))
     return out
+
+
+def _statistic_intervals(state: Collected, sample, layers: list[LayerResult], options: AnalysisOptions,
+                         wall: dict) -> StatisticIntervals:
+    """95 % intervals of the per-layer statistics (``stats.uncertainty``), under their summary.json names; none with
+    ``n_boot`` 0 (the statistics' are jackknives: n_boot says only whether). Its time goes into ``wall``."""
+    if not options.n_boot:
+        return StatisticIntervals()
+    start = time.perf_counter()
+    values = {"pca_components_90": "components_90", "effective_rank": "effective_rank",
+              "cka_with_previous": "cka_with_previous", "cka_with_previous_debiased": "cka_with_previous_debiased"}
+    full = {name: {x.key: getattr(x, attr) for x in layers} for name, attr in values.items()}
+    found = statistic_intervals({k: state.stats.stats_of(k) for k in state.layers},
+                                {x.key: (x.mean, x.std) for x in layers}, sample.points, sample.utterances, full,
+                                seed=options.seed)
+    wall["statistic_intervals"] = time.perf_counter() - start
+    return found
 
 
 @dataclass
 class _Measures:
     """The measure families of a run, merged in the order they were computed (span, alignment-free, ABX).
 
-    values, info, unavailable, intervals : the union of the families' fields (``AnalysisResult.measures``,
-    ``measure_info``, ``unavailable``, ``intervals``); control : the control's :class:`ControlResult` (the families'
-    controls merged field by field; folder and meta of the first); notes : for the report.
+    values, info, unavailable, intervals, chance, n_test, methods : the union of the families' fields
+    (``AnalysisResult.measures``, ``measure_info``, ``unavailable``, ``intervals``, ``chance``, ``n_test``,
+    ``interval_methods``); control : the control's :class:`ControlResult` (the families' controls merged field by
+    field; folder and meta of the first); notes : for the report (each family's part hands its notes in ``add``).
     """
 
     values: dict = field(default_factory=dict)
     info: dict = field(default_factory=dict)
     unavailable: dict = field(default_factory=dict)
     intervals: dict = field(default_factory=dict)
+    chance: dict = field(default_factory=dict)
+    n_test: dict = field(default_factory=dict)
+    methods: dict = field(default_factory=dict)
     control: ControlResult | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -107,14 +134,35 @@ class _Measures:
         self.info.update(family.info)
         self.unavailable.update(family.unavailable)
         self.intervals.update(family.intervals)
+        self.chance.update(family.chance)
+        self.n_test.update(family.n_test)
+        self.methods.update(family.methods)
         if control is not None and self.control is not None:
             first = self.control
             control = replace(first, measures={**first.measures, **control.measures},
                               measure_info={**first.measure_info, **control.measure_info},
                               unavailable={**first.unavailable, **control.unavailable},
-                              intervals={**first.intervals, **control.intervals})
+                              intervals={**first.intervals, **control.intervals},
+                              chance={**first.chance, **control.chance}, n_test={**first.n_test, **control.n_test})
         self.control = control or self.control
-        self.notes += notes
+        self.notes += notes + stable_notes(family)
+
+
+def stable_notes(family: MeasureFamily) -> list[str]:
+    """A note per published PWCCA (``layout.TWIN_MEASURES`` ending ``_stable``) whose stable twin lies outside its
+    95 % interval on some layer: there the published value carries the one-hot null pair's rounding noise."""
+    notes = []
+    for twin in layout.TWIN_MEASURES:
+        base = layout.MEASURE[twin].twin_of
+        if not twin.endswith("_stable") or twin not in family.values or base not in family.intervals:
+            continue
+        outside = [key for key, (low, high) in family.intervals[base].items()
+                   if family.values[twin].get(key) is not None and not low <= family.values[twin][key] <= high]
+        if outside:
+            notes.append(f"{base}: on {', '.join(outside)} the published value's 95 % interval does not contain its "
+                         f"stable twin {twin} (one one-hot column dropped): there it carries the rounding noise of "
+                         f"the one-hot's null direction; quote {twin}")
+    return notes
 
 
 def _span_part(state: Collected, options: AnalysisOptions,
@@ -127,7 +175,8 @@ def _span_part(state: Collected, options: AnalysisOptions,
                  len(control_spans.stems), len(state.files))
     family, notes = analyse_spans(state.spans, control_spans, seed=options.seed, n_splits=options.probe_splits,
                                   cca_protocol=options.cca_protocol, mi_protocol=options.mi_protocol,
-                                  unit=state.meta.get("span", "phone"), num_files=options.num_files)
+                                  unit=state.meta.get("span", "phone"), num_files=options.num_files,
+                                  n_boot=options.n_boot)
     control = None
     if family.control is not None:
         control = ControlResult.of(family.control, features_dir=source.folder, n_files=len(control_spans.stems),
@@ -148,8 +197,8 @@ def _properties(state: Collected, options: AnalysisOptions,
         log.info("random-init control: %s (%d of the %d analysed utterances)", folder, len(control_state.stems),
                  len(state.files))
     family = alignment_free.analyse(state.properties, control_state, seed=options.seed,
-                                    cca_protocol=options.cca_protocol)
-    notes, control = [], None
+                                    cca_protocol=options.cca_protocol, n_boot=options.n_boot)
+    notes, control = list(family.notes), None
     if family.control is not None:
         control = ControlResult.of(family.control, features_dir=folder, n_files=len(control_state.stems),
                                    meta=control_meta(folder, control_state.stems))
@@ -179,7 +228,8 @@ def _explain(state: Collected, unavailable: dict[str, str], measures: dict,
                 unavailable[name] = (f"{reason}, but the analysed files hold one speaker only (speaker "
                                      f"{next(iter(speakers))}; --num_files N takes the first N files by name): "
                                      f"{more_files(num_files)}")
-    cells = {"cka_with_previous": {keys[0]: "the first layer: no previous one"}}
+    cells = {"cka_with_previous": {keys[0]: "the first layer: no previous one"},
+             "cka_with_previous_debiased": {keys[0]: "the first layer: no previous one"}}
     if BASE_LAYER in (measures.get("cca_intra") or {}):
         cells["cca_intra"] = {BASE_LAYER: "the reference layer"}
     return cells
@@ -193,6 +243,9 @@ def _requested(state: Collected, options: AnalysisOptions) -> list[str]:
     if state.spans is not None:
         return list(layout.SPAN_MEASURES)
     requested = list(layout.ABX_MEASURES) if options.abx else []
+    from layerwise.analyze import standard
+
+    requested += standard.requested(state, options)
     if state.properties is not None:  # one process over a frame folder: the property measures its files allow
         from layerwise.measures.alignment_free import BASE_LAYER, MEASURES
 
@@ -260,10 +313,12 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         found.add(*_span_part(state, options, source))
         wall = {**wall, "span_measures": time.perf_counter() - start}
     start = time.perf_counter()
-    cka = state.stats.cka()
-    layers = _layers(state, sample, cka, options.seed, state.meta.get("sample_rate"))
+    cka, cka_debiased = state.stats.cka(), state.stats.cka_debiased()
+    layers = _layers(state, sample, cka, options.seed, state.meta.get("sample_rate"), cka_debiased)
     wall = {**wall, "pca_tsne": time.perf_counter() - start}
     log.info("PCA and t-SNE of %d points × %d layers in %.1f s", len(sample), len(layers), wall["pca_tsne"])
+    statistics = _statistic_intervals(state, sample, layers, options, wall)
+    found.notes += statistics.notes()
     if state.properties is not None:
         start = time.perf_counter()
         found.add(*_properties(state, options, source))
@@ -276,6 +331,12 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         found.add(*abx.analyse(state, options, source, preflight.items if preflight is not None else None))
         wall["abx"] = time.perf_counter() - start
         log.info("ABX error rates in %.1f s", wall["abx"])
+    from layerwise.analyze import standard  # PNMI, gender probe, word-embedding CCA: own stages, wall entries
+
+    for stage, part in standard.stages(state, options):
+        start = time.perf_counter()
+        found.add(*part(state, options, source))
+        wall[stage] = time.perf_counter() - start
     no_control = source.no_control_note() if found.control is None and measured else None
     if no_control is not None:
         found.notes.append(no_control)  # logged with the other notes at the end
@@ -287,6 +348,9 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         similarity_rule=state.stats.rule(),
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
         meta=state.meta, run=_run_info(options, wall, shards), unit=unit, notes=_notes(state, layers) + found.notes,
-        unavailable=found.unavailable, requested=_requested(state, options), intervals=found.intervals,
+        unavailable=found.unavailable, requested=_requested(state, options),
+        intervals={**found.intervals, **statistics.intervals},
+        interval_methods={**found.methods, **statistics.methods}, chance=found.chance, n_test=found.n_test,
+        n_boot=options.n_boot, cka_debiased=cka_debiased,
         measures=found.values, measure_info=found.info, control=found.control, not_applicable=not_applicable,
         no_control=no_control)

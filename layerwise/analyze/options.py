@@ -12,6 +12,7 @@ from pathlib import Path
 from layerwise.analyze.control import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
 from layerwise.contract.names import COLOR_BY_CHOICES as _COLOURS
 from layerwise.errors import UsageError
+from layerwise.measures.resample import DEFAULT_N_BOOT
 
 DEFAULT_NUM_FILES = 3
 DEFAULT_MAX_POINTS = 500  # t-SNE of 13 layers × 500 points: about 11 s on 2 busy cores (openTSNE, one thread)
@@ -23,6 +24,9 @@ DEFAULT_CCA_PROTOCOL, DEFAULT_MI_PROTOCOL = "centred", "project"
 # ABX (analyze/abx.py): distance choices measures.abx.DISTANCES (checked here once); ZeroSpeech 2021's subsampling
 # (fastabx zerospeech_abx defaults): at most 10 items of A, B and X per cell, at most 5 X speakers per (A, B) group
 DEFAULT_ABX_DISTANCE, DEFAULT_ABX_MAX_SIZE_GROUP, DEFAULT_ABX_MAX_X_ACROSS = "angular", 10, 5
+# PNMI (analyze/pnmi.py): K of the HuBERT paper's Table IV; 10,000 fit frames = 200 s of speech at 50 Hz, ~3 MB per
+# 768-dim layer in float32 (k-means of K=100 on them: ~24 s per layer on 2 busy cores, measures/pnmi.py)
+DEFAULT_PNMI_CLUSTERS, DEFAULT_PNMI_FIT_FRAMES = "100", 10_000
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -47,6 +51,11 @@ class AnalysisOptions:
     alignment_format, phone_tier, silence_labels as the extraction spells them; silence_labels None = the
     extraction's default) to build triphone items from phone alignments; neither = no ABX. abx_distance,
     abx_max_size_group, abx_max_x_across : the ABX distance and ZeroSpeech subsampling (0 disables a limit).
+    n_boot : bootstrap replicates of every 95 % interval (``measures.resample``; 0 = no intervals).
+    pnmi_clusters : K of the PNMI k-means, "100" or a comma list "100,500" (normalised to a tuple of ints; with
+    alignment_dir on frame folders); pnmi_fit_frames : frames the k-means is fitted on (``analyze.pnmi``).
+    word_embeddings : a GloVe / word2vec file for ``cca_word_embedding`` (word-span folders). speakers_file : a
+    LibriSpeech SPEAKERS.TXT for ``gender_probe_accuracy`` (None: looked for next to the audio, ``contract.speakers``).
     command : the command line, for the run card.
     """
 
@@ -76,6 +85,11 @@ class AnalysisOptions:
     abx_distance: str = DEFAULT_ABX_DISTANCE
     abx_max_size_group: int = DEFAULT_ABX_MAX_SIZE_GROUP
     abx_max_x_across: int = DEFAULT_ABX_MAX_X_ACROSS
+    n_boot: int = DEFAULT_N_BOOT
+    pnmi_clusters: str | tuple[int, ...] = DEFAULT_PNMI_CLUSTERS
+    pnmi_fit_frames: int = DEFAULT_PNMI_FIT_FRAMES
+    word_embeddings: str | Path | None = None
+    speakers_file: str | Path | None = None
     command: str | None = None
 
     def __post_init__(self):
@@ -87,6 +101,9 @@ class AnalysisOptions:
             raise UsageError(f"max_points={self.max_points} must be >= {MIN_TSNE_POINTS} (t-SNE needs that many)")
         if self.probe_splits < 1:
             raise UsageError(f"probe_splits={self.probe_splits} must be >= 1")
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot == 1 or self.n_boot < 0:
+            raise UsageError(f"n_boot={self.n_boot!r} must be 0 (no intervals) or an int >= 2 (bootstrap replicates "
+                             f"of the 95 % intervals; default {DEFAULT_N_BOOT})")
         _choice("similarity", self.similarity, SIMILARITY_CHOICES)
         _choice("color_by", self.color_by, COLOR_BY_CHOICES)
         _choice("precision", self.precision, PRECISIONS)
@@ -103,6 +120,7 @@ class AnalysisOptions:
             _choice("cca_protocol", self.cca_protocol, CCA_PROTOCOLS)
             _choice("mi_protocol", self.mi_protocol, MI_PROTOCOLS)
         self._check_abx()
+        self._check_issue20()
 
     def _check_abx(self) -> None:
         """The ABX settings: one item source, files and folders that exist, limits 0 (off) or >= 2."""
@@ -131,6 +149,27 @@ class AnalysisOptions:
         if self.silence_labels is not None:  # as the extraction normalises them: lower case, "" always silence
             labels = tuple(sorted({str(s).strip().lower() for s in self.silence_labels} | {""}))
             object.__setattr__(self, "silence_labels", labels)
+
+    def _check_issue20(self) -> None:
+        """PNMI's K list (ints >= 2, normalised to a tuple) and fit frames; the embedding and speakers files exist."""
+        parts = (self.pnmi_clusters.split(",") if isinstance(self.pnmi_clusters, str)
+                 else list(self.pnmi_clusters))
+        try:
+            ks = tuple(int(str(k).strip()) for k in parts)
+        except ValueError:
+            ks = ()
+        if not ks or min(ks) < 2 or len(set(ks)) != len(ks):
+            raise UsageError(f"pnmi_clusters={self.pnmi_clusters!r} must be distinct ints >= 2, comma-separated "
+                             f"(e.g. 100,500)")
+        object.__setattr__(self, "pnmi_clusters", ks)
+        if isinstance(self.pnmi_fit_frames, bool) or not isinstance(self.pnmi_fit_frames, int) \
+                or self.pnmi_fit_frames < max(ks):
+            raise UsageError(f"pnmi_fit_frames={self.pnmi_fit_frames!r} must be an int >= the largest of "
+                             f"pnmi_clusters ({max(ks)})")
+        for name in ("word_embeddings", "speakers_file"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise UsageError(f"{name}={value} is not a file")
 
     @property
     def abx(self) -> bool:

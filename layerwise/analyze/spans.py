@@ -15,6 +15,7 @@ import numpy as np
 from layerwise.contract.layout import SPAN_MEASURES
 from layerwise.contract.results import MeasureFamily
 from layerwise.errors import UndefinedMeasureError, error_text
+from layerwise.measures.resample import DEFAULT_N_BOOT
 
 log = logging.getLogger(__name__)
 
@@ -55,7 +56,7 @@ def more_files(num_files: int) -> str:
 
 
 def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str = "centred",
-             mi_protocol: str = "project", unit: str = "phone") -> MeasureFamily:
+             mi_protocol: str = "project", unit: str = "phone", n_boot: int = DEFAULT_N_BOOT) -> MeasureFamily:
     """The span measures of :func:`layerwise.measures.span.span_measures` on ``spans`` (a
     :class:`~layerwise.contract.results.MeasureFamily`; what could not be computed is logged as a warning).
 
@@ -67,7 +68,7 @@ def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str
     features, labels, groups = spans.arrays()
     try:
         result = span.span_measures(features, labels, groups, seed=seed, n_splits=n_splits,
-                                    cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit)
+                                    cca_protocol=cca_protocol, mi_protocol=mi_protocol, unit=unit, n_boot=n_boot)
     except UndefinedMeasureError as err:  # too few utterances or classes: every measure unavailable, with why
         log.warning("span measures could not be computed: %s", error_text(err))
         return MeasureFamily(unavailable=dict.fromkeys(SPAN_MEASURES, error_text(err)))
@@ -78,20 +79,21 @@ def measures(spans: SpanFeatures, *, seed: int, n_splits: int, cca_protocol: str
 
 def analyse(spans: SpanFeatures, control: SpanFeatures | None, *, seed: int, n_splits: int,
             cca_protocol: str = "centred", mi_protocol: str = "project",
-            unit: str = "phone", num_files: int = 0) -> tuple[MeasureFamily, list[str]]:
+            unit: str = "phone", num_files: int = 0, n_boot: int = DEFAULT_N_BOOT) -> tuple[MeasureFamily, list[str]]:
     """The span measures of a span folder and, with the same seed, protocols and measures, of its control.
 
     Returns ``(family, notes)``: ``family`` is :func:`measures` of the trained features (``probe_accuracy``,
     ``pwcca``, ``mi`` per layer; ``probe_majority_baseline`` and ``span_measures_info`` under ``info``; what could
     not be computed under ``unavailable``) with the control's family as ``control`` (None without one); ``notes``
     are sentences for the report (too few utterances, utterances the control lacks). cca_protocol, mi_protocol,
-    unit : passed to ``span.span_measures``; num_files : the run's setting (advice never repeats it). The control's utterances are those of the analysed selection that it
+    unit, n_boot : passed to ``span.span_measures``; num_files : the run's setting (advice never repeats it); the
+    family's own notes (few test items, clusters, the published protocol's splits) come first in ``notes``. The control's utterances are those of the analysed selection that it
     also has.
     """
     options = {"seed": seed, "n_splits": n_splits, "cca_protocol": cca_protocol, "mi_protocol": mi_protocol,
-               "unit": unit}
+               "unit": unit, "n_boot": n_boot}
     family = measures(spans, **options)
-    notes = []
+    notes = list(family.notes)
     if len(spans.stems) < FEW_UTTERANCES:
         notes.append(f"span measures from only {len(spans.stems)} utterances (test parts of one or two "
                      f"utterances): noisy; {more_files(num_files)}")

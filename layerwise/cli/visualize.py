@@ -29,6 +29,7 @@ from layerwise.analyze.options import (
     DEFAULT_CCA_PROTOCOL,
     DEFAULT_MAX_POINTS,
     DEFAULT_MI_PROTOCOL,
+    DEFAULT_N_BOOT,
     DEFAULT_NUM_FILES,
     SIMILARITY_CHOICES,
     AnalysisOptions,
@@ -80,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help=f"CCA measure: centred (PWCCA on utterance splits) or pasad (the published protocol) {d}")
     g.add_argument("--mi_protocol", default=DEFAULT_MI_PROTOCOL,
                    help=f"MI measure: project (k-means NMI) or pasad (the published protocol) {d}")
+    g.add_argument("--n_boot", type=int, default=DEFAULT_N_BOOT,
+                   help=f"bootstrap replicates of the 95 %% intervals of every per-layer number (summary.json "
+                        f"<measure>_ci); 0 = no intervals {d}")
     _abx_arguments(p)
     s = p.add_argument_group("analysis across machines (docs/scaling.md)")
     common.add_shard_arguments(s, "analyse groups of files g with g mod N == K and write partial statistics to "
@@ -114,6 +118,25 @@ def _abx_arguments(p: argparse.ArgumentParser) -> None:
                    help=f"ZeroSpeech subsampling: at most N items of A, B and X per cell, seeded by --seed; 0 = all {d}")
     a.add_argument("--abx_max_x_across", type=int, default=DEFAULT_ABX_MAX_X_ACROSS,
                    help=f"across-speaker mode: at most N X speakers per (A, B) group; 0 = all {d}")
+    _standard_arguments(p)
+
+
+def _standard_arguments(p: argparse.ArgumentParser) -> None:
+    """PNMI/purity (with --alignment_dir), word-embedding CCA and the gender probe (docs/analysis.md)."""
+    from layerwise.analyze.options import DEFAULT_PNMI_CLUSTERS, DEFAULT_PNMI_FIT_FRAMES
+
+    d = "(default: %(default)s)"
+    s = p.add_argument_group("PNMI, word embeddings, gender (docs/analysis.md)")
+    s.add_argument("--pnmi_clusters", default=DEFAULT_PNMI_CLUSTERS,
+                   help=f"K of the k-means units for PNMI and purity, comma list e.g. 100,500 (frame folders with "
+                        f"--alignment_dir; summary keys of the first K, *_per_k of all) {d}")
+    s.add_argument("--pnmi_fit_frames", type=int, default=DEFAULT_PNMI_FIT_FRAMES,
+                   help=f"labelled frames (seeded by utterance name) the k-means is fitted on {d}")
+    s.add_argument("--word_embeddings", default=None,
+                   help="GloVe or word2vec (text or binary) file: cca_word_embedding of word-span folders")
+    s.add_argument("--speakers_file", default=None,
+                   help="LibriSpeech SPEAKERS.TXT for gender_probe_accuracy (default: looked for above the audio "
+                        "the features record)")
 
 
 def main(argv=None) -> int:
@@ -136,7 +159,8 @@ def main(argv=None) -> int:
             alignment_dir=args.alignment_dir, alignment_format=args.alignment_format, phone_tier=args.phone_tier,
             silence_labels=tuple(args.silence_labels.split(",")), abx_distance=args.abx_distance,
             abx_max_size_group=args.abx_max_size_group, abx_max_x_across=args.abx_max_x_across,
-            command=command_line(argv))
+            n_boot=args.n_boot, pnmi_clusters=args.pnmi_clusters, pnmi_fit_frames=args.pnmi_fit_frames,
+            word_embeddings=args.word_embeddings, speakers_file=args.speakers_file, command=command_line(argv))
         summary = run_analysis(options)
     except LayerwiseError as err:
         log.error("%s", common.with_flags(error_text(err), vars(args)))

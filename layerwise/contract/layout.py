@@ -207,7 +207,9 @@ def sort_layer_keys(keys) -> list[str]:
 class Measure:
     """A per-layer measure of ``summary.json`` (``{measure: {layer: float | null}}``, the control's under
     ``random_init``): its key, the legend label, the table description, the group it is drawn with, its colour, and
-    its chance level when it has a fixed one (ABX: 0.5), else None."""
+    its chance level when it has a fixed one (ABX: 0.5), else None. twin_of : the published measure this one
+    re-estimates (``pwcca_stable``: ``pwcca`` without the one-hot's null column; ``mi_adjusted``: ``mi`` corrected
+    for chance), computed beside it whenever it is, never requested on its own."""
 
     key: str
     label: str
@@ -215,6 +217,7 @@ class Measure:
     group: str  # "label" (phone/word spans), "acoustic", "speaker", "abx" (frame folders with phone items)
     colour: str
     chance: float | None = None
+    twin_of: str | None = None
 
 
 MEASURES = (
@@ -224,6 +227,11 @@ MEASURES = (
             "tab:orange"),
     Measure("mi", "label MI", "mutual information between k-means clusters of the segments and their labels "
             "(normalised; MI / H(labels) with mi_protocol pasad)", "label", "tab:green"),
+    Measure("pwcca_stable", "label PWCCA (stable)", "label PWCCA with one one-hot column dropped (the null direction "
+            "of the centred one-hot, whose rounding-noise pair the published weighting counts; cca_protocol pasad)",
+            "label", "tab:olive", twin_of="pwcca"),
+    Measure("mi_adjusted", "label MI (adjusted)", "adjusted mutual information (scikit-learn, chance-corrected: 0 = "
+            "unrelated) of the same clusters and labels as mi", "label", "tab:cyan", twin_of="mi"),
     Measure("cca_mel", "CCA with the log-mel filterbank", "CCA with the log-mel filterbank frames (time-matched)",
             "acoustic", "tab:brown"),
     Measure("cca_intra", "CCA with L0", "CCA with layer_0 (the transformer input)", "acoustic", "tab:gray"),
@@ -234,6 +242,8 @@ MEASURES = (
             "accuracy of always answering the most frequent speaker", "speaker", "tab:pink"),
     Measure("speaker_pwcca", "speaker PWCCA", "projection-weighted CCA between frames and one-hot speaker",
             "speaker", "tab:red"),
+    Measure("speaker_pwcca_stable", "speaker PWCCA (stable)", "speaker PWCCA with one one-hot column dropped "
+            "(cca_protocol pasad)", "speaker", "salmon", twin_of="speaker_pwcca"),
     # ABX error rates (ZeroSpeech; measures/abx.py): lower = better, 0.5 = chance (a random distance is right on half
     # of the (A, B, X) triples); colours of the Okabe-Ito palette (colour-blind safe)
     Measure("abx_within_speaker_triphone", "ABX triphone, within speaker",
@@ -245,10 +255,28 @@ MEASURES = (
     Measure("abx_within_speaker_phoneme", "ABX phoneme, within speaker",
             "ABX error rate of phone items in any context, A, B and X of one speaker (0.5 = chance, lower = "
             "better)", "abx", "#009E73", chance=0.5),
+    # issue 20 (analyze/standard.py): k-means units vs frame phone labels (HuBERT, Hsu et al. 2021), word embeddings,
+    # gender; each group needs its own input (alignment_dir on frame folders, word_embeddings, a SPEAKERS.TXT)
+    Measure("pnmi", "PNMI", "phone-normalised mutual information I(phone; cluster) / H(phone) of k-means units of "
+            "the frames (first K of pnmi_clusters)", "units", "#0072B2"),
+    Measure("phone_purity", "phone purity", "Σ_c p(c) max_phone p(phone | c): how pure each k-means cluster is",
+            "units", "#CC79A7"),
+    Measure("cluster_purity", "cluster purity", "Σ_phone p(phone) max_c p(c | phone): how concentrated each phone "
+            "is in one cluster", "units", "#999999"),
+    Measure("cca_word_embedding", "CCA with word embeddings", "PWCCA between word-segment vectors and the "
+            "embeddings of their words (word_embeddings file)", "word_embedding", "tab:olive"),
+    Measure("gender_probe_accuracy", "gender probe accuracy", "held-out accuracy of a linear probe predicting the "
+            "speaker's sex (SPEAKERS.TXT) from utterance means, speakers disjoint", "gender", "tab:cyan"),
+    # a per-layer statistic of every run (LayerResult.effective_rank, beside pca_components_90), not a family's
+    Measure("effective_rank", "effective rank", "exp of the Shannon entropy of the normalised eigenvalues of the "
+            "layer's exact covariance (Roy & Vetterli 2007; RankMe, Garrido et al. 2023): between 1 and the "
+            "dimension", "statistic", "#D55E00"),
 )
 MEASURE = {m.key: m for m in MEASURES}
-SPAN_MEASURES = tuple(m.key for m in MEASURES if m.group == "label")  # need phone/word span folders
-PROPERTY_MEASURES = tuple(m.key for m in MEASURES if m.group in ("acoustic", "speaker"))  # need no alignment
-SPEAKER_MEASURES = tuple(m.key for m in MEASURES if m.group == "speaker")  # need >= 2 LibriSpeech speakers
+TWIN_MEASURES = tuple(m.key for m in MEASURES if m.twin_of is not None)  # computed beside their published measure
+_OWN = tuple(m for m in MEASURES if m.twin_of is None)
+SPAN_MEASURES = tuple(m.key for m in _OWN if m.group == "label")  # need phone/word span folders
+PROPERTY_MEASURES = tuple(m.key for m in _OWN if m.group in ("acoustic", "speaker"))  # need no alignment
+SPEAKER_MEASURES = tuple(m.key for m in _OWN if m.group == "speaker")  # need >= 2 LibriSpeech speakers
 ABX_MEASURES = tuple(m.key for m in MEASURES if m.group == "abx")  # frame folders with ABX items (analyze/abx.py)
 MEASURE_GROUPS = tuple(dict.fromkeys(m.group for m in MEASURES))

@@ -72,6 +72,15 @@ def speakers_of(stems) -> tuple[np.ndarray | None, str | None]:
     return np.array([LIBRISPEECH_STEM.match(s).group(1) for s in stems], dtype=str), None
 
 
+def chapters_of(stems) -> tuple[np.ndarray | None, str | None]:
+    """(``{speaker}-{chapter}`` of each stem (n,): the recording session, None), or (None, reason) when a name is not
+    LibriSpeech-style (as :func:`speakers_of`)."""
+    speakers, reason = speakers_of(stems)
+    if speakers is None:
+        return None, reason
+    return np.array(["-".join(LIBRISPEECH_STEM.match(str(s)).groups()[:2]) for s in stems], dtype=str), None
+
+
 def speaker_of(stem: str) -> str:
     """Speaker id of a LibriSpeech utterance stem (``"84-121123-0001" -> "84"``).
 

@@ -27,6 +27,7 @@ CONTRACT_KEYS = ("files", "layers", "n_frames", "mean", "std", "cka", "cosine", 
 CONTROL_KEY = "random_init"  # summary.json key holding the random-init control's measures
 NO_CONTROL = "no random-initialisation control"  # how the note of a run without its control begins
 CONTROL_META = ("model_name", "model_revision", "seed")  # what the report and summary.json say of a control's files
+INTERVAL_LEVEL = 0.95  # coverage of every interval summary.json writes (its "intervals" object says so)
 
 
 def components_for(ratios: np.ndarray | None, target: float = VARIANCE_TARGET) -> int | None:
@@ -68,6 +69,8 @@ class LayerResult:
     embedding: np.ndarray | None
     cka_with_previous: float | None = None
     reasons: dict[str, str] = field(default_factory=dict)
+    effective_rank: float | None = None  # exp of the entropy of the normalised covariance spectrum (stats.sample)
+    cka_with_previous_debiased: float | None = None  # debiased CKA (unbiased HSIC) with the previous layer
 
     @property
     def dim_var_median(self) -> float:
@@ -133,7 +136,11 @@ class MeasureFamily:
         (``probe_majority_baseline``, ``span_measures_info``); ``{}`` when the family writes none.
     provenance : how the family was computed (seed, protocol, sizes) when it is not written to ``summary.json``.
     control : the same family on the random-initialisation control (same seed, protocol, utterances), or None.
-    intervals, chance : room for measure -> layer -> (low, high) intervals and measure -> chance level.
+    intervals : measure -> layer -> (low, high), the 95 % interval (``summary.json``: ``<measure>_ci``).
+    chance : measure -> layer -> the same measure on labels permuted within the split (``<measure>_chance``).
+    n_test : measure -> scored test items, summed over the splits (``<measure>_n_test``).
+    methods : measure -> how its interval was made (``"percentile bootstrap, 200 resamples: ..."``).
+    notes : sentences for the report (few test items, a split that could not be made as asked, ...).
     The dicts are filled while the family is computed; the fields are never rebound.
     """
 
@@ -143,7 +150,10 @@ class MeasureFamily:
     provenance: dict = field(default_factory=dict)
     control: MeasureFamily | None = None
     intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
-    chance: dict[str, float] = field(default_factory=dict)
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_test: dict[str, int] = field(default_factory=dict)
+    methods: dict[str, str] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,8 +161,9 @@ class ControlResult:
     """The random-initialisation control's measures (same seed, utterances and protocol as the trained run).
 
     features_dir : the control folder; n_files : its utterances used (those it shares with the analysed files);
-    measures, measure_info, unavailable, intervals : as in :class:`AnalysisResult`; meta : the metadata of the
-    control's first shared file (model_name, model_revision, seed, random_init …; ``{}`` when not read).
+    measures, measure_info, unavailable, intervals, chance, n_test : as in :class:`AnalysisResult`; meta : the
+    metadata of the control's first shared file (model_name, model_revision, seed, random_init …; ``{}`` when not
+    read).
     """
 
     features_dir: str
@@ -162,12 +173,14 @@ class ControlResult:
     unavailable: dict[str, str] = field(default_factory=dict)
     meta: dict = field(default_factory=dict)
     intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_test: dict[str, int] = field(default_factory=dict)
 
     @classmethod
     def of(cls, family: MeasureFamily, *, features_dir, n_files: int, meta: dict) -> ControlResult:
         """The control's result from its :class:`MeasureFamily` (the ``control`` of the trained run's family)."""
         return cls(str(features_dir), n_files, dict(family.values), dict(family.info), dict(family.unavailable),
-                   meta, dict(family.intervals))
+                   meta, dict(family.intervals), dict(family.chance), dict(family.n_test))
 
     def describe(self, n_analysed: int) -> str:
         """``{folder}: {model} (revision r), random initialisation seed s; N of M analysed utterances shared``."""
@@ -181,7 +194,8 @@ class ControlResult:
         """The ``random_init`` object of ``summary.json``: measures flat (measure -> layer -> value) as for the
         trained model, then the scalars, the folder, the count, what could not be computed and ``reasons``
         (measure -> layer -> why its value is null)."""
-        return {**{k: dict(v) for k, v in self.measures.items()}, **ci_keys(self.intervals), **self.measure_info,
+        return {**{k: dict(v) for k, v in self.measures.items()}, **ci_keys(self.intervals),
+                **chance_keys(self.chance), **n_test_keys(self.n_test), **self.measure_info,
                 "features_dir": self.features_dir, "n_files": self.n_files, "unavailable": dict(self.unavailable),
                 **{k: self.meta.get(k) for k in CONTROL_META},
                 REASONS_KEY: _measure_reasons(self.measures, self.unavailable, self.measure_info)}
@@ -205,7 +219,9 @@ class AnalysisResult:
         ``unavailable`` makes the CLI exit non-zero. not_applicable : column (a ``rows()`` key: measure or
         ``cka_with_previous``) -> layer -> why that cell is empty by definition (``"the reference layer"``); it
         holds for the control's column of the same measure too. intervals : measure -> layer -> (low, high), the
-        95 % interval of a measure that has one (written as ``<measure>_ci``; the method is in ``measure_info``).
+        95 % interval of a measure that has one (written as ``<measure>_ci``; how it was made: ``interval_methods``,
+        its replicates ``n_boot``). chance : measure -> layer -> the measure on labels permuted within the split
+        (``<measure>_chance``). n_test : measure -> scored test items (``<measure>_n_test``).
         no_control : the note of a run whose measures would be drawn against a control but that has none; None
         when there is a control or no such measure.
     """
@@ -229,6 +245,11 @@ class AnalysisResult:
     not_applicable: dict[str, dict[str, str]] = field(default_factory=dict)
     intervals: dict[str, dict[str, tuple[float, float]]] = field(default_factory=dict)
     no_control: str | None = None  # why a run whose measures would draw a control has none (also in ``notes``)
+    chance: dict[str, dict[str, float]] = field(default_factory=dict)
+    n_test: dict[str, int] = field(default_factory=dict)
+    interval_methods: dict[str, str] = field(default_factory=dict)
+    n_boot: int = 0  # bootstrap replicates of the measures' intervals (0: none)
+    cka_debiased: np.ndarray | None = None  # (L, L) debiased linear CKA (unbiased HSIC), NaN where undefined
 
     # ------------------------------------------------------------------ views
     @property
@@ -263,6 +284,8 @@ class AnalysisResult:
                 x.key: [] if x.explained_variance_ratio is None else x.explained_variance_ratio.tolist()
                 for x in layers},
             "pca_components_90": {x.key: x.components_90 for x in layers},
+            "effective_rank": {x.key: x.effective_rank for x in layers},
+            **({} if self.cka_debiased is None else {"cka_debiased": self.cka_debiased.tolist()}),
             "n_frames_per_layer": {x.key: x.n_frames for x in layers},
             "frame_rate": {x.key: x.frame_rate for x in layers},
             "dims": {x.key: x.dim for x in layers},
@@ -277,6 +300,9 @@ class AnalysisResult:
         }
         out.update({name: dict(values) for name, values in self.measures.items()})
         out.update(ci_keys(self.intervals))
+        out.update(chance_keys(self.chance))
+        out.update(n_test_keys(self.n_test))
+        out["intervals"] = {"n_boot": self.n_boot, "level": INTERVAL_LEVEL, "methods": dict(self.interval_methods)}
         out.update(self.measure_info)
         if self.control is not None:
             out[CONTROL_KEY] = self.control.summary()
@@ -297,7 +323,8 @@ class AnalysisResult:
                 out.setdefault("frame_rate", {})[x.key] = (
                     "span folders hold one vector per segment, not frames" if self.unit != "frames"
                     else "the files do not record their frame grid (model_config, sample_rate)")
-        for name, matrix in (("cka", self.cka), ("cosine", self.cosine)):
+        debiased = () if self.cka_debiased is None else (("cka_debiased", self.cka_debiased),)
+        for name, matrix in (("cka", self.cka), ("cosine", self.cosine), *debiased):
             found = _matrix_reasons(name, np.asarray(matrix, float), self.layers, self.similarity_frames)
             if found:
                 out[name] = found
@@ -321,13 +348,17 @@ class AnalysisResult:
             own: dict = {} if part == "control" else {
                 "layer": x.key, "dim": x.dim, "n_frames": x.n_frames, "frame_rate": x.frame_rate,
                 "mean": x.mean, "std": x.std, "dim_var_median": x.dim_var_median, "dim_var_max": x.dim_var_max,
-                "pca_evr_pc1": x.evr_pc1, "pca_components_90": x.components_90,
-                "cka_with_previous": x.cka_with_previous,
+                "pca_evr_pc1": x.evr_pc1, "pca_components_90": x.components_90, "effective_rank": x.effective_rank,
+                "cka_with_previous": x.cka_with_previous, "cka_with_previous_debiased": x.cka_with_previous_debiased,
             }
             if part != "control":
+                for column in STATISTIC_INTERVALS:
+                    own.update(_ci_cells(column, self.intervals, x.key))
                 for name, values in self.measures.items():
                     own[name] = values.get(x.key)
                     own.update(_ci_cells(name, self.intervals, x.key))
+                    if name in self.chance:
+                        own[f"{name}_chance"] = self.chance[name].get(x.key)
                 if baseline is not None:
                     own["probe_majority_baseline"] = baseline
             theirs: dict = {}
@@ -335,14 +366,20 @@ class AnalysisResult:
                 for name, values in control.items():
                     theirs[f"{CONTROL_KEY}_{name}"] = values.get(x.key)
                     theirs.update(_ci_cells(f"{CONTROL_KEY}_{name}", self.control.intervals, x.key, name))
+                    if name in self.control.chance:
+                        theirs[f"{CONTROL_KEY}_{name}_chance"] = self.control.chance[name].get(x.key)
             rows.append({"layer": x.key, **theirs} if part == "control" else {**own, **theirs})
         return rows
 
 
 REASONS_KEY = "reasons"  # summary.json: column -> layer -> why that layer's value is null or []
 # LayerResult.reasons keys -> the summary.json / summary.csv columns they empty (PCA undefined: its ratios and count)
-LAYER_REASON_COLUMNS = {"pca": ("pca_explained_variance_ratio", "pca_components_90", "pca_evr_pc1"),
+LAYER_REASON_COLUMNS = {"pca": ("pca_explained_variance_ratio", "pca_components_90", "pca_evr_pc1",
+                                "effective_rank"),
                         "components_90": ("pca_components_90",)}
+# Per-layer statistics with a 95 % interval (stats.uncertainty), under their summary.json / summary.csv names
+STATISTIC_INTERVALS = ("mean", "std", "pca_components_90", "effective_rank", "cka_with_previous",
+                       "cka_with_previous_debiased")
 
 
 def _measure_reasons(measures: dict, unavailable: dict[str, str], info: dict) -> dict[str, dict[str, str]]:
@@ -367,9 +404,9 @@ def _matrix_reasons(name: str, matrix: np.ndarray, layers: list, frames: np.ndar
     time, or (cosine) the dims differ."""
     def empty(x) -> bool:  # CKA is 0/0 for zero variance; cosine for zero norm (zero variance and zero mean)
         constant = not np.any(np.asarray(x.dim_var) > 0)
-        return constant and (name == "cka" or not np.any(np.asarray(x.dim_mean) != 0))
+        return constant and (name != "cosine" or not np.any(np.asarray(x.dim_mean) != 0))
 
-    what = "zero variance in every dimension" if name == "cka" else "every frame is zero"
+    what = "zero variance in every dimension" if name != "cosine" else "every frame is zero"
     out = {}
     for i, x in enumerate(layers):
         bad = [j for j in range(len(layers)) if not np.isfinite(matrix[i, j])]
@@ -385,6 +422,10 @@ def _matrix_reasons(name: str, matrix: np.ndarray, layers: list, frames: np.ndar
                      else f"different dims ({x.dim} vs {y.dim}): cosine compares dimension d with dimension d"
                      if name == "cosine" and x.dim != y.dim
                      else f"the other layer is constant ({what})" if empty(y)
+                     else "fewer than 4 frames: the unbiased HSIC needs n ≥ 4"
+                     if name == "cka_debiased" and frames[i, j] < 4
+                     else "the unbiased estimate of a layer's similarity with itself is not positive (too few "
+                          "frames for its dimension)" if name == "cka_debiased"
                      else "numerically degenerate (0/0)")
             causes.setdefault(cause, []).append(y.key)
         out[x.key] = "; ".join(f"undefined with {', '.join(keys)}: {cause}" for cause, keys in causes.items())
@@ -395,6 +436,16 @@ def ci_keys(intervals: dict[str, dict[str, tuple[float, float]]]) -> dict[str, d
     """``summary.json``'s form of per-layer intervals: ``{"<measure>_ci": {layer: [low, high]}}``."""
     return {f"{name}_ci": {layer: [float(low), float(high)] for layer, (low, high) in per_layer.items()}
             for name, per_layer in intervals.items()}
+
+
+def chance_keys(chance: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``summary.json``'s form of chance levels: ``{"<measure>_chance": {layer: value}}``."""
+    return {f"{name}_chance": dict(per_layer) for name, per_layer in chance.items()}
+
+
+def n_test_keys(n_test: dict[str, int]) -> dict[str, int]:
+    """``summary.json``'s form of the scored test items: ``{"<measure>_n_test": int}``."""
+    return {f"{name}_n_test": int(count) for name, count in n_test.items()}
 
 
 def _ci_cells(column: str, intervals: dict, layer: str, measure: str | None = None) -> dict:

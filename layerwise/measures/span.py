@@ -21,6 +21,7 @@ measures are still computed.
 from __future__ import annotations
 
 import warnings
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -28,8 +29,18 @@ import numpy as np
 from layerwise.contract.layout import FRAME_SPAN, SPANS
 from layerwise.contract.results import MeasureFamily, layer_reasons
 from layerwise.errors import UndefinedMeasureError, error_text
-from layerwise.measures import pasad
+from layerwise.measures import pasad, resample
 from layerwise.measures.pwcca import pwcca_heldout, standardise
+from layerwise.measures.resample import (
+    DEFAULT_N_BOOT,
+    FEW_TEST_ITEMS,
+    Scored,
+    accuracy_scorer,
+    centred_pwcca_scorer,
+    method_text,
+    pasad_pwcca_scorer,
+    permute_within,
+)
 
 SPLIT_FRACTIONS = (0.6, 0.2, 0.2)  # train / dev / test, as fractions of the utterances
 PROBE_C = 1.0  # inverse L2 strength of the logistic regression (standardised features)
@@ -38,6 +49,7 @@ PROBE_MAX_ITER = 300
 CCA_PROTOCOLS = ("centred", "pasad")  # centred PWCCA on utterance splits (pwcca.py) | the published one (pasad.py)
 MI_PROTOCOLS = ("project", "pasad")  # NMI of k = n_classes clusters | MI / H(labels), fitted on one set (pasad.py)
 UNITS = tuple(s for s in SPANS if s != FRAME_SPAN)  # the spans whose segments carry labels: phone, word
+CLUSTERS_PER_ITEM = 10  # k-means with more than n / 10 clusters for n scored items: a note (MI's bias grows with k/n)
 
 
 def utterance_splits(groups: np.ndarray, *, n_splits: int, seed: int) -> list[tuple[np.ndarray, ...]]:
@@ -110,11 +122,19 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     Raises :class:`UndefinedMeasureError` when there is nothing to probe: an empty part, one training class, or a
     constant layer (every training row equal: the probe can only echo the majority label).
     """
+    if len(y_test) == 0:
+        raise UndefinedMeasureError(f"{len(y_train)} training and {len(y_test)} test items: a probe needs both")
+    return float(np.mean(probe_predictions(x_train, y_train, x_test) == np.asarray(y_test)))
+
+
+def probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """The labels (n_test,) a logistic-regression probe (:func:`probe_accuracy`) fitted on (x_train, y_train)
+    predicts for x_test (n_test, D); raises :class:`UndefinedMeasureError` as :func:`probe_accuracy`."""
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    if len(y_train) == 0 or len(y_test) == 0:
-        raise UndefinedMeasureError(f"{len(y_train)} training and {len(y_test)} test items: a probe needs both")
+    if len(y_train) == 0 or len(x_test) == 0:
+        raise UndefinedMeasureError(f"{len(y_train)} training and {len(x_test)} test items: a probe needs both")
     if len(np.unique(y_train)) < 2:
         raise UndefinedMeasureError(f"the training part holds one class ({np.unique(y_train)[0]!r}): nothing to "
                                     f"probe")
@@ -125,15 +145,22 @@ def probe_accuracy(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray,
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # an unconverged probe is still a valid lower bound
         model.fit(x_train, y_train)
-    return float(np.mean(model.predict(x_test) == y_test))
+    return model.predict(x_test)
 
 
 def cluster_nmi(x: np.ndarray, labels: np.ndarray, *, n_clusters: int, seed: int) -> float:
     """NMI (arithmetic normalisation) between MiniBatchKMeans clusters of standardised x (n, D) and labels.
     Raises :class:`UndefinedMeasureError` for a constant layer (one cluster: scikit-learn would say 0, or 1 against
     one label) or labels of one class (normalising by H = 0)."""
-    from sklearn.cluster import MiniBatchKMeans
     from sklearn.metrics import normalized_mutual_info_score
+
+    return float(normalized_mutual_info_score(labels, cluster_labels(x, labels, n_clusters=n_clusters, seed=seed)))
+
+
+def cluster_labels(x: np.ndarray, labels: np.ndarray, *, n_clusters: int, seed: int) -> np.ndarray:
+    """The MiniBatchKMeans cluster (n,) of each row of standardised x (n, D) that :func:`cluster_nmi` scores (the
+    project's own setting: one initialisation, batch 2048, seeded); raises as :func:`cluster_nmi`."""
+    from sklearn.cluster import MiniBatchKMeans
 
     if len(x) < 2 or not np.ptp(np.asarray(x), axis=0).max() > 0:
         raise UndefinedMeasureError(f"the layer is constant on its {len(x)} items (every row equal): no clusters")
@@ -141,7 +168,7 @@ def cluster_nmi(x: np.ndarray, labels: np.ndarray, *, n_clusters: int, seed: int
         raise UndefinedMeasureError("one label class: normalised MI divides by its entropy, 0")
     (xs,) = standardise(np.asarray(x, np.float64))
     km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, n_init=1, batch_size=2048)
-    return float(normalized_mutual_info_score(labels, km.fit_predict(xs)))
+    return km.fit_predict(xs)
 
 
 def span_measures(
@@ -159,6 +186,7 @@ def span_measures(
     cca_protocol: str = "centred",
     mi_protocol: str = "project",
     unit: str = "phone",
+    n_boot: int = DEFAULT_N_BOOT,
 ) -> MeasureFamily:
     """Per-layer probe accuracy, PWCCA and (optionally) MI of span features; a measure that fails is reported.
 
@@ -170,22 +198,22 @@ def span_measures(
         the ``max_classes`` most frequent labels (a label seen once cannot be both trained and tested; the cap
         bounds the cost for word vocabularies). ``None`` keeps every label.
     max_segments : above this many segments, a seeded random subset of whole utterances is used (the cost
-        grows about linearly: 3,000 segments x 13 layers x 768 dims took ~30 s, 10,000 ~90 s on one core).
-        ``None`` uses everything.
+        grows about linearly: 3,000 segments x 13 layers x 768 dims took ~30 s, 10,000 ~90 s on one core); None: all.
     n_threads : BLAS/OpenMP threads while computing (threadpoolctl; ``None`` leaves the libraries' default).
-        The work is many medium-sized products and decompositions: on 2 shared cores one thread was 7x faster
-        than the default (27 s against 189 s for 3000 segments x 13 layers x 768 dims), whose spinning
-        threads fight other processes.
+        Many medium-sized products and decompositions: on 2 shared cores one thread was 7x faster than the default
+        (27 s against 189 s for 3000 segments x 13 layers x 768 dims), whose spinning threads fight other processes.
     cca_protocol : ``"centred"`` (default; ``pwcca.py``) or ``"pasad"`` (``pasad.pasad_cca_score`` on 10 seeded
         label-stratified parts of the segments, 3 trials, 6 ε pairs; comparable with the published curves).
     mi_protocol : ``"project"`` (NMI of k = n_classes clusters of standardised features) or ``"pasad"``
         (``pasad.pasad_mi`` fitted on the train+dev utterances of each split, applied to its test utterances).
         Both protocols are validated once, by ``analyze.options.AnalysisOptions`` (``CCA_PROTOCOLS``,
         ``MI_PROTOCOLS``); this function trusts them.
-    unit : ``"phone"`` or ``"word"`` (the folder's span): the reference's cluster count for ``mi_protocol="pasad"``.
+    unit : ``"phone"`` or ``"word"`` (the folder's span): the reference's cluster count for ``mi_protocol="pasad"``;
+    n_boot : bootstrap replicates of the intervals (``resample.py``; 0: none).
 
     Returns a :class:`~layerwise.contract.results.MeasureFamily`: ``values`` holds ``probe_accuracy``, ``pwcca``
-    and ``mi`` (when compute_mi), each ``{layer: float}``; ``info`` holds ``probe_majority_baseline`` (float) and
+    (and, pasad, ``pwcca_stable``), ``mi`` and ``mi_adjusted`` (when compute_mi), each ``{layer: float}``, with
+    ``intervals``, ``chance`` (not for mi_adjusted: 0 by construction), ``n_test`` and ``methods``; ``info`` holds ``probe_majority_baseline`` (float) and
     ``span_measures_info`` (seed, sizes, protocols, chosen ε and, pasad, the parts, trials and ε pairs), as
     ``summary.json`` writes them. A measure that cannot be computed (for any layer) is left out of ``values`` and
     its reason is under ``unavailable``; the others are still there. Accuracies and the baseline are means over the
@@ -196,7 +224,7 @@ def span_measures(
         raise ValueError(f"unit={unit!r} not in {UNITS}")
     options = {"seed": seed, "n_splits": n_splits, "compute_mi": compute_mi, "min_count": min_count,
                "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
-               "mi_protocol": mi_protocol, "unit": unit}
+               "mi_protocol": mi_protocol, "unit": unit, "n_boot": n_boot}
     if n_threads is None:
         return _span_measures(features, labels, groups, **options)
     from threadpoolctl import threadpool_limits  # a scikit-learn dependency
@@ -208,20 +236,48 @@ def span_measures(
 _MEASURE_ERRORS = (ValueError, ArithmeticError, np.linalg.LinAlgError)  # data a measure cannot handle
 
 
-def _per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily) -> None:
-    """``family.values[name][layer] = compute(layer, x)`` for every layer. A layer on which the measure is undefined
-    (:class:`UndefinedMeasureError`: a constant layer, one class, too few items) is ``None`` and named with its
-    reason under ``family.unavailable[name]``, the other layers keep their values (as CKA's null); any other
-    failure makes the measure unavailable (the reason names the layer) and drops the layers done so far: a measure
-    is reported whole (gaps named) or not at all."""
+def measure_seed(seed: int, name: str, index: int) -> list[int]:
+    """The seed of one measure's resampling at one layer: the analysis seed, the measure, the layer's position."""
+    return [seed, zlib.crc32(name.encode()), index]
+
+
+def record(family: MeasureFamily, name: str, scored: dict[str, Scored | None], *, n_boot: int, seed: int,
+           method: str | None) -> None:
+    """Intervals, chance levels and test-item counts of measure ``name`` from its layers' :class:`Scored` (None: an
+    undefined layer) into ``family``; ``method`` names how the intervals were made (None: no interval)."""
+    found = [x for x in scored.values() if x is not None]
+    intervals = {}
+    for i, (key, x) in enumerate(scored.items()):
+        interval = None if x is None else x.interval(n_boot=n_boot, seed=measure_seed(seed, name, i))
+        if interval is not None:
+            intervals[key] = interval
+    if intervals:
+        family.intervals[name] = intervals
+        family.methods[name] = method
+    chance = {key: x.chance for key, x in scored.items() if x is not None and x.chance is not None}
+    if chance:
+        family.chance[name] = chance
+    if found and any(x.n_test for x in found):
+        family.n_test[name] = min(x.n_test for x in found)
+
+
+def _per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily, *, n_boot: int = 0,
+               seed: int = 0, method: str | None = None) -> None:
+    """``family.values[name][layer] = compute(layer, x).value`` for every layer (``compute`` returns a
+    :class:`~layerwise.measures.resample.Scored`; its interval, chance and test count go to ``family`` through
+    :func:`record`). A layer on which the measure is undefined (:class:`UndefinedMeasureError`: a constant layer,
+    one class, too few items) is ``None`` and named with its reason under ``family.unavailable[name]``, the other
+    layers keep their values (as CKA's null); any other failure makes the measure unavailable (the reason names the
+    layer) and drops the layers done so far: a measure is reported whole (gaps named) or not at all."""
     from layerwise.contract.progress import bar
 
-    values, undefined = {}, {}
+    values, undefined, scored = {}, {}, {}
     for key, x in bar(features.items(), name, "layer", total=len(features)):
         try:
-            values[key] = compute(key, x)
+            scored[key] = compute(key, x)
+            values[key] = scored[key].value
         except UndefinedMeasureError as err:
-            values[key] = None
+            values[key], scored[key] = None, None
             undefined[key] = f"undefined ({error_text(err)})"
         except _MEASURE_ERRORS as err:
             family.unavailable[name] = f"{key}: {type(err).__name__}: {error_text(err)}"
@@ -230,6 +286,7 @@ def _per_layer(name: str, features: dict[str, np.ndarray], compute, family: Meas
         family.unavailable[name] = layer_reasons(undefined, len(features))
     if any(v is not None for v in values.values()):
         family.values[name] = values
+        record(family, name, scored, n_boot=n_boot, seed=seed, method=method)
 
 
 @dataclass(frozen=True)
@@ -273,79 +330,199 @@ def _segments(features, labels, groups, *, seed, n_splits, min_count, max_classe
     return _Segments(xs, labels, groups, classes, onehot, len(keep), splits)
 
 
-def _probe(seg: _Segments, family: MeasureFamily) -> None:
-    """``probe_accuracy`` per layer and the majority baseline (means over the splits' test parts)."""
+def _fit_part(split: tuple[np.ndarray, ...]) -> np.ndarray:
+    return np.r_[split[0], split[1]]
+
+
+def _probe(seg: _Segments, family: MeasureFamily, *, n_boot: int, seed: int) -> None:
+    """``probe_accuracy`` per layer (mean over the splits' test parts) with its interval (test utterances
+    resampled, predictions kept), its chance level (labels permuted within train+dev and test of every split) and
+    the majority baseline."""
     labels, splits = seg.labels, seg.splits
     family.info["probe_majority_baseline"] = float(np.mean([
-        majority_baseline(labels[np.r_[tr, dv]], labels[te]) for tr, dv, te in splits]))
+        majority_baseline(labels[_fit_part(sp)], labels[sp[2]]) for sp in splits]))
+    permuted = [permute_within(labels, [_fit_part(sp), sp[2]], seed=[seed, s]) for s, sp in enumerate(splits)]
 
     def probe(_, x):
-        return float(np.mean([probe_accuracy(x[np.r_[tr, dv]], labels[np.r_[tr, dv]], x[te], labels[te])
-                              for tr, dv, te in splits]))
+        hits = [probe_predictions(x[_fit_part(sp)], labels[_fit_part(sp)], x[sp[2]]) == labels[sp[2]]
+                for sp in splits]
+        scorers = [accuracy_scorer(hit, seg.groups[sp[2]]) for hit, sp in zip(hits, splits)]
+        chance = np.mean([probe_accuracy(x[_fit_part(sp)], y[_fit_part(sp)], x[sp[2]], y[sp[2]])
+                          for sp, y in zip(splits, permuted)])
+        return Scored(float(np.mean([h.mean() for h in hits])), [f for f, _ in scorers], [g for _, g in scorers],
+                      [float(h.mean()) for h in hits], sum(len(h) for h in hits), float(chance),
+                      accuracy_items=float(np.mean([len(h) for h in hits])))
 
-    _per_layer("probe_accuracy", seg.xs, probe, family)
+    _per_layer("probe_accuracy", seg.xs, probe, family, n_boot=n_boot, seed=seed,
+               method=method_text("accuracy", n_boot, "utterances"))
 
 
-def _pwcca_centred(seg: _Segments, family: MeasureFamily, info: dict) -> None:
-    """``pwcca`` on held-out utterances (``pwcca.py``); the ε chosen per layer and split go to ``info``."""
+def _pwcca_centred(seg: _Segments, family: MeasureFamily, info: dict, *, n_boot: int, seed: int) -> None:
+    """``pwcca`` on held-out utterances (``pwcca.py``) with its interval and chance level; the ε chosen per layer
+    and split go to ``info``."""
     chosen = {}
+    permuted = [permute_within(seg.onehot, sp, seed=[seed, s]) for s, sp in enumerate(seg.splits)]
 
     def cca(key, x):
-        scores = [pwcca_heldout(x, seg.onehot, split) for split in seg.splits]
+        kept = [{} for _ in seg.splits]
+        scores = [pwcca_heldout(x, seg.onehot, split, keep) for split, keep in zip(seg.splits, kept)]
         chosen[key] = [eps for _, eps in scores]
-        return float(np.mean([score for score, _ in scores]))
+        scorers = [centred_pwcca_scorer(keep, seg.groups[sp[2]]) for keep, sp in zip(kept, seg.splits)]
+        chance = np.mean([pwcca_heldout(x, y, split)[0] for split, y in zip(seg.splits, permuted)])
+        return Scored(float(np.mean([score for score, _ in scores])), [f for f, _ in scorers],
+                      [g for _, g in scorers], [score for score, _ in scores],
+                      sum(len(sp[2]) for sp in seg.splits), float(chance))
 
-    _per_layer("pwcca", seg.xs, cca, family)
+    _per_layer("pwcca", seg.xs, cca, family, n_boot=n_boot, seed=seed,
+               method=method_text("two_stage", n_boot, "utterances"))
     info["pwcca_reg_chosen"] = chosen
 
 
-def _pwcca_pasad(seg: _Segments, family: MeasureFamily, info: dict, *, seed: int) -> None:
-    """``pwcca`` with the published protocol (``pasad.py``); its parts, trials, ε pairs and chosen ε to ``info``."""
+def pasad_scored(x: np.ndarray, y: np.ndarray, parts, trials, eps_pairs, groups: np.ndarray, *,
+                 chance_y: np.ndarray | None = None) -> tuple[Scored, dict]:
+    """``pasad.pasad_cca_score`` of views x (n, dx), y (n, dy) as a :class:`Scored` (its trials' test parts
+    resampled by ``groups`` (n,), fits kept) and its details; ``chance_y``: y permuted within the parts, whose
+    score is the chance level."""
+    score, details = pasad.pasad_cca_score(x, y, parts, trials, eps_pairs)
+    scorers = []
+    for trial in details["trials"]:
+        fit = trial["fit"]
+        test = parts[trial["test"]]
+        scorers.append(pasad_pwcca_scorer(fit, x[test], y[test], groups[test]))
+    chance = None if chance_y is None else pasad.pasad_cca_score(x, chance_y, parts, trials, eps_pairs)[0]
+    return Scored(score, [f for f, _ in scorers], [g for _, g in scorers],
+                  [t["test_score"] for t in details["trials"]], sum(len(parts[t["test"]]) for t in details["trials"]),
+                  chance), details
+
+
+def _pwcca_pasad(seg: _Segments, family: MeasureFamily, info: dict, *, seed: int, n_boot: int) -> None:
+    """``pwcca`` with the published protocol (``pasad.py``) and ``pwcca_stable`` (one one-hot column dropped), each
+    with its interval (test parts resampled by utterance) and chance level; parts, trials, ε pairs and chosen ε go
+    to ``info``."""
     parts = pasad.stratified_parts(seg.labels, len(seg.labels), seed=seed)
     trials, eps_pairs = pasad.draw_trials(seed=seed), pasad.draw_eps_pairs(seed=seed)
+    permuted = permute_within(seg.onehot, parts, seed=seed)
     chosen = {}
+    method = method_text("two_stage", n_boot, "utterances")
 
     def cca(key, x):
-        score, details = pasad.pasad_cca_score(x, seg.onehot, parts, trials, eps_pairs)
+        scored, details = pasad_scored(x, seg.onehot, parts, trials, eps_pairs, seg.groups, chance_y=permuted)
         chosen[key] = [t["best_eps"] for t in details["trials"]]
-        return score
+        return scored
 
-    _per_layer("pwcca", seg.xs, cca, family)
+    def stable(_, x):
+        return pasad_scored(x, seg.onehot[:, 1:], parts, trials, eps_pairs, seg.groups,
+                            chance_y=permuted[:, 1:])[0]
+
+    _per_layer("pwcca", seg.xs, cca, family, n_boot=n_boot, seed=seed, method=method)
+    _per_layer("pwcca_stable", seg.xs, stable, family, n_boot=n_boot, seed=seed, method=method)
     info["pasad_cca"] = {"parts": [p.tolist() for p in parts], "trials": [list(t) for t in trials],
                          "eps_pairs": [list(p) for p in eps_pairs], "best_eps": chosen}
 
 
-def _mi(seg: _Segments, family: MeasureFamily, *, mi_protocol: str, unit: str, seed: int) -> None:
-    """``mi`` per layer: NMI of k-means clusters (``project``) or ``pasad.pasad_mi`` on each split (``pasad``)."""
-    labels = seg.labels
-    if mi_protocol == "project":
-        _per_layer("mi", seg.xs, lambda _, x: cluster_nmi(x, labels, n_clusters=min(len(seg.classes), len(x)),
-                                                         seed=seed), family)
-        return
+def expected_mi(labels: np.ndarray, clusters: np.ndarray) -> float:
+    """E[MI] of labels and clusters under random assignment with their margins (nats), from scikit-learn's
+    adjusted MI (arithmetic normalisation): AMI = (MI − E) / (mean H − E) solved for E."""
+    from sklearn.metrics import adjusted_mutual_info_score, mutual_info_score
 
-    def mi(_, x):
-        return float(np.mean([pasad.pasad_mi(x[np.r_[tr, dv]], x[te], labels[te], span=unit, seed=seed)
-                              for tr, dv, te in seg.splits]))
+    mi, ami = mutual_info_score(labels, clusters), adjusted_mutual_info_score(labels, clusters)
+    norm = (mutual_info_score(labels, labels) + mutual_info_score(clusters, clusters)) / 2
+    return float((mi - ami * norm) / (1 - ami)) if ami < 1 else float(mi)
 
-    _per_layer("mi", seg.xs, mi, family)
+
+def _mi_scored(pairs, *, normalise: str, seed: int, n_items_for_note: list) -> tuple[Scored, Scored]:
+    """(MI, adjusted MI) as :class:`Scored` from ``pairs`` = per split (labels, clusters, groups) of the scored
+    items; the chance level is MI of labels permuted among the scored items of each split."""
+    from sklearn.metrics import adjusted_mutual_info_score, mutual_info_score
+
+    def mi_of(labels, clusters):
+        value = mutual_info_score(labels, clusters)
+        h_lab, h_clu = mutual_info_score(labels, labels), mutual_info_score(clusters, clusters)
+        norm = h_lab if normalise == "labels" else (h_lab + h_clu) / 2
+        if not norm > 0:
+            raise UndefinedMeasureError(f"the {len(labels)} scored items hold one label class: MI normalised by "
+                                        f"its entropy is 0/0")
+        return float(value / norm)
+
+    values = [mi_of(lab, clu) for lab, clu, _ in pairs]
+    adjusted = [float(adjusted_mutual_info_score(lab, clu)) for lab, clu, _ in pairs]
+    chance = [mi_of(permute_within(lab, [np.arange(len(lab))], seed=[seed, s]), clu)
+              for s, (lab, clu, _) in enumerate(pairs)]
+    plain = [resample.mi_scorer(lab, clu, grp, normalise=normalise) for lab, clu, grp in pairs]
+    adj = [resample.mi_scorer(lab, clu, grp, normalise=normalise, expected_mi=expected_mi(lab, clu))
+           for lab, clu, grp in pairs]
+    n_test = sum(len(lab) for lab, _, _ in pairs)
+    n_items_for_note.append((max(len(np.unique(clu)) for _, clu, _ in pairs), min(len(lab) for lab, _, _ in pairs)))
+    return (Scored(float(np.mean(values)), [f for f, _ in plain], [g for _, g in plain], values, n_test,
+                   float(np.mean(chance))),
+            Scored(float(np.mean(adjusted)), [f for f, _ in adj], [g for _, g in adj], adjusted, n_test))
+
+
+def _mi(seg: _Segments, family: MeasureFamily, *, mi_protocol: str, unit: str, seed: int, n_boot: int) -> None:
+    """``mi`` and ``mi_adjusted`` per layer: NMI of k-means clusters of every segment (``project``) or MI / H(labels)
+    of ``pasad.pasad_clusters`` on each split's test utterances (``pasad``), with intervals (utterances resampled,
+    clusters kept) and chance levels; a note when the clusters are not far fewer than the scored items."""
+    labels, adjusted, sizes = seg.labels, {}, []
+
+    def mi(key, x):
+        if mi_protocol == "project":
+            clusters = cluster_labels(x, labels, n_clusters=min(len(seg.classes), len(x)), seed=seed)
+            pairs = [(labels, clusters, seg.groups)]
+            plain, adjusted[key] = _mi_scored(pairs, normalise="arithmetic", seed=seed, n_items_for_note=sizes)
+        else:
+            pairs = [(labels[sp[2]], pasad.pasad_clusters(x[_fit_part(sp)], x[sp[2]], span=unit, seed=seed),
+                      seg.groups[sp[2]]) for sp in seg.splits]
+            plain, adjusted[key] = _mi_scored(pairs, normalise="labels", seed=seed, n_items_for_note=sizes)
+        return plain
+
+    what = "utterances" if mi_protocol == "project" else "test utterances"
+    method = method_text("groups" if mi_protocol == "project" else "two_stage", n_boot, "utterances")
+    _per_layer("mi", seg.xs, mi, family, n_boot=n_boot, seed=seed, method=method)
+    if "mi" in family.values:
+        family.values["mi_adjusted"] = {key: adjusted[key].value if key in adjusted else None for key in seg.xs}
+        record(family, "mi_adjusted", {key: adjusted.get(key) for key in seg.xs}, n_boot=n_boot, seed=seed,
+               method=method + "; the expected MI of each resample held at its value on the scored items")
+        family.chance.pop("mi_adjusted", None)
+    if sizes:
+        k, n = max(s[0] for s in sizes), min(s[1] for s in sizes)
+        if k > n / CLUSTERS_PER_ITEM:
+            family.notes.append(f"mi: {k} clusters for {n} scored segments ({what}; more than one cluster per "
+                                f"{CLUSTERS_PER_ITEM} items): MI is biased upwards at this ratio; read mi against "
+                                f"mi_chance and mi_adjusted")
 
 
 def _span_measures(features, labels, groups, *, seed, n_splits, compute_mi, min_count, max_classes, max_segments,
-                   cca_protocol, mi_protocol, unit) -> MeasureFamily:
+                   cca_protocol, mi_protocol, unit, n_boot) -> MeasureFamily:
     """:func:`span_measures` without the thread limit: segments, then probe, PWCCA and MI, in that order."""
+    import time
+
     seg = _segments(features, labels, groups, seed=seed, n_splits=n_splits, min_count=min_count,
                     max_classes=max_classes, max_segments=max_segments)
     family = MeasureFamily()
     info = {"seed": seed, "n_splits": n_splits, "n_segments": len(seg.labels), "n_segments_available": seg.n_available,
             "n_classes": len(seg.classes), "n_utterances": len(np.unique(seg.groups)), "min_count": min_count,
             "max_classes": max_classes, "max_segments": max_segments, "cca_protocol": cca_protocol,
-            "mi_protocol": mi_protocol if compute_mi else None}
-    _probe(seg, family)
+            "mi_protocol": mi_protocol if compute_mi else None, "n_boot": n_boot,
+            "chance": "the same measure on labels permuted within each part of every split (train+dev and test; "
+                      "pasad CCA: within each of its 10 parts), seeded by the analysis seed"}
+    if mi_protocol == "pasad" and compute_mi:
+        info["kmeans_n_init"] = pasad.kmeans_n_init()
+    if cca_protocol == "pasad":
+        family.notes.append("cca_protocol pasad: its 10 parts are drawn over segments, so segments of one utterance "
+                            "are on both sides of a split (the published protocol); the centred protocol splits by "
+                            "utterance")
+    start = time.perf_counter()
+    _probe(seg, family, n_boot=n_boot, seed=seed)
     if cca_protocol == "centred":
-        _pwcca_centred(seg, family, info)
+        _pwcca_centred(seg, family, info, n_boot=n_boot, seed=seed)
     else:
-        _pwcca_pasad(seg, family, info, seed=seed)
+        _pwcca_pasad(seg, family, info, seed=seed, n_boot=n_boot)
     if compute_mi:
-        _mi(seg, family, mi_protocol=mi_protocol, unit=unit, seed=seed)
+        _mi(seg, family, mi_protocol=mi_protocol, unit=unit, seed=seed, n_boot=n_boot)
+    family.provenance["seconds"] = time.perf_counter() - start
+    for name, count in family.n_test.items():
+        if count < FEW_TEST_ITEMS and name != "mi_adjusted":
+            family.notes.append(f"{name}: {count} scored test items over the splits (fewer than {FEW_TEST_ITEMS}): "
+                                f"its interval is wide; analyse more files")
     family.info["span_measures_info"] = info
     return family

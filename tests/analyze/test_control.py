@@ -96,6 +96,15 @@ def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, 
     for key in ("probe_accuracy", "pwcca", "mi"):
         assert ctrl[key] == pytest.approx(direct.values[key], abs=1e-9)
     assert ctrl["probe_majority_baseline"] == pytest.approx(direct.info["probe_majority_baseline"])
+    # intervals, chance levels and test counts travel into summary.json (trained and control) and summary.csv
+    for key in ("probe_accuracy", "pwcca", "mi"):
+        assert ctrl[f"{key}_chance"] == pytest.approx(direct.chance[key], abs=1e-9)
+        assert ctrl[f"{key}_n_test"] == direct.n_test[key]
+        for layer, (low, high) in summary[f"{key}_ci"].items():
+            assert low <= summary[key][layer] <= high
+        assert set(summary[f"{key}_chance"]) == set(KEYS) and summary[f"{key}_n_test"] > 0
+    assert summary["intervals"]["n_boot"] == 200 and summary["intervals"]["level"] == 0.95
+    assert "bootstrap" in summary["intervals"]["methods"]["pwcca"]
     assert ctrl["pwcca"]["layer_3"] < pw["layer_3"] - 0.2  # the control carries less
     assert any("lacks 1 of the 30" in note for note in summary["notes"])
 
@@ -108,10 +117,12 @@ def test_measures_rise_with_snr_and_control_is_detected_and_summarised(folders, 
         assert float(row["pwcca"]) == pytest.approx(pw[row["layer"]])
         assert float(row["random_init_pwcca"]) == pytest.approx(ctrl["pwcca"][row["layer"]])
         assert float(row["probe_majority_baseline"]) == pytest.approx(base)
+        assert float(row["pwcca_ci_low"]) <= float(row["pwcca"]) <= float(row["pwcca_ci_high"])
+        assert float(row["random_init_pwcca_chance"]) == pytest.approx(ctrl["pwcca_chance"][row["layer"]])
     assert "span_measures.png" in summary["figures"]
     assert (out / "span_measures.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 7 + 1 and page.count("How to read this") == 7
+    assert page.count("data:image/png;base64,") == 7 + 1 + 1 and page.count("How to read this") == 7 + 1
     assert "<th>random_init_probe_accuracy</th>" in page.replace("<wbr>", "") and "phone segments" in page
 
     # The control is visible: the log and the run card name its folder, its model and seed (from its files), and

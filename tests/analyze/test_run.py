@@ -92,7 +92,7 @@ def test_run_matches_independent_computation_and_writes_every_output(tmp_path):
     for name in FIGURES:
         check_png(out / name)
     page = (out / "report.html").read_text()
-    assert page.count("data:image/png;base64,") == 6 + 1 and page.count("How to read this") == 6
+    assert page.count("data:image/png;base64,") == 6 + 1 + 1 and page.count("How to read this") == 6 + 1  # figures, the key figure, the linear-CKA tab
     rows = (out / "summary.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows[1:]] == keys
     with np.load(out / "per_dim_stats.npz") as per_dim:

@@ -1,0 +1,107 @@
+"""The gender probe: a linear probe predicting a speaker's sex (LibriSpeech ``SPEAKERS.TXT``) from utterance-level
+features, the common control of speaker probes.
+
+Per layer: the logistic-regression probe of ``span.probe_accuracy`` (standardised features, ``PROBE_C``) on
+utterance vectors (a frame folder: the mean of the utterance's frames, as the speaker probe; a span folder: the mean
+of its segments), trained on the utterances of some speakers and tested on the utterances of others — the splits
+are ``span.utterance_splits`` over speaker ids, so no speaker is on both sides. The majority baseline
+(``gender_probe_majority_baseline``) answers the most frequent training sex. Interval and chance level as the other
+probes (``measures.resample``: test speakers resampled; sexes permuted within each part of the split). No torch.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+
+from layerwise.contract.results import MeasureFamily, layer_reasons
+from layerwise.errors import UndefinedMeasureError, error_text
+
+NAME = "gender_probe_accuracy"  # summary.json key (contract.layout.MEASURES)
+BASELINE_KEY = "gender_probe_majority_baseline"  # summary.json: one float, the mean over the splits
+INFO_KEY = "gender_probe_info"
+MIN_PER_SEX = 2  # fewer speakers of one sex than this: the probe may learn the speaker, not the sex (a note)
+
+
+def predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
+    """The test predictions (n_test,) of ``span.probe_accuracy``'s probe (same standardisation, C and iterations),
+    so each test utterance's hit can be resampled. Raises UndefinedMeasureError for one training class or a
+    constant layer (as that probe)."""
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from layerwise.measures.pwcca import standardise
+    from layerwise.measures.span import PROBE_C, PROBE_MAX_ITER
+
+    if len(np.unique(y_train)) < 2:
+        raise UndefinedMeasureError(f"the training speakers are all of one sex ({np.unique(y_train)[0]!r})")
+    if not np.ptp(np.asarray(x_train), axis=0).max() > 0:
+        raise UndefinedMeasureError("the layer is constant on the training part (every row equal): nothing to probe")
+    x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
+    model = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x_train, y_train)
+    return model.predict(x_test)
+
+
+def _scored(x: np.ndarray, sexes: np.ndarray, speakers: np.ndarray, splits, permuted):
+    """One layer's accuracy as a ``resample.Scored`` (test speakers are the resampled groups)."""
+    from layerwise.measures.resample import Scored, accuracy_scorer
+
+    scores, scorers, n_items = [], [], []
+    for train, dev, test in splits:
+        fit = np.r_[train, dev]
+        correct = predictions(x[fit], sexes[fit], x[test]) == sexes[test]
+        scores.append(float(np.mean(correct)))
+        scorers.append(accuracy_scorer(correct, speakers[test]))
+        n_items.append(len(test))
+    chance = float(np.mean([np.mean(predictions(x[np.r_[tr, dv]], y[np.r_[tr, dv]], x[te]) == y[te])
+                            for (tr, dv, te), y in zip(splits, permuted)]))
+    return Scored(float(np.mean(scores)), [f for f, _ in scorers], [g for _, g in scorers], scores, sum(n_items),
+                  chance, accuracy_items=float(np.mean(n_items)))
+
+
+def gender_probe(features: dict[str, np.ndarray], speakers: np.ndarray, sexes: np.ndarray, *, seed: int = 0,
+                 n_splits: int = 3, n_boot: int = 0) -> MeasureFamily:
+    """``gender_probe_accuracy`` per layer of utterance vectors (layer -> (n_utts, D)); speakers, sexes (n_utts,)
+    (sex ``"F"``/``"M"``). Needs >= 3 speakers and both sexes (else every layer is unavailable with why); fewer
+    than ``MIN_PER_SEX`` speakers of a sex is said in ``notes``. The baseline and counts go to ``info``."""
+    from layerwise.measures.resample import method_text, permute_within
+    from layerwise.measures.span import majority_baseline, record, utterance_splits
+
+    speakers, sexes = np.asarray(speakers).astype(str), np.asarray(sexes).astype(str)
+    family = MeasureFamily()
+    per_sex = {s: len(np.unique(speakers[sexes == s])) for s in ("F", "M")}
+    family.info[INFO_KEY] = {"n_utterances": len(speakers), "n_speakers": len(np.unique(speakers)),
+                             "speakers_per_sex": per_sex, "n_splits": n_splits, "seed": seed,
+                             "split": "by speaker (span.utterance_splits over speaker ids): no speaker on both sides"}
+    if min(per_sex.values()) < MIN_PER_SEX:
+        family.notes.append(f"gender probe: {per_sex['F']} female and {per_sex['M']} male speaker(s); with fewer "
+                            f"than {MIN_PER_SEX} of each, the probe can tell speakers apart instead of sexes")
+    try:
+        if min(per_sex.values()) == 0:
+            raise UndefinedMeasureError(f"every analysed speaker is {'F' if per_sex['F'] else 'M'}: nothing to probe")
+        splits = utterance_splits(speakers, n_splits=n_splits, seed=seed)
+        family.info[BASELINE_KEY] = float(np.mean([majority_baseline(sexes[np.r_[tr, dv]], sexes[te])
+                                                   for tr, dv, te in splits]))
+    except UndefinedMeasureError as err:
+        family.unavailable[NAME] = f"{error_text(err)} (the gender probe splits by speaker)"
+        return family
+    permuted = [permute_within(sexes, split, seed=[seed, i]) for i, split in enumerate(splits)]
+    values, scored, undefined = {}, {}, {}
+    for key, x in features.items():
+        try:
+            scored[key] = _scored(np.asarray(x, np.float64), sexes, speakers, splits, permuted)
+            values[key] = scored[key].value
+        except (UndefinedMeasureError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
+            values[key], scored[key] = None, None
+            undefined[key] = f"undefined ({error_text(err)})"
+    if undefined:
+        family.unavailable[NAME] = layer_reasons(undefined, len(features))
+    if any(v is not None for v in values.values()):
+        family.values[NAME] = values
+        record(family, NAME, scored, n_boot=n_boot, seed=seed,
+               method=method_text("accuracy", n_boot, "speakers") if n_boot else None)
+    return family
