@@ -7,7 +7,7 @@ Memory does not grow with the number of files (span features excepted: segments 
 
 Files are folded in groups of ``GROUP_FILES`` consecutive files (in file-name order): the float32 accumulators are
 added into the float64 statistics at the end of each group, and analysis shards take whole groups, so merged
-shards equal a single-process run to float64 rounding.
+shards equal a single-process run to ≈1e-9 relative (float32 block products summed in another order).
 """
 
 from __future__ import annotations

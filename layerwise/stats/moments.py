@@ -15,7 +15,7 @@ terms are float64 (``MEAN_BATCH`` files per BLAS call). Each file being centred 
 1e4, std 1e-2) cost no precision: per-dimension variances are exact float64, CKA within 1e-6 absolute of the pure
 float64 computation (tests/test_stats.py). ``precision="float64"`` (the default) uses float64 products, about half
 as fast. Partial states merge exactly (:meth:`merge`: another state is one more "file"); a run that ends its groups
-where the partial runs ended theirs gives the merged numbers to float64 rounding.
+where the partial runs ended theirs gives the merged numbers to ≈1e-9 relative.
 
 For debiased CKA (:mod:`layerwise.stats.debiased`) the state also keeps ``quartic`` (L, L) = Σ_t ‖u_t,a‖²‖u_t,b‖² and
 ``cubic`` (L, N) = Σ_t ‖u_t,a‖²·u_t about ``ref`` (float64, exact per row), moved with the reference at settle and
@@ -170,7 +170,7 @@ class LayerStats:
 
     def end_group(self) -> None:
         """End of a group of files: add the float32 accumulators into the float64 state. A run that calls this at the
-        same file boundaries as its shards gives the shards' merged numbers to float64 rounding."""
+        same file boundaries as its shards gives the shards' merged numbers to ≈1e-9 relative."""
         self._flush_acc()
 
     def _flush_acc(self) -> None:
