@@ -147,3 +147,52 @@ def test_wrapper_alignment_dir_gives_abx_per_layer_with_intervals(tiny_hubert, t
         for layer, (low, high) in summary[f"{key}_ci"].items():
             assert 0.0 <= low <= high <= 1.0 and 0.0 <= summary[key][layer] <= 1.0
     assert (analysis / "abx.png").exists()
+
+
+@pytest.mark.slow
+def test_wrapper_alignment_dir_and_speakers_txt_give_the_standard_measures(tiny_hubert, tmp_path):
+    """Issue 20's done-when through the wrapper: a LibriSpeech-style folder with a phone TextGrid per file and a
+    SPEAKERS.TXT beside the split (found without a flag). The analysis writes pnmi, phone_purity, cluster_purity,
+    effective_rank and gender_probe_accuracy for every layer, each with its interval, and the label measures with
+    their chance level."""
+    import numpy as np
+    import soundfile as sf
+
+    from tests.conftest import tone, write_textgrid
+
+    root = tmp_path / "LibriSpeech"
+    audio, tg = root / "dev-clean", tmp_path / "alignments"
+    tg.mkdir()
+    speakers = (("84", "F"), ("174", "M"), ("251", "M"), ("422", "F"), ("652", "M"), ("777", "F"))
+    (root).mkdir(parents=True)
+    (root / "SPEAKERS.TXT").write_text("; ID | SEX | SUBSET | MINUTES | NAME\n" + "".join(
+        f"{spk:<5}| {sex} | dev-clean        | 8.02 | Reader {spk}\n" for spk, sex in speakers))
+    for s, (speaker, _) in enumerate(speakers):
+        for u in range(2):
+            stem = f"{speaker}-{10 + u}-{u:04d}"
+            path = audio / speaker / str(10 + u) / f"{stem}.flac"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, tone(40000, seed=2 * s + u), 16000)
+            rng, t, phones = np.random.default_rng(2 * s + u), 0, []
+            while t < 220:  # centiseconds: phones of 60–120 ms from three labels, inside the 2.5 s
+                dur = int(rng.integers(6, 13))
+                phones.append((t / 100, (t + dur) / 100, ("AA1", "B", "S")[int(rng.integers(3))]))
+                t += dur
+            write_textgrid(tg / f"{stem}.TextGrid", {"phones": phones}, 2.5)
+    env = {"AUDIO_DIR": str(audio), "SAVE_DIR": str(tmp_path / "out"), "MODEL_NAME": str(tiny_hubert),
+           "DEVICE": "cpu", "ALIGNMENT_DIR": str(tg), "NUM_FILES": "0",
+           "ANALYSIS_ARGS": "--pnmi_clusters 8 --abx_max_size_group 0 --control_dir none"}
+    result = run_wrapper(env, ["--no_progress"], tmp_path)
+    assert result.returncode in (0, 1), result.stderr[-3000:]
+    analysis = next((tmp_path / "out" / tiny_hubert.name).glob("*_analysis"))
+    summary = json.loads((analysis / "summary.json").read_text())
+    layers = set(summary["layers"])
+    for key in ("pnmi", "phone_purity", "cluster_purity", "gender_probe_accuracy", "effective_rank"):
+        assert set(summary[key]) == layers == set(summary[f"{key}_ci"]), (key, summary.get("reasons", {}).get(key))
+        for layer, (low, high) in summary[f"{key}_ci"].items():
+            assert low <= summary[key][layer] <= high, (key, layer)
+    for key in ("pnmi", "phone_purity", "cluster_purity", "gender_probe_accuracy"):
+        assert set(summary[f"{key}_chance"]) == layers, key
+    for key in ("pnmi", "phone_purity", "cluster_purity"):
+        assert all(0.0 <= v <= 1.0 for v in summary[key].values()), key
+    assert summary["gender_probe_info"]["n_speakers"] == len(speakers), summary["gender_probe_info"]
