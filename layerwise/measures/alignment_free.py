@@ -4,7 +4,8 @@ speaker identity (``speaker_probe_accuracy``, ``speaker_majority_baseline``, ``s
 Streaming: the analysis calls :meth:`PropertyCollector.add` once per file; the collector keeps per file the mean of
 every layer (for the speaker probe) and a seeded subsample of at most ``max_frames_per_file`` frames per frame grid,
 already time-matched to the filterbanks and to the base layer (memory ≈ n_files × max_frames_per_file × Σ dims ×
-4 B × 2). :func:`analyse` then computes, per layer:
+4 B × 2), for at most ``MAX_PROPERTY_FILES`` files (means: ``MAX_PROPERTY_MEAN_FILES``), the bottom-k of a seeded
+hash of the name, so the kept files do not depend on order or sharding. :func:`analyse` then computes, per layer:
 
 - ``cca_mel``: CCA between the layer and the log-mel filterbanks (``fbank.py``), matched in time as the published
   code does (``contract.grid``: the finer sequence average-pooled onto the coarser grid); view order (fbank, layer).
@@ -27,8 +28,10 @@ resampled, ``resample.py``), the speaker measures their chance level (speakers p
 
 from __future__ import annotations
 
+import hashlib
+import heapq
 import zlib
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -36,6 +39,7 @@ from layerwise.contract.grid import FBANK_GRID, Grid, pool_plan
 from layerwise.contract.layout import PROPERTY_MEASURES
 from layerwise.contract.names import speakers_of
 from layerwise.contract.results import MeasureFamily, layer_reasons
+from layerwise.contract.store import FEATURE_SUFFIX
 from layerwise.errors import UndefinedMeasureError, error_text
 from layerwise.measures.resample import DEFAULT_N_BOOT
 
@@ -46,54 +50,105 @@ N_SPLITS = 3  # seeded held-out splits (centred protocol; the speaker probe)
 SPLIT_ATTEMPTS = 20  # draws of a speaker split before one whose dev part holds a single speaker is kept
 
 
+# Corpus-wide caps (the collector's memory must not grow with the corpus; a 960 h run has ~280k utterances). Kept
+# files are the bottom-k of a seeded hash of the stem (:func:`stem_rank`), so the kept set does not depend on the
+# arrival order or on the sharding: a merge keeps the k smallest ranks of the union, which is what one process keeps.
+# Frames of one HuBERT-base file: 50 rows × 4 B × (13 layers × 768 own + 13 × (80 + 768) mel pairs + 12 × (768 + 768)
+# intra pairs) ≈ 7.9 MB; 500 files ≈ 4 GB in memory and in a merge (and 25,000 rows per layer for the CCA fits).
+MAX_PROPERTY_FILES = 500
+# Per-file means (speaker probe): 13 layers × 768 × 8 B (float64) ≈ 80 kB per file; 20,000 files ≈ 1.6 GB.
+MAX_PROPERTY_MEAN_FILES = 20_000
+
+
+def stem_rank(stem: str, seed: int) -> int:
+    """The seeded 64-bit hash of ``stem`` whose bottom-k decides which files the collector keeps."""
+    return int.from_bytes(hashlib.blake2b(f"{seed}/{stem}".encode(), digest_size=8).digest(), "big")
+
+
+@dataclass
+class FileRows:
+    """What the collector keeps of one file: means layer -> (D,) float64; frames layer -> (m, D) float32 (None:
+    beyond the frame cap); mel / intra layer -> (a, b) time-matched pairs (mel absent without filterbanks)."""
+
+    means: dict
+    frames: dict | None = None
+    mel: dict | None = None
+    intra: dict | None = None
+    fbank: bool = False
+
+
 class PropertyCollector:
     """Collects, file by file, what the alignment-free measures need (module docstring).
 
     layers : layer keys in plot order. grids : layer -> its frame grid (``contract.grid.Grid``, samples).
-    seed : frame subsampling (per file, from the seed and the stem, so the order of files does not matter).
+    seed : frame subsampling (per file, from the seed and the stem, so the order of files does not matter) and the
+    files kept under the caps (:func:`stem_rank`). max_files / max_mean_files : the corpus-wide caps on the files
+    whose frames / means are kept (``MAX_PROPERTY_FILES``, ``MAX_PROPERTY_MEAN_FILES``). The measures read the kept
+    files in feature-file-name order (``stems``, ``means``, ``frames`` … are views built from the kept rows).
     """
 
     def __init__(self, layers: list[str], grids: dict[str, Grid], *, seed: int,
-                 max_frames_per_file: int = DEFAULT_MAX_FRAMES_PER_FILE):
+                 max_frames_per_file: int = DEFAULT_MAX_FRAMES_PER_FILE, max_files: int = MAX_PROPERTY_FILES,
+                 max_mean_files: int = MAX_PROPERTY_MEAN_FILES):
         missing = [k for k in layers if k not in grids]
         if missing:
             raise ValueError(f"no frame grid for layers {missing}")
+        if not 1 <= max_files <= max_mean_files:
+            raise ValueError(f"max_files={max_files} must be in [1, max_mean_files={max_mean_files}]")
         self.layers, self.grids, self.seed, self.max_frames = list(layers), dict(grids), seed, max_frames_per_file
-        self.stems: list[str] = []
-        self.means: dict[str, list[np.ndarray]] = {k: [] for k in layers}
-        self.frames: dict[str, list[np.ndarray]] = {k: [] for k in layers}  # own frames, sampled
-        self.frame_file: dict[str, list[np.ndarray]] = {k: [] for k in layers}
-        self.mel: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in layers}  # (fbank, layer)
-        self.mel_file: dict[str, list[np.ndarray]] = {k: [] for k in layers}
-        self.intra: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {k: [] for k in layers}  # (base, layer)
-        self.intra_file: dict[str, list[np.ndarray]] = {k: [] for k in layers}
-        self.n_fbank_files = 0
+        self.max_files, self.max_mean_files = max_files, max_mean_files
+        self.files: dict[str, FileRows] = {}
+        self.n_seen = 0  # files offered (add or insert), kept or not
+        self._ranks: dict[str, int] = {}
+        self._mean_heap: list[tuple[int, str]] = []  # (-rank, stem): the largest kept rank on top
+        self._frame_heap: list[tuple[int, str]] = []
 
     def _sample(self, n: int, stem: str, what: str) -> np.ndarray:
         rng = np.random.default_rng([self.seed, zlib.crc32(f"{stem}/{what}".encode())])
         return np.sort(rng.choice(n, size=min(n, self.max_frames), replace=False))
 
+    def _admits(self, rank: int, heap: list, cap: int) -> bool:
+        return len(heap) < cap or rank < -heap[0][0]
+
     def add(self, stem: str, arrays: dict[str, np.ndarray], fbank_frames: np.ndarray | None) -> None:
-        """One file: arrays layer -> (T_k, D) frames on that layer's grid; fbank_frames (T_f, 80) or None."""
-        index = len(self.stems)
-        self.stems.append(stem)
+        """One file: arrays layer -> (T_k, D) frames on that layer's grid; fbank_frames (T_f, 80) or None. Files
+        beyond the caps are counted and not read further."""
+        rank = stem_rank(stem, self.seed)
+        if not self._admits(rank, self._mean_heap, self.max_mean_files):
+            self.n_seen += 1
+            return
         base = arrays.get(BASE_LAYER)
-        if fbank_frames is not None:
-            self.n_fbank_files += 1
-        for key in self.layers:
-            x, grid = np.asarray(arrays[key]), self.grids[key]
-            self.means[key].append(x.mean(axis=0, dtype=np.float64))
-            idx = self._sample(len(x), stem, f"own/{grid}")
-            self.frames[key].append(x[idx].astype(np.float32))
-            self.frame_file[key].append(np.full(len(idx), index))
-            if fbank_frames is not None:
-                pair = self._matched(fbank_frames, FBANK_GRID, x, grid, stem, "mel")
-                self.mel[key].append(pair)
-                self.mel_file[key].append(np.full(len(pair[0]), index))
-            if base is not None and key != BASE_LAYER:
-                pair = self._matched(base, self.grids[BASE_LAYER], x, grid, stem, "intra")
-                self.intra[key].append(pair)
-                self.intra_file[key].append(np.full(len(pair[0]), index))
+        rows = FileRows({k: np.asarray(arrays[k]).mean(axis=0, dtype=np.float64) for k in self.layers},
+                        fbank=fbank_frames is not None)
+        if self._admits(rank, self._frame_heap, self.max_files):
+            rows.frames, rows.mel, rows.intra = {}, {}, {}
+            for key in self.layers:
+                x, grid = np.asarray(arrays[key]), self.grids[key]
+                rows.frames[key] = x[self._sample(len(x), stem, f"own/{grid}")].astype(np.float32)
+                if fbank_frames is not None:
+                    rows.mel[key] = self._matched(fbank_frames, FBANK_GRID, x, grid, stem, "mel")
+                if base is not None and key != BASE_LAYER:
+                    rows.intra[key] = self._matched(base, self.grids[BASE_LAYER], x, grid, stem, "intra")
+        self.insert(stem, rows)
+
+    def insert(self, stem: str, rows: FileRows) -> None:
+        """Keep one file's rows under the caps (a merge inserts the rows of every partial; the result does not
+        depend on the order): the largest-ranked file beyond a cap is dropped (its frames, or all of it)."""
+        if stem in self.files:
+            raise ValueError(f"file {stem} was added twice")
+        rank = self._ranks[stem] = stem_rank(stem, self.seed)
+        self.n_seen += 1
+        self.files[stem] = rows
+        heapq.heappush(self._mean_heap, (-rank, stem))
+        if rows.frames is not None:
+            heapq.heappush(self._frame_heap, (-rank, stem))
+        if len(self._frame_heap) > self.max_files:
+            dropped = self.files[heapq.heappop(self._frame_heap)[1]]
+            dropped.frames = dropped.mel = dropped.intra = None
+        if len(self._mean_heap) > self.max_mean_files:
+            gone = heapq.heappop(self._mean_heap)[1]
+            if self.files.pop(gone).frames is not None:
+                raise RuntimeError("internal error: a file with frames fell out of the means")
 
     def _matched(self, a, grid_a, b, grid_b, stem, what) -> tuple[np.ndarray, np.ndarray]:
         """Sampled rows of ``contract.grid.match(a, grid_a, b, grid_b)``, pooling only the sampled windows (a conv_0
@@ -106,6 +161,58 @@ class PropertyCollector:
         pooled = np.asarray(fine)[windows].mean(axis=1, dtype=np.float64).astype(np.float32)
         picked = np.asarray(coarse)[idx].astype(np.float32)
         return (pooled, picked) if fine is a else (picked, pooled)
+
+    # ---- views in feature-file-name order (what the measures and the partials read)
+    @property
+    def stems(self) -> list[str]:
+        """The files whose means are kept, in feature-file-name order (as one process reads them)."""
+        return sorted(self.files, key=lambda stem: f"{stem}{FEATURE_SUFFIX}")
+
+    @property
+    def n_frame_files(self) -> int:
+        return len(self._frame_heap)
+
+    @property
+    def n_fbank_files(self) -> int:
+        return sum(rows.fbank for rows in self.files.values())
+
+    @property
+    def means(self) -> dict[str, list[np.ndarray]]:
+        return {k: [self.files[s].means[k] for s in self.stems] for k in self.layers}
+
+    def _per_file(self, what: str) -> tuple[dict[str, list], dict[str, list[np.ndarray]]]:
+        """(layer -> the kept files' ``what`` rows, layer -> their file index in ``stems``), files in order."""
+        rows, index = {k: [] for k in self.layers}, {k: [] for k in self.layers}
+        for n, stem in enumerate(self.stems):
+            found = getattr(self.files[stem], what) or {}
+            for key, value in found.items():
+                rows[key].append(value)
+                index[key].append(np.full(len(value[0] if isinstance(value, tuple) else value), n))
+        return rows, index
+
+    @property
+    def frames(self):
+        return self._per_file("frames")[0]
+
+    @property
+    def frame_file(self):
+        return self._per_file("frames")[1]
+
+    @property
+    def mel(self):
+        return self._per_file("mel")[0]
+
+    @property
+    def mel_file(self):
+        return self._per_file("mel")[1]
+
+    @property
+    def intra(self):
+        return self._per_file("intra")[0]
+
+    @property
+    def intra_file(self):
+        return self._per_file("intra")[1]
 
     def speakers(self) -> tuple[np.ndarray | None, str | None]:
         """(speaker of each file (n_files,), None) or (None, reason) when a name is not LibriSpeech-style."""
@@ -169,10 +276,12 @@ def _rows(split_files: tuple[np.ndarray, ...], row_file: np.ndarray) -> tuple[np
     return tuple(np.flatnonzero(np.isin(row_file, files)) for files in split_files)
 
 
-def _cca(view1, view2, row_file, *, split_files, labels, protocol, seed, chance: bool = False):
+def _cca(view1, view2, row_file, *, split_files, labels, protocol, seed, chance: bool = False, caches=None):
     """One CCA measure between two row-aligned views (n, d1), (n, d2) under ``protocol``, as a
     :class:`~layerwise.measures.resample.Scored` (test rows resampled by file; ``chance``: view2 permuted within
-    the parts of each split gives the chance level). split_files : the centred protocol's file splits."""
+    the parts of each split gives the chance level). split_files : the centred protocol's file splits. caches : per
+    split, a dict that keeps view1's standardisation and eigenbasis between calls (``pwcca.pwcca_heldout``: reused
+    when the next call's view1 is equal, e.g. ``layer_0`` against every layer); the chance fit reuses it too."""
     from layerwise.measures import pasad, pwcca
     from layerwise.measures.resample import Scored, centred_pwcca_scorer, permute_within
     from layerwise.measures.span import pasad_scored
@@ -184,13 +293,13 @@ def _cca(view1, view2, row_file, *, split_files, labels, protocol, seed, chance:
                             row_file, chance_y=chance_y)[0]
     heldout = pwcca.pwcca_heldout if labels is not None else pwcca.views_heldout
     splits = [_rows(s, row_file) for s in split_files]
-    kept = [{} for _ in splits]
-    scores = [heldout(view1, view2, split, keep)[0] for split, keep in zip(splits, kept)]
+    kept, caches = [{} for _ in splits], caches or [{} for _ in splits]
+    scores = [heldout(view1, view2, split, keep, cache=cache)[0] for split, keep, cache in zip(splits, kept, caches)]
     scorers = [centred_pwcca_scorer(keep, row_file[split[2]]) for keep, split in zip(kept, splits)]
     level = None
     if chance:
-        level = float(np.mean([heldout(view1, permute_within(view2, split, seed=[seed, i]), split)[0]
-                               for i, split in enumerate(splits)]))
+        level = float(np.mean([heldout(view1, permute_within(view2, split, seed=[seed, i]), split,
+                                       cache=caches[i])[0] for i, split in enumerate(splits)]))
     return Scored(float(np.mean(scores)), [f for f, _ in scorers], [g for _, g in scorers], scores,
                   sum(len(split[2]) for split in splits), level)
 
@@ -235,15 +344,17 @@ def _acoustic(c: PropertyCollector, out: MeasureFamily, opts: dict, *, n_boot: i
         out.unavailable["cca_mel"] = (f"{n_files - c.n_fbank_files} of {n_files} files have no filterbanks; "
                                       f"extract with --fbank")
     else:
+        caches = [{} for _ in split_files]  # the filterbanks' side, equal for the layers of one grid
         _measure("cca_mel", c.layers, lambda k: _cca(
             *map(np.concatenate, zip(*c.mel[k])), np.concatenate(c.mel_file[k]), split_files=split_files,
-            labels=None, **opts), out, n_boot=n_boot, seed=opts["seed"], method=method)
+            labels=None, caches=caches, **opts), out, n_boot=n_boot, seed=opts["seed"], method=method)
     if BASE_LAYER not in c.layers:
         out.unavailable["cca_intra"] = f"needs {BASE_LAYER} among the analysed layers"
     else:
+        caches = [{} for _ in split_files]  # BASE_LAYER's side, equal for the layers of one grid
         _measure("cca_intra", c.layers, lambda k: None if k == BASE_LAYER else _cca(
             *map(np.concatenate, zip(*c.intra[k])), np.concatenate(c.intra_file[k]), split_files=split_files,
-            labels=None, **opts), out, n_boot=n_boot, seed=opts["seed"], method=method)
+            labels=None, caches=caches, **opts), out, n_boot=n_boot, seed=opts["seed"], method=method)
 
 
 def _speaker_splits(c: PropertyCollector, speakers: np.ndarray, out: MeasureFamily, *, seed: int):
@@ -324,8 +435,14 @@ def measure(c: PropertyCollector, *, seed: int, cca_protocol: str = "centred",
     from layerwise.measures.span import FEW_TEST_ITEMS
 
     out = MeasureFamily(provenance={"seed": seed, "cca_protocol": cca_protocol, "n_files": len(c.stems),
-                                    "max_frames_per_file": c.max_frames, "base_layer": BASE_LAYER})
+                                    "max_frames_per_file": c.max_frames, "base_layer": BASE_LAYER,
+                                    "n_files_seen": c.n_seen, "n_frame_files": c.n_frame_files,
+                                    "max_property_files": c.max_files, "max_property_mean_files": c.max_mean_files})
     n_files = len(c.stems)
+    if c.n_seen > c.n_frame_files:
+        out.notes.append(f"alignment-free measures: frames of {c.n_frame_files} of the {c.n_seen} files "
+                         f"(cap {c.max_files}), per-file means of {n_files} (cap {c.max_mean_files}); the files are "
+                         f"the same for every shard count and order (bottom-k of a seeded hash of the name)")
     opts = {"protocol": cca_protocol, "seed": seed}
     with threadpool_limits(limits=1):
         if n_files < 3:
@@ -339,7 +456,7 @@ def measure(c: PropertyCollector, *, seed: int, cca_protocol: str = "centred",
         out.notes.append("cca_protocol pasad: its 10 parts are drawn over the sampled frames, so frames of one "
                          "utterance are on both sides of a split (the published protocol)")
     for name, count in out.n_test.items():
-        if count < FEW_TEST_ITEMS:
+        if n_boot and count < FEW_TEST_ITEMS:  # no interval (n_boot 0): nothing is wide
             out.notes.append(f"{name}: {count} scored test items over the splits (fewer than {FEW_TEST_ITEMS}): its "
                              f"interval is wide; analyse more files")
     return out

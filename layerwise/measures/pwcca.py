@@ -57,26 +57,53 @@ class CCAFit:
     rho_fit: np.ndarray  # canonical correlations on the fit data, (k,)
 
 
+@dataclass
+class ViewEigen:
+    """One view's centred covariance on a fit part in its eigenbasis: ``C = v diag(w) vᵀ`` restricted to the
+    directions the data span. mean (p,); w (r,) eigenvalues >= 0; v (p, r) orthonormal columns; scale = tr(C)/p."""
+
+    mean: np.ndarray
+    w: np.ndarray
+    v: np.ndarray
+    scale: float
+
+
+def view_eigen(x: np.ndarray) -> ViewEigen:
+    """:class:`ViewEigen` of x (n, p) float64. With n > p: ``eigh`` of the p×p covariance (every direction). With
+    n <= p the centred rows span at most n − 1 directions: the thin SVD of the centred rows gives them (C = V diag(s²/
+    (n − 1)) Vᵀ) and leaves out the p − n directions whose eigenvalue is 0 (exactly, up to rounding): they carry no
+    part of the cross-covariance (x_c v = 0), so the canonical pairs are the same (to ~1e-12, tested against the
+    full eigendecomposition) and the whitened cross-covariance is n×q instead of p×q."""
+    n, p = x.shape
+    mean = x.mean(axis=0)
+    xc = x - mean
+    if n <= p:
+        _, s, vt = linalg.svd(xc, full_matrices=False)
+        w = s**2 / (n - 1)
+        return ViewEigen(mean, w, vt.T, max(float(np.einsum("ij,ij->", xc, xc)) / (n - 1) / p, 1e-12))
+    w, v = linalg.eigh(xc.T @ xc / (n - 1))
+    w = np.clip(w, 0, None)
+    return ViewEigen(mean, w, v, max(w.mean(), 1e-12))
+
+
 class _CCAMoments:
     """Centred covariances of one fit part and their eigendecompositions, reused across the ε grid: one
-    eigendecomposition per view and split, the ε grid costs one SVD per ε (of the whitened cross-covariance)."""
+    eigendecomposition per view and split, the ε grid costs one SVD per ε (of the whitened cross-covariance).
+    x_eigen : :func:`view_eigen` of x when the caller has it already (the same first view against several second
+    views: layers against ``layer_0``, labels against permuted labels)."""
 
-    def __init__(self, x: np.ndarray, y: np.ndarray):
+    def __init__(self, x: np.ndarray, y: np.ndarray, *, x_eigen: ViewEigen | None = None):
         n = len(x)
         for name, view in (("the first view (the layer)", x), ("the second view", y)):
             if n < 2 or not np.ptp(view, axis=0).max() > 0:  # every column constant (exact): CCA is 0/0
                 raise UndefinedMeasureError(f"{name} is constant on the {n} fit rows (zero variance in every "
                                             f"dimension; for one-hot labels: a single class)")
-        self.mean_x, self.mean_y = x.mean(axis=0), y.mean(axis=0)
-        xc, yc = x - self.mean_x, y - self.mean_y
-        cxx, cyy = xc.T @ xc / (n - 1), yc.T @ yc / (n - 1)
-        self.cxy = xc.T @ yc / (n - 1)
-        self.wx, self.vx = linalg.eigh(cxx)  # Cxx = Vx diag(wx) Vxᵀ
-        self.wy, self.vy = linalg.eigh(cyy)
-        self.wx, self.wy = np.clip(self.wx, 0, None), np.clip(self.wy, 0, None)
-        self.cxy_eig = self.vx.T @ self.cxy @ self.vy  # Cxy in the eigenbases: Vxᵀ Cxy Vy, (p, q), once per split
-        self.scale_x = max(self.wx.mean(), 1e-12)  # tr(Cxx)/p (> 0: a constant view was refused above)
-        self.scale_y = max(self.wy.mean(), 1e-12)
+        ex, ey = x_eigen or view_eigen(x), view_eigen(y)
+        self.mean_x, self.mean_y = ex.mean, ey.mean
+        self.cxy = (x - ex.mean).T @ (y - ey.mean) / (n - 1)
+        self.wx, self.vx, self.wy, self.vy = ex.w, ex.v, ey.w, ey.v  # Cxx = Vx diag(wx) Vxᵀ (its spanned part)
+        self.cxy_eig = self.vx.T @ self.cxy @ self.vy  # Cxy in the eigenbases: Vxᵀ Cxy Vy, (rx, ry), once per split
+        self.scale_x, self.scale_y = ex.scale, ey.scale  # tr(C)/p (> 0: a constant view was refused above)
         self.rank_y = int(np.sum(self.wy > 1e-10 * self.wy.max())) if self.wy.max() > 0 else 0
         self.k_max = max(1, min(x.shape[1], self.rank_y, n - 1))
 
@@ -84,7 +111,8 @@ class _CCAMoments:
         # (C + r I)^(-1/2) = V diag(d) Vᵀ with d = (w + r)^(-1/2): ε only shifts the eigenvalues. So
         # Wx Cxy Wy = Vx [diag(dx) (Vxᵀ Cxy Vy) diag(dy)] Vyᵀ; the SVD of the bracket, Ũ S Ṽᵀ, gives U = Vx Ũ and
         # V = Vy Ṽ (the same singular values; vectors up to a joint sign per pair, which the score ignores), and
-        # A = Wx U = Vx diag(dx) Ũ, B = Vy diag(dy) Ṽ. Per ε: one SVD and two products, no p×p inverse.
+        # A = Wx U = Vx diag(dx) Ũ, B = Vy diag(dy) Ṽ. Per ε: one SVD and two products, no p×p inverse. (Directions
+        # left out of Vx (view_eigen, n <= p) have Vᵀ Cxy = 0: their rows of the bracket are 0.)
         dx = (self.wx + reg_x * self.scale_x) ** -0.5
         dy = (self.wy + reg_y * self.scale_y) ** -0.5
         u, s, vt = linalg.svd(dx[:, None] * self.cxy_eig * dy[None, :], full_matrices=False)
@@ -137,16 +165,32 @@ def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     return float(alpha @ np.where(weighted, rho, 0.0) / alpha.sum())  # unweighted variates: 0 · ρ = 0
 
 
+def _first_view(x: np.ndarray, split: tuple[np.ndarray, ...], cache: dict | None):
+    """((x_train, x_dev, x_test) standardised on train, :func:`view_eigen` of x_train), taken from ``cache`` when it
+    holds the same x and split (values compared, so a hit is exact), else computed and stored there."""
+    if cache and cache["x"].shape == x.shape and np.array_equal(cache["x"], x) and all(
+            np.array_equal(a, b) for a, b in zip(cache["split"], split)):
+        return cache["parts"], cache["eigen"]
+    train, dev, test = split
+    parts = standardise(x[train], x[dev], x[test])
+    eigen = view_eigen(parts[0]) if len(parts[0]) >= 2 else None  # < 2 rows: _CCAMoments refuses
+    if cache is not None:
+        cache.update(x=x, split=split, parts=parts, eigen=eigen)
+    return parts, eigen
+
+
 def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ...],
-                  keep: dict | None = None) -> tuple[float, float]:
+                  keep: dict | None = None, *, cache: dict | None = None) -> tuple[float, float]:
     """PWCCA on the test part with ε chosen on the dev part; returns (score, chosen ε).
 
     x : ndarray (n, p) features (standardised here on the train part); onehot : (n, q); split : (train, dev, test).
     keep : a dict that receives the chosen ``fit`` and the scored ``x_test``, ``y_test`` (for rescoring resamples).
+    cache : a dict kept by the caller per split: x's standardisation and eigendecomposition are reused when the
+    next call has the same x and split (the permuted-label chance fit; only the label view changes).
     """
     train, dev, test = split
-    x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
-    moments = _CCAMoments(x_train, onehot[train])
+    (x_train, x_dev, x_test), x_eigen = _first_view(np.asarray(x, np.float64), split, cache)
+    moments = _CCAMoments(x_train, onehot[train], x_eigen=x_eigen)
     best = (-np.inf, None, None)
     for eps in CCA_REG_GRID:
         fit = moments.fit(eps, CCA_REG_Y)
@@ -160,17 +204,19 @@ def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ..
 
 
 def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...],
-                  keep: dict | None = None) -> tuple[float, float]:
+                  keep: dict | None = None, *, cache: dict | None = None) -> tuple[float, float]:
     """PWCCA of two continuous views on the test part, one ε for both views chosen on the dev part.
 
     x : (n, p), y : (n, q) (e.g. a layer and the filterbanks, or two layers), both standardised on the train part;
     split : (train, dev, test) index arrays. Weights use the view with fewer columns. Returns (score, chosen ε).
-    keep : as :func:`pwcca_heldout`.
+    keep, cache : as :func:`pwcca_heldout` (cache: the same first view against several second views, e.g.
+    ``layer_0`` or the filterbanks against every layer).
     """
     train, dev, test = split
-    x_train, x_dev, x_test = standardise(x[train], x[dev], x[test])
+    (x_train, x_dev, x_test), x_eigen = _first_view(np.asarray(x, np.float64), split, cache)
+    y = np.asarray(y, np.float64)
     y_train, y_dev, y_test = standardise(y[train], y[dev], y[test])
-    moments = _CCAMoments(x_train, y_train)
+    moments = _CCAMoments(x_train, y_train, x_eigen=x_eigen)
     best = (-np.inf, None, None)
     for eps in CCA_REG_GRID:
         fit = moments.fit(eps, eps)

@@ -99,7 +99,8 @@ def test_speaker_splits_are_chapter_disjoint_where_the_chapters_allow_it():
             assert test_chapters and not fit_chapters & test_chapters, spk
         assert (speakers[test] == "3").sum() == 1  # one chapter: one test file, the fallback
     c = alignment_free.PropertyCollector(["layer_0"], {"layer_0": alignment_free.FBANK_GRID}, seed=0)
-    c.stems = stems
+    for stem in stems:  # names only (already in name order, the order the collector reads them in)
+        c.insert(stem, alignment_free.FileRows({}))
     out = alignment_free.MeasureFamily()
     alignment_free._speaker_splits(c, speakers, out, seed=0)
     assert "3" in out.provenance["speaker_split"] and any("one chapter" in n for n in out.notes)

@@ -33,8 +33,8 @@ def files(seed=0, shuffle_speakers=False):
     return out
 
 
-def collect(data, layers=LAYERS, grids=GRIDS, with_fbank=True, seed=0):
-    c = alignment_free.PropertyCollector(layers, grids, seed=seed, max_frames_per_file=30)
+def collect(data, layers=LAYERS, grids=GRIDS, with_fbank=True, seed=0, **caps):
+    c = alignment_free.PropertyCollector(layers, grids, seed=seed, max_frames_per_file=30, **caps)
     for stem, arrays, fb in data:
         c.add(stem, {k: arrays[k] for k in layers}, fb if with_fbank else None)
     return c
@@ -122,7 +122,8 @@ def test_collector_time_matches_like_explicit_pooling():
     again.add("9-9-0009", {"layer_0": l0[::-1]}, None)
     again.add("1-2-0003", {"layer_0": l0}, None)
     assert small.frames["layer_0"][0].shape == (7, 4)
-    np.testing.assert_array_equal(small.frames["layer_0"][0], again.frames["layer_0"][1])
+    assert again.stems == ["1-2-0003", "9-9-0009"]  # the measures read files in name order, whatever the arrival
+    np.testing.assert_array_equal(small.frames["layer_0"][0], again.frames["layer_0"][0])
 
 
 def test_a_layer_that_fails_is_a_gap_with_its_reason_and_the_other_layers_stay():
@@ -136,3 +137,54 @@ def test_a_layer_that_fails_is_a_gap_with_its_reason_and_the_other_layers_stay()
     alignment_free._measure("cca_intra", ["layer_0", "layer_1", "layer_2"], compute, out)
     assert out.values["cca_intra"] == {"layer_0": 0.5, "layer_1": None, "layer_2": 0.5}
     assert "layer_1" in out.unavailable["cca_intra"] and "SVD did not converge" in out.unavailable["cca_intra"]
+
+
+def _inputs(c):
+    """Everything the measures read from a collector, as plain lists of arrays."""
+    return (c.stems, c.n_seen, c.n_frame_files, c.n_fbank_files,
+            {k: [np.asarray(x) for x in c.means[k]] for k in c.layers},
+            {what: {k: [np.concatenate([np.ravel(p) for p in (v if isinstance(v, tuple) else (v,))]) for v in rows]
+                    for k, rows in getattr(c, what).items()} for what in ("frames", "mel", "intra")},
+            {what: {k: [np.asarray(x) for x in rows] for k, rows in getattr(c, what).items()}
+             for what in ("frame_file", "mel_file", "intra_file")})
+
+
+def _same(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return np.array_equal(a, b)
+
+
+def test_the_cap_keeps_the_bottom_k_files_for_one_process_two_shards_and_reversed_order():
+    import hashlib
+
+    from layerwise.analyze import shards
+
+    data, caps = files(), {"max_files": 7, "max_mean_files": 15}
+    one, reverse = collect(data, **caps), collect(data[::-1], **caps)
+    parts = [shards.properties_state(collect(data[i::2], **caps)) for i in (0, 1)]  # two shards, merged
+    empty = alignment_free.PropertyCollector(LAYERS, GRIDS, seed=0, max_frames_per_file=30, **caps)
+    merged = shards.merged_properties(parts, [stem for stem, _, _ in data], empty)
+    by_rank = sorted((stem for stem, _, _ in data),  # the seeded hash, computed here
+                     key=lambda stem: hashlib.blake2b(f"0/{stem}".encode(), digest_size=8).digest())
+    for c in (one, reverse, merged):
+        assert c.stems == sorted(by_rank[:15], key=lambda s: s + "_features.npz")  # means: 15 files, name order
+        framed = {s for s in c.stems if c.files[s].frames is not None}
+        assert framed == set(by_rank[:7]) and c.n_seen == len(data) == 24
+        assert _same(_inputs(c), _inputs(one))
+    results = [alignment_free.measure(c, seed=0, n_boot=20) for c in (one, reverse, merged)]
+    for r in results[1:]:
+        assert (r.values, r.intervals, r.chance, r.notes) == (results[0].values, results[0].intervals,
+                                                              results[0].chance, results[0].notes)
+    prov = results[0].provenance
+    assert (prov["n_files"], prov["n_files_seen"], prov["n_frame_files"]) == (15, 24, 7)
+    assert any("frames of 7 of the 24 files" in note for note in results[0].notes)
+    assert sum(len(x) for x in one.frames["layer_1"]) == 7 * 30  # 50 frames per file, 30 kept, 7 files
+
+
+def test_without_the_cap_binding_every_file_is_kept_and_no_note():
+    c = collect(files())
+    assert len(c.stems) == c.n_frame_files == c.n_seen == 24
+    assert not any("frames of" in note for note in alignment_free.measure(c, seed=0, n_boot=0).notes)

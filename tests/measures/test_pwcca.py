@@ -73,3 +73,32 @@ def test_label_pwcca_equals_the_per_eps_whitening_on_the_pasad_fixture():
         got = pwcca.pwcca_heldout(x, onehot, split)
         want = _slow_heldout(x, onehot, split, reg_y=pwcca.CCA_REG_Y)
         assert got[1] == want[1] and got[0] == pytest.approx(want[0], abs=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_fewer_rows_than_dims_equals_the_full_eigendecomposition(seed):
+    """n <= p: view_eigen keeps the n spanned directions of each view (thin SVD); the full eigh and per-ε whitening
+    of the former code give the same scores and ε."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(150, 180)) @ rng.normal(size=(180, 180)) / 13 + 30 * (np.arange(180) == 5)
+    y = x[:, :90] @ rng.normal(size=(90, 170)) + 2 * rng.normal(size=(150, 170))
+    split = _split(len(x), seed)  # 90 train rows < 170 and 180 dims
+    got, want = pwcca.views_heldout(x, y, split), _slow_heldout(x, y, split)
+    assert got[1] == want[1] and got[0] == pytest.approx(want[0], abs=1e-10)
+    labels = rng.integers(0, 6, len(x))
+    onehot = (labels[:, None] == np.arange(6)[None, :]).astype(np.float64)
+    x_lab = x + 3 * onehot @ rng.normal(size=(6, 180))
+    got, want = pwcca.pwcca_heldout(x_lab, onehot, split), _slow_heldout(x_lab, onehot, split, reg_y=pwcca.CCA_REG_Y)
+    assert got[1] == want[1] and got[0] == pytest.approx(want[0], abs=1e-10)
+
+
+def test_the_first_view_cache_is_exact_and_refreshes_on_other_data():
+    rng = np.random.default_rng(3)
+    x, y, z = rng.normal(size=(300, 20)), rng.normal(size=(300, 15)), rng.normal(size=(300, 10))
+    split, cache = _split(300, 3), {}
+    first = pwcca.views_heldout(x, y + x[:, :15], split, cache=cache)
+    again = pwcca.views_heldout(x, z + x[:, :10], split, cache=cache)  # hit: x and split unchanged
+    assert again == pwcca.views_heldout(x, z + x[:, :10], split)
+    other = pwcca.views_heldout(x[::-1].copy(), y, split, cache=cache)  # other x: recomputed
+    assert other == pwcca.views_heldout(x[::-1].copy(), y, split) and first == pwcca.views_heldout(x, y + x[:, :15],
+                                                                                                  split)
