@@ -8,7 +8,8 @@ shard, writes the same partial as ``analyze.shards.write_partial`` (``{output_di
 plus ``no_store``, the run's ``identity`` and the ``failed`` stems in its header). ``visualize_features.py --merge
 --output_dir {output_dir}`` merges them into summary, figures and report.
 
-Equal to extract-then-analyse of the same files (every summary number to ~1e-9 relative, the same sampled frames):
+Equal to extract-then-analyse of the same files (every summary number to ~1e-9 relative in the tests; against one
+process on larger folders, ~1e-8 of each quantity's largest value, as any merge of shards; the same sampled frames):
 the extraction's shard takes the files in feature-file-name order in whole groups of ``stream.GROUP_FILES``,
 group g to shard g mod N — the analysis shard rule — and the feed ends a float32 accumulation group exactly where
 the analysis of the stored files would (``Collected.stats.end_group`` when a file of the next group arrives, and
@@ -26,14 +27,24 @@ from __future__ import annotations
 import json
 import logging
 import time
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from layerwise.analyze import shards, stream
 from layerwise.analyze.options import AnalysisOptions
-from layerwise.contract import store
-from layerwise.errors import OwnFileError
+from layerwise.contract import layout, store
+from layerwise.errors import OwnFileError, UsageError
 
 log = logging.getLogger(__name__)
+
+# Header fields that say where the partial was written, not what it holds: a copied folder (cp -r) holds the same
+# extraction, so a --no_store shard neither redoes nor refuses partials that differ only there.
+NOT_IDENTITY = ("features_dir",)
+# Header fields as the user sets them (messages name flags)
+FLAG_OF = {"all_stems": "the file selection (--audio_dir, --num_utterances, --data_sample, --extensions)",
+           "num_files": "--num_files", "features_dir": "the output folder"}
 
 
 class PartialFeed:
@@ -69,6 +80,7 @@ class PartialFeed:
         identity, selection and settings, no failed file) and ``overwrite`` is not set: nothing to compute."""
         self._header = shards.header_of(self.options, all_stems, no_store=True, identity=identity)
         self._place = {stem: n for n, stem in enumerate(all_stems)}
+        self._check_neighbours()
         self.complete = not overwrite and self.path.is_file() and self._earlier_complete()
         return self.complete
 
@@ -81,12 +93,39 @@ class PartialFeed:
             log.info("%s is unreadable (%s): this shard is redone", self.path, err)
             return False
         current = json.loads(json.dumps(self._header))  # as it reads back: tuples are lists
-        same = all(earlier.get(k) == v for k, v in current.items() if k not in ("files", "empty"))
+        same = all(earlier.get(k) == v for k, v in current.items() if k not in ("files", "empty", *NOT_IDENTITY))
         if same and not earlier.get("failed"):
             log.info("%s is complete (same extraction and files): nothing to do for this shard", self.path)
             return True
         log.info("%s is from another run or has failed files: this shard is redone", self.path)
         return False
+
+    def _check_neighbours(self) -> None:
+        """Refuse, before the model loads, a shard that could not be merged with the partials already in
+        ``out_dir/partials`` (the other shards' of this sharding, or partials of another one): another sharding,
+        stored-file partials, another selection or settings (``shards.SAME_SETTINGS``) or another extraction identity
+        (``layout.check_same_extraction``). Raises :class:`~layerwise.errors.UsageError` naming the partial and
+        the difference. Unreadable partials are left to the merge."""
+        current = json.loads(json.dumps(self._header))
+        for path in sorted(self.path.parent.glob("partial_*_of_*.npz")) if self.path.parent.is_dir() else ():
+            if path == self.path:
+                continue  # this shard's own: replaced (or found complete) by this run
+            other = _header_only(path)
+            if other is None:
+                continue
+            way_out = (f"; re-run with that run's settings, remove {self.path.parent}, or choose another "
+                       f"--save_dir for this run")
+            differ = [] if other.get("num_subsets") == current["num_subsets"] else ["--num_subsets"]
+            if not other.get("no_store"):
+                differ.append("it was written by visualize_features.py from stored files, not by --no_store")
+            differ += [FLAG_OF.get(k, f"--{k}") for k in ("all_stems", *shards.SAME_SETTINGS)
+                       if k not in NOT_IDENTITY and other.get(k) != current[k]]
+            if differ:
+                raise UsageError(f"--no_store: {path} was made with other settings than this shard "
+                                 f"({', '.join(differ)}){way_out}")
+            if other.get("identity"):
+                layout.check_same_extraction(other["identity"], current["identity"], subject=str(path),
+                                             reference_name="this --no_store shard", advice=way_out)
 
     def add(self, ff: store.FeatureFile) -> None:
         """Fold one utterance (as read back from its feature file) into the shard's state; a file of the next
@@ -117,3 +156,14 @@ class PartialFeed:
             self.state.stats.end_group()
         header = {**self._header, "failed": [stem for stem in failed if stem in self._place]}
         return shards.save_partial(self.path, header, self.state, wall_s=self._busy + time.perf_counter() - start)
+
+
+def _header_only(path: Path) -> dict | None:
+    """The JSON header of the partial at ``path``, read without its arrays (npz members load lazily); None when it
+    cannot be read (the merge names such a partial)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            header = json.loads(str(arrays["header"]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return header if isinstance(header, dict) else None

@@ -6,7 +6,8 @@ atomically: the exact statistics (``GridStats.state``: float64 moments and cross
 with its keys, span features for span folders, the stems and the run's metadata. ``merge`` checks that all N
 partials are there and belong together (same selection, seed, layers, precision, extraction identity), merges them
 exactly (Chan's pairwise update; bottom-k union) and finishes like a single process: merged numbers equal a
-single-process run to ≈1e-9 relative (tests: 1e-9 relative), figures and report included.
+single-process run to ~1e-8 of each quantity's largest value (140 files, 2 shards: at most 1.3e-8 × the largest
+value, 5.5e-7 relative on the smallest PCA variance ratios; tests: 1e-9 relative), figures and report included.
 
 A partial holds ``8·Σ_l D_l·(N − off_l)`` bytes of statistics: about 430 MB for HuBERT-base with 13 layers × 768
 dims (``--layers`` cuts this quadratically), plus the sample (max_points × Σ dims × 4 bytes).
@@ -36,6 +37,7 @@ PARTIAL_NAME = "partial_{subset:04d}_of_{count:04d}.npz"
 _PARTIAL_RE = re.compile(r"^partial_(\d+)_of_(\d+)\.npz$")
 _HEADER = "header"  # a 0-d unicode array holding the JSON header (no pickling)
 _SAME = ("seed", "max_points", "layers", "precision", "num_files", "features_dir")  # must agree across partials
+SAME_SETTINGS = _SAME  # public name (analyze/partial.py checks a --no_store shard against its neighbours)
 
 
 def shard_indices(count: int, subset_id: int, num_subsets: int) -> list[int]:
@@ -96,56 +98,78 @@ _PROPS = "props_"  # prefix of the property collector's arrays in a partial
 
 
 def properties_state(collector) -> dict[str, np.ndarray]:
-    """An ``alignment_free.PropertyCollector`` as plain arrays (bounded per file: the per-file means and at most
-    ``max_frames`` sampled rows per file and grid, time-matched to the filterbank and the base layer): per layer
-    ``means`` (n_files, D) float64, ``frames`` with ``frame_file``, the ``mel`` and ``intra`` pairs (a, b) with
-    their file ids; ``stems`` and ``n_fbank_files``."""
-    out = {f"{_PROPS}stems": np.array(collector.stems, dtype=str),
-           f"{_PROPS}n_fbank_files": np.array(collector.n_fbank_files, dtype=np.int64)}
+    """An ``alignment_free.PropertyCollector`` as plain arrays (bounded: the kept files' means and at most
+    ``max_frames`` sampled rows per file and grid of the files within the frame cap, time-matched to the filterbank
+    and the base layer): per layer ``means`` (n_files, D) float64, ``frames`` with ``frame_file``, the ``mel`` and
+    ``intra`` pairs (a, b) with their file ids (index into ``stems``); per file ``fbank`` and ``framed`` (its frames
+    are kept); ``n_seen`` (files offered, kept or not)."""
+    stems = collector.stems
+    out = {f"{_PROPS}stems": np.array(stems, dtype=str), f"{_PROPS}n_seen": np.array(collector.n_seen, np.int64),
+           f"{_PROPS}fbank": np.array([collector.files[s].fbank for s in stems], dtype=bool),
+           f"{_PROPS}framed": np.array([collector.files[s].frames is not None for s in stems], dtype=bool)}
 
     def flat(parts, width=None):
         return np.concatenate(parts) if parts else np.zeros((0,) if width is None else (0, width))
 
-    for i, key in enumerate(collector.layers):
-        out[f"{_PROPS}means_{i}"] = np.stack(collector.means[key]) if collector.means[key] else np.zeros((0, 0))
-        out[f"{_PROPS}frames_{i}"] = flat(collector.frames[key], 0)
-        out[f"{_PROPS}frame_file_{i}"] = flat(collector.frame_file[key]).astype(np.int64)
-        for what in ("mel", "intra"):
-            pairs = getattr(collector, what)[key]
-            out[f"{_PROPS}{what}_a_{i}"] = flat([a for a, _ in pairs], 0)
-            out[f"{_PROPS}{what}_b_{i}"] = flat([b for _, b in pairs], 0)
-            out[f"{_PROPS}{what}_file_{i}"] = flat(getattr(collector, f"{what}_file")[key]).astype(np.int64)
+    means = collector.means
+    for what in ("frames", "mel", "intra"):
+        rows, index = collector._per_file(what)
+        for i, key in enumerate(collector.layers):
+            if what == "frames":
+                out[f"{_PROPS}means_{i}"] = np.stack(means[key]) if means[key] else np.zeros((0, 0))
+                out[f"{_PROPS}frames_{i}"] = flat(rows[key], 0)
+                out[f"{_PROPS}frame_file_{i}"] = flat(index[key]).astype(np.int64)
+                continue
+            out[f"{_PROPS}{what}_a_{i}"] = flat([a for a, _ in rows[key]], 0)
+            out[f"{_PROPS}{what}_b_{i}"] = flat([b for _, b in rows[key]], 0)
+            out[f"{_PROPS}{what}_file_{i}"] = flat(index[key]).astype(np.int64)
     return out
 
 
 def merged_properties(parts: list[dict[str, np.ndarray]], order: list[str], collector):
-    """Fill the empty ``collector`` with the property states ``parts`` (:func:`properties_state` of each partial),
-    files in ``order`` (file-name order, as one process adds them): each row's file id is mapped to the stem's
-    place in the merged file list and rows are stably sorted by it, so the concatenated arrays the measures read
-    equal one process's."""
-    present = {str(stem) for part in parts for stem in part[f"{_PROPS}stems"]}
-    stems = [stem for stem in order if stem in present]
-    place = {stem: n for n, stem in enumerate(stems)}
-    collector.stems = stems
-    collector.n_fbank_files = int(sum(int(part[f"{_PROPS}n_fbank_files"]) for part in parts))
-    for i, key in enumerate(collector.layers):
-        means = {str(s): row for part in parts for s, row in zip(part[f"{_PROPS}stems"], part[f"{_PROPS}means_{i}"])}
-        collector.means[key] = [means[s] for s in stems]
-        for rows, files, target, file_target in (
-                (("frames",), "frame_file", collector.frames, collector.frame_file),
-                (("mel_a", "mel_b"), "mel_file", collector.mel, collector.mel_file),
-                (("intra_a", "intra_b"), "intra_file", collector.intra, collector.intra_file)):
-            ids = [np.array([place[str(part[f"{_PROPS}stems"][j])] for j in part[f"{_PROPS}{files}_{i}"]],
-                            dtype=np.int64) for part in parts]
-            new_ids = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-            if not len(new_ids):
-                continue
-            by_file = np.argsort(new_ids, kind="stable")
-            arrays = [np.concatenate([part[f"{_PROPS}{name}_{i}"] for part in parts
-                                      if len(part[f"{_PROPS}{name}_{i}"])])[by_file] for name in rows]
-            target[key] = [arrays[0]] if len(rows) == 1 else [tuple(arrays)]
-            file_target[key] = [new_ids[by_file]]
+    """Fill the empty ``collector`` with the property states ``parts`` (:func:`properties_state` of each partial):
+    every file's rows are inserted under the collector's caps, which keep the files of the smallest seeded ranks
+    whatever the order or sharding, and the measures read them in feature-file-name order: what one process over
+    the same files keeps. order : the merged stems (files of the partials outside it are an error)."""
+    from layerwise.measures.alignment_free import FileRows
+
+    wanted = set(order)
+    for part in parts:
+        stems = [str(s) for s in part[f"{_PROPS}stems"]]
+        if set(stems) - wanted:
+            raise IndexError("the property state names stems the partial's files do not hold")
+        files = [FileRows({}, {} if framed else None, {} if framed else None, {} if framed else None, bool(fb))
+                 for fb, framed in zip(part[f"{_PROPS}fbank"], part[f"{_PROPS}framed"])]
+        for i, key in enumerate(collector.layers):
+            for j, rows in enumerate(files):
+                rows.means[key] = part[f"{_PROPS}means_{i}"][j]
+            _split_rows(part, f"frames_{i}", None, f"frame_file_{i}", files, "frames", key)
+            for what in ("mel", "intra"):
+                _split_rows(part, f"{what}_a_{i}", f"{what}_b_{i}", f"{what}_file_{i}", files, what, key)
+        for stem, rows in zip(stems, files):
+            collector.insert(stem, rows)
+    collector.n_seen = int(sum(int(part[f"{_PROPS}n_seen"]) for part in parts))
     return collector
+
+
+def _split_rows(part: dict, name_a: str, name_b: str | None, name_file: str, files: list, what: str,
+                key: str) -> None:
+    """Hand each file of ``files`` its rows of one layer's array(s) ``name_a`` (and ``name_b``: pairs) by the
+    file ids ``name_file`` (rows of one file are contiguous and in their sampled order)."""
+    ids = part[f"{_PROPS}{name_file}"]
+    if not len(ids):
+        return
+    a = part[f"{_PROPS}{name_a}"]
+    b = None if name_b is None else part[f"{_PROPS}{name_b}"]
+    order = np.argsort(ids, kind="stable")
+    present, starts = np.unique(ids[order], return_index=True)
+    ends = [*starts[1:], len(order)]
+    for j, lo, hi in zip(present, starts, ends):
+        rows = order[lo:hi]
+        target = getattr(files[int(j)], what)
+        if target is None:
+            raise IndexError(f"{name_file} names file {int(j)}, whose frames the partial did not keep")
+        target[key] = a[rows] if b is None else (a[rows], b[rows])
 
 
 def _spans_state(spans) -> dict[str, np.ndarray]:
@@ -231,15 +255,15 @@ def _partials(output_dir: Path) -> list[Path]:
             found.setdefault(int(match.group(2)), {})[int(match.group(1))] = path
     if not found:
         raise UsageError(f"no partial statistics in {output_dir / PARTIALS_DIR}; run the shards first "
-                         f"(subset_id K, num_subsets N with the same output_dir)")
+                         f"(--subset_id K --num_subsets N with the same --output_dir)")
     if len(found) > 1:
         raise UsageError(f"{output_dir / PARTIALS_DIR} holds partials of several shardings (num_subsets "
-                         f"{sorted(found)}); remove the partials of the old one")
+                         f"{sorted(found)}, i.e. --num_subsets values); remove the partials of the old one")
     count, parts = next(iter(found.items()))
     missing = sorted(set(range(count)) - set(parts))
     if missing:
         raise UsageError(f"partials of shards {missing} of {count} are missing in {output_dir / PARTIALS_DIR}; "
-                         f"run those shards (subset_id {missing[0]} …) before merging")
+                         f"run those shards (--subset_id {missing[0]} --num_subsets {count} …) before merging")
     return [parts[i] for i in range(count)]
 
 
@@ -262,7 +286,7 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
     no_store = bool(loaded[0][0].get("no_store"))
     if no_store and (options.abx or options.alignment_dir is not None):
         raise UsageError("ABX and PNMI need the stored features, which extract_features.py --no_store does not "
-                         "write; merge without abx_item/alignment_dir, or extract a sample set with storage and "
+                         "write; merge without --abx_item/--alignment_dir, or extract a sample set with storage and "
                          "analyse that folder for them")
     filled = [(h, a, s) for h, a, s in loaded if s is not None]
     if not filled:
@@ -272,7 +296,8 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
     state.empty = [stem for h, _, _ in loaded for stem in h["empty"]]
     recorded = replace(options, seed=int(header["seed"]), max_points=int(header["max_points"]),
                        num_files=int(header["num_files"]), precision=header["precision"],
-                       features_dir=header["features_dir"], control_dir=None if no_store else options.control_dir)
+                       features_dir=str(options.output_dir) if no_store else header["features_dir"],
+                       control_dir=None if no_store else options.control_dir)
     wall = {"streaming_pass": sum(h["wall_s"] for h, _, _ in loaded), "merge": time.perf_counter() - start}
     result = finish(state, recorded, order=order, wall=wall, shards=len(loaded))
     if no_store:
@@ -292,7 +317,9 @@ def _check_together(headers: list[dict]) -> None:
     files read, or of a ``--no_store`` shard's run, recorded also for a shard without files)."""
     first = headers[0]
     for header in headers[1:]:
-        differ = [k for k in ("all_stems", *_SAME) if header[k] != first[k]]
+        where = ("features_dir",) if header.get("no_store") and first.get("no_store") else ()  # a copied folder
+        differ = ["the file selection" if k == "all_stems" else f"--{k}" for k in ("all_stems", *_SAME)
+                  if k not in where and header[k] != first[k]]
         if bool(header.get("no_store")) != bool(first.get("no_store")):
             differ.append("no_store (one partial from extract_features.py --no_store, the other from stored files)")
         if differ:
@@ -323,7 +350,7 @@ def _merge_states(filled: list[tuple[dict, dict, stream.Collected]]) -> list[str
     if state.spans is not None:
         for stem in order:
             state.spans.add(stem, *spans_by_stem[stem])
-    props = [a for _, a, _ in filled if f"{_PROPS}stems" in a]
+    props = [a for _, a, _ in filled if f"{_PROPS}framed" in a]  # older partials: no capped state, a note
     if props and len(props) == len(filled) and not state.is_span and state.grids:
         collector = stream.property_collector(state, seed=int(header["seed"]))
         if collector is not None:

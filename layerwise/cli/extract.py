@@ -6,7 +6,8 @@ other rep types/spans add a suffix (_local, _phone, _word, _local_word), --rando
 {model_tag}-random_init. See README.md, docs/extraction.md (format, identity, folders) and docs/spans.md.
 
 Exit status: 0 all files done (or already complete), 1 some files failed (the rest were done; see failures.tsv),
-2 usage error (nothing done), 130 interrupted with files left (finished files are complete; re-run to resume).
+2 usage error (nothing done), 130 interrupted with files left (finished files are complete; re-run to resume; with
+--no_store nothing of the shard is kept and a re-run redoes it from its first file).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from layerwise.contract.layout import DEFAULT_REP_TYPE, FRAME_SPAN, SPANS
 from layerwise.contract.store import SAVE_DTYPES
 from layerwise.errors import LayerwiseError, UsageError, error_text
 from layerwise.extract.options import DEVICES, ExtractionOptions, SpanOptions
+from layerwise.extract.runlog import INTERRUPTED_NO_STORE
 from layerwise.extract.spans import FRAME_RULES, OUT_OF_RANGE_POLICIES, POOLINGS
 from layerwise.model.checkpoint import DEFAULT_MODEL, DTYPES, NORMALIZE_MODES, REP_TYPES
 
@@ -171,7 +173,7 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     from layerwise.extract import audio, jobs
 
     if not Path(args.audio_dir).is_dir():
-        raise UsageError(f"audio_dir {args.audio_dir} does not exist. Download LibriSpeech with: python -m "
+        raise UsageError(f"--audio_dir {args.audio_dir} does not exist. Download LibriSpeech with: python -m "
                          f"layerwise.data download --split dev-clean-2 --dest content/data, or point --audio_dir "
                          f"(AUDIO_DIR= for the wrapper) at audio you have")
     extensions = audio.parse_extensions(args.extensions)
@@ -206,7 +208,8 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
                                 progress=not args.no_progress, num_threads=args.num_threads,
                                 batch_size=args.batch_size, sink=sink)
     except KeyboardInterrupt:
-        log.error("aborted; finished files are complete, re-run to resume")
+        log.error("aborted; %s", INTERRUPTED_NO_STORE if args.no_store
+                  else "finished files are complete, re-run to resume")
         return EXIT_INTERRUPTED
     finally:
         for sig, handler in previous.items():

@@ -59,9 +59,9 @@ def sample_set(files: list[Path], num_utterances: int, data_sample: str) -> tupl
     try:
         k = int(data_sample)
     except ValueError:
-        raise UsageError(f"data_sample={data_sample!r} must be an integer >= 1 when num_utterances is set") from None
+        raise UsageError(f"data_sample={data_sample!r} must be an integer >= 1 when --num_utterances is set") from None
     if k < 1:
-        raise UsageError(f"data_sample={k} must be >= 1 when num_utterances is set")
+        raise UsageError(f"data_sample={k} must be >= 1 when --num_utterances is set")
     if num_utterances > len(files):
         raise UsageError(f"num_utterances={num_utterances} but the folder holds {len(files)} audio files")
     order = np.random.default_rng(SAMPLE_SEED).permutation(len(files))

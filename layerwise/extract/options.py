@@ -97,7 +97,7 @@ class ExtractionOptions:
 
     def __post_init__(self):
         if not str(self.model_name).strip():
-            raise UsageError("model_name is empty")
+            raise UsageError("--model_name is empty")
         _choice("rep_type", self.rep_type, REP_TYPES)
         _choice("span", self.span, layout.SPANS)
         _choice("normalize", self.normalize, NORMALIZE_MODES)
@@ -112,12 +112,12 @@ class ExtractionOptions:
             raise UsageError(f"num_utterances={self.num_utterances} must be >= 1")
         if self.span != layout.FRAME_SPAN:
             if self.spans.alignment_dir is None:
-                raise UsageError(f"span={self.span!r} needs alignment_dir (a folder of alignments; docs/spans.md)")
+                raise UsageError(f"span={self.span!r} needs --alignment_dir (a folder of alignments; docs/spans.md)")
             if not self.spans.alignment_dir.is_dir():
-                raise UsageError(f"alignment_dir {self.spans.alignment_dir} does not exist or is not a folder")
+                raise UsageError(f"--alignment_dir {self.spans.alignment_dir} does not exist or is not a folder")
         for part in (self.dataset_split, self.data_sample):
             if "/" in part or part in ("", ".", ".."):
-                raise UsageError(f"dataset_split/data_sample {part!r} must be a plain folder-name part")
+                raise UsageError(f"--dataset_split/--data_sample {part!r} must be a plain folder-name part")
 
     def output_dir(self, save_dir: str | Path) -> Path:
         """The folder this run writes (rule in :func:`layerwise.contract.store.output_folder`)."""

@@ -59,6 +59,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     """
     keys = options.layer_keys(info)
     identity = options.identity(info)
+    runlog.no_store = sink is not None
     if alignments is None:
         alignments = load_alignments(options)
     stems = set(audio_stems) if audio_stems is not None else {job.source.stem for job in jobs}
@@ -222,8 +223,11 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     for reason, paths in selection.scan.skipped.items():
         for path in paths if reason.startswith(audio.UNREADABLE) else ():
             runlog.fail(path, reason)
+    if sink is None:
+        _refuse_no_store_folder(runlog)
     if not selection.jobs:  # more shards than files: nothing to do, and no reason to load (or download) the model
-        log.warning("shard %d of %d holds no files (%s)", subset_id, num_subsets, audio_dir)
+        log.warning("%s", empty_shard_text(subset_id, num_subsets, len(selection.all_stems), audio_dir,
+                                           None if sink is None else sink.group_files))
         if sink is None:
             return runlog
     info = model.info if model is not None else check_settings(options)
@@ -252,12 +256,38 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
                           batch_size=batch_size, sink=sink)
 
 
+def empty_shard_text(subset_id: int, num_subsets: int, n_files: int, audio_dir, group_files: int | None) -> str:
+    """Why shard ``subset_id`` of ``num_subsets`` holds none of the ``n_files`` selected files, and whether that
+    needs anything: stored shards take file i when ``i mod N == K``; ``--no_store`` shards (``group_files`` G) take
+    whole groups of G files in file-name order, group g when ``g mod N == K``, and still write an (empty) partial,
+    which is all the merge needs of them."""
+    head = f"shard {subset_id} of {num_subsets} holds no files"
+    if group_files is None:
+        return (f"{head}: {audio_dir} has {plural(n_files, 'selected audio file')} and file i goes to shard i mod "
+                f"{num_subsets}; pass --num_subsets {max(n_files, 1)} or fewer")
+    groups = -(-n_files // group_files)
+    return (f"{head}: --no_store shards take whole groups of {group_files} files in file-name order (group g to "
+            f"shard g mod {num_subsets}) and the {plural(n_files, 'selected audio file')} of {audio_dir} make "
+            f"{plural(groups, 'group')}. Nothing is wrong: this shard writes its empty partial and the merge takes "
+            f"it; --num_subsets {max(groups, 1)} or fewer would give every shard files")
+
+
+def _refuse_no_store_folder(runlog: RunLog) -> None:
+    """Refuse a stored extraction into a folder that holds a ``--no_store`` run's partials (its manifest would
+    replace theirs; the reverse is refused by :func:`_begin_feed`)."""
+    if partials := runlog.no_store_partials():
+        raise UsageError(f"{runlog.out_dir} holds {plural(len(partials), 'analysis partial')} of an "
+                         f"extract_features.py --no_store run (e.g. {partials[0]}); merge them "
+                         f"with visualize_features.py --merge --output_dir {runlog.out_dir}, or choose another "
+                         f"--save_dir for the stored run")
+
+
 def _begin_feed(sink, out_dir: Path, all_stems: list[str], identity: dict, overwrite: bool) -> None:
     """Start a ``--no_store`` shard's feed, after refusing a folder that holds stored feature files (this run's
     manifest would replace theirs)."""
     stored = store.list_feature_files(out_dir) if out_dir.is_dir() else []
     if stored:
-        raise UsageError(f"no_store: {out_dir} holds {plural(len(stored), 'stored feature file')} (e.g. "
+        raise UsageError(f"--no_store: {out_dir} holds {plural(len(stored), 'stored feature file')} (e.g. "
                          f"{stored[0].name}); analyse that folder with visualize_features.py, or choose another "
                          f"--save_dir for the --no_store run")
     sink.begin(all_stems, identity, overwrite=overwrite)
@@ -315,7 +345,7 @@ def check_tier(alignments: dict, options: ExtractionOptions) -> None:
         if tier in present:
             return
         raise UsageError(f"{name}={tier!r}: the alignment {source} has no such tier; tiers found there: {present}. "
-                         f"Pass the one that holds the {options.span}s")
+                         f"Pass the one that holds the {options.span}s as --{name}")
 
 
 def _fbank_function() -> Callable:
@@ -380,7 +410,7 @@ def _batch_ahead(model, batch_size: int, rep_type: str, indices: list[int], ahea
     group-norm one) are computed together into ``ahead`` (target -> features). A job already in ``ahead`` is left
     alone; a failed batch leaves its jobs to the one-utterance path, so every failure is that file's own."""
     if not model.padding_exact:
-        log.warning("batch_size=%d: this model's CNN normalises its first block over the whole utterance "
+        log.warning("--batch_size %d: this model's CNN normalises its first block over the whole utterance "
                     "(feat_extract_norm='group'), so zero padding would change its features; only consecutive "
                     "utterances of equal length share a forward pass, the others run one at a time", batch_size)
 

@@ -24,6 +24,9 @@ from layerwise.errors import UsageError, error_text, one_line
 
 log = logging.getLogger(__name__)
 
+INTERRUPTED_NO_STORE = ("no partial was written (a --no_store shard writes its partial only when all its files are "
+                        "done); a re-run redoes this shard from its first file")
+
 
 class RunLog:
     """Counts, failures and per-file records of one shard's run; writes manifest and failures at the end."""
@@ -48,6 +51,7 @@ class RunLog:
         self.was_interrupted = False
         self.manifest_kept: str | None = None  # why an earlier run's manifest was left in place
         self.partial: Path | None = None  # --no_store: the analysis partial this shard wrote (no feature files)
+        self.no_store = False  # --no_store run: an interrupted shard keeps nothing (its partial is written whole)
         self._t0 = time.perf_counter()
 
     @property
@@ -63,7 +67,7 @@ class RunLog:
             self.out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise UsageError(f"cannot create the output folder {self.out_dir}: "
-                             f"{err.strerror or error_text(err)} (check save_dir)") from err
+                             f"{err.strerror or error_text(err)} (check --save_dir)") from err
         self.meta, self.n_files, self.overwrite = meta, n_files, overwrite
         self._t0 = time.perf_counter()
 
@@ -96,8 +100,11 @@ class RunLog:
 
     def interrupted(self, n_left: int) -> None:
         self.was_interrupted = True
-        log.warning("interrupted: files finished before the signal are written; %d file(s) left for a re-run",
-                    n_left)
+        if self.no_store:
+            log.warning("interrupted: %s", INTERRUPTED_NO_STORE)
+        else:
+            log.warning("interrupted: files finished before the signal are written; %d file(s) left for a re-run",
+                        n_left)
 
     @property
     def wall_seconds(self) -> float:
@@ -107,6 +114,18 @@ class RunLog:
     def complete_files(self) -> list[Path]:
         """Feature files of this run that are complete now (written or found complete)."""
         return [self.out_dir / name for name, rec in sorted(self.files.items())]
+
+    def no_store_partials(self) -> list[str]:
+        """The analysis partials that ``--no_store`` runs recorded in this folder's manifests and that still exist
+        (a stored extraction must not write beside them: its manifest would replace theirs)."""
+        found = []
+        for path in sorted(self.out_dir.glob(MANIFEST_GLOB)) if self.out_dir.is_dir() else ():
+            manifest = store.read_own(path, what="extraction manifest", kind="json",
+                                      rebuild="remove the damaged manifest, or choose another --save_dir")
+            partial = (manifest.get("no_store") or {}).get("partial")
+            if partial and Path(partial).name and (self.out_dir / "partials" / Path(partial).name).is_file():
+                found.append(str(self.out_dir / "partials" / Path(partial).name))
+        return found
 
     def earlier_run_differs(self) -> str | None:
         """Why this run must not write into the folder: a manifest there describes a run with other settings whose

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import shutil
 import subprocess
 import sys
+import threading
 
 import numpy as np
 import pytest
@@ -138,16 +141,118 @@ def test_ordinary_analysis_shards_now_merge_the_property_measures(tiny_hubert, c
          {k: v for k, v in merged.items() if k not in NOT_NUMBERS})
 
 
-def test_merge_of_partials_of_different_extractions_is_refused_naming_the_setting(tiny_hubert, corpus, tmp_path):
-    """Shard 0 stored float32, shard 1 float16 (same output folder): the merge names save_dtype."""
+def test_partials_of_different_extractions_are_refused_naming_the_setting(tiny_hubert, corpus, tmp_path,
+                                                                          monkeypatch):
+    """Shard 0 stored float32, then shard 1 float16 into the same output folder: refused at its start, before the
+    model loads, naming save_dtype and the way out; a float16 partial copied in anyway: the merge names it."""
+    from layerwise.model.adapter import SpeechModel
+
     audio, _ = corpus
-    out = None
-    for k, dtype in enumerate(("float32", "float16")):
-        options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu", save_dtype=dtype)
-        out = options.output_dir(tmp_path / "ns")
-        extract_folder(audio, tmp_path / "ns", options, subset_id=k, num_subsets=2, sink=PartialFeed(out, k, 2))
+    first, other = (ExtractionOptions(model_name=str(tiny_hubert), device="cpu", save_dtype=d)
+                    for d in ("float32", "float16"))
+    out = first.output_dir(tmp_path / "ns")
+    extract_folder(audio, tmp_path / "ns", first, subset_id=0, num_subsets=2, sink=PartialFeed(out, 0, 2))
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("a refused shard must not load the model")
+
+    with monkeypatch.context() as m:
+        m.setattr(SpeechModel, "load", no_model)
+        with pytest.raises(UsageError, match=r"partial_0000_of_0002.npz was made with other settings than this "
+                                             r"--no_store shard: save_dtype: 'float32' vs 'float16'.*"
+                                             r"remove .*partials, or choose another --save_dir"):
+            extract_folder(audio, tmp_path / "ns", other, subset_id=1, num_subsets=2, sink=PartialFeed(out, 1, 2))
+    assert not shards.partial_path(out, 1, 2).exists()
+    elsewhere = other.output_dir(tmp_path / "ns16")
+    extract_folder(audio, tmp_path / "ns16", other, subset_id=1, num_subsets=2, sink=PartialFeed(elsewhere, 1, 2))
+    shutil.copy(shards.partial_path(elsewhere, 1, 2), shards.partial_path(out, 1, 2))
     with pytest.raises(UsageError, match="save_dtype: 'float16' vs 'float32'"):
         shards.merge(AnalysisOptions(features_dir=out, output_dir=out, merge=True))
+
+
+def test_other_layers_refused_at_the_start(tiny_hubert, corpus, tmp_path):
+    """A --no_store shard with other --layers than the partials already in the folder is refused before it runs,
+    naming the layers (before: it ran whole and only the merge refused)."""
+    audio, _ = corpus
+    one, two = (ExtractionOptions(model_name=str(tiny_hubert), device="cpu", layers=spec) for spec in ("0,1", "all"))
+    out = one.output_dir(tmp_path / "ns")
+    assert two.output_dir(tmp_path / "ns") == out
+    extract_folder(audio, tmp_path / "ns", one, subset_id=1, num_subsets=2, sink=PartialFeed(out, 1, 2))
+    with pytest.raises(UsageError, match=r"other settings than this --no_store shard: layers: "):
+        extract_folder(audio, tmp_path / "ns", two, subset_id=0, num_subsets=2, sink=PartialFeed(out, 0, 2))
+    assert not shards.partial_path(out, 0, 2).exists()
+
+
+def test_copied_folder_is_the_same_extraction(tiny_hubert, corpus, tmp_path, monkeypatch):
+    """cp -r of a two-shard --no_store folder: a complete shard is skipped there, a removed one is redone, and the
+    merge of the copy equals the merge of the original (the folder's path is not part of a partial's identity)."""
+    monkeypatch.setattr(stream, "GROUP_FILES", GROUP)
+    audio, _ = corpus
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu")
+    original, _ = no_store_result(audio, tmp_path, options)
+    shutil.copytree(tmp_path / "nostore", tmp_path / "copy")
+    copy = options.output_dir(tmp_path / "copy")
+    shards.partial_path(copy, 1, 2).unlink()
+    for k in range(2):
+        log = extract_folder(audio, tmp_path / "copy", options, subset_id=k, num_subsets=2,
+                             sink=PartialFeed(copy, k, 2, max_points=SETTINGS["max_points"]))
+        assert (log.n_skipped > 0, log.n_done > 0) == (k == 0, k == 1)
+    merged = shards.merge(AnalysisOptions(features_dir=copy, output_dir=copy, merge=True, **SETTINGS)).summary()
+    assert merged["features_dir"] == str(copy)
+    walk({k: v for k, v in original.summary().items() if k not in NOT_NUMBERS},
+         {k: v for k, v in merged.items() if k not in NOT_NUMBERS})
+
+
+def test_stored_run_into_a_no_store_folder_is_refused(tiny_hubert, corpus, tmp_path):
+    """The reverse of the refusal in test_resume_failures_and_refusals: a stored extraction into a folder holding
+    a --no_store run's partial names it and the way out (before: accepted, replacing its manifest)."""
+    audio, _ = corpus
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu", layers="0")
+    out = options.output_dir(tmp_path / "ns")
+    extract_folder(audio, tmp_path / "ns", options, sink=PartialFeed(out))
+    with pytest.raises(UsageError, match=r"holds 1 analysis partial of an extract_features.py --no_store run "
+                                         r"\(e.g. .*partial_0000_of_0001.npz\); merge them with "
+                                         r"visualize_features.py --merge --output_dir .*another --save_dir"):
+        extract_folder(audio, tmp_path / "ns", options)
+    assert store.list_feature_files(out) == []
+
+
+def test_interrupted_shard_says_nothing_is_kept(tiny_hubert, corpus, tmp_path, caplog):
+    """A signal before the shard ends: no partial, and the log says so and that a re-run redoes the shard (not
+    "files finished before the signal are written")."""
+    audio, _ = corpus
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu", layers="0")
+    out = options.output_dir(tmp_path / "ns")
+    stop = threading.Event()
+    stop.set()
+    with caplog.at_level(logging.WARNING):
+        log = extract_folder(audio, tmp_path / "ns", options, sink=PartialFeed(out), stop=stop)
+    assert log.was_interrupted and log.partial is None and not shards.partial_path(out, 0, 1).exists()
+    assert ("interrupted: no partial was written (a --no_store shard writes its partial only when all its files "
+            "are done); a re-run redoes this shard from its first file") in caplog.text
+    assert "finished before the signal" not in caplog.text
+
+
+def test_empty_shard_says_why_and_the_merge_takes_it(tiny_hubert, corpus, tmp_path, monkeypatch, caplog):
+    """Seven files in groups of 4 make two groups: shard 2 of 3 is empty, says why (whole groups, file-name order)
+    and that nothing is wrong; it writes an empty partial and the three shards merge into all seven files. A
+    missing shard's message names dashed flags."""
+    monkeypatch.setattr(stream, "GROUP_FILES", 4)
+    audio, _ = corpus
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu", layers="0,1")
+    out = options.output_dir(tmp_path / "ns")
+    for k in (0, 2):
+        with caplog.at_level(logging.WARNING):
+            extract_folder(audio, tmp_path / "ns", options, subset_id=k, num_subsets=3, sink=PartialFeed(out, k, 3))
+    assert (f"shard 2 of 3 holds no files: --no_store shards take whole groups of 4 files in file-name order (group "
+            f"g to shard g mod 3) and the 7 selected audio files of {audio} make 2 groups. Nothing is wrong: this "
+            f"shard writes its empty partial and the merge takes it; --num_subsets 2 or fewer would give every "
+            f"shard files") in caplog.text
+    with pytest.raises(UsageError, match=r"shards \[1\] of 3 are missing .*\(--subset_id 1 --num_subsets 3 …\)"):
+        shards.merge(AnalysisOptions(features_dir=out, output_dir=out, merge=True, max_points=20))
+    extract_folder(audio, tmp_path / "ns", options, subset_id=1, num_subsets=3, sink=PartialFeed(out, 1, 3))
+    merged = shards.merge(AnalysisOptions(features_dir=out, output_dir=out, merge=True, max_points=20))
+    assert list(merged.summary()["files"]) == sorted(STEMS)
 
 
 def test_resume_failures_and_refusals(tiny_hubert, corpus, tmp_path):
