@@ -6,11 +6,12 @@
 #   AUDIO_DIR=content/data/LibriSpeech/dev-clean-2 LAYERS=0,6,12 ./extract_hubert_features.sh --overwrite
 #   REP_TYPE=local ./extract_hubert_features.sh                 # conv blocks, in their own ..._local folder
 #   COMPARE_DIRS="output/wav2vec2-base/librispeech_dev-clean_sample1" ./extract_hubert_features.sh
-#   ALIGNMENT_DIR=content/data/librispeech_alignments ./extract_hubert_features.sh   # + ABX error rates per layer
+#   ALIGNMENT_DIR=content/data/librispeech_alignments ./extract_hubert_features.sh   # + ABX, PNMI, purity per layer
 #   ANALYSIS_ARGS="--abx_item my.item --abx_distance euclidean" ./extract_hubert_features.sh
 #
 # ALIGNMENT_DIR: phone alignments of the audio (TextGrid, CTM, ...; docs/spans.md). With SPAN=frame the analysis
-# builds triphone ABX items from them (visualize_features.py --alignment_dir: ABX per layer, docs/analysis.md); with
+# builds triphone ABX items from them and scores k-means units against the frames' phones (visualize_features.py
+# --alignment_dir: ABX error rates, PNMI and phone/cluster purity per layer, docs/analysis.md); with
 # SPAN=phone|word the extraction pools its spans from them (extract_features.py --alignment_dir).
 # ANALYSIS_ARGS: extra arguments of visualize_features.py (space-separated), e.g. the ABX flags.
 #
@@ -57,7 +58,7 @@ NUM_FILES="${NUM_FILES:-0}"                      # files analysed (0 = every fil
 VIS_DIR="${VIS_DIR:-}"                           # default: {features folder}_analysis, beside the features
 COMPARE_DIRS="${COMPARE_DIRS:-}"                 # space-separated folders compared with the one just extracted
 RUN_VISUALIZE="${RUN_VISUALIZE:-1}"              # 0 to extract only
-ALIGNMENT_DIR="${ALIGNMENT_DIR:-}"               # phone alignments: ABX items (SPAN=frame) or the spans (phone|word)
+ALIGNMENT_DIR="${ALIGNMENT_DIR:-}"               # phone alignments: ABX + PNMI (SPAN=frame) or the spans (phone|word)
 ANALYSIS_ARGS="${ANALYSIS_ARGS:-}"               # extra arguments of visualize_features.py
 if [[ -z "${DOWNLOAD_SPLIT+x}" && "${AUDIO_DIR}" == "content/data/LibriSpeech/dev-clean-2" ]]; then
   DOWNLOAD_SPLIT="dev-clean-2"

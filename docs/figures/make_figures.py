@@ -6,14 +6,16 @@ A tiny random HuBERT-style checkpoint with 12 transformer layers (hidden size 48
 12 synthetic utterances (3 speakers × 4, LibriSpeech-style names ``{speaker}-{chapter}-{utt}``) are built from
 "phones" (harmonic tones whose partials depend on the phone and whose pitch depends on the speaker) with a TextGrid
 per utterance. The script then runs the command-line tools as a user would: extract_features.py for frames (with
---fbank) and phone spans, each also with --random_init (the control), then visualize_features.py on both folders,
-and copies one figure of each kind here as an optimised PNG (< 300 kB), plus the top of report.html as headless
-Chromium shows it (when ``chromium`` is installed). The model is untrained, so the figures
-show the layout, not findings about HuBERT.
+--fbank) and phone spans, each also with --random_init (the control), then visualize_features.py on both folders
+(the frame folder with the TextGrids as --alignment_dir and two K of --pnmi_clusters, so PNMI and purity are drawn),
+and copies one figure of each kind here as an optimised PNG (< 300 kB), plus pnmi.png (the PNMI/purity panels of the
+frame analysis alone, drawn from its summary.json) and the top of report.html as headless Chromium shows it (when
+``chromium`` is installed). Tiny random model, synthesized audio: the figures show the layout, not real numbers.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -28,7 +30,7 @@ RATE = 16000
 PHONES = {"AA": (1.0, 2.1, 3.3), "IY": (1.0, 3.9, 5.2), "S": (7.0, 9.5, 11.0), "M": (1.0, 1.5, 2.0),
           "K": (4.0, 6.0, 8.5)}  # partials as multiples of the speaker's pitch
 SPEAKERS = {"84": 110.0, "174": 180.0, "1272": 240.0}  # pitch in Hz
-WORDS = (("AA", "M"), ("S", "IY"), ("K", "AA", "S"), ("M", "IY", "K"))
+WORDS = (("AA", "M"), ("S", "IY"), ("M", "AA", "K"), ("M", "IY", "K"))  # AA/IY in one context: ABX triphones
 PHONE_S = 0.12  # seconds per phone
 FROM_FRAMES = {  # figure in docs/figures/ <- figure of the frame analysis
     "feature_statistics.png": "feature_statistics.png", "layer_similarity_cka.png": "layer_similarity_cka.png",
@@ -37,6 +39,8 @@ FROM_FRAMES = {  # figure in docs/figures/ <- figure of the frame analysis
     "what_each_layer_encodes.png": "what_each_layer_encodes.png"}
 FROM_SPANS = {"span_measures.png": "span_measures.png", "tsne_phones.png": "tsne.png"}
 MAX_BYTES = 300_000
+PNMI_CLUSTERS = "8,16"  # two K (~900 labelled frames in the corpus): one line per K in the PNMI panels
+UNITS = ("pnmi", "phone_purity", "cluster_purity")  # the measures of pnmi.png
 
 
 def save_checkpoint(folder: Path) -> None:
@@ -87,7 +91,9 @@ def write_corpus(audio: Path, grids: Path) -> None:
 
 
 def run(*args: str) -> str:
-    out = subprocess.run([sys.executable, *args], cwd=ROOT, check=True, capture_output=True, text=True)
+    out = subprocess.run([sys.executable, *args], cwd=ROOT, capture_output=True, text=True, check=False)
+    if out.returncode:
+        raise SystemExit(f"{' '.join(args[:1])} exited {out.returncode}:\n{out.stderr[-3000:]}")
     return out.stdout.strip()
 
 
@@ -99,6 +105,23 @@ def optimised_copy(source: Path, target: Path) -> None:
     image.quantize(colors=256, method=Image.Quantize.MEDIANCUT).save(target, optimize=True)
     if target.stat().st_size > MAX_BYTES:
         raise SystemExit(f"{target} is {target.stat().st_size:,} bytes (> {MAX_BYTES:,})")
+
+
+def pnmi_figure(summary_path: Path, target: Path) -> None:
+    """The PNMI / purity panels of an analysis alone (every K, bands, chance, the control dashed), drawn by the
+    report's own functions from its summary.json."""
+    from layerwise.report import figures, plots
+
+    s = json.loads(summary_path.read_text())
+    runs = {"trained": s, "random init": s.get("random_init") or {}}
+    measures = {run: {k: r[k] for k in UNITS if k in r} for run, r in runs.items()}
+    bands = {run: ({k: r[f"{k}_ci"] for k in UNITS if f"{k}_ci" in r},
+                   {k: r[f"{k}_chance"] for k in UNITS if f"{k}_chance" in r}) for run, r in runs.items()}
+    per_k = {run: figures.per_k_of(r, *bands[run]) for run, r in runs.items()}
+    plots.what_each_layer_encodes(s["layers"], measures["trained"], measures["random init"] or None, target,
+                                  subtitle=f"{Path(s['model_name']).name}: {s['n_frames']:,} frames (tiny random "
+                                           "model, synthesized audio: the layout, not real numbers)",
+                                  bands=bands, model="tiny model", per_k=per_k)
 
 
 def main() -> None:
@@ -115,9 +138,13 @@ def main() -> None:
             for control in ([], ["--random_init"]):
                 run(*common, *extra, *control)
             folders[span] = run(*common, *extra, "--print_output_dir")
-        for span, color_by in (("frame", "speaker"), ("phone", "label")):
+        for span, color_by, extra in (("frame", "speaker", ["--alignment_dir", str(grids), "--pnmi_clusters",
+                                                            PNMI_CLUSTERS]), ("phone", "label", [])):
             run("visualize_features.py", "--features_dir", folders[span], "--output_dir", str(tmp / span),
-                "--num_files", "0", "--color_by", color_by)
+                "--num_files", "0", "--color_by", color_by, "--no_progress", *extra)
+        pnmi_figure(tmp / "frame" / "summary.json", tmp / "pnmi.png")
+        optimised_copy(tmp / "pnmi.png", HERE / "pnmi.png")
+        print(f"{HERE / 'pnmi.png'}: {(HERE / 'pnmi.png').stat().st_size:,} bytes")
         for names, span in ((FROM_FRAMES, "frame"), (FROM_SPANS, "phone")):
             for target, source in names.items():
                 optimised_copy(tmp / span / source, HERE / target)

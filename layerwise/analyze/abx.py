@@ -64,12 +64,12 @@ def _items_from_alignments(options: AnalysisOptions, stems: list[str]) -> Items:
     sources = find_alignments(options.alignment_dir, options.alignment_format)
     aligned = [s for s in stems if s in sources]
     if not aligned:
-        raise AnalysisError(f"alignment_dir {options.alignment_dir} has no alignment of the {len(stems)} analysed "
+        raise AnalysisError(f"--alignment_dir {options.alignment_dir} has no alignment of the {len(stems)} analysed "
                             f"files ({', '.join(stems[:3])} …): ABX items need each file's phones, named by its stem")
     speakers, reason = speakers_of(aligned)
     if speakers is None:
         raise AnalysisError(f"ABX items from alignments need each file's speaker: {reason}; write an item file "
-                            f"with a speaker column and pass it as abx_item")
+                            f"with a speaker column and pass it as --abx_item")
     silence = options.silence_labels or DEFAULT_SILENCE_LABELS
     segments = [(stem, seg.start, seg.end, seg.label) for stem in aligned
                 for seg in read_spans(sources[stem], options.phone_tier, silence_labels=silence,
@@ -79,7 +79,7 @@ def _items_from_alignments(options: AnalysisOptions, stems: list[str]) -> Items:
     out.mkdir(parents=True, exist_ok=True)
     write_item_file(items, out / ITEM_FILE)
     log.info("ABX: %d triphone items built from the phone tier %r of %d files' alignments, written to %s (reuse it "
-             "with abx_item)", len(items), options.phone_tier, len(aligned), out / ITEM_FILE)
+             "with --abx_item)", len(items), options.phone_tier, len(aligned), out / ITEM_FILE)
     notes = []
     if len(aligned) < len(stems):
         notes.append(f"ABX: {len(stems) - len(aligned)} of the {len(stems)} analysed files have no alignment in "
@@ -109,7 +109,7 @@ def _read_items(options: AnalysisOptions) -> list:
             rebuild = (f"; it is the item file an analysis writes: rebuild it with visualize_features.py "
                        f"--features_dir {options.features_dir} --output_dir {path.parent} --alignment_dir "
                        f"ALIGNMENTS (the phone alignments it was built from) instead of --abx_item")
-        raise ItemFileError(f"abx_item {path}: {error_text(err)}{rebuild}") from err
+        raise ItemFileError(f"--abx_item {path}: {error_text(err)}{rebuild}") from err
 
 
 def items_for(options: AnalysisOptions, stems: list[str]) -> Items:
@@ -121,7 +121,7 @@ def items_for(options: AnalysisOptions, stems: list[str]) -> Items:
     analysed = set(stems)
     named = {it.file for it in items}
     if not named & analysed:
-        raise AnalysisError(f"abx_item {options.abx_item}: none of its {len(named)} files ({', '.join(sorted(named)[:3])}"
+        raise AnalysisError(f"--abx_item {options.abx_item}: none of its {len(named)} files ({', '.join(sorted(named)[:3])}"
                             f" …) is an analysed file; its #file column must name feature-file stems")
     outside = sum(it.file not in analysed for it in items)
     notes = [(f"ABX: {outside:,} of the {len(items):,} items of {options.abx_item} name files that are not "

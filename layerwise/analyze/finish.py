@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 
 from layerwise.analyze.control import ControlSource, read_control, resolve_control
-from layerwise.analyze.options import AnalysisOptions
+from layerwise.analyze.options import FEW_N_BOOT, AnalysisOptions
 from layerwise.analyze.spans import analyse as analyse_spans
 from layerwise.analyze.spans import more_files
 from layerwise.analyze.stream import Collected, control_meta
@@ -236,15 +236,16 @@ def _explain(state: Collected, unavailable: dict[str, str], measures: dict,
 
 
 def _requested(state: Collected, options: AnalysisOptions) -> list[str]:
-    """Measures this run is expected to produce (a span folder: the span measures; a frame folder with ABX items:
+    """Measures this run is expected to produce (a span folder: the span measures and, with word_embeddings or
+    speakers_file, cca_word_embedding and the gender probe; a frame folder with ABX items:
     the ABX measures; a frame folder in one process: the property measures its files allow — cca_mel with stored
     filterbanks, cca_intra with layer_0 analysed, the speaker measures with LibriSpeech names); an unavailable one
     (whole or on some layers) makes the CLI exit 1."""
-    if state.spans is not None:
-        return list(layout.SPAN_MEASURES)
-    requested = list(layout.ABX_MEASURES) if options.abx else []
     from layerwise.analyze import standard
 
+    if state.spans is not None:  # the span measures and the standard stages asked for (cca_word_embedding)
+        return list(layout.SPAN_MEASURES) + standard.requested(state, options)
+    requested = list(layout.ABX_MEASURES) if options.abx else []
     requested += standard.requested(state, options)
     if state.properties is not None:  # one process over a frame folder: the property measures its files allow
         from layerwise.measures.alignment_free import BASE_LAYER, MEASURES
@@ -256,8 +257,11 @@ def _requested(state: Collected, options: AnalysisOptions) -> list[str]:
     return requested
 
 
-def _notes(state: Collected, result_layers: list[LayerResult]) -> list[str]:
+def _notes(state: Collected, result_layers: list[LayerResult], n_boot: int) -> list[str]:
     notes = []
+    if 0 < n_boot < FEW_N_BOOT:
+        notes.append(f"n_boot {n_boot}: a 95 % interval from fewer than {FEW_N_BOOT} resamples is rough (its ends "
+                     f"rest on one or two replicates); use --n_boot 200 or more")
     if len(set(state.dims)) > 1:
         notes.append("cosine is undefined (null) between layers of different dims")
     if len(state.stats.groups) > 1:
@@ -347,8 +351,8 @@ def finish(state: Collected, options: AnalysisOptions, *, order: list[str], wall
         files=list(order), layers=layers, cka=cka, cosine=state.stats.cosine(), similarity_frames=state.stats.frames(),
         similarity_rule=state.stats.rule(),
         sample=SampleInfo(sample.utterances, sample.frame_index, sample.labels, speakers),
-        meta=state.meta, run=_run_info(options, wall, shards), unit=unit, notes=_notes(state, layers) + found.notes,
-        unavailable=found.unavailable, requested=_requested(state, options),
+        meta=state.meta, run=_run_info(options, wall, shards), unit=unit, unavailable=found.unavailable,
+        notes=_notes(state, layers, options.n_boot) + found.notes, requested=_requested(state, options),
         intervals={**found.intervals, **statistics.intervals},
         interval_methods={**found.methods, **statistics.methods}, chance=found.chance, n_test=found.n_test,
         n_boot=options.n_boot, cka_debiased=cka_debiased,

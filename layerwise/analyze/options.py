@@ -27,6 +27,10 @@ DEFAULT_ABX_DISTANCE, DEFAULT_ABX_MAX_SIZE_GROUP, DEFAULT_ABX_MAX_X_ACROSS = "an
 # PNMI (analyze/pnmi.py): K of the HuBERT paper's Table IV; 10,000 fit frames = 200 s of speech at 50 Hz, ~3 MB per
 # 768-dim layer in float32 (k-means of K=100 on them: ~24 s per layer on 2 busy cores, measures/pnmi.py)
 DEFAULT_PNMI_CLUSTERS, DEFAULT_PNMI_FIT_FRAMES = "100", 10_000
+# --n_boot: below FEW_N_BOOT the 2.5/97.5 % percentiles rest on one or two replicates each (a note suggests >= 200);
+# above MAX_N_BOOT a typo (the interval's Monte-Carlo error at 10^5 replicates is far below its sampling spread,
+# and every measure repeats its resampling that often: minutes per layer)
+FEW_N_BOOT, MAX_N_BOOT = 50, 100_000
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -41,7 +45,7 @@ class AnalysisOptions:
     features_dir : folder of ``*_features.npz``; output_dir : where figures, summaries and report go.
     num_files : first N files in file-name order (0 = all). layers : layer spec (``layout.parse_layer_spec``: indices,
     ranges 0-12, keys; None = all). seed : frame subsample, t-SNE, splits. max_points : sampled points for the
-    scatters. similarity : heatmaps drawn. cka_vmin : lower end of the CKA colour scale (None: from the data).
+    scatters. similarity : heatmaps drawn. cka_vmin : lower end of the CKA colour scale (None: the fixed 0–1 scale).
     color_by : scatter colours. control_dir, probe_splits, cca_protocol, mi_protocol : span/property measures.
     subset_id, num_subsets : this process analyses one shard and writes partial statistics (num_subsets > 1);
     merge : combine the partials of ``output_dir`` instead of reading features. file_list : a text file naming the
@@ -101,9 +105,10 @@ class AnalysisOptions:
             raise UsageError(f"max_points={self.max_points} must be >= {MIN_TSNE_POINTS} (t-SNE needs that many)")
         if self.probe_splits < 1:
             raise UsageError(f"probe_splits={self.probe_splits} must be >= 1")
-        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot == 1 or self.n_boot < 0:
-            raise UsageError(f"n_boot={self.n_boot!r} must be 0 (no intervals) or an int >= 2 (bootstrap replicates "
-                             f"of the 95 % intervals; default {DEFAULT_N_BOOT})")
+        if isinstance(self.n_boot, bool) or not isinstance(self.n_boot, int) or self.n_boot == 1 or self.n_boot < 0 \
+                or self.n_boot > MAX_N_BOOT:
+            raise UsageError(f"n_boot={self.n_boot!r} must be 0 (no intervals) or an int from 2 to {MAX_N_BOOT} "
+                             f"(bootstrap replicates of the 95 % intervals; default {DEFAULT_N_BOOT})")
         _choice("similarity", self.similarity, SIMILARITY_CHOICES)
         _choice("color_by", self.color_by, COLOR_BY_CHOICES)
         _choice("precision", self.precision, PRECISIONS)

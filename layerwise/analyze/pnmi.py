@@ -39,7 +39,8 @@ log = logging.getLogger(__name__)
 
 INFO_KEY = "pnmi_info"  # summary.json key of the PNMI settings and counts
 PER_K = {name: f"{name}_per_k" for name in pnmi.SCORES}  # summary.json: {str(K): {layer: value}} for every K
-FIT_FRAMES_PER_FILE = 100  # at most this many fit frames from one file (more when files are few): 100 files at 10k
+FIT_FRAMES_PER_FILE = 100  # the per-file cap of fit frames is max(this, ceil(pnmi_fit_frames / n_files)):
+# with 100 files or more at the default 10,000 fit frames at most 100 from each file; fewer files give more each
 SPAN_NOTE = ("PNMI and purity need frames: analyse the frame folder of the same extraction with alignment_dir "
              "(span folders hold one pooled vector per segment)")
 CHANCE_METHOD = "the same scores with the scored frames' phone labels permuted once (seeded)"
@@ -170,13 +171,17 @@ def _fit(sample: dict[str, np.ndarray], ks: list[int], seed: int) -> tuple[dict,
     return models, failed
 
 
-def _score(family: MeasureFamily, tables: dict, failed: dict, layers, ks, options: AnalysisOptions) -> None:
-    """Values, intervals (first K) and chance (first K) per layer; per-K values into ``family.info``."""
+def _score(family: MeasureFamily, tables: dict, failed: dict, layers, ks, options: AnalysisOptions) -> list[str]:
+    """Values, intervals and chance per layer and K (the first K as the measures, every K under ``<score>_per_k``,
+    ``_per_k_ci``, ``_per_k_chance`` in ``family.info``); returns notes on the layers left without an interval."""
     from layerwise.measures.resample import method_text
 
     n_boot = options.n_boot
     per_k = {name: {str(K): {} for K in ks} for name in pnmi.SCORES}
+    per_k_ci = {name: {str(K): {} for K in ks} for name in pnmi.SCORES}
+    per_k_chance = {name: {str(K): {} for K in ks} for name in pnmi.SCORES}
     reasons: dict[str, str] = {}
+    no_interval: dict[str, dict[str, str]] = {}  # why -> layers (ordered)
     for key in layers:
         for K in ks:
             why = failed.get(key, {}).get(K)
@@ -191,21 +196,44 @@ def _score(family: MeasureFamily, tables: dict, failed: dict, layers, ks, option
                     reasons[key] = why or f"undefined ({error_text(err)})"
             for name in pnmi.SCORES:
                 per_k[name][str(K)][key] = values[name]
-            if K != ks[0] or values["pnmi"] is None:
+            if values["pnmi"] is None:
                 continue
             for name, interval in pnmi.bootstrap(tables[(key, K)], n_boot=n_boot, seed=options.seed).items():
                 if interval is not None:
-                    family.intervals.setdefault(name, {})[key] = interval
+                    per_k_ci[name][str(K)][key] = list(interval)
+                elif n_boot and K == ks[0]:
+                    no_interval.setdefault(pnmi.no_interval_reason(tables[(key, K)], n_boot), {})[key] = name
             for name, value in pnmi.permuted_chance(table, seed=options.seed).items():
-                family.chance.setdefault(name, {})[key] = value
+                per_k_chance[name][str(K)][key] = value
+    first = str(ks[0])
     for name in pnmi.SCORES:
         family.info[PER_K[name]] = per_k[name]
-        if n_boot:
+        family.info[f"{PER_K[name]}_ci"] = per_k_ci[name]
+        family.info[f"{PER_K[name]}_chance"] = per_k_chance[name]
+        if per_k_ci[name][first]:
+            family.intervals[name] = {k: tuple(v) for k, v in per_k_ci[name][first].items()}
             family.methods[name] = method_text("groups", n_boot, "utterances")
+        if per_k_chance[name][first]:
+            family.chance[name] = dict(per_k_chance[name][first])
         if reasons:
             family.unavailable[name] = layer_reasons(reasons, len(layers))
-        if any(v is not None for v in per_k[name][str(ks[0])].values()):
-            family.values[name] = per_k[name][str(ks[0])]
+        if any(v is not None for v in per_k[name][first].values()):
+            family.values[name] = per_k[name][first]
+    return [f"PNMI: no interval for {', '.join(pnmi.SCORES)} on {', '.join(keys)}: {why}"
+            for why, keys in no_interval.items()]
+
+
+def _k_notes(ks: list[int], counted: dict, sample: dict[str, np.ndarray]) -> list[str]:
+    """A note for each K not far below the scored frames (K > frames / ``span.CLUSTERS_PER_ITEM``, the rule of the
+    MI notes): PNMI's finite-sample bias (``pnmi_chance``) is then large."""
+    from layerwise.measures.span import CLUSTERS_PER_ITEM as FRAMES_PER_CLUSTER
+
+    scored = min((c["scored"] for c in counted.values()), default=0)
+    fitted = min((len(v) for v in sample.values()), default=0)
+    return [f"PNMI: K={K} clusters for {scored} scored frames (fewer than {FRAMES_PER_CLUSTER} frames per "
+            f"cluster; {fitted} fit frames): PNMI and purity are biased upwards, read them against pnmi_chance, "
+            f"or analyse more files / lower --pnmi_clusters"
+            for K in ks if K * FRAMES_PER_CLUSTER > scored]
 
 
 def score(paths: dict[str, Path], labels: _Labels, layers: list[str], meta: dict, options: AnalysisOptions, *,
@@ -232,7 +260,8 @@ def score(paths: dict[str, Path], labels: _Labels, layers: list[str], meta: dict
         "kmeans": {"algorithm": "sklearn KMeans on raw frames", **pnmi.KMEANS_SETTINGS},
         "frame_rule": "the phone whose [start, end) holds the frame centre (i*hop + field/2) / sample_rate",
         "chance": CHANCE_METHOD}
-    _score(family, tables, failed, layers, ks, options)
+    family.notes.extend(_score(family, tables, failed, layers, ks, options))
+    family.notes.extend(_k_notes(ks, counted, sample))
     return family
 
 
@@ -250,6 +279,7 @@ def analyse(state: Collected, options: AnalysisOptions,
     folder = Path(options.features_dir)
     paths = {s: store.feature_path(folder, s) for s in state.files if s in labels.segments}
     family = score(paths, labels, state.layers, state.meta, options)
+    notes.extend(family.notes)
     for name, reason in family.unavailable.items():
         log.warning("%s could not be computed: %s", name, reason)
     control = None

@@ -26,6 +26,9 @@ WORD_SPAN = "word"
 EMBEDDINGS_NOTE = ("word_embeddings applies to word-span folders (extract_features.py --span word); this folder's "
                    "span is {span}: cca_word_embedding is not computed")
 
+PNMI_FLAGS_NOTE = ("{flags} given without --alignment_dir: PNMI and purity need each file's phones, so they are not "
+                   "computed (give --alignment_dir with the frame folder's alignments)")
+
 
 def speakers_file(state: Collected, options: AnalysisOptions) -> Path | None:
     """``options.speakers_file``, else the ``SPEAKERS.TXT`` above the first file's recorded audio, else None."""
@@ -48,7 +51,23 @@ def stages(state: Collected, options: AnalysisOptions) -> list[tuple[str, object
     found = [(name, parts[name]) for name, on in _applies(state, options).items() if on]
     if options.word_embeddings is not None and not _applies(state, options)["word_embedding_cca"]:
         found.append(("word_embedding_cca", _embeddings_note))
+    if options.alignment_dir is None and _pnmi_flags(options):
+        found.append(("pnmi", _pnmi_note))
     return found
+
+
+def _pnmi_flags(options: AnalysisOptions) -> list[str]:
+    """The PNMI flags set away from their defaults (``--pnmi_clusters``, ``--pnmi_fit_frames``)."""
+    from layerwise.analyze.options import DEFAULT_PNMI_CLUSTERS, DEFAULT_PNMI_FIT_FRAMES
+
+    default_ks = tuple(int(k) for k in DEFAULT_PNMI_CLUSTERS.split(","))
+    return [flag for flag, changed in (("--pnmi_clusters", tuple(options.pnmi_clusters) != default_ks),
+                                       ("--pnmi_fit_frames", options.pnmi_fit_frames != DEFAULT_PNMI_FIT_FRAMES))
+            if changed]
+
+
+def _pnmi_note(state, options, source):
+    return MeasureFamily(), None, [PNMI_FLAGS_NOTE.format(flags=" and ".join(_pnmi_flags(options)))]
 
 
 def requested(state: Collected, options: AnalysisOptions) -> list[str]:
@@ -146,6 +165,10 @@ def _embeddings(state: Collected, options: AnalysisOptions, source: ControlSourc
         notes.append(f"word-embedding CCA: {info['n_words_missing']} of the {info['n_words']} words "
                      f"({info['n_segments_missing']} of {info['n_segments']} segments) are not in "
                      f"{options.word_embeddings}; those segments are left out (cca_word_embedding_info)")
+    if info["n_duplicate_entries"]:
+        notes.append(f"word-embedding CCA: {len(embeddings.duplicates)} analysed word(s) are listed more than once in "
+                     f"{options.word_embeddings} ({info['n_duplicate_entries']} later entries ignored: the first "
+                     f"entry of each word is used; cca_word_embedding_info.duplicate_words)")
     control = None
     if source is not None and source.folder is not None:
         theirs = read_control(source.folder, state.spans, state.meta, dict(zip(state.layers, state.dims)))

@@ -66,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--similarity", choices=SIMILARITY_CHOICES, default="both",
                    help=f"which similarity heatmaps to draw; summary.json always holds both cka and cosine {d}")
     p.add_argument("--cka_vmin", type=float, default=None,
-                   help="lower end of the CKA colour scale (default: the range of the values present)")
+                   help="zoom the CKA heatmaps: lower end of their colour scale, upper end 1 (default: a fixed 0–1 scale; the "
+                        "title says 'zoomed' when set)")
     p.add_argument("--color_by", choices=COLOR_BY_CHOICES, default="auto",
                    help=f"scatter colours: utterance, speaker (LibriSpeech names), label (span folders); auto = "
                         f"label for span folders, else utterance {d}")
@@ -106,8 +107,9 @@ def _abx_arguments(p: argparse.ArgumentParser) -> None:
                    help="a ZeroSpeech item file (#file onset offset #phone prev-phone next-phone speaker) whose "
                         "#file names feature-file stems: ABX error rates per layer")
     a.add_argument("--alignment_dir", default=None,
-                   help="without --abx_item: phone alignments of the analysed files (LibriSpeech names); triphone "
-                        "items are built from them and written to OUTPUT_DIR/abx_triphone.item")
+                   help="phone alignments of the analysed files (LibriSpeech names): PNMI and phone/cluster purity "
+                        "per layer (--pnmi_clusters) and, without --abx_item, ABX triphone items built from them "
+                        "and written to OUTPUT_DIR/abx_triphone.item")
     a.add_argument("--alignment_format", choices=ALIGNMENT_FORMATS, default="auto", help=f"as extract_features.py {d}")
     a.add_argument("--phone_tier", default=PHONES_TIER, help=f"tier of phones {d}")
     a.add_argument("--silence_labels", default=",".join(sorted(DEFAULT_SILENCE_LABELS)),

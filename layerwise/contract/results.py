@@ -285,6 +285,8 @@ class AnalysisResult:
                 for x in layers},
             "pca_components_90": {x.key: x.components_90 for x in layers},
             "effective_rank": {x.key: x.effective_rank for x in layers},
+            "cka_with_previous": {x.key: x.cka_with_previous for x in layers},  # null for the first: see reasons
+            "cka_with_previous_debiased": {x.key: x.cka_with_previous_debiased for x in layers},
             **({} if self.cka_debiased is None else {"cka_debiased": self.cka_debiased.tolist()}),
             "n_frames_per_layer": {x.key: x.n_frames for x in layers},
             "frame_rate": {x.key: x.frame_rate for x in layers},

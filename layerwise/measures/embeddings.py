@@ -9,6 +9,8 @@ segments' vocabulary), so a 400,000-word GloVe file costs its reading time, not 
 - word2vec binary: a first line ``count dim``, then per word ``word<space>`` followed by d little-endian float32
   (and, as the reference writer does, an optional newline).
 
+A word listed twice keeps its first vector (the others are counted and logged); a kept vector with NaN or inf, or a
+word2vec text header whose count differs from the entries, is refused naming the line or both numbers.
 A word is looked up as written, else lower-cased (GloVe's vocabulary is lower case; LibriSpeech alignments are
 often upper case). CCA (:func:`embedding_cca`) uses the protocols of the phone/word PWCCA: ``centred``
 (``pwcca.views_heldout`` on seeded utterance splits, ``span.utterance_splits``) or ``pasad``
@@ -18,6 +20,7 @@ often upper case). CCA (:func:`embedding_cca`) uses the protocols of the phone/w
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +29,8 @@ import numpy as np
 
 from layerwise.contract.results import MeasureFamily, layer_reasons
 from layerwise.errors import AnalysisError, UndefinedMeasureError, error_text
+
+log = logging.getLogger(__name__)
 
 NAME = "cca_word_embedding"  # summary.json key (contract.layout.MEASURES)
 INFO_KEY = "cca_word_embedding_info"
@@ -43,6 +48,7 @@ class Embeddings:
     format: str
     n_read: int = 0
     path: str = ""
+    duplicates: dict[str, int] = field(default_factory=dict)  # kept word -> later entries ignored (first wins)
 
     def lookup(self, word: str) -> np.ndarray | None:
         """The vector of ``word`` as written, else lower-cased, else None."""
@@ -54,7 +60,19 @@ def _wanted(vocabulary) -> set[str]:
     return {w for word in vocabulary for w in (str(word), str(word).lower())}
 
 
-def _binary(handle, count: int, dim: int, wanted: set[str], path: Path) -> tuple[dict, int]:
+def _keep(out: dict, duplicates: dict, text: str, values: np.ndarray, where: str, path: Path) -> None:
+    """Store a wanted word's vector: the first entry of a word wins (later ones counted in ``duplicates``); a NaN or
+    inf value is refused naming ``where`` (the line, or the binary entry)."""
+    if text in out:
+        duplicates[text] = duplicates.get(text, 0) + 1
+        return
+    if not np.all(np.isfinite(values)):
+        raise AnalysisError(f"word_embeddings {path} {where}: the vector of {text!r} holds NaN or inf; fix or remove "
+                            f"that entry")
+    out[text] = values
+
+
+def _binary(handle, count: int, dim: int, wanted: set[str], path: Path, duplicates: dict) -> tuple[dict, int]:
     out, n = {}, 0
     width = 4 * dim
     for n in range(1, count + 1):
@@ -70,14 +88,15 @@ def _binary(handle, count: int, dim: int, wanted: set[str], path: Path) -> tuple
                                 f"bytes; the binary file is cut")
         text = bytes(word).decode("utf-8", errors="replace")
         if text in wanted:
-            out[text] = np.frombuffer(data, "<f4").astype(np.float64)
+            _keep(out, duplicates, text, np.frombuffer(data, "<f4").astype(np.float64), f"entry {n}", path)
     return out, n
 
 
-def _text(handle, first: bytes | None, dim: int | None, wanted: set[str], path: Path) -> tuple[dict, int, int]:
+def _text(handle, first: bytes | None, dim: int | None, wanted: set[str], path: Path, duplicates: dict,
+          line_offset: int = 0) -> tuple[dict, int, int]:
     out, n = {}, 0
     lines = ([first] if first is not None else [])
-    for number, line in enumerate(_chain(lines, handle), 1):
+    for number, line in enumerate(_chain(lines, handle), 1 + line_offset):
         if not line.strip():
             continue
         n += 1
@@ -92,7 +111,7 @@ def _text(handle, first: bytes | None, dim: int | None, wanted: set[str], path: 
             if len(values) != dim:
                 raise AnalysisError(f"word_embeddings {path} line {number}: {len(values)} values, expected {dim}")
             if text in wanted:
-                out[text] = values
+                _keep(out, duplicates, text, values, f"line {number}", path)
     if dim is None:
         raise AnalysisError(f"word_embeddings {path} holds no vector")
     return out, n, dim
@@ -106,24 +125,39 @@ def _chain(first: list, rest):
 def read_embeddings(path: str | Path, vocabulary) -> Embeddings:
     """The vectors of ``vocabulary`` (an iterable of words; each also looked up lower-cased) from a GloVe or
     word2vec (text or binary) file, streamed once (module docstring). Raises AnalysisError naming the file (and the
-    line) for a file that does not parse."""
+    line) for a file that does not parse, a kept word's vector with NaN or inf, or a word2vec text file whose
+    header count differs from its entries. A word listed twice keeps its first vector (the rest are counted in
+    ``duplicates`` and logged)."""
     path = Path(path)
     wanted = _wanted(vocabulary)
+    duplicates: dict[str, int] = {}
+    found = _read(path, wanted, duplicates)
+    found.duplicates = duplicates
+    if duplicates:
+        log.warning("word_embeddings %s: %d word(s) listed more than once (%s); the first entry of each is used",
+                    path, len(duplicates), ", ".join(sorted(duplicates)[:5]))
+    return found
+
+
+def _read(path: Path, wanted: set[str], duplicates: dict) -> Embeddings:
     try:
         with open(path, "rb") as handle:
             first = handle.readline()
             header = _HEADER.match(first)
             if header is None:
-                vectors, n, dim = _text(handle, first, None, wanted, path)
+                vectors, n, dim = _text(handle, first, None, wanted, path, duplicates)
                 return Embeddings(vectors, dim, "glove", n, str(path))
             count, dim = int(header.group(1)), int(header.group(2))
             start = handle.tell()
             probe = handle.readline()
             handle.seek(start)
             if _is_text(probe, dim):
-                vectors, n, _ = _text(handle, None, dim, wanted, path)
+                vectors, n, _ = _text(handle, None, dim, wanted, path, duplicates, line_offset=1)
+                if n != count:
+                    raise AnalysisError(f"word_embeddings {path}: the word2vec header says {count} words, the file "
+                                        f"holds {n} entries; fix the header or the file")
                 return Embeddings(vectors, dim, "word2vec_text", n, str(path))
-            vectors, n = _binary(handle, count, dim, wanted, path)
+            vectors, n = _binary(handle, count, dim, wanted, path, duplicates)
             return Embeddings(vectors, dim, "word2vec_binary", n, str(path))
     except OSError as err:
         raise AnalysisError(f"word_embeddings {path}: cannot read it ({type(err).__name__}: {err})") from err
@@ -156,7 +190,9 @@ def match(words: np.ndarray, embeddings: Embeddings) -> Matched:
     info = {"file": embeddings.path, "format": embeddings.format, "dim": embeddings.dim,
             "entries_read": embeddings.n_read, "n_segments": len(words), "n_segments_matched": int(mask.sum()),
             "n_segments_missing": int((~mask).sum()), "n_words": len({str(w) for w in words}),
-            "n_words_missing": len(missing), "missing_words": missing[:50]}
+            "n_words_missing": len(missing), "missing_words": missing[:50],
+            "n_duplicate_entries": sum(embeddings.duplicates.values()),
+            "duplicate_words": sorted(embeddings.duplicates)[:50]}
     return Matched(mask, vectors, info)
 
 

@@ -13,7 +13,8 @@ fairseq adds 1e-8 inside its logarithms; here the sums run over the non-zero cel
 (:func:`label_frames`); frames in silence or in no interval are excluded and counted.
 
 Intervals: a percentile bootstrap over utterances of the per-utterance count tables (resample utterances, sum their
-tables: exact and cheap; the k-means fit is held fixed). Chance: the same scores of one seeded permutation of the
+tables: exact and cheap; the k-means fit is held fixed), centred on the estimate as ``measures.resample``'s (median
+shift) and clipped to [0, 1]. Chance: the same scores of one seeded permutation of the
 scored frames' phone labels (a table with the same margins and no dependence). No torch.
 """
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from layerwise.contract.alignments import DEFAULT_SILENCE_LABELS, Segment, strip_stress
 from layerwise.errors import UndefinedMeasureError
-from layerwise.measures.resample import LEVEL, permute_within
+from layerwise.measures.resample import LEVEL, MIN_FINITE_SHARE, centred_percentiles, permute_within
 
 SCORES = ("pnmi", "phone_purity", "cluster_purity")  # summary.json keys (contract.layout.MEASURES)
 LABELLED, NO_PHONE, SILENCE = 0, 1, 2  # frame status codes of label_frames
@@ -119,9 +120,10 @@ class UtteranceTables:
 
 def bootstrap(tables: UtteranceTables, *, n_boot: int, seed: int, level: float = LEVEL
               ) -> dict[str, tuple[float, float] | None]:
-    """Percentile intervals of :func:`scores` over ``n_boot`` resamples of the utterances (with replacement;
-    seeded), widened to contain the estimate (as ``measures.resample``'s). A score is None when fewer than 2
-    utterances, ``n_boot`` 0, or no resample defines it."""
+    """Intervals of :func:`scores` over ``n_boot`` resamples of the utterances (with replacement; seeded): the
+    percentiles centred on the estimate (``resample.centred_percentiles``: median shift, widened to contain the
+    estimate), clipped to [0, 1]. A score is None when fewer than 2 utterances, ``n_boot`` 0, or fewer than
+    ``resample.MIN_FINITE_SHARE`` of the resamples define it (:func:`no_interval_reason` says which)."""
     if tables.n_utts < 2 or n_boot < 1:
         return dict.fromkeys(SCORES)
     estimate = scores(tables.table())
@@ -135,10 +137,22 @@ def bootstrap(tables: UtteranceTables, *, n_boot: int, seed: int, level: float =
             continue
         for name in SCORES:
             found[name].append(values[name])
-    tail = 100 * (1 - level) / 2
-    return {name: (min(float(np.percentile(v, tail)), estimate[name]),
-                   max(float(np.percentile(v, 100 - tail)), estimate[name])) if v else None
-            for name, v in found.items()}
+    out = {}
+    for name, v in found.items():
+        if len(v) < MIN_FINITE_SHARE * n_boot:
+            out[name] = None
+            continue
+        low, high = centred_percentiles(np.asarray(v), estimate[name], level)
+        out[name] = (max(0.0, low), min(1.0, high))
+    return out
+
+
+def no_interval_reason(tables: UtteranceTables, n_boot: int) -> str:
+    """Why :func:`bootstrap` gave no interval (``n_boot`` > 0)."""
+    if tables.n_utts < 2:
+        return (f"{tables.n_utts} utterance(s) scored: the interval resamples utterances and needs at least 2 "
+                f"(add alignments of more analysed files)")
+    return f"fewer than {MIN_FINITE_SHARE:.0%} of the {n_boot} utterance resamples define the score"
 
 
 def permuted_chance(table: np.ndarray, *, seed: int) -> dict[str, float]:
@@ -161,8 +175,9 @@ def fit_kmeans(x: np.ndarray, n_clusters: int, *, seed: int):
 
     x = np.asarray(x, np.float32)
     if len(x) < n_clusters:
-        raise UndefinedMeasureError(f"{len(x)} fit frames for {n_clusters} clusters: raise pnmi_fit_frames or "
-                                    f"analyse more files")
+        raise UndefinedMeasureError(f"{len(x)} fit frames for {n_clusters} clusters: the analysed files gave only "
+                                    f"{len(x)} labelled fit frames (each file at most pnmi_info.fit_frames_per_file)"
+                                    f"; analyse more files or lower --pnmi_clusters")
     if not np.ptp(x, axis=0).max() > 0:
         raise UndefinedMeasureError(f"the layer is constant on its {len(x)} fit frames: no clusters")
     return KMeans(n_clusters=n_clusters, random_state=seed, **KMEANS_SETTINGS).fit(x)

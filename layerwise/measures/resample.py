@@ -37,6 +37,9 @@ GRAM_ZERO_REL = 1e-7  # a Gram-form pivot below this share of the largest is a d
 # More variates than this (a layer against a layer: k = 768) and the weights α are those of the whole test part in
 # every replicate: recomputing them costs a (k, k) eigendecomposition per replicate (200 × 768³ ≈ 10^11 flops per
 # layer and split), while resampling moves the correlations, not the weights, to first order.
+# Σh² − N·mean² below this share of Σh² is the rounding of the sums (≈ N · 1e-16), not a variance: that variate is
+# constant on the resampled groups. Without it, a replicate drawing one speaker scored rounding noise.
+VARIANCE_ZERO_REL = 1e-10
 FULL_WEIGHTS_MAX_K = 40  # phone labels (39 classes) and speakers keep recomputed weights; filterbanks (80) do not
 
 Scorer = Callable[[np.ndarray], np.ndarray]  # weights (B, G) of the test groups -> scores (B,), NaN where undefined
@@ -89,8 +92,15 @@ def two_stage_interval(scorers: Sequence[Scorer], n_groups: Sequence[int], estim
     finite = combined[np.isfinite(combined)]
     if len(finite) < MIN_FINITE_SHARE * n_boot or not np.isfinite(estimate):
         return None
-    low, median, high = np.quantile(finite, [(1 - level) / 2, 0.5, (1 + level) / 2])
-    bias = median - estimate  # resampling with duplicates inflates correlations and MI: centre on the estimate
+    return centred_percentiles(finite, estimate, level)
+
+
+def centred_percentiles(replicates: np.ndarray, estimate: float, level: float = LEVEL) -> tuple[float, float]:
+    """The ``level`` percentile interval of the finite ``replicates`` (B,) shifted so that their median is
+    ``estimate`` (resampling with duplicates inflates correlations, MI and PNMI: the raw percentiles sit above the
+    estimate), then widened to contain it."""
+    low, median, high = np.quantile(replicates, [(1 - level) / 2, 0.5, (1 + level) / 2])
+    bias = median - estimate
     return float(min(low - bias, estimate)), float(max(high - bias, estimate))
 
 
@@ -162,7 +172,11 @@ def pwcca_scorer(hx: np.ndarray, hy: np.ndarray, weighting: str, acts: np.ndarra
         with np.errstate(invalid="ignore", divide="ignore"):
             mx, my = s["x"] / n[:, None], s["y"] / n[:, None]
             cov = s["xy"] - n[:, None] * mx * my
-            rho = cov / np.sqrt((s["xx"] - n[:, None] * mx**2) * (s["yy"] - n[:, None] * my**2))
+            var_x, var_y = s["xx"] - n[:, None] * mx**2, s["yy"] - n[:, None] * my**2
+            rho = cov / np.sqrt(var_x * var_y)
+            # a variate constant on the drawn groups (e.g. label variates when one speaker is drawn) has a variance
+            # that is only the rounding of the sums: its ρ would be noise/noise; it is 0/0, so it weighs 0
+            rho[(var_x <= VARIANCE_ZERO_REL * s["xx"]) | (var_y <= VARIANCE_ZERO_REL * s["yy"])] = np.nan
             if fixed:
                 return _combine(np.repeat(alpha_fixed, len(n), axis=0), rho)
             mh, ma = (mx if weighting == "x" else my), s["a"] / n[:, None]

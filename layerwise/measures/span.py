@@ -213,7 +213,7 @@ def span_measures(
 
     Returns a :class:`~layerwise.contract.results.MeasureFamily`: ``values`` holds ``probe_accuracy``, ``pwcca``
     (and, pasad, ``pwcca_stable``), ``mi`` and ``mi_adjusted`` (when compute_mi), each ``{layer: float}``, with
-    ``intervals``, ``chance`` (not for mi_adjusted: 0 by construction), ``n_test`` and ``methods``; ``info`` holds ``probe_majority_baseline`` (float) and
+    ``intervals``, ``chance`` (mi_adjusted: 0.0 by construction, not permuted), ``n_test`` and ``methods``; ``info`` holds ``probe_majority_baseline`` (float) and
     ``span_measures_info`` (seed, sizes, protocols, chosen ε and, pasad, the parts, trials and ε pairs), as
     ``summary.json`` writes them. A measure that cannot be computed (for any layer) is left out of ``values`` and
     its reason is under ``unavailable``; the others are still there. Accuracies and the baseline are means over the
@@ -481,8 +481,10 @@ def _mi(seg: _Segments, family: MeasureFamily, *, mi_protocol: str, unit: str, s
     if "mi" in family.values:
         family.values["mi_adjusted"] = {key: adjusted[key].value if key in adjusted else None for key in seg.xs}
         record(family, "mi_adjusted", {key: adjusted.get(key) for key in seg.xs}, n_boot=n_boot, seed=seed,
-               method=method + "; the expected MI of each resample held at its value on the scored items")
-        family.chance.pop("mi_adjusted", None)
+               method=method + "; the expected MI of each resample held at its value on the scored items; "
+                               "mi_adjusted_chance is 0.0 by construction (the expected MI under permuted labels "
+                               "is subtracted), not a permutation")
+        family.chance["mi_adjusted"] = {key: 0.0 for key, v in family.values["mi_adjusted"].items() if v is not None}
     if sizes:
         k, n = max(s[0] for s in sizes), min(s[1] for s in sizes)
         if k > n / CLUSTERS_PER_ITEM:
@@ -521,7 +523,7 @@ def _span_measures(features, labels, groups, *, seed, n_splits, compute_mi, min_
         _mi(seg, family, mi_protocol=mi_protocol, unit=unit, seed=seed, n_boot=n_boot)
     family.provenance["seconds"] = time.perf_counter() - start
     for name, count in family.n_test.items():
-        if count < FEW_TEST_ITEMS and name != "mi_adjusted":
+        if n_boot and count < FEW_TEST_ITEMS and name != "mi_adjusted":  # n_boot 0: no interval to call wide
             family.notes.append(f"{name}: {count} scored test items over the splits (fewer than {FEW_TEST_ITEMS}): "
                                 f"its interval is wide; analyse more files")
     family.info["span_measures_info"] = info

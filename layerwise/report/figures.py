@@ -34,13 +34,16 @@ class Figure:
     applies: Callable[[object], bool]
     draw: Callable[[object, Path], Path | None]
     control: str = ""  # what the dashed lines are: added to the caption when the run has a random-init control
+    describe: Callable[[object], str] | None = None  # the caption for this run's content, when it depends on it
 
     def caption_for(self, result) -> str:
-        """The caption of this figure in ``result``: with the control's sentence when a control is drawn, and
-        NO_CONTROL_CAPTION instead when this figure would draw one but the run has none."""
+        """The caption of this figure in ``result`` (``describe(result)`` when set, else ``caption``): with the
+        control's sentence when a control is drawn, and NO_CONTROL_CAPTION instead when this figure would draw one
+        but the run has none."""
+        text = self.describe(result) if self.describe is not None else self.caption
         if not self.control:
-            return self.caption
-        return f"{self.caption} {self.control if result.control is not None else NO_CONTROL_CAPTION}"
+            return text
+        return f"{text} {self.control if result.control is not None else NO_CONTROL_CAPTION}"
 
 
 @dataclass(frozen=True)
@@ -188,10 +191,97 @@ def _has_properties(result: AnalysisResult) -> bool:
                for k in MEASURE) or any(k in result.measures for k in PROPERTY_MEASURES)
 
 
+MAJORITY_SUFFIX = ("_accuracy", "_majority_baseline")  # probe measure <p>_accuracy -> its <p>_majority_baseline
+
+
+def majority_of(measures: dict, info: dict) -> dict:
+    """measure -> the majority-class baseline of each probe measure (``<probe>_accuracy`` ->
+    ``<probe>_majority_baseline`` in measure_info or measures: one float, or layer -> float), for the probes whose
+    baseline is not a registry measure of its own (speaker's is, and is drawn with its group)."""
+    out = {}
+    for key in MEASURE:
+        if key.endswith(MAJORITY_SUFFIX[0]):
+            base = key.removesuffix(MAJORITY_SUFFIX[0]) + MAJORITY_SUFFIX[1]
+            level = info.get(base, measures.get(base))
+            if base not in MEASURE and level is not None:
+                out[key] = level
+    return out
+
+
+def per_k_of(info: dict, intervals: dict, chance: dict) -> dict:
+    """measure -> {str(K): (values, intervals, chance)} of each registry measure with ``<measure>_per_k`` in
+    measure_info (PNMI and purities, one entry per K of --pnmi_clusters), with ``<measure>_per_k_ci`` /
+    ``_per_k_chance`` when written, else (first K only) the measure's own interval and chance."""
+    out = {}
+    for key in MEASURE:
+        per_k = info.get(f"{key}_per_k") or {}
+        ci, level = info.get(f"{key}_per_k_ci") or {}, info.get(f"{key}_per_k_chance") or {}
+        first = next(iter(per_k), None)
+        out.update({key: {k: (values, ci.get(k) or (intervals.get(key) if k == first else None),
+                              level.get(k) or (chance.get(key) if k == first else None))
+                          for k, values in per_k.items()}} if per_k else {})
+    return out
+
+
 def _draw_properties(result: AnalysisResult, path: Path):
+    runs = {"trained": result} if result.control is None else {"trained": result, "random init": result.control}
+    majority = {run: majority_of(r.measures, r.measure_info) for run, r in runs.items()}
+    per_k = {run: per_k_of(r.measure_info, r.intervals, getattr(r, "chance", {})) for run, r in runs.items()}
     control = result.control.measures if result.control is not None else None
     return _plots().what_each_layer_encodes(result.keys, result.measures, control, path, subtitle=subtitle(result),
-                                            bands=bands(result), model=model_name(result))
+                                            bands=bands(result), model=model_name(result), majority=majority,
+                                            per_k=per_k)
+
+
+ENCODES_INTRO = ("One panel per measure this run computed (own y-axis; one Okabe–Ito colour per measure, colour-blind "
+                 "safe); x: layer. Band: 95 % interval; grey dashed: chance (the same measure on permuted labels); "
+                 "dotted: a probe's majority-class baseline.")
+# measure key -> how to read its panel (said once, for the measures drawn in this run)
+ENCODES_READING = {
+    "probe_accuracy": "Label probe accuracy, PWCCA and MI are the measures of span_measures.png, one panel each: read "
+                      "the probe as its height above the dotted majority-class baseline and above chance.",
+    "mi_adjusted": "Label MI (adjusted) is chance-corrected: 0 = clusters unrelated to the labels.",
+    "cca_mel": "CCA with the log-mel filterbank: canonical correlation between the layer's frames and the log-mel "
+               "frames at the same times; high where a layer keeps the acoustic surface.",
+    "cca_intra": "CCA with L0: the same against the transformer input (L0 against itself is 1).",
+    "speaker_probe_accuracy": "Speaker probe accuracy: a linear probe predicting the speaker from utterance means "
+                              "on held-out utterances, against its dotted majority baseline.",
+    "speaker_pwcca": "Speaker PWCCA: projection-weighted CCA between frames and one-hot speaker.",
+    "pnmi": "PNMI: the share of the phone uncertainty that the frame's k-means cluster removes (I(phone; cluster) / "
+            "H(phone); 0 = none, 1 = all), from the frames' alignments.",
+    "phone_purity": "Phone purity: how pure each cluster is (the accuracy of naming a cluster by its majority phone).",
+    "cluster_purity": "Cluster purity: how concentrated each phone is in one cluster (falls as K grows).",
+    "cca_word_embedding": "CCA with word embeddings: PWCCA between word-segment vectors and the embeddings of their "
+                          "words (--word_embeddings); higher = more of the word's lexical identity is linearly "
+                          "there.",
+    "gender_probe_accuracy": "Gender probe accuracy: a linear probe predicting the speaker's sex (SPEAKERS.TXT) from "
+                             "utterance means, train and test speakers disjoint; read it against its dotted majority "
+                             "baseline and chance.",
+}
+ENCODES_STABLE = ("PWCCA (stable), beside PWCCA under --cca_protocol pasad: the published weighting gives the centred "
+                  "one-hot's null direction a canonical pair of rounding noise, so a 1e-12 change of the input can "
+                  "move the published value; the stable twin drops one one-hot column, which removes that pair. "
+                  "Where the two panels differ, that noise moved the published curve: compare papers with the "
+                  "published one, read layers with the stable one. The default protocol leaves that direction out "
+                  "already, so it has no stable twin.")
+ENCODES_PER_K = "Several K (--pnmi_clusters): one line per K, labelled K=… in the panel; the control shows the first K."
+ENCODES_HSU = ("For context, as reported by Hsu et al. 2021 (LibriSpeech, K=100): k-means on MFCCs gives cluster "
+               "purity ≈ 0.099, phone purity ≈ 0.335 and PNMI ≈ 0.255, and HuBERT-base PNMI ≈ 0.70 for layers 7–12; "
+               "other models and data need not match.")
+
+
+def _encodes_caption(result: AnalysisResult) -> str:
+    """How to read what_each_layer_encodes.png in this run: the intro, then one sentence per measure drawn (twins
+    explained when present, K lines when several K, Hsu et al. 2021's values as context when PNMI is drawn)."""
+    drawn = {k for k, v in result.measures.items() if any(x is not None for x in (v or {}).values())}
+    parts = [ENCODES_INTRO] + [text for key, text in ENCODES_READING.items() if key in drawn]
+    if any(k.endswith("_stable") for k in drawn):
+        parts.append(ENCODES_STABLE)
+    if "pnmi" in drawn:
+        if len(result.measure_info.get("pnmi_per_k") or {}) > 1:
+            parts.append(ENCODES_PER_K)
+        parts.append(ENCODES_HSU)
+    return " ".join(parts)
 
 
 def _has_abx(result: AnalysisResult) -> bool:
@@ -268,19 +358,16 @@ FIGURES: tuple[Figure, ...] = (
         "utterances; read it as its height above the dotted majority-class baseline (a layer at the baseline "
         "carries no linearly decodable label information). Orange: projection-weighted CCA between the segment "
         "vectors and the one-hot labels (the measure of the published layer-wise curves). Green: normalised mutual "
-        "information between k-means clusters and labels (no supervision; slightly above 0 even for noise). A peak "
+        "information between k-means clusters and labels (no supervision; biased upwards on few segments — 0.4 for "
+        "unrelated features at 300 segments — so read it against its dashed chance line and the adjusted MI). A peak "
         "shows where the information is most linearly accessible, not the only place it exists."), _has_span,
         _draw_span, control=(
             "Solid lines: the analysed model; dashed: the same measures on a randomly initialised model of the same "
             "config (same utterances, seed and splits). The gap between solid and dashed is what training added.")),
-    Figure("what_each_layer_encodes.png", "What each layer encodes: alignment-free measures per layer", (
-        "CCA with the log-mel filterbank (time-matched), CCA with the first layer, and speaker information "
-        "(utterance-level probe accuracy against its majority baseline, PWCCA with one-hot speaker) per layer, one "
-        "panel per measure (own y-axis), one Okabe–Ito colour (colour-blind safe) per measure. Line styles: solid "
-        "= the analysed model, dashed = the random-initialisation control, dotted = the majority baseline."),
-        _has_properties, _draw_properties, control=(
-            "Solid: the analysed model; dashed: the random-initialisation control (same utterances, seed and "
-            "protocol); the gap is what training added.")),
+    Figure("what_each_layer_encodes.png", "What each layer encodes: one panel per measure", ENCODES_INTRO,
+           _has_properties, _draw_properties, control=(
+               "Solid: the analysed model; dashed: the random-initialisation control (same utterances, seed and "
+               "protocol); the gap is what training added."), describe=_encodes_caption),
     Figure("abx.png", "ABX discriminability per layer (ZeroSpeech)", (
         "ABX error rate per layer: for triples of items A, B, X where A and X are the same phone and B another, "
         "the share of triples in which X is closer to B than to A (DTW over the frames, angular or euclidean "

@@ -142,6 +142,9 @@ class Cell:
 
 
 CI_SUFFIXES = ("_ci_low", "_ci_high")  # summary.csv's interval columns of a value column
+ZERO_WIDTH_DIGITS = 4  # significant digits of a value whose interval has zero width (as cell() writes a float)
+MAX_DECIMALS = 6  # decimals of an interval's numbers at most (fixed-point)
+TINY = 1e-4  # below this, MAX_DECIMALS fixed-point decimals would show less than 2 significant digits
 
 
 @dataclass(frozen=True)
@@ -153,17 +156,29 @@ class Estimate:
     high: float
 
     @property
-    def decimals(self) -> int:
-        """Decimals down to one digit below the first significant digit of the half-width (half-width 0.0123 ->
-        3: ``0.456``); 0 for a half-width of 10 or more; 6 at most (a zero-width interval)."""
+    def spec(self) -> str:
+        """The format of all three numbers: decimals down to one digit below the first significant digit of the
+        half-width (half-width 0.0123 -> ``.3f``: ``0.456``), at most MAX_DECIMALS; ``.0f`` when value and ends
+        are all integers (a component count) or the half-width is 10 or more. A zero-width interval: the value's
+        ZERO_WIDTH_DIGITS significant digits (``.4g``). An interval finer than MAX_DECIMALS around a value below
+        TINY (which MAX_DECIMALS would print as 0.000000): the significant digits it supports, at most
+        ZERO_WIDTH_DIGITS (3.59e-9 in [2.92e-9, 4.26e-9] -> ``.3g``: 3.59e-09)."""
+        if all(float(v).is_integer() for v in (self.value, self.low, self.high)):
+            return ".0f"
         half = (self.high - self.low) / 2.0
         if not half > 0:
-            return 6
-        return int(min(6, max(0, -math.floor(math.log10(half)) + 1)))
+            return f".{ZERO_WIDTH_DIGITS}g"
+        decimals = max(0, -math.floor(math.log10(half)) + 1)
+        largest = max(abs(self.value), abs(self.low), abs(self.high))
+        if decimals <= MAX_DECIMALS or largest >= TINY:
+            return f".{min(decimals, MAX_DECIMALS)}f"
+        significant = decimals + math.floor(math.log10(largest)) + 1
+        return f".{min(max(significant, 1), ZERO_WIDTH_DIGITS)}g"
 
     def text(self) -> str:
-        d = self.decimals
-        return f"{self.value:.{d}f} [{self.low:.{d}f}, {self.high:.{d}f}]"
+        """``value [low, high]``: ``0.456 [0.444, 0.468]``, ``10 [10, 10]``, ``3.59e-09 [2.92e-09, 4.26e-09]``."""
+        spec = self.spec
+        return f"{self.value:{spec}} [{self.low:{spec}}, {self.high:{spec}}]"
 
 
 def with_intervals(row: dict) -> dict:

@@ -109,6 +109,13 @@ def _colour_range(matrix: np.ndarray, vmin: float | None) -> tuple[float, float,
     return low, high, "fixed; values below 0 get the lowest colour"
 
 
+def _colour_bar_label(kind: str, low: float, high: float, how: str, height: float) -> str:
+    """The colour bar's label, wrapped to lines no longer than the bar (0.8 × the axes, about ``height`` − 2 inches
+    of a ``height``-inch figure): one long vertical line ran past the figure, into the title and the caption."""
+    text = f"{HEATMAP_MEASURES.get(kind, kind)}, colour range {low:g}–{high:g} ({how})"
+    return plotkit.wrap(text, max(24, int(0.8 * (height - 2.0) * plotkit.CAPTION_CHARS_PER_INCH)))
+
+
 def _data_digits(matrix: np.ndarray) -> int:
     """Decimals of the cell texts: enough to tell the values present apart (:func:`_digits` of their range)."""
     finite = matrix[np.isfinite(matrix)]
@@ -145,8 +152,8 @@ def similarity_heatmap(matrix: np.ndarray, layers, path, *, kind: str, subtitle:
         sns.heatmap(matrix, mask=~np.isfinite(matrix), vmin=low, vmax=high, cmap="viridis", square=True,
                     annot=annotate, fmt=f".{digits}f", annot_kws={"fontsize": 7}, xticklabels=names,
                     yticklabels=names, linewidths=0.5, linecolor="white", ax=ax,
-                    cbar_kws={"label": f"{HEATMAP_MEASURES.get(kind, kind)}, colour range {low:g} – {high:g} ({how})",
-                              "shrink": 0.8, "format": "%.2f" if vmin is None else f"%.{_digits(low, high)}f"})
+                    cbar_kws={"label": _colour_bar_label(kind, low, high, how, size), "shrink": 0.8,
+                              "format": "%.2f" if vmin is None else f"%.{_digits(low, high)}f"})
         if annotate:
             for i, j in zip(*np.nonzero(~np.isfinite(matrix))):
                 ax.text(j + 0.5, i + 0.5, "n/a", ha="center", va="center", fontsize=7, color="0.3")
@@ -309,36 +316,93 @@ def _encodes_panels(layers, runs) -> list[tuple[str, list[str]]]:
     return panels
 
 
-def _encodes_panel(ax, x, layers, key, baselines, runs, colour, bands=None) -> None:
+K_STYLES = (("-", "o"), ("-.", "s"), ((0, (1, 1)), "^"), ((0, (6, 2, 1, 2, 1, 2)), "D"))  # per K: line, marker
+K_BAND_ALPHA = 0.1  # the bands of several K overlap on one panel: lighter than one curve's
+
+
+def _level(level, layers) -> list[float]:
+    """A reference level per layer: one float for every layer, or layer -> float (None/absent = NaN)."""
+    if isinstance(level, dict):
+        return _values(level, layers)
+    return [np.nan if level is None else float(level)] * len(layers)
+
+
+def _per_k_curves(ax, x, layers, key, curves: dict, colour) -> None:
+    """Every K of ``--pnmi_clusters`` on one panel: one line style and marker per K (K_STYLES, the first K solid),
+    labelled K=…, each with its interval band and chance line when given. curves : str(K) -> (values, intervals,
+    chance), each layer -> value / (low, high) / value, or None."""
+    for i, (k, (values, intervals, chance)) in enumerate(curves.items()):
+        line_style, marker = K_STYLES[i % len(K_STYLES)]
+        draw_curve(ax, x, layers, {key: values}, key, colour=colour, line_style=line_style, marker=marker,
+                   label=f"K={k}", intervals={key: intervals} if intervals else None,
+                   chance={key: chance} if chance else None, alpha=K_BAND_ALPHA)
+    handles, labels = ax.get_legend_handles_labels()
+    unique = dict(zip(labels, handles))  # one "chance" entry for all K
+    ax.legend(unique.values(), unique.keys(), fontsize=6, loc="best", framealpha=0.7)
+
+
+def _encodes_panel(ax, x, layers, key, baselines, runs, colour, extras: dict) -> None:
     """One measure of what_each_layer_encodes on its own axes: each run's line with its band and chance line, its
-    baselines dotted. bands : run -> (intervals, chance), each measure -> layer -> ..."""
+    baselines and majority-class baseline dotted; several K (``per_k``) of the analysed model as one line each.
+    extras : "bands", "majority", "per_k" as :func:`what_each_layer_encodes` takes them."""
     for run, values in runs:
         line_style, marker = RUN_STYLES[run]
-        intervals, chance = (bands or {}).get(run, (None, None))
-        draw_curve(ax, x, layers, values or {}, key, colour=colour, line_style=line_style, marker=marker,
-                   label=run, intervals=intervals, chance=chance if run == "trained" else None,
-                   alpha=BAND_ALPHA[run])
-        for base in baselines:
-            bs = _values((values or {}).get(base) or {}, layers)
-            if np.isfinite(bs).any():
-                ax.plot(x, bs, linestyle=BASELINE_STYLE, color=colour, alpha=1.0 if run == "trained" else 0.55,
-                        label=f"{ENCODES_MEASURES[base]}, {run}")
+        intervals, chance = (extras.get("bands") or {}).get(run, (None, None))
+        curves = ((extras.get("per_k") or {}).get(run) or {}).get(key) or {}
+        if run == "trained" and len(curves) > 1:
+            _per_k_curves(ax, x, layers, key, curves, colour)
+        else:
+            draw_curve(ax, x, layers, values or {}, key, colour=colour, line_style=line_style, marker=marker,
+                       label=run, intervals=intervals, chance=chance if run == "trained" else None,
+                       alpha=BAND_ALPHA[run])
+        levels = [(f"{ENCODES_MEASURES[b]}, {run}", _values((values or {}).get(b) or {}, layers)) for b in baselines]
+        majority = ((extras.get("majority") or {}).get(run) or {}).get(key)
+        levels.append((f"majority baseline, {run}", _level(majority, layers)))
+        for label, ys in levels:
+            if np.isfinite(ys).any():
+                ax.plot(x, ys, linestyle=BASELINE_STYLE, color=colour, alpha=1.0 if run == "trained" else 0.55,
+                        label=label)
     ax.set_title(ENCODES_MEASURES[key], fontsize=9, color=colour)
     ax.set_xticks(x, [display_name(k) for k in layers], fontsize=7)
     plotkit.plain_numbers(ax)
 
 
+def _encodes_handles(layers, panels, control, bands, majority, model):
+    """The figure legend's entries: the runs' line styles, band, chance and dotted baseline when drawn."""
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    names = {"trained": model, "random init": "random init"}
+    handles = [Line2D([], [], color="0.2", linestyle=s, marker=m,
+                      label=f"{names[run]} ({'solid' if s == '-' else 'dashed'})")
+               for run, (s, m) in RUN_STYLES.items() if run == "trained" or control]
+    if any(np.isfinite(band_of(i, k, layers)[0]).any() for i, _ in (bands or {}).values() for k, _ in panels):
+        handles.append(Patch(color="0.6", alpha=0.4, label="95 % interval (band)"))
+    if any(np.isfinite(chance_of((bands or {}).get("trained", (None, None))[1], k, layers)).any()
+           for k, _ in panels):
+        handles.append(Line2D([], [], label="chance", **CHANCE_STYLE))
+    levels = [lv for run in (majority or {}).values() for k, lv in (run or {}).items() if k in dict(panels)]
+    if any(b for _, b in panels) or any(np.isfinite(_level(lv, layers)).any() for lv in levels):
+        handles.append(Line2D([], [], color="0.2", linestyle=BASELINE_STYLE, label="majority baseline (dotted)"))
+    return handles
+
+
 def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, *, subtitle: str,
-                            bands: dict | None = None, model: str = "analysed model"):
+                            bands: dict | None = None, model: str = "analysed model", majority: dict | None = None,
+                            per_k: dict | None = None):
     """Small multiples: one panel per available measure (x: layer, y: its score), the analysed model solid, the
     random-init control dashed, majority baselines dotted (ENCODES_LEGEND), one Okabe–Ito colour per measure.
 
     measures, control : measure key (ENCODES_MEASURES) -> {layer key -> float or None}; None = not computed for that
     layer (a gap). Measures absent or None for every layer are not drawn; those of a group (ENCODES_GROUPS: mel,
-    speaker, label) of which another measure is drawn are named in a caption as not computed. Returns None when no
-    measure has a value. bands : "trained"/"random init" -> (intervals, chance) (measure -> layer -> (low, high) /
-    value): every measure's interval is drawn as a band and its chance level as a dashed grey line, whatever the
-    measure (the registry's, new ones included). model : the legend's name of the analysed model (its tag).
+    speaker, label) of which another measure is drawn are named in a caption as not computed, except the twins
+    (``Measure.twin_of``: computed only under ``--cca_protocol pasad`` by design). Returns None when no measure has
+    a value. bands : "trained"/"random init" -> (intervals, chance) (measure -> layer -> (low, high) / value): every
+    measure's interval is drawn as a band and its chance level as a dashed grey line, whatever the measure (the
+    registry's, new ones included). majority : run -> {measure -> its majority-class baseline (one float, or layer
+    -> float)}, drawn dotted in the measure's panel. per_k : run -> {measure -> {str(K) -> (values, intervals,
+    chance)}}: with several K the analysed model draws one line per K (K_STYLES, labelled K=…). model : the
+    legend's name of the analysed model (its tag).
     """
     x = layer_positions(layers)
     runs = [("trained", measures)] + ([("random init", control)] if control else [])
@@ -347,41 +411,28 @@ def what_each_layer_encodes(layers, measures: dict, control: dict | None, path, 
     if not present or not panels:
         return None
     missing = [ENCODES_MEASURES[k] for group in ENCODES_GROUPS if present & set(group)
-               for k in group if k not in present]
+               for k in group if k not in present and MEASURE[k].twin_of is None]
     colours = {m.key: OKABE_ITO[i % len(OKABE_ITO)] for i, m in
                enumerate(m for m in layout.MEASURES if not m.key.endswith(BASELINE_SUFFIX))}
+    extras = {"bands": bands, "majority": majority, "per_k": per_k}
     with style() as (plt, _sns):
-        from matplotlib.lines import Line2D
-
         cols = min(len(panels), 3)
         rows = math.ceil(len(panels) / cols)
         width = max(3.2, 0.28 * len(layers) + 1.6)
         fig, axes = plt.subplots(rows, cols, figsize=(cols * width + 0.5, rows * 2.6 + 1.3), squeeze=False,
                                  sharex=True)
         for ax, (key, baselines) in zip(axes.flat, panels):
-            _encodes_panel(ax, x, layers, key, baselines, runs, colours[key], bands)
+            _encodes_panel(ax, x, layers, key, baselines, runs, colours[key], extras)
         for ax in list(axes.flat)[len(panels):]:
             ax.set_visible(False)
         for ax in axes[-1]:
             ax.set_xlabel("layer")
         for ax in axes[:, 0]:
             ax.set_ylabel("score")
-        names = {"trained": model, "random init": "random init"}
-        handles = [Line2D([], [], color="0.2", linestyle=s, marker=m,
-                          label=f"{names[run]} ({'solid' if s == '-' else 'dashed'})")
-                   for run, (s, m) in RUN_STYLES.items() if run == "trained" or control]
-        if any(np.isfinite(band_of(i, k, layers)[0]).any() for i, _ in (bands or {}).values() for k, _ in panels):
-            from matplotlib.patches import Patch
-
-            handles.append(Patch(color="0.6", alpha=0.4, label="95 % interval (band)"))
-        if any(np.isfinite(chance_of((bands or {}).get("trained", (None, None))[1], k, layers)).any()
-               for k, _ in panels):
-            handles.append(Line2D([], [], label="chance", **CHANCE_STYLE))
-        if any(b for _, b in panels):
-            handles.append(Line2D([], [], color="0.2", linestyle=BASELINE_STYLE, label="majority baseline (dotted)"))
+        handles = _encodes_handles(layers, panels, control, bands, majority, model)
         plotkit.finish(fig, f"What each layer encodes (one panel per measure)\n{subtitle}\n")
-        fig.legend(handles=handles, fontsize=8, loc="upper center", bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()),
-                   ncol=len(handles), frameon=False)
+        fig.legend(handles=handles, fontsize=8, loc="upper center",
+                   bbox_to_anchor=(0.5, 1 - 0.42 / fig.get_figheight()), ncol=len(handles), frameon=False)
         if missing:
             caption(fig, "Not computed (see the report's notes for why): " + ", ".join(missing) + ".")
         return plotkit.save(fig, path)

@@ -239,3 +239,22 @@ def test_runs_without_abx_flags_write_no_abx_key(tmp_path):
     summary = analyse(folder, tmp_path / "o")
     assert not [k for k in summary if k.startswith("abx")] and not set(KEYS) & set(summary["requested_measures"])
     assert "abx" not in json.dumps(summary["wall_seconds"])
+
+
+def test_every_flag_named_in_abx_messages_has_its_dashes(tmp_path, caplog):
+    """The item-file log line and the errors name flags as typed (--abx_item, --alignment_dir)."""
+    from layerwise.analyze import abx as stage
+    from layerwise.errors import AnalysisError
+    from tests.analyze.test_pnmi import STEMS, write_corpus
+
+    folder, tg, _ = write_corpus(tmp_path)
+    options = AnalysisOptions(features_dir=folder, output_dir=tmp_path / "out", alignment_dir=tg)
+    with caplog.at_level("INFO"):
+        stage.items_for(options, STEMS)
+    assert "(reuse it with --abx_item)" in caplog.text
+    with pytest.raises(AnalysisError, match=r"^--alignment_dir .* has no alignment"):
+        stage.items_for(options, ["9-9-9"])
+    other = AnalysisOptions(features_dir=folder, output_dir=tmp_path / "o2",
+                            abx_item=tmp_path / "out" / stage.ITEM_FILE)
+    with pytest.raises(AnalysisError, match=r"^--abx_item .*: none of its"):
+        stage.items_for(other, ["9-9-9"])

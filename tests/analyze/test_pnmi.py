@@ -107,3 +107,53 @@ def test_the_fit_sample_does_not_depend_on_the_order_files_arrive_in(tmp_path):
     np.testing.assert_array_equal(forward["layer_1"], backward["layer_1"])
     # at most 100 labelled frames per file (FIT_FRAMES_PER_FILE; these files hold fewer): only some files are read
     assert len(forward["layer_1"]) == 300 and 3 <= len(used) < len(STEMS)
+
+
+def test_every_k_gets_its_interval_and_chance_and_the_first_k_is_the_measure(tmp_path):
+    folder, tg, _ = write_corpus(tmp_path)
+    options = AnalysisOptions(features_dir=folder, output_dir=tmp_path / "out", alignment_dir=tg,
+                              pnmi_clusters="8,4", pnmi_fit_frames=600, n_boot=30, num_files=0)
+    labels = stage._read_labels(options, STEMS)
+    family = stage.score({s: store.feature_path(folder, s) for s in STEMS}, labels, ["layer_0", "layer_1"], META,
+                         options)
+    for name in ("pnmi", "phone_purity", "cluster_purity"):
+        ci, chance = family.info[f"{name}_per_k_ci"], family.info[f"{name}_per_k_chance"]
+        assert set(ci) == set(chance) == {"8", "4"}
+        assert ci["8"] == {k: list(v) for k, v in family.intervals[name].items()}
+        assert chance["8"] == family.chance[name]
+        for key in ("layer_0", "layer_1"):
+            low, high = ci["4"][key]
+            assert 0.0 <= low <= family.info[f"{name}_per_k"]["4"][key] <= high <= 1.0
+    assert family.info["pnmi_per_k_chance"]["4"]["layer_0"] < 0.05
+
+
+def test_one_aligned_file_says_why_there_is_no_interval_and_large_k_gets_a_note(tmp_path):
+    folder, tg, counts = write_corpus(tmp_path)
+    stem = STEMS[0]
+    options = AnalysisOptions(features_dir=folder, output_dir=tmp_path / "out", alignment_dir=tg,
+                              pnmi_clusters="8", pnmi_fit_frames=100, n_boot=20, num_files=0)
+    labels = stage._read_labels(options, STEMS)
+    family = stage.score({stem: store.feature_path(folder, stem)}, labels, ["layer_0"], META, options)
+    scored = family.info[stage.INFO_KEY]["frames_scored"]["layer_0"]
+    assert "pnmi" in family.values and "pnmi" not in family.intervals and "pnmi" not in family.methods
+    assert ("PNMI: no interval for pnmi, phone_purity, cluster_purity on layer_0: 1 utterance(s) scored: the "
+            "interval resamples utterances and needs at least 2 (add alignments of more analysed files)"
+            in family.notes)
+    assert not any("K=8 clusters" in n for n in family.notes)  # 8 · 10 ≤ scored frames of one file
+    k = scored // 10 + 1  # K > n / 10: the MI rule
+    options = AnalysisOptions(features_dir=folder, output_dir=tmp_path / "out", alignment_dir=tg,
+                              pnmi_clusters=str(k), pnmi_fit_frames=scored, n_boot=0, num_files=0)
+    family = stage.score({stem: store.feature_path(folder, stem)}, labels, ["layer_0"], META, options)
+    assert any(n.startswith(f"PNMI: K={k} clusters for {scored} scored frames") for n in family.notes)
+    assert counts["scored"] > scored
+
+
+def test_too_few_fit_frames_advise_more_files_or_fewer_clusters_not_more_fit_frames(tmp_path):
+    folder, tg, _ = write_corpus(tmp_path)
+    stem = STEMS[0]
+    options = AnalysisOptions(features_dir=folder, output_dir=tmp_path / "out", alignment_dir=tg,
+                              pnmi_clusters="500", pnmi_fit_frames=1000, n_boot=0, num_files=0)
+    labels = stage._read_labels(options, STEMS)
+    family = stage.score({stem: store.feature_path(folder, stem)}, labels, ["layer_0"], META, options)
+    reason = family.unavailable["pnmi"]
+    assert "analyse more files or lower --pnmi_clusters" in reason and "raise" not in reason

@@ -84,3 +84,46 @@ def test_planted_linear_map_gives_cca_near_one_and_noise_far_below(tmp_path, pro
     low, high = family.intervals[emb.NAME]["layer_0"]
     assert low <= values["layer_0"] <= high
     assert family.chance[emb.NAME]["layer_0"] < 0.5
+
+
+@pytest.mark.parametrize("bad", ["nan", "inf", "-inf"])
+def test_a_kept_vector_with_nan_or_inf_is_refused_naming_its_line(tmp_path, bad):
+    vectors = table()
+    path = write_glove(tmp_path / "glove.txt", vectors)
+    lines = path.read_text().splitlines()
+    lines[4] = f"w4 1 2 {bad} 4 5 6"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AnalysisError, match=r"glove.txt line 5: the vector of 'w4' holds NaN or inf"):
+        emb.read_embeddings(path, ["w4"])
+    w2v = write_word2vec_text(tmp_path / "w2v.txt", vectors)
+    lines = w2v.read_text().splitlines()
+    lines[5] = f"w4 1 2 {bad} 4 5 6"  # line 6 of the file: the header is line 1
+    w2v.write_text("\n".join(lines) + "\n")
+    with pytest.raises(AnalysisError, match=r"w2v.txt line 6: the vector of 'w4'"):
+        emb.read_embeddings(w2v, ["w4"])
+
+
+@pytest.mark.parametrize("writer", [write_glove, write_word2vec_binary])
+def test_a_duplicate_word_keeps_its_first_vector_and_is_counted(tmp_path, writer, caplog):
+    vectors = table()
+    path = writer(tmp_path / "first", vectors)
+    again = writer(tmp_path / "again", {"w3": np.full(6, 9.0, np.float32), "w5": np.full(6, 7.0, np.float32)})
+    path.write_bytes(path.read_bytes() + (again.read_bytes().split(b"\n", 1)[1] if writer is write_word2vec_binary
+                                          else again.read_bytes()))
+    if writer is write_word2vec_binary:  # the header must count every entry
+        path.write_bytes(path.read_bytes().replace(f"{len(WORDS)} 6\n".encode(), f"{len(WORDS) + 2} 6\n".encode(),
+                                                   1))
+    with caplog.at_level("WARNING"):
+        found = emb.read_embeddings(path, ["w3", "w7"])
+    np.testing.assert_allclose(found.lookup("w3"), vectors["w3"], rtol=1e-6)  # the first entry, not the 9s
+    assert found.duplicates == {"w3": 1} and "listed more than once (w3)" in caplog.text
+    info = emb.match(np.array(["w3", "w7", "w3"]), found).info
+    assert info["n_duplicate_entries"] == 1 and info["duplicate_words"] == ["w3"]
+
+
+def test_a_word2vec_text_header_that_miscounts_is_refused_with_both_numbers(tmp_path):
+    path = write_word2vec_text(tmp_path / "w2v.txt", table())
+    path.write_text(path.read_text().replace(f"{len(WORDS)} 6\n", f"{len(WORDS) + 3} 6\n", 1))
+    with pytest.raises(AnalysisError, match=f"header says {len(WORDS) + 3} words, the file holds {len(WORDS)} "
+                                            f"entries"):
+        emb.read_embeddings(path, ["w3"])

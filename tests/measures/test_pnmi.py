@@ -91,3 +91,49 @@ def test_chance_keeps_the_margins_and_sits_near_the_majority_phone():
     assert chance["pnmi"] < 0.01
     assert chance["phone_purity"] == pytest.approx(0.55, abs=0.03)  # every cluster's majority is the common phone
     assert pnmi.scores(table)["pnmi"] == pytest.approx(1.0)
+
+
+def _brute_bootstrap(per_utt, shape, n_boot, seed):
+    """The bootstrap written out: the same draws, each resample's table built from the drawn utterances' frames,
+    raw 2.5/50/97.5 percentiles shifted so the median is the estimate, widened to hold it, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    n = len(per_utt)
+    whole = pnmi.scores(pnmi.contingency(np.concatenate([p for p, _ in per_utt]),
+                                         np.concatenate([c for _, c in per_utt]), *shape))
+    found = {name: [] for name in pnmi.SCORES}
+    for _ in range(n_boot):
+        drawn = rng.integers(n, size=n)
+        ph = np.concatenate([per_utt[i][0] for i in drawn])
+        cl = np.concatenate([per_utt[i][1] for i in drawn])
+        for name, v in pnmi.scores(pnmi.contingency(ph, cl, *shape)).items():
+            found[name].append(v)
+    out = {}
+    for name, v in found.items():
+        lo, med, hi = np.percentile(v, [2.5, 50, 97.5])
+        lo, hi = min(lo - (med - whole[name]), whole[name]), max(hi - (med - whole[name]), whole[name])
+        out[name] = (max(0.0, lo), min(1.0, hi))
+    return whole, out
+
+
+def test_bootstrap_is_centred_on_the_estimate_by_the_median_shift_and_clipped_to_0_1():
+    rng = np.random.default_rng(4)
+    per_utt = []
+    for _ in range(12):  # few frames per cluster: resampling utterances inflates PNMI (raw percentiles sit above)
+        ph = rng.integers(0, 5, size=30)
+        per_utt.append((ph, rng.integers(0, 40, size=30)))
+    tables = pnmi.UtteranceTables.of(per_utt, (5, 40))
+    whole, expected = _brute_bootstrap(per_utt, (5, 40), 60, 7)
+    found = pnmi.bootstrap(tables, n_boot=60, seed=7)
+    for name in pnmi.SCORES:
+        np.testing.assert_allclose(found[name], expected[name], rtol=1e-12, atol=1e-12)
+    assert found["pnmi"][0] < whole["pnmi"] < found["pnmi"][1]  # the raw percentiles would start above it
+    perfect = [(ph, ph) for ph, _ in per_utt]  # every cluster one phone: purity 1 in every resample
+    found = pnmi.bootstrap(pnmi.UtteranceTables.of(perfect, (5, 40)), n_boot=60, seed=7)
+    assert all(0.0 <= found[name][0] <= found[name][1] <= 1.0 for name in pnmi.SCORES)
+    assert found["phone_purity"] == pytest.approx((1.0, 1.0), abs=1e-12)
+
+
+def test_one_utterance_gets_no_interval_and_its_reason():
+    tables = pnmi.UtteranceTables.of([(np.array([0, 1, 1]), np.array([0, 1, 1]))], (2, 2))
+    assert pnmi.bootstrap(tables, n_boot=50, seed=0) == dict.fromkeys(pnmi.SCORES)
+    assert pnmi.no_interval_reason(tables, 50).startswith("1 utterance(s) scored: the interval resamples utterances")

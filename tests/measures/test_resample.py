@@ -87,6 +87,8 @@ def test_chance_levels_sit_at_the_majority_baseline_and_the_measure_on_shuffled_
     for name in ("probe_accuracy", "pwcca", "mi"):
         assert abs(shuffled.values[name]["layer_0"] - shuffled.chance[name]["layer_0"]) < 0.08, name
     assert abs(shuffled.values["mi_adjusted"]["layer_0"]) < 0.02  # adjusted MI: 0 for unrelated labels
+    assert res.chance["mi_adjusted"] == {"layer_0": 0.0}  # written, 0 by construction (and the method says so)
+    assert "mi_adjusted_chance is 0.0 by construction" in res.methods["mi_adjusted"]
     for name, per_layer in res.intervals.items():
         low, high = per_layer["layer_0"]
         assert low <= res.values[name]["layer_0"] <= high and name in res.methods
@@ -115,3 +117,6 @@ def test_n_boot_is_validated_and_zero_gives_no_intervals():
     res = span.span_measures({"layer_0": x}, lab.astype(str), groups, seed=0, n_splits=2, n_boot=0,
                              compute_mi=False)
     assert res.intervals == {} and res.methods == {} and "probe_accuracy" in res.chance
+    few = span.span_measures({"layer_0": x[:60]}, lab.astype(str)[:60], groups[:60], seed=0, n_splits=2, n_boot=0,
+                             compute_mi=False)
+    assert min(few.n_test.values()) < resample.FEW_TEST_ITEMS and not any("wide" in n for n in few.notes)

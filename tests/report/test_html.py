@@ -459,3 +459,57 @@ def test_subtitle_gives_each_frame_rate_its_own_count(tmp_path):
     text = figures.subtitle(replace(result, layers=layers))
     assert "C0: 4,000; C1: 2,000; L0: 500 frames" in text
     assert figures.subtitle(result).endswith("1,000 frames")
+
+
+def test_estimate_digits_of_integers_and_zero_width_intervals():
+    # a component count with a zero-width interval: integers, not "10.000000 [10.000000, 10.000000]"
+    assert html.Estimate(10.0, 10.0, 10.0).text() == "10 [10, 10]"
+    assert html.Estimate(10.0, 8.0, 12.0).text() == "10 [8, 12]"
+    # a tiny value with a zero-width interval: 4 significant digits (format(3.6e-9, ".4g")), not 0.000000
+    assert html.Estimate(3.6e-9, 3.6e-9, 3.6e-9).text() == "3.6e-09 [3.6e-09, 3.6e-09]"
+    assert html.Estimate(0.123456, 0.123456, 0.123456).text() == "0.1235 [0.1235, 0.1235]"
+    # an interval of non-integers keeps the half-width rule: half 0.05 -> 3 decimals
+    assert html.Estimate(10.02, 9.97, 10.07).text() == "10.020 [9.970, 10.070]"
+    # an interval finer than 6 decimals around a tiny mean (3.6e-9 in [2.9e-9, 4.3e-9], as a LayerNorm output's):
+    # half-width 6.7e-10 -> digits down to 1e-11 (one below its first) -> 3 significant digits of 4.3e-9, not
+    # "0.000000 [0.000000, 0.000000]"
+    assert html.Estimate(3.587e-9, 2.916e-9, 4.259e-9).text() == "3.59e-09 [2.92e-09, 4.26e-09]"
+    # near 1 the fixed-point cap stays (no "1 [1, 1]")
+    assert html.Estimate(0.999995, 0.99999, 0.999999).text() == "0.999995 [0.999990, 0.999999]"
+
+
+def test_what_each_layer_encodes_caption_follows_the_measures_drawn(tmp_path):
+    from dataclasses import replace
+
+    base = make_result(tmp_path)
+    caption = figures.BY_NAME["what_each_layer_encodes.png"].caption_for
+    keys = [x.key for x in base.layers]
+    frame = replace(base, measures={"cca_mel": dict.fromkeys(keys, 0.5), "pnmi": dict.fromkeys(keys, 0.3)},
+                    measure_info={"pnmi_per_k": {"20": dict.fromkeys(keys, 0.3), "50": dict.fromkeys(keys, 0.4)}})
+    text = caption(frame)
+    assert figures.BY_NAME["what_each_layer_encodes.png"].title == "What each layer encodes: one panel per measure"
+    assert "alignment-free" not in text  # PNMI needs alignments
+    assert "PNMI: the share of the phone uncertainty" in text and "one line per K" in text
+    assert ("as reported by Hsu et al. 2021 (LibriSpeech, K=100): k-means on MFCCs gives cluster purity ≈ 0.099, "
+            "phone purity ≈ 0.335 and PNMI ≈ 0.255, and HuBERT-base PNMI ≈ 0.70 for layers 7–12") in text
+    assert "Speaker probe" not in text and "PWCCA (stable)" not in text  # only the measures drawn
+    span = replace(base, measures={k: dict.fromkeys(keys, 0.3) for k in ("probe_accuracy", "pwcca", "mi",
+                                                                            "pwcca_stable", "gender_probe_accuracy")})
+    text = caption(span)
+    assert "Label probe accuracy, PWCCA and MI" in text and "Gender probe accuracy" in text
+    assert "the stable twin drops one one-hot column" in text  # the pasad twin explained beside its panel
+    assert "Hsu" not in text and "CCA with the log-mel" not in text
+    sentences = [s.strip() for s in re.split(r"(?<=[.;])\s", text) if s.strip()]
+    assert len(sentences) == len(set(sentences))  # no sentence said twice
+
+
+def test_majority_baselines_and_per_k_curves_from_the_result():
+    info = {"probe_majority_baseline": 0.1, "speaker_majority_baseline": {"layer_0": 0.5},
+            "pnmi_per_k": {"20": {"layer_0": 0.2}, "50": {"layer_0": 0.3}},
+            "pnmi_per_k_ci": {"50": {"layer_0": [0.25, 0.35]}}}
+    # the label probe's baseline is a scalar of measure_info; speaker's (and gender's) are registry measures of their
+    # own, drawn with their group, so not again here
+    assert figures.majority_of({"speaker_majority_baseline": {"layer_0": 0.3}}, info) == {"probe_accuracy": 0.1}
+    per_k = figures.per_k_of(info, {"pnmi": {"layer_0": (0.1, 0.3)}}, {"pnmi": {"layer_0": 0.05}})
+    assert per_k == {"pnmi": {"20": ({"layer_0": 0.2}, {"layer_0": (0.1, 0.3)}, {"layer_0": 0.05}),
+                              "50": ({"layer_0": 0.3}, {"layer_0": [0.25, 0.35]}, None)}}

@@ -113,7 +113,7 @@ def test_heatmap_colour_scale_fixed_0_1_values_written_in_cells_zoom_said(tmp_pa
     mesh = ax.collections[0]
     assert mesh.norm.vmin == 0.0 and mesh.norm.vmax == 1.0  # 0.91 looks close to 1, not "unrelated"
     label = captured[-1].axes[1].get_ylabel()  # the colour bar
-    assert "colour range 0 – 1 (fixed" in label and "zoomed" not in ax.get_title()
+    assert "colour range 0–1 (fixed" in " ".join(label.split()) and "zoomed" not in ax.get_title()
     cells = sorted((t.get_position(), t.get_text()) for t in ax.texts)
     expected = sorted(((j + 0.5, i + 0.5), f"{m[i, j]:.3f}") for i in range(5) for j in range(5))
     assert cells == expected
@@ -123,7 +123,29 @@ def test_heatmap_colour_scale_fixed_0_1_values_written_in_cells_zoom_said(tmp_pa
     plots.similarity_heatmap(m, layers, tmp_path / "cka2.png", kind="cka", subtitle="s", vmin=0.5)
     assert captured[-1].axes[0].collections[0].norm.vmin == 0.5
     assert "zoomed: v_min = 0.5" in captured[-1].axes[0].get_title()
-    assert "zoomed: lower end v_min = 0.5" in captured[-1].axes[1].get_ylabel()
+    assert "zoomed: lower end v_min = 0.5" in " ".join(captured[-1].axes[1].get_ylabel().split())
+
+
+def _boxes_overlap(a, b) -> bool:
+    return a.x0 < b.x1 and b.x0 < a.x1 and a.y0 < b.y1 and b.y0 < a.y1
+
+
+@pytest.mark.parametrize("kind, vmin", [("cka", 0.9999), ("cosine", None), ("cka_debiased", None)])
+def test_heatmap_colour_bar_label_clear_of_title_and_caption(tmp_path, captured, kind, vmin):
+    # the zoomed title ran into the (one-line, vertical) colour-bar label; the cosine caveat overlapped it
+    m = np.array([[1.0, 0.99997, 0.99995], [0.99997, 1.0, 0.99998], [0.99995, 0.99998, 1.0]])
+    plots.similarity_heatmap(m, ["layer_0", "layer_1", "layer_2"], tmp_path / "h.png", kind=kind,
+                             subtitle="tiny-hubert: 24 files, 3,273 frames", vmin=vmin)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = captured[-1]
+    renderer = FigureCanvasAgg(fig).get_renderer()  # the saved figure was closed: a fresh canvas to measure on
+    bar = fig.axes[1]
+    label = bar.yaxis.label.get_window_extent(renderer)
+    others = [fig.axes[0].title.get_window_extent(renderer)] + [t.get_window_extent(renderer) for t in fig.texts]
+    assert not any(_boxes_overlap(label, box) for box in others)
+    height = bar.get_window_extent(renderer).height
+    assert label.height <= 1.3 * height  # the label runs along the bar, not past the figure
 
 
 def test_cosine_heatmap_caveat_is_a_caption_and_nan_cells_say_na(tmp_path, captured):
@@ -323,3 +345,39 @@ def test_speakers_given_by_the_caller_colour_the_points():
     groups, names, what = scatter.point_groups(np.array(["x", "y", "z"]), None, color_by="speaker",
                                                speakers=np.array(["84", "1272", "84"]))
     assert what == "speaker" and names == ["84", "1272"] and groups.tolist() == [0, 1, 0]
+
+
+def test_what_each_layer_encodes_draws_majority_baselines_and_every_k(tmp_path, captured):
+    layers = ["layer_0", "layer_1", "layer_2"]
+    measures = {"probe_accuracy": {"layer_0": 0.3, "layer_1": 0.4, "layer_2": 0.5},
+                "gender_probe_accuracy": {"layer_0": 0.6, "layer_1": 0.7, "layer_2": 0.8},
+                "pnmi": {"layer_0": 0.2, "layer_1": 0.3, "layer_2": 0.4},
+                "speaker_pwcca": {k: 0.5 for k in layers}}
+    per_k = {"pnmi": {"20": ({"layer_0": 0.2, "layer_1": 0.3, "layer_2": 0.4},
+                             {k: (0.1, 0.5) for k in layers}, {k: 0.05 for k in layers}),
+                      "50": ({"layer_0": 0.25, "layer_1": 0.35, "layer_2": 0.45}, None, None)}}
+    majority = {"trained": {"probe_accuracy": 0.1, "gender_probe_accuracy": {"layer_0": 0.5, "layer_1": 0.5,
+                                                                             "layer_2": 0.55}}}
+    plots.what_each_layer_encodes(layers, measures, None, tmp_path / "w.png", subtitle="s", majority=majority,
+                                  per_k={"trained": per_k})
+    fig = captured[-1]
+    panels = {ax.get_title(): {line.get_label(): line for line in ax.get_lines()} for ax in fig.axes
+              if ax.get_visible()}
+    probe = panels["label probe accuracy"]["majority baseline, trained"]  # the scalar of measure_info, as a line
+    assert np.asarray(probe.get_ydata()).tolist() == [0.1] * 3 and probe.get_linestyle() == ":"
+    gender = panels["gender probe accuracy"]["majority baseline, trained"]  # a per-layer baseline
+    assert np.asarray(gender.get_ydata()).tolist() == [0.5, 0.5, 0.55]
+    pnmi = panels["PNMI"]
+    assert np.asarray(pnmi["K=20"].get_ydata()).tolist() == [0.2, 0.3, 0.4]
+    assert np.asarray(pnmi["K=50"].get_ydata()).tolist() == [0.25, 0.35, 0.45]
+    assert pnmi["K=20"].get_linestyle() != pnmi["K=50"].get_linestyle()  # one line style per K
+    assert "trained" not in pnmi  # each K is its own line; no unlabelled duplicate of the first
+    pnmi_ax = next(ax for ax in fig.axes if ax.get_title() == "PNMI")
+    assert [t.get_text() for t in pnmi_ax.get_legend().texts] == ["K=20", "chance", "K=50"]
+    bands_drawn = [c for c in pnmi_ax.collections if len(c.get_paths())]
+    assert len(bands_drawn) == 1  # only K=20 has an interval here
+    _, texts = legend_entries(fig)
+    assert "majority baseline (dotted)" in texts
+    notes = " ".join(t.get_text() for t in fig.texts).replace("\n", " ")
+    assert "speaker PWCCA (stable)" not in notes  # a pasad-only twin is absent by design, not "not computed"
+    assert "speaker probe accuracy" in notes  # a measure of the drawn speaker group that is missing: named

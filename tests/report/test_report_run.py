@@ -78,5 +78,7 @@ def test_report_of_a_real_run_describes_it(tiny_hubert, audio_dir, tmp_path):
         assert f"{measure} not computed: {reason}" in page.items
     assert all(note in page.items for note in summary["notes"])
     assert len(page.images) == len(summary["figures"]) + 1 >= 7  # the key figure also opens the page
-    assert {"Layer similarity: linear CKA", "PCA with frames as points", "t-SNE of sampled frames"} <= set(
+    assert {"Layer similarity: debiased CKA", "PCA with frames as points", "t-SNE of sampled frames"} <= set(
         page.headings)
+    # linear CKA is the debiased heatmap's second tab (report.FIGURE_TABS), not a heading of its own
+    assert "Shown: Layer similarity: linear CKA." in (analysis / "report.html").read_text(encoding="utf-8")
