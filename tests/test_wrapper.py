@@ -196,3 +196,17 @@ def test_wrapper_alignment_dir_and_speakers_txt_give_the_standard_measures(tiny_
     for key in ("pnmi", "phone_purity", "cluster_purity"):
         assert all(0.0 <= v <= 1.0 for v in summary[key].values()), key
     assert summary["gender_probe_info"]["n_speakers"] == len(speakers), summary["gender_probe_info"]
+    # issue 19: every per-layer measure of the registry (and every per-layer statistic) has its interval
+    from layerwise.contract.layout import MEASURES
+
+    statistics = ("mean", "std", "effective_rank", "pca_components_90", "cka_with_previous")
+    per_layer = [m.key for m in MEASURES if not m.key.endswith("majority_baseline")] + list(statistics)
+    written = [key for key in per_layer if isinstance(summary.get(key), dict)]
+    assert {"cca_intra", "speaker_probe_accuracy", "pnmi", "abx_within_speaker_triphone",
+            *statistics} <= set(written), written  # no --fbank here: no cca_mel
+    for key in written:
+        defined = {layer for layer, value in summary[key].items() if value is not None}
+        assert defined and defined <= set(summary[f"{key}_ci"]), (key, summary.get(f"{key}_ci"))
+        for layer in defined:
+            low, high = summary[f"{key}_ci"][layer]
+            assert low <= high, (key, layer, low, high)
