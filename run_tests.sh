@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs the test suite, setting up .venv on first use (tools/ensure_venv.sh). Extra arguments go to pytest:
-#   ./run_tests.sh                  # everything (≈ 7 min on 2 idle cores, ≈ 12.5 min on busy ones; README.md)
-#   ./run_tests.sh -m "not slow"    # the edit-test loop (≈ 1 min idle, ≈ 5.5 min busy)
+#   ./run_tests.sh                  # everything (≈ 10–11 min on 2 almost idle cores, longer on busy ones; README.md)
+#   ./run_tests.sh -m "not slow"    # the edit-test loop (≈ 2–2.5 min idle, ≈ 5.5 min busy)
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 source "${HERE}/tools/ensure_venv.sh"
