@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from layerwise.contract.results import MeasureFamily, layer_reasons
-from layerwise.errors import AnalysisError, UndefinedMeasureError, error_text
+from layerwise.contract.results import MeasureFamily
+from layerwise.errors import AnalysisError
 
 log = logging.getLogger(__name__)
 
@@ -224,7 +224,7 @@ def embedding_cca(features: dict[str, np.ndarray], words: np.ndarray, groups: np
     from threadpoolctl import threadpool_limits
 
     from layerwise.measures.resample import method_text
-    from layerwise.measures.span import record, subsample_utterances
+    from layerwise.measures.span import per_layer, subsample_utterances
 
     words, groups = np.asarray(words).astype(str), np.asarray(groups)
     matched = match(words, embeddings)
@@ -235,20 +235,9 @@ def embedding_cca(features: dict[str, np.ndarray], words: np.ndarray, groups: np
     info = {**matched.info, "n_segments_used": int(keep.sum()), "protocol": protocol, "seed": seed,
             "n_splits": n_splits if protocol == "centred" else None, "max_segments": MAX_SEGMENTS}
     family.info[INFO_KEY] = info
-    values, scored, undefined = {}, {}, {}
-    with threadpool_limits(limits=1):
-        for key, x in features.items():
-            try:
-                scored[key] = _scored(np.asarray(x, np.float64)[keep], y, words[keep], groups[keep],
-                                      protocol=protocol, seed=seed, n_splits=n_splits)
-                values[key] = scored[key].value
-            except (UndefinedMeasureError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
-                values[key], scored[key] = None, None
-                undefined[key] = f"undefined ({error_text(err)})"
-    if undefined:
-        family.unavailable[NAME] = layer_reasons(undefined, len(features))
-    if any(v is not None for v in values.values()):
-        family.values[NAME] = values
-        method = method_text("two_stage", n_boot, "utterances") if n_boot else None
-        record(family, NAME, scored, n_boot=n_boot, seed=seed, method=method)
+    method = method_text("two_stage", n_boot, "utterances") if n_boot else None
+    with threadpool_limits(limits=1):  # one layer converted at a time
+        per_layer(NAME, features, lambda _, x: _scored(np.asarray(x, np.float64)[keep], y, words[keep], groups[keep],
+                                                       protocol=protocol, seed=seed, n_splits=n_splits),
+                  family, n_boot=n_boot, seed=seed, method=method)
     return family

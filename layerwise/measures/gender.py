@@ -21,7 +21,7 @@ import warnings
 
 import numpy as np
 
-from layerwise.contract.results import MeasureFamily, layer_reasons
+from layerwise.contract.results import MeasureFamily
 from layerwise.errors import UndefinedMeasureError, error_text
 
 NAME = "gender_probe_accuracy"  # summary.json key (contract.layout.MEASURES)
@@ -83,7 +83,7 @@ def gender_probe(features: dict[str, np.ndarray], speakers: np.ndarray, sexes: n
     (sex ``"F"``/``"M"``). Needs >= 3 speakers and both sexes (else every layer is unavailable with why); fewer
     than ``MIN_PER_SEX`` speakers of a sex is said in ``notes``. The baseline and counts go to ``info``."""
     from layerwise.measures.resample import method_text, permute_within
-    from layerwise.measures.span import record
+    from layerwise.measures.span import per_layer
 
     speakers, sexes = np.asarray(speakers).astype(str), np.asarray(sexes).astype(str)
     family = MeasureFamily()
@@ -108,20 +108,8 @@ def gender_probe(features: dict[str, np.ndarray], speakers: np.ndarray, sexes: n
             "no part (train, dev, test) of any split holds both sexes: permuting the sexes within each part changes "
             "nothing, so there is no chance level")
         family.notes.append(f"gender probe: {family.info[INFO_KEY]['chance_undefined']} (analyse more speakers)")
-    values, scored, undefined = {}, {}, {}
-    for key, x in features.items():
-        try:
-            scored[key] = _scored(np.asarray(x, np.float64), sexes, speakers, splits, permuted)
-            values[key] = scored[key].value
-        except (UndefinedMeasureError, ValueError, ArithmeticError, np.linalg.LinAlgError) as err:
-            values[key], scored[key] = None, None
-            undefined[key] = f"undefined ({error_text(err)})"
-    if undefined:
-        family.unavailable[NAME] = layer_reasons(undefined, len(features))
-    if any(v is not None for v in values.values()):
-        family.values[NAME] = values
-        record(family, NAME, scored, n_boot=n_boot, seed=seed,
-               method=method_text("accuracy", n_boot, "speakers") if n_boot else None)
+    per_layer(NAME, features, lambda _, x: _scored(np.asarray(x, np.float64), sexes, speakers, splits, permuted),
+              family, n_boot=n_boot, seed=seed, method=method_text("accuracy", n_boot, "speakers") if n_boot else None)
     return family
 
 

@@ -261,7 +261,7 @@ def record(family: MeasureFamily, name: str, scored: dict[str, Scored | None], *
         family.n_test[name] = min(x.n_test for x in found)
 
 
-def _per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily, *, n_boot: int = 0,
+def per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily, *, n_boot: int = 0,
                seed: int = 0, method: str | None = None) -> None:
     """``family.values[name][layer] = compute(layer, x).value`` for every layer (``compute`` returns a
     :class:`~layerwise.measures.resample.Scored`; its interval, chance and test count go to ``family`` through
@@ -353,7 +353,7 @@ def _probe(seg: _Segments, family: MeasureFamily, *, n_boot: int, seed: int) -> 
                       [float(h.mean()) for h in hits], sum(len(h) for h in hits), float(chance),
                       accuracy_items=float(np.mean([len(h) for h in hits])))
 
-    _per_layer("probe_accuracy", seg.xs, probe, family, n_boot=n_boot, seed=seed,
+    per_layer("probe_accuracy", seg.xs, probe, family, n_boot=n_boot, seed=seed,
                method=method_text("accuracy", n_boot, "utterances"))
 
 
@@ -373,7 +373,7 @@ def _pwcca_centred(seg: _Segments, family: MeasureFamily, info: dict, *, n_boot:
                       [g for _, g in scorers], [score for score, _ in scores],
                       sum(len(sp[2]) for sp in seg.splits), float(chance))
 
-    _per_layer("pwcca", seg.xs, cca, family, n_boot=n_boot, seed=seed,
+    per_layer("pwcca", seg.xs, cca, family, n_boot=n_boot, seed=seed,
                method=method_text("two_stage", n_boot, "utterances"))
     info["pwcca_reg_chosen"] = chosen
 
@@ -414,8 +414,8 @@ def _pwcca_pasad(seg: _Segments, family: MeasureFamily, info: dict, *, seed: int
         return pasad_scored(x, seg.onehot[:, 1:], parts, trials, eps_pairs, seg.groups,
                             chance_y=permuted[:, 1:])[0]
 
-    _per_layer("pwcca", seg.xs, cca, family, n_boot=n_boot, seed=seed, method=method)
-    _per_layer("pwcca_stable", seg.xs, stable, family, n_boot=n_boot, seed=seed, method=method)
+    per_layer("pwcca", seg.xs, cca, family, n_boot=n_boot, seed=seed, method=method)
+    per_layer("pwcca_stable", seg.xs, stable, family, n_boot=n_boot, seed=seed, method=method)
     info["pasad_cca"] = {"parts": [p.tolist() for p in parts], "trials": [list(t) for t in trials],
                          "eps_pairs": [list(p) for p in eps_pairs], "best_eps": chosen}
 
@@ -477,7 +477,7 @@ def _mi(seg: _Segments, family: MeasureFamily, *, mi_protocol: str, unit: str, s
 
     what = "utterances" if mi_protocol == "project" else "test utterances"
     method = method_text("groups" if mi_protocol == "project" else "two_stage", n_boot, "utterances")
-    _per_layer("mi", seg.xs, mi, family, n_boot=n_boot, seed=seed, method=method)
+    per_layer("mi", seg.xs, mi, family, n_boot=n_boot, seed=seed, method=method)
     if "mi" in family.values:
         family.values["mi_adjusted"] = {key: adjusted[key].value if key in adjusted else None for key in seg.xs}
         record(family, "mi_adjusted", {key: adjusted.get(key) for key in seg.xs}, n_boot=n_boot, seed=seed,
