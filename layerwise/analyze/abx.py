@@ -23,7 +23,7 @@ from pathlib import Path
 
 from layerwise.analyze.control import ControlSource, check_control_file
 from layerwise.analyze.options import AnalysisOptions
-from layerwise.analyze.stream import Collected, control_meta, read
+from layerwise.analyze.stream import Collected, control_result, read
 from layerwise.contract import layout, store
 from layerwise.contract.names import speakers_of
 from layerwise.contract.results import ControlResult, MeasureFamily
@@ -239,12 +239,7 @@ def analyse(state: Collected, options: AnalysisOptions, source: ControlSource | 
     family = score(paths, items, item_file, state.layers, state.meta, options, desc="ABX", extra_info=found.info)
     for name, reason in family.unavailable.items():
         log.warning("%s could not be computed: %s", name, reason)
-    control = None
-    if source is not None and source.folder is not None:
-        shared = {store.stem_of(p): p for p in store.list_feature_files(source.folder) if store.stem_of(p) in paths}
-        if shared:
-            control_family = score(shared, items, item_file, state.layers, state.meta, options,
-                                   desc="ABX (random-init control)", check_meta=state.meta)
-            control = ControlResult.of(control_family, features_dir=source.folder, n_files=len(shared),
-                                       meta=control_meta(source.folder, sorted(shared)))
+    control = control_result(source, paths, lambda shared: score(
+        shared, items, item_file, state.layers, state.meta, options, desc="ABX (random-init control)",
+        check_meta=state.meta))
     return family, control, notes

@@ -28,7 +28,7 @@ import numpy as np
 
 from layerwise.analyze.control import ControlSource, check_control_file
 from layerwise.analyze.options import AnalysisOptions
-from layerwise.analyze.stream import Collected, control_meta, read
+from layerwise.analyze.stream import Collected, control_result, read
 from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid, frame_centres
 from layerwise.contract.results import ControlResult, MeasureFamily, layer_reasons
@@ -282,11 +282,6 @@ def analyse(state: Collected, options: AnalysisOptions,
     notes.extend(family.notes)
     for name, reason in family.unavailable.items():
         log.warning("%s could not be computed: %s", name, reason)
-    control = None
-    if source is not None and source.folder is not None:
-        shared = {store.stem_of(p): p for p in store.list_feature_files(source.folder) if store.stem_of(p) in paths}
-        if shared:
-            theirs = score(shared, labels, state.layers, state.meta, options, check_meta=state.meta)
-            control = ControlResult.of(theirs, features_dir=source.folder, n_files=len(shared),
-                                       meta=control_meta(source.folder, sorted(shared)))
+    control = control_result(source, paths, lambda shared: score(shared, labels, state.layers, state.meta, options,
+                                                                 check_meta=state.meta))
     return family, control, notes

@@ -22,6 +22,7 @@ from layerwise.analyze.control import check_control_file
 from layerwise.analyze.spans import SpanFeatures
 from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid
+from layerwise.contract.results import ControlResult
 from layerwise.errors import FeatureFileError, InputError, UsageError, error_text
 from layerwise.stats.grids import GridStats, grids_for
 from layerwise.stats.sample import FrameSampler
@@ -196,3 +197,16 @@ def control_meta(folder: Path, stems: list[str]) -> dict:
     files = {store.stem_of(p): p for p in store.list_feature_files(folder)}
     first = next((files[s] for s in stems if s in files), None)
     return {} if first is None else read(first, []).meta
+
+
+def control_result(source, paths: dict[str, Path], score) -> ControlResult | None:
+    """A measure family on the random-init control: ``score(files)`` over the control folder's feature files whose
+    stems ``paths`` (stem -> analysed file) holds, as a :class:`ControlResult`; None without a control folder
+    (``source``: a ``control.ControlSource`` or None) or without shared stems."""
+    if source is None or source.folder is None:
+        return None
+    shared = {store.stem_of(p): p for p in store.list_feature_files(source.folder) if store.stem_of(p) in paths}
+    if not shared:
+        return None
+    return ControlResult.of(score(shared), features_dir=source.folder, n_files=len(shared),
+                            meta=control_meta(source.folder, sorted(shared)))
