@@ -268,7 +268,7 @@ MEASURES = (
     Measure("gender_probe_accuracy", "gender probe accuracy", "held-out accuracy of a linear probe predicting the "
             "speaker's sex (SPEAKERS.TXT) from utterance means, speakers disjoint", "gender", "tab:cyan"),
     Measure("gender_probe_majority_baseline", "gender majority baseline",
-            "the most frequent sex's share of the test utterances (the best constant answer)", "gender", "tab:gray"),
+            "the most frequent sex's share of all analysed utterances (a constant answer from the class prior)", "gender", "tab:gray"),
     # a per-layer statistic of every run (LayerResult.effective_rank, beside pca_components_90), not a family's
     Measure("effective_rank", "effective rank", "exp of the Shannon entropy of the normalised eigenvalues of the "
             "layer's exact covariance (Roy & Vetterli 2007; RankMe, Garrido et al. 2023): between 1 and the "

@@ -42,7 +42,7 @@ def predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) ->
     from layerwise.measures.span import PROBE_C, PROBE_MAX_ITER
 
     if len(np.unique(y_train)) < 2:
-        raise UndefinedMeasureError(f"the training speakers are all of one sex ({np.unique(y_train)[0]!r})")
+        raise UndefinedMeasureError(f"the training speakers are all of one sex ({str(np.unique(y_train)[0])!r})")
     if not np.ptp(np.asarray(x_train), axis=0).max() > 0:
         raise UndefinedMeasureError("the layer is constant on the training part (every row equal): nothing to probe")
     x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))

@@ -136,7 +136,7 @@ def probe_predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarr
     if len(y_train) == 0 or len(x_test) == 0:
         raise UndefinedMeasureError(f"{len(y_train)} training and {len(x_test)} test items: a probe needs both")
     if len(np.unique(y_train)) < 2:
-        raise UndefinedMeasureError(f"the training part holds one class ({np.unique(y_train)[0]!r}): nothing to "
+        raise UndefinedMeasureError(f"the training part holds one class ({str(np.unique(y_train)[0])!r}): nothing to "
                                     f"probe")
     if not np.ptp(np.asarray(x_train), axis=0).max() > 0:
         raise UndefinedMeasureError("the layer is constant on the training part (every row equal): nothing to probe")
