@@ -189,22 +189,29 @@ def no_store_call(model, model_dir: Path, audio_dir: Path, save_dir: Path) -> tu
     return wall, sink.path
 
 
-def extraction_rows(args, model_dir: Path, audio_dir: Path, corpus: list, ref: list[dict], work: Path) -> tuple:
-    """Model-only and library rows per ``args.dtypes`` on ``args.device`` (each against the CPU float32 ``ref``);
-    returns (rows, features of every utterance from the float32 model-only row, for the statistics)."""
+def models_per_dtype(args, checkpoint: Path, skipped_name: str, rows: list[dict]):
+    """(dtype, model of ``checkpoint`` on ``args.device`` in that dtype's compute dtype) per ``args.dtypes``, one
+    model loaded per compute dtype; tf32 off CUDA is appended to ``rows`` as a skipped ``skipped_name`` row."""
     from layerwise.model.adapter import SpeechModel
 
-    waves, stems = [w for _, _, w in corpus], [p.stem for p, _, _ in corpus]
-    audio_s = sum(s for _, s, _ in corpus)
-    rows, all_feats, models = [], None, {}
+    models = {}
     for dtype in args.dtypes:
         if dtype == "tf32" and args.device != "cuda":
-            rows.append({"name": MODEL_ROW, "dtype": dtype, "skipped": TF32_CPU})
+            rows.append({"name": skipped_name, "dtype": dtype, "skipped": TF32_CPU})
             continue
         compute = ROW_DTYPES[dtype]
         if compute not in models:
-            models[compute] = SpeechModel.load(str(model_dir), device=args.device, dtype=compute)
-        model = models[compute]
+            models[compute] = SpeechModel.load(str(checkpoint), device=args.device, dtype=compute)
+        yield dtype, models[compute]
+
+
+def extraction_rows(args, model_dir: Path, audio_dir: Path, corpus: list, ref: list[dict], work: Path) -> tuple:
+    """Model-only and library rows per ``args.dtypes`` on ``args.device`` (each against the CPU float32 ``ref``);
+    returns (rows, features of every utterance from the float32 model-only row, for the statistics)."""
+    waves, stems = [w for _, _, w in corpus], [p.stem for p, _, _ in corpus]
+    audio_s = sum(s for _, s, _ in corpus)
+    rows, all_feats = [], None
+    for dtype, model in models_per_dtype(args, model_dir, MODEL_ROW, rows):
         with tf32_mode(dtype == "tf32"):
             keep = len(waves) if dtype == "float32" else len(ref)
             times, feats = run_model(model, waves, keep)
@@ -252,19 +259,10 @@ def batched_rows(args, model_dir: Path, audio_dir: Path, corpus: list, work: Pat
     """Per ``args.dtypes``: the layer-norm variant of ``model_dir`` one utterance per pass (model only), then
     ``args.batch_size`` per pass (model only, and through extract_folder), each batched row against the
     per-utterance features of the same model, device and dtype."""
-    from layerwise.model.adapter import SpeechModel
-
     folder = layer_norm_checkpoint(model_dir, work / "layer-norm-cnn", args.seed)
     waves, stems = [w for _, _, w in corpus], [p.stem for p, _, _ in corpus]
-    audio_s, rows, models = sum(s for _, s, _ in corpus), [], {}
-    for dtype in args.dtypes:
-        if dtype == "tf32" and args.device != "cuda":
-            rows.append({"name": LN_BATCH_ROW, "dtype": dtype, "skipped": TF32_CPU})
-            continue
-        compute = ROW_DTYPES[dtype]
-        if compute not in models:
-            models[compute] = SpeechModel.load(str(folder), device=args.device, dtype=compute)
-        model = models[compute]
+    audio_s, rows = sum(s for _, s, _ in corpus), []
+    for dtype, model in models_per_dtype(args, folder, LN_BATCH_ROW, rows):
         with tf32_mode(dtype == "tf32"):
             times, single = run_model(model, waves, len(waves))
             rows.append(row(LN_SINGLE_ROW, dtype, audio_s, sum(times), "-"))

@@ -101,12 +101,17 @@ class _Frames:
         return ids, status
 
 
+def _fit_frames_per_file(options: AnalysisOptions, n_files: int) -> int:
+    """The per-file cap of fit frames: ``max(FIT_FRAMES_PER_FILE, ceil(pnmi_fit_frames / n_files))``."""
+    return max(FIT_FRAMES_PER_FILE, math.ceil(options.pnmi_fit_frames / max(n_files, 1)))
+
+
 def _fit_sample(paths: dict[str, Path], layers, grids, frames: _Frames, options: AnalysisOptions,
                 check_meta: dict | None) -> tuple[dict[str, np.ndarray], list[str]]:
     """Pass 1: (layer -> (n_fit, D) float32 fit frames, stems read), files in a seeded order of their stems."""
     stems = sorted(paths)
     order = [stems[i] for i in np.random.default_rng(options.seed).permutation(len(stems))]
-    per_file = max(FIT_FRAMES_PER_FILE, math.ceil(options.pnmi_fit_frames / max(len(stems), 1)))
+    per_file = _fit_frames_per_file(options, len(stems))
     picked: dict[str, list[np.ndarray]] = {k: [] for k in layers}
     taken, used = 0, []
     for stem in order:
@@ -253,7 +258,7 @@ def score(paths: dict[str, Path], labels: _Labels, layers: list[str], meta: dict
     family.info[INFO_KEY] = {
         "k": ks, "fit_frames_requested": options.pnmi_fit_frames,
         "fit_frames": {k: len(v) for k, v in sample.items()}, "fit_files": len(fit_files),
-        "fit_frames_per_file": max(FIT_FRAMES_PER_FILE, math.ceil(options.pnmi_fit_frames / max(len(paths), 1))),
+        "fit_frames_per_file": _fit_frames_per_file(options, len(paths)),
         "frames_scored": {k: c["scored"] for k, c in counted.items()},
         "frames_excluded": {k: {n: c[n] for n in pnmi.STATUS_NAMES.values()} for k, c in counted.items()},
         "n_files": len(paths), "n_phones": len(labels.phones), "seed": options.seed, "phone_tier": options.phone_tier,

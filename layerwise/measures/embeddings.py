@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import re
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
 import numpy as np
@@ -96,7 +97,7 @@ def _text(handle, first: bytes | None, dim: int | None, wanted: set[str], path: 
           line_offset: int = 0) -> tuple[dict, int, int]:
     out, n = {}, 0
     lines = ([first] if first is not None else [])
-    for number, line in enumerate(_chain(lines, handle), 1 + line_offset):
+    for number, line in enumerate(chain(lines, handle), 1 + line_offset):
         if not line.strip():
             continue
         n += 1
@@ -115,11 +116,6 @@ def _text(handle, first: bytes | None, dim: int | None, wanted: set[str], path: 
     if dim is None:
         raise AnalysisError(f"word_embeddings {path} holds no vector")
     return out, n, dim
-
-
-def _chain(first: list, rest):
-    yield from first
-    yield from rest
 
 
 def read_embeddings(path: str | Path, vocabulary) -> Embeddings:

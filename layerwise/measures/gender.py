@@ -17,8 +17,6 @@ part of any split holds both sexes: permuting within such parts changes nothing.
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 
 from layerwise.contract.results import MeasureFamily
@@ -32,25 +30,14 @@ MIN_PER_SEX = 2  # fewer speakers of one sex than this: the probe may learn the 
 
 
 def predictions(x_train: np.ndarray, y_train: np.ndarray, x_test: np.ndarray) -> np.ndarray:
-    """The test predictions (n_test,) of ``span.probe_accuracy``'s probe (same standardisation, C and iterations),
-    so each test utterance's hit can be resampled. Raises UndefinedMeasureError for one training class or a
-    constant layer (as that probe)."""
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.linear_model import LogisticRegression
-
-    from layerwise.measures.pwcca import standardise
-    from layerwise.measures.span import PROBE_C, PROBE_MAX_ITER
+    """The test predictions (n_test,) of ``span.probe_accuracy``'s probe (``span.probe_predictions``: same
+    standardisation, C and iterations), so each test utterance's hit can be resampled. Raises UndefinedMeasureError
+    for one training class (naming the sex) or a constant layer (as that probe)."""
+    from layerwise.measures.span import probe_predictions
 
     if len(np.unique(y_train)) < 2:
         raise UndefinedMeasureError(f"the training speakers are all of one sex ({str(np.unique(y_train)[0])!r})")
-    if not np.ptp(np.asarray(x_train), axis=0).max() > 0:
-        raise UndefinedMeasureError("the layer is constant on the training part (every row equal): nothing to probe")
-    x_train, x_test = standardise(np.asarray(x_train, np.float64), np.asarray(x_test, np.float64))
-    model = LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x_train, y_train)
-    return model.predict(x_test)
+    return probe_predictions(x_train, y_train, x_test)
 
 
 def majority_share(sexes: np.ndarray) -> float:
