@@ -57,6 +57,21 @@ class CCAFit:
     rho_fit: np.ndarray  # canonical correlations on the fit data, (k,)
 
 
+ROUNDING_NEGATIVE = 1e-9  # eigenvalues of a covariance / Gram matrix below −this × the largest are not rounding
+
+
+def psd_eigenvalues(w: np.ndarray) -> np.ndarray:
+    """Eigenvalues (..., r) of positive semi-definite matrices with their rounding negatives set to 0. A negative
+    beyond ``ROUNDING_NEGATIVE`` × the largest eigenvalue of its matrix is not rounding (the matrix was not a
+    covariance): ArithmeticError, which the measures report as that layer's failure instead of a number."""
+    w = np.asarray(w, np.float64)
+    top = np.maximum(np.max(np.abs(w), axis=-1, keepdims=True), 1e-300)
+    if (w < -ROUNDING_NEGATIVE * top).any():
+        raise ArithmeticError(f"a covariance has eigenvalue {float(np.min(w / top)):.3g} × its largest: not "
+                              f"positive semi-definite beyond rounding")
+    return np.clip(w, 0, None)
+
+
 @dataclass
 class ViewEigen:
     """One view's centred covariance on a fit part in its eigenbasis: ``C = v diag(w) vᵀ`` restricted to the
@@ -82,7 +97,7 @@ def view_eigen(x: np.ndarray) -> ViewEigen:
         w = s**2 / (n - 1)
         return ViewEigen(mean, w, vt.T, max(float(np.einsum("ij,ij->", xc, xc)) / (n - 1) / p, 1e-12))
     w, v = linalg.eigh(xc.T @ xc / (n - 1))
-    w = np.clip(w, 0, None)
+    w = psd_eigenvalues(w)
     return ViewEigen(mean, w, v, max(w.mean(), 1e-12))
 
 

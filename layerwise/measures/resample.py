@@ -150,6 +150,11 @@ def pwcca_scorer(hx: np.ndarray, hy: np.ndarray, weighting: str, acts: np.ndarra
     """
     ids, g = group_ids(test_groups)
     hx, hy, acts = (np.asarray(v, np.float64) for v in (hx, hy, acts))
+    # The sums below enter only centred quantities, which a constant shift does not change; shifting by the test
+    # means first keeps Σhhᵀ − N·m·mᵀ from cancelling (the published protocol's variates carry the raw means: the
+    # Gram came out indefinite, down to −0.7 × its largest eigenvalue). acts' own mean is kept for "uncentred".
+    hx, hy, act_mean = hx - hx.mean(axis=0), hy - hy.mean(axis=0), acts.mean(axis=0)
+    acts = acts - act_mean
     h = hx if weighting == "x" else hy
     k, q = h.shape[1], acts.shape[1]
     fixed = k > FULL_WEIGHTS_MAX_K
@@ -160,8 +165,7 @@ def pwcca_scorer(hx: np.ndarray, hy: np.ndarray, weighting: str, acts: np.ndarra
         hc = h - h.mean(axis=0)
         gram, cross = (hc.T @ hc)[None], (hc.T @ acts)[None]
         if uncentred:
-            ma = acts.mean(axis=0)
-            gram, cross = gram + len(h) * np.outer(ma, ma), cross + len(h) * np.outer(ma, ma)
+            gram, cross = gram + len(h) * np.outer(act_mean, act_mean), cross + len(h) * np.outer(act_mean, act_mean)
         alpha_fixed = _alphas(gram, cross, np.array([float(len(h))]))
     else:
         sums["hh"], sums["ha"] = _outer_sums(h, h, ids, g), _outer_sums(h, acts, ids, g)
@@ -183,7 +187,8 @@ def pwcca_scorer(hx: np.ndarray, hy: np.ndarray, weighting: str, acts: np.ndarra
             gram = s["hh"].reshape(-1, k, k) - n[:, None, None] * mh[:, :, None] * mh[:, None, :]
             cross = s["ha"].reshape(-1, k, q) - n[:, None, None] * mh[:, :, None] * ma[:, None, :]
             if uncentred:  # u = h_centred + mean(acts): Gram + N m mᵀ, cross + N m mᵀ (acts has k columns here)
-                shift = n[:, None, None] * ma[:, :, None] * ma[:, None, :]
+                mean = ma + act_mean  # the drawn rows' mean of acts itself (acts were shifted above)
+                shift = n[:, None, None] * mean[:, :, None] * mean[:, None, :]
                 gram, cross = gram + shift, cross + shift
         return _combine(_alphas(gram, cross, n), rho)
 
@@ -228,6 +233,9 @@ def _alphas(gram: np.ndarray, cross: np.ndarray, n: np.ndarray) -> np.ndarray:
     if not ok.any():
         return alpha
     w, v = np.linalg.eigh(gram[ok])
+    # Gram is PSD; its negative eigenvalues are rounding. Relative to its own largest one they can be large only when
+    # the whole Gram is rounding-sized (variates constant on the drawn groups, e.g. one speaker drawn): those
+    # variates are dead pivots below (weigh 0) and their ρ is 0/0 (pwcca_scorer), so clipping drops nothing real.
     root = np.sqrt(np.clip(w, 0, None))[:, :, None] * np.swapaxes(v, 1, 2)  # Lᵀ L = Gram
     r = np.linalg.qr(root, mode="r")
     diag = np.abs(np.diagonal(r, axis1=1, axis2=2))

@@ -268,10 +268,11 @@ def _preprocessor_file(name: str, kwargs: dict) -> str | None:
         path = Path(kwargs["pretrained_model_name_or_path"]) / PREPROCESSOR_FILE
         return str(path) if path.exists() else None
     from huggingface_hub import try_to_load_from_cache
+    from huggingface_hub.errors import HFValidationError
 
     try:
         cached = try_to_load_from_cache(name, PREPROCESSOR_FILE, revision=kwargs.get("revision"))
-    except Exception:  # noqa: BLE001 -- an id the cache cannot hold: nothing cached
+    except HFValidationError:  # not a valid repo id: the cache cannot hold it, so nothing is cached
         return None
     return cached if isinstance(cached, str) else None
 

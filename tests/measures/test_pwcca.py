@@ -102,3 +102,20 @@ def test_the_first_view_cache_is_exact_and_refreshes_on_other_data():
     other = pwcca.views_heldout(x[::-1].copy(), y, split, cache=cache)  # other x: recomputed
     assert other == pwcca.views_heldout(x[::-1].copy(), y, split) and first == pwcca.views_heldout(x, y + x[:, :15],
                                                                                                   split)
+
+
+def test_psd_eigenvalues_clip_only_rounding_and_refuse_a_real_negative():
+    """A rank-deficient covariance: eigh gives rounding negatives, set to 0, the rest kept as they are; a matrix
+    with a real negative eigenvalue (not a covariance) raises instead of becoming a plausible number."""
+    from layerwise.measures.pwcca import psd_eigenvalues
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(200, 5)) @ rng.normal(size=(5, 12))  # rank 5 in 12 dims
+    w = np.linalg.eigh(np.cov(x.T))[0]
+    clipped = psd_eigenvalues(w)
+    assert (clipped >= 0).all() and np.array_equal(clipped[w > 0], w[w > 0])
+    assert np.count_nonzero(clipped[:7] > 1e-9 * w.max()) == 0  # the 7 null directions stay null
+    batch = np.stack([w, w])
+    assert np.array_equal(psd_eigenvalues(batch), np.stack([clipped, clipped]))
+    with pytest.raises(ArithmeticError, match="not positive semi-definite"):
+        psd_eigenvalues(np.linalg.eigh(np.diag([3.0, 1.0, -0.5]))[0])

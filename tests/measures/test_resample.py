@@ -120,3 +120,20 @@ def test_n_boot_is_validated_and_zero_gives_no_intervals():
     few = span.span_measures({"layer_0": x[:60]}, lab.astype(str)[:60], groups[:60], seed=0, n_splits=2, n_boot=0,
                              compute_mi=False)
     assert min(few.n_test.values()) < resample.FEW_TEST_ITEMS and not any("wide" in n for n in few.notes)
+
+
+def test_pwcca_replicates_do_not_depend_on_the_variates_means():
+    """Only centred sums enter a replicate: variates and data shifted by 1e6 give the replicate scores of the
+    unshifted ones (the sums are taken after subtracting the test means, so Σhhᵀ − N·m·mᵀ does not cancel)."""
+    from layerwise.measures.resample import pwcca_scorer
+
+    rng = np.random.default_rng(3)
+    n, k = 240, 3
+    hx = rng.normal(size=(n, k))
+    hy = hx + 0.5 * rng.normal(size=(n, k))
+    groups = np.repeat(np.arange(24), 10)
+    weights = rng.multinomial(24, np.full(24, 1 / 24), size=50).astype(float)
+    plain, g = pwcca_scorer(hx, hy, "x", hx, groups)
+    shifted, _ = pwcca_scorer(hx + 1e6, hy - 1e6, "x", hx + 1e6, groups)
+    assert g == 24
+    np.testing.assert_allclose(shifted(weights), plain(weights), rtol=1e-9, atol=1e-12)

@@ -302,3 +302,20 @@ def test_overflow_advice_names_only_other_dtypes(dtype):
     suggested = set(re.findall(r"\b(b?float(?:16|32))\b", advice))
     assert dtype not in suggested
     assert (suggested == set()) if dtype == "float32" else suggested
+
+
+def test_preprocessor_lookup_of_an_invalid_hub_id_finds_nothing_and_other_errors_propagate(monkeypatch):
+    """Only an id the hub cache cannot hold (HFValidationError) means "no cached preprocessor_config.json"; any
+    other failure of the cache lookup is raised, never read as "use the defaults"."""
+    import huggingface_hub
+
+    from layerwise.model import checkpoint
+
+    assert checkpoint._preprocessor_file("bad id//x", {"pretrained_model_name_or_path": "bad id//x"}) is None
+
+    def broken(*args, **kwargs):
+        raise OSError("cache folder unreadable")
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", broken)
+    with pytest.raises(OSError, match="cache folder unreadable"):
+        checkpoint._preprocessor_file("facebook/hubert-base-ls960", {"pretrained_model_name_or_path": "x"})
