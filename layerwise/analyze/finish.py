@@ -58,11 +58,13 @@ def _pca(stats, key: str, n: int, dim: int, sample_points: np.ndarray):
 
 def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate,
             cka_debiased: np.ndarray) -> list[LayerResult]:
-    from layerwise.contract.progress import bar
+    from layerwise.contract.workers import over_layers
 
-    out = []
-    for i, key in enumerate(bar(state.layers, "PCA + t-SNE", "layer")):
-        stats, reasons = state.stats.stats_of(key), {}
+    def embed(i: int) -> tuple:
+        """PCA and t-SNE of layer i (the costly part; the layers run in parallel threads): (ratios, needed,
+        projection, rank, embedding, reasons)."""
+        key, reasons = state.layers[i], {}
+        stats = state.stats.stats_of(key)
         ratios = needed = projection = embedding = rank = None
         try:
             ratios, needed, projection, rank = _pca(stats, key, stats.n, state.dims[i], sample.points[key])
@@ -74,6 +76,14 @@ def _layers(state: Collected, sample, cka: np.ndarray, seed: int, rate,
             embedding = tsne_embed(sample.points[key], seed=seed)
         except EmbedError as err:
             reasons["tsne"] = error_text(err)
+        return ratios, needed, projection, rank, embedding, reasons
+
+    for key in state.layers:
+        state.stats.stats_of(key).settle()  # the threads below only read the moments
+    out = []
+    for i, future in over_layers(embed, range(len(state.layers)), "PCA + t-SNE"):
+        key, stats = state.layers[i], state.stats.stats_of(state.layers[i])
+        ratios, needed, projection, rank, embedding, reasons = future.result()
         previous = None
         if i:
             previous = float(cka[i, i - 1]) if np.isfinite(cka[i, i - 1]) else None

@@ -305,19 +305,21 @@ def _cca(view1, view2, row_file, *, split_files, labels, protocol, seed, chance:
 
 
 def _measure(name: str, layers: list[str], compute, out: MeasureFamily, *, n_boot: int = 0, seed: int = 0,
-             method: str | None = None) -> None:
+             method: str | None = None, threads: int | None = None) -> None:
     """``compute(key)`` for every layer (a :class:`~layerwise.measures.resample.Scored`, or a plain float: no
-    interval); a layer where it is undefined (``UndefinedMeasureError``: a constant layer, one speaker, too few
-    items) or fails is ``None`` (a gap) with its reason in ``out.unavailable[name]``, the other layers keep their
-    values. No layer computed: the measure is left out. Intervals, chance, test counts: ``span.record``."""
-    from layerwise.contract.progress import bar
+    interval), the layers in parallel threads (``contract.workers.over_layers``; ``threads=1`` for a measure whose
+    code is not thread-safe); a layer where it is undefined (``UndefinedMeasureError``: a constant layer, one
+    speaker, too few items) or fails is ``None`` (a gap) with its reason in ``out.unavailable[name]``, the other
+    layers keep their values. No layer computed: the measure is left out. Intervals, chance, test counts:
+    ``span.record``."""
+    from layerwise.contract.workers import over_layers
     from layerwise.measures.resample import Scored
     from layerwise.measures.span import record
 
     values, failed, scored = {}, {}, {}
-    for key in bar(layers, name, "layer"):
+    for key, future in over_layers(compute, layers, name, threads=threads):
         try:
-            found = compute(key)
+            found = future.result()
             scored[key] = found if isinstance(found, Scored) or found is None else Scored(found)
             values[key] = None if found is None else scored[key].value
         except UndefinedMeasureError as err:
@@ -405,7 +407,7 @@ def _speaker(c: PropertyCollector, out: MeasureFamily, opts: dict, *, seed: int,
                       accuracy_items=float(np.mean([len(h) for h in hits])))
 
     _measure("speaker_probe_accuracy", c.layers, probe, out, n_boot=n_boot, seed=seed,
-             method=method_text("accuracy", n_boot, "files"))
+             method=method_text("accuracy", n_boot, "files"), threads=1)  # the probe silences a warning: not thread-safe
 
     def speaker_cca(key, stable=False):
         rows = np.concatenate(c.frame_file[key])

@@ -96,7 +96,8 @@ def gender_probe(features: dict[str, np.ndarray], speakers: np.ndarray, sexes: n
             "nothing, so there is no chance level")
         family.notes.append(f"gender probe: {family.info[INFO_KEY]['chance_undefined']} (analyse more speakers)")
     per_layer(NAME, features, lambda _, x: _scored(np.asarray(x, np.float64), sexes, speakers, splits, permuted),
-              family, n_boot=n_boot, seed=seed, method=method_text("accuracy", n_boot, "speakers") if n_boot else None)
+              family, n_boot=n_boot, seed=seed, method=method_text("accuracy", n_boot, "speakers") if n_boot else None,
+              threads=1)  # a probe: span.probe_predictions is not thread-safe
     return family
 
 

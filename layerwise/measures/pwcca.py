@@ -27,7 +27,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import linalg
 
 from layerwise.errors import UndefinedMeasureError
 
@@ -93,10 +92,10 @@ def view_eigen(x: np.ndarray) -> ViewEigen:
     mean = x.mean(axis=0)
     xc = x - mean
     if n <= p:
-        _, s, vt = linalg.svd(xc, full_matrices=False)
+        _, s, vt = np.linalg.svd(xc, full_matrices=False)
         w = s**2 / (n - 1)
         return ViewEigen(mean, w, vt.T, max(float(np.einsum("ij,ij->", xc, xc)) / (n - 1) / p, 1e-12))
-    w, v = linalg.eigh(xc.T @ xc / (n - 1))
+    w, v = np.linalg.eigh(xc.T @ xc / (n - 1))  # numpy's: releases the GIL (threads over layers)
     w = psd_eigenvalues(w)
     return ViewEigen(mean, w, v, max(w.mean(), 1e-12))
 
@@ -122,19 +121,40 @@ class _CCAMoments:
         self.rank_y = int(np.sum(self.wy > 1e-10 * self.wy.max())) if self.wy.max() > 0 else 0
         self.k_max = max(1, min(x.shape[1], self.rank_y, n - 1))
 
-    def fit(self, reg_x: float, reg_y: float) -> CCAFit:
+    def _svd(self, reg_x: float, reg_y: float):
         # (C + r I)^(-1/2) = V diag(d) Vᵀ with d = (w + r)^(-1/2): ε only shifts the eigenvalues. So
         # Wx Cxy Wy = Vx [diag(dx) (Vxᵀ Cxy Vy) diag(dy)] Vyᵀ; the SVD of the bracket, Ũ S Ṽᵀ, gives U = Vx Ũ and
         # V = Vy Ṽ (the same singular values; vectors up to a joint sign per pair, which the score ignores), and
-        # A = Wx U = Vx diag(dx) Ũ, B = Vy diag(dy) Ṽ. Per ε: one SVD and two products, no p×p inverse. (Directions
-        # left out of Vx (view_eigen, n <= p) have Vᵀ Cxy = 0: their rows of the bracket are 0.)
+        # A = Wx U = Vx diag(dx) Ũ, B = Vy diag(dy) Ṽ. Per ε: one SVD, no p×p inverse. (Directions left out of Vx
+        # (view_eigen, n <= p) have Vᵀ Cxy = 0: their rows of the bracket are 0.) numpy's SVD, not scipy's: it
+        # releases the GIL, so the layers' fits run in parallel threads (``measures.layers``).
         dx = (self.wx + reg_x * self.scale_x) ** -0.5
         dy = (self.wy + reg_y * self.scale_y) ** -0.5
-        u, s, vt = linalg.svd(dx[:, None] * self.cxy_eig * dy[None, :], full_matrices=False)
+        u, s, vt = np.linalg.svd(dx[:, None] * self.cxy_eig * dy[None, :], full_matrices=False)
         k = min(self.k_max, len(s))
-        a = self.vx @ (dx[:, None] * u[:, :k])  # Wx U_k, (p, k)
-        b = self.vy @ (dy[:, None] * vt[:k].T)  # Wy V_k, (q, k)
-        return CCAFit(self.mean_x, self.mean_y, a, b, s[:k])
+        return dx, dy, u[:, :k], s[:k], vt[:k].T
+
+    def fit(self, reg_x: float, reg_y: float) -> CCAFit:
+        """The CCA fit for one (ε_x, ε_y): A = Vx diag(dx) Ũ_k (p, k), B = Vy diag(dy) Ṽ_k (q, k)."""
+        dx, dy, u, s, v = self._svd(reg_x, reg_y)
+        return CCAFit(self.mean_x, self.mean_y, self.vx @ (dx[:, None] * u), self.vy @ (dy[:, None] * v), s)
+
+    def best_fit(self, x_dev: np.ndarray, y_dev: np.ndarray, regs) -> tuple[CCAFit, float]:
+        """(fit, ε_x) of the (ε_x, ε_y) in ``regs`` whose :func:`pwcca_score` on (x_dev (n, p), y_dev (n, q)) is
+        highest (the first of equal ones). The dev rows are projected on the eigenbases once, ``(x − m) Vx``, and
+        per ε only scaled by dx and multiplied by Ũ_k: the dev variates (x − m) A without forming A (p, k) per ε
+        (equal to rounding); A and B are formed once, for the chosen ε."""
+        _check_rows(x_dev)
+        px, py = (x_dev - self.mean_x) @ self.vx, (y_dev - self.mean_y) @ self.vy
+        use_y = y_dev.shape[1] <= x_dev.shape[1]
+        best = (-np.inf, None)
+        for reg_x, reg_y in regs:
+            dx, dy, u, s, v = self._svd(reg_x, reg_y)
+            score = _weighted_score((px * dx) @ u, (py * dy) @ v, y_dev if use_y else x_dev, use_y)
+            if score > best[0]:
+                best = (score, (reg_x, dx, dy, u, s, v))
+        reg_x, dx, dy, u, s, v = best[1]
+        return CCAFit(self.mean_x, self.mean_y, self.vx @ (dx[:, None] * u), self.vy @ (dy[:, None] * v), s), reg_x
 
 
 def fit_cca(x: np.ndarray, y: np.ndarray, *, reg_x: float, reg_y: float = CCA_REG_Y) -> CCAFit:
@@ -153,17 +173,27 @@ def _columnwise_corr(hx: np.ndarray, hy: np.ndarray) -> np.ndarray:
     return np.divide(num, denom, out=np.full_like(num, np.nan), where=defined)
 
 
+def _check_rows(x: np.ndarray) -> None:
+    if len(x) < 2:
+        raise UndefinedMeasureError(f"PWCCA needs >= 2 held-out points for a correlation, got {len(x)} (too few "
+                                    f"utterances for a train/dev/test split)")
+
+
 def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     """Projection-weighted mean of the canonical correlations of ``fit`` on data (x, y) (held-out or not).
 
     x : (n, p), y : (n, q) with n >= 2 (a correlation needs two points; fewer raises ``UndefinedMeasureError``).
     """
-    if len(x) < 2:
-        raise UndefinedMeasureError(f"PWCCA needs >= 2 held-out points for a correlation, got {len(x)} (too few "
-                                    f"utterances for a train/dev/test split)")
-    hx, hy = (x - fit.mean_x) @ fit.a, (y - fit.mean_y) @ fit.b
+    _check_rows(x)
+    use_y = y.shape[1] <= x.shape[1]
+    return _weighted_score((x - fit.mean_x) @ fit.a, (y - fit.mean_y) @ fit.b, y if use_y else x, use_y)
+
+
+def _weighted_score(hx: np.ndarray, hy: np.ndarray, z: np.ndarray, use_y: bool) -> float:
+    """PWCCA from the canonical variates hx, hy (n, k) of n rows: z (n, ·) is the data of the weighting view (the one
+    with fewer columns: y when ``use_y``), whose variates are hy (else hx)."""
     rho = _columnwise_corr(hx, hy)
-    z, h = (y, hy) if y.shape[1] <= x.shape[1] else (x, hx)
+    h = hy if use_y else hx
     z, h = z - z.mean(axis=0), h - h.mean(axis=0)
     q, r = np.linalg.qr(h)  # q (n, m), m = min(n, k): with fewer points than variates only m directions exist
     alpha = np.zeros(h.shape[1])
@@ -172,25 +202,26 @@ def pwcca_score(fit: CCAFit, x: np.ndarray, y: np.ndarray) -> float:
     diag[: min(r.shape)] = np.abs(np.diag(r))
     alpha[diag <= 1e-10 * max(diag.max(), 1e-300)] = 0.0  # variates that vanish here (class absent) weigh nothing
     if not alpha.sum() > 0:
-        raise UndefinedMeasureError(f"no canonical variate varies on the {len(x)} held-out rows: PWCCA is 0/0")
+        raise UndefinedMeasureError(f"no canonical variate varies on the {len(h)} held-out rows: PWCCA is 0/0")
     weighted = alpha > 0
     if np.isnan(rho[weighted]).any():
         raise UndefinedMeasureError(f"{int(np.isnan(rho[weighted]).sum())} weighted canonical variate(s) have no "
-                                    f"variance on the {len(x)} held-out rows (a view constant there): correlation 0/0")
+                                    f"variance on the {len(h)} held-out rows (a view constant there): correlation 0/0")
     return float(alpha @ np.where(weighted, rho, 0.0) / alpha.sum())  # unweighted variates: 0 · ρ = 0
 
 
 def _first_view(x: np.ndarray, split: tuple[np.ndarray, ...], cache: dict | None):
     """((x_train, x_dev, x_test) standardised on train, :func:`view_eigen` of x_train), taken from ``cache`` when it
     holds the same x and split (values compared, so a hit is exact), else computed and stored there."""
-    if cache and cache["x"].shape == x.shape and np.array_equal(cache["x"], x) and all(
-            np.array_equal(a, b) for a, b in zip(cache["split"], split)):
-        return cache["parts"], cache["eigen"]
+    entry = (cache or {}).get("first_view")  # one tuple, set in one step: threads share the cache (over_layers)
+    if entry and entry[0].shape == x.shape and np.array_equal(entry[0], x) and all(
+            np.array_equal(a, b) for a, b in zip(entry[1], split)):
+        return entry[2], entry[3]
     train, dev, test = split
     parts = standardise(x[train], x[dev], x[test])
     eigen = view_eigen(parts[0]) if len(parts[0]) >= 2 else None  # < 2 rows: _CCAMoments refuses
     if cache is not None:
-        cache.update(x=x, split=split, parts=parts, eigen=eigen)
+        cache["first_view"] = (x, split, parts, eigen)
     return parts, eigen
 
 
@@ -206,13 +237,7 @@ def pwcca_heldout(x: np.ndarray, onehot: np.ndarray, split: tuple[np.ndarray, ..
     train, dev, test = split
     (x_train, x_dev, x_test), x_eigen = _first_view(np.asarray(x, np.float64), split, cache)
     moments = _CCAMoments(x_train, onehot[train], x_eigen=x_eigen)
-    best = (-np.inf, None, None)
-    for eps in CCA_REG_GRID:
-        fit = moments.fit(eps, CCA_REG_Y)
-        score = pwcca_score(fit, x_dev, onehot[dev])
-        if score > best[0]:
-            best = (score, fit, eps)
-    _, fit, eps = best
+    fit, eps = moments.best_fit(x_dev, onehot[dev], [(eps, CCA_REG_Y) for eps in CCA_REG_GRID])
     if keep is not None:
         keep.update(fit=fit, x_test=x_test, y_test=onehot[test])
     return pwcca_score(fit, x_test, onehot[test]), eps
@@ -232,13 +257,7 @@ def views_heldout(x: np.ndarray, y: np.ndarray, split: tuple[np.ndarray, ...],
     y = np.asarray(y, np.float64)
     y_train, y_dev, y_test = standardise(y[train], y[dev], y[test])
     moments = _CCAMoments(x_train, y_train, x_eigen=x_eigen)
-    best = (-np.inf, None, None)
-    for eps in CCA_REG_GRID:
-        fit = moments.fit(eps, eps)
-        score = pwcca_score(fit, x_dev, y_dev)
-        if score > best[0]:
-            best = (score, fit, eps)
-    _, fit, eps = best
+    fit, eps = moments.best_fit(x_dev, y_dev, [(eps, eps) for eps in CCA_REG_GRID])
     if keep is not None:
         keep.update(fit=fit, x_test=x_test, y_test=y_test)
     return pwcca_score(fit, x_test, y_test), eps

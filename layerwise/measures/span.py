@@ -262,19 +262,21 @@ def record(family: MeasureFamily, name: str, scored: dict[str, Scored | None], *
 
 
 def per_layer(name: str, features: dict[str, np.ndarray], compute, family: MeasureFamily, *, n_boot: int = 0,
-               seed: int = 0, method: str | None = None) -> None:
+               seed: int = 0, method: str | None = None, threads: int | None = None) -> None:
     """``family.values[name][layer] = compute(layer, x).value`` for every layer (``compute`` returns a
     :class:`~layerwise.measures.resample.Scored`; its interval, chance and test count go to ``family`` through
     :func:`record`). A layer on which the measure is undefined (:class:`UndefinedMeasureError`: a constant layer,
     one class, too few items) is ``None`` and named with its reason under ``family.unavailable[name]``, the other
     layers keep their values (as CKA's null); any other failure makes the measure unavailable (the reason names the
-    layer) and drops the layers done so far: a measure is reported whole (gaps named) or not at all."""
-    from layerwise.contract.progress import bar
+    layer) and drops the layers done so far: a measure is reported whole (gaps named) or not at all. The layers run
+    in parallel threads (``contract.workers.over_layers``); ``threads=1`` for a measure whose code is not
+    thread-safe (the probes silence a warning)."""
+    from layerwise.contract.workers import over_layers
 
     values, undefined, scored = {}, {}, {}
-    for key, x in bar(features.items(), name, "layer", total=len(features)):
+    for key, future in over_layers(lambda k: compute(k, features[k]), features, name, threads=threads):
         try:
-            scored[key] = compute(key, x)
+            scored[key] = future.result()
             values[key] = scored[key].value
         except UndefinedMeasureError as err:
             values[key], scored[key] = None, None
@@ -354,7 +356,7 @@ def _probe(seg: _Segments, family: MeasureFamily, *, n_boot: int, seed: int) -> 
                       accuracy_items=float(np.mean([len(h) for h in hits])))
 
     per_layer("probe_accuracy", seg.xs, probe, family, n_boot=n_boot, seed=seed,
-               method=method_text("accuracy", n_boot, "utterances"))
+              method=method_text("accuracy", n_boot, "utterances"), threads=1)  # probe_predictions: not thread-safe
 
 
 def _pwcca_centred(seg: _Segments, family: MeasureFamily, info: dict, *, n_boot: int, seed: int) -> None:
@@ -477,7 +479,7 @@ def _mi(seg: _Segments, family: MeasureFamily, *, mi_protocol: str, unit: str, s
 
     what = "utterances" if mi_protocol == "project" else "test utterances"
     method = method_text("groups" if mi_protocol == "project" else "two_stage", n_boot, "utterances")
-    per_layer("mi", seg.xs, mi, family, n_boot=n_boot, seed=seed, method=method)
+    per_layer("mi", seg.xs, mi, family, n_boot=n_boot, seed=seed, method=method, threads=1)  # k-means: one layer at a time
     if "mi" in family.values:
         family.values["mi_adjusted"] = {key: adjusted[key].value if key in adjusted else None for key in seg.xs}
         record(family, "mi_adjusted", {key: adjusted.get(key) for key in seg.xs}, n_boot=n_boot, seed=seed,

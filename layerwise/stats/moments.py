@@ -211,6 +211,11 @@ class LayerStats:
             self.rows[i] = blas.dgemm(1.0, batch[:, off:end], batch[:, off:], trans_a=1, beta=1.0, c=self.rows[i],
                                       overwrite_c=1)
 
+    def settle(self) -> None:
+        """Fold the buffered rows in and move the reference to the mean now. Every read settles lazily, which
+        changes the state; after this call reads change nothing, so threads may read the statistics at once."""
+        self._settle()
+
     def _settle(self) -> None:
         """Move the reference to the mean: ``W ← W − n·d·dᵀ``, ``ref ← mean``, ``shift ← 0``."""
         self._flush()

@@ -16,19 +16,18 @@ interval ``θ̂ ± t_{G−1, 0.975}·se``, ``se² = (G−1)/G·Σ_g (θ̂_(g) �
   ``pca_components_90`` is an integer: its interval is rounded outwards.
 
 Time (13 layers × 768 dims, 500 sampled points, 11 eigendecompositions of a ≤ 500 × 500 Gram matrix per layer on one
-BLAS thread per layer, layers in a pool of ``os.cpu_count()`` threads): 2.9 CPU-seconds measured, so about 1.5 s on 2
+BLAS thread per layer, layers in parallel threads: ``contract.workers``): 2.9 CPU-seconds measured, so about 1.5 s on 2
 idle cores (4 to 6.5 s wall were measured with a load average of 5 on 2 cores).
 numpy/scipy only.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from layerwise.contract.workers import over_layers
 from layerwise.stats.debiased import MIN_FRAMES_DEBIASED, debiased_cka
 from layerwise.stats.moments import LayerStats
 
@@ -185,13 +184,13 @@ def sample_intervals(points: dict[str, np.ndarray], utterances: np.ndarray, full
             out.reasons[name] = f"the frame sample holds {count} utterance(s): a jackknife needs {MIN_GROUPS}"
         return
     masks = [groups != g for g in range(count)]
-    with threadpool_limits(limits=1):  # one BLAS thread per layer, layers side by side
+    with threadpool_limits(limits=1):  # one BLAS thread per layer, layers side by side (contract.workers)
         grams = []
         for key in keys:
             x = np.asarray(points[key], np.float64)[rows]
             grams.append(x @ x.T)
-        with ThreadPoolExecutor(max_workers=max(1, min(os.cpu_count() or 1, len(keys)))) as pool:
-            found = list(pool.map(lambda i: _replicates(grams, masks, i), range(len(keys))))
+    found = [future.result() for _, future in over_layers(lambda i: _replicates(grams, masks, i), range(len(keys)),
+                                                            "statistic intervals")]
     for name in SAMPLE_STATISTICS:
         for i, key in enumerate(keys):
             value = full.get(name, {}).get(key)
