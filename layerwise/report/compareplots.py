@@ -141,7 +141,7 @@ def sweep(result, path: Path, *, subtitle: str) -> None:
     axes.flat[0].legend(fontsize=8)
     axes.flat[2].legend(fontsize=7)
     fig.suptitle(f"Per-folder layer sweeps on the compared frames\n{subtitle}", fontsize=11)
-    fig.tight_layout()
+    plotkit.tight_layout(fig)
     _save(fig, path)
 
 
@@ -206,4 +206,4 @@ def figures_of(result) -> tuple[figures.Figure, ...]:
 
 def draw_all(result, out: Path) -> list[figures.Drawn]:
     """Every figure of ``result`` (:func:`figures_of`) into ``out``; returns those drawn, in report order."""
-    return figures.draw_all(result, out, figures_of(result))
+    return figures.draw_all(result, out, figures_of(result), processes=1)  # a few figures: one process

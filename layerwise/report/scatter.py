@@ -71,7 +71,7 @@ def palette(names: list[str]) -> dict[str, object]:
     return {name: OTHER_COLOUR if name == OTHER else tab10(i % 10) for i, name in enumerate(names)}
 
 
-def _scatter_panel(sns, ax, value, title: str, groups, names, colours) -> bool:
+def _scatter_panel(ax, value, title: str, groups, names, colours) -> bool:
     """One panel: ``value`` is (k, 2) coordinates, or a string (or None) saying why there are none. True if drawn."""
     ax.set_title(title, fontsize=9)
     if value is None or isinstance(value, str):
@@ -80,10 +80,13 @@ def _scatter_panel(sns, ax, value, title: str, groups, names, colours) -> bool:
         ax.set_xticks([])
         ax.set_yticks([])
         return False
+    from matplotlib.colors import to_rgba_array
+
     coords = np.asarray(value, dtype=float)
-    hue = np.asarray(names, dtype=object)[groups]
-    sns.scatterplot(x=coords[:, 0], y=coords[:, 1], hue=hue, hue_order=names, palette=colours, s=POINT_SIZE,
-                    linewidth=0, legend=False, ax=ax)
+    faces = to_rgba_array([colours[n] for n in names])[np.asarray(groups, dtype=int)]  # (k, 4): each point's group
+    # what seaborn's scatterplot(hue=…, palette=colours, linewidth=0) draws, one collection in the points' order,
+    # without its per-panel data frame and hue mapping (a third of the figure's time with 13 panels)
+    ax.scatter(coords[:, 0], coords[:, 1], s=POINT_SIZE, facecolors=faces, edgecolors="w", linewidths=0)
     ax.tick_params(labelsize=7)
     return True
 
@@ -162,7 +165,7 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
     count = len(layers)
     cols = max(plotkit.grid_columns(count), 2)
     rows = 1 + -(-count // cols)
-    with plotkit.style() as (plt, sns):
+    with plotkit.style() as (plt, _sns):
         fig = plt.figure(figsize=(plotkit.PANEL_SIZE[0] * max(cols, 3), plotkit.PANEL_SIZE[1] * rows + 0.6))
         spec = fig.add_gridspec(rows, cols)
         half = (cols + 1) // 2  # the curves (with their colour bar) get the wider half
@@ -171,7 +174,7 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
         colours = palette(names)
         for i, key in enumerate(layers):
             ax = fig.add_subplot(spec[1 + i // cols, i % cols])
-            drawn = _scatter_panel(sns, ax, projections.get(key), display_name(key), groups, names, colours)
+            drawn = _scatter_panel(ax, projections.get(key), display_name(key), groups, names, colours)
             ratio = ratios.get(key)
             if drawn and components_needed(ratio, 0.0) is not None:
                 shares = list(np.asarray(ratio, dtype=float)[:2]) + [0.0, 0.0]
@@ -187,11 +190,11 @@ def pca_figure(layers, ratios: dict, projections: dict, groups, names, what, pat
 def tsne_figure(layers, embeddings: dict, groups, names, what, path, *, subtitle: str):
     """One t-SNE scatter per layer; embeddings : layer -> (k, 2), or a string/None saying why not computed.
     t-SNE axes have no units, so no tick labels."""
-    with plotkit.style() as (plt, sns):
+    with plotkit.style() as (plt, _sns):
         fig, axes = plotkit.grid(plt, len(layers))
         colours = palette(names)
         for ax, key in zip(axes, layers):
-            _scatter_panel(sns, ax, embeddings.get(key), display_name(key), groups, names, colours)
+            _scatter_panel(ax, embeddings.get(key), display_name(key), groups, names, colours)
             ax.set_xticks([])
             ax.set_yticks([])
         _legend(fig, names, what, colours)
