@@ -15,7 +15,7 @@ from layerwise.errors import UsageError
 from layerwise.measures.resample import DEFAULT_N_BOOT
 
 DEFAULT_NUM_FILES = 3
-DEFAULT_MAX_POINTS = 500  # t-SNE of 13 layers × 500 points: about 11 s on 2 busy cores (openTSNE, one thread)
+DEFAULT_MAX_POINTS = 500  # t-SNE of 13 layers × 500 points: about 7 s on 2 cores (one thread per layer, 2 at once)
 SIMILARITY_CHOICES = ("cka", "cosine", "both")
 COLOR_BY_CHOICES = ("auto", *_COLOURS)  # auto: label for span folders, else utterance
 PRECISIONS = ("float32", "float64")  # products of the streaming pass (stats.LayerStats)

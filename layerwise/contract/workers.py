@@ -5,6 +5,8 @@ one BLAS thread per call, layers in parallel threads keep every core busy on ind
 with a multi-threaded BLAS does not (a 768 × 768 SVD with 2 OpenBLAS threads took 0.30 s vs 0.23 s with one; two
 threads of numpy SVDs, one BLAS thread each: 2.1× the throughput of one; AMD EPYC, 2 cores, 2026-12-07).
 Results do not depend on the number of threads: each layer's work is the same computation, seeded by its inputs.
+Memory grows with the threads: each holds one layer's working set (the CCA family at the property cap, 25,000 rows ×
+768 dims in float64: ≈ 150 MB per view and ≈ 0.6 GB per thread with its standardised copies).
 (scipy's LAPACK wrappers hold the GIL: code run here uses ``np.linalg``.)
 """
 
