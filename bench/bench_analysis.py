@@ -41,7 +41,8 @@ else:
     from . import benchlib
 
 FRAME_RATE = 50.0  # HuBERT-base frames per second of audio (16 kHz / hop 320): "× realtime" of a frame rate
-TARGETS = {"pass_vs_extraction": 3.0, "pca_tsne_s": 15.0}  # issue targets: ≥ 3× the fp32 extraction, ≤ 15 s
+TARGETS = {"pass_vs_extraction": 3.0, "pca_tsne_s": 15.0}  # the streaming issue of round 2: pass ≥ 3× the fp32
+# extraction, PCA/t-SNE ≤ 15 s (rows (b), (c)); issue 23's targets are RATIO_TARGETS, row (e)
 # (e): issue 23's targets for the analysis of a folder, as fractions of that folder's extraction wall time
 RATIO_TARGETS = {"scaling_vs_extraction": 0.5, "fixed_s": 10.0, "whole_vs_extraction": 1.0}
 SCALING_STAGES = ("streaming_pass", "span_measures", "statistic_intervals", "property_measures", "abx")  # ∝ corpus
@@ -161,7 +162,8 @@ def _print_ratio(r: dict) -> bool:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__[__doc__.index("example:"):],
+    p = argparse.ArgumentParser(description=__doc__[:__doc__.index("example:")].strip(),
+                                epilog=__doc__[__doc__.index("example:"):],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--files", type=int, default=40, help="feature files (default: %(default)s)")
     p.add_argument("--frames", type=int, default=250, help="mean frames per file (default: %(default)s)")
@@ -226,7 +228,8 @@ def main(argv=None) -> int:
 
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kB
     print(f"peak RSS of this process (model, features, statistics, figures): {results['peak_rss_mb']:.0f} MB")
-    print(f"targets (pass ≥ {TARGETS['pass_vs_extraction']}× extraction, PCA+t-SNE ≤ {TARGETS['pca_tsne_s']} s): "
+    print(f"round-2 targets of (b), (c) (pass ≥ {TARGETS['pass_vs_extraction']}× extraction, PCA+t-SNE ≤ "
+          f"{TARGETS['pca_tsne_s']} s): "
           f"{'met' if ok else 'NOT met'}")
     out = args.out or Path(__file__).resolve().parent / "results" / f"analysis-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

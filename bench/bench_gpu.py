@@ -10,7 +10,8 @@ either ``--model_dir`` or a random-init HuBERT-base config saved in-process (no 
       (``SpeechModel.features``, one warm-up call first) and through the library's extraction call
       (``layerwise.extract.run.extract_folder`` into a temporary folder, the loaded model reused), and the same call
       with ``--no_store`` (the features feed one shard's analysis partial, ``analyze.partial.PartialFeed``; no file
-      per utterance);
+      per utterance; its wall includes writing that partial once, ≈ 430 MB for HuBERT-base, so on a short corpus it
+      reads slower than the per-utterance rows);
   (3) batched extraction where it is exact: on the same config with a layer-norm CNN and pre-LN transformer
       (``feat_extract_norm="layer"``, the wav2vec2-large-lv60 / HuBERT-large kind; random init, the same FLOPs),
       ``--batch_size`` consecutive utterances per padded, masked forward pass (``SpeechModel.features_batch`` on the
@@ -27,7 +28,8 @@ script from rotting runs it that way on a tiny checkpoint.
 
 example:  python bench/bench_gpu.py                                   # HuBERT-base random init, 180 s of audio
           python bench/bench_gpu.py --model_dir /path/to/hubert-base-ls960 --seconds 300 --out gpu.json
-          python bench/bench_gpu.py --device cpu --seconds 6 --dtypes float32,bfloat16
+          python bench/bench_gpu.py --device cpu --seconds 30 --dtypes float32    # a CPU dry run (bf16 rows: only
+                                                                        # where bf16 is native, else ~100x slower)
 """
 
 from __future__ import annotations
@@ -242,17 +244,19 @@ def layer_norm_checkpoint(model_dir: Path, folder: Path, seed: int) -> Path:
     return folder
 
 
-def run_batched(model, waves: list[np.ndarray], batch_size: int) -> tuple[float, list[dict[str, np.ndarray]]]:
+def run_batched(model, waves: list[np.ndarray], batch_size: int) -> tuple[float, list[dict[str, np.ndarray]], int]:
     """Seconds of ``model.features_batch`` over the groups ``model.batch_groups`` makes of consecutive ``waves``
-    (one untimed warm-up batch first), and every utterance's features in order."""
+    (one untimed warm-up batch first), every utterance's features in order, and the number of padded batches (two
+    or more utterances of different lengths: what the equality check tests)."""
     layers = list(range(model.num_layers + 1))
     groups = model.batch_groups([len(w) for w in waves], batch_size)
+    padded = sum(len({len(waves[i]) for i in g}) > 1 for g in groups)
     model.features_batch([waves[i] for i in groups[0]], "contextualized", layers)  # warm-up
     benchlib.sync(model.device)
     t0 = time.perf_counter()
     feats = [f for g in groups for f in model.features_batch([waves[i] for i in g], "contextualized", layers)]
     benchlib.sync(model.device)
-    return time.perf_counter() - t0, feats
+    return time.perf_counter() - t0, feats, padded
 
 
 def batched_rows(args, model_dir: Path, audio_dir: Path, corpus: list, work: Path) -> list[dict]:
@@ -266,8 +270,13 @@ def batched_rows(args, model_dir: Path, audio_dir: Path, corpus: list, work: Pat
         with tf32_mode(dtype == "tf32"):
             times, single = run_model(model, waves, len(waves))
             rows.append(row(LN_SINGLE_ROW, dtype, audio_s, sum(times), "-"))
-            wall, batched = run_batched(model, waves, args.batch_size)
-            rows.append(row(LN_BATCH_ROW, dtype, audio_s, wall, "per utterance", agreement(batched, single)))
+            wall, batched, padded = run_batched(model, waves, args.batch_size)
+            rows.append(row(LN_BATCH_ROW, dtype, audio_s, wall, "per utterance", agreement(batched, single))
+                        | {"padded_batches": padded})
+            if not padded:
+                print(f"# batch {args.batch_size} over {len(waves)} utterance(s): no batch holds two utterances of "
+                      f"different lengths, so the padded-batch equality is NOT tested (give more --seconds)",
+                      flush=True)
             if not args.no_library:
                 wall, lib = library_call(model, folder, audio_dir, work / f"batched-{dtype}", stems,
                                          batch_size=args.batch_size)
@@ -372,7 +381,8 @@ def evaluate(rows: list[dict]) -> dict:
     batched = [r for r in rows if r.get("dtype") == "float32" and r["name"] in (LN_BATCH_ROW, LN_LIBRARY_ROW)]
     if batched:
         worst = max(r["max_rel_err"] for r in batched)
-        checks["float32 batched == per utterance"] = (worst, f"<= {BATCH_RTOL}", worst <= BATCH_RTOL)
+        tested = any(r.get("padded_batches") for r in rows if r["name"] == LN_BATCH_ROW)  # None: nothing padded
+        checks["float32 batched == per utterance"] = (worst, f"<= {BATCH_RTOL}", worst <= BATCH_RTOL if tested else None)
     return checks | {"device float32 == CPU float32": (err, f"<= {DEVICE_RTOL}", err <= DEVICE_RTOL),
             "device float64 moments == LayerStats": (stats["max_rel_err"], f"<= {MOMENTS_RTOL}",
                                                      stats["max_rel_err"] <= MOMENTS_RTOL)}
@@ -393,7 +403,8 @@ def print_table(rows: list[dict], checks: dict) -> None:
                          num(r["realtime_factor"], ".1f"), num(r["max_rel_err"], ".1e"), num(r["min_cka"], ".6f"),
                          r["reference"]))
     for name, (value, target, ok) in checks.items():
-        print(f"  {'PASS' if ok else 'FAIL'} {name}: {value:.3g} (target {target})")
+        verdict = {True: "PASS", False: "FAIL", None: "NOT TESTED (no padded batch)"}[ok]
+        print(f"  {verdict} {name}: {value:.3g} (target {target})")
 
 
 def make_corpus(args, work: Path) -> tuple[Path, list[tuple[Path, float, np.ndarray]]]:
@@ -445,7 +456,7 @@ def main(argv=None) -> int:
     print(f"# total {result['total_s']:.1f} s; wrote {out}")
     if tmp:
         tmp.cleanup()
-    return 0 if all(ok for _, _, ok in checks.values()) else 1
+    return 0 if all(ok is not False for _, _, ok in checks.values()) else 1  # a check not tested says so above
 
 
 if __name__ == "__main__":
