@@ -206,4 +206,4 @@ def figures_of(result) -> tuple[figures.Figure, ...]:
 
 def draw_all(result, out: Path) -> list[figures.Drawn]:
     """Every figure of ``result`` (:func:`figures_of`) into ``out``; returns those drawn, in report order."""
-    return figures.draw_all(result, out, figures_of(result), processes=1)  # a few figures: one process
+    return figures.draw_all(result, out, figures_of(result))

@@ -142,8 +142,7 @@ def _similarity_applies(kind: str, result: AnalysisResult) -> bool:
 
 
 def _similarity(kind: str):
-    """(applies, draw) of the ``kind`` heatmap: partials of module-level functions, so a Figure pickles (figures are
-    drawn in a worker process too, :func:`draw_all`)."""
+    """(applies, draw) of the ``kind`` heatmap: partials of module-level functions (a Figure pickles)."""
     return partial(_similarity_applies, kind), partial(_draw_similarity, kind)
 
 
@@ -386,40 +385,19 @@ FIGURE_NAMES = tuple(f.name for f in FIGURES)
 BY_NAME = {f.name: f for f in FIGURES}
 
 
-def draw_all(result, out: str | Path, figures=FIGURES, *, processes: int | None = None) -> list[Drawn]:
+def draw_all(result, out: str | Path, figures=FIGURES) -> list[Drawn]:
     """Draw every entry of ``figures`` (default: the analysis's :data:`FIGURES`; a comparison passes
     ``compareplots.figures_of(result)``) that applies to ``result`` into ``out``; returns those drawn, in order.
-
-    The figures are independent PNGs (each written atomically), drawn by this process and one worker process at
-    once (``twoprocess.run_all``), the larger first (``COST``), for results of PARALLEL_FROM_LAYERS layers or more
-    (``processes``: 1 = here only, 2 = shared whatever the size). A figure that fails raises its error here, as
-    when drawn here."""
+    (The draw callables write each PNG atomically.) One process: a worker process drawing half of them was measured
+    (2026-12-07) and left out — starting it re-imports the caller's main module (an unguarded script runs twice) and
+    a killed run could leave it writing PNGs."""
     from layerwise.contract.progress import bar
-    from layerwise.report import twoprocess
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    drawn = []
     todo = [figure for figure in figures if figure.applies(result)]
-    if processes is None and len(getattr(result, "layers", ())) < PARALLEL_FROM_LAYERS:
-        processes = 1
-    order = sorted(range(len(todo)), key=lambda i: -COST.get(todo[i].name, 1))  # stable: registry order on ties
-    with bar(None, "figures", "figure", total=len(todo)) as progress:
-        paths = twoprocess.run_all(partial(_draw_one, result, out), [todo[i] for i in order], processes=processes,
-                                   done=lambda: progress.update(1))
-    drawn = dict(zip(order, paths))
-    return [Drawn(figure, drawn[i], figure.caption_for(result)) for i, figure in enumerate(todo)
-            if drawn[i] is not None]
-
-
-# a worker's first start costs ≈ 2 s of one core (an interpreter importing matplotlib and seaborn); drawing costs
-# ≈ 0.6 s per layer (13 layers: ≈ 8 s of one core, 2026-12-07), so sharing pays from about this many layers
-PARALLEL_FROM_LAYERS = 8
-# relative drawing time of the figures that take longest (others 1): the larger start first, so the two processes
-# finish together (13 layers, 500 points, 2026-12-07: pca and variance ≈ 2 s each, statistics and t-SNE ≈ 0.8 s,
-# each heatmap ≈ 0.5 s)
-COST = {"pca.png": 4, "variance_distribution.png": 4, "feature_statistics.png": 2, "tsne.png": 2}
-
-
-def _draw_one(result, out: Path, figure: Figure) -> Path | None:
-    """``figure`` drawn from ``result`` into ``out`` (module level: it runs in the worker process too)."""
-    return figure.draw(result, out / figure.name)
+    for figure in bar(todo, "figures", "figure"):
+        if figure.draw(result, out / figure.name) is not None:
+            drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
+    return drawn
