@@ -59,7 +59,7 @@ def run_extraction(model, jobs: list[Job], out_dir: Path, options: ExtractionOpt
     """
     keys = options.layer_keys(info)
     identity = options.identity(info)
-    runlog.no_store = sink is not None
+    runlog.no_store, runlog.batch_size = sink is not None, batch_size
     if alignments is None:
         alignments = load_alignments(options)
     stems = set(audio_stems) if audio_stems is not None else {job.source.stem for job in jobs}
@@ -129,10 +129,17 @@ def _todo(jobs, keys, identity, alignments, info, options: ExtractionOptions, ru
 
 
 def _finish(runlog: RunLog, sink) -> RunLog:
-    """Under ``sink``, write the shard's partial (unless it was complete already or the run was interrupted: a
-    partial of part of a shard must never be merged); then the manifest and failures."""
+    """Under ``sink``, write the shard's partial (unless the run was interrupted: a partial of part of a shard must
+    never be merged); then the manifest and failures. A partial found complete (a re-run, e.g. a SLURM requeue)
+    is not rewritten, and the manifest of the run that wrote it is kept (``RunLog.keep_manifest_of``): it holds
+    that run's audio, wall time and command, which the run card reports."""
     if sink is not None and not runlog.was_interrupted:
-        runlog.partial = sink.path if sink.complete else sink.finish([Path(p).stem for p, _ in runlog.failures])
+        if sink.complete:
+            runlog.partial = sink.path
+            if runlog.keep_manifest_of(sink.path):
+                return runlog
+        else:
+            runlog.partial = sink.finish([Path(p).stem for p, _ in runlog.failures])
     runlog.finish()
     return runlog
 
@@ -207,7 +214,8 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     batch_size : utterances per forward pass where exact (:func:`run_extraction`); how to run, not what is stored.
     sink : ``--no_store``: an ``analyze.partial.PartialFeed`` for this shard (:func:`run_extraction`); the shard
         then takes whole groups of ``sink.group_files`` files in feature-file-name order (the analysis shard rule,
-        ``jobs.select``), and even a shard without files writes its (empty) partial, as every shard must for a merge.
+        ``jobs.select``), and even a shard without files writes its (empty) partial, as every shard must for a merge,
+        with its manifest and failures file.
     Returns the run log (``n_done``, ``n_skipped``, ``failures``, ``complete_files``, ``summary_lines()``).
     Raises :class:`~layerwise.errors.UsageError` for bad settings or folders, before any file is written.
     """
@@ -233,9 +241,8 @@ def extract_folder(audio_dir: str | Path, save_dir: str | Path, options: Extract
     info = model.info if model is not None else check_settings(options)
     if sink is not None:
         _begin_feed(sink, out_dir, selection.all_stems, options.identity(info), overwrite)
-        if not selection.jobs:
-            runlog.partial = sink.path if sink.complete else sink.finish([])
-            return runlog
+        # an empty shard goes on too: run_extraction computes nothing (no model loads) and writes its empty partial,
+        # its manifest and its failures file, as every shard does
 
     def load() -> SpeechModel:
         if num_threads:
@@ -265,11 +272,11 @@ def empty_shard_text(subset_id: int, num_subsets: int, n_files: int, audio_dir, 
     if group_files is None:
         return (f"{head}: {audio_dir} has {plural(n_files, 'selected audio file')} and file i goes to shard i mod "
                 f"{num_subsets}; pass --num_subsets {max(n_files, 1)} or fewer")
-    groups = -(-n_files // group_files)
+    groups = -(-n_files // group_files)  # ceil: the last group may be short
     return (f"{head}: --no_store shards take whole groups of {group_files} files in file-name order (group g to "
             f"shard g mod {num_subsets}) and the {plural(n_files, 'selected audio file')} of {audio_dir} make "
             f"{plural(groups, 'group')}. Nothing is wrong: this shard writes its empty partial and the merge takes "
-            f"it; --num_subsets {max(groups, 1)} or fewer would give every shard files")
+            f"it; with {plural(n_files, 'file')}, --num_subsets {max(groups, 1)} or less gives every shard files")
 
 
 def _refuse_no_store_folder(runlog: RunLog) -> None:

@@ -20,10 +20,12 @@ from layerwise import __version__
 from layerwise.contract import layout, store
 from layerwise.contract.names import format_duration
 from layerwise.contract.provenance import MANIFEST_GLOB, extraction_versions
-from layerwise.errors import UsageError, error_text, one_line
+from layerwise.errors import OwnFileError, UsageError, error_text, one_line
 
 log = logging.getLogger(__name__)
 
+# The analysis partials' names below a folder (``analyze.shards.partial_path``; extract/ never imports analyze/)
+PARTIALS_GLOB = "partials/partial_*_of_*.npz"
 INTERRUPTED_NO_STORE = ("no partial was written (a --no_store shard writes its partial only when all its files are "
                         "done); a re-run redoes this shard from its first file")
 
@@ -52,6 +54,7 @@ class RunLog:
         self.manifest_kept: str | None = None  # why an earlier run's manifest was left in place
         self.partial: Path | None = None  # --no_store: the analysis partial this shard wrote (no feature files)
         self.no_store = False  # --no_store run: an interrupted shard keeps nothing (its partial is written whole)
+        self.batch_size = 1  # utterances per forward pass where exact: how the run ran, not part of its identity
         self._t0 = time.perf_counter()
 
     @property
@@ -116,16 +119,36 @@ class RunLog:
         return [self.out_dir / name for name, rec in sorted(self.files.items())]
 
     def no_store_partials(self) -> list[str]:
-        """The analysis partials that ``--no_store`` runs recorded in this folder's manifests and that still exist
-        (a stored extraction must not write beside them: its manifest would replace theirs)."""
-        found = []
-        for path in sorted(self.out_dir.glob(MANIFEST_GLOB)) if self.out_dir.is_dir() else ():
+        """The analysis partials of a ``--no_store`` run in this folder (a stored extraction must not write beside
+        them: its manifest would replace theirs): none unless a manifest here records a partial that still exists;
+        then every partial in ``partials/`` (what ``visualize_features.py --merge`` takes), also one whose
+        shard recorded no manifest (an empty shard of an older version)."""
+        if not self.out_dir.is_dir():
+            return []
+        recorded = False
+        for path in sorted(self.out_dir.glob(MANIFEST_GLOB)):
             manifest = store.read_own(path, what="extraction manifest", kind="json",
                                       rebuild="remove the damaged manifest, or choose another --save_dir")
             partial = (manifest.get("no_store") or {}).get("partial")
-            if partial and Path(partial).name and (self.out_dir / "partials" / Path(partial).name).is_file():
-                found.append(str(self.out_dir / "partials" / Path(partial).name))
-        return found
+            recorded = recorded or bool(partial and (self.out_dir / "partials" / Path(partial).name).is_file())
+        return [str(path) for path in sorted(self.out_dir.glob(PARTIALS_GLOB))] if recorded else []
+
+    def keep_manifest_of(self, partial: Path) -> bool:
+        """A ``--no_store`` shard found ``partial`` complete (a re-run: nothing computed): keep this shard's
+        manifest when it records that partial, so the facts of the run that wrote it (its audio, wall time, command)
+        stay; returns whether it was kept (else :meth:`finish` writes this run's)."""
+        try:
+            manifest = store.read_own(self.manifest_path, what="extraction manifest", kind="json",
+                                      rebuild="it is rewritten by this run")
+        except OwnFileError:
+            return False
+        recorded = (manifest.get("no_store") or {}).get("partial") if isinstance(manifest, dict) else None
+        if not recorded or Path(recorded).name != Path(partial).name:
+            return False
+        self.manifest_kept = f"{self.manifest_path.name} records the run that wrote {Path(partial).name}"
+        log.info("%s: kept as it is (this run found that partial complete and computed nothing)",
+                 self.manifest_kept)
+        return True
 
     def earlier_run_differs(self) -> str | None:
         """Why this run must not write into the folder: a manifest there describes a run with other settings whose
@@ -161,7 +184,7 @@ class RunLog:
             "tool": {"name": "layerwise", "version": __version__, "python": platform.python_version(),
                      "versions": extraction_versions()},
             "command": self.command,
-            "run": self.meta,
+            "run": {**self.meta, "batch_size": self.batch_size},
             "shard": {"subset_id": self.subset_id, "num_subsets": self.num_subsets},
             "sample": self.sample,
             "counts": self.counts(),

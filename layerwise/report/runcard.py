@@ -43,7 +43,8 @@ class Extraction:
     counts : files, done, skipped, failed, missing_alignment, not_taken summed; audio_hours summed;
     wall_seconds : the longest shard (shards run side by side); commands : one command line per shard;
     versions : package -> version of the first shard; finished : newest manifest's modification time (UTC);
-    failures : (path, reason) of every shard; problems : manifests that could not be read.
+    failures : (path, reason) of every shard; problems : manifests that could not be read;
+    no_store : a manifest records an ``extract_features.py --no_store`` partial (its files were extracted, not written).
     """
 
     paths: list[Path] = field(default_factory=list)
@@ -56,6 +57,7 @@ class Extraction:
     finished: dt.datetime | None = None
     failures: list[tuple[str, str]] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    no_store: bool = False
 
 
 def read_extraction(features_dir: str | Path) -> Extraction:
@@ -76,6 +78,7 @@ def read_extraction(features_dir: str | Path) -> Extraction:
                 out.counts[key] = out.counts.get(key, 0) + int(counts[key])
         if isinstance(counts.get("audio_hours"), (int, float)):
             out.audio_hours = (out.audio_hours or 0.0) + float(counts["audio_hours"])
+        out.no_store = out.no_store or bool(manifest.get("no_store"))
         if isinstance(counts.get("wall_seconds"), (int, float)):
             out.wall_seconds = max(out.wall_seconds or 0.0, float(counts["wall_seconds"]))
         command = manifest.get("command")
@@ -154,7 +157,8 @@ def _data_text(result, extraction: Extraction) -> str:
     c = extraction.counts
     if extraction.paths:
         text += (f"; the extraction: {c.get('done', 0) + c.get('skipped', 0)} of {c.get('files', '?')} files "
-                 f"complete ({c.get('done', 0)} written, {c.get('skipped', 0)} already complete), "
+                 f"complete ({c.get('done', 0)} {'extracted' if extraction.no_store else 'written'}, "
+                 f"{c.get('skipped', 0)} already complete), "
                  f"{c.get('failed', 0)} failed")
         if c.get("missing_alignment"):
             text += f", {c['missing_alignment']} without alignment"

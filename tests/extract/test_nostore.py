@@ -27,6 +27,7 @@ from layerwise.contract import store
 from layerwise.errors import UsageError
 from layerwise.extract.options import ExtractionOptions, SpanOptions
 from layerwise.extract.run import extract_folder
+from layerwise.report import runcard
 from tests.conftest import ROOT, tone, write_textgrid
 
 # Analysis settings shared by both paths: a small sample keeps t-SNE fast; a few replicates test the intervals.
@@ -235,8 +236,9 @@ def test_interrupted_shard_says_nothing_is_kept(tiny_hubert, corpus, tmp_path, c
 
 def test_empty_shard_says_why_and_the_merge_takes_it(tiny_hubert, corpus, tmp_path, monkeypatch, caplog):
     """Seven files in groups of 4 make two groups: shard 2 of 3 is empty, says why (whole groups, file-name order)
-    and that nothing is wrong; it writes an empty partial and the three shards merge into all seven files. A
-    missing shard's message names dashed flags."""
+    and that nothing is wrong; it writes an empty partial, its manifest and its failures file (before: the partial
+    only, so the run card lacked that shard and a stored run was told of too few partials), and the three shards
+    merge into all seven files. A missing shard's message names dashed flags."""
     monkeypatch.setattr(stream, "GROUP_FILES", 4)
     audio, _ = corpus
     options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu", layers="0,1")
@@ -244,15 +246,52 @@ def test_empty_shard_says_why_and_the_merge_takes_it(tiny_hubert, corpus, tmp_pa
     for k in (0, 2):
         with caplog.at_level(logging.WARNING):
             extract_folder(audio, tmp_path / "ns", options, subset_id=k, num_subsets=3, sink=PartialFeed(out, k, 3))
+    # ceil(7 / 4) = 2 groups, so 2 shards or less leave none empty
     assert (f"shard 2 of 3 holds no files: --no_store shards take whole groups of 4 files in file-name order (group "
             f"g to shard g mod 3) and the 7 selected audio files of {audio} make 2 groups. Nothing is wrong: this "
-            f"shard writes its empty partial and the merge takes it; --num_subsets 2 or fewer would give every "
-            f"shard files") in caplog.text
+            f"shard writes its empty partial and the merge takes it; with 7 files, --num_subsets 2 or less gives "
+            f"every shard files") in caplog.text
+    empty = json.loads((out / "manifest.shard-2-of-3.json").read_text())
+    assert empty["no_store"]["partial"] == str(shards.partial_path(out, 2, 3))
+    assert (empty["counts"]["files"], empty["counts"]["done"], empty["files"]) == (0, 0, {})
+    assert (out / "failures.shard-2-of-3.tsv").read_text() == "path\treason\n"
     with pytest.raises(UsageError, match=r"shards \[1\] of 3 are missing .*\(--subset_id 1 --num_subsets 3 …\)"):
         shards.merge(AnalysisOptions(features_dir=out, output_dir=out, merge=True, max_points=20))
     extract_folder(audio, tmp_path / "ns", options, subset_id=1, num_subsets=3, sink=PartialFeed(out, 1, 3))
     merged = shards.merge(AnalysisOptions(features_dir=out, output_dir=out, merge=True, max_points=20))
     assert list(merged.summary()["files"]) == sorted(STEMS)
+    card = dict(runcard.analysis_card(merged, runcard.read_extraction(out)))
+    assert "(longest of 3 shards)" in card["Wall time"]
+    # every partial in partials/ is counted, also one whose shard left no manifest (an empty shard of before)
+    (out / "manifest.shard-2-of-3.json").unlink()
+    assert len(list((out / "partials").glob("*.npz"))) == 3
+    with pytest.raises(UsageError, match=r"holds 3 analysis partials of an extract_features.py --no_store run"):
+        extract_folder(audio, tmp_path / "ns", options)
+
+
+def test_requeued_complete_shard_keeps_the_manifest_of_the_run_that_wrote_it(tiny_hubert, corpus, tmp_path,
+                                                                              monkeypatch):
+    """A SLURM requeue of a complete --no_store shard ("0 done, 4 skipped") leaves the manifest of the run that
+    wrote its partial byte for byte (before: replaced, so the run card summed 0 s of that shard's audio and took
+    the requeue's wall time); the run card says the files were extracted (nothing is written per file)."""
+    monkeypatch.setattr(stream, "GROUP_FILES", GROUP)
+    audio, _ = corpus
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu")
+    merged, out = no_store_result(audio, tmp_path, options)
+    manifest = out / "manifest.shard-0-of-2.json"
+    before = manifest.read_bytes()
+    again = extract_folder(audio, tmp_path / "nostore", options, subset_id=0, num_subsets=2,
+                           sink=PartialFeed(out, 0, 2, max_points=SETTINGS["max_points"]))
+    # shard 0 of 2 takes groups 0 and 2 of the groups of 2 files: 4 of the 7 files
+    assert (again.n_done, again.n_skipped, again.failures) == (0, 4, [])
+    assert manifest.read_bytes() == before
+    assert again.summary_lines()[-1] == (f"{manifest.name} records the run that wrote partial_0000_of_0002.npz: "
+                                         f"kept; nothing of this run was recorded there")
+    extraction = runcard.read_extraction(out)
+    seconds = sum(sf.info(path).duration for path in audio.rglob("*.flac"))
+    assert extraction.audio_hours * 3600 == pytest.approx(seconds, rel=1e-9)
+    card = dict(runcard.analysis_card(merged, extraction))
+    assert "the extraction: 7 of 7 files complete (7 extracted, 0 already complete), 0 failed" in card["Data"]
 
 
 def test_resume_failures_and_refusals(tiny_hubert, corpus, tmp_path):

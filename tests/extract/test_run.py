@@ -136,6 +136,18 @@ def test_resume_skips_and_overwrite_redoes(tiny_hubert, audio_dir, tmp_path):
     assert log.n_done == 0 and len(log.failures) == 4 and "--overwrite" in log.failures[0][1]
 
 
+def test_manifest_records_the_batch_size_which_is_not_identity(tiny_hubert, audio_dir, tmp_path):
+    """--batch_size is how a run ran, not what it stores (like --num_threads): a resume with another batch size
+    skips the complete files, and each run's manifest records the batch size it ran with (before: not recorded)."""
+    options = ExtractionOptions(model_name=str(tiny_hubert), device="cpu", layers="0")
+    manifest = options.output_dir(tmp_path) / "manifest.json"
+    assert extract_folder(audio_dir, tmp_path, options, batch_size=3).n_done == 4
+    assert json.loads(manifest.read_text())["run"]["batch_size"] == 3
+    log = extract_folder(audio_dir, tmp_path, options)
+    assert (log.n_done, log.n_skipped, log.failures) == (0, 4, [])
+    assert json.loads(manifest.read_text())["run"]["batch_size"] == 1
+
+
 def write_bad_files(folder):
     bad = folder / "bad"
     bad.mkdir(parents=True)
