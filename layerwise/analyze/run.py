@@ -1,24 +1,33 @@
-"""The analysis run: compute → draw → write.
+"""The analysis run: compute → write the numbers → draw → write the report.
 
+:func:`check_output_dir` refuses an output folder that cannot be written before anything is computed.
 :func:`compute` reads the selected files once (``analyze.stream``: exact statistics, subsample, span features) and
 derives every number into a typed :class:`~layerwise.contract.results.AnalysisResult` (``analyze.finish``: PCA, t-SNE,
-span and alignment-free measures); :func:`draw` draws the registry of figures (``report.figures``); :func:`write`
-writes summary.json/csv, per_dim_stats.npz and report.html atomically (``report.html``). :func:`run_analysis` is the composition; sharded runs
-(``shards``) write partial statistics instead and merge them later. Errors derive from
-:class:`~layerwise.errors.LayerwiseError` (usage: exit 2). Never imports torch or transformers.
-"""
+span and alignment-free measures); :func:`write_numbers` writes per_dim_stats.npz, summary.csv and summary.json at
+once; :func:`draw` draws the registry of figures (``report.figures``; one that raises is named and left out);
+:func:`write` writes summary.json again with the figures, and report.html (``report.html``), all atomically.
+:func:`produce` is that order with the failures of writing (a full disk: one line, the rest named as not written);
+:func:`run_analysis` is the composition; sharded runs (``shards``) write partial statistics instead and merge them
+later. Errors derive from :class:`~layerwise.errors.LayerwiseError` (usage: exit 2). Never imports torch or
+transformers."""
 
 from __future__ import annotations
 
+import errno
 import logging
+import math
+import os
+import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.contract import store
 from layerwise.contract.names import plural
 from layerwise.contract.results import AnalysisResult
-from layerwise.errors import AnalysisError
+from layerwise.errors import AnalysisError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -83,32 +92,209 @@ def compute(files: list[Path], options: AnalysisOptions) -> AnalysisResult:
     return finish.finish(state, options, order=state.files, wall={"streaming_pass": elapsed}, preflight=checked)
 
 
-def draw(result: AnalysisResult, out: str | Path) -> list:
-    """Every figure of the registry that applies, drawn into ``out``; returns ``figures.Drawn`` entries."""
+# The errno values after which no further output can be written to the folder (the disk or quota is full, the file
+# system was remounted read-only): the run stops writing, names what was not written and exits 1.
+FOLDER_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+PROBE_PREFIX = ".layerwise-probe-"  # the probe file of check_output_dir, removed at once
+
+
+class _NotWritten(Exception):
+    """An output file that could not be written (an OSError): ``name`` the file, ``reason`` the errno text. A
+    signal inside this module (as ``model.adapter._StopForward``): caught by :func:`produce`, never raised to
+    callers, so it is no part of the error tree."""
+
+    def __init__(self, name: str, err: OSError) -> None:
+        self.name, self.reason, self.errno = name, os_reason(err), err.errno
+        super().__init__(f"could not write {name}: {self.reason}")
+
+
+def os_reason(err: OSError) -> str:
+    """The errno text of ``err`` and its symbol, e.g. ``No space left on device (ENOSPC)``."""
+    symbol = errno.errorcode.get(err.errno or 0)
+    text = err.strerror or str(err)
+    return f"{text} ({symbol})" if symbol else text
+
+
+def check_output_dir(output_dir: str | Path) -> None:
+    """Refuse an output folder this process cannot write to, before any computation: creates and removes a probe
+    file in ``output_dir`` or, when it does not exist yet, in its nearest existing parent (the folder itself is
+    created only when the first output is written). Raises AnalysisError (exit 2) naming the folder and the errno
+    text: a read-only folder, a path under a regular file, a parent without write permission."""
+    out = Path(output_dir)
+    existing = out
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise AnalysisError(f"output_dir: {out} cannot be created: {existing} is a file, not a folder; pass an "
+                            f"output_dir that is a folder or can be made one")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=existing)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        where = "" if existing == out else f" (it does not exist and its parent {existing} cannot take it)"
+        raise AnalysisError(f"output_dir: cannot write to {out}{where}: {os_reason(err)}; pass an output_dir you "
+                            f"can write to") from err
+
+
+@contextmanager
+def _writing(name: str):
+    """Turn an OSError of the folder while writing ``name`` into _NotWritten naming it."""
+    try:
+        yield
+    except OSError as err:
+        raise _NotWritten(name, err) from err
+
+
+@dataclass(frozen=True)
+class Figures:
+    """What :func:`draw` produced: ``drawn`` the ``figures.Drawn`` entries written, in registry order; ``failed``
+    figure file name -> why it was not drawn (its exception, one line)."""
+
+    drawn: list
+    failed: dict[str, str]
+
+
+def _guarded(figure, failed: dict[str, str]):
+    """``figure`` whose draw callable records an exception in ``failed`` (logged as an error with the figure's name,
+    the traceback at debug level only) and returns None, so the other figures are still drawn. An OSError of the
+    folder (FOLDER_FULL) raises _NotWritten instead: nothing more can be written."""
+    from dataclasses import replace
+
+    def draw(result, path):
+        try:
+            with _writing(figure.name):
+                return figure.draw(result, path)
+        except _NotWritten as err:
+            if err.errno in FOLDER_FULL:
+                raise
+            reason = err.reason
+        except Exception as err:  # any failure of one figure: named, the others still drawn
+            log.debug("figure %s: traceback", figure.name, exc_info=True)  # shown with --verbose only
+            reason = f"{type(err).__name__}: {error_text(err)}"
+        log.error("figure %s not drawn: %s", figure.name, reason)
+        failed[figure.name] = reason
+        return None
+
+    return replace(figure, draw=draw)
+
+
+def draw(result: AnalysisResult, out: str | Path) -> Figures:
+    """Every figure of the registry that applies, drawn into ``out``; a figure that raises is left out and named in
+    ``Figures.failed``. Raises _NotWritten when the folder can take no more (FOLDER_FULL)."""
     from layerwise.report import figures
 
-    return figures.draw_all(result, out)
+    failed: dict[str, str] = {}
+    todo = [_guarded(figure, failed) for figure in figures.FIGURES if figure.applies(result)]
+    drawn = figures.draw_all(result, out, todo)
+    return Figures(drawn, failed)
+
+
+def summary_of(result: AnalysisResult, drawn: list) -> dict:
+    """The summary.json object: the result's summary, the figures drawn and the per-dimension file's name."""
+    from layerwise.report import html
+
+    return {**result.summary(), "figures": [d.figure.name for d in drawn], "per_dim_stats": html.PER_DIM_NPZ}
+
+
+def write_numbers(result: AnalysisResult, out: str | Path) -> list[Path]:
+    """per_dim_stats.npz, summary.csv and summary.json (no figures yet) for ``result``, right after the numbers
+    are computed, so that no later failure can lose them. Raises _NotWritten naming the file."""
+    from layerwise.contract.results import CONTRACT_KEYS
+    from layerwise.report import html
+
+    out = Path(out)
+    with _writing(str(out)):
+        out.mkdir(parents=True, exist_ok=True)
+    paths = []
+    with _writing(html.PER_DIM_NPZ):
+        paths.append(html.write_per_dim(out, {x.key: x.dim_mean for x in result.layers},
+                                        {x.key: x.dim_var for x in result.layers}))
+    with _writing(html.SUMMARY_CSV):
+        paths.append(html.write_summary_csv(out, html.with_display_names(result.rows())))
+    with _writing(html.SUMMARY_JSON):
+        paths.append(html.write_summary_json(out, summary_of(result, []), required=CONTRACT_KEYS))
+    return paths
 
 
 def write(result: AnalysisResult, drawn: list, out: str | Path) -> list[Path]:
-    """summary.json, summary.csv, per_dim_stats.npz and report.html for ``result`` (atomic writes)."""
+    """summary.json again (with the figures drawn and every wall time) and report.html, after the figures.
+    Raises _NotWritten naming the file."""
+    from layerwise.contract.results import CONTRACT_KEYS
     from layerwise.report import html
 
-    return html.write_outputs(result, drawn, out)
+    out = Path(out)
+    with _writing(html.SUMMARY_JSON):
+        summary = html.write_summary_json(out, summary_of(result, drawn), required=CONTRACT_KEYS)
+    with _writing(html.REPORT_HTML):
+        report = html.write_report_html(out, result, drawn)
+    return [summary, report]
+
+
+def produce(result: AnalysisResult, out: str | Path, start: float) -> dict:
+    """Write the numbers, draw, write the report (in that order) for ``result`` into ``out``; ``start`` the
+    perf_counter of the run's start. A figure that fails is named (a note in summary.json and report.html) and the
+    rest is still written; when the folder can take nothing more (_NotWritten) writing stops with one error
+    line naming the file and the errno text. Returns the summary.json object with ``not_written`` (file name ->
+    why; empty when everything was written)."""
+    from dataclasses import replace
+
+    from layerwise.report import html
+
+    out = Path(out)
+    not_written: dict[str, str] = {}
+    drawn: list = []
+    for note in result.notes:
+        log.warning(note)
+    try:
+        write_numbers(result, out)
+        draw_start = time.perf_counter()
+        figures = draw(result, out)
+        drawn, not_written = figures.drawn, dict(figures.failed)
+        wall = {**result.run.wall_s, "figures": time.perf_counter() - draw_start,
+                "total": time.perf_counter() - start}
+        notes = [*result.notes, *(f"figure {name} not drawn: {why}" for name, why in figures.failed.items())]
+        result = replace(result, run=replace(result.run, wall_s=wall), notes=notes)
+        write(result, drawn, out)
+    except _NotWritten as err:
+        log.error("%s; stopped writing to %s (what was written before is complete)", err, out)
+        not_written[err.name] = err.reason
+        if err.name != html.REPORT_HTML:
+            not_written[html.REPORT_HTML] = f"writing stopped at {err.name}"
+        return {**summary_of(result, drawn), "not_written": not_written}
+    log.info("wrote report.html and %d figures to %s in %.1f s", len(drawn), out, wall["total"])
+    return {**summary_of(result, drawn), "not_written": not_written}
+
+
+def written_since(output_dir: str | Path, since: float) -> list[str]:
+    """The files of ``output_dir`` (and of its ``partials`` folder) modified at or after ``since`` (``time.time()``,
+    floored to the second for file systems that keep whole seconds), oldest first, temporaries left out: what an
+    interrupted run had written."""
+    out = Path(output_dir)
+    found = []
+    for folder in (out, out / "partials"):
+        if not folder.is_dir():
+            continue
+        for path in folder.iterdir():
+            if path.is_file() and not path.name.startswith(".") and path.stat().st_mtime >= math.floor(since):
+                found.append((path.stat().st_mtime, str(path.relative_to(out))))
+    return [name for _, name in sorted(found)]
 
 
 def run_analysis(options: AnalysisOptions | None = None, **settings) -> dict:
-    """Analyse a folder (or one shard of it, or merge the shards' partials): compute, draw, write.
+    """Analyse a folder (or one shard of it, or merge the shards' partials): compute, write the numbers, draw,
+    write the report.
 
-    options : an :class:`AnalysisOptions`, or its fields as keyword arguments. Returns the summary.json object
-    (before NaN → null) with the figure names; a shard run returns ``{"partial": path}``.
+    options : an :class:`AnalysisOptions`, or its fields as keyword arguments. The output folder is checked first
+    (:func:`check_output_dir`). Returns the summary.json object (before NaN → null) with the figure names and
+    ``not_written`` (output file -> why it was not written: a figure that raised, a full disk; see :func:`produce`);
+    a shard run returns ``{"partial": path}``.
     Raises UsageError (exit 2) or InputError (a damaged file), both LayerwiseError.
     """
-    from dataclasses import replace
-
     from layerwise.analyze import shards
 
     options = options or AnalysisOptions(**settings)
+    check_output_dir(options.output_dir)
     start = time.perf_counter()
     if options.merge:
         result = shards.merge(options)
@@ -117,13 +303,4 @@ def run_analysis(options: AnalysisOptions | None = None, **settings) -> dict:
         if options.sharded:
             return {"partial": str(shards.write_partial(files, options))}
         result = compute(files, options)
-    out = Path(options.output_dir)
-    draw_start = time.perf_counter()
-    drawn = draw(result, out)
-    wall = {**result.run.wall_s, "figures": time.perf_counter() - draw_start, "total": time.perf_counter() - start}
-    result = replace(result, run=replace(result.run, wall_s=wall))
-    write(result, drawn, out)
-    for note in result.notes:
-        log.warning(note)
-    log.info("wrote report.html and %d figures to %s in %.1f s", len(drawn), out, wall["total"])
-    return {**result.summary(), "figures": [d.name for d in drawn]}
+    return produce(result, options.output_dir, start)

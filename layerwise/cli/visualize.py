@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
 from layerwise.analyze.control import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
@@ -148,6 +149,7 @@ def main(argv=None) -> int:
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("visualize_features")
     subset_id, num_subsets = (0, 1) if args.merge else common.shard_from_env(args.subset_id, args.num_subsets, parser)
+    started = time.time()  # what an interrupted run wrote: the files of --output_dir modified since
     try:
         from layerwise.analyze.run import run_analysis
 
@@ -162,19 +164,48 @@ def main(argv=None) -> int:
             silence_labels=tuple(args.silence_labels.split(",")), abx_distance=args.abx_distance,
             abx_max_size_group=args.abx_max_size_group, abx_max_x_across=args.abx_max_x_across,
             n_boot=args.n_boot, pnmi_clusters=args.pnmi_clusters, pnmi_fit_frames=args.pnmi_fit_frames,
-            word_embeddings=args.word_embeddings, speakers_file=args.speakers_file, command=command_line(argv))
+            word_embeddings=args.word_embeddings, speakers_file=args.speakers_file, command=command_line(argv),
+            given=common.flags_given(build_parser(), argv))
         summary = run_analysis(options)
     except LayerwiseError as err:
         log.error("%s", common.with_flags(error_text(err), vars(args)))
         if args.verbose:
             raise
         return common.EXIT_USAGE
+    except KeyboardInterrupt:
+        log.error("interrupted: %s", interrupted_text(args.output_dir, started))
+        return common.EXIT_INTERRUPTED
+    except OSError as err:  # a full disk outside the outputs run_analysis guards (a shard's partial, the ABX items)
+        from layerwise.analyze.run import FOLDER_FULL, os_reason
+
+        if err.errno not in FOLDER_FULL:
+            raise
+        log.error("could not write %s: %s", err.filename or f"to {args.output_dir}", os_reason(err))
+        if args.verbose:
+            raise
+        return common.EXIT_FAILED_INPUTS
     return exit_status(summary, args.output_dir, log)
+
+
+def interrupted_text(output_dir: str, started: float) -> str:
+    """What an interrupted analysis had written to ``output_dir`` (files modified since ``started``, time.time())
+    and what it had not, in one line."""
+    from layerwise.analyze.run import written_since
+    from layerwise.report.html import REPORT_HTML
+
+    written = written_since(output_dir, started)
+    if not written:
+        return f"nothing was written to {output_dir}; run the same command again"
+    if REPORT_HTML in written:
+        return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
+    return (f"{', '.join(written)} written to {output_dir} (complete files); {REPORT_HTML} and the remaining figures "
+            f"were not written: run the same command again")
 
 
 def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
     """The one exit rule of every command (README, "Exit status"), for an analysis that wrote its outputs: 0 when
-    everything requested was produced, 1 when a requested measure is missing (whole or on some layers; each named).
+    everything requested was produced, 1 when a requested measure is missing (whole or on some layers; each named)
+    or an output was not written (``summary["not_written"]``: a figure that raised, a full disk; each named).
     (2, nothing produced, is the error path of :func:`main`.) Requested: summary.json/csv, report.html, the figures
     and ``summary["requested_measures"]`` (``analyze.finish``: the span measures of a span folder; the property
     measures a frame folder's files allow in one process; ABX when asked). The report's path is always printed."""
@@ -182,6 +213,9 @@ def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
         log.info("partial statistics written to %s; merge every shard with --merge", summary["partial"])
         return common.EXIT_OK
     report = Path(output_dir) / "report.html"
+    not_written = summary.get("not_written") or {}
+    if not_written:  # each was logged where it failed; the outputs not listed are complete
+        log.error("not written: %s", "; ".join(f"{name} ({why})" for name, why in not_written.items()))
     missing = {k: v for k, v in (summary.get("unavailable") or {}).items()
                if k in summary.get("requested_measures", ())}
     if missing:
@@ -189,6 +223,10 @@ def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
         for name, reason in missing.items():
             by_reason.setdefault(reason, []).append(name)
         log.error("not produced: %s", "; ".join(f"{', '.join(names)}: {reason}" for reason, names in by_reason.items()))
+    if "report.html" in not_written:  # writing stopped (a full disk): the files written before it are complete
+        log.error("the files written before it are complete; run again once %s can take the rest", output_dir)
+        return common.EXIT_FAILED_INPUTS
+    if missing or not_written:
         log.error("everything else was written; report: %s", report)
         return common.EXIT_FAILED_INPUTS
     log.info("report: %s", report)
