@@ -60,7 +60,10 @@ class AnalysisOptions:
     alignment_dir on frame folders); pnmi_fit_frames : frames the k-means is fitted on (``analyze.pnmi``).
     word_embeddings : a GloVe / word2vec file for ``cca_word_embedding`` (word-span folders). speakers_file : a
     LibriSpeech SPEAKERS.TXT for ``gender_probe_accuracy`` (None: looked for next to the audio, ``contract.speakers``).
-    command : the command line, for the run card.
+    command : the command line, for the run card. given : the parameters the caller set explicitly (the CLI: the
+    flags typed, whatever their values; names that are not fields, such as ``verbose``, are ignored): a merge refuses
+    those it takes from the partials when their values differ (``analyze.shards.check_given``); empty (a library
+    call) = none, the partials' settings are taken.
     """
 
     features_dir: str | Path
@@ -95,9 +98,14 @@ class AnalysisOptions:
     word_embeddings: str | Path | None = None
     speakers_file: str | Path | None = None
     command: str | None = None
+    given: frozenset[str] = frozenset()
 
     def __post_init__(self):
         from layerwise.stats.sample import MIN_TSNE_POINTS
+
+        if isinstance(self.given, str):
+            raise UsageError(f"given={self.given!r} must be a collection of parameter names, e.g. {{'seed'}}")
+        object.__setattr__(self, "given", frozenset(self.given))
 
         if self.num_files < 0:
             raise UsageError(f"num_files={self.num_files} must be >= 0 (0 = all files)")

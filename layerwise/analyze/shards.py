@@ -19,12 +19,14 @@ import json
 import logging
 import re
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
 from layerwise.analyze import stream
+from layerwise.analyze.control import CONTROL_AUTO, CONTROL_NONE
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.contract import layout, store
 from layerwise.contract.results import AnalysisResult
@@ -274,15 +276,22 @@ NO_STORE_NOTE = ("extract_features.py --no_store: the features were not stored, 
 
 def merge(options: AnalysisOptions) -> AnalysisResult:
     """Merge every partial in ``options.output_dir`` and finish the analysis (PCA, t-SNE, span and alignment-free
-    measures). Partials of ``extract_features.py --no_store`` merge the same way; what needs the features again
-    (the control, ABX, PNMI) is refused when asked for and otherwise noted as not computed (:data:`NO_STORE_NOTE`)."""
+    measures) with the selection and streaming settings the partials were made with (:data:`FROM_PARTIALS`; one
+    given explicitly with another value is refused first, :func:`check_given`). Partials of ``extract_features.py
+    --no_store`` merge the same way; what needs the features again (the control, ABX, PNMI) is refused when asked
+    for and otherwise noted as not computed (:data:`NO_STORE_NOTE`)."""
     from layerwise.analyze.finish import finish
     from layerwise.contract.progress import bar
 
     start = time.perf_counter()
-    loaded = [_load(p, options) for p in bar(_partials(Path(options.output_dir)), "merge (reading partials)",
-                                             "shard")]
+    paths = _partials(Path(options.output_dir))
+    first = read_header(paths[0])  # the given settings are checked before the partials are read
+    if first is not None:
+        check_given(options, first)
+    loaded = [_load(p, options) for p in bar(paths, "merge (reading partials)", "shard")]
     _check_together([h for h, _, _ in loaded])
+    if first is None:
+        check_given(options, loaded[0][0])
     no_store = bool(loaded[0][0].get("no_store"))
     if no_store and (options.abx or options.alignment_dir is not None):
         raise UsageError("ABX and PNMI need the stored features, which extract_features.py --no_store does not "
@@ -309,6 +318,99 @@ def merge(options: AnalysisOptions) -> AnalysisResult:
                                         "speaker) are not in these partials (written by an older version); "
                                         "re-run the shards for them")])
     return result
+
+
+# What a merge takes from its partials, not from its own options (``merge``: ``replace(options, seed=…)``): the file
+# selection and the streaming pass's settings. One given explicitly (``AnalysisOptions.given``) with another value
+# than the partials' is refused before they are read (check_given); one left at its default takes theirs.
+FROM_PARTIALS = ("features_dir", "file_list", "num_files", "layers", "seed", "max_points", "precision")
+
+
+def read_header(path: Path) -> dict | None:
+    """The JSON header of the partial at ``path``, read without its arrays (npz members load lazily); None when it
+    cannot be read (``_load`` then names the partial and how to rebuild it)."""
+    try:
+        with np.load(path, allow_pickle=False) as arrays:
+            header = json.loads(str(arrays[_HEADER]))
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return None
+    return header if isinstance(header, dict) else None
+
+
+def check_given(options: AnalysisOptions, header: dict) -> None:
+    """Refuse a merge whose explicitly given parameters (``options.given``) it would override: any of
+    :data:`FROM_PARTIALS` whose value differs from the one ``header`` (the first partial's; ``_check_together``
+    makes the others agree) was made with, and on ``--no_store`` partials a control_dir that names a folder.
+    Raises UsageError naming each parameter, both values and the way out; a value equal to the partials' passes."""
+    folder = Path(options.output_dir) / PARTIALS_DIR
+    control = options.control_dir
+    if (header.get("no_store") and "control_dir" in options.given and control is not None
+            and str(control).lower() not in (CONTROL_NONE, CONTROL_AUTO)):
+        raise UsageError(f"control_dir={control}: the partials in {folder} come from extract_features.py "
+                         f"--no_store, whose merge cannot compute the random-init control (its measures need both "
+                         f"models' features together, and these were not stored); leave control_dir out of the "
+                         f"merge (or give control_dir=none), and for the control extract a sample set with "
+                         f"storage (--num_utterances N) and with --random_init, and analyse that folder with it")
+    differ = [f"given {name}={mine}, the partials' {name}={theirs}" for name in FROM_PARTIALS
+              if name in options.given for mine, theirs in [_given_and_partials(name, options, header)]
+              if mine != theirs]
+    if differ:
+        raise UsageError(f"merge takes the selection and streaming settings from the partials in {folder}, and "
+                         f"{'; '.join(differ)}. Re-run the shards with the given value (then merge with it), or "
+                         f"leave it out of the merge to use the partials' value")
+
+
+def _given_and_partials(name: str, options: AnalysisOptions, header: dict) -> tuple[str, str]:
+    """(the given value, the partials' value) of one of :data:`FROM_PARTIALS` as a user reads them; equal strings
+    when they select the same (paths to one folder, layer specs of the same keys, a file_list of the same stems)."""
+    mine = getattr(options, name)
+    if name == "features_dir":  # --no_store partials: the features "are" where the partials are (merge records so)
+        theirs = options.output_dir if header.get("no_store") else header["features_dir"]
+        return (str(theirs), str(theirs)) if _same_folder(mine, theirs) else (str(mine), str(theirs))
+    if name == "file_list":
+        stems = header["all_stems"]
+        listed = _listed_stems(mine, int(header["num_files"])) if mine is not None else stems
+        return ((str(mine), str(mine)) if listed == stems else
+                (f"{mine} ({len(listed)} files)", f"selection of {len(stems)} files"))
+    if name == "layers":
+        spec = "all" if header["layers"] in ("None", "all") else header["layers"]
+        given = "all" if mine is None else str(mine)
+        keys = _layer_keys(given, header)
+        return (spec, spec) if given == spec or (keys is not None and keys == _layer_keys(spec, header)) \
+            else (given, spec)
+    return str(mine), str(header[name])
+
+
+def _same_folder(a, b) -> bool:
+    """Whether paths ``a`` and ``b`` name one folder (as written, resolved, or the same inode)."""
+    a, b = Path(a), Path(b)
+    try:
+        return a == b or a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _listed_stems(file_list, num_files: int) -> list[str]:
+    """The stems a file_list selects, as ``run.select_files`` orders and cuts them (by file name; 0 = all)."""
+    text = store.read_own(file_list, what="file_list", rebuild="leave file_list out of the merge: the partials hold "
+                                                               "their selection")
+    stems = sorted((store.stem_of(line.strip()) for line in text.splitlines() if line.strip()),
+                   key=lambda stem: stem + store.FEATURE_SUFFIX)
+    return stems if num_files == 0 else stems[:num_files]
+
+
+def _layer_keys(spec: str, header: dict) -> list[str] | None:
+    """The layer keys ``spec`` selects from the extraction's layers the partial records (its files' meta, a
+    ``--no_store`` shard's identity, or the keys a shard of every layer selected; None: not resolvable)."""
+    available = (header.get("meta") or header.get("identity") or {}).get("layers")
+    if not isinstance(available, list) and header["layers"] in ("None", "all"):
+        available = header.get("keys")
+    if not isinstance(available, list) or not available:
+        return None
+    try:
+        return layout.parse_layer_spec(spec, [str(k) for k in available])
+    except (UsageError, TypeError, ValueError):
+        return None
 
 
 def _check_together(headers: list[dict]) -> None:

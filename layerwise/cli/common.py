@@ -166,3 +166,12 @@ def with_flags(message: str, names) -> str:
     for name in sorted(names, key=len, reverse=True):
         message = re.sub(rf"(?<![-\w.]){re.escape(name)}(?=[=:])", f"--{name}", message)
     return message
+
+
+def flags_given(parser: argparse.ArgumentParser, argv=None) -> frozenset[str]:
+    """The destinations (``seed``, ``max_points``) of the flags typed in ``argv`` (None: ``sys.argv[1:]``), a flag
+    given with its default value included: ``argv`` parsed again with every default suppressed, so only what was
+    typed lands in the namespace. Changes ``parser``'s defaults: pass a fresh one (``build_parser()``)."""
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    return frozenset(vars(parser.parse_args(argv)))
