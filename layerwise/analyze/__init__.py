@@ -1,4 +1,4 @@
-"""Feature store → statistics → measures → result: the analysis run (compute → draw → write), its options, the one
+"""Feature store → statistics → measures → result: the analysis run (compute → write the numbers → draw → write the report), its options, the one
 streaming pass, the random-init control, the finish step and analysis shards. No torch."""
 
 from layerwise.analyze.options import AnalysisOptions
