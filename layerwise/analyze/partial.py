@@ -27,10 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-import zipfile
 from pathlib import Path
-
-import numpy as np
 
 from layerwise.analyze import shards, stream
 from layerwise.analyze.options import AnalysisOptions
@@ -110,7 +107,7 @@ class PartialFeed:
         for path in sorted(self.path.parent.glob("partial_*_of_*.npz")) if self.path.parent.is_dir() else ():
             if path == self.path:
                 continue  # this shard's own: replaced (or found complete) by this run
-            other = _header_only(path)
+            other = shards.read_header(path)
             if other is None:
                 continue
             way_out = (f"; re-run with that run's settings, remove {self.path.parent}, or choose another "
@@ -156,14 +153,3 @@ class PartialFeed:
             self.state.stats.end_group()
         header = {**self._header, "failed": [stem for stem in failed if stem in self._place]}
         return shards.save_partial(self.path, header, self.state, wall_s=self._busy + time.perf_counter() - start)
-
-
-def _header_only(path: Path) -> dict | None:
-    """The JSON header of the partial at ``path``, read without its arrays (npz members load lazily); None when it
-    cannot be read (the merge names such a partial)."""
-    try:
-        with np.load(path, allow_pickle=False) as arrays:
-            header = json.loads(str(arrays["header"]))
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return None
-    return header if isinstance(header, dict) else None
