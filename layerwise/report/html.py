@@ -26,7 +26,7 @@ import numpy as np
 from layerwise.contract import store
 from layerwise.contract.layout import MEASURES
 from layerwise.contract.names import display_name, model_label
-from layerwise.contract.results import CONTRACT_KEYS, CONTROL_KEY
+from layerwise.contract.results import CONTROL_KEY
 from layerwise.report import runcard
 
 SUMMARY_JSON = "summary.json"
@@ -415,17 +415,3 @@ def write_report_html(output_dir: Path, result, drawn: list) -> Path:
     card = runcard.analysis_card(result, extraction)
     notes = notes_of(result, runcard.extraction_problems(extraction, result.run.features_dir))
     return write_page(output_dir, analysis_page(result, drawn, card, notes))
-
-
-def write_outputs(result, drawn: list, output_dir: str | Path) -> list[Path]:
-    """Everything an analysis writes besides the figures: per_dim_stats.npz, summary.csv, summary.json (with the
-    figure names), report.html. Returns their paths."""
-    out = Path(output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    summary = {**result.summary(), "figures": [d.figure.name for d in drawn], "per_dim_stats": PER_DIM_NPZ}
-    return [
-        write_per_dim(out, {x.key: x.dim_mean for x in result.layers}, {x.key: x.dim_var for x in result.layers}),
-        write_summary_csv(out, with_display_names(result.rows())),
-        write_summary_json(out, summary, required=CONTRACT_KEYS),
-        write_report_html(out, result, drawn),
-    ]

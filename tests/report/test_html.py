@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from layerwise.analyze import run as analysis_run
 from layerwise.contract import results
 from layerwise.report import figures, html, runcard
 
@@ -156,7 +157,8 @@ def written(tmp_path_factory):
     result = make_result(features)
     out = tmp_path / "analysis"
     drawn = figures.draw_all(result, out)
-    paths = html.write_outputs(result, drawn, out)
+    paths = analysis_run.write_numbers(result, out)  # what an analysis run writes: the numbers, then the report
+    paths = sorted({*paths, *analysis_run.write(result, drawn, out)})
     page = Page()
     page.feed((out / "report.html").read_text(encoding="utf-8"))
     return result, drawn, out, paths, page
