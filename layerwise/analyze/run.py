@@ -13,11 +13,7 @@ transformers."""
 
 from __future__ import annotations
 
-import errno
 import logging
-import math
-import os
-import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -26,6 +22,7 @@ from pathlib import Path
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.contract import store
 from layerwise.contract.names import plural
+from layerwise.contract.outputs import FOLDER_FULL, check_output_dir, os_reason
 from layerwise.contract.results import AnalysisResult
 from layerwise.errors import AnalysisError, error_text
 
@@ -92,12 +89,6 @@ def compute(files: list[Path], options: AnalysisOptions) -> AnalysisResult:
     return finish.finish(state, options, order=state.files, wall={"streaming_pass": elapsed}, preflight=checked)
 
 
-# The errno values after which no further output can be written to the folder (the disk or quota is full, the file
-# system was remounted read-only): the run stops writing, names what was not written and exits 1.
-FOLDER_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
-PROBE_PREFIX = ".layerwise-probe-"  # the probe file of check_output_dir, removed at once
-
-
 class _NotWritten(Exception):
     """An output file that could not be written (an OSError): ``name`` the file, ``reason`` the errno text. A
     signal inside this module (as ``model.adapter._StopForward``): caught by :func:`produce`, never raised to
@@ -106,35 +97,6 @@ class _NotWritten(Exception):
     def __init__(self, name: str, err: OSError) -> None:
         self.name, self.reason, self.errno = name, os_reason(err), err.errno
         super().__init__(f"could not write {name}: {self.reason}")
-
-
-def os_reason(err: OSError) -> str:
-    """The errno text of ``err`` and its symbol, e.g. ``No space left on device (ENOSPC)``."""
-    symbol = errno.errorcode.get(err.errno or 0)
-    text = err.strerror or str(err)
-    return f"{text} ({symbol})" if symbol else text
-
-
-def check_output_dir(output_dir: str | Path) -> None:
-    """Refuse an output folder this process cannot write to, before any computation: creates and removes a probe
-    file in ``output_dir`` or, when it does not exist yet, in its nearest existing parent (the folder itself is
-    created only when the first output is written). Raises AnalysisError (exit 2) naming the folder and the errno
-    text: a read-only folder, a path under a regular file, a parent without write permission."""
-    out = Path(output_dir)
-    existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise AnalysisError(f"output_dir: {out} cannot be created: {existing} is a file, not a folder; pass an "
-                            f"output_dir that is a folder or can be made one")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
-        where = "" if existing == out else f" (it does not exist and its parent {existing} cannot take it)"
-        raise AnalysisError(f"output_dir: cannot write to {out}{where}: {os_reason(err)}; pass an output_dir you "
-                            f"can write to") from err
 
 
 @contextmanager
@@ -266,21 +228,6 @@ def produce(result: AnalysisResult, out: str | Path, start: float) -> dict:
     return {**summary_of(result, drawn), "not_written": not_written}
 
 
-def written_since(output_dir: str | Path, since: float) -> list[str]:
-    """The files of ``output_dir`` (and of its ``partials`` folder) modified at or after ``since`` (``time.time()``,
-    floored to the second for file systems that keep whole seconds), oldest first, temporaries left out: what an
-    interrupted run had written."""
-    out = Path(output_dir)
-    found = []
-    for folder in (out, out / "partials"):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and not path.name.startswith(".") and path.stat().st_mtime >= math.floor(since):
-                found.append((path.stat().st_mtime, str(path.relative_to(out))))
-    return [name for _, name in sorted(found)]
-
-
 def run_analysis(options: AnalysisOptions | None = None, **settings) -> dict:
     """Analyse a folder (or one shard of it, or merge the shards' partials): compute, write the numbers, draw,
     write the report.
@@ -294,7 +241,7 @@ def run_analysis(options: AnalysisOptions | None = None, **settings) -> dict:
     from layerwise.analyze import shards
 
     options = options or AnalysisOptions(**settings)
-    check_output_dir(options.output_dir)
+    check_output_dir(options.output_dir, AnalysisError)
     start = time.perf_counter()
     if options.merge:
         result = shards.merge(options)

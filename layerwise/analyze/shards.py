@@ -269,6 +269,17 @@ def _partials(output_dir: Path) -> list[Path]:
     return [parts[i] for i in range(count)]
 
 
+def check_shard_count(output_dir: str | Path, expected: int) -> None:
+    """Refuse a merge told ``--num_subsets expected`` whose partials in ``output_dir`` come from another number of
+    shards (UsageError naming both); also refuses when partials are missing or mixed, as the merge would."""
+    count = len(_partials(Path(output_dir)))
+    if count != expected:
+        raise UsageError(f"merge was given num_subsets={expected}, but the partials in "
+                         f"{Path(output_dir) / PARTIALS_DIR} are {count} shards (partial_K_of_{count}); leave "
+                         f"num_subsets out of the merge (it takes the count from the partials) or run the "
+                         f"{expected} shards")
+
+
 NO_STORE_NOTE = ("extract_features.py --no_store: the features were not stored, so what needs them again after the "
                  "pass is not computed: the random-init control (the dashed lines), ABX error rates and PNMI; "
                  "extract a sample set with storage (--num_utterances N) and analyse that folder for them")

@@ -8,7 +8,10 @@ import difflib
 import logging
 import os
 import re
+import signal
 import sys
+import threading
+from contextlib import contextmanager
 
 EXIT_OK, EXIT_FAILED_INPUTS, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -175,3 +178,30 @@ def flags_given(parser: argparse.ArgumentParser, argv=None) -> frozenset[str]:
     for action in parser._actions:
         action.default = argparse.SUPPRESS
     return frozenset(vars(parser.parse_args(argv)))
+
+
+@contextmanager
+def sigterm_as_interrupt():
+    """Inside the block SIGTERM (a batch system's time limit, ``kill``) raises KeyboardInterrupt in the main thread,
+    so a command stops on it as on Ctrl-C (one line, exit 130). Yields a list that holds the signal once it came;
+    the previous handler is restored on exit. Off the main thread (where no handler can be set) it does nothing."""
+    terminated: list[int] = []
+    if threading.current_thread() is not threading.main_thread():
+        yield terminated
+        return
+
+    def stop(signum, frame):
+        terminated.append(signum)
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield terminated
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def interrupted_by(terminated: list[int]) -> str:
+    """The first words of a command's one line when it stops on a signal: ``terminated (SIGTERM)`` or
+    ``interrupted`` (Ctrl-C)."""
+    return f"terminated ({signal.Signals(terminated[0]).name})" if terminated else "interrupted"

@@ -17,11 +17,23 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
 from pathlib import Path
 
-from layerwise.cli.common import EXIT_FAILED_INPUTS, EXIT_OK, EXIT_USAGE, CliParser, setup_logging, with_flags
+from layerwise.cli.common import (
+    EXIT_FAILED_INPUTS,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    CliParser,
+    interrupted_by,
+    setup_logging,
+    sigterm_as_interrupt,
+    with_flags,
+)
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
 from layerwise.contract import progress
+from layerwise.contract.outputs import FOLDER_FULL, os_reason, written_since
 from layerwise.errors import LayerwiseError, error_text
 
 
@@ -50,17 +62,41 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("compare_features")
-    try:
-        from layerwise.compare.run import run_comparison
+    started = time.time()  # what an interrupted run wrote: the files of --output_dir modified since
+    with sigterm_as_interrupt() as terminated:  # SLURM's time limit stops the run as Ctrl-C does
+        try:
+            from layerwise.compare.run import run_comparison
 
-        result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
-                                               num_files=args.num_files, layers=args.layers, labels=args.labels))
-    except LayerwiseError as err:
-        log.error("%s", with_flags(error_text(err), vars(args)))
-        if args.verbose:
-            raise
-        return EXIT_USAGE
+            result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
+                                                   num_files=args.num_files, layers=args.layers, labels=args.labels))
+        except LayerwiseError as err:
+            log.error("%s", with_flags(error_text(err), vars(args)))
+            if args.verbose:
+                raise
+            return EXIT_USAGE
+        except KeyboardInterrupt:
+            log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, started))
+            return EXIT_INTERRUPTED
+        except OSError as err:  # the folder took no more (a full disk, a quota, remounted read-only): one line
+            if err.errno not in FOLDER_FULL:
+                raise
+            log.error("could not write %s: %s; %s", err.filename or f"to {args.output_dir}", os_reason(err),
+                      interrupted_text(args.output_dir, started))
+            if args.verbose:
+                raise
+            return EXIT_FAILED_INPUTS
     return exit_status(result.unavailable, args.output_dir, log)
+
+
+def interrupted_text(output_dir: str, started: float) -> str:
+    """What a stopped comparison had written to ``output_dir`` (files modified since ``started``, time.time()),
+    in one line: every file is written whole (atomically), and report.html is the last."""
+    written = written_since(output_dir, started)
+    if not written:
+        return f"nothing was written to {output_dir}; run the same command again"
+    done = "the run had finished writing its report" if "report.html" in written else \
+        "report.html and the rest were not written: run the same command again"
+    return f"{', '.join(written)} written to {output_dir} (complete files); {done}"
 
 
 def exit_status(unavailable: dict[str, str], output_dir: str, log: logging.Logger) -> int:

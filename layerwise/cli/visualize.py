@@ -92,7 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "OUTPUT_DIR/partials")
     s.add_argument("--merge", action="store_true",
                    help="merge every shard's partial statistics in OUTPUT_DIR/partials into the full summary, "
-                        "figures and report")
+                        "figures and report (the count comes from the partials; --num_subsets N, if given, must "
+                        "match it)")
     p.add_argument("--no_progress", action="store_true", help="no progress bars on stderr")
     p.add_argument("--verbose", action="store_true", help="debug logging, and tracebacks on errors")
     return p
@@ -148,8 +149,19 @@ def main(argv=None) -> int:
     common.setup_logging(args.verbose)
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("visualize_features")
-    subset_id, num_subsets = (0, 1) if args.merge else common.shard_from_env(args.subset_id, args.num_subsets, parser)
+    if args.merge and args.subset_id is not None:
+        parser.error(f"--merge combines the partials of every shard and --subset_id {args.subset_id} selects one: "
+                     f"leave --subset_id out of the merge")
     started = time.time()  # what an interrupted run wrote: the files of --output_dir modified since
+    with common.sigterm_as_interrupt() as terminated:  # SLURM's time limit stops the run as Ctrl-C does
+        status = _run(args, argv, parser, started, terminated, log)
+    return status
+
+
+def _run(args, argv, parser, started: float, terminated: list, log: logging.Logger) -> int:
+    """The analysis of parsed ``args`` with the exit rule of :func:`exit_status`; usage errors, Ctrl-C/SIGTERM
+    (``terminated``) and a full disk are one logged line and their status."""
+    subset_id, num_subsets = (0, 1) if args.merge else common.shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
         from layerwise.analyze.run import run_analysis
 
@@ -166,6 +178,10 @@ def main(argv=None) -> int:
             n_boot=args.n_boot, pnmi_clusters=args.pnmi_clusters, pnmi_fit_frames=args.pnmi_fit_frames,
             word_embeddings=args.word_embeddings, speakers_file=args.speakers_file, command=command_line(argv),
             given=common.flags_given(build_parser(), argv))
+        if args.merge and args.num_subsets is not None:  # given: the merge checks it against the partials
+            from layerwise.analyze.shards import check_shard_count
+
+            check_shard_count(args.output_dir, args.num_subsets)
         summary = run_analysis(options)
     except LayerwiseError as err:
         log.error("%s", common.with_flags(error_text(err), vars(args)))
@@ -173,10 +189,10 @@ def main(argv=None) -> int:
             raise
         return common.EXIT_USAGE
     except KeyboardInterrupt:
-        log.error("interrupted: %s", interrupted_text(args.output_dir, started))
-        return common.EXIT_INTERRUPTED
+        log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args.output_dir, started))
+        return common.EXIT_INTERRUPTED  # SIGTERM too: README's one exit rule (extraction does the same)
     except OSError as err:  # a full disk outside the outputs run_analysis guards (a shard's partial, the ABX items)
-        from layerwise.analyze.run import FOLDER_FULL, os_reason
+        from layerwise.contract.outputs import FOLDER_FULL, os_reason
 
         if err.errno not in FOLDER_FULL:
             raise
@@ -190,7 +206,7 @@ def main(argv=None) -> int:
 def interrupted_text(output_dir: str, started: float) -> str:
     """What an interrupted analysis had written to ``output_dir`` (files modified since ``started``, time.time())
     and what it had not, in one line."""
-    from layerwise.analyze.run import written_since
+    from layerwise.contract.outputs import written_since
     from layerwise.report.html import REPORT_HTML
 
     written = written_since(output_dir, started)

@@ -335,10 +335,12 @@ def run_comparison(options: CompareOptions | None = None, **settings) -> Compari
     """
     import time
 
+    from layerwise.contract.outputs import check_output_dir
     from layerwise.contract.provenance import command_line
     from layerwise.report import compareplots, comparereport, html
 
     options = options or CompareOptions(**settings)
+    check_output_dir(options.output_dir, CompareError)  # before any computation
     start = time.perf_counter()
     result = compute(options)
     result.command = options.command if options.command is not None else command_line()

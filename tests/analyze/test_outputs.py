@@ -9,6 +9,7 @@ import errno
 import json
 import logging
 import os
+import signal
 
 import numpy as np
 import pytest
@@ -16,6 +17,7 @@ import pytest
 from layerwise.analyze import run as analyze_run
 from layerwise.analyze import stream
 from layerwise.cli import visualize
+from layerwise.contract import outputs
 from layerwise.report import figures
 from tests.analyze.test_run import cat, write_folder
 
@@ -120,13 +122,7 @@ def test_an_unwritable_output_dir_is_refused_before_any_computation_exit_2(tmp_p
             (tmp_path / "ro").chmod(0o700)  # tmp_path can be removed
     line = next(r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
     assert line.startswith("--output_dir:") and str(out) in line
-    assert not any(p.name.startswith(analyze_run.PROBE_PREFIX) for p in tmp_path.rglob("*"))
-
-
-def test_a_missing_output_dir_is_accepted_and_not_created_by_the_check(tmp_path):
-    out = tmp_path / "new" / "deeper"
-    analyze_run.check_output_dir(out)
-    assert not (tmp_path / "new").exists() and list(tmp_path.iterdir()) == []
+    assert not any(p.name.startswith(outputs.PROBE_PREFIX) for p in tmp_path.rglob("*"))
 
 
 def test_a_full_disk_while_drawing_is_one_line_the_numbers_stay_exit_1(tmp_path, folder, monkeypatch, caplog, capfd):
@@ -182,4 +178,23 @@ def test_ctrl_c_is_one_line_naming_what_was_written_exit_130(tmp_path, folder, m
         assert on_disk == ["per_dim_stats.npz", "summary.csv", "summary.json"]
         assert all(name in lines[0] for name in on_disk) and "report.html" in lines[0] and "not written" in lines[0]
         assert np.isfinite(json.loads((out / "summary.json").read_text())["mean"]["layer_0"])
+    assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+def test_sigterm_stops_like_ctrl_c_and_restores_the_handler(tmp_path, folder, monkeypatch, caplog, capfd):
+    """A batch system's time limit (SLURM sends SIGTERM): the same one line naming what was written, exit 130, and
+    the caller's SIGTERM handler back afterwards."""
+    def terminate(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the main thread before kill() returns
+        raise AssertionError("SIGTERM did not stop the analysis")
+
+    monkeypatch.setattr(analyze_run, "draw", terminate)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO):
+        assert _main(tmp_path / "feat", out) == 130
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("terminated (SIGTERM):")]
+    assert len(lines) == 1 and "summary.json" in lines[0] and "report.html" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["per_dim_stats.npz", "summary.csv", "summary.json"]
+    assert signal.getsignal(signal.SIGTERM) is before
     assert "Traceback" not in caplog.text + capfd.readouterr().err

@@ -482,3 +482,61 @@ def test_cka_between_debiased_equals_gram_form_and_is_written(tmp_path):
     assert (entry["a"], entry["b"], entry["layers_a"]) == ("model-a", "model-b", keys)
     np.testing.assert_allclose(entry["matrix"], want, atol=1e-9)
     assert set(summary["per_folder"]["model-a"]["cka_with_previous_debiased"]) == set(keys)
+
+
+# ---------------------------------------------------------------------------------------------- stops and full disks
+@pytest.fixture
+def three_folders(tmp_path):
+    files = synthetic(np.random.default_rng(5), (20, 25, 30))
+    keys = list(files["19-198-0000"])
+    return [write_folder(tmp_path / n, files, meta_for(f"m/{n}", keys)) for n in ("a", "b", "c")]
+
+
+def test_an_output_dir_under_a_file_is_refused_before_computing(three_folders, tmp_path, monkeypatch, caplog):
+    from layerwise.compare import run as compare_run
+
+    monkeypatch.setattr(compare_run, "compute", lambda options: pytest.fail("computed before checking the folder"))
+    (tmp_path / "a_file").write_text("x")
+    out = tmp_path / "a_file" / "cmp"
+    assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 2
+    assert "a_file is a file, not a folder" in caplog.text
+
+
+@pytest.mark.parametrize("how", ["ctrl_c", "sigterm"])
+def test_a_stop_while_drawing_is_one_line_exit_130(three_folders, tmp_path, monkeypatch, caplog, capfd, how):
+    import os
+    import signal
+
+    from layerwise.report import compareplots
+
+    def stop(*args, **kwargs):
+        if how == "sigterm":
+            os.kill(os.getpid(), signal.SIGTERM)  # a batch system's time limit
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compareplots, "draw_all", stop)
+    before = signal.getsignal(signal.SIGTERM)
+    out = tmp_path / "cmp"
+    assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 130
+    first = "terminated (SIGTERM):" if how == "sigterm" else "interrupted:"
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(first)]
+    assert len(lines) == 1 and "nothing was written" in lines[0]
+    assert signal.getsignal(signal.SIGTERM) is before
+    assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+def test_a_full_disk_is_one_line_naming_the_file_exit_1(three_folders, tmp_path, monkeypatch, caplog, capfd):
+    import errno
+    import os
+
+    from layerwise.report import comparereport
+
+    def full(result, out, figures):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "summary.json"))
+
+    monkeypatch.setattr(comparereport, "write_all", full)
+    out = tmp_path / "cmp"
+    assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 1
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("could not write"))
+    assert str(out / "summary.json") in line and "(ENOSPC)" in line and "sweep.png" in line
+    assert "Traceback" not in caplog.text + capfd.readouterr().err
