@@ -101,6 +101,11 @@ def check(ff: store.FeatureFile, state: Collected) -> None:
     if (ff.labels is not None) != state.is_span:
         raise UsageError(f"{name} and {state.first_name}: one has span labels, the other not (mixed frame and span "
                          f"files); analyse each extraction's own folder")
+    span = ff.meta.get("span")  # absent in prototype files: the arrays alone say frame or span
+    if span is not None and (ff.labels is not None) != (span != layout.FRAME_SPAN):
+        held = "span labels" if ff.labels is not None else "no span labels"
+        raise InputError(f"{name}: holds {held} but its metadata says span={span!r}; it is not a file as "
+                         f"extract_features.py writes it — remove it or re-extract it")
     rows = len(ff.layers[state.layers[0]])
     if ff.labels is not None and len(ff.labels) != rows:
         raise InputError(f"{name}: {len(ff.labels)} labels for {rows} segments; the file is damaged — remove it or "
