@@ -180,25 +180,58 @@ def flags_given(parser: argparse.ArgumentParser, argv=None) -> frozenset[str]:
     return frozenset(vars(parser.parse_args(argv)))
 
 
+RESEND_SECONDS = 0.05  # a swallowed SIGTERM is sent again after this: long after the unraisable hook has returned
+
+
 @contextmanager
 def sigterm_as_interrupt():
     """Inside the block SIGTERM (a batch system's time limit, ``kill``) raises KeyboardInterrupt in the main thread,
-    so a command stops on it as on Ctrl-C (one line, exit 130). Yields a list that holds the signal once it came;
-    the previous handler is restored on exit. Off the main thread (where no handler can be set) it does nothing."""
+    so a command stops on it as on Ctrl-C (one line, exit 130). Yields a list that holds each SIGTERM received; the
+    caller treats any exception after the first as the stop (a lazy import wraps it in a RuntimeError) and, once
+    the block is left, a non-empty list as a stop even when the run went on. A further SIGTERM while stopping is
+    recorded, not raised. An interrupt that Python swallows (raised inside a ``__del__`` or a gc callback, where it
+    is printed and dropped) is not printed: a helper thread sends the signal again until it is raised where it
+    stops the run. The previous handler and ``sys.unraisablehook`` are restored on exit. Off the main thread (where
+    no handler can be set) it does nothing."""
     terminated: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
+    pending = threading.Event()  # an interrupt was swallowed: the resender's signal raises it again
+    resender: list[threading.Thread] = []
+    main_thread = threading.main_thread().ident
 
     def stop(signum, frame):
         terminated.append(signum)
-        raise KeyboardInterrupt
+        if len(terminated) == 1 or pending.is_set():
+            pending.clear()
+            raise KeyboardInterrupt
 
-    previous = signal.signal(signal.SIGTERM, stop)
+    def resend():
+        while not stopped.wait(RESEND_SECONDS) and pending.is_set():
+            signal.pthread_kill(main_thread, signal.SIGTERM)
+
+    def unraisable(info):
+        if not (terminated and info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt)):
+            hook(info)
+            return
+        pending.set()
+        if not resender:
+            resender.append(threading.Thread(target=resend, name="sigterm-resend", daemon=True))
+            resender[0].start()
+
+    stopped = threading.Event()
+    previous, hook = signal.signal(signal.SIGTERM, stop), sys.unraisablehook
+    sys.unraisablehook = unraisable
     try:
         yield terminated
     finally:
+        stopped.set()
+        pending.clear()
+        for thread in resender:
+            thread.join()  # no signal of it can reach the handler restored below
         signal.signal(signal.SIGTERM, previous)
+        sys.unraisablehook = hook
 
 
 def interrupted_by(terminated: list[int]) -> str:

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from layerwise.cli.common import (
@@ -33,7 +32,7 @@ from layerwise.cli.common import (
 )
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
 from layerwise.contract import progress
-from layerwise.contract.outputs import FOLDER_FULL, os_reason, written_since
+from layerwise.contract.outputs import FOLDER_FULL, os_reason, snapshot, written_since
 from layerwise.errors import LayerwiseError, error_text
 
 
@@ -62,40 +61,65 @@ def main(argv=None) -> int:
     setup_logging(args.verbose)
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("compare_features")
-    started = time.time()  # what an interrupted run wrote: the files of --output_dir modified since
+    before = snapshot(args.output_dir)  # what a stopped run wrote: what differs from this at the end
     with sigterm_as_interrupt() as terminated:  # SLURM's time limit stops the run as Ctrl-C does
-        try:
-            from layerwise.compare.run import run_comparison
+        status, unavailable = _run(args, before, terminated, log)
+    if terminated and status != EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
+        log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
+        return EXIT_INTERRUPTED
+    return exit_status(unavailable, args.output_dir, log) if status is None else status
 
-            result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
-                                                   num_files=args.num_files, layers=args.layers, labels=args.labels))
-        except LayerwiseError as err:
+
+def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int | None, dict]:
+    """The comparison of parsed ``args``: (None, what could not be computed) when it wrote its outputs, else
+    (the exit status, {}) after one logged line: a usage error (2), Ctrl-C or SIGTERM (``terminated``; 130), an
+    output that could not be written (1: the file and the errno text, and what was written)."""
+    try:
+        from layerwise.compare.run import run_comparison
+
+        result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
+                                               num_files=args.num_files, layers=args.layers, labels=args.labels))
+    except KeyboardInterrupt:
+        log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
+        return EXIT_INTERRUPTED, {}
+    except Exception as err:
+        if terminated:  # the SIGTERM surfaced inside another exception (a lazy import wraps it in a RuntimeError)
+            log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
+            return EXIT_INTERRUPTED, {}
+        if isinstance(err, LayerwiseError):
             log.error("%s", with_flags(error_text(err), vars(args)))
             if args.verbose:
                 raise
-            return EXIT_USAGE
-        except KeyboardInterrupt:
-            log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, started))
-            return EXIT_INTERRUPTED
-        except OSError as err:  # the folder took no more (a full disk, a quota, remounted read-only): one line
-            if err.errno not in FOLDER_FULL:
-                raise
-            log.error("could not write %s: %s; %s", err.filename or f"to {args.output_dir}", os_reason(err),
-                      interrupted_text(args.output_dir, started))
-            if args.verbose:
-                raise
-            return EXIT_FAILED_INPUTS
-    return exit_status(result.unavailable, args.output_dir, log)
+            return EXIT_USAGE, {}
+        if not (isinstance(err, OSError) and _is_output(err, args.output_dir)):
+            raise
+        advice = "free some space, then " if err.errno in FOLDER_FULL else ""
+        log.error("could not write %s: %s; %s", err.filename, os_reason(err),
+                  interrupted_text(args.output_dir, before, advice))
+        if args.verbose:
+            raise
+        return EXIT_FAILED_INPUTS, {}
+    return None, result.unavailable
 
 
-def interrupted_text(output_dir: str, started: float) -> str:
-    """What a stopped comparison had written to ``output_dir`` (files modified since ``started``, time.time()),
-    in one line: every file is written whole (atomically), and report.html is the last."""
-    written = written_since(output_dir, started)
+def _is_output(err: OSError, output_dir: str) -> bool:
+    """Whether ``err`` is about writing an output: its file lies in ``output_dir`` (atomic writes name the file
+    asked for), or the folder took no more (FOLDER_FULL) wherever it was named."""
+    if err.errno in FOLDER_FULL:
+        return True
+    return err.filename is not None and Path(err.filename).parent.resolve() == Path(output_dir).resolve()
+
+
+def interrupted_text(output_dir: str, before: dict, advice: str = "") -> str:
+    """What a stopped comparison had written to ``output_dir`` (the files that differ from ``before``,
+    :func:`~layerwise.contract.outputs.snapshot`), in one line: every file is written whole (atomically),
+    summary.json and summary.csv first, report.html last; ``advice`` goes before "run the same command again"."""
+    written = written_since(output_dir, before)
+    again = f"{advice}run the same command again"
     if not written:
-        return f"nothing was written to {output_dir}; run the same command again"
+        return f"nothing was written to {output_dir}; {again}"
     done = "the run had finished writing its report" if "report.html" in written else \
-        "report.html and the rest were not written: run the same command again"
+        f"report.html and the rest were not written: {again}"
     return f"{', '.join(written)} written to {output_dir} (complete files); {done}"
 
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-import time
 from pathlib import Path
 
 from layerwise.analyze.control import CONTROL_AUTO, DEFAULT_PROBE_SPLITS
@@ -37,6 +36,7 @@ from layerwise.analyze.options import (
 )
 from layerwise.cli import common
 from layerwise.contract import progress
+from layerwise.contract.outputs import FOLDER_FULL, os_reason, snapshot, written_since
 from layerwise.contract.provenance import command_line
 from layerwise.errors import LayerwiseError, error_text
 
@@ -152,15 +152,21 @@ def main(argv=None) -> int:
     if args.merge and args.subset_id is not None:
         parser.error(f"--merge combines the partials of every shard and --subset_id {args.subset_id} selects one: "
                      f"leave --subset_id out of the merge")
-    started = time.time()  # what an interrupted run wrote: the files of --output_dir modified since
+    if args.merge and args.num_subsets is not None and args.num_subsets < 1:
+        parser.error(f"--num_subsets must be >= 1, got {args.num_subsets}")
+    before = snapshot(args.output_dir)  # what an interrupted run wrote: what differs from this at the end
     with common.sigterm_as_interrupt() as terminated:  # SLURM's time limit stops the run as Ctrl-C does
-        status = _run(args, argv, parser, started, terminated, log)
+        status = _run(args, argv, parser, before, terminated, log)
+    if terminated and status != common.EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
+        log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
+        return common.EXIT_INTERRUPTED
     return status
 
 
-def _run(args, argv, parser, started: float, terminated: list, log: logging.Logger) -> int:
+def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger) -> int:
     """The analysis of parsed ``args`` with the exit rule of :func:`exit_status`; usage errors, Ctrl-C/SIGTERM
-    (``terminated``) and a full disk are one logged line and their status."""
+    (``terminated``), a full disk are one logged line and their status (the files that differ from ``before``,
+    :func:`~layerwise.contract.outputs.snapshot`, are what a stopped run wrote)."""
     subset_id, num_subsets = (0, 1) if args.merge else common.shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
         from layerwise.analyze.run import run_analysis
@@ -183,19 +189,21 @@ def _run(args, argv, parser, started: float, terminated: list, log: logging.Logg
 
             check_shard_count(args.output_dir, args.num_subsets)
         summary = run_analysis(options)
-    except LayerwiseError as err:
-        log.error("%s", common.with_flags(error_text(err), vars(args)))
-        if args.verbose:
-            raise
-        return common.EXIT_USAGE
     except KeyboardInterrupt:
-        log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args.output_dir, started))
+        log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
         return common.EXIT_INTERRUPTED  # SIGTERM too: README's one exit rule (extraction does the same)
-    except OSError as err:  # a full disk outside the outputs run_analysis guards (a shard's partial, the ABX items)
-        from layerwise.contract.outputs import FOLDER_FULL, os_reason
-
-        if err.errno not in FOLDER_FULL:
+    except Exception as err:
+        if terminated:  # the SIGTERM surfaced inside another exception (a lazy import wraps it in a RuntimeError)
+            log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
+            return common.EXIT_INTERRUPTED
+        if isinstance(err, LayerwiseError):
+            log.error("%s", common.with_flags(error_text(err), vars(args)))
+            if args.verbose:
+                raise
+            return common.EXIT_USAGE
+        if not (isinstance(err, OSError) and err.errno in FOLDER_FULL):
             raise
+        # a full disk outside the outputs run_analysis guards (a shard's partial, the ABX items)
         log.error("could not write %s: %s", err.filename or f"to {args.output_dir}", os_reason(err))
         if args.verbose:
             raise
@@ -203,15 +211,17 @@ def _run(args, argv, parser, started: float, terminated: list, log: logging.Logg
     return exit_status(summary, args.output_dir, log)
 
 
-def interrupted_text(output_dir: str, started: float) -> str:
-    """What an interrupted analysis had written to ``output_dir`` (files modified since ``started``, time.time())
-    and what it had not, in one line."""
-    from layerwise.contract.outputs import written_since
+def interrupted_text(args, before: dict) -> str:
+    """What an interrupted analysis (parsed ``args``) had written to its output folder (the files that differ from
+    ``before``, :func:`~layerwise.contract.outputs.snapshot`) and what it had not, in one line."""
     from layerwise.report.html import REPORT_HTML
 
-    written = written_since(output_dir, started)
+    output_dir = args.output_dir
+    written = written_since(output_dir, before)
     if not written:
         return f"nothing was written to {output_dir}; run the same command again"
+    if not args.merge and (args.subset_id is not None or args.num_subsets is not None):  # a shard: its partial only
+        return f"{', '.join(written)} written to {output_dir} (complete files); run the same command again"
     if REPORT_HTML in written:
         return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
     return (f"{', '.join(written)} written to {output_dir} (complete files); {REPORT_HTML} and the remaining figures "

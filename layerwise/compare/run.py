@@ -326,8 +326,9 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
 
 
 def run_comparison(options: CompareOptions | None = None, **settings) -> Comparison:
-    """Compare the folders, draw the figures and write summary.json, summary.csv and report.html to
-    ``options.output_dir`` (every file written atomically).
+    """Compare the folders, write summary.json and summary.csv, draw the figures, then write report.html and
+    summary.json again with the figures drawn and the whole wall time, to ``options.output_dir`` (every file written
+    atomically; the folder is checked before computing).
 
     options : a :class:`~layerwise.compare.options.CompareOptions`, or its fields as keyword arguments
     (``features_dirs``, ``output_dir``, ``num_files``, ``layers``, ``labels``, ``command``: the command line for the
@@ -346,6 +347,8 @@ def run_comparison(options: CompareOptions | None = None, **settings) -> Compari
     result.command = options.command if options.command is not None else command_line()
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
+    result.wall_seconds = time.perf_counter() - start  # the numbers first: a stop while drawing cannot lose them
+    comparereport.write_numbers(result, out, compareplots.figures_of(result))
     figures = compareplots.draw_all(result, out)
     result.wall_seconds = time.perf_counter() - start
     comparereport.write_all(result, out, figures)

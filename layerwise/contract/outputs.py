@@ -4,7 +4,6 @@ which nothing more can be written to it, and what an interrupted run had written
 from __future__ import annotations
 
 import errno
-import math
 import os
 import tempfile
 from pathlib import Path
@@ -28,34 +27,57 @@ def check_output_dir(output_dir: str | Path, error: type[UsageError] = UsageErro
     """Refuse an output folder this process cannot write to, before any computation: creates and removes a probe
     file in ``output_dir`` or, when it does not exist yet, in its nearest existing parent (the folder itself is
     created only when the first output is written). Raises ``error`` (a UsageError: exit 2) naming the folder and
-    the errno text: a read-only folder, a path under a regular file, a parent without write permission."""
+    the errno text: a read-only folder, a path under a regular file or a dangling symbolic link, a parent without
+    write permission, a name too long for the file system."""
     out = Path(output_dir)
     existing = out
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise error(f"output_dir: {out} cannot be created: {existing} is a file, not a folder; pass an "
-                    f"output_dir that is a folder or can be made one")
     try:
+        while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+            existing = existing.parent
+        if existing.is_symlink() and not existing.exists():  # dangling, or a loop: nothing can be made there
+            raise error(f"output_dir: {out} cannot be created: {existing} is a symbolic link to "
+                        f"{os.readlink(existing)}, which does not exist (or loops); pass an output_dir that is a "
+                        f"folder or can be made one")
+        if not existing.is_dir():
+            raise error(f"output_dir: {out} cannot be created: {existing} is a file, not a folder; pass an "
+                        f"output_dir that is a folder or can be made one")
+        too_long = [name for name in out.relative_to(existing).parts
+                    if len(os.fsencode(name)) > os.pathconf(existing, "PC_NAME_MAX")]
+        if too_long:
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), too_long[0])
         fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=existing)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as err:
+        try:
+            os.close(fd)
+        finally:
+            os.unlink(probe)
+    except OSError as err:  # the probe failed, or the path cannot even be looked at (a name over NAME_MAX)
         where = "" if existing == out else f" (it does not exist and its parent {existing} cannot take it)"
         raise error(f"output_dir: cannot write to {out}{where}: {os_reason(err)}; pass an output_dir you "
                     f"can write to") from err
 
 
-def written_since(output_dir: str | Path, since: float) -> list[str]:
-    """The files of ``output_dir`` (and of its ``partials`` folder) modified at or after ``since`` (``time.time()``,
-    floored to the second for file systems that keep whole seconds), oldest first, temporaries left out: what an
-    interrupted run had written."""
+def snapshot(output_dir: str | Path) -> dict[str, tuple[int, int]]:
+    """The files of ``output_dir`` and of its ``partials`` folder (relative name -> (inode, st_mtime_ns)),
+    temporaries left out: taken when a run starts, so that :func:`written_since` can say what the run wrote."""
     out = Path(output_dir)
-    found = []
+    found = {}
     for folder in (out, out / "partials"):
-        if not folder.is_dir():
-            continue
-        for path in folder.iterdir():
-            if path.is_file() and not path.name.startswith(".") and path.stat().st_mtime >= math.floor(since):
-                found.append((path.stat().st_mtime, str(path.relative_to(out))))
-    return [name for _, name in sorted(found)]
+        try:
+            entries = list(folder.iterdir()) if folder.is_dir() else []
+        except OSError:  # a folder that cannot be listed holds nothing this run wrote
+            entries = []
+        for path in entries:
+            if not path.name.startswith(".") and path.is_file():
+                info = path.stat()
+                found[str(path.relative_to(out))] = (info.st_ino, info.st_mtime_ns)
+    return found
+
+
+def written_since(output_dir: str | Path, before: dict[str, tuple[int, int]]) -> list[str]:
+    """The files of ``output_dir`` (and of its ``partials`` folder) that are new or changed since ``before``
+    (:func:`snapshot` taken when the run started), oldest first: what an interrupted run had written. Exact on any
+    file-system time resolution: every output is written atomically (a new inode), so a file is listed only when
+    its inode or modification time differs from the snapshot's."""
+    now = snapshot(output_dir)
+    changed = [name for name, signature in now.items() if before.get(name) != signature]
+    return sorted(changed, key=lambda name: (now[name][1], name))

@@ -251,13 +251,19 @@ def _process_umask() -> int:
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs):
     """An open handle on a temporary file in ``path``'s folder, moved onto ``path`` with ``os.replace`` on success
-    and removed on any failure (also KeyboardInterrupt). Same folder = same filesystem, so the move is atomic; the
-    name ``.{name}~{host}~{pid}~{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike
-    file, and host and pid tell a stale temporary (writer gone) from a live one. Every output of the package goes through here.
+    and removed on any failure (also KeyboardInterrupt); an OSError of the temporary names ``path``, the file the
+    caller asked for. Same folder = same filesystem, so the move is atomic; the name
+    ``.{name}~{host}~{pid}~{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike file,
+    and host and pid tell a stale temporary (writer gone) from a live one. Every output of the package goes through
+    here.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_SEP}{_HOST}{TMP_SEP}{os.getpid()}{TMP_SEP}", suffix=".tmp",
-                               dir=path.parent)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_SEP}{_HOST}{TMP_SEP}{os.getpid()}{TMP_SEP}",
+                                   suffix=".tmp", dir=path.parent)
+    except OSError as err:  # no inode left, a read-only folder: named as the file the caller asked for
+        err.filename = str(path)
+        raise
     try:
         os.fchmod(fd, 0o666 & ~_process_umask())
         with os.fdopen(fd, mode, **kwargs) as handle:
@@ -265,8 +271,10 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs):
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp):  # a full disk names path, not the temporary
+            err.filename = str(path)
         raise
 
 

@@ -176,6 +176,15 @@ def comparison_page(result, figures, *, now: dt.datetime | None = None) -> html.
                      no_notes=NO_NOTES)
 
 
+def write_numbers(result, out: Path, planned) -> None:
+    """summary.json and summary.csv into ``out`` before any figure is drawn (``planned``: the figures this run will
+    try, ``compareplots.figures_of``), so that a stop or a full disk while drawing cannot lose the numbers;
+    :func:`write_all` then writes summary.json again with the figures drawn and the whole wall time."""
+    out = Path(out)
+    html.write_summary_json(out, summary_dict(result, planned))
+    html.write_summary_csv(out, csv_rows(result))
+
+
 def write_all(result, out: Path, figures) -> None:
     """summary.json, summary.csv and report.html into ``out`` (figures already drawn there)."""
     out = Path(out)

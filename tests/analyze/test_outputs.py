@@ -198,3 +198,51 @@ def test_sigterm_stops_like_ctrl_c_and_restores_the_handler(tmp_path, folder, mo
     assert sorted(p.name for p in out.iterdir()) == ["per_dim_stats.npz", "summary.csv", "summary.json"]
     assert signal.getsignal(signal.SIGTERM) is before
     assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+class _SignalsWhenDestroyed:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGTERM)  # the handler runs inside this destructor: Python drops its exception
+
+
+@pytest.mark.parametrize("how", ["wrapped", "swallowed"])
+def test_a_sigterm_hidden_by_python_still_stops_with_one_line(tmp_path, folder, monkeypatch, caplog, capfd, how):
+    """wrapped: the interrupt surfaces as another exception (a lazy import wraps it in a RuntimeError); swallowed:
+    raised inside a __del__, where Python prints and drops it, and the run goes on. Either way: the one line, no
+    traceback, exit 130."""
+    real_draw = analyze_run.draw
+
+    def draw(*args, **kwargs):
+        if how == "swallowed":
+            _SignalsWhenDestroyed()  # destroyed at once; the run goes on drawing
+            return real_draw(*args, **kwargs)
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as err:
+            raise RuntimeError("Error calling __set_name__ on '_FieldDescriptor' instance") from err
+        raise AssertionError("SIGTERM did not raise")
+
+    monkeypatch.setattr(analyze_run, "draw", draw)
+    with caplog.at_level(logging.INFO):
+        assert _main(tmp_path / "feat", tmp_path / "out") == 130
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("terminated (SIGTERM):")]
+    assert len(lines) == 1 and "summary.json" in lines[0]
+    err = capfd.readouterr().err
+    assert "Traceback" not in caplog.text + err and "Exception ignored" not in err
+
+
+def test_merge_num_subsets_below_one_is_a_usage_error(tmp_path, capsys):
+    with pytest.raises(SystemExit) as stop:
+        visualize.main(["--merge", "--output_dir", str(tmp_path), "--num_subsets", "0", "--no_progress"])
+    assert stop.value.code == 2 and "--num_subsets must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_a_stopped_shard_is_not_told_about_the_report(tmp_path):
+    """A shard writes only its partial: its stop line names that and says nothing of report.html or figures."""
+    out = tmp_path / "out"
+    before = outputs.snapshot(out)
+    (out / "partials").mkdir(parents=True)
+    (out / "partials" / "partial_0001_of_0002.npz").write_bytes(b"x")
+    shard = visualize.build_parser().parse_args(["--output_dir", str(out), "--subset_id", "1", "--num_subsets", "2"])
+    text = visualize.interrupted_text(shard, before)
+    assert "partials/partial_0001_of_0002.npz written" in text and "report.html" not in text

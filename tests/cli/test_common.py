@@ -64,3 +64,46 @@ def test_one_help_style(module):
 def test_plural():
     assert [plural(n, "file") for n in (0, 1, 2, 1234)] == ["0 files", "1 file", "2 files", "1,234 files"]
     assert plural(1, "analysis", "analyses") == "1 analysis" and plural(3, "analysis", "analyses") == "3 analyses"
+
+
+# ---------------------------------------------------------------------------------------------- SIGTERM as a stop
+def test_sigterm_raises_keyboard_interrupt_once_and_restores_the_handlers():
+    import signal
+    import sys
+
+    from layerwise.cli.common import interrupted_by, sigterm_as_interrupt
+
+    before, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt() as terminated:
+        signal.raise_signal(signal.SIGTERM)
+    assert terminated == [signal.SIGTERM] and interrupted_by(terminated) == "terminated (SIGTERM)"
+    assert interrupted_by([]) == "interrupted"
+    with sigterm_as_interrupt() as terminated:
+        try:
+            signal.raise_signal(signal.SIGTERM)
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGTERM)  # a second SIGTERM while stopping: recorded, not raised
+    assert len(terminated) == 2
+    assert signal.getsignal(signal.SIGTERM) is before and sys.unraisablehook is hook
+
+
+def test_an_interrupt_swallowed_in_a_destructor_is_raised_again(capfd):
+    """Python prints and drops an exception raised inside __del__; the SIGTERM must still stop the block."""
+    import gc
+    import signal
+    import time
+
+    from layerwise.cli.common import sigterm_as_interrupt
+
+    class Dies:
+        def __del__(self):
+            signal.raise_signal(signal.SIGTERM)  # the handler runs here, inside the destructor
+
+    deadline = time.monotonic() + 5.0
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt() as terminated:
+        Dies()  # destroyed at once: the interrupt is raised inside __del__ and swallowed
+        gc.collect()
+        while time.monotonic() < deadline:  # the work goes on: the re-sent signal must stop it
+            time.sleep(0.001)
+    assert terminated and time.monotonic() < deadline
+    assert "Exception ignored" not in capfd.readouterr().err  # the swallowed interrupt is not printed

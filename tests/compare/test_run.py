@@ -520,7 +520,10 @@ def test_a_stop_while_drawing_is_one_line_exit_130(three_folders, tmp_path, monk
     assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 130
     first = "terminated (SIGTERM):" if how == "sigterm" else "interrupted:"
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith(first)]
-    assert len(lines) == 1 and "nothing was written" in lines[0]
+    assert len(lines) == 1 and "summary.json, summary.csv written" in lines[0] and "report.html" in lines[0]
+    assert sorted(p.name for p in out.iterdir()) == ["summary.csv", "summary.json"]  # the numbers come first
+    summary = json.loads((out / "summary.json").read_text())
+    assert len(summary["cka_between"]) == 3 and summary["files"] == ["19-198-0000", "19-198-0001", "19-198-0002"]
     assert signal.getsignal(signal.SIGTERM) is before
     assert "Traceback" not in caplog.text + capfd.readouterr().err
 
@@ -539,4 +542,14 @@ def test_a_full_disk_is_one_line_naming_the_file_exit_1(three_folders, tmp_path,
     assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 1
     line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("could not write"))
     assert str(out / "summary.json") in line and "(ENOSPC)" in line and "sweep.png" in line
+    assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+def test_an_output_that_cannot_be_written_is_one_line_naming_it_exit_1(three_folders, tmp_path, caplog, capfd):
+    out = tmp_path / "cmp"
+    (out / "sweep.png").mkdir(parents=True)  # a folder where a figure goes
+    assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 1
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("could not write"))
+    assert line.startswith(f"could not write {out / 'sweep.png'}: ") and "(EISDIR)" in line
+    assert "summary.json" in line and not any(p.name.endswith(".tmp") for p in out.iterdir())
     assert "Traceback" not in caplog.text + capfd.readouterr().err

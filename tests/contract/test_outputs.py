@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 
 import pytest
 
@@ -25,13 +24,30 @@ def test_a_path_under_a_file_is_refused_with_the_callers_error(tmp_path):
         outputs.check_output_dir(tmp_path / "a_file")
 
 
-def test_written_since_lists_new_files_oldest_first_without_temporaries(tmp_path):
-    old = tmp_path / "old.txt"
-    old.write_text("x")
-    os.utime(old, (time.time() - 100, time.time() - 100))
-    since = time.time()
+def test_a_dangling_link_a_loop_and_a_name_too_long_are_refused_before_anything_is_made(tmp_path):
+    (tmp_path / "dangling").symlink_to(tmp_path / "nowhere" / "x")
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    for out in (tmp_path / "dangling", tmp_path / "dangling" / "deeper", tmp_path / "loop"):
+        with pytest.raises(UsageError, match="is a symbolic link to"):
+            outputs.check_output_dir(out)
+    with pytest.raises(UsageError, match=r"\(ENAMETOOLONG\)"):
+        outputs.check_output_dir(tmp_path / ("x" * 300) / "out")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dangling", "loop"]  # no probe left, nothing made
+
+
+def test_written_since_lists_new_and_rewritten_files_oldest_first_without_temporaries(tmp_path):
     (tmp_path / "partials").mkdir()
-    for name, age in (("summary.json", 2), ("partials/p.npz", 1), (".summary.json~x.tmp", 0)):
+    for name in ("old.txt", "kept.txt"):
         (tmp_path / name).write_text("x")
-        os.utime(tmp_path / name, (since + 5 - age, since + 5 - age))
-    assert outputs.written_since(tmp_path, since) == ["summary.json", "partials/p.npz"]
+    before = outputs.snapshot(tmp_path)
+    assert sorted(before) == ["kept.txt", "old.txt"]
+    stamp = (tmp_path / "old.txt").stat().st_mtime_ns
+    replacement = tmp_path / "new_inode"  # rewritten atomically within the same clock tick: a new inode
+    replacement.write_text("y")
+    os.utime(replacement, ns=(stamp, stamp))
+    os.replace(replacement, tmp_path / "old.txt")
+    for name, when in (("summary.json", 2), ("partials/p.npz", 3), (".summary.json~x.tmp", 4)):
+        (tmp_path / name).write_text("x")
+        os.utime(tmp_path / name, ns=(stamp + when * 10**9,) * 2)
+    assert outputs.written_since(tmp_path, before) == ["old.txt", "summary.json", "partials/p.npz"]
+    assert outputs.written_since(tmp_path / "absent", {}) == []

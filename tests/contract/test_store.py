@@ -180,3 +180,17 @@ def test_truncated_feature_file_names_the_file_and_how_to_rebuild(tmp_path):
     _cut(path, 0.7)
     with pytest.raises(FeatureFileError, match=r"feature file .*u_features\.npz.*extract_features\.py"):
         store.read_features(path)
+
+
+def test_an_os_error_while_writing_names_the_file_asked_for_not_the_temporary(tmp_path):
+    """A full disk while writing (here: the move onto a folder in its place) and no inode for the temporary both
+    name the output file; no temporary is left."""
+    (tmp_path / "sweep.png").mkdir()
+    with pytest.raises(IsADirectoryError) as raised, store.atomic_open(tmp_path / "sweep.png", "wb") as handle:
+        handle.write(b"x")
+    assert raised.value.filename == str(tmp_path / "sweep.png")
+    missing = tmp_path / "missing" / "summary.json"  # the temporary cannot even be made
+    with pytest.raises(FileNotFoundError) as raised, store.atomic_open(missing) as handle:
+        handle.write("x")
+    assert raised.value.filename == str(tmp_path / "missing" / "summary.json")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.png"]
