@@ -13,7 +13,9 @@ from layerwise.cli.common import (
     EXIT_OK,
     EXIT_USAGE,
     CliParser,
+    interrupted_by,
     setup_logging,
+    sigterm_as_interrupt,
 )
 from layerwise.data.librispeech import (
     ALIGNMENTS,
@@ -75,20 +77,27 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return EXIT_USAGE
     name, produced, failed = names[0], [], []
-    try:
-        for name in names:
-            try:
-                print(download(name, args.dest, mirrors=args.mirror, keep_archive=not args.delete_archive,
-                               progress=not args.no_progress))
-                produced.append(name)
-            except (DataError, OSError) as err:  # the other resources are still fetched; this one is named
-                if args.verbose:
-                    log.exception("failed")
-                print(f"error: {name}: {error_text(err)}\n{failure_advice(name, args.dest)}", file=sys.stderr)
-                failed.append(name)
-    except KeyboardInterrupt:
-        part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
-        print(f"interrupted; the partial download {part} resumes with the same command", file=sys.stderr)
+    with sigterm_as_interrupt() as terminated:  # SLURM's time limit, kill: stops as Ctrl-C does
+        try:
+            for name in names:
+                try:
+                    print(download(name, args.dest, mirrors=args.mirror, keep_archive=not args.delete_archive,
+                                   progress=not args.no_progress))
+                    produced.append(name)
+                except (DataError, OSError) as err:  # the other resources are still fetched; this one is named
+                    if terminated:
+                        raise KeyboardInterrupt from err
+                    if args.verbose:
+                        log.exception("failed")
+                    print(f"error: {name}: {error_text(err)}\n{failure_advice(name, args.dest)}", file=sys.stderr)
+                    failed.append(name)
+        except KeyboardInterrupt:
+            part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
+            print(f"{interrupted_by(terminated)}; the partial download {part} resumes with the same command",
+                  file=sys.stderr)
+            return EXIT_INTERRUPTED
+    if terminated:  # the stop was swallowed and the downloads went on to the end: still a stop
+        print(f"{interrupted_by(terminated)}; the downloads had finished", file=sys.stderr)
         return EXIT_INTERRUPTED
     if failed:  # the one exit rule: 1 when some was produced (the rest named), 2 when nothing was
         print(f"not downloaded: {', '.join(failed)}" + (f"; done: {', '.join(produced)}" if produced else ""),

@@ -456,3 +456,22 @@ def test_cli_prints_a_failed_download_on_one_line(server, tmp_path):
     assert all(f"{url}dev-clean-2.tar.gz: HTTP 404" in line for url in urls), line
     assert "could not get a verified dev-clean-2.tar.gz" in line
     assert "not downloaded: dev-clean-2" in failed.stderr
+
+
+def test_cli_sigterm_stops_as_ctrl_c_naming_the_partial_download(tmp_path, monkeypatch, capsys):
+    """A batch system's time limit (SIGTERM) during a download: one line naming the .part file that resumes, 130."""
+    import os
+    import signal
+
+    from layerwise.cli import data as data_cli
+
+    def download(name, dest, **kwargs):
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise AssertionError("SIGTERM did not stop the download")
+
+    monkeypatch.setattr(data_cli, "download", download)
+    before = signal.getsignal(signal.SIGTERM)
+    assert data_cli.main(["download", "--split", "dev-clean-2", "--dest", str(tmp_path), "--no-progress"]) == 130
+    err = capsys.readouterr().err
+    assert err.startswith("terminated (SIGTERM); the partial download ") and "dev-clean-2.tar.gz.part" in err
+    assert signal.getsignal(signal.SIGTERM) is before
