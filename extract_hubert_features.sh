@@ -44,6 +44,39 @@ for arg in "$@"; do
 done
 source "${HERE}/tools/ensure_venv.sh"   # PYTHON, or .venv created on first use (torch pinned first, then the package)
 
+# A stop (Ctrl-C, `kill PID` of this script, a job system's SIGTERM) goes to the step running now, which stops
+# cleanly and says what it wrote; the wrapper waits for it, runs no later step and exits 130. A step that got the
+# signal itself too (a terminal or a job system signals the whole group) treats the copy as the same stop.
+step_pid=""
+stopping=""
+on_stop() {
+  stopping="$1"
+  if [[ -n "${step_pid}" ]]; then kill -s "$1" "${step_pid}" 2>/dev/null || true; fi
+}
+trap 'on_stop TERM' TERM
+trap 'on_stop INT' INT
+stop_if_asked() {
+  if [[ -n "${stopping}" ]]; then
+    echo "[wrapper] stopped by SIG${stopping}; no later step was run" >&2
+    exit 130
+  fi
+}
+step() {  # run "$@" in the background (so a trap can forward a stop to it), wait for it, return its status
+  local rc=0
+  stop_if_asked
+  "$@" &
+  step_pid=$!
+  if [[ -n "${stopping}" ]]; then kill -s "${stopping}" "${step_pid}" 2>/dev/null || true; fi   # it came just now
+  wait "${step_pid}" || rc=$?
+  while [[ -n "${stopping}" ]] && kill -0 "${step_pid}" 2>/dev/null; do   # the trap cut the wait short
+    rc=0
+    wait "${step_pid}" || rc=$?
+  done
+  step_pid=""
+  stop_if_asked
+  return "${rc}"
+}
+
 AUDIO_DIR="${AUDIO_DIR:-content/data/LibriSpeech/dev-clean-2}"
 SAVE_DIR="${SAVE_DIR:-output}"
 MODEL_NAME="${MODEL_NAME:-facebook/hubert-base-ls960}"
@@ -71,7 +104,7 @@ if [[ ! -d "${AUDIO_DIR}" ]]; then
     dest="$(dirname "$(dirname "${AUDIO_DIR}")")"
     echo "[wrapper] ${AUDIO_DIR} not found: downloading ${DOWNLOAD_SPLIT} into ${dest}" >&2
     echo "[wrapper] (already have the audio? set AUDIO_DIR=/path/to/LibriSpeech/<split>)" >&2
-    "${PYTHON}" -m layerwise.data download --split "${DOWNLOAD_SPLIT}" --dest "${dest}"
+    step "${PYTHON}" -m layerwise.data download --split "${DOWNLOAD_SPLIT}" --dest "${dest}"
   else
     echo "[wrapper] AUDIO_DIR=${AUDIO_DIR} does not exist (set DOWNLOAD_SPLIT to fetch a LibriSpeech split)" >&2
     exit 2
@@ -90,6 +123,7 @@ elif [[ -n "${ALIGNMENT_DIR}" ]]; then
 fi
 # The folder the extraction writes, as extract_features.py itself derives it (extra arguments included).
 features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)"
+stop_if_asked
 VIS_DIR="${VIS_DIR:-${features_dir}_analysis}"
 echo "[wrapper] extracting ${AUDIO_DIR} with ${MODEL_NAME} into ${features_dir} (loading the model first)" >&2
 
@@ -98,7 +132,7 @@ file_list="$(mktemp "${TMPDIR:-/tmp}/layerwise-files.XXXXXX")"
 trap 'rm -f "${file_list}"' EXIT
 
 status=0
-"${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --write_file_list "${file_list}" || status=$?
+step "${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --write_file_list "${file_list}" || status=$?
 if [[ ${status} -ne 0 && ${status} -ne 1 ]]; then
   echo "[wrapper] the extraction produced nothing (exit ${status}); nothing to analyse" >&2
   exit "${status}"   # usage error, every file failed, or interrupted
@@ -121,7 +155,7 @@ done
 report=""
 if [[ "${RUN_VISUALIZE}" == "1" ]]; then
   analysis_status=0
-  "${PYTHON}" "${HERE}/visualize_features.py" --features_dir "${features_dir}" --file_list "${file_list}" \
+  step "${PYTHON}" "${HERE}/visualize_features.py" --features_dir "${features_dir}" --file_list "${file_list}" \
     --output_dir "${VIS_DIR}" --num_files "${NUM_FILES}" ${progress_args[@]+"${progress_args[@]}"} \
     ${analysis_args[@]+"${analysis_args[@]}"} || analysis_status=$?
   if [[ ${analysis_status} -ne 0 && ${analysis_status} -ne 1 ]]; then
@@ -133,7 +167,7 @@ if [[ "${RUN_VISUALIZE}" == "1" ]]; then
 fi
 if [[ -n "${COMPARE_DIRS}" ]]; then
   read -r -a compare_dirs <<< "${COMPARE_DIRS}"
-  "${PYTHON}" "${HERE}/compare_features.py" --features_dirs "${features_dir}" "${compare_dirs[@]}" \
+  step "${PYTHON}" "${HERE}/compare_features.py" --features_dirs "${features_dir}" "${compare_dirs[@]}" \
     --output_dir "${features_dir}_compare" --num_files "${NUM_FILES}" ${progress_args[@]+"${progress_args[@]}"} || exit $?
   echo "[wrapper] comparison: ${features_dir}_compare/report.html" >&2
 fi

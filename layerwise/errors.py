@@ -113,3 +113,16 @@ class UndefinedMeasureError(LayerwiseError, ValueError):
 
 class DataError(LayerwiseError):
     """A download, verification or extraction failure (``python -m layerwise.data`` exits 1)."""
+
+
+def caused_by_interrupt(err: BaseException) -> bool:
+    """Whether ``err`` came out of a KeyboardInterrupt (Ctrl-C, or a SIGTERM a CLI turned into one): one in its
+    chain of causes or contexts, as when a lazy import wraps it in a RuntimeError. A guard that names one failure
+    and goes on (a figure that raised) must re-raise such an error: it is the stop, not a failure."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, KeyboardInterrupt):
+            return True
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return False

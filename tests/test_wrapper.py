@@ -210,3 +210,40 @@ def test_wrapper_alignment_dir_and_speakers_txt_give_the_standard_measures(tiny_
         for layer in defined:
             low, high = summary[f"{key}_ci"][layer]
             assert low <= high, (key, layer, low, high)
+
+
+@pytest.mark.parametrize("when", ["extracting", "analysing"])
+def test_wrapper_sigterm_stops_the_running_step_and_exits_130(tiny_hubert, audio_dir, tmp_path, when):
+    """`kill PID` of the wrapper alone (not its group): the step running gets the signal and stops cleanly, no later
+    step runs, the wrapper exits 130, and no process of its group is left running."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHON": sys.executable, "HF_HUB_OFFLINE": "1", "AUDIO_DIR": str(audio_dir),
+           "SAVE_DIR": str(tmp_path / "out"), "MODEL_NAME": str(tiny_hubert), "DEVICE": "cpu",
+           "VIS_DIR": str(tmp_path / "vis")}
+    wrapper = subprocess.Popen(["bash", str(ROOT / "extract_hubert_features.sh"), "--no_progress"], cwd=tmp_path,
+                               env=env, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    marker = "[wrapper] extracting" if when == "extracting" else "streaming pass"
+    seen = []
+    for line in wrapper.stderr:  # wait until the step of interest runs
+        seen.append(line)
+        if marker in line:
+            break
+    wrapper.send_signal(signal.SIGTERM)
+    rest = wrapper.stderr.read()
+    assert wrapper.wait(timeout=120) == 130, "".join(seen) + rest
+    assert "[wrapper] stopped by SIGTERM; no later step was run" in rest
+    if when == "extracting":
+        assert not (tmp_path / "vis").exists()  # the analysis never started
+    else:
+        assert "terminated (SIGTERM):" in rest and "Traceback" not in rest
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:  # the group empties: no step outlives the wrapper
+        try:
+            os.killpg(wrapper.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        pytest.fail("a process of the wrapper's group is still running after the wrapper exited")

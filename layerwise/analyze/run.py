@@ -24,7 +24,7 @@ from layerwise.contract import store
 from layerwise.contract.names import plural
 from layerwise.contract.outputs import FOLDER_FULL, check_output_dir, os_reason
 from layerwise.contract.results import AnalysisResult
-from layerwise.errors import AnalysisError, error_text
+from layerwise.errors import AnalysisError, caused_by_interrupt, error_text
 
 log = logging.getLogger(__name__)
 
@@ -132,6 +132,8 @@ def _guarded(figure, failed: dict[str, str]):
                 raise
             reason = err.reason
         except Exception as err:  # any failure of one figure: named, the others still drawn
+            if caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError): not a failure
+                raise
             log.debug("figure %s: traceback", figure.name, exc_info=True)  # shown with --verbose only
             reason = f"{type(err).__name__}: {error_text(err)}"
         log.error("figure %s not drawn: %s", figure.name, reason)

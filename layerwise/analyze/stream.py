@@ -102,6 +102,9 @@ def check(ff: store.FeatureFile, state: Collected) -> None:
         raise UsageError(f"{name} and {state.first_name}: one has span labels, the other not (mixed frame and span "
                          f"files); analyse each extraction's own folder")
     span = ff.meta.get("span")  # absent in prototype files: the arrays alone say frame or span
+    if span is not None and span not in layout.SPANS:
+        raise InputError(f"{name}: its metadata names span={span!r}, not one of {', '.join(layout.SPANS)}; it is not "
+                         f"a file as extract_features.py writes it — remove it or re-extract it")
     if span is not None and (ff.labels is not None) != (span != layout.FRAME_SPAN):
         held = "span labels" if ff.labels is not None else "no span labels"
         raise InputError(f"{name}: holds {held} but its metadata says span={span!r}; it is not a file as "

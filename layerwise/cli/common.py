@@ -7,6 +7,7 @@ import argparse
 import difflib
 import logging
 import os
+import pathlib
 import re
 import signal
 import sys
@@ -180,25 +181,34 @@ def flags_given(parser: argparse.ArgumentParser, argv=None) -> frozenset[str]:
     return frozenset(vars(parser.parse_args(argv)))
 
 
-RESEND_SECONDS = 0.05  # a swallowed SIGTERM is sent again after this: long after the unraisable hook has returned
+# A second stop signal this soon after the first is a copy of it, not a second Ctrl-C: a terminal or a job system
+# signals the whole process group, and extract_hubert_features.sh forwards the one it got to its running step.
+SAME_STOP_SECONDS = 1.0
+RESEND_SECONDS = 0.05  # a swallowed stop is signalled again after this: long after the unraisable hook has returned
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a batch system's time limit or ``kill``
 
 
 @contextmanager
-def sigterm_as_interrupt():
-    """Inside the block SIGTERM (a batch system's time limit, ``kill``) raises KeyboardInterrupt in the main thread,
-    so a command stops on it as on Ctrl-C (one line, exit 130). Yields a list that holds each SIGTERM received; the
-    caller treats any exception after the first as the stop (a lazy import wraps it in a RuntimeError) and, once
-    the block is left, a non-empty list as a stop even when the run went on. A further SIGTERM while stopping is
-    recorded, not raised. An interrupt that Python swallows (raised inside a ``__del__`` or a gc callback, where it
-    is printed and dropped) is not printed: a helper thread sends the signal again until it is raised where it
-    stops the run. The previous handler and ``sys.unraisablehook`` are restored on exit. Off the main thread (where
-    no handler can be set) it does nothing."""
+def sigterm_as_interrupt(*, until_exit: bool = False):
+    """Inside the block the first SIGINT or SIGTERM (a batch system's time limit, ``kill``) raises KeyboardInterrupt
+    in the main thread, so a command stops on either as on Ctrl-C (one line, exit 130); later ones while it stops
+    are recorded, not raised (no traceback in the middle of the line). Yields the list of stop signals received;
+    the caller treats any exception after the first as the stop (a lazy import wraps it in a RuntimeError) and, once
+    the block is left, a non-empty list as a stop even when the run went on. An interrupt that Python swallows
+    (raised inside a ``__del__`` or a gc callback, where it is printed and dropped) is not printed: a helper thread
+    signals again until it is raised where it stops the run.
+
+    On exit the previous handlers and ``sys.unraisablehook`` come back; with ``until_exit`` (a command that is the
+    process: its ``main`` was given no argv) SIGTERM and SIGINT stay ignored instead, so a signal during the
+    interpreter's shutdown (≈ 0.5 s) cannot kill it after its line (exit 143). Off the main thread (where no
+    handler can be set) it does nothing."""
     terminated: list[int] = []
     if threading.current_thread() is not threading.main_thread():
         yield terminated
         return
     pending = threading.Event()  # an interrupt was swallowed: the resender's signal raises it again
     resender: list[threading.Thread] = []
+    stopped = threading.Event()
     main_thread = threading.main_thread().ident
 
     def stop(signum, frame):
@@ -209,32 +219,38 @@ def sigterm_as_interrupt():
 
     def resend():
         while not stopped.wait(RESEND_SECONDS) and pending.is_set():
-            signal.pthread_kill(main_thread, signal.SIGTERM)
+            signal.pthread_kill(main_thread, terminated[0])
 
     def unraisable(info):
         if not (terminated and info.exc_type is not None and issubclass(info.exc_type, KeyboardInterrupt)):
             hook(info)
             return
         pending.set()
-        if not resender:
-            resender.append(threading.Thread(target=resend, name="sigterm-resend", daemon=True))
-            resender[0].start()
+        if not resender or not resender[-1].is_alive():  # one resender at a time; a later swallow starts another
+            resender.append(threading.Thread(target=resend, name="stop-resend", daemon=True))
+            resender[-1].start()
 
-    stopped = threading.Event()
-    previous, hook = signal.signal(signal.SIGTERM, stop), sys.unraisablehook
-    sys.unraisablehook = unraisable
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
     try:
         yield terminated
     finally:
         stopped.set()
         pending.clear()
         for thread in resender:
-            thread.join()  # no signal of it can reach the handler restored below
-        signal.signal(signal.SIGTERM, previous)
+            thread.join()  # no signal of it can reach the handlers set below
+        for sig, handler in previous.items():
+            signal.signal(sig, signal.SIG_IGN if until_exit else handler)
         sys.unraisablehook = hook
 
 
 def interrupted_by(terminated: list[int]) -> str:
-    """The first words of a command's one line when it stops on a signal: ``terminated (SIGTERM)`` or
-    ``interrupted`` (Ctrl-C)."""
-    return f"terminated ({signal.Signals(terminated[0]).name})" if terminated else "interrupted"
+    """The first words of a command's one line when it stops on a signal: ``terminated (SIGTERM)`` for a SIGTERM
+    first, else ``interrupted`` (Ctrl-C, or a KeyboardInterrupt raised otherwise)."""
+    return "terminated (SIGTERM)" if terminated and terminated[0] == signal.SIGTERM else "interrupted"
+
+
+def stale_report(output_dir: str) -> str:
+    """``" (the report.html there is an earlier run's)"`` when ``output_dir`` holds a report.html this run did not
+    write, else ``""``: a stopped run must not let an old report pass for its own."""
+    return " (the report.html there is an earlier run's)" if (pathlib.Path(output_dir) / "report.html").exists() else ""

@@ -28,6 +28,7 @@ from layerwise.cli.common import (
     interrupted_by,
     setup_logging,
     sigterm_as_interrupt,
+    stale_report,
     with_flags,
 )
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
@@ -62,17 +63,19 @@ def main(argv=None) -> int:
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("compare_features")
     before = snapshot(args.output_dir)  # what a stopped run wrote: what differs from this at the end
-    with sigterm_as_interrupt() as terminated:  # SLURM's time limit stops the run as Ctrl-C does
-        status, unavailable = _run(args, before, terminated, log)
+    with sigterm_as_interrupt(until_exit=argv is None) as terminated:  # SLURM's time limit: as Ctrl-C
+        status, result = _run(args, before, terminated, log)
     if terminated and status != EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
         return EXIT_INTERRUPTED
-    return exit_status(unavailable, args.output_dir, log) if status is None else status
+    if status is not None:
+        return status
+    return exit_status(result.unavailable, args.output_dir, log, result.not_written)
 
 
-def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int | None, dict]:
-    """The comparison of parsed ``args``: (None, what could not be computed) when it wrote its outputs, else
-    (the exit status, {}) after one logged line: a usage error (2), Ctrl-C or SIGTERM (``terminated``; 130), an
+def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int | None, object]:
+    """The comparison of parsed ``args``: (None, the Comparison) when it wrote its outputs, else (the exit
+    status, None) after one logged line: a usage error (2), Ctrl-C or SIGTERM (``terminated``; 130), an
     output that could not be written (1: the file and the errno text, and what was written)."""
     try:
         from layerwise.compare.run import run_comparison
@@ -81,25 +84,26 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
                                                num_files=args.num_files, layers=args.layers, labels=args.labels))
     except KeyboardInterrupt:
         log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
-        return EXIT_INTERRUPTED, {}
+        return EXIT_INTERRUPTED, None
     except Exception as err:
         if terminated:  # the SIGTERM surfaced inside another exception (a lazy import wraps it in a RuntimeError)
             log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
-            return EXIT_INTERRUPTED, {}
+            return EXIT_INTERRUPTED, None
         if isinstance(err, LayerwiseError):
             log.error("%s", with_flags(error_text(err), vars(args)))
             if args.verbose:
                 raise
-            return EXIT_USAGE, {}
+            return EXIT_USAGE, None
         if not (isinstance(err, OSError) and _is_output(err, args.output_dir)):
             raise
-        advice = "free some space, then " if err.errno in FOLDER_FULL else ""
+        advice = ("free some space, then " if err.errno in FOLDER_FULL
+                  else f"make {Path(err.filename).name} writable (move away what is in its place), then ")
         log.error("could not write %s: %s; %s", err.filename, os_reason(err),
                   interrupted_text(args.output_dir, before, advice))
         if args.verbose:
             raise
-        return EXIT_FAILED_INPUTS, {}
-    return None, result.unavailable
+        return EXIT_FAILED_INPUTS, None
+    return None, result
 
 
 def _is_output(err: OSError, output_dir: str) -> bool:
@@ -117,19 +121,25 @@ def interrupted_text(output_dir: str, before: dict, advice: str = "") -> str:
     written = written_since(output_dir, before)
     again = f"{advice}run the same command again"
     if not written:
-        return f"nothing was written to {output_dir}; {again}"
-    done = "the run had finished writing its report" if "report.html" in written else \
-        f"report.html and the rest were not written: {again}"
-    return f"{', '.join(written)} written to {output_dir} (complete files); {done}"
+        return f"nothing was written to {output_dir}{stale_report(output_dir)}; {again}"
+    if "report.html" in written:
+        return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
+    return (f"{', '.join(written)} written to {output_dir} (complete files); report.html and the rest were not "
+            f"written{stale_report(output_dir)}: {again}")
 
 
-def exit_status(unavailable: dict[str, str], output_dir: str, log: logging.Logger) -> int:
+def exit_status(unavailable: dict[str, str], output_dir: str, log: logging.Logger,
+                not_written: dict[str, str] | None = None) -> int:
     """The one exit rule (README, "Exit status") for a comparison that wrote its outputs: 0 when every requested
-    number was computed, 1 when some could not be (``unavailable``: measure -> why, each named in the log). The
-    report's path is always printed. (2, nothing produced, is the error path of :func:`main`.)"""
+    number was computed and every figure drawn, 1 when some could not be (``unavailable``: measure -> why;
+    ``not_written``: figure -> why; each named in the log). The report's path is always printed. (2, nothing
+    produced, is the error path of :func:`main`.)"""
     report = Path(output_dir) / "report.html"
     if unavailable:
         log.error("not computed: %s", "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+    if not_written:
+        log.error("not drawn: %s", "; ".join(f"{k} ({v})" for k, v in not_written.items()))
+    if unavailable or not_written:
         log.error("everything else was written; report: %s", report)
         return EXIT_FAILED_INPUTS
     log.info("report: %s", report)

@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return EXIT_USAGE
     name, produced, failed = names[0], [], []
-    with sigterm_as_interrupt() as terminated:  # SLURM's time limit, kill: stops as Ctrl-C does
+    with sigterm_as_interrupt(until_exit=argv is None) as terminated:  # SLURM's time limit, kill: as Ctrl-C
         try:
             for name in names:
                 try:
@@ -93,8 +93,9 @@ def main(argv: list[str] | None = None) -> int:
                     failed.append(name)
         except KeyboardInterrupt:
             part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
-            print(f"{interrupted_by(terminated)}; the partial download {part} resumes with the same command",
-                  file=sys.stderr)
+            left = (f"the partial download {part} resumes with the same command" if part.exists() else
+                    f"{name} was not finished; run the same command again")
+            print(f"{interrupted_by(terminated)}; {left}", file=sys.stderr)
             return EXIT_INTERRUPTED
     if terminated:  # the stop was swallowed and the downloads went on to the end: still a stop
         print(f"{interrupted_by(terminated)}; the downloads had finished", file=sys.stderr)

@@ -16,6 +16,7 @@ import argparse
 import logging
 import signal
 import threading
+import time
 from pathlib import Path
 
 from layerwise.cli.common import (
@@ -23,6 +24,7 @@ from layerwise.cli.common import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
+    SAME_STOP_SECONDS,
     CliParser,
     add_shard_arguments,
     setup_logging,
@@ -194,11 +196,15 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     from layerwise.extract.run import extract_folder
 
     stop = threading.Event()
+    first = []  # time.monotonic() of the first stop signal
 
     def on_signal(signum, frame):
         if stop.is_set():  # second signal: abort now; write_features removes its temporary file
+            if time.monotonic() - first[0] < SAME_STOP_SECONDS:
+                return  # a copy of the first (the whole group was signalled and the wrapper forwarded its own)
             raise KeyboardInterrupt
         log.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
+        first.append(time.monotonic())
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}

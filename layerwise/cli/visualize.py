@@ -155,18 +155,19 @@ def main(argv=None) -> int:
     if args.merge and args.num_subsets is not None and args.num_subsets < 1:
         parser.error(f"--num_subsets must be >= 1, got {args.num_subsets}")
     before = snapshot(args.output_dir)  # what an interrupted run wrote: what differs from this at the end
-    with common.sigterm_as_interrupt() as terminated:  # SLURM's time limit stops the run as Ctrl-C does
-        status = _run(args, argv, parser, before, terminated, log)
+    with common.sigterm_as_interrupt(until_exit=argv is None) as terminated:  # SLURM's time limit: as Ctrl-C
+        status, summary = _run(args, argv, parser, before, terminated, log)
     if terminated and status != common.EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
         return common.EXIT_INTERRUPTED
-    return status
+    return exit_status(summary, args.output_dir, log) if status is None else status
 
 
-def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger) -> int:
-    """The analysis of parsed ``args`` with the exit rule of :func:`exit_status`; usage errors, Ctrl-C/SIGTERM
-    (``terminated``), a full disk are one logged line and their status (the files that differ from ``before``,
-    :func:`~layerwise.contract.outputs.snapshot`, are what a stopped run wrote)."""
+def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger) -> tuple[int | None, dict]:
+    """The analysis of parsed ``args``: (None, the summary) when it wrote its outputs (:func:`exit_status` says the
+    status), else (the exit status, {}) after one logged line: a usage error (2), Ctrl-C or SIGTERM
+    (``terminated``; 130, naming the files that differ from ``before``, :func:`~layerwise.contract.outputs.snapshot`),
+    a full disk (1)."""
     subset_id, num_subsets = (0, 1) if args.merge else common.shard_from_env(args.subset_id, args.num_subsets, parser)
     try:
         from layerwise.analyze.run import run_analysis
@@ -191,24 +192,24 @@ def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger
         summary = run_analysis(options)
     except KeyboardInterrupt:
         log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
-        return common.EXIT_INTERRUPTED  # SIGTERM too: README's one exit rule (extraction does the same)
+        return common.EXIT_INTERRUPTED, {}  # SIGTERM too: README's one exit rule (extraction does the same)
     except Exception as err:
         if terminated:  # the SIGTERM surfaced inside another exception (a lazy import wraps it in a RuntimeError)
             log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
-            return common.EXIT_INTERRUPTED
+            return common.EXIT_INTERRUPTED, {}
         if isinstance(err, LayerwiseError):
             log.error("%s", common.with_flags(error_text(err), vars(args)))
             if args.verbose:
                 raise
-            return common.EXIT_USAGE
+            return common.EXIT_USAGE, {}
         if not (isinstance(err, OSError) and err.errno in FOLDER_FULL):
             raise
         # a full disk outside the outputs run_analysis guards (a shard's partial, the ABX items)
         log.error("could not write %s: %s", err.filename or f"to {args.output_dir}", os_reason(err))
         if args.verbose:
             raise
-        return common.EXIT_FAILED_INPUTS
-    return exit_status(summary, args.output_dir, log)
+        return common.EXIT_FAILED_INPUTS, {}
+    return None, summary
 
 
 def interrupted_text(args, before: dict) -> str:
@@ -218,14 +219,16 @@ def interrupted_text(args, before: dict) -> str:
 
     output_dir = args.output_dir
     written = written_since(output_dir, before)
+    shard = not args.merge and (args.subset_id is not None or args.num_subsets is not None)  # writes its partial only
+    stale = "" if shard else common.stale_report(output_dir)
     if not written:
-        return f"nothing was written to {output_dir}; run the same command again"
-    if not args.merge and (args.subset_id is not None or args.num_subsets is not None):  # a shard: its partial only
+        return f"nothing was written to {output_dir}{stale}; run the same command again"
+    if shard:
         return f"{', '.join(written)} written to {output_dir} (complete files); run the same command again"
     if REPORT_HTML in written:
         return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
     return (f"{', '.join(written)} written to {output_dir} (complete files); {REPORT_HTML} and the remaining figures "
-            f"were not written: run the same command again")
+            f"were not written{stale}: run the same command again")
 
 
 def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:

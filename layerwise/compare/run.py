@@ -31,7 +31,7 @@ from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid, pool_plan
 from layerwise.contract.layout import FRAME_SPAN
 from layerwise.contract.results import VARIANCE_TARGET, components_for
-from layerwise.errors import CompareError, FeatureFileError, UsageError, error_text
+from layerwise.errors import CompareError, FeatureFileError, UsageError, caused_by_interrupt, error_text
 
 log = logging.getLogger(__name__)
 
@@ -104,6 +104,7 @@ class Comparison:
     notes: list[str] = field(default_factory=list)
     unavailable: dict[str, str] = field(default_factory=dict)
     grid_reason: str | None = None
+    not_written: dict[str, str] = field(default_factory=dict)  # figure file -> why it raised (the others are drawn)
     command: str | None = None  # the command line, for the run card
     wall_seconds: float | None = None  # the comparison's wall time (reading, statistics, figures)
 
@@ -325,6 +326,33 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
     return compute(CompareOptions(features_dirs=features_dirs, num_files=num_files, layers=layers, labels=labels))
 
 
+def _draw(result: Comparison, out: Path) -> list:
+    """The comparison's figures (``compareplots.figures_of``) drawn into ``out``; one that raises is left out, named
+    in the log and in ``result.not_written`` (the others are drawn). An OSError (a full disk, a folder in the
+    file's place) and a stop (Ctrl-C, SIGTERM, also wrapped in another exception) are raised: they end the run."""
+    from dataclasses import replace
+
+    from layerwise.report import compareplots, figures
+
+    def guarded(figure):
+        def draw(result, path):
+            try:
+                return figure.draw(result, path)
+            except OSError:
+                raise
+            except Exception as err:  # one figure's failure (a label matplotlib cannot lay out): named, rest drawn
+                if caused_by_interrupt(err):
+                    raise
+                log.debug("figure %s: traceback", figure.name, exc_info=True)  # shown with --verbose only
+                result.not_written[figure.name] = f"{type(err).__name__}: {error_text(err)}"
+                log.error("figure %s not drawn: %s", figure.name, result.not_written[figure.name])
+                return None
+
+        return replace(figure, draw=draw)
+
+    return figures.draw_all(result, out, [guarded(figure) for figure in compareplots.figures_of(result)])
+
+
 def run_comparison(options: CompareOptions | None = None, **settings) -> Comparison:
     """Compare the folders, write summary.json and summary.csv, draw the figures, then write report.html and
     summary.json again with the figures drawn and the whole wall time, to ``options.output_dir`` (every file written
@@ -338,7 +366,7 @@ def run_comparison(options: CompareOptions | None = None, **settings) -> Compari
 
     from layerwise.contract.outputs import check_output_dir
     from layerwise.contract.provenance import command_line
-    from layerwise.report import compareplots, comparereport, html
+    from layerwise.report import comparereport, html
 
     options = options or CompareOptions(**settings)
     check_output_dir(options.output_dir, CompareError)  # before any computation
@@ -348,8 +376,8 @@ def run_comparison(options: CompareOptions | None = None, **settings) -> Compari
     out = Path(options.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     result.wall_seconds = time.perf_counter() - start  # the numbers first: a stop while drawing cannot lose them
-    comparereport.write_numbers(result, out, compareplots.figures_of(result))
-    figures = compareplots.draw_all(result, out)
+    comparereport.write_numbers(result, out, [])
+    figures = _draw(result, out)
     result.wall_seconds = time.perf_counter() - start
     comparereport.write_all(result, out, figures)
     for note in result.notes:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import tempfile
 import zipfile
@@ -248,6 +249,8 @@ def _process_umask() -> int:
     return 0o022
 
 
+_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what atomic_open holds back while it makes its temporary
+
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs):
     """An open handle on a temporary file in ``path``'s folder, moved onto ``path`` with ``os.replace`` on success
@@ -258,13 +261,18 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs):
     here.
     """
     path = Path(path)
+    # Ctrl-C/SIGTERM held back while the temporary is made: a stop between its creation and the ``try`` below
+    # would leave it behind. They are delivered (and clean it up) as soon as the try is entered.
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_SEP}{_HOST}{TMP_SEP}{os.getpid()}{TMP_SEP}",
                                    suffix=".tmp", dir=path.parent)
     except OSError as err:  # no inode left, a read-only folder: named as the file the caller asked for
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         err.filename = str(path)
         raise
     try:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         os.fchmod(fd, 0o666 & ~_process_umask())
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle

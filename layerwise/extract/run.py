@@ -23,7 +23,7 @@ from layerwise.contract.alignments import digest as alignment_digest
 from layerwise.contract.alignments import find_alignments, read_spans, tier_names
 from layerwise.contract.grid import FrameGeometry
 from layerwise.contract.names import plural
-from layerwise.errors import AlignmentError, AudioLoadError, UsageError, error_text
+from layerwise.errors import AlignmentError, AudioLoadError, UsageError, caused_by_interrupt, error_text
 from layerwise.extract import audio, jobs, spans
 from layerwise.extract.jobs import Job
 from layerwise.extract.options import ExtractionOptions
@@ -396,7 +396,9 @@ def _pipeline(jobs, sample_rate, min_samples, compute, write, runlog: RunLog, st
                              job.wave.source_rate, job.wave.source_channels, sample_rate)
                 result = compute(job)
                 writes.append((job, writer.submit(write, job, result), job.wave.duration))
-            except Exception as err:  # noqa: BLE001 -- one bad file must not stop the run; reason to failures.tsv
+            except Exception as err:  # one bad file must not stop the run; reason to failures.tsv
+                if caused_by_interrupt(err):  # the abort surfaced wrapped (a lazy import): the stop, not a failure
+                    raise
                 runlog.fail(job.source, error_text(err), exc=err)
                 bar.update(1)
             job.wave = None  # free the samples; the writer keeps only the features
@@ -428,7 +430,9 @@ def _batch_ahead(model, batch_size: int, rep_type: str, indices: list[int], ahea
         for nxt, decoded in list(queue)[: batch_size - 1]:
             try:
                 decoded.result()
-            except Exception:  # noqa: BLE001 -- that file fails on its own turn
+            except Exception as err:  # that file fails on its own turn
+                if caused_by_interrupt(err):
+                    raise
                 break
             group.append(nxt)
         lengths = [len(j.wave.samples) for j in group]
@@ -437,7 +441,9 @@ def _batch_ahead(model, batch_size: int, rep_type: str, indices: list[int], ahea
             return
         try:
             feats = model.features_batch([j.wave.samples for j in group], rep_type, indices)
-        except Exception as err:  # noqa: BLE001 -- retried one by one: each file's own error, if any
+        except Exception as err:  # retried one by one: each file's own error, if any
+            if caused_by_interrupt(err):
+                raise
             log.info("a batch of %d utterances failed (%s); computing them one by one", len(group), err)
             return
         ahead.update({j.target: f for j, f in zip(group, feats)})
@@ -450,7 +456,9 @@ def _collect(item, runlog: RunLog, bar) -> None:
     try:
         future.result()
         runlog.done(job.source, job.target, duration, job.extra)
-    except Exception as err:  # noqa: BLE001 -- a failed write is that file's failure, not the run's
+    except Exception as err:  # a failed write is that file's failure, not the run's
+        if caused_by_interrupt(err):
+            raise
         runlog.fail(job.source, f"not written: {error_text(err)}", exc=err)
     bar.update(1)
 

@@ -202,8 +202,3 @@ def figures_of(result) -> tuple[figures.Figure, ...]:
             figures.Figure(SAME_LAYER_PNG, "Same-index curves: layer k vs layer k", SAME_LAYER_CAPTION,
                            _has_same_layer, _draw_same_layer),
             figures.Figure(SWEEP_PNG, "Per-folder sweeps", SWEEP_CAPTION, figures.always, _draw_sweep))
-
-
-def draw_all(result, out: Path) -> list[figures.Drawn]:
-    """Every figure of ``result`` (:func:`figures_of`) into ``out``; returns those drawn, in report order."""
-    return figures.draw_all(result, out, figures_of(result))

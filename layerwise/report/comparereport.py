@@ -104,7 +104,8 @@ def summary_dict(result, figures) -> dict:
         "cka_between": between, "cka_same_layer": same,
         "cka_between_debiased": [_pair_entries(result, pair, debiased=True)[0] for pair in result.pairs],
         "per_folder": {f.label: _folder_measures(f, m) for f, m in zip(result.folders, result.measures)},
-        "figures": [f.name for f in figures], "notes": result.notes, "unavailable": result.unavailable,
+        "figures": [f.name for f in figures], "not_written": result.not_written, "notes": result.notes,
+        "unavailable": result.unavailable,
         "command": result.command, "wall_seconds": result.wall_seconds, "versions": analysis_versions(),
     }
 
@@ -170,18 +171,19 @@ def comparison_page(result, figures, *, now: dt.datetime | None = None) -> html.
     legend. ``now`` : the report's date (default: now, UTC)."""
     title = f"Layer-wise comparison: {', '.join(f.label for f in result.folders)}"
     sections = [_folders_section(result), *_numbers_sections(result)]
-    notes = [*result.notes, *(f"{measure} not computed: {why}" for measure, why in result.unavailable.items())]
+    notes = [*result.notes, *(f"{measure} not computed: {why}" for measure, why in result.unavailable.items()),
+             *(f"{name} not drawn: {why}" for name, why in result.not_written.items())]
     return html.Page(title, runcard.comparison_card(result, now=now), notes, sections,
                      [html.figure_view(d) for d in figures], list(result.stems), files_heading="Utterances",
                      no_notes=NO_NOTES)
 
 
-def write_numbers(result, out: Path, planned) -> None:
-    """summary.json and summary.csv into ``out`` before any figure is drawn (``planned``: the figures this run will
-    try, ``compareplots.figures_of``), so that a stop or a full disk while drawing cannot lose the numbers;
-    :func:`write_all` then writes summary.json again with the figures drawn and the whole wall time."""
+def write_numbers(result, out: Path, drawn) -> None:
+    """summary.json and summary.csv into ``out`` before the figures are drawn (``drawn``: none yet, so
+    ``"figures": []``), so that a stop or a full disk while drawing cannot lose the numbers; :func:`write_all` then
+    writes summary.json again with the figures drawn, those not drawn and the whole wall time."""
     out = Path(out)
-    html.write_summary_json(out, summary_dict(result, planned))
+    html.write_summary_json(out, summary_dict(result, drawn))
     html.write_summary_csv(out, csv_rows(result))
 
 

@@ -388,16 +388,19 @@ BY_NAME = {f.name: f for f in FIGURES}
 def draw_all(result, out: str | Path, figures=FIGURES) -> list[Drawn]:
     """Draw every entry of ``figures`` (default: the analysis's :data:`FIGURES`; a comparison passes
     ``compareplots.figures_of(result)``) that applies to ``result`` into ``out``; returns those drawn, in order.
-    (The draw callables write each PNG atomically.) One process: a worker process drawing half of them was measured
+    (The draw callables write each PNG atomically; text is drawn as typed, no mathtext.) One process: a worker process drawing half of them was measured
     (2026-12-07) and left out — starting it re-imports the caller's main module (an unguarded script runs twice) and
     a killed run could leave it writing PNGs."""
+    import matplotlib
+
     from layerwise.contract.progress import bar
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     drawn = []
     todo = [figure for figure in figures if figure.applies(result)]
-    for figure in bar(todo, "figures", "figure"):
-        if figure.draw(result, out / figure.name) is not None:
-            drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
+    with matplotlib.rc_context({"text.parse_math": False}):  # names and labels drawn as typed ("$" included)
+        for figure in bar(todo, "figures", "figure"):
+            if figure.draw(result, out / figure.name) is not None:
+                drawn.append(Drawn(figure, out / figure.name, figure.caption_for(result)))
     return drawn

@@ -246,3 +246,24 @@ def test_a_stopped_shard_is_not_told_about_the_report(tmp_path):
     shard = visualize.build_parser().parse_args(["--output_dir", str(out), "--subset_id", "1", "--num_subsets", "2"])
     text = visualize.interrupted_text(shard, before)
     assert "partials/partial_0001_of_0002.npz written" in text and "report.html" not in text
+
+
+def test_a_stop_wrapped_inside_a_figure_is_the_stop_not_a_failed_figure(tmp_path, folder, monkeypatch, caplog):
+    """A SIGTERM that surfaces as another exception inside one figure (matplotlib's first import wraps it in a
+    RuntimeError): the run stops at once with its one line, exit 130; the figure is not reported as failed and no
+    later figure or report is drawn."""
+    from layerwise.report import plots
+
+    def wrapped(*args, **kwargs):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as err:
+            raise RuntimeError("Error calling __set_name__ on '_AxisMethod' instance") from err
+
+    monkeypatch.setattr(plots, "feature_statistics", wrapped)
+    out = tmp_path / "out"
+    with caplog.at_level(logging.INFO):
+        assert _main(tmp_path / "feat", out) == 130
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1 and errors[0].startswith("terminated (SIGTERM):")
+    assert sorted(p.name for p in out.iterdir()) == ["per_dim_stats.npz", "summary.csv", "summary.json"]

@@ -474,15 +474,19 @@ def test_a_control_folder_has_no_control_and_advice_never_repeats_the_setting(tm
     assert "--num_files 5 now" in more_files(5)
 
 
-@pytest.mark.parametrize("labels", [True, False])
-def test_a_file_whose_labels_contradict_its_span_is_refused_naming_it(tmp_path, labels, caplog):
-    """Span labels in a file whose metadata says span='frame' (or none in a 'word' file): not a file of
-    extract_features.py; refused before any measure, exit 2, instead of a traceback from the span measures."""
+@pytest.mark.parametrize(("labels", "span", "said"), [
+    (True, "frame", "holds span labels but its metadata says span='frame'"),
+    (False, "word", "holds no span labels but its metadata says span='word'"),
+    (True, "Phone", "its metadata names span='Phone', not one of frame, phone, word"),
+])
+def test_a_file_whose_labels_contradict_its_span_is_refused_naming_it(tmp_path, labels, span, said, caplog):
+    """Span labels in a file whose metadata says span='frame', none in a 'word' file, a span no extraction writes:
+    not a file of extract_features.py; refused before any measure, exit 2, instead of a traceback from the span
+    measures."""
     from layerwise.cli.visualize import main
 
-    meta = {"model_name": "synthetic", "rep_type": "contextualized", "span": "frame" if labels else "word"}
+    meta = {"model_name": "synthetic", "rep_type": "contextualized", "span": span}
     write_folder(tmp_path / "feat", [12, 20], labels=labels, meta=meta)
     status = main(["--features_dir", str(tmp_path / "feat"), "--output_dir", str(tmp_path / "out"), "--no_progress"])
-    said = "holds span labels" if labels else "holds no span labels"
-    assert status == 2 and f"utt-00_features.npz: {said} but its metadata says span={meta['span']!r}" in caplog.text
+    assert status == 2 and f"utt-00_features.npz: {said}" in caplog.text
     assert not (tmp_path / "out" / "summary.json").exists()

@@ -107,3 +107,34 @@ def test_an_interrupt_swallowed_in_a_destructor_is_raised_again(capfd):
             time.sleep(0.001)
     assert terminated and time.monotonic() < deadline
     assert "Exception ignored" not in capfd.readouterr().err  # the swallowed interrupt is not printed
+
+
+def test_ctrl_c_then_sigterm_while_stopping_raises_once_and_says_interrupted():
+    import signal
+
+    from layerwise.cli.common import interrupted_by, sigterm_as_interrupt
+
+    before = signal.getsignal(signal.SIGINT)
+    with sigterm_as_interrupt() as stops:
+        try:
+            signal.raise_signal(signal.SIGINT)
+        except KeyboardInterrupt:
+            signal.raise_signal(signal.SIGTERM)  # while the stop line is written: recorded, not raised
+            signal.raise_signal(signal.SIGINT)
+    assert stops == [signal.SIGINT, signal.SIGTERM, signal.SIGINT] and interrupted_by(stops) == "interrupted"
+    assert signal.getsignal(signal.SIGINT) is before
+
+
+def test_until_exit_keeps_a_late_sigterm_from_killing_the_process():
+    """A command that is the process (main() without argv): after its block, a SIGTERM during the interpreter's
+    shutdown is ignored, so the exit status stays the one the command chose (not 143)."""
+    import subprocess
+    import sys
+
+    code = ("import os, signal, sys\n"
+            "from layerwise.cli.common import sigterm_as_interrupt\n"
+            "with sigterm_as_interrupt(until_exit=True):\n"
+            "    pass\n"
+            "os.kill(os.getpid(), signal.SIGTERM)\n"
+            "sys.exit(3)\n")
+    assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 3

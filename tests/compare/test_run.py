@@ -507,14 +507,14 @@ def test_a_stop_while_drawing_is_one_line_exit_130(three_folders, tmp_path, monk
     import os
     import signal
 
-    from layerwise.report import compareplots
+    from layerwise.report import figures
 
     def stop(*args, **kwargs):
         if how == "sigterm":
             os.kill(os.getpid(), signal.SIGTERM)  # a batch system's time limit
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(compareplots, "draw_all", stop)
+    monkeypatch.setattr(figures, "draw_all", stop)
     before = signal.getsignal(signal.SIGTERM)
     out = tmp_path / "cmp"
     assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 130
@@ -553,3 +553,47 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_it_exit_1(three_fol
     assert line.startswith(f"could not write {out / 'sweep.png'}: ") and "(EISDIR)" in line
     assert "summary.json" in line and not any(p.name.endswith(".tmp") for p in out.iterdir())
     assert "Traceback" not in caplog.text + capfd.readouterr().err
+
+
+def test_a_figure_that_raises_is_named_the_others_drawn_exit_1(three_folders, tmp_path, monkeypatch, caplog):
+    """One figure failing (here: the sweep) is named in the log, summary.json not_written and the report's notes;
+    every other output is written; exit 1. A label matplotlib would parse as mathtext is drawn as typed."""
+    from layerwise.report import compareplots
+
+    def broken(result, path):
+        raise ValueError("no room for the legend")
+
+    monkeypatch.setattr(compareplots, "_draw_sweep", broken)
+    out = tmp_path / "cmp"
+    argv = ["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress",
+            "--labels", r"$\frac$", "b", "c"]
+    assert main(argv) == 1
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["not_written"] == {"sweep.png": "ValueError: no room for the legend"}
+    assert "sweep.png" not in summary["figures"] and "cka_between_1_2.png" in summary["figures"]
+    assert sorted(p.name for p in out.iterdir() if p.suffix == ".png") == [
+        "cka_between_1_2.png", "cka_between_1_3.png", "cka_between_2_3.png", "cka_same_layer.png"]
+    assert "sweep.png not drawn: ValueError: no room for the legend" in (out / "report.html").read_text()
+    assert "not drawn: sweep.png (ValueError: no room for the legend)" in caplog.text
+
+
+def test_a_stop_wrapped_in_another_exception_while_drawing_is_the_stop(three_folders, tmp_path, monkeypatch,
+                                                                       caplog):
+    """A SIGTERM surfacing as a RuntimeError (a lazy import wraps it) inside a figure: one stop line, 130, not a
+    figure failure."""
+    import os
+    import signal
+
+    from layerwise.report import compareplots
+
+    def wrapped(result, path):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt as err:
+            raise RuntimeError("Error calling __set_name__") from err
+
+    monkeypatch.setattr(compareplots, "_draw_sweep", wrapped)
+    out = tmp_path / "cmp"
+    assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 130
+    assert [r.getMessage().split(":")[0] for r in caplog.records if r.levelname == "ERROR"] == ["terminated (SIGTERM)"]
+    assert "sweep.png" not in json.loads((out / "summary.json").read_text())["not_written"]

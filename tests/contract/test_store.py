@@ -194,3 +194,25 @@ def test_an_os_error_while_writing_names_the_file_asked_for_not_the_temporary(tm
         handle.write("x")
     assert raised.value.filename == str(tmp_path / "missing" / "summary.json")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sweep.png"]
+
+
+def test_a_stop_while_the_temporary_is_made_leaves_no_temporary(tmp_path, monkeypatch):
+    """Ctrl-C/SIGTERM arriving just as mkstemp returns (before atomic_open's cleanup can see the file): held back
+    until the cleanup is armed, then delivered; nothing is left in the folder."""
+    import os
+    import signal
+    import tempfile
+
+    from layerwise.cli.common import sigterm_as_interrupt
+
+    real = tempfile.mkstemp
+
+    def mkstemp_then_stop(*args, **kwargs):
+        made = real(*args, **kwargs)
+        os.kill(os.getpid(), signal.SIGTERM)  # the signal lands here, with the temporary on disk
+        return made
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_stop)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt(), store.atomic_open(tmp_path / "x.json") as handle:
+        handle.write("x")
+    assert list(tmp_path.iterdir()) == []

@@ -466,12 +466,19 @@ def test_cli_sigterm_stops_as_ctrl_c_naming_the_partial_download(tmp_path, monke
     from layerwise.cli import data as data_cli
 
     def download(name, dest, **kwargs):
+        if started:  # the second run: part of the archive had arrived
+            (tmp_path / "dev-clean-2.tar.gz.part").write_bytes(b"x")
+        started.append(name)
         os.kill(os.getpid(), signal.SIGTERM)
         raise AssertionError("SIGTERM did not stop the download")
 
+    started: list[str] = []
     monkeypatch.setattr(data_cli, "download", download)
     before = signal.getsignal(signal.SIGTERM)
-    assert data_cli.main(["download", "--split", "dev-clean-2", "--dest", str(tmp_path), "--no-progress"]) == 130
+    argv = ["download", "--split", "dev-clean-2", "--dest", str(tmp_path), "--no-progress"]
+    assert data_cli.main(argv) == 130  # stopped before any byte arrived (waiting for another job's lock)
+    assert capsys.readouterr().err == "terminated (SIGTERM); dev-clean-2 was not finished; run the same command again\n"
+    assert data_cli.main(argv) == 130
     err = capsys.readouterr().err
-    assert err.startswith("terminated (SIGTERM); the partial download ") and "dev-clean-2.tar.gz.part" in err
+    assert err.startswith("terminated (SIGTERM); the partial download ") and "dev-clean-2.tar.gz.part resumes" in err
     assert signal.getsignal(signal.SIGTERM) is before

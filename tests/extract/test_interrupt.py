@@ -92,3 +92,20 @@ def test_sigkill_at_any_moment_leaves_no_truncated_file(tiny_hubert, tmp_path):
         a, b = store.read_features(folder / name), store.read_features(reference / name)
         for key in a.layers:
             np.testing.assert_array_equal(a.layers[key], b.layers[key])
+
+
+def test_a_copy_of_the_stop_signal_is_the_same_stop(tiny_hubert, tmp_path):
+    """SIGTERM twice at once (a job system signals the group and the wrapper forwards its own): one clean stop
+    with its manifest, not the abort a second Ctrl-C asks for (cli/common.SAME_STOP_SECONDS)."""
+    audio = tmp_path / "audio"
+    audio.mkdir()
+    make_audio(audio)
+    folder = tmp_path / "out" / tiny_hubert.name / "librispeech_dev-clean_sample1_local"
+    proc = start(audio, tmp_path / "out", tiny_hubert)
+    wait_for_outputs(folder, proc)
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130, out
+    assert "finishing the current file, then stopping" in out and "aborted" not in out
+    assert (folder / "manifest.json").is_file() and "file(s) left for a re-run" in out
