@@ -42,16 +42,15 @@ for arg in "$@"; do
     exit 0
   fi
 done
-source "${HERE}/tools/ensure_venv.sh"   # PYTHON, or .venv created on first use (torch pinned first, then the package)
-
-# A stop (Ctrl-C, `kill PID` of this script, a job system's SIGTERM) goes to the step running now, which stops
-# cleanly and says what it wrote; the wrapper waits for it, runs no later step and exits 130. A step that got the
-# signal itself too (a terminal or a job system signals the whole group) treats the copy as the same stop.
+# A stop (Ctrl-C, `kill PID` of this script, a job system's SIGTERM) goes to the step running now as SIGTERM (a
+# step started in the background ignores SIGINT until it sets its own handler), which stops cleanly and says what it
+# wrote; the wrapper waits for it, runs no later step and exits 130. A step that got the signal itself too (a
+# terminal or a job system signals the whole group) treats the copy as the same stop.
 step_pid=""
 stopping=""
 on_stop() {
   stopping="$1"
-  if [[ -n "${step_pid}" ]]; then kill -s "$1" "${step_pid}" 2>/dev/null || true; fi
+  if [[ -n "${step_pid}" ]]; then kill -s TERM "${step_pid}" 2>/dev/null || true; fi
 }
 trap 'on_stop TERM' TERM
 trap 'on_stop INT' INT
@@ -61,12 +60,15 @@ stop_if_asked() {
     exit 130
   fi
 }
+source "${HERE}/tools/ensure_venv.sh"   # PYTHON, or .venv created on first use (torch pinned first, then the package)
+stop_if_asked
+
 step() {  # run "$@" in the background (so a trap can forward a stop to it), wait for it, return its status
   local rc=0
   stop_if_asked
   "$@" &
   step_pid=$!
-  if [[ -n "${stopping}" ]]; then kill -s "${stopping}" "${step_pid}" 2>/dev/null || true; fi   # it came just now
+  if [[ -n "${stopping}" ]]; then kill -s TERM "${step_pid}" 2>/dev/null || true; fi   # it came just now
   wait "${step_pid}" || rc=$?
   while [[ -n "${stopping}" ]] && kill -0 "${step_pid}" 2>/dev/null; do   # the trap cut the wait short
     rc=0
@@ -122,8 +124,10 @@ elif [[ -n "${ALIGNMENT_DIR}" ]]; then
   extract_args=(--alignment_dir "${ALIGNMENT_DIR}" "${extract_args[@]}")   # extra arguments still win
 fi
 # The folder the extraction writes, as extract_features.py itself derives it (extra arguments included).
-features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)"
+pod_status=0
+features_dir="$("${PYTHON}" "${HERE}/extract_features.py" "${extract_args[@]}" --print_output_dir)" || pod_status=$?
 stop_if_asked
+[[ ${pod_status} -eq 0 ]] || exit "${pod_status}"
 VIS_DIR="${VIS_DIR:-${features_dir}_analysis}"
 echo "[wrapper] extracting ${AUDIO_DIR} with ${MODEL_NAME} into ${features_dir} (loading the model first)" >&2
 

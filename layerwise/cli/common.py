@@ -184,6 +184,15 @@ def flags_given(parser: argparse.ArgumentParser, argv=None) -> frozenset[str]:
 # A second stop signal this soon after the first is a copy of it, not a second Ctrl-C: a terminal or a job system
 # signals the whole process group, and extract_hubert_features.sh forwards the one it got to its running step.
 SAME_STOP_SECONDS = 1.0
+def owns_process(argv) -> bool:
+    """Whether a command's ``main(argv)`` is the whole process: called without argv (a script, a console entry
+    point) and not inside an interactive host (IPython's ``%run``, a notebook kernel, ``python -i``), whose own
+    Ctrl-C handling must come back. Such a command may ignore stop signals after its last line."""
+    interactive = hasattr(sys, "ps1") or sys.flags.interactive or any(
+        name in sys.modules for name in ("IPython", "ipykernel"))
+    return argv is None and not interactive
+
+
 RESEND_SECONDS = 0.05  # a swallowed stop is signalled again after this: long after the unraisable hook has returned
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a batch system's time limit or ``kill``
 
@@ -199,7 +208,7 @@ def sigterm_as_interrupt(*, until_exit: bool = False):
     signals again until it is raised where it stops the run.
 
     On exit the previous handlers and ``sys.unraisablehook`` come back; with ``until_exit`` (a command that is the
-    process: its ``main`` was given no argv) SIGTERM and SIGINT stay ignored instead, so a signal during the
+    process, :func:`owns_process`) SIGTERM and SIGINT stay ignored instead, so a signal during the
     interpreter's shutdown (≈ 0.5 s) cannot kill it after its line (exit 143). Off the main thread (where no
     handler can be set) it does nothing."""
     terminated: list[int] = []

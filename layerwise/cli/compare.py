@@ -26,6 +26,7 @@ from layerwise.cli.common import (
     EXIT_USAGE,
     CliParser,
     interrupted_by,
+    owns_process,
     setup_logging,
     sigterm_as_interrupt,
     stale_report,
@@ -33,8 +34,8 @@ from layerwise.cli.common import (
 )
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
 from layerwise.contract import progress
-from layerwise.contract.outputs import FOLDER_FULL, os_reason, snapshot, written_since
-from layerwise.errors import LayerwiseError, error_text
+from layerwise.contract.outputs import FOLDER_FULL, about_output, os_reason, snapshot, written_since
+from layerwise.errors import LayerwiseError, caused_by_interrupt, error_text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +64,7 @@ def main(argv=None) -> int:
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("compare_features")
     before = snapshot(args.output_dir)  # what a stopped run wrote: what differs from this at the end
-    with sigterm_as_interrupt(until_exit=argv is None) as terminated:  # SLURM's time limit: as Ctrl-C
+    with sigterm_as_interrupt(until_exit=owns_process(argv)) as terminated:  # SLURM's time limit: as Ctrl-C
         status, result = _run(args, before, terminated, log)
     if terminated and status != EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
@@ -86,7 +87,7 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
         log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
         return EXIT_INTERRUPTED, None
     except Exception as err:
-        if terminated:  # the SIGTERM surfaced inside another exception (a lazy import wraps it in a RuntimeError)
+        if terminated or caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError)
             log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
             return EXIT_INTERRUPTED, None
         if isinstance(err, LayerwiseError):
@@ -94,7 +95,7 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
             if args.verbose:
                 raise
             return EXIT_USAGE, None
-        if not (isinstance(err, OSError) and _is_output(err, args.output_dir)):
+        if not (isinstance(err, OSError) and about_output(err, args.output_dir)):
             raise
         advice = ("free some space, then " if err.errno in FOLDER_FULL
                   else f"make {Path(err.filename).name} writable (move away what is in its place), then ")
@@ -104,14 +105,6 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
             raise
         return EXIT_FAILED_INPUTS, None
     return None, result
-
-
-def _is_output(err: OSError, output_dir: str) -> bool:
-    """Whether ``err`` is about writing an output: its file lies in ``output_dir`` (atomic writes name the file
-    asked for), or the folder took no more (FOLDER_FULL) wherever it was named."""
-    if err.errno in FOLDER_FULL:
-        return True
-    return err.filename is not None and Path(err.filename).parent.resolve() == Path(output_dir).resolve()
 
 
 def interrupted_text(output_dir: str, before: dict, advice: str = "") -> str:

@@ -14,6 +14,7 @@ from layerwise.cli.common import (
     EXIT_USAGE,
     CliParser,
     interrupted_by,
+    owns_process,
     setup_logging,
     sigterm_as_interrupt,
 )
@@ -77,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return EXIT_USAGE
     name, produced, failed = names[0], [], []
-    with sigterm_as_interrupt(until_exit=argv is None) as terminated:  # SLURM's time limit, kill: as Ctrl-C
+    with sigterm_as_interrupt(until_exit=owns_process(argv)) as terminated:  # SLURM's time limit, kill: as Ctrl-C
         try:
             for name in names:
                 try:

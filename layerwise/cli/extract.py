@@ -27,6 +27,7 @@ from layerwise.cli.common import (
     SAME_STOP_SECONDS,
     CliParser,
     add_shard_arguments,
+    owns_process,
     setup_logging,
     shard_from_env,
     with_flags,
@@ -165,13 +166,16 @@ def main(argv=None) -> int:
         if args.print_output_dir:
             print(out_dir)
             return EXIT_OK
-        return _run(args, options, out_dir, subset_id, num_subsets)
+        return _run(args, options, out_dir, subset_id, num_subsets, owns=owns_process(argv))
     except LayerwiseError as err:
         log.error("%s", with_flags(error_text(err), vars(args)), exc_info=args.verbose)
         return EXIT_USAGE
 
 
-def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_subsets: int) -> int:
+def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_subsets: int, *,
+         owns: bool = False) -> int:
+    """The extraction of parsed ``args``; ``owns``: this command is the process (``common.owns_process``), so
+    stop signals stay ignored after the run instead of getting their previous handlers back."""
     from layerwise.extract import audio, jobs
 
     if not Path(args.audio_dir).is_dir():
@@ -201,11 +205,13 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     def on_signal(signum, frame):
         if stop.is_set():  # second signal: abort now; write_features removes its temporary file
             if time.monotonic() - first[0] < SAME_STOP_SECONDS:
-                return  # a copy of the first (the whole group was signalled and the wrapper forwarded its own)
+                log.info("%s again within %.0f s: taken as a copy of the first stop (again later to abort)",
+                         signal.Signals(signum).name, SAME_STOP_SECONDS)
+                return  # the whole group was signalled and the wrapper forwarded its own
             raise KeyboardInterrupt
-        log.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
-        first.append(time.monotonic())
+        first.append(time.monotonic())  # before logging: a copy arriving during the log call is seen as a copy
         stop.set()
+        log.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
@@ -217,9 +223,9 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
         log.error("aborted; %s", INTERRUPTED_NO_STORE if args.no_store
                   else "finished files are complete, re-run to resume")
         return EXIT_INTERRUPTED
-    finally:
+    finally:  # a command that is the process ignores stops after this: its summary and exit cannot become 143
         for sig, handler in previous.items():
-            signal.signal(sig, handler)
+            signal.signal(sig, signal.SIG_IGN if owns else handler)
     for line in runlog.summary_lines():
         log.info(line)
     if runlog.partial is not None:

@@ -38,7 +38,7 @@ from layerwise.cli import common
 from layerwise.contract import progress
 from layerwise.contract.outputs import FOLDER_FULL, os_reason, snapshot, written_since
 from layerwise.contract.provenance import command_line
-from layerwise.errors import LayerwiseError, error_text
+from layerwise.errors import LayerwiseError, caused_by_interrupt, error_text
 
 # extract_features.py's default output folder: {save_dir}/{model_tag}/librispeech_{dataset_split}_sample{data_sample}
 # with its defaults (output, facebook/hubert-base-ls960, dev-clean, 1); tests/test_analyze.py checks they agree.
@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     if args.merge and args.num_subsets is not None and args.num_subsets < 1:
         parser.error(f"--num_subsets must be >= 1, got {args.num_subsets}")
     before = snapshot(args.output_dir)  # what an interrupted run wrote: what differs from this at the end
-    with common.sigterm_as_interrupt(until_exit=argv is None) as terminated:  # SLURM's time limit: as Ctrl-C
+    with common.sigterm_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM's time limit: as Ctrl-C
         status, summary = _run(args, argv, parser, before, terminated, log)
     if terminated and status != common.EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
@@ -194,7 +194,7 @@ def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger
         log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
         return common.EXIT_INTERRUPTED, {}  # SIGTERM too: README's one exit rule (extraction does the same)
     except Exception as err:
-        if terminated:  # the SIGTERM surfaced inside another exception (a lazy import wraps it in a RuntimeError)
+        if terminated or caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError)
             log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
             return common.EXIT_INTERRUPTED, {}
         if isinstance(err, LayerwiseError):

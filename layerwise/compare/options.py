@@ -7,6 +7,7 @@ imports.
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,9 @@ from layerwise.errors import CompareError
 DEFAULT_NUM_FILES = 0  # all utterances present in every folder: CKA is biased upwards on few frames
 DEFAULT_OUTPUT_DIR = "output/comparison"
 MIN_FOLDERS = 2  # a comparison is between two or more folders
+
+
+MAX_LABEL_CHARS = 60  # a legend name: it heads axes and legends, whose figure widths follow the longest text
 
 
 @dataclass(frozen=True)
@@ -55,3 +59,9 @@ class CompareOptions:
                                f"per folder")
         if self.labels is not None and len(set(self.labels)) != len(self.labels):
             raise CompareError(f"labels {list(self.labels)} repeat a name; give each folder its own")
+        for label in self.labels or ():
+            control = [c for c in label if unicodedata.category(c) == "Cc"]  # \n, \r, \t, escape codes
+            if not label.strip() or control or len(label) > MAX_LABEL_CHARS:
+                raise CompareError(f"labels: {label[:MAX_LABEL_CHARS]!r}{'…' if len(label) > MAX_LABEL_CHARS else ''} "
+                                   f"is not a legend name: give 1 to {MAX_LABEL_CHARS} printable characters per "
+                                   f"folder (it names the folder in every figure, summary.csv row and table)")

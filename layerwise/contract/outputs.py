@@ -81,3 +81,12 @@ def written_since(output_dir: str | Path, before: dict[str, tuple[int, int]]) ->
     now = snapshot(output_dir)
     changed = [name for name, signature in now.items() if before.get(name) != signature]
     return sorted(changed, key=lambda name: (now[name][1], name))
+
+
+def about_output(err: OSError, output_dir: str | Path) -> bool:
+    """Whether ``err`` is about writing an output to ``output_dir``: its file lies there (``store.atomic_open``
+    names the file asked for), or the folder took no more (FOLDER_FULL) wherever it was named. Other OSErrors (a
+    font, an input) are not the output folder's."""
+    if err.errno in FOLDER_FULL:
+        return True
+    return err.filename is not None and Path(err.filename).parent.resolve() == Path(output_dir).resolve()

@@ -15,11 +15,11 @@ prototype layout ``(1, T, D)``. Nothing else in the project calls ``np.savez``/`
 
 from __future__ import annotations
 
+import errno
 import json
 import os
-import signal
+import secrets
 import socket
-import tempfile
 import zipfile
 import zlib
 from contextlib import contextmanager
@@ -249,30 +249,32 @@ def _process_umask() -> int:
     return 0o022
 
 
-_STOP_SIGNALS = {signal.SIGINT, signal.SIGTERM}  # what atomic_open holds back while it makes its temporary
+TMP_TRIES = 100  # names tried when a random temporary name is taken (as tempfile.mkstemp does)
+
 
 @contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs):
     """An open handle on a temporary file in ``path``'s folder, moved onto ``path`` with ``os.replace`` on success
-    and removed on any failure (also KeyboardInterrupt); an OSError of the temporary names ``path``, the file the
-    caller asked for. Same folder = same filesystem, so the move is atomic; the name
-    ``.{name}~{host}~{pid}~{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never leaves a look-alike file,
-    and host and pid tell a stale temporary (writer gone) from a live one. Every output of the package goes through
-    here.
+    and removed on any failure (also KeyboardInterrupt, at any point: its name is known before it is created); an
+    OSError of the temporary names ``path``, the file the caller asked for. Same folder = same filesystem, so the
+    move is atomic; the name ``.{name}~{host}~{pid}~{random}.tmp`` does not end in FEATURE_SUFFIX, so a crash never
+    leaves a look-alike file, and host and pid tell a stale temporary (writer gone) from a live one. Every output of
+    the package goes through here.
     """
     path = Path(path)
-    # Ctrl-C/SIGTERM held back while the temporary is made: a stop between its creation and the ``try`` below
-    # would leave it behind. They are delivered (and clean it up) as soon as the try is entered.
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+    prefix = f".{path.name}{TMP_SEP}{_HOST}{TMP_SEP}{os.getpid()}{TMP_SEP}"
+    tmp = candidate = None
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}{TMP_SEP}{_HOST}{TMP_SEP}{os.getpid()}{TMP_SEP}",
-                                   suffix=".tmp", dir=path.parent)
-    except OSError as err:  # no inode left, a read-only folder: named as the file the caller asked for
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
-        err.filename = str(path)
-        raise
-    try:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for _ in range(TMP_TRIES):
+            candidate = str(path.parent / f"{prefix}{secrets.token_hex(4)}.tmp")
+            try:
+                tmp = candidate  # before the file exists: a stop while it is made still finds it below
+                fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+                break
+            except FileExistsError:
+                tmp = None  # another writer's: never ours to remove
+        else:
+            raise FileExistsError(errno.EEXIST, f"no free temporary name after {TMP_TRIES} tries", str(path))
         os.fchmod(fd, 0o666 & ~_process_umask())
         with os.fdopen(fd, mode, **kwargs) as handle:
             yield handle
@@ -280,8 +282,9 @@ def atomic_open(path: str | Path, mode: str = "w", **kwargs):
             os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError) and err.filename in (None, tmp):  # a full disk names path, not the temporary
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.filename in (None, tmp, candidate):  # named as the file asked for
             err.filename = str(path)
         raise
 

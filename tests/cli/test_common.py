@@ -138,3 +138,18 @@ def test_until_exit_keeps_a_late_sigterm_from_killing_the_process():
             "os.kill(os.getpid(), signal.SIGTERM)\n"
             "sys.exit(3)\n")
     assert subprocess.run([sys.executable, "-c", code], check=False, timeout=60).returncode == 3
+
+
+def test_owns_process_only_without_argv_and_outside_an_interactive_host(monkeypatch):
+    """A script or console entry owns its process; main([...]) and IPython's %run (main() with IPython loaded) do
+    not, so a notebook kernel gets its Ctrl-C handling back."""
+    import sys
+    import types
+
+    from layerwise.cli.common import owns_process
+
+    monkeypatch.delitem(sys.modules, "IPython", raising=False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert owns_process(None) and not owns_process(["--help"])
+    monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
+    assert not owns_process(None)

@@ -27,3 +27,12 @@ def test_defaults_and_normalised_types():
 def test_bad_settings_are_refused_naming_the_parameter(settings, message):
     with pytest.raises(CompareError, match=message):
         CompareOptions(**settings)
+
+
+@pytest.mark.parametrize("label", ["a\rb", "tab\there", "\x1b[31mred", "   ", "x" * 61])
+def test_a_label_that_is_no_legend_name_is_refused(label, tmp_path):
+    """Control characters (they split summary.csv rows, draw as boxes) and names longer than a legend can hold (a
+    3000-character label made a 600-megapixel heatmap) are usage errors naming the rule."""
+    with pytest.raises(CompareError, match="printable characters per folder"):
+        CompareOptions(features_dirs=[tmp_path / "a", tmp_path / "b"], labels=[label, "b"])
+    CompareOptions(features_dirs=[tmp_path / "a", tmp_path / "b"], labels=["x" * 60, "naïve $x$ 50 %"])  # accepted

@@ -555,6 +555,24 @@ def test_an_output_that_cannot_be_written_is_one_line_naming_it_exit_1(three_fol
     assert "Traceback" not in caplog.text + capfd.readouterr().err
 
 
+def test_an_os_error_that_is_not_the_output_folders_is_one_figures_failure(three_folders, tmp_path, monkeypatch,
+                                                                            caplog, capfd):
+    """A figure failing on a file elsewhere (a font it cannot read) is that figure's failure: named, the rest
+    drawn, exit 1, no traceback (an OSError of the output folder instead ends the run, tested above)."""
+    import errno
+
+    from layerwise.report import compareplots
+
+    def font(result, path):
+        raise OSError(errno.EACCES, "Permission denied", "/usr/share/fonts/DejaVuSans.ttf")
+
+    monkeypatch.setattr(compareplots, "_draw_sweep", font)
+    out = tmp_path / "cmp"
+    assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 1
+    assert list(json.loads((out / "summary.json").read_text())["not_written"]) == ["sweep.png"]
+    assert (out / "report.html").is_file() and "Traceback" not in caplog.text + capfd.readouterr().err
+
+
 def test_a_figure_that_raises_is_named_the_others_drawn_exit_1(three_folders, tmp_path, monkeypatch, caplog):
     """One figure failing (here: the sweep) is named in the log, summary.json not_written and the report's notes;
     every other output is written; exit 1. A label matplotlib would parse as mathtext is drawn as typed."""

@@ -197,22 +197,23 @@ def test_an_os_error_while_writing_names_the_file_asked_for_not_the_temporary(tm
 
 
 def test_a_stop_while_the_temporary_is_made_leaves_no_temporary(tmp_path, monkeypatch):
-    """Ctrl-C/SIGTERM arriving just as mkstemp returns (before atomic_open's cleanup can see the file): held back
-    until the cleanup is armed, then delivered; nothing is left in the folder."""
+    """Ctrl-C/SIGTERM arriving just as the temporary is created (the handler runs before atomic_open has its file
+    descriptor): the temporary is removed all the same; nothing is left in the folder."""
     import os
     import signal
-    import tempfile
 
     from layerwise.cli.common import sigterm_as_interrupt
 
-    real = tempfile.mkstemp
+    real = os.open
 
-    def mkstemp_then_stop(*args, **kwargs):
-        made = real(*args, **kwargs)
-        os.kill(os.getpid(), signal.SIGTERM)  # the signal lands here, with the temporary on disk
-        return made
+    def open_then_stop(file, flags, *args, **kwargs):
+        fd = real(file, flags, *args, **kwargs)
+        if str(file).endswith(".tmp"):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, with the temporary on disk
+        return fd
 
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp_then_stop)
+    monkeypatch.setattr(os, "open", open_then_stop)
     with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt(), store.atomic_open(tmp_path / "x.json") as handle:
         handle.write("x")
+    monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
