@@ -116,3 +116,15 @@ def check_analysis_exit(code: int, summary: dict, allowed=FIXTURE_GAPS) -> None:
     missing = set(summary.get("requested_measures", [])) & set(summary.get("unavailable", {}))
     assert missing <= set(allowed), missing
     assert code == (1 if missing else 0), (code, missing)
+
+
+def sigterm_surfacing_wrapped(*args, **kwargs):
+    """A drawing step hit by SIGTERM whose KeyboardInterrupt comes back wrapped in a RuntimeError, as matplotlib's
+    first import wraps one raised in a dataclass ``__set_name__``: the stop must still be the stop."""
+    import signal
+
+    try:
+        os.kill(os.getpid(), signal.SIGTERM)
+    except KeyboardInterrupt as err:
+        raise RuntimeError("Error calling __set_name__ on '_AxisMethod' instance") from err
+    raise AssertionError("SIGTERM did not raise KeyboardInterrupt (no stop handler installed)")

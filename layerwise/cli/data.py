@@ -7,16 +7,14 @@ import logging
 import sys
 from pathlib import Path
 
+from layerwise.cli import common
 from layerwise.cli.common import (
     EXIT_FAILED_INPUTS,
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_USAGE,
     CliParser,
-    interrupted_by,
-    owns_process,
     setup_logging,
-    sigterm_as_interrupt,
 )
 from layerwise.data.librispeech import (
     ALIGNMENTS,
@@ -78,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return EXIT_USAGE
     name, produced, failed = names[0], [], []
-    with sigterm_as_interrupt(until_exit=owns_process(argv)) as terminated:  # SLURM's time limit, kill: as Ctrl-C
+    with common.sigterm_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM, kill: as Ctrl-C
         try:
             for name in names:
                 try:
@@ -96,10 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             part = Path(args.dest).absolute() / f"{RESOURCES[name].archive}.part"
             left = (f"the partial download {part} resumes with the same command" if part.exists() else
                     f"{name} was not finished; run the same command again")
-            print(f"{interrupted_by(terminated)}; {left}", file=sys.stderr)
+            print(f"{common.interrupted_by(terminated)}; {left}", file=sys.stderr)
             return EXIT_INTERRUPTED
     if terminated:  # the stop was swallowed and the downloads went on to the end: still a stop
-        print(f"{interrupted_by(terminated)}; the downloads had finished", file=sys.stderr)
+        print(f"{common.interrupted_by(terminated)}; the downloads had finished", file=sys.stderr)
         return EXIT_INTERRUPTED
     if failed:  # the one exit rule: 1 when some was produced (the rest named), 2 when nothing was
         print(f"not downloaded: {', '.join(failed)}" + (f"; done: {', '.join(produced)}" if produced else ""),

@@ -172,6 +172,28 @@ def main(argv=None) -> int:
         return EXIT_USAGE
 
 
+def _finish_then_stop(stop: threading.Event):
+    """The extraction's stop handler: the first SIGINT/SIGTERM sets ``stop`` (the file in progress is finished and
+    written, then the run ends); another one later than SAME_STOP_SECONDS aborts at once (KeyboardInterrupt;
+    write_features removes its temporary file); one sooner is a copy of the first (the whole group was signalled and
+    the wrapper forwarded its own) and only logged."""
+    first = []  # time.monotonic() of the first stop signal
+
+    def on_signal(signum, frame):
+        name = signal.Signals(signum).name
+        if stop.is_set():
+            if time.monotonic() - first[0] < SAME_STOP_SECONDS:
+                log.info("%s again within %.0f s: taken as a copy of the first stop (again later to abort)", name,
+                         SAME_STOP_SECONDS)
+                return
+            raise KeyboardInterrupt
+        first.append(time.monotonic())  # before logging: a copy arriving during the log call is seen as a copy
+        stop.set()
+        log.warning("%s: finishing the current file, then stopping (again to abort)", name)
+
+    return on_signal
+
+
 def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_subsets: int, *,
          owns: bool = False) -> int:
     """The extraction of parsed ``args``; ``owns``: this command is the process (``common.owns_process``), so
@@ -200,20 +222,7 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     from layerwise.extract.run import extract_folder
 
     stop = threading.Event()
-    first = []  # time.monotonic() of the first stop signal
-
-    def on_signal(signum, frame):
-        if stop.is_set():  # second signal: abort now; write_features removes its temporary file
-            if time.monotonic() - first[0] < SAME_STOP_SECONDS:
-                log.info("%s again within %.0f s: taken as a copy of the first stop (again later to abort)",
-                         signal.Signals(signum).name, SAME_STOP_SECONDS)
-                return  # the whole group was signalled and the wrapper forwarded its own
-            raise KeyboardInterrupt
-        first.append(time.monotonic())  # before logging: a copy arriving during the log call is seen as a copy
-        stop.set()
-        log.warning("%s: finishing the current file, then stopping (again to abort)", signal.Signals(signum).name)
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    previous = {sig: signal.signal(sig, _finish_then_stop(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         runlog = extract_folder(args.audio_dir, args.save_dir, options, subset_id=subset_id, num_subsets=num_subsets,
                                 extensions=extensions, overwrite=args.overwrite, stop=stop,

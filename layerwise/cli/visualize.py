@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     if args.merge and args.num_subsets is not None and args.num_subsets < 1:
         parser.error(f"--num_subsets must be >= 1, got {args.num_subsets}")
     before = snapshot(args.output_dir)  # what an interrupted run wrote: what differs from this at the end
-    with common.sigterm_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM's time limit: as Ctrl-C
+    with common.sigterm_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM: as Ctrl-C
         status, summary = _run(args, argv, parser, before, terminated, log)
     if terminated and status != common.EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))

@@ -62,6 +62,7 @@ class CompareOptions:
         for label in self.labels or ():
             control = [c for c in label if unicodedata.category(c) == "Cc"]  # \n, \r, \t, escape codes
             if not label.strip() or control or len(label) > MAX_LABEL_CHARS:
-                raise CompareError(f"labels: {label[:MAX_LABEL_CHARS]!r}{'…' if len(label) > MAX_LABEL_CHARS else ''} "
-                                   f"is not a legend name: give 1 to {MAX_LABEL_CHARS} printable characters per "
-                                   f"folder (it names the folder in every figure, summary.csv row and table)")
+                shown = label[:MAX_LABEL_CHARS] + ("…" if len(label) > MAX_LABEL_CHARS else "")
+                raise CompareError(f"labels: {shown!r} is not a legend name: give 1 to {MAX_LABEL_CHARS} printable "
+                                   f"characters per folder (it names the folder in every figure, summary.csv row "
+                                   f"and table)")

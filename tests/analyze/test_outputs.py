@@ -20,6 +20,7 @@ from layerwise.cli import visualize
 from layerwise.contract import outputs
 from layerwise.report import figures
 from tests.analyze.test_run import cat, write_folder
+from tests.conftest import sigterm_surfacing_wrapped
 
 LENGTHS = [12, 20, 15]
 # two cheap figures of the registry: the statistics (made to fail below) and one heatmap (drawn), so a run takes
@@ -216,11 +217,7 @@ def test_a_sigterm_hidden_by_python_still_stops_with_one_line(tmp_path, folder, 
         if how == "swallowed":
             _SignalsWhenDestroyed()  # destroyed at once; the run goes on drawing
             return real_draw(*args, **kwargs)
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-        except KeyboardInterrupt as err:
-            raise RuntimeError("Error calling __set_name__ on '_FieldDescriptor' instance") from err
-        raise AssertionError("SIGTERM did not raise")
+        return sigterm_surfacing_wrapped()
 
     monkeypatch.setattr(analyze_run, "draw", draw)
     with caplog.at_level(logging.INFO):
@@ -254,13 +251,7 @@ def test_a_stop_wrapped_inside_a_figure_is_the_stop_not_a_failed_figure(tmp_path
     later figure or report is drawn."""
     from layerwise.report import plots
 
-    def wrapped(*args, **kwargs):
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-        except KeyboardInterrupt as err:
-            raise RuntimeError("Error calling __set_name__ on '_AxisMethod' instance") from err
-
-    monkeypatch.setattr(plots, "feature_statistics", wrapped)
+    monkeypatch.setattr(plots, "feature_statistics", sigterm_surfacing_wrapped)
     out = tmp_path / "out"
     with caplog.at_level(logging.INFO):
         assert _main(tmp_path / "feat", out) == 130

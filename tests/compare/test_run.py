@@ -599,18 +599,10 @@ def test_a_stop_wrapped_in_another_exception_while_drawing_is_the_stop(three_fol
                                                                        caplog):
     """A SIGTERM surfacing as a RuntimeError (a lazy import wraps it) inside a figure: one stop line, 130, not a
     figure failure."""
-    import os
-    import signal
-
     from layerwise.report import compareplots
+    from tests.conftest import sigterm_surfacing_wrapped
 
-    def wrapped(result, path):
-        try:
-            os.kill(os.getpid(), signal.SIGTERM)
-        except KeyboardInterrupt as err:
-            raise RuntimeError("Error calling __set_name__") from err
-
-    monkeypatch.setattr(compareplots, "_draw_sweep", wrapped)
+    monkeypatch.setattr(compareplots, "_draw_sweep", sigterm_surfacing_wrapped)
     out = tmp_path / "cmp"
     assert main(["--features_dirs", *map(str, three_folders), "--output_dir", str(out), "--no_progress"]) == 130
     assert [r.getMessage().split(":")[0] for r in caplog.records if r.levelname == "ERROR"] == ["terminated (SIGTERM)"]

@@ -45,13 +45,19 @@ def run_to_end(audio, save_dir, model):
     return out
 
 
-def test_sigint_finishes_cleanly_and_resumes(tiny_hubert, tmp_path):
+def started_run(tiny_hubert, tmp_path):
+    """(audio folder, features folder, the extraction process once its first file is written)."""
     audio = tmp_path / "audio"
     audio.mkdir()
     make_audio(audio)
     folder = tmp_path / "out" / tiny_hubert.name / "librispeech_dev-clean_sample1_local"
     proc = start(audio, tmp_path / "out", tiny_hubert)
     wait_for_outputs(folder, proc)
+    return audio, folder, proc
+
+
+def test_sigint_finishes_cleanly_and_resumes(tiny_hubert, tmp_path):
+    audio, folder, proc = started_run(tiny_hubert, tmp_path)
     proc.send_signal(signal.SIGINT)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out
@@ -97,12 +103,7 @@ def test_sigkill_at_any_moment_leaves_no_truncated_file(tiny_hubert, tmp_path):
 def test_a_copy_of_the_stop_signal_is_the_same_stop(tiny_hubert, tmp_path):
     """SIGTERM twice at once (a job system signals the group and the wrapper forwards its own): one clean stop
     with its manifest, not the abort a second Ctrl-C asks for (cli/common.SAME_STOP_SECONDS)."""
-    audio = tmp_path / "audio"
-    audio.mkdir()
-    make_audio(audio)
-    folder = tmp_path / "out" / tiny_hubert.name / "librispeech_dev-clean_sample1_local"
-    proc = start(audio, tmp_path / "out", tiny_hubert)
-    wait_for_outputs(folder, proc)
+    _, folder, proc = started_run(tiny_hubert, tmp_path)
     proc.send_signal(signal.SIGTERM)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
