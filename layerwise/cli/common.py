@@ -259,6 +259,26 @@ def interrupted_by(terminated: list[int]) -> str:
     return "terminated (SIGTERM)" if terminated and terminated[0] == signal.SIGTERM else "interrupted"
 
 
+def stopped_text(output_dir: str, before: dict, *, shard: bool = False, advice: str = "") -> str:
+    """What a stopped analysis or comparison had written to ``output_dir`` (the files that differ from ``before``,
+    ``contract.outputs.snapshot``) and what it had not, in one line. Every output is written whole (atomically),
+    the numbers first and report.html last; a ``shard`` writes only its partial. ``advice`` goes before "run the
+    same command again" (e.g. "free some space, then ")."""
+    from layerwise.contract.outputs import written_since
+
+    written = written_since(output_dir, before)
+    again = f"{advice}run the same command again"
+    stale = "" if shard else stale_report(output_dir)
+    if not written:
+        return f"nothing was written to {output_dir}{stale}; {again}"
+    if shard:
+        return f"{', '.join(written)} written to {output_dir} (complete files); {again}"
+    if "report.html" in written:
+        return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
+    return (f"{', '.join(written)} written to {output_dir} (complete files); report.html and the remaining figures "
+            f"were not written{stale}: {again}")
+
+
 def stale_report(output_dir: str) -> str:
     """``" (the report.html there is an earlier run's)"`` when ``output_dir`` holds a report.html this run did not
     write, else ``""``: a stopped run must not let an old report pass for its own."""

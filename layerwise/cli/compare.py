@@ -29,12 +29,12 @@ from layerwise.cli.common import (
     owns_process,
     setup_logging,
     sigterm_as_interrupt,
-    stale_report,
+    stopped_text,
     with_flags,
 )
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
 from layerwise.contract import progress
-from layerwise.contract.outputs import FOLDER_FULL, about_output, os_reason, snapshot, written_since
+from layerwise.contract.outputs import FOLDER_FULL, about_output, os_reason, snapshot
 from layerwise.errors import LayerwiseError, caused_by_interrupt, error_text
 
 
@@ -67,7 +67,7 @@ def main(argv=None) -> int:
     with sigterm_as_interrupt(until_exit=owns_process(argv)) as terminated:  # SLURM's time limit: as Ctrl-C
         status, result = _run(args, before, terminated, log)
     if terminated and status != EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
-        log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
+        log.error("%s: %s", interrupted_by(terminated), stopped_text(args.output_dir, before))
         return EXIT_INTERRUPTED
     if status is not None:
         return status
@@ -84,11 +84,11 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
         result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
                                                num_files=args.num_files, layers=args.layers, labels=args.labels))
     except KeyboardInterrupt:
-        log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
+        log.error("%s: %s", interrupted_by(terminated), stopped_text(args.output_dir, before))
         return EXIT_INTERRUPTED, None
     except Exception as err:
         if terminated or caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError)
-            log.error("%s: %s", interrupted_by(terminated), interrupted_text(args.output_dir, before))
+            log.error("%s: %s", interrupted_by(terminated), stopped_text(args.output_dir, before))
             return EXIT_INTERRUPTED, None
         if isinstance(err, LayerwiseError):
             log.error("%s", with_flags(error_text(err), vars(args)))
@@ -100,25 +100,11 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
         advice = ("free some space, then " if err.errno in FOLDER_FULL
                   else f"make {Path(err.filename).name} writable (move away what is in its place), then ")
         log.error("could not write %s: %s; %s", err.filename, os_reason(err),
-                  interrupted_text(args.output_dir, before, advice))
+                  stopped_text(args.output_dir, before, advice=advice))
         if args.verbose:
             raise
         return EXIT_FAILED_INPUTS, None
     return None, result
-
-
-def interrupted_text(output_dir: str, before: dict, advice: str = "") -> str:
-    """What a stopped comparison had written to ``output_dir`` (the files that differ from ``before``,
-    :func:`~layerwise.contract.outputs.snapshot`), in one line: every file is written whole (atomically),
-    summary.json and summary.csv first, report.html last; ``advice`` goes before "run the same command again"."""
-    written = written_since(output_dir, before)
-    again = f"{advice}run the same command again"
-    if not written:
-        return f"nothing was written to {output_dir}{stale_report(output_dir)}; {again}"
-    if "report.html" in written:
-        return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
-    return (f"{', '.join(written)} written to {output_dir} (complete files); report.html and the rest were not "
-            f"written{stale_report(output_dir)}: {again}")
 
 
 def exit_status(unavailable: dict[str, str], output_dir: str, log: logging.Logger,

@@ -36,7 +36,7 @@ from layerwise.analyze.options import (
 )
 from layerwise.cli import common
 from layerwise.contract import progress
-from layerwise.contract.outputs import FOLDER_FULL, os_reason, snapshot, written_since
+from layerwise.contract.outputs import FOLDER_FULL, os_reason, snapshot
 from layerwise.contract.provenance import command_line
 from layerwise.errors import LayerwiseError, caused_by_interrupt, error_text
 
@@ -213,22 +213,10 @@ def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger
 
 
 def interrupted_text(args, before: dict) -> str:
-    """What an interrupted analysis (parsed ``args``) had written to its output folder (the files that differ from
-    ``before``, :func:`~layerwise.contract.outputs.snapshot`) and what it had not, in one line."""
-    from layerwise.report.html import REPORT_HTML
-
-    output_dir = args.output_dir
-    written = written_since(output_dir, before)
-    shard = not args.merge and (args.subset_id is not None or args.num_subsets is not None)  # writes its partial only
-    stale = "" if shard else common.stale_report(output_dir)
-    if not written:
-        return f"nothing was written to {output_dir}{stale}; run the same command again"
-    if shard:
-        return f"{', '.join(written)} written to {output_dir} (complete files); run the same command again"
-    if REPORT_HTML in written:
-        return f"{', '.join(written)} written to {output_dir}; the run had finished writing its report"
-    return (f"{', '.join(written)} written to {output_dir} (complete files); {REPORT_HTML} and the remaining figures "
-            f"were not written{stale}: run the same command again")
+    """What an interrupted analysis (parsed ``args``) had written to its output folder and what it had not, in one
+    line (``common.stopped_text``; a shard run writes only its partial)."""
+    shard = not args.merge and (args.subset_id is not None or args.num_subsets is not None)
+    return common.stopped_text(args.output_dir, before, shard=shard)
 
 
 def exit_status(summary: dict, output_dir: str, log: logging.Logger) -> int:
