@@ -184,6 +184,10 @@ def flags_given(parser: argparse.ArgumentParser, argv=None) -> frozenset[str]:
 # A second stop signal this soon after the first is a copy of it, not a second Ctrl-C: a terminal or a job system
 # signals the whole process group, and extract_hubert_features.sh forwards the one it got to its running step.
 SAME_STOP_SECONDS = 1.0
+RESEND_SECONDS = 0.05  # a swallowed stop is signalled again after this: long after the unraisable hook has returned
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a batch system's time limit or ``kill``
+
+
 def owns_process(argv) -> bool:
     """Whether a command's ``main(argv)`` is the whole process: called without argv (a script, a console entry
     point) and not inside an interactive host (IPython's ``%run``, a notebook kernel, ``python -i``), whose own
@@ -191,10 +195,6 @@ def owns_process(argv) -> bool:
     interactive = hasattr(sys, "ps1") or sys.flags.interactive or any(
         name in sys.modules for name in ("IPython", "ipykernel"))
     return argv is None and not interactive
-
-
-RESEND_SECONDS = 0.05  # a swallowed stop is signalled again after this: long after the unraisable hook has returned
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)  # Ctrl-C; a batch system's time limit or ``kill``
 
 
 @contextmanager

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 from layerwise.errors import UsageError
@@ -45,11 +45,11 @@ def check_output_dir(output_dir: str | Path, error: type[UsageError] = UsageErro
                     if len(os.fsencode(name)) > os.pathconf(existing, "PC_NAME_MAX")]
         if too_long:
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), too_long[0])
-        fd, probe = tempfile.mkstemp(prefix=PROBE_PREFIX, dir=existing)
+        probe = existing / f"{PROBE_PREFIX}{os.getpid()}-{secrets.token_hex(4)}"  # named first: a stop removes it
         try:
-            os.close(fd)
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         finally:
-            os.unlink(probe)
+            probe.unlink(missing_ok=True)
     except OSError as err:  # the probe failed, or the path cannot even be looked at (a name over NAME_MAX)
         where = "" if existing == out else f" (it does not exist and its parent {existing} cannot take it)"
         raise error(f"output_dir: cannot write to {out}{where}: {os_reason(err)}; pass an output_dir you "

@@ -51,3 +51,23 @@ def test_written_since_lists_new_and_rewritten_files_oldest_first_without_tempor
         os.utime(tmp_path / name, ns=(stamp + when * 10**9,) * 2)
     assert outputs.written_since(tmp_path, before) == ["old.txt", "summary.json", "partials/p.npz"]
     assert outputs.written_since(tmp_path / "absent", {}) == []
+
+
+def test_a_stop_during_the_probe_leaves_no_probe(tmp_path, monkeypatch):
+    import signal
+
+    from layerwise.cli.common import sigterm_as_interrupt
+
+    real = os.open
+
+    def open_then_stop(file, flags, *args, **kwargs):
+        fd = real(file, flags, *args, **kwargs)
+        if outputs.PROBE_PREFIX in str(file):
+            os.kill(os.getpid(), signal.SIGTERM)  # the handler runs here, with the probe on disk
+        return fd
+
+    monkeypatch.setattr(os, "open", open_then_stop)
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        outputs.check_output_dir(tmp_path)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []
