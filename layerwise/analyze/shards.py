@@ -68,9 +68,12 @@ def write_partial(files: list[Path], options: AnalysisOptions) -> Path:
 
 def header_of(options: AnalysisOptions, all_stems: list[str], **extra) -> dict:
     """The header of a partial before its pass: the shard, every stem of the selection (all shards) and the
-    settings every partial of one merge must share (``_SAME``), plus ``extra`` fields."""
+    settings every partial of one merge must share (``_SAME``; the features folder as an absolute path, so shards
+    and the merge may each run from another working folder), plus ``extra`` fields."""
+    same = {k: str(getattr(options, k)) for k in _SAME}
+    same["features_dir"] = str(Path(options.features_dir).absolute())  # shards and merge may run from other folders
     return {"subset_id": options.subset_id, "num_subsets": options.num_subsets, "all_stems": list(all_stems),
-            "files": [], "empty": [], **{k: str(getattr(options, k)) for k in _SAME}, **extra}
+            "files": [], "empty": [], **same, **extra}
 
 
 def save_partial(path: Path, header: dict, state: stream.Collected | None, *, wall_s: float) -> Path:

@@ -222,7 +222,8 @@ def _run(args, options: ExtractionOptions, out_dir: Path, subset_id: int, num_su
     from layerwise.extract.run import extract_folder
 
     stop = threading.Event()
-    previous = {sig: signal.signal(sig, _finish_then_stop(stop)) for sig in (signal.SIGINT, signal.SIGTERM)}
+    handler = _finish_then_stop(stop)  # one handler for both: a SIGTERM after a Ctrl-C is the same stop
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         runlog = extract_folder(args.audio_dir, args.save_dir, options, subset_id=subset_id, num_subsets=num_subsets,
                                 extensions=extensions, overwrite=args.overwrite, stop=stop,

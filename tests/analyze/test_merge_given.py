@@ -143,3 +143,23 @@ def test_subset_id_given_to_the_merge_is_refused(sharded, capsys):
         main(["--merge", "--output_dir", str(out), "--subset_id", "1", "--no_progress"])
     assert stop.value.code == 2 and "leave --subset_id out of the merge" in capsys.readouterr().err
     assert outputs.written_since(out, before) == []
+
+
+def test_shards_and_merge_run_from_other_folders_with_relative_paths(tmp_path, monkeypatch, caplog):
+    """The partials record the features folder as an absolute path: a merge from another working folder that
+    names the same folder by another relative path is accepted, and the merged summary names it absolutely."""
+    root = tmp_path / "data"
+    feat = write_files(root / "feat", 4, meta={**META, "layers": KEYS})
+    (tmp_path / "elsewhere").mkdir()
+    monkeypatch.chdir(root)
+    for k in range(2):
+        run_analysis(features_dir="feat", output_dir=tmp_path / "out", subset_id=k, num_subsets=2, num_files=0,
+                     max_points=20, control_dir="none")
+    monkeypatch.chdir(tmp_path / "elsewhere")
+    header = shards.read_header(next((tmp_path / "out" / shards.PARTIALS_DIR).glob("*.npz")))
+    assert header["features_dir"] == str(feat)
+    shards.check_given(AnalysisOptions(features_dir="../data/feat", output_dir=tmp_path / "out", merge=True,
+                                       given=frozenset({"features_dir"})), header)  # the same folder: accepted
+    with pytest.raises(UsageError, match="features_dir"):
+        shards.check_given(AnalysisOptions(features_dir="feat", output_dir=tmp_path / "out", merge=True,
+                                           given=frozenset({"features_dir"})), header)

@@ -153,3 +153,25 @@ def test_owns_process_only_without_argv_and_outside_an_interactive_host(monkeypa
     assert owns_process(None) and not owns_process(["--help"])
     monkeypatch.setitem(sys.modules, "IPython", types.ModuleType("IPython"))
     assert not owns_process(None)
+
+
+def test_the_extractions_stop_handler_takes_a_quick_second_signal_of_either_kind_as_a_copy(monkeypatch):
+    """One handler for SIGINT and SIGTERM: Ctrl-C then the wrapper's SIGTERM within SAME_STOP_SECONDS is one stop;
+    a signal later than that aborts (KeyboardInterrupt)."""
+    import signal
+    import threading
+
+    from layerwise.cli import extract
+    from layerwise.cli.common import SAME_STOP_SECONDS
+
+    clock = [100.0]
+    monkeypatch.setattr(extract.time, "monotonic", lambda: clock[0])
+    stop = threading.Event()
+    handler = extract._finish_then_stop(stop)
+    handler(signal.SIGINT, None)
+    assert stop.is_set()
+    clock[0] += SAME_STOP_SECONDS / 2
+    handler(signal.SIGTERM, None)  # a copy: no abort
+    clock[0] += SAME_STOP_SECONDS
+    with pytest.raises(KeyboardInterrupt):
+        handler(signal.SIGINT, None)
