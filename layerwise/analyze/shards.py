@@ -29,6 +29,7 @@ from layerwise.analyze import stream
 from layerwise.analyze.control import CONTROL_AUTO, CONTROL_NONE
 from layerwise.analyze.options import AnalysisOptions
 from layerwise.contract import layout, store
+from layerwise.contract.names import plural
 from layerwise.contract.results import AnalysisResult
 from layerwise.errors import EmbedError, StatsError, UsageError
 
@@ -279,8 +280,8 @@ def check_shard_count(output_dir: str | Path, expected: int) -> None:
     if count != expected:
         raise UsageError(f"merge was given num_subsets={expected}, but the partials in "
                          f"{Path(output_dir) / PARTIALS_DIR} are {count} shards (partial_K_of_{count}); leave "
-                         f"num_subsets out of the merge (it takes the count from the partials) or run the "
-                         f"{expected} shards")
+                         f"num_subsets out of the merge (it takes the count from the partials) or run "
+                         f"{plural(expected, 'shard')} with --num_subsets {expected}")
 
 
 NO_STORE_NOTE = ("extract_features.py --no_store: the features were not stored, so what needs them again after the "
@@ -369,8 +370,8 @@ def check_given(options: AnalysisOptions, header: dict) -> None:
               if name in options.given for mine, theirs in [_given_and_partials(name, options, header)]
               if mine != theirs]
     if differ:
-        raise UsageError(f"merge takes the selection and streaming settings from the partials in {folder}, and "
-                         f"{'; '.join(differ)}. Re-run the shards with the given value (then merge with it), or "
+        raise UsageError(f"merge takes the selection and streaming settings from the partials in {folder}, but "
+                         f"it was {'; '.join(differ)}. Re-run the shards with the given value (then merge with it), or "
                          f"leave it out of the merge to use the partials' value")
 
 

@@ -54,7 +54,7 @@ def test_a_flag_given_with_another_value_is_refused_naming_both(sharded, caplog,
     _, out = sharded
     status, text = merge_cli(out, *flags, caplog=caplog)
     assert status == 2
-    assert given in text and partials in text
+    assert f"but it was given {given}, the partials' {partials}" in text
     assert "Re-run the shards" in text and "leave it out of the merge" in text
     assert not (out / "summary.json").exists()
 
@@ -131,7 +131,7 @@ def test_num_subsets_given_to_the_merge_must_match_the_partials(sharded, caplog)
     _, out = sharded
     before = outputs.snapshot(out)
     status, text = merge_cli(out, "--num_subsets", "3", caplog=caplog)
-    assert status == 2 and "num_subsets=3" in text and "are 2 shards" in text
+    assert status == 2 and "num_subsets=3" in text and "are 2 shards" in text and "run 3 shards with" in text
     assert outputs.written_since(out, before) == []  # nothing written (the module's merge test may have run)
     shards.check_shard_count(out, 2)  # the partials' own count passes the check
 
