@@ -24,7 +24,7 @@ from layerwise.contract import store
 from layerwise.contract.names import plural
 from layerwise.contract.outputs import FOLDER_FULL, check_output_dir, os_reason
 from layerwise.contract.results import AnalysisResult
-from layerwise.errors import AnalysisError, caused_by_interrupt, error_text
+from layerwise.errors import AnalysisError
 
 log = logging.getLogger(__name__)
 
@@ -118,29 +118,21 @@ class Figures:
 
 
 def _guarded(figure, failed: dict[str, str]):
-    """``figure`` whose draw callable records an exception in ``failed`` (logged as an error with the figure's name,
-    the traceback at debug level only) and returns None, so the other figures are still drawn. An OSError of the
-    folder (FOLDER_FULL) raises _NotWritten instead: nothing more can be written."""
+    """``figure`` drawn through ``figures.guarded``: a failure is named in ``failed`` and the others are still
+    drawn; an OSError while writing it becomes _NotWritten (its reason the errno text), raised when the folder can
+    take no more (FOLDER_FULL)."""
     from dataclasses import replace
 
-    def draw(result, path):
-        try:
-            with _writing(figure.name):
-                return figure.draw(result, path)
-        except _NotWritten as err:
-            if err.errno in FOLDER_FULL:
-                raise
-            reason = err.reason
-        except Exception as err:  # any failure of one figure: named, the others still drawn
-            if caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError): not a failure
-                raise
-            log.debug("figure %s: traceback", figure.name, exc_info=True)  # shown with --verbose only
-            reason = f"{type(err).__name__}: {error_text(err)}"
-        log.error("figure %s not drawn: %s", figure.name, reason)
-        failed[figure.name] = reason
-        return None
+    from layerwise.report import figures
 
-    return replace(figure, draw=draw)
+    def draw(result, path):
+        with _writing(figure.name):
+            return figure.draw(result, path)
+
+    return figures.guarded(replace(figure, draw=draw), failed,
+                           fatal=lambda err: isinstance(err, _NotWritten) and err.errno in FOLDER_FULL,
+                           reason=lambda err: err.reason if isinstance(err, _NotWritten) else
+                           figures.failure_reason(err))
 
 
 def draw(result: AnalysisResult, out: str | Path) -> Figures:

@@ -198,7 +198,7 @@ def owns_process(argv) -> bool:
 
 
 @contextmanager
-def sigterm_as_interrupt(*, until_exit: bool = False):
+def stops_as_interrupt(*, until_exit: bool = False):
     """Inside the block the first SIGINT or SIGTERM (a batch system's time limit, ``kill``) raises KeyboardInterrupt
     in the main thread, so a command stops on either as on Ctrl-C (one line, exit 130); later ones while it stops
     are recorded, not raised (no traceback in the middle of the line). Yields the list of stop signals received;
@@ -268,7 +268,7 @@ def stopped_text(output_dir: str, before: dict, *, shard: bool = False, advice: 
 
     written = written_since(output_dir, before)
     again = f"{advice}run the same command again"
-    stale = "" if shard else stale_report(output_dir)
+    stale = "" if shard else _stale_report(output_dir)
     if not written:
         return f"nothing was written to {output_dir}{stale}; {again}"
     if shard:
@@ -279,7 +279,7 @@ def stopped_text(output_dir: str, before: dict, *, shard: bool = False, advice: 
             f"were not written{stale}: {again}")
 
 
-def stale_report(output_dir: str) -> str:
+def _stale_report(output_dir: str) -> str:
     """``" (the report.html there is an earlier run's)"`` when ``output_dir`` holds a report.html this run did not
     write, else ``""``: a stopped run must not let an old report pass for its own."""
     return " (the report.html there is an earlier run's)" if (pathlib.Path(output_dir) / "report.html").exists() else ""

@@ -28,8 +28,8 @@ from layerwise.cli.common import (
     interrupted_by,
     owns_process,
     setup_logging,
-    sigterm_as_interrupt,
     stopped_text,
+    stops_as_interrupt,
     with_flags,
 )
 from layerwise.compare.options import DEFAULT_NUM_FILES, DEFAULT_OUTPUT_DIR, CompareOptions
@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     progress.set_enabled(not args.no_progress)
     log = logging.getLogger("compare_features")
     before = snapshot(args.output_dir)  # what a stopped run wrote: what differs from this at the end
-    with sigterm_as_interrupt(until_exit=owns_process(argv)) as terminated:  # SLURM's time limit: as Ctrl-C
+    with stops_as_interrupt(until_exit=owns_process(argv)) as terminated:  # SLURM's time limit: as Ctrl-C
         status, result = _run(args, before, terminated, log)
     if terminated and status != EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", interrupted_by(terminated), stopped_text(args.output_dir, before))
@@ -83,11 +83,8 @@ def _run(args, before: dict, terminated: list, log: logging.Logger) -> tuple[int
 
         result = run_comparison(CompareOptions(features_dirs=args.features_dirs, output_dir=args.output_dir,
                                                num_files=args.num_files, layers=args.layers, labels=args.labels))
-    except KeyboardInterrupt:
-        log.error("%s: %s", interrupted_by(terminated), stopped_text(args.output_dir, before))
-        return EXIT_INTERRUPTED, None
-    except Exception as err:
-        if terminated or caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError)
+    except (KeyboardInterrupt, Exception) as err:
+        if terminated or caused_by_interrupt(err):  # Ctrl-C/SIGTERM, also wrapped (a lazy import's RuntimeError)
             log.error("%s: %s", interrupted_by(terminated), stopped_text(args.output_dir, before))
             return EXIT_INTERRUPTED, None
         if isinstance(err, LayerwiseError):

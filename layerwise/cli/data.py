@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: --split none needs --alignments", file=sys.stderr)
         return EXIT_USAGE
     name, produced, failed = names[0], [], []
-    with common.sigterm_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM, kill: as Ctrl-C
+    with common.stops_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM, kill: as Ctrl-C
         try:
             for name in names:
                 try:

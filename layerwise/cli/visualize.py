@@ -155,7 +155,7 @@ def main(argv=None) -> int:
     if args.merge and args.num_subsets is not None and args.num_subsets < 1:
         parser.error(f"--num_subsets must be >= 1, got {args.num_subsets}")
     before = snapshot(args.output_dir)  # what an interrupted run wrote: what differs from this at the end
-    with common.sigterm_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM: as Ctrl-C
+    with common.stops_as_interrupt(until_exit=common.owns_process(argv)) as terminated:  # SLURM: as Ctrl-C
         status, summary = _run(args, argv, parser, before, terminated, log)
     if terminated and status != common.EXIT_INTERRUPTED:  # the stop was swallowed and the run went on: still a stop
         log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
@@ -190,13 +190,10 @@ def _run(args, argv, parser, before: dict, terminated: list, log: logging.Logger
 
             check_shard_count(args.output_dir, args.num_subsets)
         summary = run_analysis(options)
-    except KeyboardInterrupt:
-        log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
-        return common.EXIT_INTERRUPTED, {}  # SIGTERM too: README's one exit rule (extraction does the same)
-    except Exception as err:
-        if terminated or caused_by_interrupt(err):  # the stop surfaced wrapped (a lazy import's RuntimeError)
+    except (KeyboardInterrupt, Exception) as err:  # not SystemExit: parser.error's status stands
+        if terminated or caused_by_interrupt(err):  # Ctrl-C/SIGTERM, also wrapped (a lazy import's RuntimeError)
             log.error("%s: %s", common.interrupted_by(terminated), interrupted_text(args, before))
-            return common.EXIT_INTERRUPTED, {}
+            return common.EXIT_INTERRUPTED, {}  # SIGTERM too: README's one exit rule (extraction does the same)
         if isinstance(err, LayerwiseError):
             log.error("%s", common.with_flags(error_text(err), vars(args)))
             if args.verbose:

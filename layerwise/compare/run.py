@@ -31,7 +31,7 @@ from layerwise.contract import layout, store
 from layerwise.contract.grid import Grid, pool_plan
 from layerwise.contract.layout import FRAME_SPAN
 from layerwise.contract.results import VARIANCE_TARGET, components_for
-from layerwise.errors import CompareError, FeatureFileError, UsageError, caused_by_interrupt, error_text
+from layerwise.errors import CompareError, FeatureFileError, UsageError, error_text
 
 log = logging.getLogger(__name__)
 
@@ -327,30 +327,17 @@ def compare(features_dirs: list[str | Path], *, num_files: int = DEFAULT_NUM_FIL
 
 
 def _draw(result: Comparison, out: Path) -> list:
-    """The comparison's figures (``compareplots.figures_of``) drawn into ``out``; one that raises is left out, named
-    in the log and in ``result.not_written`` (the others are drawn). An OSError of the output folder (a full disk,
-    a folder in the file's place) and a stop (Ctrl-C, SIGTERM, also wrapped in another exception) are raised: they
-    end the run."""
-    from dataclasses import replace
-
+    """The comparison's figures (``compareplots.figures_of``) drawn into ``out`` through ``figures.guarded``: one
+    that raises is left out, named in the log and in ``result.not_written`` (the others are drawn). An OSError of
+    the output folder (a full disk, a folder in the file's place) and a stop are raised: they end the run."""
     from layerwise.contract.outputs import about_output
     from layerwise.report import compareplots, figures
 
-    def guarded(figure):
-        def draw(result, path):
-            try:
-                return figure.draw(result, path)
-            except Exception as err:  # one figure's failure (a label matplotlib cannot lay out): named, rest drawn
-                if caused_by_interrupt(err) or (isinstance(err, OSError) and about_output(err, out)):
-                    raise  # a stop, or the output folder's error (the CLI names the file): they end the run
-                log.debug("figure %s: traceback", figure.name, exc_info=True)  # shown with --verbose only
-                result.not_written[figure.name] = f"{type(err).__name__}: {error_text(err)}"
-                log.error("figure %s not drawn: %s", figure.name, result.not_written[figure.name])
-                return None
+    def fatal(err: Exception) -> bool:
+        return isinstance(err, OSError) and about_output(err, out)
 
-        return replace(figure, draw=draw)
-
-    return figures.draw_all(result, out, [guarded(figure) for figure in compareplots.figures_of(result)])
+    todo = [figures.guarded(figure, result.not_written, fatal=fatal) for figure in compareplots.figures_of(result)]
+    return figures.draw_all(result, out, todo)
 
 
 def run_comparison(options: CompareOptions | None = None, **settings) -> Comparison:

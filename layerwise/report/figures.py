@@ -10,13 +10,17 @@ imported when the first figure is drawn, not when this module is imported).
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
 from layerwise.contract.layout import ABX_MEASURES, MEASURE, PROPERTY_MEASURES, SPAN_MEASURES
 from layerwise.contract.results import N_PCA_COMPONENTS, AnalysisResult
+from layerwise.errors import caused_by_interrupt, error_text
+
+log = logging.getLogger(__name__)
 
 NO_CONTROL_CAPTION = ("No random-initialisation control in this run, so no dashed lines: only the analysed model is "
                       "drawn (see the notes for where the control was looked for).")
@@ -383,6 +387,31 @@ FIGURES: tuple[Figure, ...] = (
 )
 FIGURE_NAMES = tuple(f.name for f in FIGURES)
 BY_NAME = {f.name: f for f in FIGURES}
+
+
+def failure_reason(err: Exception) -> str:
+    """Why a figure was not drawn, in one line: the exception's type and message."""
+    return f"{type(err).__name__}: {error_text(err)}"
+
+
+def guarded(figure: Figure, failed: dict[str, str], *, fatal: Callable[[Exception], bool] = lambda err: False,
+            reason: Callable[[Exception], str] = failure_reason) -> Figure:
+    """``figure`` whose draw records an exception in ``failed`` (file name -> ``reason(err)``; logged as an error
+    naming the figure, the traceback at debug level only) and returns None, so the other figures are still drawn.
+    Raised instead: a stop (Ctrl-C, SIGTERM, also wrapped in another exception: ``errors.caused_by_interrupt``)
+    and what ``fatal`` picks (an output folder that can take no more). Both commands draw through this."""
+    def draw(result, path):
+        try:
+            return figure.draw(result, path)
+        except Exception as err:  # one figure's failure: named, the others still drawn
+            if caused_by_interrupt(err) or fatal(err):
+                raise
+            log.debug("figure %s: traceback", figure.name, exc_info=True)  # shown with --verbose only
+            failed[figure.name] = reason(err)
+            log.error("figure %s not drawn: %s", figure.name, failed[figure.name])
+            return None
+
+    return replace(figure, draw=draw)
 
 
 def draw_all(result, out: str | Path, figures=FIGURES) -> list[Drawn]:

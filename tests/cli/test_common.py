@@ -71,14 +71,14 @@ def test_sigterm_raises_keyboard_interrupt_once_and_restores_the_handlers():
     import signal
     import sys
 
-    from layerwise.cli.common import interrupted_by, sigterm_as_interrupt
+    from layerwise.cli.common import interrupted_by, stops_as_interrupt
 
     before, hook = signal.getsignal(signal.SIGTERM), sys.unraisablehook
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt() as terminated:
+    with pytest.raises(KeyboardInterrupt), stops_as_interrupt() as terminated:
         signal.raise_signal(signal.SIGTERM)
     assert terminated == [signal.SIGTERM] and interrupted_by(terminated) == "terminated (SIGTERM)"
     assert interrupted_by([]) == "interrupted"
-    with sigterm_as_interrupt() as terminated:
+    with stops_as_interrupt() as terminated:
         try:
             signal.raise_signal(signal.SIGTERM)
         except KeyboardInterrupt:
@@ -93,14 +93,14 @@ def test_an_interrupt_swallowed_in_a_destructor_is_raised_again(capfd):
     import signal
     import time
 
-    from layerwise.cli.common import sigterm_as_interrupt
+    from layerwise.cli.common import stops_as_interrupt
 
     class Dies:
         def __del__(self):
             signal.raise_signal(signal.SIGTERM)  # the handler runs here, inside the destructor
 
     deadline = time.monotonic() + 5.0
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt() as terminated:
+    with pytest.raises(KeyboardInterrupt), stops_as_interrupt() as terminated:
         Dies()  # destroyed at once: the interrupt is raised inside __del__ and swallowed
         gc.collect()
         while time.monotonic() < deadline:  # the work goes on: the re-sent signal must stop it
@@ -112,10 +112,10 @@ def test_an_interrupt_swallowed_in_a_destructor_is_raised_again(capfd):
 def test_ctrl_c_then_sigterm_while_stopping_raises_once_and_says_interrupted():
     import signal
 
-    from layerwise.cli.common import interrupted_by, sigterm_as_interrupt
+    from layerwise.cli.common import interrupted_by, stops_as_interrupt
 
     before = signal.getsignal(signal.SIGINT)
-    with sigterm_as_interrupt() as stops:
+    with stops_as_interrupt() as stops:
         try:
             signal.raise_signal(signal.SIGINT)
         except KeyboardInterrupt:
@@ -132,8 +132,8 @@ def test_until_exit_keeps_a_late_sigterm_from_killing_the_process():
     import sys
 
     code = ("import os, signal, sys\n"
-            "from layerwise.cli.common import sigterm_as_interrupt\n"
-            "with sigterm_as_interrupt(until_exit=True):\n"
+            "from layerwise.cli.common import stops_as_interrupt\n"
+            "with stops_as_interrupt(until_exit=True):\n"
             "    pass\n"
             "os.kill(os.getpid(), signal.SIGTERM)\n"
             "sys.exit(3)\n")

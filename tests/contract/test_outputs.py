@@ -56,7 +56,7 @@ def test_written_since_lists_new_and_rewritten_files_oldest_first_without_tempor
 def test_a_stop_during_the_probe_leaves_no_probe(tmp_path, monkeypatch):
     import signal
 
-    from layerwise.cli.common import sigterm_as_interrupt
+    from layerwise.cli.common import stops_as_interrupt
 
     real = os.open
 
@@ -67,7 +67,7 @@ def test_a_stop_during_the_probe_leaves_no_probe(tmp_path, monkeypatch):
         return fd
 
     monkeypatch.setattr(os, "open", open_then_stop)
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+    with pytest.raises(KeyboardInterrupt), stops_as_interrupt():
         outputs.check_output_dir(tmp_path)
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []

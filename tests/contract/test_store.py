@@ -202,7 +202,7 @@ def test_a_stop_while_the_temporary_is_made_leaves_no_temporary(tmp_path, monkey
     import os
     import signal
 
-    from layerwise.cli.common import sigterm_as_interrupt
+    from layerwise.cli.common import stops_as_interrupt
 
     real = os.open
 
@@ -213,7 +213,7 @@ def test_a_stop_while_the_temporary_is_made_leaves_no_temporary(tmp_path, monkey
         return fd
 
     monkeypatch.setattr(os, "open", open_then_stop)
-    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt(), store.atomic_open(tmp_path / "x.json") as handle:
+    with pytest.raises(KeyboardInterrupt), stops_as_interrupt(), store.atomic_open(tmp_path / "x.json") as handle:
         handle.write("x")
     monkeypatch.undo()
     assert list(tmp_path.iterdir()) == []
